@@ -1,0 +1,19 @@
+// Portability macros shared by the C++ (Cython) and CUDA builds of fastrec's kernels.
+#pragma once
+
+#include <stdint.h>
+
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__) || defined(FASTREC_CUDA_EMULATION)
+#define FASTREC_HD __host__ __device__ __forceinline__
+#else
+#define FASTREC_HD static inline
+#endif
+
+// Runtime ISA dispatch for the CPU hot loops: the build stays portable (no -march=native) while
+// the loaded clone uses AVX-512 or AVX2+FMA where the CPU has them.
+#if !defined(__CUDACC__) && !defined(__CUDACC_RTC__) && defined(__x86_64__) && \
+    defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && !defined(FASTREC_NO_CLONES)
+#define FASTREC_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define FASTREC_CPU_CLONES
+#endif

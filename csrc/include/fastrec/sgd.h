@@ -1,0 +1,51 @@
+// Per-rating math of biased matrix factorisation trained by SGD (Funk / Koren style).
+//
+// Model: r_hat(u, i) = mu + b_u + b_i + p_u . q_i
+// Step for one rating r with e = r - r_hat:
+//   b_u += lr_b (e - reg_b b_u)            b_i += lr_b (e - reg_b b_i)
+//   p_uf += lr (e q_if - reg p_uf)         q_if += lr (e p_uf_old - reg q_if)
+// The same functions are used by the Cython kernel (one thread per block of ratings) and by the
+// CUDA kernel (one warp per rating, each lane owning a slice of the k factors).
+#pragma once
+
+#include "fastrec/common.h"
+
+namespace fastrec {
+
+// Lanes of the CPU dot product: a fixed number of independent partial sums, so the compiler can
+// vectorise the reduction without -ffast-math and every ISA clone sums in the same order.
+constexpr int SGD_DOT_LANES = 16;
+
+template <typename T>
+FASTREC_HD T sgd_error(T rating, T global_mean, T user_bias, T item_bias, T dot) {
+  return rating - (global_mean + user_bias + item_bias + dot);
+}
+
+template <typename T>
+FASTREC_HD T sgd_bias_step(T bias, T err, T lr_bias, T reg_bias) {
+  return bias + lr_bias * (err - reg_bias * bias);
+}
+
+// Updates one factor pair in place; q's step uses p's value from before this rating.
+template <typename T>
+FASTREC_HD void sgd_factor_step(T &p, T &q, T err, T lr, T reg) {
+  const T p_old = p;
+  p = p + lr * (err * q - reg * p);
+  q = q + lr * (err * p_old - reg * q);
+}
+
+// Dot product of two k-vectors with SGD_DOT_LANES interleaved partial sums, reduced pairwise.
+template <typename T>
+FASTREC_HD T sgd_lane_dot(const T *__restrict p, const T *__restrict q, int64_t k) {
+  T acc[SGD_DOT_LANES];
+  for (int l = 0; l < SGD_DOT_LANES; ++l) acc[l] = T(0);
+  int64_t j = 0;
+  for (; j + SGD_DOT_LANES <= k; j += SGD_DOT_LANES)
+    for (int l = 0; l < SGD_DOT_LANES; ++l) acc[l] += p[j + l] * q[j + l];
+  for (int l = 0; j < k; ++j, ++l) acc[l] += p[j] * q[j];
+  for (int width = SGD_DOT_LANES / 2; width > 0; width /= 2)
+    for (int l = 0; l < width; ++l) acc[l] += acc[l + width];
+  return acc[0];
+}
+
+}  // namespace fastrec

@@ -1,0 +1,1 @@
+"""Backend-agnostic drivers: data layouts, schedules, epochs and early stopping."""

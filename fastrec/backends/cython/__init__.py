@@ -1,0 +1,15 @@
+"""Cython + OpenMP kernels (compiled at install); the per-element math is in csrc/include."""
+
+from fastrec.backends.cython._info import build_info
+from fastrec.backends.cython._sgd import sgd_epoch
+
+__all__ = ["probe", "sgd_epoch"]
+
+
+def probe():
+    info = build_info()
+    return f"g++ {info['compiler']}", {
+        "openmp": "on" if info["openmp"] else "off (serial build)",
+        "threads": info["max_threads"],
+        "isa": info["isa"],
+    }

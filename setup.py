@@ -1,0 +1,95 @@
+"""Build the Cython kernels; OpenMP is detected by a compile test and the same sources build serial
+without it. Environment switches: FASTREC_DISABLE_OPENMP=1 (serial build), FASTREC_DEBUG=1
+(bounds checks on, -O0), FASTREC_NO_CLONES=1 (no runtime ISA dispatch)."""
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
+
+HERE = Path(__file__).parent.resolve()
+CSRC = HERE / "csrc"
+CYTHON_DIR = Path("fastrec") / "backends" / "cython"
+
+
+def _compiler():
+    from setuptools._distutils.ccompiler import new_compiler
+    from setuptools._distutils.sysconfig import customize_compiler
+
+    compiler = new_compiler()
+    customize_compiler(compiler)
+    return compiler
+
+
+def openmp_flags():
+    """Return (compile_args, link_args) for OpenMP, or empty lists when it does not build."""
+    if os.environ.get("FASTREC_DISABLE_OPENMP") == "1":
+        print("fastrec: OpenMP disabled by FASTREC_DISABLE_OPENMP", file=sys.stderr)
+        return [], []
+    flags = ["-fopenmp"]
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "omp_check.cpp"
+        src.write_text(
+            "#include <omp.h>\nint main(void) {\n  int n = 0;\n"
+            "#pragma omp parallel reduction(+:n)\n  n += 1;\n  return n > 0 ? 0 : 1;\n}\n"
+        )
+        compiler = _compiler()
+        try:
+            objects = compiler.compile([str(src)], output_dir=tmp, extra_postargs=flags)
+            compiler.link_executable(objects, "omp_check", output_dir=tmp, extra_postargs=flags)
+        except Exception as exc:  # noqa: BLE001 - any compiler failure means "no OpenMP"
+            print(f"fastrec: building without OpenMP ({exc})", file=sys.stderr)
+            return [], []
+    return flags, flags
+
+
+def extensions():
+    debug = os.environ.get("FASTREC_DEBUG") == "1"
+    omp_compile, omp_link = openmp_flags()
+    compile_args = ["-std=c++17", "-O0" if debug else "-O3", *omp_compile]
+    macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+    if os.environ.get("FASTREC_NO_CLONES") == "1":
+        macros.append(("FASTREC_NO_CLONES", "1"))
+    exts = []
+    for pyx in sorted((HERE / CYTHON_DIR).glob("*.pyx")):
+        module = ".".join((*CYTHON_DIR.parts, pyx.stem))
+        exts.append(
+            Extension(
+                module,
+                [str(pyx.relative_to(HERE))],
+                language="c++",
+                include_dirs=[np.get_include(), str(CSRC / "include"), str(CYTHON_DIR)],
+                define_macros=macros,
+                extra_compile_args=compile_args,
+                extra_link_args=omp_link,
+            )
+        )
+    directives = {
+        "language_level": 3,
+        "boundscheck": debug,
+        "wraparound": debug,
+        "cdivision": not debug,
+        "initializedcheck": debug,
+        "embedsignature": True,
+    }
+    return cythonize(exts, compiler_directives=directives, compile_time_env={"FASTREC_OPENMP": bool(omp_compile)})
+
+
+class BuildPyWithCsrc(build_py):
+    """Ship csrc/ inside the package: the CUDA backend compiles the .cu sources at first use."""
+
+    def run(self):
+        super().run()
+        target = Path(self.build_lib) / "fastrec" / "_csrc"
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(CSRC, target, ignore=shutil.ignore_patterns("*.o", "*.so"))
+
+
+setup(ext_modules=extensions(), cmdclass={"build_py": BuildPyWithCsrc})
