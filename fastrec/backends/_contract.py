@@ -45,8 +45,47 @@ conflict-free, every backend's result is independent of its thread count.
 Returns the sum of squared errors of the ratings, each measured just before its own update.
 """
 
+ADAM_STEP_DOC = """adam_step(params, grads, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
+          n_threads=1) -> None
+
+One Adam step over a flat parameter vector (math: ``csrc/include/fastrec/optim.h``, the
+torch.optim.Adam formula with bias correction).
+
+params : T[n]   modified in place
+grads  : T[n]   gradient (any L2 term already added)
+m, v   : T[n]   first and second moments, modified in place (start at zero)
+step   : int    1-based step number t (for the bias corrections 1 - beta**t)
+lr, beta1, beta2, eps : float
+"""
+
+SPARSE_ADAM_STEP_DOC = """sparse_adam_step(table, rows, row_grads, m, v, step, lr, beta1=0.9,
+                 beta2=0.999, eps=1e-8, n_threads=1) -> None
+
+Lazy Adam (torch.optim.SparseAdam) on the embedding rows a batch touched.
+
+table     : T[n_rows, d]  modified in place (only rows listed in ``rows``)
+rows      : I[n]          row of each gradient; duplicates allowed
+row_grads : T[n, d]       gradient of each position (not modified)
+m, v      : T[n_rows, d]  moments, modified in place for the touched rows only
+step      : int           1-based global step number
+
+The gradients of duplicate rows are summed (in position order) and every distinct row gets one
+Adam update; rows not in ``rows`` are left untouched (their moments do not decay).
+"""
+
+SPARSE_ADAGRAD_STEP_DOC = """sparse_adagrad_step(table, rows, row_grads, acc, lr, eps=1e-10,
+                    n_threads=1) -> None
+
+Adagrad on the embedding rows a batch touched: ``acc += g**2; w -= lr * g / (sqrt(acc) + eps)``
+with ``g`` the summed gradient of each distinct row (arguments as ``sparse_adam_step``;
+``acc`` T[n_rows, d] is modified in place).
+"""
+
 CONTRACT: dict[str, str] = {
     "sgd_epoch": SGD_EPOCH_DOC,
+    "adam_step": ADAM_STEP_DOC,
+    "sparse_adam_step": SPARSE_ADAM_STEP_DOC,
+    "sparse_adagrad_step": SPARSE_ADAGRAD_STEP_DOC,
 }
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -100,3 +139,29 @@ def check_sgd_epoch(users, items, ratings, block_ptr, schedule, user_factors, it
             raise ContractError(f"user index out of range [0, {n_users})")
         if items.min() < 0 or items.max() >= n_items:
             raise ContractError(f"item index out of range [0, {n_items})")
+
+
+def check_adam_step(params, grads, m, v, step) -> None:
+    """Validate the arguments of ``adam_step``."""
+    if params.dtype not in FLOAT_DTYPES:
+        raise ContractError(f"params must be float32 or float64, got {params.dtype}")
+    _check_array("params", params, params.dtype, 1)
+    for name, arr in (("grads", grads), ("m", m), ("v", v)):
+        _check_array(name, arr, params.dtype, 1, params.shape)
+    if int(step) < 1:
+        raise ContractError(f"step must be >= 1, got {step}")
+
+
+def check_sparse_step(table, rows, row_grads, *states) -> None:
+    """Validate the arguments of ``sparse_adam_step`` / ``sparse_adagrad_step``."""
+    if table.dtype not in FLOAT_DTYPES:
+        raise ContractError(f"table must be float32 or float64, got {table.dtype}")
+    if rows.dtype not in INDEX_DTYPES:
+        raise ContractError(f"rows must be int32 or int64, got {rows.dtype}")
+    _check_array("table", table, table.dtype, 2)
+    _check_array("rows", rows, rows.dtype, 1)
+    _check_array("row_grads", row_grads, table.dtype, 2, (rows.shape[0], table.shape[1]))
+    for j, state in enumerate(states):
+        _check_array(f"optimizer state {j}", state, table.dtype, 2, table.shape)
+    if rows.size and (rows.min() < 0 or rows.max() >= table.shape[0]):
+        raise ContractError(f"row index out of range [0, {table.shape[0]})")

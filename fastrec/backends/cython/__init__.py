@@ -1,9 +1,10 @@
 """Cython + OpenMP kernels (compiled at install); the per-element math is in csrc/include."""
 
 from fastrec.backends.cython._info import build_info
+from fastrec.backends.cython._optim import adam_step, sparse_adagrad_step, sparse_adam_step
 from fastrec.backends.cython._sgd import sgd_epoch
 
-__all__ = ["probe", "sgd_epoch"]
+__all__ = ["adam_step", "probe", "sgd_epoch", "sparse_adagrad_step", "sparse_adam_step"]
 
 
 def probe():

@@ -2,9 +2,10 @@
 
 import numpy as np
 
+from fastrec.backends.reference.optim import adam_step, sparse_adagrad_step, sparse_adam_step
 from fastrec.backends.reference.sgd import sgd_epoch
 
-__all__ = ["probe", "sgd_epoch"]
+__all__ = ["adam_step", "probe", "sgd_epoch", "sparse_adagrad_step", "sparse_adam_step"]
 
 
 def probe():
