@@ -81,11 +81,86 @@ with ``g`` the summed gradient of each distinct row (arguments as ``sparse_adam_
 ``acc`` T[n_rows, d] is modified in place).
 """
 
+NCF_LAYOUT_DOC = """Layouts shared by the NCF kernels (GMF, MLP and NeuMF are one network):
+
+user_emb : T[n_users, d], item_emb : T[n_items, d], d = n_gmf + n_mlp. Columns [0, n_gmf) are
+           the GMF embedding, [n_gmf, d) the MLP embedding.
+layers   : int64[n_widths] MLP widths; layers[0] = 2 * n_mlp (the concatenated user and item MLP
+           embeddings), layers[l] the output width of dense layer l (ReLU). Empty: no MLP tower
+           (GMF). n_gmf = 0: no GMF branch (MLP).
+dense    : T[n_dense], concatenated: for l = 1..n_widths-1, W_l row-major [layers[l-1], layers[l]]
+           then b_l [layers[l]]; then the output weights h [n_gmf + last] and the output bias [1]
+           (last = layers[-1], or 0 without MLP).
+logit    : z = h . [p_u * q_i (GMF part) ; mlp_L] + b_out, with
+           mlp_0 = [p_u (MLP part) ; q_i (MLP part)], mlp_l = relu(mlp_{l-1} W_l + b_l).
+cache    : T[B * (n_gmf + sum(layers))], block-major: gmf [B, n_gmf], then mlp_0 [B, layers[0]],
+           ..., mlp_L [B, layers[-1]], each block a C-contiguous matrix.
+loss     : 0 = binary cross-entropy with logits (targets in [0, 1]); 1 = squared error (z - y)^2.
+optimizer: 0 = Adam (lazy on embedding rows), 1 = Adagrad, 2 = SGD (optim.h).
+Math of the activations and losses: ``csrc/include/fastrec/ncf.h``.
+"""
+
+NCF_FORWARD_DOC = """ncf_forward(users, items, user_emb, item_emb, dense, layers, n_gmf, cache,
+            logits, n_threads=1) -> None
+
+Forward pass of a mini-batch (layouts: NCF_LAYOUT_DOC).
+
+users, items : I[B]
+cache        : T[B * (n_gmf + sum(layers))]  written (activations for the backward pass)
+logits       : T[B]                           written
+"""
+
+NCF_BACKWARD_DOC = """ncf_backward(users, items, targets, user_emb, item_emb, dense, layers, n_gmf,
+             cache, logits, loss, dense_grad, user_grads, item_grads, n_threads=1) -> float
+
+Backward pass of the mini-batch whose forward pass filled ``cache`` and ``logits``.
+
+targets    : T[B]       labels (BCE) or ratings (squared error)
+loss       : int        0 BCE with logits, 1 squared error
+dense_grad : T[n_dense] written: gradient of the mean loss over the batch
+user_grads : T[B, d]    written: gradient of the mean loss w.r.t. the user row of each position
+item_grads : T[B, d]    written: the same for the item rows
+Returns the summed (not mean) loss of the batch. Inputs other than the outputs are unchanged.
+"""
+
+NCF_TRAIN_EPOCH_DOC = """ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr,
+                seen_indices, order, n_negatives, seed, epoch, user_emb, item_emb, dense,
+                layers, n_gmf, loss, optimizer, lr, beta1, beta2, eps, step, dense_state1,
+                dense_state2,
+                user_state1, user_state2, item_state1, item_state2, batch_size, n_threads=1)
+    -> float
+
+A whole training epoch: sampling, batching, forward, backward and optimiser steps.
+
+pos_users, pos_items : I[P]   observed pairs; pos_targets : T[P] their targets
+seen_indptr, seen_indices : int64[n_users+1], I[nnz]  CSR of the items each user has seen,
+               sorted within rows (negatives are drawn outside it)
+order        : int64[N]  sample slots in processing order; slot s stands for positive
+               p = s // (n_negatives + 1) and j = s % (n_negatives + 1): j = 0 is the positive
+               (target pos_targets[p]); j >= 1 is its negative number k = p * n_negatives + j - 1
+               with target 0, the item drawn with the counter RNG (rng.h) under
+               key = rng_key(seed, epoch): candidate t is
+               rng_below(rng_at(key, k * 64 + t), n_items), t = 0..63, the first one not seen by
+               the user (or the 64th). Batches are consecutive runs of ``batch_size`` slots
+               (the last may be shorter).
+user_emb, item_emb, dense : modified in place
+*_state1, *_state2 : optimiser state shaped like dense / user_emb / item_emb, modified in place
+               (Adam: moments; Adagrad: accumulator in state1; SGD: unused)
+step         : Adam steps taken before this epoch; batch b uses step + b + 1
+Each batch: forward, backward (mean loss), then one optimiser step of the dense vector and one
+lazy step of each distinct user and item row of the batch (duplicates summed).
+Returns the summed loss of every sample, measured in its batch's forward pass. Results do not
+depend on n_threads (float rounding aside between backends).
+"""
+
 CONTRACT: dict[str, str] = {
     "sgd_epoch": SGD_EPOCH_DOC,
     "adam_step": ADAM_STEP_DOC,
     "sparse_adam_step": SPARSE_ADAM_STEP_DOC,
     "sparse_adagrad_step": SPARSE_ADAGRAD_STEP_DOC,
+    "ncf_forward": NCF_FORWARD_DOC,
+    "ncf_backward": NCF_BACKWARD_DOC,
+    "ncf_train_epoch": NCF_TRAIN_EPOCH_DOC,
 }
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -165,3 +240,37 @@ def check_sparse_step(table, rows, row_grads, *states) -> None:
         _check_array(f"optimizer state {j}", state, table.dtype, 2, table.shape)
     if rows.size and (rows.min() < 0 or rows.max() >= table.shape[0]):
         raise ContractError(f"row index out of range [0, {table.shape[0]})")
+
+
+def check_ncf_net(user_emb, item_emb, dense, layers, n_gmf) -> None:
+    """Validate an NCF network's arrays against the layout (NCF_LAYOUT_DOC)."""
+    dtype = dense.dtype
+    if dtype not in FLOAT_DTYPES:
+        raise ContractError(f"dense must be float32 or float64, got {dtype}")
+    _check_array("layers", layers, np.int64, 1)
+    n_mlp = int(layers[0]) // 2 if layers.shape[0] else 0
+    if layers.shape[0] and (layers.min() < 1 or layers[0] % 2):
+        raise ContractError(f"layers must be positive with an even layers[0], got {layers}")
+    if n_gmf < 0 or (n_gmf == 0 and layers.shape[0] == 0):
+        raise ContractError("the network needs n_gmf > 0 or MLP layers")
+    _check_array("user_emb", user_emb, dtype, 2)
+    _check_array("item_emb", item_emb, dtype, 2, (item_emb.shape[0], n_gmf + n_mlp))
+    if user_emb.shape[1] != n_gmf + n_mlp:
+        raise ContractError(f"embedding rows must have n_gmf + layers[0] / 2 = {n_gmf + n_mlp}"
+                            f" columns, got {user_emb.shape[1]}")
+    weights = sum(int(a) * int(b) + int(b) for a, b in zip(layers[:-1], layers[1:], strict=False))
+    last = int(layers[-1]) if layers.shape[0] else 0
+    _check_array("dense", dense, dtype, 1, (weights + n_gmf + last + 1,))
+
+
+def check_ncf_batch(users, items, user_emb, item_emb) -> None:
+    """Validate a batch's index arrays (O(B) range check)."""
+    if users.dtype not in INDEX_DTYPES:
+        raise ContractError(f"indices must be int32 or int64, got {users.dtype}")
+    _check_array("users", users, users.dtype, 1)
+    _check_array("items", items, users.dtype, 1, users.shape)
+    if users.size:
+        if users.min() < 0 or users.max() >= user_emb.shape[0]:
+            raise ContractError(f"user index out of range [0, {user_emb.shape[0]})")
+        if items.min() < 0 or items.max() >= item_emb.shape[0]:
+            raise ContractError(f"item index out of range [0, {item_emb.shape[0]})")

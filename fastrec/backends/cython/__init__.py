@@ -1,10 +1,20 @@
 """Cython + OpenMP kernels (compiled at install); the per-element math is in csrc/include."""
 
 from fastrec.backends.cython._info import build_info
+from fastrec.backends.cython._ncf import ncf_backward, ncf_forward, ncf_train_epoch
 from fastrec.backends.cython._optim import adam_step, sparse_adagrad_step, sparse_adam_step
 from fastrec.backends.cython._sgd import sgd_epoch
 
-__all__ = ["adam_step", "probe", "sgd_epoch", "sparse_adagrad_step", "sparse_adam_step"]
+__all__ = [
+    "adam_step",
+    "ncf_backward",
+    "ncf_forward",
+    "ncf_train_epoch",
+    "probe",
+    "sgd_epoch",
+    "sparse_adagrad_step",
+    "sparse_adam_step",
+]
 
 
 def probe():

@@ -2,10 +2,20 @@
 
 import numba
 
+from fastrec.backends.numba.ncf import ncf_backward, ncf_forward, ncf_train_epoch
 from fastrec.backends.numba.optim import adam_step, sparse_adagrad_step, sparse_adam_step
 from fastrec.backends.numba.sgd import sgd_epoch
 
-__all__ = ["adam_step", "probe", "sgd_epoch", "sparse_adagrad_step", "sparse_adam_step"]
+__all__ = [
+    "adam_step",
+    "ncf_backward",
+    "ncf_forward",
+    "ncf_train_epoch",
+    "probe",
+    "sgd_epoch",
+    "sparse_adagrad_step",
+    "sparse_adam_step",
+]
 
 
 def probe():
