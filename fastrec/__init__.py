@@ -2,13 +2,14 @@
 
 import logging
 
+from fastrec import evaluation
 from fastrec.backends import BackendUnavailable, show_backends
 from fastrec.data import Interactions, synthetic_ratings
-from fastrec.models import MF
+from fastrec.models import GMF, MF, MLP, NeuMF
 
 __version__ = "0.1.0"
 
 logging.getLogger("fastrec").addHandler(logging.NullHandler())
 
-__all__ = ["MF", "BackendUnavailable", "Interactions", "__version__", "show_backends",
-           "synthetic_ratings"]
+__all__ = ["GMF", "MF", "MLP", "BackendUnavailable", "Interactions", "NeuMF", "__version__",
+           "evaluation", "show_backends", "synthetic_ratings"]
