@@ -355,7 +355,8 @@ class _NCF(Estimator):
         arrays["n_gmf_"] = np.array(self.n_gmf_)
         arrays["seen_indptr"], arrays["seen_indices"] = self.seen_.indptr, self.seen_.indices
         params = self.get_params()
-        params["layers"] = [int(w) for w in np.atleast_1d(params["layers"])]
+        if "layers" in params:
+            params["layers"] = [int(w) for w in np.atleast_1d(params["layers"])]
         params["dtype"] = np.dtype(params["dtype"]).name
         return io.save_arrays(path, type(self).__name__, params, arrays)
 
