@@ -206,7 +206,8 @@ def test_leave_last_out_protocol():
         rows = np.flatnonzero(data.users == u)
         latest = rows[np.argmax(data.timestamps[rows])]
         assert test.items[test.users == u][0] == data.items[latest]
-    lonely = data.subset(np.r_[np.flatnonzero(data.users != 3), np.flatnonzero(data.users == 3)[:1]])
+    keep = np.r_[np.flatnonzero(data.users != 3), np.flatnonzero(data.users == 3)[:1]]
+    lonely = data.subset(keep)
     with pytest.raises(ValueError, match="single interaction"):
         leave_last_out(lonely)
     train2, test2 = leave_last_out(lonely, single="train")
