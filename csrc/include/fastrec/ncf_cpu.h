@@ -26,11 +26,16 @@ namespace fastrec {
 
 constexpr int64_t NCF_CHUNK = 64;
 constexpr int64_t NCF_MAX_WIDTHS = 32;
+constexpr int64_t NCF_DENSE_BLOCK = 1024;
 
 typedef void (*sgemm_fn)(char *, char *, int *, int *, int *, float *, float *, int *, float *,
                          int *, float *, float *, int *);
 typedef void (*dgemm_fn)(char *, char *, int *, int *, int *, double *, double *, int *,
                          double *, int *, double *, double *, int *);
+
+// Entry points get the runtime ISA dispatch of the other CPU kernels; flatten inlines the row
+// passes and optimiser loops into each clone so they are compiled for that ISA too.
+#define FASTREC_NCF_ENTRY FASTREC_CPU_CLONES __attribute__((flatten))
 
 struct Blas {
   sgemm_fn sgemm;
@@ -199,7 +204,7 @@ static inline double ncf_backward_rows(const Blas &blas, const NcfShape &s, cons
 }
 
 template <typename T, typename I>
-static inline void ncf_forward_batch(const Blas &blas, const I *users, const I *items,
+FASTREC_NCF_ENTRY void ncf_forward_batch(const Blas &blas, const I *users, const I *items,
                                      int64_t batch, const T *user_emb, const T *item_emb,
                                      const T *dense, const int64_t *layers, int64_t n_widths,
                                      int64_t n_gmf, T *cache, T *logits, int n_threads) {
@@ -214,7 +219,7 @@ static inline void ncf_forward_batch(const Blas &blas, const I *users, const I *
 
 // Gradients of the mean loss over the batch; returns the summed loss.
 template <typename T, typename I>
-static inline double ncf_backward_batch(const Blas &blas, const I *users, const I *items,
+FASTREC_NCF_ENTRY double ncf_backward_batch(const Blas &blas, const I *users, const I *items,
                                         const T *targets, int64_t batch, const T *user_emb,
                                         const T *item_emb, const T *dense, const int64_t *layers,
                                         int64_t n_widths, int64_t n_gmf, const T *cache,
@@ -265,7 +270,7 @@ static inline int64_t ncf_draw_negative(uint64_t key, int64_t negative, int64_t 
 // A whole epoch; see NCF_TRAIN_EPOCH_DOC in fastrec/backends/_contract.py. Returns the summed
 // loss of every sample, each measured before the step of its batch.
 template <typename T, typename I>
-static inline double ncf_train_epoch_cpu(
+FASTREC_NCF_ENTRY double ncf_train_epoch_cpu(
     const Blas &blas, const I *pos_users, const I *pos_items, const T *pos_targets,
     const int64_t *seen_indptr, const I *seen_indices, const int64_t *order, int64_t n_samples,
     int64_t n_negatives, uint64_t seed, int64_t epoch, T *user_emb, int64_t n_users,
@@ -318,11 +323,18 @@ static inline double ncf_train_epoch_cpu(
           chunk_grads.data() + c * s.n_dense, user_grads.data(), item_grads.data());
     }
     const StepScalars<T> st = make_step_scalars<T>(optimizer, lr, beta1, beta2, eps, step + b + 1);
+    // Chunk 0's slice becomes the batch gradient (chunks summed in order), then one step; the
+    // dense vector is cut into blocks so each thread runs straight, vectorisable loops.
+    const int64_t n_blocks = (s.n_dense + NCF_DENSE_BLOCK - 1) / NCF_DENSE_BLOCK;
 #pragma omp for schedule(static) nowait
-    for (int64_t j = 0; j < s.n_dense; ++j) {
-      T sum = T(0);
-      for (int64_t c = 0; c < n_chunks; ++c) sum += chunk_grads[c * s.n_dense + j];
-      optimizer_update<T>(st, dense[j], dense_s1[j], dense_s2[j], sum);
+    for (int64_t blk = 0; blk < n_blocks; ++blk) {
+      const int64_t j0 = blk * NCF_DENSE_BLOCK, len = std::min(NCF_DENSE_BLOCK, s.n_dense - j0);
+      T *sum = chunk_grads.data() + j0;
+      for (int64_t c = 1; c < n_chunks; ++c) {
+        const T *part = chunk_grads.data() + c * s.n_dense + j0;
+        for (int64_t j = 0; j < len; ++j) sum[j] += part[j];
+      }
+      optimizer_update_range<T>(st, dense + j0, dense_s1 + j0, dense_s2 + j0, sum, len);
     }
 #pragma omp single
     {

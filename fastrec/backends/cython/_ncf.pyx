@@ -1,3 +1,6 @@
+# distutils: extra_compile_args = -fno-math-errno
+# (errno of sqrt/exp/log is never read here; GCC's errno guard would keep the optimiser loops
+# scalar)
 """NCF passes (forward, backward, whole training epoch) over csrc/include/fastrec/ncf_cpu.h.
 
 GEMMs go through scipy's BLAS (``scipy.linalg.cython_blas``), passed to the C++ code as function
