@@ -9,13 +9,14 @@ import numpy as np
 from numba import njit, prange
 from threadpoolctl import ThreadpoolController
 
-from fastrec.backends.numba.optim import adagrad_update, adam_update, link_rows, sgd_update
+from fastrec.backends.numba.optim import link_rows
 from fastrec.backends.numba.rng import rng_at, rng_below, rng_key
 from fastrec.backends.numba.threads import thread_limit
 
 NCF_LOSS_BCE, NCF_LOSS_SQUARED = 0, 1
 NCF_NEGATIVE_TRIES = 64
 NCF_CHUNK = 64
+DENSE_BLOCK = 1024  # NCF_DENSE_BLOCK of ncf_cpu.h
 OPT_ADAM, OPT_ADAGRAD, OPT_SGD = 0, 1, 2
 
 _controller = None
@@ -249,19 +250,32 @@ def _draw_negative(key, negative, u, seen_indptr, seen_indices, n_items):
 
 
 @njit(cache=True, nogil=True)
-def _optimizer_update(kind, w, s1, s2, g, step_size, inv_sqrt_bc2, beta1, beta2, eps):
-    """Mirror of optimizer_update in optim_cpu.h; returns the new (w, s1, s2)."""
+def _update_range(kind, w, s1, s2, g, sc):
+    """optimizer_update_range of optim_cpu.h: one optimiser step of w[:] with gradient g[:].
+    ``sc`` is T[8]: step_size, inv_sqrt_bc2, beta1, beta2, eps, 1 - beta1, 1 - beta2 (computed
+    in T as in C), so every operation stays in T. The kind is tested once per range so that
+    each loop vectorises."""
+    step_size, inv_sqrt_bc2, beta1, beta2, eps, c1, c2 = sc[0], sc[1], sc[2], sc[3], sc[4], \
+        sc[5], sc[6]
     if kind == OPT_ADAM:
-        return adam_update(w, s1, s2, g, step_size, inv_sqrt_bc2, beta1, beta2, eps)
-    if kind == OPT_ADAGRAD:
-        w, s1 = adagrad_update(w, s1, g, step_size, eps)
-        return w, s1, s2
-    return sgd_update(w, g, step_size), s1, s2
+        for f in range(w.shape[0]):
+            m = beta1 * s1[f] + c1 * g[f]
+            v = beta2 * s2[f] + c2 * g[f] * g[f]
+            s1[f] = m
+            s2[f] = v
+            w[f] = w[f] - step_size * m / (np.sqrt(v) * inv_sqrt_bc2 + eps)
+    elif kind == OPT_ADAGRAD:
+        for f in range(w.shape[0]):
+            acc = s1[f] + g[f] * g[f]
+            s1[f] = acc
+            w[f] = w[f] - step_size * g[f] / (np.sqrt(acc) + eps)
+    else:
+        for f in range(w.shape[0]):
+            w[f] = w[f] - step_size * g[f]
 
 
 @njit(cache=True, nogil=True)
-def _apply_row(kind, leader, rows, row_grads, nxt, table, s1, s2, step_size, inv_sqrt_bc2,
-               beta1, beta2, eps):
+def _apply_row(kind, leader, rows, row_grads, nxt, table, s1, s2, sc):
     g = row_grads[leader]
     b = nxt[leader]
     while b >= 0:
@@ -269,16 +283,13 @@ def _apply_row(kind, leader, rows, row_grads, nxt, table, s1, s2, step_size, inv
             g[f] += row_grads[b, f]
         b = nxt[b]
     r = rows[leader]
-    w, m, v = table[r], s1[r], s2[r]
-    for f in range(g.shape[0]):
-        w[f], m[f], v[f] = _optimizer_update(kind, w[f], m[f], v[f], g[f], step_size,
-                                             inv_sqrt_bc2, beta1, beta2, eps)
+    _update_range(kind, table[r], s1[r], s2[r], g, sc)
 
 
 @njit(cache=True, parallel=True, nogil=True)
 def _train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices, order,
                  n_negatives, key, U, V, dense, widths, w_off, act_sum, n_gmf, n_mlp, last,
-                 out_offset, loss_kind, optimizer, scalars, step_sizes, inv_sqrt_bc2s, ds1, ds2,
+                 out_offset, loss_kind, optimizer, scalars, step_scalars, ds1, ds2,
                  us1, us2, is1, is2, batch_size, cache, grad_work, chunk_grads, user_grads,
                  item_grads, b_users, b_items, b_targets, logits):
     n_samples = order.shape[0]
@@ -295,13 +306,13 @@ def _train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices, o
     item_next = np.empty(batch_size, np.int64)
     user_leaders = np.empty(batch_size, np.int64)
     item_leaders = np.empty(batch_size, np.int64)
-    beta1, beta2, eps = scalars[0], scalars[1], scalars[2]
+    n_dense = dense.shape[0]
     total = 0.0
     for b in range(n_batches):
         start = b * batch_size
         bs = min(batch_size, n_samples - start)
         n_chunks = (bs + NCF_CHUNK - 1) // NCF_CHUNK
-        scale = scalars[3] if bs == batch_size else scalars[4]
+        scale = scalars[0] if bs == batch_size else scalars[1]
         for c in prange(n_chunks):
             r0 = c * NCF_CHUNK
             n = min(NCF_CHUNK, bs - r0)
@@ -324,25 +335,28 @@ def _train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices, o
                 b_users, b_items, b_targets, bs, r0, n, U, V, dense, widths, w_off, act_sum,
                 n_gmf, n_mlp, last, out_offset, cache, logits, loss_kind, scale, grad_work,
                 chunk_grads[c], user_grads, item_grads)
-        step_size, inv_sqrt_bc2 = step_sizes[b], inv_sqrt_bc2s[b]
-        for j in prange(dense.shape[0]):
-            g = chunk_grads[0, j]
-            for c in range(1, n_chunks):
-                g += chunk_grads[c, j]
-            dense[j], ds1[j], ds2[j] = _optimizer_update(optimizer, dense[j], ds1[j], ds2[j], g,
-                                                         step_size, inv_sqrt_bc2, beta1, beta2,
-                                                         eps)
+        sc = step_scalars[b]
         n_user_rows = link_rows(b_users[:bs], user_stamp, user_tail, user_next, user_leaders, b)
         n_item_rows = link_rows(b_items[:bs], item_stamp, item_tail, item_next, item_leaders, b)
         for c in range(n_chunks):
             total += chunk_loss[c]
-        for j in prange(n_user_rows + n_item_rows):
-            if j < n_user_rows:
-                _apply_row(optimizer, user_leaders[j], b_users, user_grads, user_next, U, us1,
-                           us2, step_size, inv_sqrt_bc2, beta1, beta2, eps)
+        # One parallel region for every update of the batch: dense blocks, then distinct rows.
+        n_blocks = (n_dense + DENSE_BLOCK - 1) // DENSE_BLOCK
+        for j in prange(n_blocks + n_user_rows + n_item_rows):
+            if j < n_blocks:
+                j0 = j * DENSE_BLOCK
+                j1 = min(j0 + DENSE_BLOCK, n_dense)
+                g = chunk_grads[0, j0:j1]
+                for c in range(1, n_chunks):
+                    for k in range(j1 - j0):
+                        g[k] += chunk_grads[c, j0 + k]
+                _update_range(optimizer, dense[j0:j1], ds1[j0:j1], ds2[j0:j1], g, sc)
+            elif j < n_blocks + n_user_rows:
+                _apply_row(optimizer, user_leaders[j - n_blocks], b_users, user_grads, user_next,
+                           U, us1, us2, sc)
             else:
-                _apply_row(optimizer, item_leaders[j - n_user_rows], b_items, item_grads,
-                           item_next, V, is1, is2, step_size, inv_sqrt_bc2, beta1, beta2, eps)
+                _apply_row(optimizer, item_leaders[j - n_blocks - n_user_rows], b_items,
+                           item_grads, item_next, V, is1, is2, sc)
     return total
 
 
@@ -396,7 +410,13 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
         step_sizes = np.full(n_batches, lr, dtype)
         inv_sqrt_bc2s = np.ones(n_batches, dtype)
     last_batch = n_samples - (n_batches - 1) * batch_size
-    scalars = np.array([beta1, beta2, eps, 1.0 / batch_size, 1.0 / last_batch], dtype)
+    scalars = np.array([1.0 / batch_size, 1.0 / last_batch], dtype)
+    step_scalars = np.empty((n_batches, 8), dtype)
+    step_scalars[:, 0], step_scalars[:, 1] = step_sizes, inv_sqrt_bc2s
+    step_scalars[:, 2], step_scalars[:, 3], step_scalars[:, 4] = beta1, beta2, eps
+    step_scalars[:, 5] = dtype.type(1) - dtype.type(beta1)
+    step_scalars[:, 6] = dtype.type(1) - dtype.type(beta2)
+    step_scalars[:, 7] = 0
     d = user_emb.shape[1]
     max_chunks = (batch_size + NCF_CHUNK - 1) // NCF_CHUNK
     index_dtype = pos_users.dtype
@@ -405,8 +425,8 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
         return float(_train_epoch(
             pos_users, pos_items, pos_targets, seen_indptr, seen_indices, order,
             int(n_negatives), key, user_emb, item_emb, dense, widths, w_off, act_sum,
-            int(n_gmf), n_mlp, last, out_offset, int(loss), int(optimizer), scalars, step_sizes,
-            inv_sqrt_bc2s, dense_state1, dense_state2, user_state1, user_state2, item_state1,
+            int(n_gmf), n_mlp, last, out_offset, int(loss), int(optimizer), scalars, step_scalars,
+            dense_state1, dense_state2, user_state1, user_state2, item_state1,
             item_state2, int(batch_size), np.empty(batch_size * (n_gmf + grad_width) + 1, dtype),
             np.empty(batch_size * grad_width + 1, dtype), np.empty((max_chunks, n_dense), dtype),
             np.empty((batch_size, d), dtype), np.empty((batch_size, d), dtype),
