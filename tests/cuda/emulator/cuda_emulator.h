@@ -551,21 +551,26 @@ inline int launch(int kernel_id, const unsigned *grid, const unsigned *block, si
 #define CUEMU_REGISTER(...) \
   static ::cuemu::Registrar CUEMU_CAT(cuemu_registrar_, __COUNTER__)(#__VA_ARGS__, &__VA_ARGS__)
 
+// Libraries are built with -fvisibility=hidden -fno-gnu-unique, so several emulated modules can
+// be loaded into one process without sharing the emulator's state; only these are exported.
+#define CUEMU_EXPORT __attribute__((visibility("default")))
 #define CUEMU_EXPORTS                                                                          \
-  extern "C" int cuemu_n_kernels() { return (int)::cuemu::registry().size(); }                 \
-  extern "C" const char *cuemu_kernel_name(int k) { return ::cuemu::registry()[k].name; }      \
-  extern "C" int cuemu_kernel_n_params(int k) {                                                \
+  extern "C" CUEMU_EXPORT int cuemu_n_kernels() { return (int)::cuemu::registry().size(); }    \
+  extern "C" CUEMU_EXPORT const char *cuemu_kernel_name(int k) {                               \
+    return ::cuemu::registry()[k].name;                                                        \
+  }                                                                                            \
+  extern "C" CUEMU_EXPORT int cuemu_kernel_n_params(int k) {                                   \
     return (int)::cuemu::registry()[k].param_sizes.size();                                     \
   }                                                                                            \
-  extern "C" size_t cuemu_kernel_param_size(int k, int p) {                                    \
+  extern "C" CUEMU_EXPORT size_t cuemu_kernel_param_size(int k, int p) {                       \
     return ::cuemu::registry()[k].param_sizes[p];                                              \
   }                                                                                            \
-  extern "C" int cuemu_kernel_param_is_pointer(int k, int p) {                               \
+  extern "C" CUEMU_EXPORT int cuemu_kernel_param_is_pointer(int k, int p) {                    \
     return ::cuemu::registry()[k].param_is_pointer[p];                                         \
   }                                                                                            \
-  extern "C" int cuemu_launch(int k, const unsigned *grid, const unsigned *block,              \
-                              size_t shared_mem, void **args, int order,                       \
-                              unsigned long long seed) {                                       \
+  extern "C" CUEMU_EXPORT int cuemu_launch(int k, const unsigned *grid, const unsigned *block, \
+                                           size_t shared_mem, void **args, int order,          \
+                                           unsigned long long seed) {                          \
     return ::cuemu::launch(k, grid, block, shared_mem, args, order, seed);                     \
   }                                                                                            \
-  extern "C" const char *cuemu_error() { return ::cuemu::g_state.error.c_str(); }
+  extern "C" CUEMU_EXPORT const char *cuemu_error() { return ::cuemu::g_state.error.c_str(); }

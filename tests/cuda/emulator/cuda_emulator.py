@@ -90,7 +90,8 @@ def build(source_path, options=(), name_expressions=(), *, asan=False) -> Path:
     sanitizer = ["-fsanitize=address", "-fno-omit-frame-pointer"] if asan else []
     partial = library.with_suffix(f".{os.getpid()}.tmp")
     command = ["g++", "-std=c++17", "-O1", "-g", "-fPIC", "-shared", "-Wall",
-               "-Wno-unused-function", "-DFASTREC_CUDA_EMULATION", "-include", str(HEADER),
+               "-Wno-unused-function", "-fvisibility=hidden", "-fno-gnu-unique",
+               "-DFASTREC_CUDA_EMULATION", "-include", str(HEADER),
                *sanitizer, *(f"-I{inc}" for inc in includes), *defines, "-x", "c++",
                str(wrapper), "-o", str(partial)]
     result = subprocess.run(command, capture_output=True, text=True)

@@ -1,0 +1,55 @@
+"""Run emulated kernels under AddressSanitizer; started by the tests in a subprocess with
+``LD_PRELOAD`` of libasan (a sanitized library cannot be loaded into a normal Python).
+
+    python asan_run.py sgd            SGD epochs against the reference; exit 0 when clean
+    python asan_run.py out_of_bounds  a kernel that reads past an array (must be reported)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+import cuda_emulator  # noqa: E402
+
+
+def run_sgd() -> None:
+    from conftest import make_sgd_problem
+
+    from fastrec.backends.cuda import _loader
+    from fastrec.backends.cuda.sgd import launch_sgd_epoch
+    from fastrec.backends.reference import sgd_epoch as reference_epoch
+
+    module = cuda_emulator.EmulatedModule(_loader.kernel_path("sgd"), _loader.compile_options(),
+                                          _loader.NAME_EXPRESSIONS["sgd"], asan=True)
+    for dtype, index_dtype, k in ((np.float64, np.int32, 40), (np.float32, np.int64, 7)):
+        data, factors, scalars = make_sgd_problem(k=k, dtype=dtype, index_dtype=index_dtype,
+                                                  nnz=150)
+        expected = [f.copy() for f in factors]
+        reference_epoch(*data.values(), *expected, *scalars, True)
+        name = _loader.name_expression("sgd_stratum", dtype, index_dtype)
+        for order in cuda_emulator.ORDERS:
+            got = [f.copy() for f in factors]
+            block_sse = np.zeros(data["block_ptr"].size - 1)
+            launch_sgd_epoch(module.get_function(name, order=order, seed=7), *data.values(),
+                             *got, block_sse, *scalars, True)
+            for g, e in zip(got, expected, strict=True):
+                np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
+
+
+def run_out_of_bounds() -> None:
+    module = cuda_emulator.EmulatedModule(HERE / "selftest_kernels.cu", (), ("out_of_bounds",),
+                                          asan=True)
+    x = np.ones(10, dtype=np.float32)
+    out = np.zeros(1, dtype=np.float32)
+    module.get_function("out_of_bounds")((1,), (1,), (x, out, np.int32(x.size)))
+
+
+if __name__ == "__main__":
+    {"sgd": run_sgd, "out_of_bounds": run_out_of_bounds}[sys.argv[1]]()
+    print("asan run finished")

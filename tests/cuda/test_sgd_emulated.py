@@ -1,0 +1,133 @@
+"""The real csrc/cuda/sgd.cu, run in the CUDA-semantics emulator through the backend's own
+launcher (``launch_sgd_epoch``: strata loop, grid shape, argument packing), against the numpy
+reference. The kernel keeps the sequential update order, so the only differences are rounding
+(warp-tree dot product); results must not depend on thread order or launch configuration."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import EMULATOR_DIR, make_sgd_problem
+
+from fastrec.backends.cuda import _loader
+from fastrec.backends.cuda.sgd import launch_sgd_epoch
+from fastrec.backends.reference import sgd_epoch as reference_epoch
+
+ORDERS = ("forward", "reverse", "random")
+TOLERANCE = {np.float32: {"rtol": 2e-5, "atol": 1e-6}, np.float64: {"rtol": 1e-12, "atol": 1e-14}}
+
+
+def run_emulated(module, data, factors, scalars, biased, order="forward", warps_per_cta=8,
+                 seed=0):
+    """One epoch in the emulator; returns (sse, factors after)."""
+    got = [f.copy() for f in factors]
+    name = _loader.name_expression("sgd_stratum", got[0].dtype, data["users"].dtype)
+    block_sse = np.zeros(data["block_ptr"].size - 1)
+    launch_sgd_epoch(module.get_function(name, order=order, seed=seed), *data.values(), *got,
+                     block_sse, *scalars, biased, warps_per_cta=warps_per_cta)
+    return float(block_sse.sum()), got
+
+
+def run_reference(data, factors, scalars, biased):
+    expected = [f.copy() for f in factors]
+    sse = reference_epoch(*data.values(), *expected, *scalars, biased)
+    return sse, expected
+
+
+def assert_matches(got, expected, dtype):
+    sse, arrays = got
+    sse_ref, arrays_ref = expected
+    tol = TOLERANCE[dtype]
+    np.testing.assert_allclose(sse, sse_ref, rtol=max(tol["rtol"], 1e-12))
+    for name, g, e in zip(("user_factors", "item_factors", "user_bias", "item_bias"), arrays,
+                          arrays_ref, strict=True):
+        np.testing.assert_allclose(g, e, **tol, err_msg=name)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_epoch_matches_reference(sgd_module, dtype, index_dtype, order):
+    data, factors, scalars = make_sgd_problem(dtype=dtype, index_dtype=index_dtype)
+    got = run_emulated(sgd_module, data, factors, scalars, True, order=order, seed=11)
+    assert_matches(got, run_reference(data, factors, scalars, True), dtype)
+
+
+@pytest.mark.parametrize("k", [1, 5, 32, 33, 70])
+def test_ranks_around_the_warp_width(sgd_module, k):
+    data, factors, scalars = make_sgd_problem(k=k, nnz=120, seed=k)
+    got = run_emulated(sgd_module, data, factors, scalars, True, order="random", seed=k)
+    assert_matches(got, run_reference(data, factors, scalars, True), np.float64)
+
+
+def test_unbiased_leaves_biases_untouched(sgd_module):
+    data, factors, scalars = make_sgd_problem(nnz=150)
+    sse, got = run_emulated(sgd_module, data, factors, scalars, False)
+    np.testing.assert_array_equal(got[2], factors[2])
+    np.testing.assert_array_equal(got[3], factors[3])
+    assert_matches((sse, got), run_reference(data, factors, scalars, False), np.float64)
+
+
+def test_deterministic_across_thread_orders_and_launch_shapes(sgd_module):
+    data, factors, scalars = make_sgd_problem(dtype=np.float32, n_blocks=5, nnz=250)
+    runs = [run_emulated(sgd_module, data, factors, scalars, True, order=order,
+                         warps_per_cta=warps, seed=3)
+            for order in ORDERS for warps in (1, 2, 8)]
+    sse0, arrays0 = runs[0]
+    for sse, arrays in runs[1:]:
+        assert sse == sse0
+        for a, b in zip(arrays, arrays0, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_skipped_slots_empty_blocks_and_partial_schedules(sgd_module):
+    data, factors, scalars = make_sgd_problem(n_users=40, n_items=9, nnz=60, n_blocks=6)
+    schedule = data["schedule"].copy()
+    schedule[::2, 1] = -1  # -1 slots are skipped
+    data = {**data, "schedule": np.ascontiguousarray(schedule[:4])}  # and only four strata
+    got = run_emulated(sgd_module, data, factors, scalars, True, order="reverse")
+    assert_matches(got, run_reference(data, factors, scalars, True), np.float64)
+
+
+def test_no_ratings_is_a_no_op(sgd_module):
+    data, factors, scalars = make_sgd_problem(nnz=0)
+    sse, got = run_emulated(sgd_module, data, factors, scalars, True)
+    assert sse == 0.0
+    for g, f in zip(got, factors, strict=True):
+        np.testing.assert_array_equal(g, f)
+
+
+def _asan_library() -> str:
+    result = subprocess.run(["g++", "-print-file-name=libasan.so"], capture_output=True,
+                            text=True)
+    path = result.stdout.strip()
+    if result.returncode != 0 or not os.path.isabs(path):
+        pytest.skip("g++ has no AddressSanitizer runtime (libasan)")
+    return path
+
+
+def _run_under_asan(emulator, what):
+    env = {**os.environ, "LD_PRELOAD": _asan_library(), "ASAN_OPTIONS": "detect_leaks=0",
+           "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, str(EMULATOR_DIR / "asan_run.py"), what], env=env,
+                          capture_output=True, text=True, timeout=240)
+
+
+def test_sgd_is_clean_under_address_sanitizer(emulator):
+    emulator.build(_loader.kernel_path("sgd"), _loader.compile_options(),
+                   _loader.NAME_EXPRESSIONS["sgd"], asan=True)
+    result = _run_under_asan(emulator, "sgd")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "AddressSanitizer" not in result.stderr
+    assert "asan run finished" in result.stdout
+
+
+def test_address_sanitizer_catches_out_of_bounds_reads(emulator):
+    emulator.build(EMULATOR_DIR / "selftest_kernels.cu", (), ("out_of_bounds",), asan=True)
+    result = _run_under_asan(emulator, "out_of_bounds")
+    assert result.returncode != 0
+    assert "heap-buffer-overflow" in result.stderr, result.stderr[-4000:]
