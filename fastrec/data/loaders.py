@@ -9,6 +9,7 @@ few or too many fields, a non-numeric id, rating or timestamp, or a NaN rating r
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -215,8 +216,10 @@ def _validate(frame: pd.DataFrame, file: Path, first_line: int, expected: str,
         if "rating" in frame.columns and bad[row].sum() == 1 \
                 and bad[row, frame.columns.get_loc("rating")]:
             raw = frame["rating"].iloc[row]
-            raise ValueError(f"{file}, line {line}: rating {raw!r} is not a finite number (NaN, "
-                             f"inf or text): {_line_text(file, line)!r}")
+            # A NaN or infinite rating is bad data; text in the rating field is a bad line.
+            if pd.isna(raw) or not np.isnan(converted["rating"].iloc[row]):
+                raise ValueError(f"{file}, line {line}: rating is NaN or infinite: "
+                                 f"{_line_text(file, line)!r}")
         _raise_line(file, line, expected, hint)
     frame = frame.assign(**converted)
     return frame[~blank] if blank.any() else frame
@@ -316,8 +319,8 @@ def _fetch(url: str, destination: Path, timeout: float) -> str:
         raise DownloadError(f"downloading {url} failed: HTTP {err.code} {err.reason}") from err
     except urllib.error.URLError as err:
         raise DownloadError(f"downloading {url} failed: {err.reason}") from err
-    except OSError as err:
-        raise DownloadError(f"downloading {url} failed: {err}") from err
+    except (OSError, http.client.HTTPException) as err:
+        raise DownloadError(f"downloading {url} failed: {err!r}") from err
     # urllib returns a short body without complaint when the server closes early.
     if length is not None and received != int(length):
         raise DownloadError(f"downloading {url} failed: got {received} of {length} bytes")
