@@ -1,6 +1,7 @@
 import hashlib
 import http.server
 import io
+import socket
 import threading
 import zipfile
 from pathlib import Path
@@ -75,6 +76,8 @@ def test_load_movielens_missing_file_and_directory(tmp_path):
 
 @pytest.mark.parametrize("text, match", [
     ("", "is empty"),
+    ("\n\n", "is empty"),
+    ("userId,movieId,rating,timestamp\r\n", "holds no data lines"),
     ("user,item,rating\n1,2,3\n", "not a MovieLens ratings file"),
     ("1 2 3 4\n", "not a MovieLens ratings file"),
 ])
@@ -88,6 +91,7 @@ def test_load_movielens_unknown_format(tmp_path, text, match):
     ("u.data", "1\t2\t3\t4\n1\t2\t3\t4\t5\n", r"line 2"),
     ("ratings.dat", "1::2::3::4\n1::2::3::4\n1:2:3:4:5:6:7\n", r"line 3 is malformed"),
     ("ratings.dat", "1::2::3::4\n1::2::3\n", r"line 2 is malformed"),
+    ("ratings.dat", "1::2::3::4\n1::2\n1:2:3:4:5:6:7\n", r"line 2 is malformed"),
     ("ratings.csv", "userId,movieId,rating,timestamp\r\n1,2,3,4\r\n1,2,3,4,5\r\n", r"line 3"),
     ("ratings.csv", "userId,movieId,rating,timestamp\r\n1,2,3,4\r\nx,2,3,4\r\n",
      r"line 3 is malformed: 'x,2,3,4'; expected CSV with header"),
@@ -273,9 +277,12 @@ def test_download_failures_leave_nothing_behind(server, tmp_path, body, announce
 
 
 def test_download_unreachable_server_and_bad_variant(tmp_path):
-    with pytest.raises(DownloadError, match="failed"):
-        # Port 9 (discard) on loopback: nothing listens, the connection is refused at once.
-        download_movielens(data_home=tmp_path, base_url="http://127.0.0.1:9/", timeout=5)
+    # A port that was just free: nothing listens there, so the connection is refused at once.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(DownloadError, match="failed.*refused"):
+        download_movielens(data_home=tmp_path, base_url=f"http://127.0.0.1:{port}/", timeout=5)
     with pytest.raises(ValueError, match="unknown MovieLens variant"):
         download_movielens("ml-10m", data_home=tmp_path)
 
