@@ -31,7 +31,7 @@ def _power_law(n: int, exponent: float, rng) -> np.ndarray:
     return rng.permutation(weights / weights.sum())
 
 
-def synthetic_ratings(n_users: int = 20_000, n_items: int = 5_000, n_ratings: int = 500_000,
+def synthetic_ratings(n_users: int = 10_000, n_items: int = 2_000, n_ratings: int = 500_000,
                       rank: int = 8, noise_std: float = 0.5, item_exponent: float = 0.8,
                       user_exponent: float = 0.5, global_mean: float = 3.5,
                       seed: int = 0, dtype=np.float32) -> SyntheticRatings:
