@@ -1,7 +1,14 @@
-"""fastrec: fast matrix factorisation and neural recommenders with Cython, Numba and CUDA kernels."""
+"""fastrec: fast matrix factorisation and neural recommenders (Cython, Numba and CUDA kernels)."""
+
+import logging
 
 from fastrec.backends import BackendUnavailable, show_backends
+from fastrec.data import Interactions, synthetic_ratings
+from fastrec.models import MF
 
 __version__ = "0.1.0"
 
-__all__ = ["BackendUnavailable", "__version__", "show_backends"]
+logging.getLogger("fastrec").addHandler(logging.NullHandler())
+
+__all__ = ["MF", "BackendUnavailable", "Interactions", "__version__", "show_backends",
+           "synthetic_ratings"]

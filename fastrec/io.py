@@ -1,0 +1,80 @@
+"""Safe model files: numpy ``.npz`` archives of plain arrays, never pickles.
+
+An archive holds ``__fastrec_format__`` (format version), ``__class__`` (model class name),
+``__params__`` (the estimator's parameters as JSON) and named arrays. Loading refuses anything
+else: files that are not npz archives, archives without the fastrec header, object arrays
+(which would need unpickling), unknown format versions and archives of another model class.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """The file is not a fastrec model this version can read."""
+
+
+def save_arrays(path, model_class: str, params: dict, arrays: dict[str, np.ndarray]) -> Path:
+    """Write atomically (temp file + rename), so a crash never leaves a half-written model."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
+    payload = {
+        "__fastrec_format__": np.array([FORMAT_VERSION], dtype=np.int64),
+        "__class__": np.array(model_class),
+        "__params__": np.array(json.dumps(params, sort_keys=True)),
+    }
+    for name, value in arrays.items():
+        value = np.asarray(value)
+        if value.dtype == object:
+            raise TypeError(f"array {name!r} has dtype object, which cannot be saved safely")
+        payload[name] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".fastrec-", suffix=".npz", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **payload)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_arrays(path, expected_class: str | None = None) -> tuple[str, dict, dict]:
+    """Return ``(model_class, params, arrays)``; raises :class:`ModelFileError` when the file is
+    not a fastrec model (or not of ``expected_class``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path} is not a fastrec model file (not an npz archive)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "__fastrec_format__" not in archive.files:
+                raise ModelFileError(f"{path} is an npz archive but not a fastrec model")
+            arrays = {name: archive[name] for name in archive.files}
+    except ModelFileError:
+        raise
+    except ValueError as exc:  # object arrays: numpy refuses to unpickle them, and so do we
+        raise ModelFileError(f"{path} holds data that would need unpickling; refused") from exc
+    except (OSError, zipfile.BadZipFile, KeyError) as exc:
+        raise ModelFileError(f"{path} is not a readable fastrec model: {exc}") from exc
+    version = int(arrays.pop("__fastrec_format__")[0])
+    if version > FORMAT_VERSION:
+        raise ModelFileError(f"{path} has format version {version}; this fastrec reads up to "
+                             f"{FORMAT_VERSION}: upgrade fastrec")
+    model_class = str(arrays.pop("__class__"))
+    params = json.loads(str(arrays.pop("__params__")))
+    if expected_class is not None and model_class != expected_class:
+        raise ModelFileError(f"{path} holds a {model_class} model, not a {expected_class}")
+    return model_class, params, arrays

@@ -1,0 +1,5 @@
+"""Estimators: one class per algorithm; the backend is a parameter, never a different class."""
+
+from fastrec.models.mf import MF
+
+__all__ = ["MF"]
