@@ -43,6 +43,8 @@ Semantics: exactly sequential SGD over the ratings taken stratum by stratum, blo
 schedule order, ratings in stored order within a block. Because the blocks of a stratum are
 conflict-free, every backend's result is independent of its thread count.
 Returns the sum of squared errors of the ratings, each measured just before its own update.
+CUDA: one warp per block of a stratum keeps this exact order (no Hogwild); results are
+deterministic and differ from the CPU only by rounding. Arrays may be CuPy arrays (in place).
 """
 
 CONTRACT: dict[str, str] = {
