@@ -80,8 +80,9 @@ def _cmd_recommend(args) -> int:
     model = MF.load(args.model)
     users = np.array([_as_id(u, model.user_ids_) for u in args.users])
     items, scores = model.recommend(users, n=args.n, filter_seen=not args.include_seen)
-    for user, row, score_row in zip(args.users, items, scores):
-        pairs = ", ".join(f"{i} ({s:.2f})" for i, s in zip(row.tolist(), score_row.tolist()))
+    for user, row, score_row in zip(args.users, items, scores, strict=True):
+        pairs = ", ".join(f"{i} ({s:.2f})"
+                          for i, s in zip(row.tolist(), score_row.tolist(), strict=True))
         print(f"{user}: {pairs}")
     return 0
 

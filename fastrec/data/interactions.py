@@ -218,7 +218,8 @@ def _lookup(ids, known, what, missing):
     if np.any(bad):
         if missing == "raise":
             examples = ids[bad][:5].tolist()
-            raise ValueError(f"{int(bad.sum())} unknown or out-of-range {what} ids, e.g. {examples}")
+            raise ValueError(
+                f"{int(bad.sum())} unknown or out-of-range {what} ids, e.g. {examples}")
         index = np.where(bad, -1, index)
     return index
 

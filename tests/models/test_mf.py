@@ -144,7 +144,7 @@ def test_recommend_and_similar_items(planted):
     assert items.shape == (50, 7) and scores.shape == (50, 7)
     assert np.all(np.diff(scores, axis=1) <= 0)
     seen = model.seen_
-    for row, u in zip(items, users):
+    for row, u in zip(items, users, strict=True):
         assert not set(row.tolist()) & set(seen[u].indices.tolist())
     # scores are the model's predictions
     np.testing.assert_allclose(scores[:, 0], model.predict(users, items[:, 0]), rtol=1e-5)
