@@ -1,15 +1,8 @@
-"""Fixtures for the CUDA backend tests: the emulator, small SGD problems, and the GPU gate."""
+"""Fixtures for the CUDA backend tests: the emulator and the SGD kernels built in it."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-import numpy as np
 import pytest
-
-EMULATOR_DIR = Path(__file__).resolve().parent / "emulator"
-sys.path.insert(0, str(EMULATOR_DIR))
 
 
 def _gxx_reason():
@@ -24,7 +17,7 @@ def emulator():
     reason = _gxx_reason()
     if reason:
         pytest.skip(reason)
-    import cuda_emulator
+    from tests.cuda.emulator import cuda_emulator
 
     return cuda_emulator
 
@@ -36,34 +29,3 @@ def sgd_module(emulator):
 
     return emulator.EmulatedModule(_loader.kernel_path("sgd"), _loader.compile_options(),
                                    _loader.NAME_EXPRESSIONS["sgd"])
-
-
-def gpu_unavailable_reason() -> str | None:
-    """Why the real-device tests cannot run here, or None when a CUDA device is usable."""
-    from fastrec.backends import BackendUnavailable, get_backend
-
-    try:
-        get_backend("cuda", require=("sgd_epoch",))
-    except BackendUnavailable as exc:
-        return str(exc)
-    return None
-
-
-def make_sgd_problem(seed=0, n_users=30, n_items=20, nnz=300, k=40, n_blocks=4,
-                     dtype=np.float64, index_dtype=np.int32):
-    """A blocked random problem: (arrays dict, factors tuple, scalars tuple)."""
-    from fastrec._algorithms.sgd_schedule import BlockedRatings
-
-    rng = np.random.default_rng(seed)
-    users = rng.integers(0, n_users, nnz).astype(index_dtype)
-    items = rng.integers(0, n_items, nnz).astype(index_dtype)
-    ratings = rng.uniform(1, 5, nnz).astype(dtype)
-    blocked = BlockedRatings.build(users, items, ratings, n_users, n_items, n_blocks, rng)
-    data = {"users": blocked.users, "items": blocked.items, "ratings": blocked.ratings,
-            "block_ptr": blocked.block_ptr, "schedule": blocked.epoch_schedule(rng)}
-    factors = (rng.normal(0, 0.1, (n_users, k)).astype(dtype),
-               rng.normal(0, 0.1, (n_items, k)).astype(dtype),
-               rng.normal(0, 0.1, n_users).astype(dtype),
-               rng.normal(0, 0.1, n_items).astype(dtype))
-    scalars = (3.0, 0.01, 0.02, 0.05, 0.01)
-    return data, factors, scalars

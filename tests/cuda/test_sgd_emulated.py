@@ -11,11 +11,11 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import EMULATOR_DIR, make_sgd_problem
 
 from fastrec.backends.cuda import _loader
 from fastrec.backends.cuda.sgd import launch_sgd_epoch
 from fastrec.backends.reference import sgd_epoch as reference_epoch
+from tests.cuda.helpers import EMULATOR_DIR, make_sgd_problem
 
 ORDERS = ("forward", "reverse", "random")
 TOLERANCE = {np.float32: {"rtol": 2e-5, "atol": 1e-6}, np.float64: {"rtol": 1e-12, "atol": 1e-14}}

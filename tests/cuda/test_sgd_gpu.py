@@ -10,11 +10,11 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import gpu_unavailable_reason, make_sgd_problem
 
 from fastrec.backends import BackendUnavailable, get_backend
 from fastrec.backends.cuda import _loader
 from fastrec.backends.reference import sgd_epoch as reference_epoch
+from tests.cuda.helpers import gpu_unavailable_reason, make_sgd_problem
 
 # Device rounding: FMA contraction, flush-to-zero (float32) and the warp-tree dot product.
 TOLERANCE = {np.float32: {"rtol": 1e-4, "atol": 1e-5}, np.float64: {"rtol": 1e-10, "atol": 1e-12}}

@@ -13,17 +13,16 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent)]
+sys.path.insert(1, str(HERE.parents[2]))  # the checkout's tests package
 
-import cuda_emulator  # noqa: E402
+from tests.cuda.emulator import cuda_emulator  # noqa: E402
 
 
 def run_sgd() -> None:
-    from conftest import make_sgd_problem
-
     from fastrec.backends.cuda import _loader
     from fastrec.backends.cuda.sgd import launch_sgd_epoch
     from fastrec.backends.reference import sgd_epoch as reference_epoch
+    from tests.cuda.helpers import make_sgd_problem
 
     module = cuda_emulator.EmulatedModule(_loader.kernel_path("sgd"), _loader.compile_options(),
                                           _loader.NAME_EXPRESSIONS["sgd"], asan=True)
