@@ -3,9 +3,10 @@
     python -m pytest benchmarks/bench_cuda.py --benchmark-json=benchmarks/results/cuda.json
 
 Arrays stay on the device (CuPy, zero-copy); one warm-up round keeps NVRTC's first-use compile
-out of the timings, and every timed call ends with a device synchronisation. The kernel runs one
-warp per block of a stratum, so the grid side ``G`` sets the GPU's concurrency: the cases time
-the CPU default (16) and a GPU-sized grid. Skipped, with the reason, where no device is usable.
+out of the timings, and every timed call ends with a device synchronisation. A warp runs a whole
+block, so at most G blocks run at once: the cases time the CPU default grid side (16) and a
+GPU-sized one, with the dataflow driver (one launch per epoch) and the strata driver (one launch
+per stratum). Skipped, with the reason, where no device is usable.
 """
 
 from __future__ import annotations
@@ -35,16 +36,17 @@ def _cuda_backend():
     return backend
 
 
+@pytest.mark.parametrize("order", ["dataflow", "strata"])
 @pytest.mark.parametrize("n_blocks", [16, 512])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k", [32, 100])
 @pytest.mark.parametrize("size", ["1M", "5M"])
-def test_cuda_sgd_epoch(benchmark, size, k, dtype, n_blocks):
+def test_cuda_sgd_epoch(benchmark, size, k, dtype, n_blocks, order):
     backend = _cuda_backend()
     import cupy
 
     benchmark.group = f"sgd-epoch {size} k={k}"
-    benchmark.name = f"cuda {np.dtype(dtype).name} G={n_blocks}"
+    benchmark.name = f"cuda {np.dtype(dtype).name} G={n_blocks} {order}"
     data = ratings(size)
     nnz = data.users.shape[0]
     rng = np.random.default_rng(0)
@@ -62,7 +64,7 @@ def test_cuda_sgd_epoch(benchmark, size, k, dtype, n_blocks):
     def epoch():
         counter[0] += 1
         sse = backend.sgd_epoch(*device, schedules[counter[0] % 4], *state, mu, 0.005, 0.005,
-                                0.02, 0.02, True, 1)
+                                0.02, 0.02, True, 1, order=order)
         cupy.cuda.Device().synchronize()
         return sse
 

@@ -45,8 +45,9 @@ schedule order, ratings in stored order within a block. Because the blocks of a 
 conflict-free, every backend's result is independent of its thread count (a backend may run a
 block as soon as the previous scheduled blocks on its user block and its item block are done).
 Returns the sum of squared errors of the ratings, each measured just before its own update.
-CUDA: one warp per block of a stratum keeps this exact order (no Hogwild); results are
-deterministic and differ from the CPU only by rounding. Arrays may be CuPy arrays (in place).
+CUDA: a warp per block, started after its row's and column's predecessors, keeps this exact
+order (no Hogwild); results are deterministic and differ from the CPU only by rounding. Arrays
+may be CuPy arrays (updated in place).
 """
 
 CONTRACT: dict[str, str] = {

@@ -38,3 +38,20 @@ def make_sgd_problem(seed=0, n_users=30, n_items=20, nnz=300, k=40, n_blocks=4,
                rng.normal(0, 0.1, n_items).astype(dtype))
     scalars = (3.0, 0.01, 0.02, 0.05, 0.01)
     return data, factors, scalars
+
+
+def kernel_getter(module, data, factors, order="forward", seed=0):
+    """``get_kernel(name)`` for ``launch_sgd_epoch``: the emulated kernels for the problem's
+    dtypes, run in thread order ``order``."""
+    from fastrec.backends.cuda import _loader
+
+    dtype, index_dtype = factors[0].dtype, data["users"].dtype
+
+    def get_kernel(name):
+        if name == "sgd_dataflow_positions":
+            expression = f"fastrec::cuda::{name}"
+        else:
+            expression = _loader.name_expression(name, dtype, index_dtype)
+        return module.get_function(expression, order=order, seed=seed)
+
+    return get_kernel

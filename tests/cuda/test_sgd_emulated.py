@@ -1,7 +1,8 @@
 """The real csrc/cuda/sgd.cu, run in the CUDA-semantics emulator through the backend's own
-launcher (``launch_sgd_epoch``: strata loop, grid shape, argument packing), against the numpy
-reference. The kernel keeps the sequential update order, so the only differences are rounding
-(warp-tree dot product); results must not depend on thread order or launch configuration."""
+launcher (``launch_sgd_epoch``: scratch arrays, grid shapes, argument packing), against the numpy
+reference. The kernels keep the sequential update order, so the only differences are rounding
+(warp-tree dot product); results must not depend on the thread order, the launch configuration
+or the driver (dataflow or strata)."""
 
 from __future__ import annotations
 
@@ -15,21 +16,22 @@ import pytest
 from fastrec.backends.cuda import _loader
 from fastrec.backends.cuda.sgd import launch_sgd_epoch
 from fastrec.backends.reference import sgd_epoch as reference_epoch
-from tests.cuda.helpers import EMULATOR_DIR, make_sgd_problem
+from tests.cuda.helpers import EMULATOR_DIR, kernel_getter, make_sgd_problem
 
 ORDERS = ("forward", "reverse", "random")
+DRIVERS = ("dataflow", "strata")
 TOLERANCE = {np.float32: {"rtol": 2e-5, "atol": 1e-6}, np.float64: {"rtol": 1e-12, "atol": 1e-14}}
 
 
-def run_emulated(module, data, factors, scalars, biased, order="forward", warps_per_cta=8,
-                 seed=0):
+def run_emulated(module, data, factors, scalars, biased, order="forward", driver="dataflow",
+                 warps_per_cta=8, n_warps=None, seed=0, get_kernel=None):
     """One epoch in the emulator; returns (sse, factors after)."""
     got = [f.copy() for f in factors]
-    name = _loader.name_expression("sgd_stratum", got[0].dtype, data["users"].dtype)
-    block_sse = np.zeros(data["block_ptr"].size - 1)
-    launch_sgd_epoch(module.get_function(name, order=order, seed=seed), *data.values(), *got,
-                     block_sse, *scalars, biased, warps_per_cta=warps_per_cta)
-    return float(block_sse.sum()), got
+    get_kernel = get_kernel or kernel_getter(module, data, factors, order, seed)
+    ticket_sse = np.zeros(data["schedule"].size)
+    launch_sgd_epoch(np, get_kernel, *data.values(), *got, ticket_sse, *scalars, biased,
+                     order=driver, warps_per_cta=warps_per_cta, n_warps=n_warps)
+    return float(ticket_sse.sum()), got
 
 
 def run_reference(data, factors, scalars, biased):
@@ -51,9 +53,11 @@ def assert_matches(got, expected, dtype):
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_epoch_matches_reference(sgd_module, dtype, index_dtype, order):
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_epoch_matches_reference(sgd_module, driver, dtype, index_dtype, order):
     data, factors, scalars = make_sgd_problem(dtype=dtype, index_dtype=index_dtype)
-    got = run_emulated(sgd_module, data, factors, scalars, True, order=order, seed=11)
+    got = run_emulated(sgd_module, data, factors, scalars, True, order=order, driver=driver,
+                       seed=11)
     assert_matches(got, run_reference(data, factors, scalars, True), dtype)
 
 
@@ -64,19 +68,21 @@ def test_ranks_around_the_warp_width(sgd_module, k):
     assert_matches(got, run_reference(data, factors, scalars, True), np.float64)
 
 
-def test_unbiased_leaves_biases_untouched(sgd_module):
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_unbiased_leaves_biases_untouched(sgd_module, driver):
     data, factors, scalars = make_sgd_problem(nnz=150)
-    sse, got = run_emulated(sgd_module, data, factors, scalars, False)
+    sse, got = run_emulated(sgd_module, data, factors, scalars, False, driver=driver)
     np.testing.assert_array_equal(got[2], factors[2])
     np.testing.assert_array_equal(got[3], factors[3])
     assert_matches((sse, got), run_reference(data, factors, scalars, False), np.float64)
 
 
-def test_deterministic_across_thread_orders_and_launch_shapes(sgd_module):
+def test_deterministic_across_drivers_thread_orders_and_launch_shapes(sgd_module):
     data, factors, scalars = make_sgd_problem(dtype=np.float32, n_blocks=5, nnz=250)
-    runs = [run_emulated(sgd_module, data, factors, scalars, True, order=order,
-                         warps_per_cta=warps, seed=3)
-            for order in ORDERS for warps in (1, 2, 8)]
+    runs = [run_emulated(sgd_module, data, factors, scalars, True, order=order, driver=driver,
+                         warps_per_cta=per_cta, n_warps=n_warps, seed=3)
+            for driver in DRIVERS for order in ORDERS
+            for per_cta, n_warps in ((1, None), (2, 3), (8, None), (4, 1))]
     sse0, arrays0 = runs[0]
     for sse, arrays in runs[1:]:
         assert sse == sse0
@@ -84,13 +90,47 @@ def test_deterministic_across_thread_orders_and_launch_shapes(sgd_module):
             np.testing.assert_array_equal(a, b)
 
 
-def test_skipped_slots_empty_blocks_and_partial_schedules(sgd_module):
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_skipped_slots_empty_blocks_and_partial_schedules(sgd_module, driver):
     data, factors, scalars = make_sgd_problem(n_users=40, n_items=9, nnz=60, n_blocks=6)
     schedule = data["schedule"].copy()
-    schedule[::2, 1] = -1  # -1 slots are skipped
+    schedule[::2, 1] = -1  # -1 slots are skipped, so some rows miss strata
     data = {**data, "schedule": np.ascontiguousarray(schedule[:4])}  # and only four strata
-    got = run_emulated(sgd_module, data, factors, scalars, True, order="reverse")
+    assert (np.diff(data["block_ptr"]) == 0).any()
+    got = run_emulated(sgd_module, data, factors, scalars, True, order="random", driver=driver,
+                       seed=5)
     assert_matches(got, run_reference(data, factors, scalars, True), np.float64)
+
+
+def test_predecessor_search_beyond_32_strata(sgd_module):
+    """Blocks repeat 40 strata apart with empty strata between, so the dataflow kernel's search
+    for a block's predecessor crosses its 32-strata chunks."""
+    data, factors, scalars = make_sgd_problem(nnz=100)
+    schedule = np.full((80, data["schedule"].shape[1]), -1, dtype=np.int64)
+    schedule[[0, 40, 79]] = data["schedule"][0]
+    schedule[[5, 45], ::2] = data["schedule"][1, ::2]
+    data = {**data, "schedule": schedule}
+    got = run_emulated(sgd_module, data, factors, scalars, True, order="random", seed=2)
+    assert_matches(got, run_reference(data, factors, scalars, True), np.float64)
+
+
+def test_dataflow_waits_are_what_keeps_the_order(sgd_module):
+    """Without the predecessor tables (every wait skipped), warps overlap blocks of the same
+    user block and the emulator's interleaving shows it: the check has teeth."""
+    data, factors, scalars = make_sgd_problem(n_blocks=4, nnz=400)
+    expected = run_reference(data, factors, scalars, True)
+    mismatches = 0
+    for order in ORDERS:
+        real = kernel_getter(sgd_module, data, factors, order, seed=9)
+
+        def no_positions(name, real=real):
+            return (lambda *args, **kwargs: None) if name == "sgd_dataflow_positions" \
+                else real(name)
+
+        _, got = run_emulated(sgd_module, data, factors, scalars, True, get_kernel=no_positions)
+        mismatches += not all(np.allclose(g, e, rtol=1e-9) for g, e in zip(got, expected[1],
+                                                                           strict=True))
+    assert mismatches > 0
 
 
 def test_no_ratings_is_a_no_op(sgd_module):

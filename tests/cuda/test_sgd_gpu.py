@@ -67,13 +67,14 @@ def test_probe_reports_the_device(cuda_backend):
 @pytest.mark.gpu
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_numpy_arrays_match_reference(cuda_backend, dtype, index_dtype):
+@pytest.mark.parametrize("order", ["dataflow", "strata"])
+def test_numpy_arrays_match_reference(cuda_backend, order, dtype, index_dtype):
     data, factors, scalars = make_sgd_problem(dtype=dtype, index_dtype=index_dtype, nnz=2000,
                                               n_users=200, n_items=150, n_blocks=8)
     expected = [f.copy() for f in factors]
     sse_ref = reference_epoch(*data.values(), *expected, *scalars, True)
     got = [f.copy() for f in factors]
-    sse = cuda_backend.sgd_epoch(*data.values(), *got, *scalars, True, 1)
+    sse = cuda_backend.sgd_epoch(*data.values(), *got, *scalars, True, 1, order=order)
     np.testing.assert_allclose(sse, sse_ref, rtol=TOLERANCE[dtype]["rtol"])
     for g, e in zip(got, expected, strict=True):
         np.testing.assert_allclose(g, e, **TOLERANCE[dtype])
@@ -81,24 +82,42 @@ def test_numpy_arrays_match_reference(cuda_backend, dtype, index_dtype):
 
 @pytest.mark.gpu
 def test_cupy_arrays_are_updated_in_place_and_deterministic(cuda_backend):
+    """Two dataflow runs and a strata run agree bit for bit: the order is the schedule's."""
     import cupy
 
-    data, factors, scalars = make_sgd_problem(dtype=np.float32, nnz=2000, n_users=200,
-                                              n_items=150, n_blocks=8)
+    data, factors, scalars = make_sgd_problem(dtype=np.float32, nnz=20000, n_users=2000,
+                                              n_items=1500, n_blocks=64)
     expected = [f.copy() for f in factors]
     reference_epoch(*data.values(), *expected, *scalars, False)
     runs = []
-    for _ in range(2):
+    for order in ("dataflow", "dataflow", "strata"):
         device_data = [cupy.asarray(a) for a in data.values()]
         device_factors = [cupy.asarray(f) for f in factors]
         pointers = [f.data.ptr for f in device_factors]
-        cuda_backend.sgd_epoch(*device_data, *device_factors, *scalars, False, 1)
+        cuda_backend.sgd_epoch(*device_data, *device_factors, *scalars, False, 1, order=order)
         assert [f.data.ptr for f in device_factors] == pointers
         runs.append([f.get() for f in device_factors])
-    for a, b, e in zip(runs[0], runs[1], expected, strict=True):
+    for a, b, c, e in zip(*runs, expected, strict=True):
         np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
         np.testing.assert_allclose(a, e, **TOLERANCE[np.float32])
     np.testing.assert_array_equal(runs[0][2], factors[2])
+
+
+@pytest.mark.gpu
+def test_repeated_blocks_and_skipped_slots(cuda_backend):
+    data, factors, scalars = make_sgd_problem(nnz=3000, n_users=300, n_items=200, n_blocks=8)
+    schedule = np.full((80, 8), -1, dtype=np.int64)
+    schedule[[0, 40, 79]] = data["schedule"][0]  # repeats 40 strata apart: SSE per slot, and
+    schedule[[5, 45], ::2] = data["schedule"][1, ::2]  # predecessor searches past 32 strata
+    data = {**data, "schedule": schedule}
+    expected = [f.copy() for f in factors]
+    sse_ref = reference_epoch(*data.values(), *expected, *scalars, True)
+    got = [f.copy() for f in factors]
+    sse = cuda_backend.sgd_epoch(*data.values(), *got, *scalars, True, 1)
+    np.testing.assert_allclose(sse, sse_ref, rtol=1e-10)
+    for g, e in zip(got, expected, strict=True):
+        np.testing.assert_allclose(g, e, **TOLERANCE[np.float64])
 
 
 @pytest.mark.gpu

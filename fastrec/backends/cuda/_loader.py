@@ -16,10 +16,12 @@ from pathlib import Path
 # Template instantiations per source file, as NVRTC name expressions (T = factor dtype,
 # I = index dtype); kernels take plain pointers and scalars only.
 NAME_EXPRESSIONS: dict[str, tuple[str, ...]] = {
-    "sgd": tuple(
-        f"fastrec::cuda::sgd_stratum<{t}, {i}>"
-        for t in ("float", "double")
-        for i in ("int", "long long")
+    "sgd": (
+        "fastrec::cuda::sgd_dataflow_positions",
+        *(f"fastrec::cuda::{kernel}<{t}, {i}>"
+          for kernel in ("sgd_dataflow", "sgd_stratum")
+          for t in ("float", "double")
+          for i in ("int", "long long")),
     ),
 }
 

@@ -22,7 +22,7 @@ def run_sgd() -> None:
     from fastrec.backends.cuda import _loader
     from fastrec.backends.cuda.sgd import launch_sgd_epoch
     from fastrec.backends.reference import sgd_epoch as reference_epoch
-    from tests.cuda.helpers import make_sgd_problem
+    from tests.cuda.helpers import kernel_getter, make_sgd_problem
 
     module = cuda_emulator.EmulatedModule(_loader.kernel_path("sgd"), _loader.compile_options(),
                                           _loader.NAME_EXPRESSIONS["sgd"], asan=True)
@@ -31,12 +31,12 @@ def run_sgd() -> None:
                                                   nnz=150)
         expected = [f.copy() for f in factors]
         reference_epoch(*data.values(), *expected, *scalars, True)
-        name = _loader.name_expression("sgd_stratum", dtype, index_dtype)
-        for order in cuda_emulator.ORDERS:
+        for order, driver in zip(cuda_emulator.ORDERS, ("dataflow", "strata", "dataflow"),
+                                 strict=True):
             got = [f.copy() for f in factors]
-            block_sse = np.zeros(data["block_ptr"].size - 1)
-            launch_sgd_epoch(module.get_function(name, order=order, seed=7), *data.values(),
-                             *got, block_sse, *scalars, True)
+            ticket_sse = np.zeros(data["schedule"].size)
+            launch_sgd_epoch(np, kernel_getter(module, data, factors, order, seed=7),
+                             *data.values(), *got, ticket_sse, *scalars, True, order=driver)
             for g, e in zip(got, expected, strict=True):
                 np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
 

@@ -105,6 +105,7 @@ struct Fiber {
   int linear = 0;
   bool done = false;
   bool waiting = false;
+  bool sleeping = false;  // yielded in __nanosleep: runs again after the others had a turn
   Op op = Op::none;
   const char *file = nullptr;
   int line = 0;
@@ -115,8 +116,6 @@ struct Fiber {
   uint64_t result = 0;
 };
 
-struct LaunchError {};
-
 struct State {
   std::vector<Fiber> fibers;
   ucontext_t scheduler;
@@ -124,6 +123,7 @@ struct State {
   size_t scheduler_stack_size = 0;
   size_t stack_size = 0;
   Fiber *current = nullptr;
+  long long sleeps_without_progress = 0;  // __nanosleep calls since a barrier or an exit
   std::string error;
   void (*entry_invoke)(void *, void **) = nullptr;
   void *entry_function = nullptr;
@@ -255,6 +255,7 @@ inline void try_release(Fiber &self) {
 inline uint64_t warp_op(Op op, const char *file, int line, unsigned mask, uint64_t value,
                         int arg, int width) {
   Fiber &self = *g_state.current;
+  g_state.sleeps_without_progress = 0;
   self.op = op;
   self.file = file;
   self.line = line;
@@ -272,9 +273,14 @@ inline void syncthreads(const char *file, int line) {
   warp_op(Op::syncthreads, file, line, 0xffffffffu, 0, 0, 32);
 }
 
-inline void syncwarp(const char *file, int line, unsigned mask = 0xffffffffu) {
-  warp_op(Op::syncwarp, file, line, mask, 0, 0, 32);
-}
+// __syncwarp(mask = all lanes) as a call site object, so the macro needs no comma elision.
+struct SyncwarpAt {
+  const char *file;
+  int line;
+  void operator()(unsigned mask = 0xffffffffu) const {
+    warp_op(Op::syncwarp, file, line, mask, 0, 0, 32);
+  }
+};
 
 template <typename T>
 inline T shuffle(Op op, const char *file, int line, unsigned mask, T var, int arg,
@@ -293,10 +299,20 @@ inline unsigned ballot(const char *file, int line, unsigned mask, int predicate)
   return (unsigned)warp_op(Op::ballot, file, line, mask, predicate != 0, 0, 32);
 }
 
+// The one scheduling point outside barriers: a spin-wait loop must call __nanosleep so that the
+// thread it waits for gets to run (a loop without it hangs the emulator, as it can a GPU).
+inline void nanosleep(unsigned) {
+  if (++g_state.sleeps_without_progress > 1000000)
+    fail("livelock: a million __nanosleep calls without any thread reaching a barrier or "
+         "exiting; last " + where(*g_state.current));
+  g_state.current->sleeping = true;
+  yield_to_scheduler();
+}
+
 }  // namespace cuemu
 
 #define __syncthreads() ::cuemu::syncthreads(__FILE__, __LINE__)
-#define __syncwarp(...) ::cuemu::syncwarp(__FILE__, __LINE__, ##__VA_ARGS__)
+#define __syncwarp(...) ::cuemu::SyncwarpAt{__FILE__, __LINE__}(__VA_ARGS__)
 #define __shfl_sync(mask, var, ...) \
   ::cuemu::shuffle(::cuemu::Op::shfl_idx, __FILE__, __LINE__, mask, var, __VA_ARGS__)
 #define __shfl_up_sync(mask, var, ...) \
@@ -305,6 +321,7 @@ inline unsigned ballot(const char *file, int line, unsigned mask, int predicate)
   ::cuemu::shuffle(::cuemu::Op::shfl_down, __FILE__, __LINE__, mask, var, __VA_ARGS__)
 #define __shfl_xor_sync(mask, var, ...) \
   ::cuemu::shuffle(::cuemu::Op::shfl_xor, __FILE__, __LINE__, mask, var, __VA_ARGS__)
+#define __nanosleep(ns) ::cuemu::nanosleep(ns)
 #define __ballot_sync(mask, pred) ::cuemu::ballot(__FILE__, __LINE__, mask, pred)
 #define __any_sync(mask, pred) (::cuemu::ballot(__FILE__, __LINE__, mask, pred) != 0u)
 #define __all_sync(mask, pred) \
@@ -390,6 +407,7 @@ inline void fiber_main() {
   g_state.entry_invoke(g_state.entry_function, g_state.entry_args);
   Fiber &self = *g_state.current;
   self.done = true;
+  g_state.sleeps_without_progress = 0;
   // A lane that exits while others wait for it at a barrier is an error.
   for (Fiber &f : g_state.fibers)
     if (f.waiting) {
@@ -438,7 +456,7 @@ struct Registrar {
 inline int run_block(std::vector<int> &order_buf, Order order, std::mt19937_64 &rng) {
   std::vector<Fiber> &fibers = g_state.fibers;
   for (Fiber &f : fibers) {
-    f.done = f.waiting = false;
+    f.done = f.waiting = f.sleeping = false;
     f.op = Op::none;
     getcontext(&f.context);
     f.context.uc_stack.ss_sp = f.stack;
@@ -451,7 +469,14 @@ inline int run_block(std::vector<int> &order_buf, Order order, std::mt19937_64 &
     int next = -1, n_ready = 0;
     order_buf.clear();
     for (int t = 0; t < n; ++t)
-      if (!fibers[t].done && !fibers[t].waiting) order_buf.push_back(t);
+      if (!fibers[t].done && !fibers[t].waiting && !fibers[t].sleeping) order_buf.push_back(t);
+    if (order_buf.empty()) {  // only sleepers can run: wake them all
+      for (int t = 0; t < n; ++t)
+        if (fibers[t].sleeping) {
+          fibers[t].sleeping = false;
+          order_buf.push_back(t);
+        }
+    }
     n_ready = (int)order_buf.size();
     if (n_ready == 0) {
       // Everyone left waits at a barrier that cannot complete: name every distinct site.
@@ -484,6 +509,7 @@ inline int run_block(std::vector<int> &order_buf, Order order, std::mt19937_64 &
 inline int launch(int kernel_id, const unsigned *grid, const unsigned *block, size_t shared_mem,
                   void **args, int order, unsigned long long seed) {
   g_state.error.clear();
+  g_state.sleeps_without_progress = 0;
   const Kernel &kernel = registry()[kernel_id];
   const unsigned long long threads = (unsigned long long)block[0] * block[1] * block[2];
   if (threads == 0 || threads > 1024 || grid[0] * grid[1] * grid[2] == 0) {
