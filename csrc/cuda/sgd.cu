@@ -43,8 +43,19 @@ __device__ __forceinline__ double sgd_warp_block(int lane, const I *__restrict__
                                                  T global_mean, T lr, T lr_bias, T reg,
                                                  T reg_bias, int biased) {
   double sse = 0.0;
+  // The next rating's coordinates load while this one computes: a warp's ratings form one
+  // dependent chain, so its latency is the block's run time.
+  long long u_next = begin < end ? (long long)users[begin] : 0;
+  long long i_next = begin < end ? (long long)items[begin] : 0;
+  T r_next = begin < end ? ratings[begin] : T(0);
   for (long long n = begin; n < end; ++n) {
-    const long long u = users[n], i = items[n];
+    const long long u = u_next, i = i_next;
+    const T rating = r_next;
+    if (n + 1 < end) {
+      u_next = users[n + 1];
+      i_next = items[n + 1];
+      r_next = ratings[n + 1];
+    }
     T *p = user_factors + u * k;
     T *q = item_factors + i * k;
     T partial = T(0);
@@ -58,7 +69,7 @@ __device__ __forceinline__ double sgd_warp_block(int lane, const I *__restrict__
     }
     ub = __shfl_sync(SGD_FULL_MASK, ub, 0);
     ib = __shfl_sync(SGD_FULL_MASK, ib, 0);
-    const T err = sgd_error<T>(ratings[n], global_mean, ub, ib, dot);
+    const T err = sgd_error<T>(rating, global_mean, ub, ib, dot);
     if (lane == 0) {
       sse += (double)err * (double)err;
       if (biased) {
