@@ -159,14 +159,21 @@ inline void fail(const std::string &message) {
 }
 
 inline std::string where(const Fiber &f) {
-  char buf[256];
-  snprintf(buf, sizeof buf, "thread (%u,%u,%u) of block (%u,%u,%u) at %s %s:%d",
-           f.index.x, f.index.y, f.index.z, g_block_idx.x, g_block_idx.y, g_block_idx.z,
-           op_name(f.op), f.file ? f.file : "?", f.line);
+  char buf[512];
+  int n = snprintf(buf, sizeof buf, "thread (%u,%u,%u) of block (%u,%u,%u)", f.index.x,
+                   f.index.y, f.index.z, g_block_idx.x, g_block_idx.y, g_block_idx.z);
+  if (f.file && n > 0 && n < (int)sizeof buf)
+    snprintf(buf + n, sizeof buf - n, " at %s %s:%d", op_name(f.op), f.file, f.line);
   return buf;
 }
 
 inline int lane_of(const Fiber &f) { return f.linear % 32; }
+
+// The same barrier: the same intrinsic at the same source line (__FILE__ may not be pooled).
+inline bool same_site(const Fiber &a, const Fiber &b) {
+  return a.op == b.op && a.line == b.line && a.file && b.file &&
+         (a.file == b.file || std::strcmp(a.file, b.file) == 0);
+}
 
 inline void resolve_warp(Fiber *const *lanes, unsigned mask) {
   for (int lane = 0; lane < 32; ++lane) {
@@ -176,7 +183,7 @@ inline void resolve_warp(Fiber *const *lanes, unsigned mask) {
     int source = lane;
     bool own = false;
     switch (f.op) {
-      case Op::shfl_idx: source = base + (f.arg % f.width); break;
+      case Op::shfl_idx: source = base + (f.arg & (f.width - 1)); break;
       case Op::shfl_up:
         own = (lane - base) < f.arg;
         source = lane - f.arg;
@@ -220,7 +227,7 @@ inline void try_release(Fiber &self) {
                        std::to_string(f.linear));
       // A thread held at another barrier may still be released; a real mismatch deadlocks.
       if (!f.waiting || f.op != Op::syncthreads) return;
-      if (f.line != self.line || f.file != self.file)
+      if (!same_site(f, self))
         fail("threads wait at different __syncthreads: " + where(self) + " and " + where(f));
     }
     for (Fiber &f : fibers) f.waiting = false;
@@ -243,7 +250,7 @@ inline void try_release(Fiber &self) {
     Fiber &f = fibers[warp_base + l];
     if (f.done)
       fail(where(self) + ": the mask names lane " + std::to_string(l) + ", which has exited");
-    if (!f.waiting || f.op != self.op || f.line != self.line || f.file != self.file) return;
+    if (!f.waiting || !same_site(f, self)) return;
     if (f.mask != self.mask || f.width != self.width)
       fail("lanes of one barrier pass different masks or widths: " + where(self) + " and " +
            where(f));
@@ -302,10 +309,12 @@ inline unsigned ballot(const char *file, int line, unsigned mask, int predicate)
 // The one scheduling point outside barriers: a spin-wait loop must call __nanosleep so that the
 // thread it waits for gets to run (a loop without it hangs the emulator, as it can a GPU).
 inline void nanosleep(unsigned) {
+  Fiber &self = *g_state.current;
+  self.file = nullptr;  // the last barrier's site no longer describes this thread
   if (++g_state.sleeps_without_progress > 1000000)
     fail("livelock: a million __nanosleep calls without any thread reaching a barrier or "
-         "exiting; last " + where(*g_state.current));
-  g_state.current->sleeping = true;
+         "exiting; last by " + where(self));
+  self.sleeping = true;
   yield_to_scheduler();
 }
 
