@@ -7,7 +7,8 @@ import pytest
 
 SELFTEST = "selftest_kernels.cu"
 NAMES = ("block_sum", "rotate_shared", "rotate_shared_racy", "uninitialised_shared",
-         "divergent_shuffle", "divergent_syncthreads", "warp_votes", "scale", "out_of_bounds")
+         "divergent_shuffle", "divergent_syncthreads", "warp_votes", "scale", "out_of_bounds",
+         "flag_handoff", "spin_forever")
 ORDERS = ("forward", "reverse", "random")
 
 
@@ -64,6 +65,20 @@ def test_warp_votes_scan_and_segmented_broadcast(selftest):
     assert (ballots == expected_ballot).all()
     np.testing.assert_array_equal(scan, np.cumsum(x))
     np.testing.assert_array_equal(broadcast, np.repeat([x[3], x[19]], 16))
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_spin_wait_with_nanosleep_lets_the_producer_run(selftest, order):
+    data = np.zeros(32, dtype=np.int32)
+    flag = np.zeros(1, dtype=np.int32)
+    out = np.zeros(32, dtype=np.int32)
+    selftest.get_function("flag_handoff", order=order, seed=4)((1,), (64,), (data, flag, out))
+    np.testing.assert_array_equal(out, np.arange(32) * 3)
+
+
+def test_spinning_forever_is_reported_as_livelock(selftest, emulator):
+    with pytest.raises(emulator.EmulatorError, match="livelock"):
+        selftest.get_function("spin_forever")((1,), (32,), (np.zeros(1, dtype=np.int32),))
 
 
 def test_divergent_shuffle_is_an_error(selftest, emulator):

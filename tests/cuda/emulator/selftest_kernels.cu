@@ -82,3 +82,23 @@ __global__ void scale(float *x, float factor, int n, long long offset) {
 __global__ void out_of_bounds(const float *x, float *out, int n) {
   out[0] = x[n];
 }
+
+// Warp 1 spins until warp 0 has published its values behind a flag.
+__global__ void flag_handoff(int *data, int *flag, int *out) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (warp == 0) {
+    data[lane] = lane * 3;
+    __threadfence();
+    __syncwarp();
+    if (lane == 0) atomicExch(flag, 1);
+  } else {
+    while (*(volatile int *)flag == 0) __nanosleep(10);
+    __threadfence();
+    out[lane] = data[lane];
+  }
+}
+
+// Spins on a flag that nobody sets.
+__global__ void spin_forever(int *flag) {
+  while (*(volatile int *)flag == 0) __nanosleep(10);
+}
