@@ -4,6 +4,8 @@ flags. Needs CuPy and NVRTC, not a GPU."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fastrec.backends.cuda import _loader
@@ -44,3 +46,18 @@ def test_options_carry_source_hash():
     options = _loader.compile_options()
     assert f"-DFASTREC_SRC_HASH=0x{_loader.source_hash()}" in options
     assert any(o.startswith("-I") and o.endswith("include") for o in options)
+
+
+def test_emulator_selftest_kernels_are_real_cuda():
+    """The emulator's own test kernels compile with NVRTC too: they test CUDA, not a dialect."""
+    program_class = _nvrtc_program_class()
+    from cupy.cuda.compiler import CompileException
+
+    path = Path(__file__).resolve().parent / "emulator" / "selftest_kernels.cu"
+    program = program_class(path.read_text(), path.name, method="cubin")
+    try:
+        cubin, _ = program.compile((*_loader.CUPY_RUNTIME_OPTIONS, "-std=c++17",
+                                    f"-arch=sm_{_loader.SUPPORTED_ARCHS[0]}"))
+    except CompileException as exc:
+        pytest.fail(f"{path.name} is not valid CUDA:\n{exc}")
+    assert cubin[:4] == b"\x7fELF"

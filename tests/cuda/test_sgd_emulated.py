@@ -157,7 +157,7 @@ def _run_under_asan(emulator, what):
                           capture_output=True, text=True, timeout=240)
 
 
-def test_sgd_is_clean_under_address_sanitizer(emulator):
+def test_sgd_is_clean_under_address_and_undefined_behaviour_sanitizers(emulator):
     emulator.build(_loader.kernel_path("sgd"), _loader.compile_options(),
                    _loader.NAME_EXPRESSIONS["sgd"], asan=True)
     result = _run_under_asan(emulator, "sgd")
@@ -166,8 +166,12 @@ def test_sgd_is_clean_under_address_sanitizer(emulator):
     assert "asan run finished" in result.stdout
 
 
-def test_address_sanitizer_catches_out_of_bounds_reads(emulator):
-    emulator.build(EMULATOR_DIR / "selftest_kernels.cu", (), ("out_of_bounds",), asan=True)
-    result = _run_under_asan(emulator, "out_of_bounds")
+@pytest.mark.parametrize("what, report", [("out_of_bounds", "heap-buffer-overflow"),
+                                          ("signed_overflow", "signed integer overflow")])
+def test_sanitizers_catch_kernel_bugs(emulator, what, report):
+    from tests.cuda.emulator.asan_run import SELFTEST_NAMES
+
+    emulator.build(EMULATOR_DIR / "selftest_kernels.cu", (), SELFTEST_NAMES, asan=True)
+    result = _run_under_asan(emulator, what)
     assert result.returncode != 0
-    assert "heap-buffer-overflow" in result.stderr, result.stderr[-4000:]
+    assert report in result.stderr, result.stderr[-4000:]

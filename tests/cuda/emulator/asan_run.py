@@ -3,6 +3,7 @@
 
     python asan_run.py sgd            SGD epochs against the reference; exit 0 when clean
     python asan_run.py out_of_bounds  a kernel that reads past an array (must be reported)
+    python asan_run.py signed_overflow  a kernel with signed overflow (UBSan must report it)
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(1, str(HERE.parents[2]))  # the checkout's tests package
 
 from tests.cuda.emulator import cuda_emulator  # noqa: E402
+
+SELFTEST_NAMES = ("out_of_bounds", "signed_overflow")
 
 
 def run_sgd() -> None:
@@ -42,13 +45,22 @@ def run_sgd() -> None:
 
 
 def run_out_of_bounds() -> None:
-    module = cuda_emulator.EmulatedModule(HERE / "selftest_kernels.cu", (), ("out_of_bounds",),
-                                          asan=True)
     x = np.ones(10, dtype=np.float32)
     out = np.zeros(1, dtype=np.float32)
-    module.get_function("out_of_bounds")((1,), (1,), (x, out, np.int32(x.size)))
+    selftest_module().get_function("out_of_bounds")((1,), (1,), (x, out, np.int32(x.size)))
+
+
+def run_signed_overflow() -> None:
+    x = np.array([2**31 - 1], dtype=np.int32)
+    selftest_module().get_function("signed_overflow")((1,), (1,), (x, np.int32(1)))
+
+
+def selftest_module():
+    return cuda_emulator.EmulatedModule(HERE / "selftest_kernels.cu", (), SELFTEST_NAMES,
+                                        asan=True)
 
 
 if __name__ == "__main__":
-    {"sgd": run_sgd, "out_of_bounds": run_out_of_bounds}[sys.argv[1]]()
+    {"sgd": run_sgd, "out_of_bounds": run_out_of_bounds,
+     "signed_overflow": run_signed_overflow}[sys.argv[1]]()
     print("asan run finished")

@@ -87,7 +87,8 @@ def build(source_path, options=(), name_expressions=(), *, asan=False) -> Path:
     lines += [f"CUEMU_REGISTER({expr});" for expr in name_expressions]
     lines.append("CUEMU_EXPORTS")
     wrapper.write_text("\n".join(lines) + "\n")
-    sanitizer = ["-fsanitize=address", "-fno-omit-frame-pointer"] if asan else []
+    sanitizer = (["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+                  "-fno-omit-frame-pointer"] if asan else [])
     partial = library.with_suffix(f".{os.getpid()}.tmp")
     command = ["g++", "-std=c++17", "-O1", "-g", "-fPIC", "-shared", "-Wall",
                "-Wno-unused-function", "-fvisibility=hidden", "-fno-gnu-unique",

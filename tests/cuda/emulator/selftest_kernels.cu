@@ -102,3 +102,8 @@ __global__ void flag_handoff(int *data, int *flag, int *out) {
 __global__ void spin_forever(int *flag) {
   while (*(volatile int *)flag == 0) __nanosleep(10);
 }
+
+// Overflows a signed int (undefined behaviour that UBSan reports).
+__global__ void signed_overflow(int *x, int n) {
+  x[0] += n;
+}
