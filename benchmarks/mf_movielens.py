@@ -26,7 +26,6 @@ from fastrec.data.loaders import load_movielens  # noqa: E402
 from fastrec.data.splits import random_split  # noqa: E402
 from fastrec.metrics import rmse  # noqa: E402
 
-
 PARAMS = dict(n_factors=32, n_epochs=10, learning_rate=0.03, reg=0.05)
 
 
