@@ -82,7 +82,7 @@ def extensions():
         "initializedcheck": debug,
         "embedsignature": True,
     }
-    return cythonize(exts, compiler_directives=directives, compile_time_env={"FASTREC_OPENMP": bool(omp_compile)})
+    return cythonize(exts, compiler_directives=directives)
 
 
 class BuildPyWithCsrc(build_py):

@@ -3,7 +3,8 @@
     python benchmarks/mf_movielens.py [--repeats 5] [--data ../shared/data/ml-latest-small]
 
 Surprise runs with its defaults (k=100, 20 epochs, lr 0.005, reg 0.02, float64, one thread);
-fastrec MF with ``PARAMS`` below (10 epochs suffice on this data). Fit times are medians over ``--repeats``
+fastrec MF with ``PARAMS`` below
+(10 epochs suffice on this data). Fit times are medians over ``--repeats``
 runs, measured side by side; the machine's idle share is printed first.
 """
 
@@ -68,7 +69,8 @@ def main() -> None:
     results = {"surprise SVD": [], f"fastrec MF ({args.backend})": []}
     for _ in range(args.repeats):
         results["surprise SVD"].append(fit_surprise(train, test))
-        results[f"fastrec MF ({args.backend})"].append(fit_fastrec(train, test, args.backend, PARAMS))
+        results[f"fastrec MF ({args.backend})"].append(
+            fit_fastrec(train, test, args.backend, PARAMS))
     print(f"\n| model | test RMSE | fit s (median of {args.repeats}) |")
     print("| --- | ---: | ---: |")
     medians = {}
