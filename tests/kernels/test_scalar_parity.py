@@ -24,8 +24,10 @@ def test_sgd_scalars(both):
         assert c.sgd_error_f64(*a) == nb.sgd_error(*a)
         b = rng.normal(size=4)
         assert c.sgd_bias_step_f64(*b) == nb.sgd_bias_step(*b)
-        f = rng.normal(size=5)
+        f = rng.normal(size=4)
         assert c.sgd_factor_step_f64(*f) == nb.sgd_factor_step(*f)
+        assert c.sgd_step_f64(*f[:2]) == nb.sgd_step(*f[:2])
+        assert c.sgd_shrink_f64(*f[:2]) == nb.sgd_shrink(*f[:2])
 
 
 @pytest.mark.parametrize("k", [0, 1, 15, 16, 17, 32, 100])

@@ -24,6 +24,7 @@ static inline double sgd_block_impl(const I *__restrict users, const I *__restri
                                     int biased) {
   double sse = 0.0;
   const int64_t row_bytes = k * (int64_t)sizeof(T);
+  const T shrink = sgd_shrink<T>(lr, reg);
   for (int64_t n = begin; n < end; ++n) {
     // Rows of a block come from L2/L3 in random order: ask for them a few ratings ahead so the
     // loads of independent updates overlap instead of stalling one by one.
@@ -45,7 +46,8 @@ static inline double sgd_block_impl(const I *__restrict users, const I *__restri
       user_bias[u] = sgd_bias_step<T>(user_bias[u], err, lr_bias, reg_bias);
       item_bias[i] = sgd_bias_step<T>(item_bias[i], err, lr_bias, reg_bias);
     }
-    for (int64_t f = 0; f < k; ++f) sgd_factor_step<T>(p[f], q[f], err, lr, reg);
+    const T step = sgd_step<T>(err, lr);
+    for (int64_t f = 0; f < k; ++f) sgd_factor_step<T>(p[f], q[f], step, shrink);
   }
   return sse;
 }

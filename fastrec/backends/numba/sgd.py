@@ -9,6 +9,8 @@ from fastrec.backends.numba.scalar import (
     sgd_error,
     sgd_factor_step,
     sgd_lane_dot,
+    sgd_shrink,
+    sgd_step,
 )
 from fastrec.backends.numba.threads import thread_limit
 
@@ -18,6 +20,7 @@ def _sgd_block(users, items, ratings, begin, end, P, Q, bu, bi, mu, lr, lr_b, re
                acc):
     sse = 0.0
     k = P.shape[1]
+    shrink = sgd_shrink(lr, reg)
     for n in range(begin, end):
         u = users[n]
         i = items[n]
@@ -28,8 +31,9 @@ def _sgd_block(users, items, ratings, begin, end, P, Q, bu, bi, mu, lr, lr_b, re
         if biased:
             bu[u] = sgd_bias_step(bu[u], err, lr_b, reg_b)
             bi[i] = sgd_bias_step(bi[i], err, lr_b, reg_b)
+        step = sgd_step(err, lr)
         for f in range(k):
-            p[f], q[f] = sgd_factor_step(p[f], q[f], err, lr, reg)
+            p[f], q[f] = sgd_factor_step(p[f], q[f], step, shrink)
     return sse
 
 
