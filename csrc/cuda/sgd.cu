@@ -43,6 +43,7 @@ __device__ __forceinline__ double sgd_warp_block(int lane, const I *__restrict__
                                                  T global_mean, T lr, T lr_bias, T reg,
                                                  T reg_bias, int biased) {
   double sse = 0.0;
+  const T shrink = sgd_shrink<T>(lr, reg);
   // The next rating's coordinates load while this one computes: a warp's ratings form one
   // dependent chain, so its latency is the block's run time.
   long long u_next = begin < end ? (long long)users[begin] : 0;
@@ -77,7 +78,8 @@ __device__ __forceinline__ double sgd_warp_block(int lane, const I *__restrict__
         item_bias[i] = sgd_bias_step<T>(ib, err, lr_bias, reg_bias);
       }
     }
-    for (long long f = lane; f < k; f += SGD_WARP) sgd_factor_step<T>(p[f], q[f], err, lr, reg);
+    const T step = sgd_step<T>(err, lr);
+    for (long long f = lane; f < k; f += SGD_WARP) sgd_factor_step<T>(p[f], q[f], step, shrink);
   }
   return sse;
 }
