@@ -1,8 +1,11 @@
 // SGD matrix factorisation on the GPU: a warp per block of the G x G grid, a warp per rating.
 //
-// Thread mapping: a warp runs one block's ratings in stored order; for each rating the 32 lanes
-// share the k factors (lane l owns factors l, l + 32, ...), reduce the dot product with a
-// butterfly of __shfl_xor_sync, and apply the update of fastrec/sgd.h to their own factors.
+// Thread mapping: a warp runs one block's ratings in stored order; for each rating its lanes
+// compute the dot product in the CPU kernel's summation order (16 partial sums reduced with
+// __shfl_down_sync), then the 32 lanes apply the update of fastrec/sgd.h to the k factors (lane
+// l owns factors l, l + 32, ...). Without FMA contraction the arithmetic is the CPU's operation
+// for operation, so results match the Cython kernel bit for bit (float32 denormals aside: CuPy
+// compiles with -ftz=true).
 //
 // Order: a block runs only after the previous scheduled block on its user block and on its item
 // block, so every factor row sees its updates in schedule order and blocks on disjoint rows and
@@ -13,9 +16,9 @@
 //   sgd_stratum   one launch per stratum (the kernel boundary is the barrier).
 // Concurrency is at most G blocks at a time, so the GPU wants G of several hundred.
 //
-// Determinism: a lane always reads and writes the same factor slots, lane 0 alone touches the
-// biases, and the butterfly gives every lane the bitwise same sum, so results do not depend on
-// the launch configuration or on timing and repeat bit for bit on one device.
+// Determinism: the summation order is fixed, lane 0 alone touches the biases, and every lane gets
+// the same dot product by broadcast, so results depend neither on the launch configuration nor on
+// timing, and repeat bit for bit.
 #include "fastrec/sgd.h"
 
 namespace fastrec {
@@ -24,13 +27,19 @@ namespace cuda {
 constexpr int SGD_WARP = 32;
 constexpr unsigned SGD_FULL_MASK = 0xffffffffu;
 
-// Sum over the 32 lanes; both partners of every butterfly step add the same two values, so all
-// lanes end with the bitwise same result.
+// The dot product in the CPU kernel's order (fastrec::sgd_lane_dot): lane l < SGD_DOT_LANES sums
+// factors l, l + SGD_DOT_LANES, ... in turn, then the partial sums are halved pairwise. Compiled
+// without FMA contraction (see the loader's options) it is bitwise the CPU's, on every lane.
 template <typename T>
-__device__ __forceinline__ T sgd_warp_sum(T value) {
-  for (int offset = SGD_WARP / 2; offset > 0; offset /= 2)
-    value += __shfl_xor_sync(SGD_FULL_MASK, value, offset);
-  return value;
+__device__ __forceinline__ T sgd_warp_dot(const T *p, const T *q, long long k, int lane) {
+  static_assert(SGD_DOT_LANES <= SGD_WARP && (SGD_DOT_LANES & (SGD_DOT_LANES - 1)) == 0,
+                "the CPU dot's lanes must be a power of two that fits in a warp");
+  T acc = T(0);
+  if (lane < SGD_DOT_LANES)
+    for (long long f = lane; f < k; f += SGD_DOT_LANES) acc += p[f] * q[f];
+  for (int offset = SGD_DOT_LANES / 2; offset > 0; offset /= 2)
+    acc += __shfl_down_sync(SGD_FULL_MASK, acc, offset);
+  return __shfl_sync(SGD_FULL_MASK, acc, 0);
 }
 
 // The ratings begin..end in stored order, by the whole warp; returns the SSE (valid in lane 0).
@@ -59,9 +68,7 @@ __device__ __forceinline__ double sgd_warp_block(int lane, const I *__restrict__
     }
     T *p = user_factors + u * k;
     T *q = item_factors + i * k;
-    T partial = T(0);
-    for (long long f = lane; f < k; f += SGD_WARP) partial += p[f] * q[f];
-    const T dot = sgd_warp_sum(partial);
+    const T dot = sgd_warp_dot<T>(p, q, k, lane);
     // Lane 0 alone touches the biases, so its own program order orders their reads and writes.
     T ub = T(0), ib = T(0);
     if (lane == 0) {
@@ -80,6 +87,8 @@ __device__ __forceinline__ double sgd_warp_block(int lane, const I *__restrict__
     }
     const T step = sgd_step<T>(err, lr);
     for (long long f = lane; f < k; f += SGD_WARP) sgd_factor_step<T>(p[f], q[f], step, shrink);
+    // The dot reads factors that other lanes of the warp update: order those writes first.
+    __syncwarp();
   }
   return sse;
 }

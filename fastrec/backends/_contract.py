@@ -46,8 +46,8 @@ conflict-free, every backend's result is independent of its thread count (a back
 block as soon as the previous scheduled blocks on its user block and its item block are done).
 Returns the sum of squared errors of the ratings, each measured just before its own update.
 CUDA: a warp per block, started after its row's and column's predecessors, keeps this exact
-order (no Hogwild); results are deterministic and differ from the CPU only by rounding. Arrays
-may be CuPy arrays (updated in place).
+order (no Hogwild) and the CPU's summation order without FMA contraction: deterministic, and
+bitwise equal to a CPU kernel built with -ffp-contract=off. Arrays may be CuPy arrays (in place).
 """
 
 CONTRACT: dict[str, str] = {

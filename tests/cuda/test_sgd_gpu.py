@@ -81,6 +81,29 @@ def test_numpy_arrays_match_reference(cuda_backend, order, dtype, index_dtype):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("backend", [
+    "numba",
+    pytest.param("cython", marks=pytest.mark.xfail(
+        strict=False, reason="g++ contracts FMAs unless setup.py compiles with "
+                             "-ffp-contract=off")),
+])
+def test_bitwise_equal_to_compiled_cpu_backend(cuda_backend, backend):
+    """No FMA contraction (--fmad=false) and the CPU's summation order: the GPU reproduces the
+    CPU kernel bit for bit in float64 (float32 too, barring denormals, which -ftz flushes)."""
+    from tests.conftest import require_backend
+
+    cpu_epoch = require_backend(backend, "sgd_epoch").sgd_epoch
+    data, factors, scalars = make_sgd_problem(nnz=5000, n_users=400, n_items=300, n_blocks=16,
+                                              k=70)
+    expected = [f.copy() for f in factors]
+    cpu_epoch(*data.values(), *expected, *scalars, True, 2)
+    got = [f.copy() for f in factors]
+    cuda_backend.sgd_epoch(*data.values(), *got, *scalars, True, 1)
+    for g, e in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(g, e)
+
+
+@pytest.mark.gpu
 def test_cupy_arrays_are_updated_in_place_and_deterministic(cuda_backend):
     """Two dataflow runs and a strata run agree bit for bit: the order is the schedule's."""
     import cupy

@@ -70,8 +70,13 @@ def source_hash() -> str:
 
 
 def compile_options() -> tuple[str, ...]:
-    """NVRTC options for every fastrec kernel (CuPy adds -arch, -ftz=true and friends)."""
-    return ("-std=c++17", f"-I{include_dir()}", f"-DFASTREC_SRC_HASH=0x{source_hash()}")
+    """NVRTC options for every fastrec kernel (CuPy adds -arch, -ftz=true and friends).
+
+    ``--fmad=false``: no FMA contraction, like the CPU build (ISO C++17 mode keeps g++'s
+    -ffp-contract=off), so kernels that sum in the CPU's order round exactly like it.
+    """
+    return ("-std=c++17", "--fmad=false", f"-I{include_dir()}",
+            f"-DFASTREC_SRC_HASH=0x{source_hash()}")
 
 
 def name_expression(kernel: str, dtype, index_dtype) -> str:

@@ -4,11 +4,12 @@ A warp runs a block's ratings in stored order (its 32 lanes share the k factors)
 starts only after the previous scheduled block on its user block and on its item block, so the
 update sequence is the contract's sequential one. ``order="dataflow"`` (the default) runs the
 whole epoch in one launch, warps taking the schedule's blocks in order and waiting only for those
-two predecessors; ``order="strata"`` launches once per stratum. Results are deterministic (bit
-for bit from run to run on one device, the same for both orders, independent of ``n_threads``
-and of the launch configuration) and differ from the CPU backends only by rounding (warp-tree
-dot product, FMA contraction, CuPy's flush-to-zero for float32). At most G blocks run at once:
-give the GPU a grid side G of several hundred on large data.
+two predecessors; ``order="strata"`` launches once per stratum. The dot product sums in the CPU
+kernels' order and nothing is FMA-contracted, so results are deterministic (the same for both
+orders, independent of ``n_threads`` and of the launch configuration) and equal to a compiled CPU
+backend's bit for bit when that backend does not contract FMAs either (float32 denormals aside:
+CuPy compiles with -ftz=true). At most G blocks run at once: give the GPU a grid side G of
+several hundred on large data.
 """
 
 from __future__ import annotations
