@@ -76,20 +76,21 @@ def build(source_path, options=(), name_expressions=(), *, asan=False) -> Path:
     if library.exists():
         return library
     out_dir.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}"  # concurrent builds of one key write their own files, then rename
     rewritten = rewrite_dynamic_shared(source)
     if rewritten != source:
-        included = out_dir / source_path.name
+        included = out_dir / f"{source_path.stem}.{tag}{source_path.suffix}"
         included.write_text(f'#line 1 "{source_path}"\n{rewritten}')
     else:
         included = source_path
-    wrapper = out_dir / "wrapper.cpp"
+    wrapper = out_dir / f"wrapper.{tag}.cpp"
     lines = [f'#include "{included}"']
     lines += [f"CUEMU_REGISTER({expr});" for expr in name_expressions]
     lines.append("CUEMU_EXPORTS")
     wrapper.write_text("\n".join(lines) + "\n")
     sanitizer = (["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
                   "-fno-omit-frame-pointer"] if asan else [])
-    partial = library.with_suffix(f".{os.getpid()}.tmp")
+    partial = library.with_suffix(f".{tag}.tmp")
     command = ["g++", "-std=c++17", "-O1", "-g", "-fPIC", "-shared", "-Wall",
                "-Wno-unused-function", "-fvisibility=hidden", "-fno-gnu-unique",
                "-DFASTREC_CUDA_EMULATION", "-include", str(HEADER),
