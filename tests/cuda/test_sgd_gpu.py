@@ -41,6 +41,23 @@ def test_import_fastrec_does_not_touch_cuda():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.parametrize("change, message", [
+    (lambda d, f: ({**d, "ratings": d["ratings"].astype(np.float32)}, f), "ratings must have"),
+    (lambda d, f: ({**d, "items": d["items"].astype(np.int64)}, f), "share an int32 or int64"),
+    (lambda d, f: (d, (f[0], f[1][:, :3].copy(), *f[2:])), "item_factors must have shape"),
+    (lambda d, f: (d, (f[0], np.asfortranarray(f[1]), *f[2:])), "C-contiguous"),
+    (lambda d, f: ({**d, "block_ptr": d["block_ptr"][:-2]}, f), "square G x G grid"),
+])
+def test_contract_errors_need_no_device(change, message):
+    from fastrec.backends._contract import ContractError
+    from fastrec.backends.cuda import sgd_epoch
+
+    data, factors, scalars = make_sgd_problem(nnz=50, k=4)
+    data, factors = change(data, factors)
+    with pytest.raises(ContractError, match=message):
+        sgd_epoch(*data.values(), *factors, *scalars, True, 1)
+
+
 def test_source_hash_covers_headers(tmp_path, monkeypatch):
     copy = tmp_path / "csrc"
     shutil.copytree(_loader.source_root(), copy)

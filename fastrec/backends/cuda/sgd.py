@@ -41,10 +41,7 @@ def launch_sgd_epoch(xp, get_kernel, users, items, ratings, block_ptr, schedule,
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
     n_strata, width = schedule.shape
-    n_blocks = block_ptr.shape[0] - 1
-    grid_side = math.isqrt(n_blocks)
-    if grid_side * grid_side != n_blocks:
-        raise ContractError("block_ptr must describe a square G x G grid of blocks")
+    grid_side = _grid_side(block_ptr)
     n_tickets = n_strata * width
     if n_tickets == 0 or users.shape[0] == 0:
         return
@@ -74,6 +71,14 @@ def launch_sgd_epoch(xp, get_kernel, users, items, ratings, block_ptr, schedule,
         ctas, (threads,),
         (*data, schedule, np.int64(n_tickets), np.int64(width), np.int64(grid_side), row_ticket,
          col_ticket, done, next_ticket, *factors, ticket_sse))
+
+
+def _grid_side(block_ptr) -> int:
+    n_blocks = block_ptr.shape[0] - 1
+    grid_side = math.isqrt(max(n_blocks, 0))
+    if n_blocks < 1 or grid_side * grid_side != n_blocks:
+        raise ContractError("block_ptr must describe a square G x G grid of blocks")
+    return grid_side
 
 
 def _check_device_arrays(users, items, ratings, block_ptr, schedule, user_factors, item_factors,
@@ -106,8 +111,9 @@ def _check_device_arrays(users, items, ratings, block_ptr, schedule, user_factor
             raise ContractError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
         if not arr.flags.c_contiguous:
             raise ContractError(f"{name} must be C-contiguous")
-    if schedule.ndim != 2 or block_ptr.ndim != 1 or block_ptr.shape[0] < 1:
-        raise ContractError("schedule must be 2-D and block_ptr 1-D with n_blocks + 1 entries")
+    if schedule.ndim != 2 or block_ptr.ndim != 1:
+        raise ContractError("schedule must be 2-D and block_ptr 1-D")
+    _grid_side(block_ptr)
 
 
 def sgd_epoch(users, items, ratings, block_ptr, schedule, user_factors, item_factors,
@@ -120,12 +126,14 @@ def sgd_epoch(users, items, ratings, block_ptr, schedule, user_factors, item_fac
     ignored: the launch configuration is fixed and does not change the result. ``order`` picks
     the driver (see the module docstring). Returns the SSE (synchronises the device).
     """
+    _check_device_arrays(users, items, ratings, block_ptr, schedule, user_factors,
+                         item_factors, user_bias, item_bias)
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
     import cupy
 
     from fastrec.backends.cuda._loader import get_function, name_expression
 
-    _check_device_arrays(users, items, ratings, block_ptr, schedule, user_factors,
-                         item_factors, user_bias, item_bias)
     host_outputs = (user_factors, item_factors, user_bias, item_bias)
     device = [cupy.asarray(a) for a in (users, items, ratings, block_ptr, schedule,
                                         *host_outputs)]
