@@ -45,6 +45,9 @@ schedule order, ratings in stored order within a block. Because the blocks of a 
 conflict-free, every backend's result is independent of its thread count (a backend may run a
 block as soon as the previous scheduled blocks on its user block and its item block are done).
 Returns the sum of squared errors of the ratings, each measured just before its own update.
+CUDA: a warp per block, started after its row's and column's predecessors, keeps this exact
+order (no Hogwild) and the CPU's summation order without FMA contraction: deterministic, and
+bitwise equal to a CPU kernel built with -ffp-contract=off. Arrays may be CuPy arrays (in place).
 """
 
 CONTRACT: dict[str, str] = {
