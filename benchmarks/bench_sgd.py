@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import require_shared  # noqa: E402  (benchmarks/conftest.py)
 
 from fastrec._algorithms.sgd_schedule import BlockedRatings, choose_n_blocks
 from fastrec.backends import _probe
@@ -25,8 +26,13 @@ _CACHE: dict = {}
 
 def ratings(size: str):
     if size not in _CACHE:
-        n_users, n_items, nnz = SIZES[size]
-        _CACHE[size] = synthetic_ratings(n_users, n_items, nnz, seed=0).interactions
+        if size == "ml-latest-small":
+            from fastrec.data.loaders import load_movielens
+
+            _CACHE[size] = load_movielens(require_shared("ml-latest-small"))
+        else:
+            n_users, n_items, nnz = SIZES[size]
+            _CACHE[size] = synthetic_ratings(n_users, n_items, nnz, seed=0).interactions
     return _CACHE[size]
 
 
@@ -53,7 +59,7 @@ def record(benchmark, nnz: int, seconds_per_epoch: float | None = None):
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("k", [32, 100])
-@pytest.mark.parametrize("size", ["1M", "5M"])
+@pytest.mark.parametrize("size", ["1M", "5M", "ml-latest-small"])
 @pytest.mark.parametrize("backend_name", ["cython", "numba"])
 def test_sgd_epoch(benchmark, backend_name, size, k, threads):
     benchmark.group = f"sgd-epoch {size} k={k}"

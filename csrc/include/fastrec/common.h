@@ -13,6 +13,8 @@ typedef unsigned long long uint64_t;
 
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__) || defined(FASTREC_CUDA_EMULATION)
 #define FASTREC_HD __host__ __device__ __forceinline__
+#elif defined(__GNUC__)
+#define FASTREC_HD static inline __attribute__((always_inline))
 #else
 #define FASTREC_HD static inline
 #endif

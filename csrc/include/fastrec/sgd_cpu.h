@@ -16,7 +16,7 @@ namespace fastrec {
 #endif
 
 template <typename T, typename I>
-static inline double sgd_block_impl(const I *__restrict users, const I *__restrict items,
+FASTREC_HD double sgd_block_impl(const I *__restrict users, const I *__restrict items,
                                     const T *__restrict ratings, int64_t begin, int64_t end,
                                     T *__restrict user_factors, T *__restrict item_factors,
                                     T *__restrict user_bias, T *__restrict item_bias, int64_t k,
@@ -52,15 +52,30 @@ static inline double sgd_block_impl(const I *__restrict users, const I *__restri
   return sse;
 }
 
+#define FASTREC_SGD_CASE(T, I, K)                                                              \
+  case K:                                                                                      \
+    return sgd_block_impl<T, I>(users, items, ratings, begin, end, user_factors, item_factors, \
+                                user_bias, item_bias, K, global_mean, lr, lr_bias, reg,        \
+                                reg_bias, biased);
+
 #define FASTREC_SGD_BLOCK(T, I)                                                                \
   FASTREC_CPU_CLONES double sgd_block(const I *users, const I *items, const T *ratings,        \
                                       int64_t begin, int64_t end, T *user_factors,             \
                                       T *item_factors, T *user_bias, T *item_bias, int64_t k,  \
                                       T global_mean, T lr, T lr_bias, T reg, T reg_bias,       \
                                       int biased) {                                            \
-    return sgd_block_impl<T, I>(users, items, ratings, begin, end, user_factors, item_factors, \
-                                user_bias, item_bias, k, global_mean, lr, lr_bias, reg,        \
-                                reg_bias, biased);                                             \
+    /* Common ranks get code specialised for a constant k (unrolled, registers only). */      \
+    switch (k) {                                                                               \
+      FASTREC_SGD_CASE(T, I, 16)                                                               \
+      FASTREC_SGD_CASE(T, I, 32)                                                               \
+      FASTREC_SGD_CASE(T, I, 64)                                                               \
+      FASTREC_SGD_CASE(T, I, 100)                                                              \
+      FASTREC_SGD_CASE(T, I, 128)                                                              \
+      default:                                                                                 \
+        return sgd_block_impl<T, I>(users, items, ratings, begin, end, user_factors,           \
+                                    item_factors, user_bias, item_bias, k, global_mean, lr,    \
+                                    lr_bias, reg, reg_bias, biased);                           \
+    }                                                                                          \
   }
 
 FASTREC_SGD_BLOCK(float, int32_t)
@@ -68,6 +83,7 @@ FASTREC_SGD_BLOCK(float, int64_t)
 FASTREC_SGD_BLOCK(double, int32_t)
 FASTREC_SGD_BLOCK(double, int64_t)
 #undef FASTREC_SGD_BLOCK
+#undef FASTREC_SGD_CASE
 
 // One epoch over the schedule without barriers between strata (dataflow order).
 //
