@@ -3,15 +3,20 @@
 //   g++ -std=c++17 -DFASTREC_CUDA_EMULATION -include cuda_emulator.h -x c++ kernels.cu ...
 //
 // Blocks run one after another; the threads of a block are ucontext fibers that switch only at
-// barriers. __syncthreads and the warp intrinsics (__shfl_*_sync, __syncwarp, __ballot_sync, ...)
-// are checked barriers: every thread of the block (or every lane of the mask) must arrive at the
-// same call site with the same mask, otherwise the launch fails with a message naming the sites.
-// __shared__ variables live in one linker section that is refilled with random bytes before each
-// block, as is the dynamic shared buffer (the build helper rewrites `extern __shared__`).
-// Threads, and blocks, run in forward, reverse or random order to expose missing barriers.
+// barriers and in __nanosleep. __syncthreads and the warp intrinsics (__shfl_*_sync, __syncwarp,
+// __ballot_sync, ...) are checked barriers: every thread of the block (or every lane of the mask)
+// must arrive at the same call site with the same mask, otherwise the launch fails with a message
+// naming the sites; a thread that exits while named by a waiting barrier is an error too.
+// __nanosleep lets a spin-waiting thread give way (a million of them with no other progress is
+// reported as a livelock). __shared__ variables live in one linker section that is refilled with
+// random bytes before each block, as is the dynamic shared buffer (the build helper rewrites
+// `extern __shared__`). Threads, and blocks, run in forward, reverse or random order to expose
+// missing barriers. Build with -fsanitize=address,undefined to check every access.
 //
-// Not emulated: inter-block races (blocks are serial), timing, memory-model reorderings within a
-// block, FMA contraction and flush-to-zero, inline asm, textures, cooperative groups, half types.
+// Not emulated: blocks running at the same time (inter-block races; a kernel whose blocks wait
+// for each other must also make progress with one block), timing, the memory model (fences,
+// volatile, L1 coherence: every store is visible at once), FMA contraction and flush-to-zero,
+// inline asm, textures, cooperative groups, half types, printf from many threads interleaving.
 #pragma once
 
 #include <signal.h>
