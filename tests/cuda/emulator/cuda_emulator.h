@@ -19,7 +19,6 @@
 // inline asm, textures, cooperative groups, half types, printf from many threads interleaving.
 #pragma once
 
-#include <signal.h>
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
