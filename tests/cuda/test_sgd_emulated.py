@@ -200,3 +200,47 @@ def test_sanitizers_catch_kernel_bugs(emulator, what, report):
     result = _run_under_asan(emulator, what)
     assert result.returncode != 0
     assert report in result.stderr, result.stderr[-4000:]
+
+
+class _DeviceArray(np.ndarray):
+    """A host array standing in for a CuPy array: its own memory, ``get(out=...)``."""
+
+    def get(self, out=None):
+        if out is None:
+            return np.array(self)
+        out[...] = self
+        return out
+
+
+class _FakeCupy:
+    """The handful of CuPy calls ``sgd_epoch`` makes, on host memory."""
+
+    @staticmethod
+    def asarray(a):
+        return a if isinstance(a, _DeviceArray) else np.array(a).view(_DeviceArray)
+
+    @staticmethod
+    def zeros(*args, **kwargs):
+        return np.zeros(*args, **kwargs).view(_DeviceArray)
+
+    @staticmethod
+    def full(*args, **kwargs):
+        return np.full(*args, **kwargs).view(_DeviceArray)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_public_sgd_epoch_copies_host_arrays_back(sgd_module, monkeypatch, driver):
+    """``sgd_epoch`` itself (device copies, kernel names, copy-back into numpy arguments) with
+    CuPy replaced by host arrays and NVRTC by the emulator."""
+    import sys
+
+    from fastrec.backends.cuda import sgd_epoch
+
+    monkeypatch.setitem(sys.modules, "cupy", _FakeCupy)
+    monkeypatch.setattr(_loader, "get_function",
+                        lambda source, expression: sgd_module.get_function(expression))
+    data, factors, scalars = make_sgd_problem(nnz=150)
+    got = [f.copy() for f in factors]
+    sse = sgd_epoch(*data.values(), *got, *scalars, True, 1, order=driver)
+    assert all(type(g) is np.ndarray for g in got)
+    assert_matches((sse, got), run_reference(data, factors, scalars, True), np.float64)
