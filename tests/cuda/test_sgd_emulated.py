@@ -139,22 +139,34 @@ def test_predecessor_search_beyond_32_strata(sgd_module):
     assert_matches(got, run_reference(data, factors, scalars, True), np.float64)
 
 
-def test_dataflow_waits_are_what_keeps_the_order(sgd_module):
-    """Without the predecessor tables (every wait skipped), warps overlap blocks of the same
-    user block and the emulator's interleaving shows it: the check has teeth."""
-    data, factors, scalars = make_sgd_problem(n_blocks=4, nnz=400)
+@pytest.mark.parametrize("dropped", ["both", "user block", "item block"])
+def test_each_dataflow_wait_is_needed_and_caught(sgd_module, dropped):
+    """Blank the predecessor table of the user blocks, of the item blocks or both (so those
+    waits are skipped): warps then overlap blocks that share rows, and the emulator's
+    interleaving shows it. The check has teeth for each wait separately."""
+    data, factors, scalars = make_sgd_problem(n_blocks=6, nnz=300, n_users=18, n_items=12)
     expected = run_reference(data, factors, scalars, True)
+    blank = {"both": (4, 5), "user block": (4,), "item block": (5,)}[dropped]
     mismatches = 0
     for order in ORDERS:
-        real = kernel_getter(sgd_module, data, factors, order, seed=9)
+        for seed in (1, 2):
+            real = kernel_getter(sgd_module, data, factors, order, seed)
 
-        def no_positions(name, real=real):
-            return (lambda *args, **kwargs: None) if name == "sgd_dataflow_positions" \
-                else real(name)
+            def get_kernel(name, real=real):
+                if name != "sgd_dataflow_positions":
+                    return real(name)
 
-        _, got = run_emulated(sgd_module, data, factors, scalars, True, get_kernel=no_positions)
-        mismatches += not all(np.allclose(g, e, rtol=1e-9) for g, e in zip(got, expected[1],
-                                                                           strict=True))
+                def positions(grid, block, args):
+                    real(name)(grid, block, args)
+                    for position in blank:  # row_ticket is argument 4, col_ticket 5
+                        args[position][...] = -1
+
+                return positions
+
+            _, got = run_emulated(sgd_module, data, factors, scalars, True,
+                                  get_kernel=get_kernel)
+            mismatches += not all(np.allclose(g, e, rtol=1e-9)
+                                  for g, e in zip(got, expected[1], strict=True))
     assert mismatches > 0
 
 

@@ -478,6 +478,7 @@ inline int run_block(std::vector<int> &order_buf, Order order, std::mt19937_64 &
     makecontext(&f.context, fiber_main, 0);
   }
   const int n = (int)fibers.size();
+  int last = order == forward ? -1 : n;
   for (;;) {
     int next = -1, n_ready = 0;
     order_buf.clear();
@@ -508,9 +509,26 @@ inline int run_block(std::vector<int> &order_buf, Order order, std::mt19937_64 &
       g_state.error = "barrier mismatch (deadlock); threads wait at:" + sites;
       return 1;
     }
-    if (order == forward) next = order_buf.front();
-    else if (order == reverse) next = order_buf.back();
-    else next = order_buf[rng() % n_ready];
+    // Round robin from the thread that ran last (upwards or downwards), or a random pick: each
+    // thread runs to its next barrier, so warps interleave at every barrier.
+    if (order == forward) {
+      next = order_buf.front();
+      for (int t : order_buf)
+        if (t > last) {
+          next = t;
+          break;
+        }
+    } else if (order == reverse) {
+      next = order_buf.back();
+      for (auto t = order_buf.rbegin(); t != order_buf.rend(); ++t)
+        if (*t < last) {
+          next = *t;
+          break;
+        }
+    } else {
+      next = order_buf[rng() % n_ready];
+    }
+    last = next;
     Fiber &f = fibers[next];
     g_state.current = &f;
     g_thread_idx = f.index;
