@@ -4,8 +4,8 @@
 // compute the dot product in the CPU kernel's summation order (16 partial sums reduced with
 // __shfl_down_sync), then the 32 lanes apply the update of fastrec/sgd.h to the k factors (lane
 // l owns factors l, l + 32, ...). Without FMA contraction the arithmetic is the CPU's operation
-// for operation, so results match the Cython kernel bit for bit (float32 denormals aside: CuPy
-// compiles with -ftz=true).
+// for operation, so results match a CPU kernel compiled without contraction bit for bit (float32
+// denormals aside: CuPy compiles with -ftz=true).
 //
 // Order: a block runs only after the previous scheduled block on its user block and on its item
 // block, so every factor row sees its updates in schedule order and blocks on disjoint rows and
