@@ -28,8 +28,10 @@ NAME_EXPRESSIONS: dict[str, tuple[str, ...]] = {
 # What CuPy itself adds when RawModule compiles with NVRTC (besides -arch and --pch).
 CUPY_RUNTIME_OPTIONS = ("-ftz=true", "--device-as-default-execution-space")
 
-# Compute capabilities the tests compile for (CUDA 13 NVRTC dropped sm_70; use CUDA 12 for it).
-SUPPORTED_ARCHS = ("75", "80", "86", "89", "90")
+# Compute capabilities every kernel is compiled for in the tests. Volta (sm_70) needs NVRTC 12
+# (the cuda12 extra): CUDA 13 dropped it.
+SUPPORTED_ARCHS = ("70", "75", "80", "86", "89", "90")
+LAST_NVRTC_FOR_ARCH = {"70": 12}
 
 _C_TYPES = {"float32": "float", "float64": "double", "int32": "int", "int64": "long long"}
 
