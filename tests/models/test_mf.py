@@ -277,3 +277,20 @@ def test_unavailable_backend_says_why(planted):
             else pytest.skip("a CUDA device is present")
     with pytest.raises(ValueError, match="unknown backend"):
         MF(backend="fortran").fit(planted[0])
+
+
+def test_concurrent_recommend_is_consistent(planted):
+    """A service calls predict/recommend from many threads: results equal the serial ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    require_backend("cython", "sgd_epoch")
+    model = small_model(n_epochs=3).fit(planted[0])
+    users = [np.arange(i, i + 40) for i in range(0, 360, 40)]
+    serial = [model.recommend(u, n=10)[0] for u in users]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(lambda u: model.recommend(u, n=10)[0], users))
+        preds = list(pool.map(lambda u: model.predict(u, u % model.n_items_), users))
+    for a, b in zip(serial, parallel, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for u, p in zip(users, preds, strict=True):
+        np.testing.assert_array_equal(p, model.predict(u, u % model.n_items_))
