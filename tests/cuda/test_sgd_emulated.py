@@ -1,8 +1,9 @@
 """The real csrc/cuda/sgd.cu, run in the CUDA-semantics emulator through the backend's own
 launcher (``launch_sgd_epoch``: scratch arrays, grid shapes, argument packing). The kernels keep
-the sequential update order and the CPU kernels' summation order, so they match the compiled CPU
-backends bit for bit and the numpy reference (BLAS dot) to rounding; results must not depend on
-the thread order, the launch configuration or the driver (dataflow or strata)."""
+the sequential update order and the CPU kernels' summation order, so they match a compiled CPU
+backend bit for bit when it does not contract FMAs (Numba in float64; Cython built with
+-ffp-contract=off) and the numpy reference (BLAS dot) to rounding; results must not depend on the
+thread order, the launch configuration or the driver (dataflow or strata)."""
 
 from __future__ import annotations
 
