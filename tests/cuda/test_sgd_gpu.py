@@ -167,3 +167,33 @@ def test_no_ratings_is_a_no_op(cuda_backend):
     assert cuda_backend.sgd_epoch(*data.values(), *got, *scalars, True, 1) == 0.0
     for g, f in zip(got, factors, strict=True):
         np.testing.assert_array_equal(g, f)
+
+
+@pytest.mark.parametrize("arch, nvrtc_major, message", [
+    ("60", 13, "compute capability 6.0; fastrec's kernels need 7.0 or newer"),
+    ("70", 13, "NVRTC 13 cannot compile for sm_70; use CUDA 12"),
+    ("70", 12, None),
+    ("86", 13, None),
+])
+def test_probe_checks_the_architecture(monkeypatch, arch, nvrtc_major, message):
+    """The probe's device checks, with CuPy's device queries replaced (no GPU needed)."""
+    cupy = pytest.importorskip("cupy")
+    from cupy_backends.cuda.libs import nvrtc
+
+    from fastrec.backends.cuda import probe
+
+    class FakeDevice:
+        id = 0
+        compute_capability = arch
+
+    monkeypatch.setattr(cupy.cuda.runtime, "getDeviceCount", lambda: 1)
+    monkeypatch.setattr(cupy.cuda.runtime, "getDeviceProperties", lambda i: {"name": b"fake"})
+    monkeypatch.setattr(cupy.cuda.runtime, "runtimeGetVersion", lambda: 13000)
+    monkeypatch.setattr(cupy.cuda, "Device", FakeDevice)
+    monkeypatch.setattr(nvrtc, "getVersion", lambda: (nvrtc_major, 0))
+    if message is None:
+        version, details = probe()
+        assert details["compute_capability"] == arch and version.startswith("cupy")
+    else:
+        with pytest.raises(RuntimeError, match=message):
+            probe()

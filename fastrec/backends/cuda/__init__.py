@@ -5,6 +5,7 @@ Probed only when asked for, never at ``import fastrec``. Kernels: ``sgd_epoch`` 
 accept CuPy arrays (zero-copy) or numpy arrays (copied to the device and back).
 """
 
+from fastrec.backends.cuda._loader import LAST_NVRTC_FOR_ARCH, SUPPORTED_ARCHS
 from fastrec.backends.cuda.sgd import sgd_epoch
 
 __all__ = ["probe", "sgd_epoch"]
@@ -25,15 +26,23 @@ def probe():
     try:
         from cupy_backends.cuda.libs import nvrtc
 
-        nvrtc_version = ".".join(map(str, nvrtc.getVersion()))
+        nvrtc_major, nvrtc_minor = nvrtc.getVersion()
     except Exception as exc:  # noqa: BLE001 - a missing libnvrtc surfaces as various errors
         raise RuntimeError(f"NVRTC cannot be loaded ({exc}): pip install "
                            "'nvidia-cuda-nvrtc==13.*' (match CuPy's CUDA major)") from exc
     device = cupy.cuda.Device()
+    arch = device.compute_capability
+    if int(arch) < int(SUPPORTED_ARCHS[0]):
+        raise RuntimeError(f"the GPU has compute capability {arch[:-1]}.{arch[-1]}; fastrec's "
+                           f"kernels need {SUPPORTED_ARCHS[0][0]}.{SUPPORTED_ARCHS[0][1]} or newer")
+    if nvrtc_major > LAST_NVRTC_FOR_ARCH.get(arch, nvrtc_major):
+        raise RuntimeError(f"NVRTC {nvrtc_major} cannot compile for sm_{arch}; use CUDA "
+                           f"{LAST_NVRTC_FOR_ARCH[arch]}: pip install 'fastrec[cuda12]'")
+    nvrtc_version = f"{nvrtc_major}.{nvrtc_minor}"
     props = cupy.cuda.runtime.getDeviceProperties(device.id)
     name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
     runtime = cupy.cuda.runtime.runtimeGetVersion()
     details = {"devices": n_devices, "device": name,
-               "compute_capability": device.compute_capability, "nvrtc": nvrtc_version}
+               "compute_capability": arch, "nvrtc": nvrtc_version}
     version = f"cupy {cupy.__version__}, CUDA runtime {runtime // 1000}.{runtime % 1000 // 10}"
     return version, details
