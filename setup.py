@@ -53,7 +53,9 @@ def openmp_flags():
 def extensions():
     debug = os.environ.get("FASTREC_DEBUG") == "1"
     omp_compile, omp_link = openmp_flags()
-    compile_args = ["-std=c++17", "-O0" if debug else "-O3", *omp_compile]
+    # No FMA contraction: every ISA clone, every machine and the CUDA kernels (--fmad=false)
+    # round the same way, so one seed gives one model bit for bit.
+    compile_args = ["-std=c++17", "-O0" if debug else "-O3", "-ffp-contract=off", *omp_compile]
     macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
     if os.environ.get("FASTREC_NO_CLONES") == "1":
         macros.append(("FASTREC_NO_CLONES", "1"))

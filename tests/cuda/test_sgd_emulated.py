@@ -62,15 +62,10 @@ def test_epoch_matches_reference(sgd_module, driver, dtype, index_dtype, order):
     assert_matches(got, run_reference(data, factors, scalars, True), dtype)
 
 
-_FMA_CONTRACTION = pytest.mark.xfail(
-    strict=False, reason="g++ contracts FMAs in C++ (even with -std=c++17) unless setup.py "
-                         "compiles with -ffp-contract=off; with it, this passes")
-
-
 @pytest.mark.parametrize("backend, dtype", [
     ("numba", np.float64),  # Numba's float32 path rounds differently from C's (lead's mirror)
-    pytest.param("cython", np.float64, marks=_FMA_CONTRACTION),
-    pytest.param("cython", np.float32, marks=_FMA_CONTRACTION),
+    ("cython", np.float64),  # setup.py builds with -ffp-contract=off, as CUDA's --fmad=false
+    ("cython", np.float32),
 ])
 @pytest.mark.parametrize("k", [1, 16, 33, 70])
 def test_bitwise_equal_to_compiled_cpu_backends(sgd_module, dtype, k, backend):

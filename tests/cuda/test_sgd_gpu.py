@@ -100,9 +100,7 @@ def test_numpy_arrays_match_reference(cuda_backend, order, dtype, index_dtype):
 @pytest.mark.gpu
 @pytest.mark.parametrize("backend", [
     "numba",
-    pytest.param("cython", marks=pytest.mark.xfail(
-        strict=False, reason="g++ contracts FMAs unless setup.py compiles with "
-                             "-ffp-contract=off")),
+    "cython",
 ])
 def test_bitwise_equal_to_compiled_cpu_backend(cuda_backend, backend):
     """No FMA contraction (--fmad=false) and the CPU's summation order: the GPU reproduces the

@@ -150,3 +150,15 @@ def test_schedule_strata_are_conflict_free():
         lo, hi = blocked.block_ptr[b], blocked.block_ptr[b + 1]
         assert hi >= lo
     assert blocked.block_ptr[-1] == blocked.users.shape[0]
+
+
+@pytest.mark.parametrize("backend", COMPILED_BACKENDS)
+def test_repeated_blocks_count_every_visit(backend):
+    """A schedule may visit a block in several strata: each visit's errors count in the SSE."""
+    kernel = require_backend(backend, "sgd_epoch").sgd_epoch
+    blocked, state, rng = make_problem(dtype=np.float64)
+    schedule = np.ascontiguousarray(np.repeat(blocked.epoch_schedule(rng)[:1], 4, axis=0))
+    sse_ref, ref = run(reference_epoch, blocked, state, schedule)
+    sse, got = run(kernel, blocked, state, schedule)
+    assert sse == pytest.approx(sse_ref, rel=1e-10)
+    np.testing.assert_allclose(got["user_factors"], ref["user_factors"], rtol=1e-10)

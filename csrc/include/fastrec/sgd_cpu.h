@@ -101,7 +101,7 @@ static inline void sgd_epoch_dataflow(const I *users, const I *items, const T *r
                                       T *user_factors, T *item_factors, T *user_bias,
                                       T *item_bias, int64_t k, T global_mean, T lr, T lr_bias,
                                       T reg, T reg_bias, int biased, int n_threads,
-                                      double *block_sse) {
+                                      double *ticket_sse) {
   std::vector<int64_t> after_row(n_tickets, -1), after_col(n_tickets, -1);
   {
     std::vector<int64_t> last_row(grid, -1), last_col(grid, -1);
@@ -130,7 +130,7 @@ static inline void sgd_epoch_dataflow(const I *users, const I *items, const T *r
           if (spins > 64) sched_yield();  // let a descheduled producer run
         }
         if (block_ptr[b + 1] > block_ptr[b])
-          block_sse[b] = sgd_block(users, items, ratings, block_ptr[b], block_ptr[b + 1],
+          ticket_sse[t] = sgd_block(users, items, ratings, block_ptr[b], block_ptr[b + 1],
                                    user_factors, item_factors, user_bias, item_bias, k,
                                    global_mean, lr, lr_bias, reg, reg_bias, biased);
       }

@@ -32,7 +32,7 @@ cdef extern from "fastrec/sgd_cpu.h" namespace "fastrec" nogil:
                                   const int64_t *schedule, int64_t n_tickets, T *user_factors,
                                   T *item_factors, T *user_bias, T *item_bias, int64_t k,
                                   T global_mean, T lr, T lr_bias, T reg, T reg_bias, int biased,
-                                  int n_threads, double *block_sse) except +
+                                  int n_threads, double *ticket_sse) except +
 
 
 def sgd_epoch(const index_t[::1] users, const index_t[::1] items, const floating[::1] ratings,
@@ -49,7 +49,7 @@ def sgd_epoch(const index_t[::1] users, const index_t[::1] items, const floating
     cdef int64_t n_blocks = block_ptr.shape[0] - 1
     cdef int64_t grid = <int64_t>round(sqrt(<double>n_blocks))
     cdef int64_t n_tickets = schedule.shape[0] * schedule.shape[1]
-    cdef double[::1] block_sse = np.zeros(n_blocks, dtype=np.float64)
+    cdef double[::1] ticket_sse = np.zeros(max(n_tickets, 1), dtype=np.float64)
     if users.shape[0] == 0 or n_tickets == 0:
         return 0.0
     if grid * grid != n_blocks:
@@ -60,6 +60,6 @@ def sgd_epoch(const index_t[::1] users, const index_t[::1] items, const floating
                            &item_factors[0, 0], &user_bias[0], &item_bias[0],
                            <int64_t>user_factors.shape[1], <floating>global_mean, <floating>lr,
                            <floating>lr_bias, <floating>reg, <floating>reg_bias, biased,
-                           max(n_threads, 1), &block_sse[0])
-    # Summed in block order so the returned loss does not depend on the thread count.
-    return float(np.sum(block_sse))
+                           max(n_threads, 1), &ticket_sse[0])
+    # Summed in schedule order so the returned loss does not depend on the thread count.
+    return float(np.sum(ticket_sse))
