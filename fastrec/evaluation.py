@@ -1,5 +1,6 @@
 """Evaluation protocols shared by every model: the NCF protocol (leave the latest interaction of
-each user out, rank it among sampled negatives, HR@K and NDCG@K) and full ranking over all items.
+each user out, rank it among sampled negatives, HR@K and NDCG@K) and full ranking over all items
+(with the metrics of :mod:`fastrec.metrics`).
 
 A model takes part through two methods every fastrec model has, in index space:
 ``_predict_indices(users, items) -> scores[n]`` and ``_score_users(users) -> scores[n, n_items]``
@@ -13,13 +14,17 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from fastrec import metrics
 from fastrec.backends.reference.ncf import draw_negatives
+from fastrec.data import splits
 from fastrec.data.interactions import Interactions
+from fastrec.models._base import _top_n
 
 
 def leave_last_out(data: Interactions, single: str = "raise") -> tuple[Interactions, Interactions]:
     """Split off each user's latest interaction (by timestamp when the data has them, else the
-    last one in stored order); ties on the timestamp go to the later stored row.
+    last one in stored order), as :func:`fastrec.data.splits.leave_last_out` with ``n=1``, but
+    refusing by default to silently skip users who cannot be evaluated.
 
     single : what to do with users who have one interaction: ``"raise"`` (ValueError naming how
         many), or ``"train"`` (keep it in the training part; the user gets no test item).
@@ -33,14 +38,7 @@ def leave_last_out(data: Interactions, single: str = "raise") -> tuple[Interacti
         raise ValueError(f"{lonely} users have a single interaction, which leave-one-out would "
                          f"move to the test set (leaving them nothing to train on); filter them "
                          f"out or pass single='train'")
-    position = np.arange(data.nnz)
-    time = data.timestamps if data.timestamps is not None else position
-    order = np.lexsort((position, time, data.users))
-    last = np.zeros(data.nnz, bool)
-    ends = np.flatnonzero(np.r_[data.users[order][1:] != data.users[order][:-1], True])
-    last[order[ends]] = True
-    last &= counts[data.users] >= 2
-    return data.subset(~last), data.subset(last)
+    return splits.leave_last_out(data, n=1, by="timestamp")
 
 
 def _seen(*parts: Interactions) -> sp.csr_matrix:
@@ -97,18 +95,22 @@ def evaluate_sampled(model, ranking: SampledRanking, k: int = 10) -> dict[str, f
 
 def evaluate_full(model, train: Interactions, test: Interactions, k: int = 10,
                   chunk: int = 256) -> dict[str, float]:
-    """Full ranking: each test item ranked among every item the user has not interacted with
-    in training (ties count against it). Scores ``chunk`` users at a time."""
+    """Full ranking: the top ``k`` of every item the user has not interacted with in training,
+    scored against the test items with :func:`fastrec.metrics.ranking_metrics` (users without
+    test items are not counted). Scores ``chunk`` users at a time."""
     if test.nnz == 0:
         raise ValueError("the test set is empty")
     seen = _seen(train)
-    users, items = test.users.astype(np.int64), test.items.astype(np.int64)
-    ranks = np.empty(users.shape[0], np.int64)
+    users = np.unique(test.users).astype(np.int64)
+    recommended = np.full((train.n_users, k), -1, np.int64)
     for start in range(0, users.shape[0], chunk):
-        u, i = users[start:start + chunk], items[start:start + chunk]
+        u = users[start:start + chunk]
         scores = np.asarray(model._score_users(u), np.float64)
         rows = seen[u]
         scores[np.repeat(np.arange(u.shape[0]), np.diff(rows.indptr)), rows.indices] = -np.inf
-        target = scores[np.arange(u.shape[0]), i]
-        ranks[start:start + chunk] = np.sum(scores >= target[:, None], axis=1) - 1
-    return rank_metrics(ranks, k)
+        top = _top_n(scores, min(k, scores.shape[1]))
+        top = np.where(np.isneginf(np.take_along_axis(scores, top, axis=1)), -1, top)
+        recommended[u, :top.shape[1]] = top
+    result = metrics.ranking_metrics(recommended, test, k)
+    return {f"hr@{k}": result["hit_rate"], f"ndcg@{k}": result["ndcg"],
+            f"recall@{k}": result["recall"], f"precision@{k}": result["precision"]}
