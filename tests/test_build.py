@@ -16,7 +16,7 @@ def test_builds_and_runs_without_openmp(tmp_path):
     src = tmp_path / "src"
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
         "build", "*.so", "*.cpp", ".git", "__pycache__", ".pytest_cache", "*.egg-info"))
-    env = dict(os.environ, FASTREC_DISABLE_OPENMP="1", FASTREC_EXTENSIONS="_info,_sgd")
+    env = dict(os.environ, FASTREC_DISABLE_OPENMP="1", FASTREC_EXTENSIONS="_info,_sgd,_optim,_ncf")
     subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=src,
                    env=env, check=True, capture_output=True, timeout=600)
     check = ("from fastrec.backends.cython import probe, sgd_epoch; v, d = probe(); "

@@ -1,6 +1,9 @@
 """Numba NCF passes: the mirror of ``csrc/include/fastrec/ncf.h`` (same names) and the same
 chunked forward/backward/epoch structure as ``ncf_cpu.h``; GEMMs are ``np.dot`` into
 preallocated views (Numba calls scipy's BLAS), kept single-threaded while Numba's threads run.
+
+Kernels use ``error_model="numpy"``: IEEE division as in C (no ZeroDivisionError check per
+division, which would keep the optimiser loops scalar).
 """
 
 from __future__ import annotations
@@ -30,12 +33,12 @@ def _single_threaded_blas():
 
 
 # -- scalar mirror of ncf.h ------------------------------------------------------------------
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def ncf_relu(x):
     return x if x > 0 else 0.0
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def ncf_sigmoid(z):
     if z >= 0:
         return 1 / (1 + np.exp(-z))
@@ -43,7 +46,7 @@ def ncf_sigmoid(z):
     return e / (1 + e)
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def ncf_loss(kind, z, y):
     if kind == NCF_LOSS_BCE:
         return (z if z > 0 else 0.0) - z * y + np.log1p(np.exp(-abs(z)))
@@ -51,14 +54,14 @@ def ncf_loss(kind, z, y):
     return d * d
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def ncf_loss_grad(kind, z, y):
     if kind == NCF_LOSS_BCE:
         return ncf_sigmoid(z) - y
     return 2 * (z - y)
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def ncf_negative_candidate(key, negative, attempt, n_items):
     return np.int64(rng_below(rng_at(key, np.uint64(negative) * np.uint64(NCF_NEGATIVE_TRIES)
                                       + np.uint64(attempt)), n_items))
@@ -84,7 +87,7 @@ def _shape(layers, n_gmf):
 
 
 # -- chunk passes -----------------------------------------------------------------------------
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _forward_rows(users, items, batch, r0, n, U, V, dense, widths, w_off, act_sum, n_gmf, n_mlp,
                   last, out_offset, cache, logits):
     if n <= 0:
@@ -128,7 +131,7 @@ def _forward_rows(users, items, batch, r0, n, U, V, dense, widths, w_off, act_su
         logits[r0 + r] = z
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _backward_rows(users, items, targets, batch, r0, n, U, V, dense, widths, w_off, act_sum,
                    n_gmf, n_mlp, last, out_offset, cache, logits, loss_kind, scale, grad_work,
                    chunk_grad, user_grads, item_grads):
@@ -200,7 +203,7 @@ def _backward_rows(users, items, targets, batch, r0, n, U, V, dense, widths, w_o
 
 
 # -- batch passes -----------------------------------------------------------------------------
-@njit(cache=True, parallel=True, nogil=True)
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def _forward_batch(users, items, U, V, dense, widths, w_off, act_sum, n_gmf, n_mlp, last,
                    out_offset, cache, logits):
     batch = users.shape[0]
@@ -211,7 +214,7 @@ def _forward_batch(users, items, U, V, dense, widths, w_off, act_sum, n_gmf, n_m
                       w_off, act_sum, n_gmf, n_mlp, last, out_offset, cache, logits)
 
 
-@njit(cache=True, parallel=True, nogil=True)
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def _backward_batch(users, items, targets, U, V, dense, widths, w_off, act_sum, n_gmf, n_mlp,
                     last, out_offset, cache, logits, loss_kind, scale, grad_work, chunk_grads,
                     dense_grad, user_grads, item_grads):
@@ -228,7 +231,7 @@ def _backward_batch(users, items, targets, U, V, dense, widths, w_off, act_sum, 
     return chunk_loss.sum()
 
 
-@njit(cache=True, parallel=True, nogil=True)
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def _sum_chunks(chunk_grads, n_chunks, out):
     for j in prange(out.shape[0]):
         total = chunk_grads[0, j]
@@ -237,7 +240,7 @@ def _sum_chunks(chunk_grads, n_chunks, out):
         out[j] = total
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _draw_negative(key, negative, u, seen_indptr, seen_indices, n_items):
     lo, hi = seen_indptr[u], seen_indptr[u + 1]
     item = 0
@@ -249,7 +252,7 @@ def _draw_negative(key, negative, u, seen_indptr, seen_indices, n_items):
     return item
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _update_range(kind, w, s1, s2, g, sc):
     """optimizer_update_range of optim_cpu.h: one optimiser step of w[:] with gradient g[:].
     ``sc`` is T[8]: step_size, inv_sqrt_bc2, beta1, beta2, eps, 1 - beta1, 1 - beta2 (computed
@@ -274,7 +277,7 @@ def _update_range(kind, w, s1, s2, g, sc):
             w[f] = w[f] - step_size * g[f]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _apply_row(kind, leader, rows, row_grads, nxt, table, s1, s2, sc):
     g = row_grads[leader]
     b = nxt[leader]
@@ -286,7 +289,7 @@ def _apply_row(kind, leader, rows, row_grads, nxt, table, s1, s2, sc):
     _update_range(kind, table[r], s1[r], s2[r], g, sc)
 
 
-@njit(cache=True, parallel=True, nogil=True)
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def _train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices, order,
                  n_negatives, key, U, V, dense, widths, w_off, act_sum, n_gmf, n_mlp, last,
                  out_offset, loss_kind, optimizer, scalars, step_scalars, ds1, ds2,
