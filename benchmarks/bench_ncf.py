@@ -17,8 +17,8 @@ os.environ.setdefault("GOMP_SPINCOUNT", "20000")  # as fastrec sets it; torch sh
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from ncf_report import CONFIGS, N_NEG, Problem, load_split  # noqa: E402  (benchmarks/)
 
-from benchmarks.ncf_report import CONFIGS, N_NEG, Problem, load_split  # noqa: E402
 from fastrec._algorithms.ncf import OptimizerState, init_params  # noqa: E402
 from fastrec.backends import _probe  # noqa: E402
 
@@ -53,7 +53,7 @@ def fastrec_epoch(name, problem, n_gmf, layers, batch):
 
 def torch_epoch(sparse, problem, n_gmf, layers, batch):
     torch = pytest.importorskip("torch", reason="torch is a bench extra")
-    from benchmarks.ncf_torch import TorchNCF, train_epoch
+    from ncf_torch import TorchNCF, train_epoch
 
     torch.set_num_threads(THREADS)
     user_emb, item_emb, dense = init_params(problem.train.n_users, problem.train.n_items, n_gmf,
