@@ -175,7 +175,7 @@ def accuracy(args):
     ranking = SampledRanking.build(train, test, 99, seed=0)
     n_gmf, layers = args.factors, np.array([64, 32, 16, 8], np.int64)
     hyper = dict(n_factors=n_gmf, layers=tuple(layers.tolist()), n_epochs=args.epochs,
-                 batch_size=256, learning_rate=1e-3, n_negatives=N_NEG, random_state=0)
+                 batch_size=256, learning_rate=1e-3, n_negatives=N_NEG, random_state=args.seed)
     print(f"# NeuMF on {source}: leave-last-out by timestamp, {ranking.users.shape[0]} test "
           f"users, 99 sampled negatives; {hyper}")
     results = {}
@@ -189,7 +189,7 @@ def accuracy(args):
     seen = seen_matrix(train)
     seen.sort_indices()
     for sparse in (False, True):
-        rng = np.random.default_rng(0)
+        rng = np.random.default_rng(args.seed)
         user_emb, item_emb, dense = init_params(train.n_users, train.n_items, n_gmf, layers,
                                                 np.float32, rng, 0.01)
         seed = int(rng.integers(0, 2**63))
@@ -221,6 +221,7 @@ def main():
                         help="mini-batches per torch measurement")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--factors", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0, help="random_state of the models")
     args = parser.parse_args()
     throughput(args) if args.what == "throughput" else accuracy(args)
 
