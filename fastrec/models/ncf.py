@@ -30,7 +30,15 @@ from fastrec._algorithms.ncf import (
 from fastrec._algorithms.training import DivergenceError, EarlyStopping, progress, snapshot
 from fastrec.backends._contract import check_ncf_net
 from fastrec.data.interactions import Interactions
-from fastrec.models._base import Estimator, _top_n, check_dtype, check_positive, seen_matrix
+from fastrec.models._base import (
+    Estimator,
+    NotFittedError,
+    _missing_id,
+    _top_n,
+    check_dtype,
+    check_positive,
+    seen_matrix,
+)
 
 log = logging.getLogger("fastrec")
 
@@ -118,8 +126,7 @@ class _NCF(Estimator):
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "dense_"):
-            super()._check_fitted()
-            raise AttributeError("model is not fitted")  # unreachable: the base raises
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit first")
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, X, validation_data=None, **init_from):
@@ -340,8 +347,8 @@ class _NCF(Estimator):
             top[start:start + rows_u.shape[0], :n_out] = np.where(np.isneginf(best_scores), -1,
                                                                   best)
             scores[start:start + rows_u.shape[0], :n_out] = best_scores
-        item_ids = np.where(top >= 0, self.item_ids_[np.maximum(top, 0)], -1) if (
-            self.item_ids_.dtype.kind in "iu") else self.item_ids_[np.maximum(top, 0)]
+        item_ids = np.where(top >= 0, self.item_ids_[np.maximum(top, 0)],
+                            _missing_id(self.item_ids_))
         return item_ids, scores
 
     # -- files ------------------------------------------------------------------------------
@@ -457,7 +464,8 @@ class NeuMF(_NCF):
     layers : MLP widths; layers[0] = 2 x the MLP embedding width (default (64, 32, 16, 8)).
     n_epochs, batch_size, learning_rate : training schedule (NCF defaults: 20, 256, 0.001).
     n_negatives : sampled negatives per positive per epoch (0 only with loss="squared").
-    loss : "bce" (implicit feedback, default) or "squared" (explicit ratings as targets).
+    loss : "bce" (implicit feedback, default) or "squared" (explicit ratings as targets; sampled
+        negatives, if any, get target 0: set n_negatives=0 to fit the ratings alone).
     optimizer : "adam" (dense Adam, lazy Adam on embedding rows), "adagrad" or "sgd".
     beta1, beta2, eps : Adam's constants (eps is Adagrad's too).
     init_std : embeddings start N(0, init_std); hidden layers Glorot, output LeCun uniform.

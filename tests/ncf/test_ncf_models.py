@@ -214,3 +214,12 @@ def test_leave_last_out_protocol():
     assert 3 not in test2.users and 3 in train2.users
     with pytest.raises(ValueError, match="n_negatives"):
         SampledRanking.build(train, test, 0)
+
+
+def test_string_ids_and_padding():
+    users = np.array(["ann", "ann", "bob", "bob", "cy", "cy"])
+    items = np.array(["x", "y", "y", "z", "x", "z"])
+    model = GMF(n_factors=2, n_epochs=2, random_state=0).fit((users, items))
+    ids, scores = model.recommend(["ann"], n=3)
+    assert ids[0, 0] == "z" and ids[0, 1] == "" and np.isneginf(scores[0, 1])
+    assert model.predict(["bob"], ["x"]).shape == (1,)
