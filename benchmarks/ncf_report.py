@@ -132,7 +132,8 @@ def throughput(args):
           f"{args.repeats} interleaved repetitions; torch {torch.__version__}")
     names = ["cython", "numba", "torch", "torch_sparse"]
     rows = []
-    for model, (n_gmf, layers) in CONFIGS.items():
+    for model in args.models:
+        n_gmf, layers = CONFIGS[model]
         layers = np.array(layers, np.int64)
         for batch in (256, 2048):
             for backend in ("cython", "numba"):  # compile / warm up outside the timing
@@ -222,6 +223,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--factors", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0, help="random_state of the models")
+    parser.add_argument("--models", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     args = parser.parse_args()
     throughput(args) if args.what == "throughput" else accuracy(args)
 
