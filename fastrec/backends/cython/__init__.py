@@ -2,8 +2,21 @@
 
 from fastrec.backends.cython._info import build_info
 from fastrec.backends.cython._sgd import sgd_epoch
+from fastrec.backends.cython._nmf import (
+    nmf_loss_full,
+    nmf_loss_observed,
+    nmf_update_full,
+    nmf_update_observed,
+)
 
-__all__ = ["probe", "sgd_epoch"]
+__all__ = [
+    "nmf_loss_full",
+    "nmf_loss_observed",
+    "nmf_update_full",
+    "nmf_update_observed",
+    "probe",
+    "sgd_epoch",
+]
 
 
 def probe():

@@ -3,8 +3,21 @@
 import numba
 
 from fastrec.backends.numba.sgd import sgd_epoch
+from fastrec.backends.numba.nmf import (
+    nmf_loss_full,
+    nmf_loss_observed,
+    nmf_update_full,
+    nmf_update_observed,
+)
 
-__all__ = ["probe", "sgd_epoch"]
+__all__ = [
+    "nmf_loss_full",
+    "nmf_loss_observed",
+    "nmf_update_full",
+    "nmf_update_observed",
+    "probe",
+    "sgd_epoch",
+]
 
 
 def probe():
