@@ -57,7 +57,7 @@ FASTREC_HD T nmf_negative_part(T t) {
 // where residual_sum = sum_i res_i over the row's `count` observations; 0 for an empty row.
 template <typename T>
 FASTREC_HD T nmf_bias_solve(T residual_sum, T count, T reg_bias) {
-  return count > T(0) ? residual_sum / (count * (T(1) + reg_bias)) : T(0);
+  return count > T(0) ? residual_sum / (count + count * reg_bias) : T(0);
 }
 
 // Kullback-Leibler loss of one stored entry without the model term: x log(x / wh) - x, with wh

@@ -56,7 +56,7 @@ def nmf_update_observed(indptr, indices, data, factors, other, bias, other_bias,
             residual = mask * (x - t(global_mean) - other_bias[None, :] - wh)
             safe = np.where(count > 0, count, 1)
             bias[:] = np.where(count[:, 0] > 0,
-                               residual.sum(axis=1) / (safe[:, 0] * (1 + t(reg_bias))), 0)
+                               residual.sum(axis=1) / (safe[:, 0] + safe[:, 0] * t(reg_bias)), 0)
             target = mask * (x - t(global_mean) - bias[:, None] - other_bias[None, :])
         else:
             target = x
