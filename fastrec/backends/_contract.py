@@ -45,7 +45,8 @@ conflict-free, every backend's result is independent of its thread count.
 Returns the sum of squared errors of the ratings, each measured just before its own update.
 """
 
-NMF_UPDATE_FULL_DOC = """nmf_update_full(indptr, indices, data, factors, other, beta_loss, l1_reg, l2_reg,
+NMF_UPDATE_FULL_DOC = """\
+nmf_update_full(indptr, indices, data, factors, other, beta_loss, l1_reg, l2_reg,
                 n_threads) -> None
 
 One multiplicative update of ``factors`` for X ~ factors @ other.T, every entry of X counted
@@ -67,7 +68,8 @@ taken at stored entries only, with (factors other^T) floored at float32 eps. A z
 is replaced by float32 eps. Deterministic: independent of ``n_threads``.
 """
 
-NMF_UPDATE_OBSERVED_DOC = """nmf_update_observed(indptr, indices, data, factors, other, bias, other_bias,
+NMF_UPDATE_OBSERVED_DOC = """\
+nmf_update_observed(indptr, indices, data, factors, other, bias, other_bias,
                     global_mean, beta_loss, l1_reg, l2_reg, reg_bias, biased, n_threads) -> None
 
 One multiplicative update of ``factors`` (and ``bias``) where only the stored entries of X
@@ -92,14 +94,16 @@ KL: factors[u] *= sum_i (r / max(p.q_i, eps)) q_i / (sum_i q_i + n_u (l1 + l2 fa
 Empty rows get zero factors and zero bias. Deterministic: independent of ``n_threads``.
 """
 
-NMF_LOSS_FULL_DOC = """nmf_loss_full(indptr, indices, data, factors, other, beta_loss, n_threads) -> float
+NMF_LOSS_FULL_DOC = """\
+nmf_loss_full(indptr, indices, data, factors, other, beta_loss, n_threads) -> float
 
 The beta divergence of X and factors @ other.T over every entry: 1/2 ||X - W H||_F^2
 (beta_loss 2) or sum x log(x / wh) - x + wh (beta_loss 1, wh floored at float32 eps inside the
 log), accumulated in float64. Arguments as ``nmf_update_full``.
 """
 
-NMF_LOSS_OBSERVED_DOC = """nmf_loss_observed(indptr, indices, data, factors, other, bias, other_bias,
+NMF_LOSS_OBSERVED_DOC = """\
+nmf_loss_observed(indptr, indices, data, factors, other, bias, other_bias,
                   global_mean, beta_loss, biased, n_threads) -> float
 
 The data term of the observed-entries loss, over the stored entries only, in float64:

@@ -1,5 +1,6 @@
 """Estimators: one class per algorithm; the backend is a parameter, never a different class."""
 
 from fastrec.models.mf import MF
+from fastrec.models.nmf import NMF
 
-__all__ = ["MF"]
+__all__ = ["MF", "NMF"]

@@ -1,13 +1,13 @@
 """Cython + OpenMP kernels (compiled at install); the per-element math is in csrc/include."""
 
 from fastrec.backends.cython._info import build_info
-from fastrec.backends.cython._sgd import sgd_epoch
 from fastrec.backends.cython._nmf import (
     nmf_loss_full,
     nmf_loss_observed,
     nmf_update_full,
     nmf_update_observed,
 )
+from fastrec.backends.cython._sgd import sgd_epoch
 
 __all__ = [
     "nmf_loss_full",

@@ -2,13 +2,13 @@
 
 import numpy as np
 
-from fastrec.backends.reference.sgd import sgd_epoch
 from fastrec.backends.reference.nmf import (
     nmf_loss_full,
     nmf_loss_observed,
     nmf_update_full,
     nmf_update_observed,
 )
+from fastrec.backends.reference.sgd import sgd_epoch
 
 __all__ = [
     "nmf_loss_full",
