@@ -73,6 +73,33 @@ class CSRPair:
         return np.diff(self.t_indptr).astype(np.float64)
 
 
+# -- rank padding -----------------------------------------------------------------------------
+# Ranks the CPU kernels hold in vector registers (csrc/include/fastrec/nmf_cpu.h).
+VECTOR_RANKS = (16, 32, 48, 64, 96, 128)
+
+
+def padded_rank(k: int) -> int:
+    """The smallest register-resident rank >= k (k itself above 128). Extra columns are zeros
+    and stay zero under multiplicative updates (0 * ratio), and they add nothing to any product
+    or penalty, so the real columns follow the same iterates as an unpadded run (up to the
+    rounding order of the dot products) while the kernels take their vectorised path."""
+    return next((r for r in VECTOR_RANKS if r >= k), k)
+
+
+def pad_columns(a: np.ndarray, k_pad: int) -> np.ndarray:
+    """C-contiguous copy of a [n, k] with zero columns appended up to k_pad."""
+    out = np.zeros((a.shape[0], k_pad), dtype=a.dtype)
+    out[:, :a.shape[1]] = a
+    return out
+
+
+def effective_threads(n_threads: int, nnz: int, k: int) -> int:
+    """Threads worth starting: one per ~2M multiply-adds of a half-iteration, at most
+    ``n_threads``. Tiny problems stay serial, where OpenMP barriers would cost more than the
+    work; results are the same at any thread count, so this only affects speed."""
+    return max(1, min(n_threads, (nnz * k) // 2_000_000))
+
+
 # -- initialisation -------------------------------------------------------------------------
 def random_init(mean: float, shape_w, shape_h, rng, dtype):
     """Non-negative random factors scaled so that W H has the data's mean: sqrt(mean / k) |N|."""
@@ -166,6 +193,7 @@ def run_full(backend: Backend, x: CSRPair, w, ht, beta: int, max_iter: int, tol:
     """Alternating MU on every entry of X (W then H per iteration), in place.
     Returns (iterations run, the errors sqrt(2 * divergence) measured along the way)."""
     check_nmf(*x.rows, w, ht, beta_loss=beta)
+    n_threads = effective_threads(n_threads, x.data.shape[0], w.shape[1])
 
     def error() -> float:
         return math.sqrt(max(2.0 * full_divergence(backend, x, w, ht, beta, n_threads), 0.0))
@@ -200,6 +228,7 @@ def run_observed(backend: Backend, x: CSRPair, w, ht, bu, bi, mu: float, beta: i
     """Alternating MU on the observed entries only (user side then item side), in place.
     Returns (iterations run, the objective values measured along the way)."""
     check_nmf(*x.rows, w, ht, bu, bi, beta_loss=beta)
+    n_threads = effective_threads(n_threads, x.data.shape[0], w.shape[1])
 
     def objective() -> float:
         return observed_objective(backend, x, w, ht, bu, bi, mu, beta, biased, pen, n_threads)

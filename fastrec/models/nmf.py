@@ -15,6 +15,8 @@ from fastrec._algorithms.nmf_mu import (
     ObservedPenalty,
     beta_from_loss,
     nndsvd_init,
+    pad_columns,
+    padded_rank,
     random_init,
     run_full,
     run_observed,
@@ -61,7 +63,7 @@ class NMF(FactorModel):
     id maps), so ``predict``, ``recommend``, ``similar_items``, ``save``/``load`` work.
     """
 
-    _EXTRA_ARRAYS = ("components_",)
+    _EXTRA_ARRAYS = ("components_", "rating_mean_")
 
     def __init__(self, n_components: int | None = None, *, mode: str = "full",
                  beta_loss: str = "frobenius", init: str | None = None, max_iter: int = 200,
@@ -156,7 +158,8 @@ class NMF(FactorModel):
         x = CSRPair.build(matrix, dtype)
         k = self._n_components(x.shape)
         w, h = self._initial_factors(x, matrix, k, W, H, rng, dtype)
-        ht = np.ascontiguousarray(h.T)
+        k_pad = padded_rank(k)
+        w, ht = pad_columns(w, k_pad), pad_columns(h.T, k_pad)
         bu, bi = np.zeros(x.shape[0], dtype), np.zeros(x.shape[1], dtype)
         l1_w, l2_w, l1_h, l2_h = self._alphas()
         desc = f"NMF[{backend.name}]"
@@ -177,7 +180,10 @@ class NMF(FactorModel):
                                                   beta, bool(self.biased), n_threads)
             self.reconstruction_err_ = float(np.sqrt(max(2.0 * data_term, 0.0)))
         self.loss_curve_ = curve
+        w, ht = np.ascontiguousarray(w[:, :k]), np.ascontiguousarray(ht[:, :k])
         self.user_factors_, self.item_factors_ = w, ht
+        # Surprise's answer for pairs the model cannot score: the training mean.
+        self.rating_mean_ = float(np.mean(x.data, dtype=np.float64)) if x.data.size else 0.0
         self.user_bias_, self.item_bias_ = bu, bi
         self.n_users_, self.n_items_ = x.shape
         self.components_ = np.ascontiguousarray(ht.T)
@@ -224,9 +230,10 @@ class NMF(FactorModel):
             mean = float(np.sum(x.data, dtype=np.float64)) / max(n * x.shape[1], 1)
         else:
             mean = float(np.mean(x.data, dtype=np.float64)) if x.data.size else 0.0
-        w = np.full((n, k), np.sqrt(max(mean, 0.0) / k), dtype=dtype)
+        k_pad = padded_rank(k)
+        w = pad_columns(np.full((n, k), np.sqrt(max(mean, 0.0) / k), dtype=dtype), k_pad)
         bu = np.zeros(n, dtype)
-        ht = self.item_factors_.astype(dtype, copy=True)
+        ht = pad_columns(self.item_factors_.astype(dtype), k_pad)
         l1_w, l2_w, l1_h, l2_h = self._alphas()
         if self.mode == "full":
             m = x.shape[1]
@@ -237,7 +244,17 @@ class NMF(FactorModel):
             run_observed(backend, x, w, ht, bu, self.item_bias_.astype(dtype), self.global_mean_,
                          beta, bool(self.biased), int(self.max_iter), float(self.tol), pen,
                          False, self._n_threads(), False, "NMF transform")
-        return w, bu
+        return np.ascontiguousarray(w[:, :k]), bu
+
+    def _predict_indices(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        if self.biased:
+            return super()._predict_indices(u, i)
+        # Without biases an unknown user or item has no baseline: use the training mean.
+        known = (u >= 0) & (i >= 0)
+        dot = np.einsum("nk,nk->n", self.user_factors_[np.where(known, u, 0)],
+                        self.item_factors_[np.where(known, i, 0)])
+        out = np.where(known, dot, float(self.rating_mean_))
+        return out.astype(self.user_factors_.dtype, copy=False)
 
     def inverse_transform(self, X) -> np.ndarray:
         """W [n, k] -> W @ H [n, n_features]."""

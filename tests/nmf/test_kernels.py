@@ -114,6 +114,7 @@ def test_scalar_parity_cython_numba(dtype):
     pytest.importorskip("numba")
     backend_or_skip("numba")
     from fastrec.backends.cython._nmf import nmf_epsilon, nmf_scalar
+
     from fastrec.backends.numba import scalar as nb
 
     assert nmf_epsilon() == nb.NMF_EPSILON

@@ -185,7 +185,7 @@ FASTREC_NMF_INLINE double nmf_loss_rows_impl(const I *__restrict indptr, const I
 }
 
 // ---- Register-resident paths for common ranks ------------------------------------------------
-// For k in {16, 32, 64} a row of k values is held in a few 64-byte vectors (GCC vector
+// For k in {16, 32, 48, 64, 96, 128} a row of k values is held in a few 64-byte vectors (GCC vector
 // extensions, lowered to AVX-512, AVX2 or SSE by each ISA clone), so the sparse accumulations
 // run from registers instead of memory. The per-element math is still nmf.h's.
 
@@ -408,7 +408,10 @@ FASTREC_NMF_INLINE double nmf_loss_rows_fixed(const I *__restrict indptr,
   switch (k) {                                      \
     case 16: FIXED(16, __VA_ARGS__); break;         \
     case 32: FIXED(32, __VA_ARGS__); break;         \
+    case 48: FIXED(48, __VA_ARGS__); break;         \
     case 64: FIXED(64, __VA_ARGS__); break;         \
+    case 96: FIXED(96, __VA_ARGS__); break;         \
+    case 128: FIXED(128, __VA_ARGS__); break;       \
     default: GENERIC; break;                        \
   }
 
