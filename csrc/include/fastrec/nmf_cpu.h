@@ -260,6 +260,22 @@ struct NmfRow {
   }
 };
 
+#ifndef NMF_PREFETCH_DISTANCE
+#define NMF_PREFETCH_DISTANCE 16
+#endif
+
+// The rows of `other` named by the stored entries are gathered in random order, from L2/L3 or
+// memory: request the row of the entry NMF_PREFETCH_DISTANCE ahead (the range's last entry is
+// `last`) so the loads of independent entries overlap instead of stalling one at a time.
+template <typename T, typename I, int K>
+FASTREC_NMF_INLINE void nmf_prefetch_row(const T *other, const I *indices, int64_t n,
+                                         int64_t last) {
+  if (n + NMF_PREFETCH_DISTANCE < last) {
+    const char *row = (const char *)(other + (int64_t)indices[n + NMF_PREFETCH_DISTANCE] * K);
+    for (int b = 0; b < K * (int)sizeof(T); b += 64) __builtin_prefetch(row + b, 0, 3);
+  }
+}
+
 // Gram of rows [begin, end) for a compile-time K: the full [K, K] block (both triangles).
 template <typename T, int K>
 FASTREC_NMF_INLINE void nmf_gram_fixed(const T *__restrict other, int64_t begin, int64_t end,
@@ -310,19 +326,23 @@ FASTREC_NMF_INLINE void nmf_full_rows_fixed(const I *__restrict indptr,
                                             const T *__restrict data, T *__restrict factors,
                                             const T *__restrict other, const T *__restrict stats,
                                             int64_t begin, int64_t end, int beta, T l1, T l2) {
+  const int64_t last = indptr[end];
   for (int64_t r = begin; r < end; ++r) {
     T *__restrict w = factors + r * K;
     NmfRow<T, K> num, den;
     num.zero();
     den.zero();
     if (beta == 2) {
-      for (int64_t n = indptr[r]; n < indptr[r + 1]; ++n)
+      for (int64_t n = indptr[r]; n < indptr[r + 1]; ++n) {
+        nmf_prefetch_row<T, I, K>(other, indices, n, last);
         num.axpy(data[n], other + (int64_t)indices[n] * K);
+      }
       for (int j = 0; j < K; ++j) den.axpy(w[j], stats + j * K);
     } else {
       NmfRow<T, K> wr;
       wr.load(w);
       for (int64_t n = indptr[r]; n < indptr[r + 1]; ++n) {
+        nmf_prefetch_row<T, I, K>(other, indices, n, last);
         const T *__restrict h = other + (int64_t)indices[n] * K;
         num.axpy(nmf_kl_ratio<T>(data[n], wr.dot(h)), h);
       }
@@ -338,6 +358,7 @@ FASTREC_NMF_INLINE void nmf_observed_rows_fixed(
     T *__restrict factors, const T *__restrict other, T *__restrict bias,
     const T *__restrict other_bias, T global_mean, int64_t begin, int64_t end, int beta, T l1,
     T l2, T reg_bias, int biased, T *__restrict dots) {
+  const int64_t last = indptr[end];
   for (int64_t r = begin; r < end; ++r) {
     T *__restrict w = factors + r * K;
     const int64_t start = indptr[r], stop = indptr[r + 1];
@@ -346,7 +367,10 @@ FASTREC_NMF_INLINE void nmf_observed_rows_fixed(
     wr.load(w);
     num.zero();
     den.zero();
-    for (int64_t n = start; n < stop; ++n) dots[n - start] = wr.dot(other + (int64_t)indices[n] * K);
+    for (int64_t n = start; n < stop; ++n) {
+      nmf_prefetch_row<T, I, K>(other, indices, n, last);
+      dots[n - start] = wr.dot(other + (int64_t)indices[n] * K);
+    }
     T offset = T(0);
     if (biased) {
       T residual_sum = T(0);
@@ -380,11 +404,13 @@ FASTREC_NMF_INLINE double nmf_loss_rows_fixed(const I *__restrict indptr,
                                               const T *__restrict other_bias, double global_mean,
                                               int64_t begin, int64_t end, int beta, int observed,
                                               int biased) {
+  const int64_t last = indptr[end];
   double total = 0.0;
   for (int64_t r = begin; r < end; ++r) {
     NmfRow<T, K> wr;
     wr.load(factors + r * K);
     for (int64_t n = indptr[r]; n < indptr[r + 1]; ++n) {
+      nmf_prefetch_row<T, I, K>(other, indices, n, last);
       const double x = data[n];
       const double dot = wr.dot(other + (int64_t)indices[n] * K);
       if (beta == 2) {
