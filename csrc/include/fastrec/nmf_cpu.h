@@ -23,8 +23,8 @@ namespace fastrec {
 // Upper triangle of sum_r other_r other_r^T over rows [begin, end), into out[k*k] (overwritten).
 // Four rows per sweep so each row of `out` is loaded and stored once per four rank-1 updates.
 template <typename T>
-FASTREC_NMF_INLINE void nmf_gram_impl(const T *__restrict other, int64_t begin, int64_t end,
-                                 int64_t k, T *__restrict out) {
+FASTREC_NMF_INLINE void nmf_gram_impl(
+    const T *__restrict other, int64_t begin, int64_t end, int64_t k, T *__restrict out) {
   for (int64_t j = 0; j < k * k; ++j) out[j] = T(0);
   int64_t r = begin;
   for (; r + 4 <= end; r += 4) {
@@ -50,8 +50,8 @@ FASTREC_NMF_INLINE void nmf_gram_impl(const T *__restrict other, int64_t begin, 
 
 // Column sums of other over rows [begin, end), into out[k] (overwritten).
 template <typename T>
-FASTREC_NMF_INLINE void nmf_colsum_impl(const T *__restrict other, int64_t begin, int64_t end,
-                                   int64_t k, T *__restrict out) {
+FASTREC_NMF_INLINE void nmf_colsum_impl(
+    const T *__restrict other, int64_t begin, int64_t end, int64_t k, T *__restrict out) {
   for (int64_t f = 0; f < k; ++f) out[f] = T(0);
   for (int64_t r = begin; r < end; ++r)
     for (int64_t f = 0; f < k; ++f) out[f] += other[r * k + f];
@@ -61,11 +61,10 @@ FASTREC_NMF_INLINE void nmf_colsum_impl(const T *__restrict other, int64_t begin
 // [k, k] Gram matrix other^T other; beta == 1 (KL): `stats` is other's column sums [k].
 // scratch: T[2k] owned by the calling thread.
 template <typename T, typename I>
-FASTREC_NMF_INLINE void nmf_full_rows_impl(const I *__restrict indptr, const I *__restrict indices,
-                                      const T *__restrict data, T *__restrict factors,
-                                      const T *__restrict other, const T *__restrict stats,
-                                      int64_t begin, int64_t end, int64_t k, int beta, T l1, T l2,
-                                      T *__restrict scratch) {
+FASTREC_NMF_INLINE void nmf_full_rows_impl(
+    const I *__restrict indptr, const I *__restrict indices, const T *__restrict data,
+    T *__restrict factors, const T *__restrict other, const T *__restrict stats, int64_t begin,
+    int64_t end, int64_t k, int beta, T l1, T l2, T *__restrict scratch) {
   T *__restrict num = scratch;
   T *__restrict den = scratch + k;
   for (int64_t r = begin; r < end; ++r) {
@@ -101,12 +100,11 @@ FASTREC_NMF_INLINE void nmf_full_rows_impl(const I *__restrict indptr, const I *
 // its exact minimiser, then the factors take one step with the new bias.
 // scratch: T[2k + max_row_length] owned by the calling thread.
 template <typename T, typename I>
-FASTREC_NMF_INLINE void nmf_observed_rows_impl(const I *__restrict indptr, const I *__restrict indices,
-                                          const T *__restrict data, T *__restrict factors,
-                                          const T *__restrict other, T *__restrict bias,
-                                          const T *__restrict other_bias, T global_mean,
-                                          int64_t begin, int64_t end, int64_t k, int beta, T l1,
-                                          T l2, T reg_bias, int biased, T *__restrict scratch) {
+FASTREC_NMF_INLINE void nmf_observed_rows_impl(
+    const I *__restrict indptr, const I *__restrict indices, const T *__restrict data,
+    T *__restrict factors, const T *__restrict other, T *__restrict bias,
+    const T *__restrict other_bias, T global_mean, int64_t begin, int64_t end, int64_t k, int beta,
+    T l1, T l2, T reg_bias, int biased, T *__restrict scratch) {
   T *__restrict num = scratch;
   T *__restrict den = scratch + k;
   T *__restrict dots = scratch + 2 * k;
@@ -156,12 +154,11 @@ FASTREC_NMF_INLINE void nmf_observed_rows_impl(const I *__restrict indptr, const
 // Gram matrices and halves); KL returns sum x log(x / WH) - x (the caller adds sum WH).
 // Observed mode: Frobenius 1/2 sum e^2 with biases when `biased`; KL sum x log(x/WH) - x + WH.
 template <typename T, typename I>
-FASTREC_NMF_INLINE double nmf_loss_rows_impl(const I *__restrict indptr, const I *__restrict indices,
-                                        const T *__restrict data, const T *__restrict factors,
-                                        const T *__restrict other, const T *__restrict bias,
-                                        const T *__restrict other_bias, double global_mean,
-                                        int64_t begin, int64_t end, int64_t k, int beta,
-                                        int observed, int biased) {
+FASTREC_NMF_INLINE double nmf_loss_rows_impl(
+    const I *__restrict indptr, const I *__restrict indices, const T *__restrict data,
+    const T *__restrict factors, const T *__restrict other, const T *__restrict bias,
+    const T *__restrict other_bias, double global_mean, int64_t begin, int64_t end, int64_t k,
+    int beta, int observed, int biased) {
   double total = 0.0;
   for (int64_t r = begin; r < end; ++r) {
     const T *__restrict w = factors + r * k;
@@ -531,15 +528,15 @@ FASTREC_NMF_ROWS(double, int64_t)
 
 #define FASTREC_NMF_GRAM_FIXED(KK, T) nmf_gram_fixed<T, KK>(other, begin, end, out)
 
-#define FASTREC_NMF_STATS(T)                                                                    \
-  FASTREC_CPU_CLONES void nmf_gram_clone(const T *other, int64_t begin, int64_t end,          \
-                                         int64_t k, T *out) {                                   \
-    FASTREC_NMF_DISPATCH_K(FASTREC_NMF_GRAM_FIXED, (nmf_gram_impl<T>(other, begin, end, k, out)), \
-                           T)                                                                   \
-  }                                                                                             \
-  FASTREC_CPU_CLONES void nmf_colsum_clone(const T *other, int64_t begin, int64_t end, int64_t k,     \
-                                     T *out) {                                                  \
-    nmf_colsum_impl<T>(other, begin, end, k, out);                                              \
+#define FASTREC_NMF_STATS(T)                                                                     \
+  FASTREC_CPU_CLONES void nmf_gram_clone(const T *other, int64_t begin, int64_t end, int64_t k,  \
+                                         T *out) {                                               \
+    FASTREC_NMF_DISPATCH_K(FASTREC_NMF_GRAM_FIXED,                                               \
+                           (nmf_gram_impl<T>(other, begin, end, k, out)), T)                     \
+  }                                                                                              \
+  FASTREC_CPU_CLONES void nmf_colsum_clone(const T *other, int64_t begin, int64_t end,           \
+                                           int64_t k, T *out) {                                  \
+    nmf_colsum_impl<T>(other, begin, end, k, out);                                               \
   }
 
 FASTREC_NMF_STATS(float)
