@@ -27,7 +27,8 @@ One SGD epoch of biased matrix factorisation (math: ``csrc/include/fastrec/sgd.h
 
 users, items : I[nnz]           rating coordinates, grouped by block (see block_ptr)
 ratings      : T[nnz]
-block_ptr    : int64[n_blocks+1] ratings of block b are ``block_ptr[b]:block_ptr[b+1]``
+block_ptr    : int64[G*G+1]     ratings of block b are ``block_ptr[b]:block_ptr[b+1]``; block b
+               holds users of user block ``b // G`` and items of item block ``b % G``
 schedule     : int64[n_strata, width] block ids; -1 entries are skipped. Strata run in order;
                the blocks of one stratum must touch pairwise disjoint users and items, so a
                backend may run them concurrently.
@@ -41,8 +42,12 @@ n_threads    : int
 
 Semantics: exactly sequential SGD over the ratings taken stratum by stratum, block by block in
 schedule order, ratings in stored order within a block. Because the blocks of a stratum are
-conflict-free, every backend's result is independent of its thread count.
+conflict-free, every backend's result is independent of its thread count (a backend may run a
+block as soon as the previous scheduled blocks on its user block and its item block are done).
 Returns the sum of squared errors of the ratings, each measured just before its own update.
+CUDA: a warp per block, started after its row's and column's predecessors, keeps this exact
+order (no Hogwild) and the CPU's summation order without FMA contraction: deterministic, and
+bitwise equal to a CPU kernel built with -ffp-contract=off. Arrays may be CuPy arrays (in place).
 """
 
 NMF_UPDATE_FULL_DOC = """\
@@ -161,6 +166,8 @@ def check_sgd_epoch(users, items, ratings, block_ptr, schedule, user_factors, it
     _check_array("user_bias", user_bias, dtype, 1, (n_users,))
     _check_array("item_bias", item_bias, dtype, 1, (n_items,))
     n_blocks = block_ptr.shape[0] - 1
+    if round(n_blocks ** 0.5) ** 2 != n_blocks:
+        raise ContractError("block_ptr must describe a square G x G grid (G*G + 1 entries)")
     if n_blocks < 0 or block_ptr[0] != 0 or block_ptr[-1] != nnz or np.any(np.diff(block_ptr) < 0):
         raise ContractError("block_ptr must rise from 0 to nnz")
     if schedule.size and (schedule.max() >= n_blocks or schedule.min() < -1):

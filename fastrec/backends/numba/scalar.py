@@ -19,9 +19,19 @@ def sgd_bias_step(bias, err, lr_bias, reg_bias):
 
 
 @njit(inline="always", cache=True)
-def sgd_factor_step(p, q, err, lr, reg):
+def sgd_step(err, lr):
+    return lr * err
+
+
+@njit(inline="always", cache=True)
+def sgd_shrink(lr, reg):
+    return 1 - lr * reg
+
+
+@njit(inline="always", cache=True)
+def sgd_factor_step(p, q, step, shrink):
     """Returns the new (p, q); q's step uses p from before this rating."""
-    return p + lr * (err * q - reg * p), q + lr * (err * p - reg * q)
+    return shrink * p + step * q, shrink * q + step * p
 
 
 @njit(inline="always", cache=True)
@@ -41,12 +51,10 @@ def sgd_lane_dot(p, q, acc):
         acc[lane] += p[j] * q[j]
         j += 1
         lane += 1
-    width = SGD_DOT_LANES // 2
-    while width > 0:
+    for width in (8, 4, 2):
         for lane in range(width):
             acc[lane] += acc[lane + width]
-        width //= 2
-    return acc[0]
+    return acc[0] + acc[1]
 
 
 # ---- NMF (csrc/include/fastrec/nmf.h) ------------------------------------------------------------
