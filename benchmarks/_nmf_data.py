@@ -61,13 +61,16 @@ def sklearn_iteration(x: sp.csr_matrix, k: int, beta_loss: str, dtype):
 
 
 def ml_latest_small_split(seed=0):
-    """ml-latest-small ratings, random 80/20 split: (train, test) DataFrames, or None when the
-    shared data folder is absent."""
+    """ml-latest-small ratings, random 80/20 split (fastrec.data.random_split): (train, test)
+    Interactions sharing id maps, or None when the shared data folder is absent."""
     if not ML_SMALL.exists():
         return None
-    import pandas as pd
+    from fastrec.data.loaders import load_movielens
+    from fastrec.data.splits import random_split
 
-    frame = pd.read_csv(ML_SMALL)
-    order = np.random.default_rng(seed).permutation(len(frame))
-    cut = int(0.8 * len(frame))
-    return frame.iloc[order[:cut]], frame.iloc[order[cut:]]
+    return random_split(load_movielens(ML_SMALL), test_size=0.2, random_state=seed)
+
+
+def original_ids(data):
+    """(user ids, item ids, ratings) of an Interactions in its original ids."""
+    return data.user_ids[data.users], data.item_ids[data.items], data.values

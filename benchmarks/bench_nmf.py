@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _nmf_data import (  # noqa: E402
     fastrec_iteration,
     ml_latest_small_split,
+    original_ids,
     sklearn_iteration,
     synthetic_counts,
 )
@@ -64,13 +65,15 @@ def test_observed_fit_ml_latest_small(benchmark, contender):
     split = ml_latest_small_split()
     if split is None:
         pytest.skip("ml-latest-small not found under ../shared/data")
-    train, _ = split
+    triple = original_ids(split[0])
     benchmark.group = "nmf-observed-ml-latest-small"
     if contender == "surprise":
         surprise = pytest.importorskip("surprise")
+        import pandas as pd
+
+        frame = pd.DataFrame({"u": triple[0], "i": triple[1], "r": triple[2]})
         trainset = surprise.Dataset.load_from_df(
-            train[["userId", "movieId", "rating"]],
-            surprise.Reader(rating_scale=(0.5, 5.0))).build_full_trainset()
+            frame, surprise.Reader(rating_scale=(0.5, 5.0))).build_full_trainset()
 
         def run():
             surprise.NMF(random_state=0).fit(trainset)
@@ -79,7 +82,6 @@ def test_observed_fit_ml_latest_small(benchmark, contender):
             get_backend(contender, ("nmf_update_observed",))
         except BackendUnavailable as exc:
             pytest.skip(str(exc))
-        triple = (train.userId.values, train.movieId.values, train.rating.values)
 
         def run():
             NMF(15, mode="observed", alpha_W=0.06, max_iter=50, tol=0, random_state=0,

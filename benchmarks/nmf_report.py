@@ -27,12 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _nmf_data import (  # noqa: E402
     fastrec_iteration,
     ml_latest_small_split,
+    original_ids,
     sklearn_iteration,
     synthetic_counts,
 )
 
 from fastrec import NMF  # noqa: E402
 from fastrec.backends import BackendUnavailable, get_backend  # noqa: E402
+from fastrec.metrics import rmse  # noqa: E402
 
 
 def median_seconds(callables: dict, repeats: int) -> dict:
@@ -89,25 +91,25 @@ def ml_table(threads: int, seeds=(0, 1, 2)) -> None:
     }
     results = {name: ([], []) for name in configs}
     for seed in seeds:
-        train, test = ml_latest_small_split(seed)
+        train, test = (original_ids(part) for part in ml_latest_small_split(seed))
         for name, extra in configs.items():
             start = time.perf_counter()
             if extra is None:
+                import pandas as pd
+
                 reader = Reader(rating_scale=(0.5, 5.0))
-                trainset = Dataset.load_from_df(train[["userId", "movieId", "rating"]],
-                                                reader).build_full_trainset()
-                algo = SurpriseNMF(random_state=seed).fit(trainset)
+                frame = pd.DataFrame({"u": train[0], "i": train[1], "r": train[2]})
+                algo = SurpriseNMF(random_state=seed).fit(
+                    Dataset.load_from_df(frame, reader).build_full_trainset())
                 pred = np.array([algo.predict(u, i).est
-                                 for u, i in zip(test.userId, test.movieId, strict=True)])
+                                 for u, i in zip(test[0], test[1], strict=True)])
             else:
                 model = NMF(15, mode="observed", alpha_W=0.06, max_iter=50, tol=0,
                             random_state=seed, n_threads=threads, **extra)
-                model.fit((train.userId.values, train.movieId.values, train.rating.values))
-                pred = model.predict(test.userId.values, test.movieId.values,
-                                     unknown="baseline")
+                model.fit(train)
+                pred = model.predict(test[0], test[1], unknown="baseline")
             seconds = time.perf_counter() - start
-            rmse = float(np.sqrt(np.mean((pred - test.rating.values) ** 2)))
-            results[name][0].append(rmse)
+            results[name][0].append(rmse(test[2], pred))
             results[name][1].append(seconds)
     for name, (rmses, secs) in results.items():
         print(f"| {name} | {np.mean(rmses):.4f} ({', '.join(f'{r:.4f}' for r in rmses)}) | "

@@ -249,8 +249,13 @@ class NMF(FactorModel):
     def _predict_indices(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
         if self.biased:
             return super()._predict_indices(u, i)
-        # Without biases an unknown user or item has no baseline: use the training mean.
+        # Without biases a user or item the model has no data for (unknown id, or in the id map
+        # but without training observations) has no baseline: use the training mean.
         known = (u >= 0) & (i >= 0)
+        if getattr(self, "seen_", None) is not None:
+            uu, ii = np.where(known, u, 0), np.where(known, i, 0)
+            known &= (np.diff(self.seen_.indptr)[uu] > 0) & (
+                np.bincount(self.seen_.indices, minlength=self.n_items_)[ii] > 0)
         dot = np.einsum("nk,nk->n", self.user_factors_[np.where(known, u, 0)],
                         self.item_factors_[np.where(known, i, 0)])
         out = np.where(known, dot, float(self.rating_mean_))

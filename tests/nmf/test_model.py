@@ -172,6 +172,18 @@ def test_observed_api_save_load_fold_in_recommend(tmp_path):
     assert model.get_params()["mode"] == "observed"
 
 
+def test_unscorable_pairs_get_the_training_mean():
+    """Unbiased observed mode: an unknown id, or an id in the map without training data, is
+    answered with the training mean (Surprise's fallback), never with a zero dot product."""
+    backend_or_skip("cython", "observed")
+    x = sp.csr_matrix(np.array([[4.0, 0, 2.0], [5.0, 0, 3.0]]))  # item 1 has no observation
+    model = NMF(1, mode="observed", init="random", max_iter=20, random_state=0,
+                backend="cython").fit(x)
+    mean = x.data.mean()
+    assert model.predict([0], [1])[0] == pytest.approx(mean)
+    assert model.predict([0], [0])[0] != pytest.approx(mean)
+
+
 def test_parameters_change_the_model():
     backend_or_skip("cython", "observed")
     users, items, ratings = planted_ratings(seed=6)
