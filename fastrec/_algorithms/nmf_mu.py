@@ -182,7 +182,7 @@ def observed_objective(backend: Backend, x: CSRPair, w, ht, bu, bi, mu, beta, bi
 
 
 # -- loops ----------------------------------------------------------------------------------
-def _converged(it: int, tol: float, error: float, previous: float, at_init: float) -> bool:
+def _converged(tol: float, error: float, previous: float, at_init: float) -> bool:
     """scikit-learn's test, run every 10 iterations: relative drop since the last test < tol."""
     return tol > 0 and at_init > 0 and (previous - error) / at_init < tol
 
@@ -215,7 +215,7 @@ def run_full(backend: Backend, x: CSRPair, w, ht, beta: int, max_iter: int, tol:
                 if verbose:
                     log.info("iteration %d: error %.6g", n_iter, err)
                 if check:
-                    if _converged(n_iter, tol, err, previous, at_init):
+                    if _converged(tol, err, previous, at_init):
                         break
                     previous = err
     return n_iter, curve
@@ -252,7 +252,7 @@ def run_observed(backend: Backend, x: CSRPair, w, ht, bu, bi, mu: float, beta: i
                 if verbose:
                     log.info("iteration %d: objective %.6g", n_iter, value)
                 if check:
-                    if _converged(n_iter, tol, value, previous, at_init):
+                    if _converged(tol, value, previous, at_init):
                         break
                     previous = value
     return n_iter, curve

@@ -213,7 +213,7 @@ class NMF(FactorModel):
         """W [n, k] for new rows of X with H fixed (MU from a constant start, as scikit-learn).
         Observed mode: X is a sparse matrix [n, n_items] of ratings of new users."""
         self._check_fitted()
-        dtype, beta = self._validate_params()
+        _, beta = self._validate_params()
         backend = self._resolve_backend(_KERNELS[self.mode])
         matrix = _check_full_input(X, self.components_.dtype)
         if matrix.shape[1] != self.n_items_:
