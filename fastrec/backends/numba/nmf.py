@@ -67,12 +67,12 @@ def _full(indptr, indices, data, factors, other, stats, beta, l1, l2, eps):
             if beta == 2:
                 for e in range(indptr[r], indptr[r + 1]):
                     x = data[e]
-                    h = other[indices[e]]
+                    col = indices[e]
                     for f in range(k):
-                        num[f] += x * h[f]
+                        num[f] += x * other[col, f]
                 den[:] = 0
                 for j in range(k):
-                    wj = w[j]
+                    wj = factors[r, j]
                     for f in range(k):
                         den[f] += wj * stats[j, f]
             else:
