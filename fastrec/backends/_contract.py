@@ -158,6 +158,72 @@ Returns the summed loss of every sample, measured in its batch's forward pass. R
 depend on n_threads (float rounding aside between backends).
 """
 
+NMF_UPDATE_FULL_DOC = """\
+nmf_update_full(indptr, indices, data, factors, other, beta_loss, l1_reg, l2_reg,
+                n_threads) -> None
+
+One multiplicative update of ``factors`` for X ~ factors @ other.T, every entry of X counted
+(absent entries are zeros), after Lee & Seung as scikit-learn's ``NMF(solver="mu")``.
+Math: ``csrc/include/fastrec/nmf.h``. To update W call it with (X, W, H^T); to update H, with
+(X^T, H^T, W): one kernel serves both factors.
+
+indptr, indices : I[n_rows+1], I[nnz]   CSR structure of X (rows of ``factors``)
+data      : T[nnz]        stored values of X, >= 0
+factors   : T[n_rows, k]  modified in place, entries >= 0
+other     : T[n_cols, k]  the fixed factor, entries >= 0
+beta_loss : int           2 Frobenius, 1 generalised Kullback-Leibler
+l1_reg, l2_reg : float    penalties added to the denominator (already scaled, e.g. by n_cols)
+n_threads : int
+
+Frobenius: factors *= (X other) / (factors (other^T other) + l1 + l2 factors).
+KL: factors *= ((X / (factors other^T)) other) / (colsum(other) + l1 + l2 factors), the ratio
+taken at stored entries only, with (factors other^T) floored at float32 eps. A zero denominator
+is replaced by float32 eps. Deterministic: independent of ``n_threads``.
+"""
+
+NMF_UPDATE_OBSERVED_DOC = """\
+nmf_update_observed(indptr, indices, data, factors, other, bias, other_bias,
+                    global_mean, beta_loss, l1_reg, l2_reg, reg_bias, biased, n_threads) -> None
+
+One multiplicative update of ``factors`` (and ``bias``) where only the stored entries of X
+(the set Omega) count, as Surprise's NMF (Luo et al. 2014) but alternating (one factor per call).
+
+indptr, indices, data : CSR of the observed entries over the rows of ``factors``; data T[nnz]
+factors    : T[n_rows, k]  modified in place
+other      : T[n_cols, k]
+bias       : T[n_rows]     modified in place when ``biased`` (exact minimiser, before the step)
+other_bias : T[n_cols]
+global_mean : float        mu; prediction = mu + bias[u] + other_bias[i] + factors[u].other[i]
+                           when ``biased``, else factors[u].other[i]
+beta_loss  : int           2 Frobenius, 1 Kullback-Leibler (then ``biased`` must be False)
+l1_reg, l2_reg : float     per observation; row u's penalties are n_u * l1_reg, n_u * l2_reg
+reg_bias   : float         bias penalty per observation
+biased     : bool
+n_threads  : int
+
+Frobenius: with target t = r - mu - b_u - b_i (t = r unbiased), row u's step is
+factors[u] *= sum_i t+ q_i / (sum_i (p.q_i + t-) q_i + n_u (l1 + l2 factors[u])).
+KL: factors[u] *= sum_i (r / max(p.q_i, eps)) q_i / (sum_i q_i + n_u (l1 + l2 factors[u])).
+Empty rows get zero factors and zero bias. Deterministic: independent of ``n_threads``.
+"""
+
+NMF_LOSS_FULL_DOC = """\
+nmf_loss_full(indptr, indices, data, factors, other, beta_loss, n_threads) -> float
+
+The beta divergence of X and factors @ other.T over every entry: 1/2 ||X - W H||_F^2
+(beta_loss 2) or sum x log(x / wh) - x + wh (beta_loss 1, wh floored at float32 eps inside the
+log), accumulated in float64. Arguments as ``nmf_update_full``.
+"""
+
+NMF_LOSS_OBSERVED_DOC = """\
+nmf_loss_observed(indptr, indices, data, factors, other, bias, other_bias,
+                  global_mean, beta_loss, biased, n_threads) -> float
+
+The data term of the observed-entries loss, over the stored entries only, in float64:
+1/2 sum (r - prediction)^2 (beta_loss 2) or sum r log(r / wh) - r + wh (beta_loss 1).
+Arguments as ``nmf_update_observed``; the regularisation is added by the caller.
+"""
+
 CONTRACT: dict[str, str] = {
     "sgd_epoch": SGD_EPOCH_DOC,
     "adam_step": ADAM_STEP_DOC,
@@ -166,6 +232,10 @@ CONTRACT: dict[str, str] = {
     "ncf_forward": NCF_FORWARD_DOC,
     "ncf_backward": NCF_BACKWARD_DOC,
     "ncf_train_epoch": NCF_TRAIN_EPOCH_DOC,
+    "nmf_update_full": NMF_UPDATE_FULL_DOC,
+    "nmf_update_observed": NMF_UPDATE_OBSERVED_DOC,
+    "nmf_loss_full": NMF_LOSS_FULL_DOC,
+    "nmf_loss_observed": NMF_LOSS_OBSERVED_DOC,
 }
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -281,3 +351,32 @@ def check_ncf_batch(users, items, user_emb, item_emb) -> None:
             raise ContractError(f"user index out of range [0, {user_emb.shape[0]})")
         if items.min() < 0 or items.max() >= item_emb.shape[0]:
             raise ContractError(f"item index out of range [0, {item_emb.shape[0]})")
+
+
+def check_nmf(indptr, indices, data, factors, other, bias=None, other_bias=None,
+              beta_loss: int = 2) -> None:
+    """Validate the array arguments of the NMF kernels (O(nnz) for the index range check)."""
+    dtype = factors.dtype
+    if dtype not in FLOAT_DTYPES:
+        raise ContractError(f"factors must be float32 or float64, got {dtype}")
+    if indptr.dtype not in INDEX_DTYPES:
+        raise ContractError(f"indptr must be int32 or int64, got {indptr.dtype}")
+    if beta_loss not in (1, 2):
+        raise ContractError(f"beta_loss must be 1 or 2, got {beta_loss!r}")
+    n_rows, k = factors.shape if factors.ndim == 2 else (-1, -1)
+    _check_array("factors", factors, dtype, 2)
+    if k < 1:
+        raise ContractError("factors must have at least one column")
+    _check_array("other", other, dtype, 2, (other.shape[0] if other.ndim == 2 else -1, k))
+    _check_array("indptr", indptr, indptr.dtype, 1, (n_rows + 1,))
+    nnz = int(indptr[-1])
+    _check_array("indices", indices, indptr.dtype, 1, (nnz,))
+    _check_array("data", data, dtype, 1, (nnz,))
+    if indptr[0] != 0 or np.any(np.diff(indptr) < 0):
+        raise ContractError("indptr must rise from 0 to nnz")
+    if nnz and (indices.min() < 0 or indices.max() >= other.shape[0]):
+        raise ContractError(f"column index out of range [0, {other.shape[0]})")
+    if bias is not None:
+        _check_array("bias", bias, dtype, 1, (n_rows,))
+    if other_bias is not None:
+        _check_array("other_bias", other_bias, dtype, 1, (other.shape[0],))

@@ -2,5 +2,6 @@
 
 from fastrec.models.mf import MF
 from fastrec.models.ncf import GMF, MLP, NeuMF
+from fastrec.models.nmf import NMF
 
-__all__ = ["GMF", "MF", "MLP", "NeuMF"]
+__all__ = ["GMF", "MF", "MLP", "NMF", "NeuMF"]

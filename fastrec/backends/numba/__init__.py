@@ -1,8 +1,13 @@
 """Numba kernels (@njit, compiled on first call and cached on disk)."""
 
 import numba
-
 from fastrec.backends.numba.ncf import ncf_backward, ncf_forward, ncf_train_epoch
+from fastrec.backends.numba.nmf import (
+    nmf_loss_full,
+    nmf_loss_observed,
+    nmf_update_full,
+    nmf_update_observed,
+)
 from fastrec.backends.numba.optim import adam_step, sparse_adagrad_step, sparse_adam_step
 from fastrec.backends.numba.sgd import sgd_epoch
 
@@ -11,6 +16,10 @@ __all__ = [
     "ncf_backward",
     "ncf_forward",
     "ncf_train_epoch",
+    "nmf_loss_full",
+    "nmf_loss_observed",
+    "nmf_update_full",
+    "nmf_update_observed",
     "probe",
     "sgd_epoch",
     "sparse_adagrad_step",

@@ -2,6 +2,7 @@
 operations). Numba cannot include C headers; ``tests/kernels/test_scalar_parity.py`` runs every
 function here against its C twin."""
 
+import numpy as np
 from numba import njit
 
 SGD_DOT_LANES = 16
@@ -54,3 +55,47 @@ def sgd_lane_dot(p, q, acc):
         for lane in range(width):
             acc[lane] += acc[lane + width]
     return acc[0] + acc[1]
+
+
+# ---- NMF (csrc/include/fastrec/nmf.h) ------------------------------------------------------------
+# ``eps`` is NMF_EPSILON already cast to the kernel's dtype: Numba cannot cast to "the type of
+# this argument" inside a function, and a float64 constant would promote float32 math.
+NMF_EPSILON = 1.1920928955078125e-07
+
+
+@njit(inline="always", cache=True)
+def nmf_kl_ratio(x, dot, eps):
+    return x / (eps if dot < eps else dot)
+
+
+@njit(inline="always", cache=True)
+def nmf_regularised_denominator(den, value, l1, l2):
+    return (den + l1) + l2 * value
+
+
+@njit(inline="always", cache=True)
+def nmf_mu_step(value, num, den, eps):
+    return value * (num / (eps if den == 0 else den))
+
+
+@njit(inline="always", cache=True)
+def nmf_positive_part(t):
+    return t if t > 0 else t - t
+
+
+@njit(inline="always", cache=True)
+def nmf_negative_part(t):
+    return -t if t < 0 else t - t
+
+
+@njit(inline="always", cache=True)
+def nmf_bias_solve(residual_sum, count, reg_bias):
+    return residual_sum / (count + count * reg_bias) if count > 0 else residual_sum - residual_sum
+
+
+@njit(inline="always", cache=True)
+def nmf_kl_entry(x, dot):
+    if x <= 0.0:
+        return 0.0
+    wh = NMF_EPSILON if dot < NMF_EPSILON else dot
+    return x * np.log(x / wh) - x

@@ -3,6 +3,12 @@
 import numpy as np
 
 from fastrec.backends.reference.ncf import ncf_backward, ncf_forward, ncf_train_epoch
+from fastrec.backends.reference.nmf import (
+    nmf_loss_full,
+    nmf_loss_observed,
+    nmf_update_full,
+    nmf_update_observed,
+)
 from fastrec.backends.reference.optim import adam_step, sparse_adagrad_step, sparse_adam_step
 from fastrec.backends.reference.sgd import sgd_epoch
 
@@ -11,6 +17,10 @@ __all__ = [
     "ncf_backward",
     "ncf_forward",
     "ncf_train_epoch",
+    "nmf_loss_full",
+    "nmf_loss_observed",
+    "nmf_update_full",
+    "nmf_update_observed",
     "probe",
     "sgd_epoch",
     "sparse_adagrad_step",
