@@ -1,6 +1,7 @@
 """Numba kernels (@njit, compiled on first call and cached on disk)."""
 
 import numba
+
 from fastrec.backends.numba.ncf import ncf_backward, ncf_forward, ncf_train_epoch
 from fastrec.backends.numba.nmf import (
     nmf_loss_full,
