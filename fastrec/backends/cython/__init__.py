@@ -1,9 +1,26 @@
 """Cython + OpenMP kernels (compiled at install); the per-element math is in csrc/include."""
 
+from fastrec.backends.cython._gru import (
+    gru4rec_output_loss,
+    gru4rec_train_epoch,
+    gru_backward,
+    gru_forward,
+    optimizer_step,
+    optimizer_step_rows,
+)
 from fastrec.backends.cython._info import build_info
 from fastrec.backends.cython._sgd import sgd_epoch
 
-__all__ = ["probe", "sgd_epoch"]
+__all__ = [
+    "gru4rec_output_loss",
+    "gru4rec_train_epoch",
+    "gru_backward",
+    "gru_forward",
+    "optimizer_step",
+    "optimizer_step_rows",
+    "probe",
+    "sgd_epoch",
+]
 
 
 def probe():
