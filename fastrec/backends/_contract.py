@@ -74,7 +74,8 @@ loss with respect to the top layer's outputs hs[L-1]. Gradients do not cross a r
 new arrays shaped like X, h0, Wx0, Wx_rest, Wh and b.
 """
 
-GRU4REC_OUTPUT_LOSS_DOC = """gru4rec_output_loss(hidden, out_table, samples, loss, bpreg, grad_scale, n_threads)
+GRU4REC_OUTPUT_LOSS_DOC = """gru4rec_output_loss(hidden, out_table, samples, loss, bpreg,
+                    grad_scale, n_threads)
     -> (loss_sum, d_hidden, d_rows)
 
 Scores the N hidden states against S = N + K sampled items and returns the loss with its gradient.
@@ -89,24 +90,9 @@ Returns the summed (unscaled) loss, d_hidden T[N, H] and d_rows T[S, H+1] (the g
 sampled column; duplicates are not merged). Scores are linear (no final activation).
 """
 
-OPTIMIZER_STEP_DOC = """optimizer_step(param, grad, s1, s2, method, lr, momentum, beta1, beta2, eps, t, n_threads)
-
-One dense step on ``param`` (any shape, C-contiguous, modified in place with its state s1, s2):
-OPT_ADAGRAD: s1 += g^2; d = lr g / sqrt(s1 + eps); with momentum s2 = momentum s2 - d,
-    param += s2, else param -= d (GRU4Rec's adagrad; eps is 1e-6 there)
-OPT_ADAM: s1, s2 are the first and second moments; t (>= 1) is the step for bias correction.
-"""
-
-OPTIMIZER_STEP_ROWS_DOC = """optimizer_step_rows(table, s1, s2, rows, grads, method, ..., t, n_threads)
-
-Sparse step: the gradients grads T[n, width] of rows I[n] of table T[n_rows, width] (repeated
-rows are summed first), then each distinct row takes one optimizer_step; untouched rows and their
-state stay as they are (lazy Adam).
-"""
-
-GRU4REC_TRAIN_EPOCH_DOC = """gru4rec_train_epoch(inputs, targets, reset, hidden, emb, emb_s1, emb_s2, gru_params,
-                    gru_s1, gru_s2, out_table, out_s1, out_s2, neg_prob, neg_alias, spec,
-                    n_threads)
+GRU4REC_TRAIN_EPOCH_DOC = """gru4rec_train_epoch(inputs, targets, reset, hidden, emb, emb_s1,
+                    emb_s2, gru_params, gru_s1, gru_s2, out_table, out_s1, out_s2,
+                    neg_prob, neg_alias, spec, n_threads)
     -> (loss_sum, n_events)
 
 A whole epoch of session-parallel GRU4Rec training (see fastrec._algorithms.gru4rec).
@@ -131,14 +117,51 @@ of the block starting at step s: counter s * B * width + k). Returns the summed 
 number of events trained.
 """
 
+ADAM_STEP_DOC = """adam_step(params, grads, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
+          n_threads=1) -> None
+
+One Adam step over a flat parameter vector (math: ``csrc/include/fastrec/optim.h``, the
+torch.optim.Adam formula with bias correction).
+
+params : T[n]   modified in place
+grads  : T[n]   gradient (any L2 term already added)
+m, v   : T[n]   first and second moments, modified in place (start at zero)
+step   : int    1-based step number t (for the bias corrections 1 - beta**t)
+lr, beta1, beta2, eps : float
+"""
+
+SPARSE_ADAM_STEP_DOC = """sparse_adam_step(table, rows, row_grads, m, v, step, lr, beta1=0.9,
+                 beta2=0.999, eps=1e-8, n_threads=1) -> None
+
+Lazy Adam (torch.optim.SparseAdam) on the embedding rows a batch touched.
+
+table     : T[n_rows, d]  modified in place (only rows listed in ``rows``)
+rows      : I[n]          row of each gradient; duplicates allowed
+row_grads : T[n, d]       gradient of each position (not modified)
+m, v      : T[n_rows, d]  moments, modified in place for the touched rows only
+step      : int           1-based global step number
+
+The gradients of duplicate rows are summed (in position order) and every distinct row gets one
+Adam update; rows not in ``rows`` are left untouched (their moments do not decay).
+"""
+
+SPARSE_ADAGRAD_STEP_DOC = """sparse_adagrad_step(table, rows, row_grads, acc, lr, eps=1e-10,
+                    n_threads=1) -> None
+
+Adagrad on the embedding rows a batch touched: ``acc += g**2; w -= lr * g / (sqrt(acc) + eps)``
+with ``g`` the summed gradient of each distinct row (arguments as ``sparse_adam_step``;
+``acc`` T[n_rows, d] is modified in place).
+"""
+
 CONTRACT: dict[str, str] = {
     "sgd_epoch": SGD_EPOCH_DOC,
     "gru_forward": GRU_FORWARD_DOC,
     "gru_backward": GRU_BACKWARD_DOC,
     "gru4rec_output_loss": GRU4REC_OUTPUT_LOSS_DOC,
-    "optimizer_step": OPTIMIZER_STEP_DOC,
-    "optimizer_step_rows": OPTIMIZER_STEP_ROWS_DOC,
     "gru4rec_train_epoch": GRU4REC_TRAIN_EPOCH_DOC,
+    "adam_step": ADAM_STEP_DOC,
+    "sparse_adam_step": SPARSE_ADAM_STEP_DOC,
+    "sparse_adagrad_step": SPARSE_ADAGRAD_STEP_DOC,
 }
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -198,7 +221,8 @@ def check_sgd_epoch(users, items, ratings, block_ptr, schedule, user_factors, it
 LOSS_CROSS_ENTROPY, LOSS_BPR_MAX, LOSS_TOP1_MAX = 0, 1, 2
 LOSS_CODES = {"cross-entropy": LOSS_CROSS_ENTROPY, "bpr-max": LOSS_BPR_MAX,
               "top1-max": LOSS_TOP1_MAX}
-OPT_ADAGRAD, OPT_ADAM = 0, 1
+# The same codes as OptimizerKind in csrc/include/fastrec/optim_cpu.h.
+OPT_ADAM, OPT_ADAGRAD = 0, 1
 OPTIMIZER_CODES = {"adagrad": OPT_ADAGRAD, "adam": OPT_ADAM}
 
 
@@ -261,44 +285,6 @@ def gru_layout(n_layers: int, hidden: int, input_dim: int, embedded: bool) -> GR
     return GRULayout(int(n_layers), int(hidden), int(input_dim), bool(embedded))
 
 
-# Counter-based RNG (mirrors csrc/include/fastrec/gru.h rng_*): splitmix64 finaliser of a key
-# built from (seed, stream) plus the counter, so any draw is a pure function of its coordinates.
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-
-
-def _mix(z):
-    with np.errstate(over="ignore"):
-        z = z + _GOLDEN
-        z = (z ^ (z >> np.uint64(30))) * _MIX1
-        z = (z ^ (z >> np.uint64(27))) * _MIX2
-        return z ^ (z >> np.uint64(31))
-
-
-def rng_bits(seed: int, stream: int, counters) -> np.ndarray:
-    """The 64 random bits of each counter (uint64 array) in stream ``stream`` of ``seed``."""
-    key = _mix(_mix(np.uint64(seed % 2**64)) ^ np.uint64(stream))
-    with np.errstate(over="ignore"):
-        return _mix(key + np.asarray(counters, dtype=np.uint64))
-
-
-def rng_uniform(seed: int, stream: int, counters) -> np.ndarray:
-    """Uniform doubles in [0, 1) for each counter (the top 53 bits)."""
-    bits = rng_bits(seed, stream, counters)
-    return (bits >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
-
-
-def rng_alias_draw(bits: np.ndarray, prob: np.ndarray, alias: np.ndarray) -> np.ndarray:
-    """Alias-table draws (integer arithmetic only): high 32 bits pick the bucket, low 32 the
-    coin, as ``rng_alias_draw`` in gru.h."""
-    n = np.uint64(prob.shape[0])
-    bucket = ((bits >> np.uint64(32)) * n) >> np.uint64(32)
-    coin = (bits & np.uint64(0xFFFFFFFF)).astype(np.float64) * (1.0 / 4294967296.0)
-    bucket = bucket.astype(np.int64)
-    return np.where(coin < prob[bucket], bucket, alias[bucket])
-
-
 class _Streams(NamedTuple):
     negatives: int
     embed: int
@@ -306,7 +292,8 @@ class _Streams(NamedTuple):
 
 
 def rng_streams(epoch: int) -> _Streams:
-    """RNG streams of one epoch: negatives, embedding dropout, hidden dropout."""
+    """Streams of one GRU4Rec epoch for the counter-based RNG of ``csrc/include/fastrec/rng.h``
+    (keys ``rng_key(seed, stream)``): negatives, embedding dropout, hidden dropout."""
     return _Streams(4 * epoch + 1, 4 * epoch + 2, 4 * epoch + 3)
 
 
@@ -360,3 +347,29 @@ def check_gru4rec_epoch(inputs, targets, reset, hidden, emb, gru_params, out_tab
     if inputs.size and (min(inputs.min(), targets.min()) < 0
                         or max(inputs.max(), targets.max()) >= n_items):
         raise ContractError(f"item index out of range [0, {n_items})")
+
+
+def check_adam_step(params, grads, m, v, step) -> None:
+    """Validate the arguments of ``adam_step``."""
+    if params.dtype not in FLOAT_DTYPES:
+        raise ContractError(f"params must be float32 or float64, got {params.dtype}")
+    _check_array("params", params, params.dtype, 1)
+    for name, arr in (("grads", grads), ("m", m), ("v", v)):
+        _check_array(name, arr, params.dtype, 1, params.shape)
+    if int(step) < 1:
+        raise ContractError(f"step must be >= 1, got {step}")
+
+
+def check_sparse_step(table, rows, row_grads, *states) -> None:
+    """Validate the arguments of ``sparse_adam_step`` / ``sparse_adagrad_step``."""
+    if table.dtype not in FLOAT_DTYPES:
+        raise ContractError(f"table must be float32 or float64, got {table.dtype}")
+    if rows.dtype not in INDEX_DTYPES:
+        raise ContractError(f"rows must be int32 or int64, got {rows.dtype}")
+    _check_array("table", table, table.dtype, 2)
+    _check_array("rows", rows, rows.dtype, 1)
+    _check_array("row_grads", row_grads, table.dtype, 2, (rows.shape[0], table.shape[1]))
+    for j, state in enumerate(states):
+        _check_array(f"optimizer state {j}", state, table.dtype, 2, table.shape)
+    if rows.size and (rows.min() < 0 or rows.max() >= table.shape[0]):
+        raise ContractError(f"row index out of range [0, {table.shape[0]})")

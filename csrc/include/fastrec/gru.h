@@ -1,5 +1,6 @@
-// Per-element math of GRU4Rec: counter-based RNG, exp/sigmoid/tanh, GRU gates forward and
-// backward, the sampled-output losses (cross-entropy, BPR-max, TOP1-max) and the optimizer steps.
+// Per-element math of GRU4Rec: alias sampling on the counter-based RNG (rng.h), exp/sigmoid/tanh,
+// GRU gates forward and backward, the sampled-output losses (cross-entropy, BPR-max, TOP1-max)
+// and Adagrad with momentum (plain Adagrad and Adam come from optim.h).
 // Included by the Cython kernels (through gru_cpu.h) and, later, CUDA; the Numba mirror in
 // fastrec/backends/numba/gru_scalar.py keeps the same names and order of operations.
 //
@@ -13,29 +14,18 @@
 #include <string.h>
 
 #include "fastrec/common.h"
+#include "fastrec/optim.h"
+#include "fastrec/rng.h"
 
 namespace fastrec {
 
-// ---- counter-based RNG: a draw is a pure function of (seed, stream, counter) -----------------
-FASTREC_HD uint64_t rng_mix(uint64_t z) {
-  z += 0x9E3779B97F4A7C15ULL;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
-FASTREC_HD uint64_t rng_key(uint64_t seed, uint64_t stream) { return rng_mix(rng_mix(seed) ^ stream); }
-
-FASTREC_HD uint64_t rng_bits(uint64_t key, uint64_t counter) { return rng_mix(key + counter); }
-
-// Uniform double in [0, 1) from the top 53 bits (exact: a power-of-two scaling).
-FASTREC_HD double rng_uniform(uint64_t bits) { return (double)(bits >> 11) * (1.0 / 9007199254740992.0); }
-
-// Walker/Vose alias draw among n items with integer arithmetic only, so every backend picks the
-// same item: the high 32 bits choose the bucket (multiply-shift), the low 32 bits the coin.
+// ---- negative sampling ------------------------------------------------------------------------
+// Walker/Vose alias draw among n items from 64 random bits of rng.h, integer arithmetic only, so
+// every backend picks the same item: rng_below on the high 32 bits chooses the bucket, the low
+// 32 bits are the coin.
 template <typename I>
 FASTREC_HD I rng_alias_draw(uint64_t bits, const double *prob, const I *alias, uint64_t n) {
-  const uint64_t bucket = ((bits >> 32) * n) >> 32;
+  const uint64_t bucket = rng_below(bits, n);
   const double coin = (double)(bits & 0xFFFFFFFFULL) * (1.0 / 4294967296.0);
   return coin < prob[bucket] ? (I)bucket : alias[bucket];
 }
@@ -129,26 +119,14 @@ FASTREC_HD T top1_max_grad_negative(T s, T u, T v, T r, T F) {
   return s * (u + v - F) + s * (u * (T(1) - u) + T(2) * r * v * (T(1) - v));
 }
 
-// ---- optimizers ---------------------------------------------------------------------------
-// GRU4Rec's Adagrad (eps inside the root), with optional heavy-ball momentum in `vel`.
+// ---- optimizer ------------------------------------------------------------------------------
+// GRU4Rec's Adagrad with momentum: optim.h's adagrad_update step (lr g / (sqrt(acc) + eps)) fed
+// into a heavy-ball velocity. Without momentum the kernels call adagrad_update itself.
 template <typename T>
-FASTREC_HD void adagrad_step(T &w, T &acc, T &vel, T g, T lr, T momentum, T eps) {
-  acc += g * g;
-  const T delta = lr * g / sqrt(acc + eps);
-  if (momentum > T(0)) {
-    vel = momentum * vel - delta;
-    w += vel;
-  } else {
-    w -= delta;
-  }
-}
-
-// Adam; c1 = 1 - beta1^t and c2 = 1 - beta2^t are the bias corrections of step t.
-template <typename T>
-FASTREC_HD void adam_step(T &w, T &m, T &v, T g, T lr, T beta1, T beta2, T c1, T c2, T eps) {
-  m = beta1 * m + (T(1) - beta1) * g;
-  v = beta2 * v + (T(1) - beta2) * g * g;
-  w -= lr * (m / c1) / (sqrt(v / c2) + eps);
+FASTREC_HD void adagrad_momentum_update(T &w, T &acc, T &vel, T g, T lr, T momentum, T eps) {
+  acc = acc + g * g;
+  vel = momentum * vel - lr * g / (sqrt(acc) + eps);
+  w = w + vel;
 }
 
 }  // namespace fastrec

@@ -398,30 +398,36 @@ static double output_loss(const BlasFns &blas, OutWork<T> &ow, const T *hidden, 
 }
 
 // ---- optimizers -------------------------------------------------------------------------------
+// Optimizer scalars of one step (method codes as OptimizerKind in optim_cpu.h: 0 Adam,
+// 1 Adagrad).
 template <typename T>
-struct OptParams {
-  int method;  // 0 adagrad, 1 adam
-  T lr, momentum, beta1, beta2, eps, c1, c2;
+struct GruOpt {
+  int method;
+  T lr, momentum, beta1, beta2, eps, step_size, inv_sqrt_bc2;
 };
 
 template <typename T>
-FASTREC_HD void opt_apply(T &w, T &s1, T &s2, T g, const OptParams<T> &o) {
+static GruOpt<T> make_opt(int method, double lr, double momentum, double beta1, double beta2,
+                          double eps, int64_t t) {
+  const bool adam = method == 0;
+  return GruOpt<T>{method, (T)lr, (T)momentum, (T)beta1, (T)beta2, (T)eps,
+                   (T)(adam ? adam_step_size(lr, beta1, t) : lr),
+                   (T)(adam ? adam_inv_sqrt_bc2(beta2, t) : 1.0)};
+}
+
+template <typename T>
+FASTREC_HD void opt_apply(T &w, T &s1, T &s2, T g, const GruOpt<T> &o) {
   if (o.method == 0)
-    adagrad_step<T>(w, s1, s2, g, o.lr, o.momentum, o.eps);
+    adam_update<T>(w, s1, s2, g, o.step_size, o.inv_sqrt_bc2, o.beta1, o.beta2, o.eps);
+  else if (o.momentum > T(0))
+    adagrad_momentum_update<T>(w, s1, s2, g, o.lr, o.momentum, o.eps);
   else
-    adam_step<T>(w, s1, s2, g, o.lr, o.beta1, o.beta2, o.c1, o.c2, o.eps);
+    adagrad_update<T>(w, s1, g, o.lr, o.eps);
 }
 
 template <typename T>
-static OptParams<T> make_opt(int method, double lr, double momentum, double beta1, double beta2,
-                             double eps, int64_t t) {
-  return OptParams<T>{method, (T)lr, (T)momentum, (T)beta1, (T)beta2, (T)eps,
-                      (T)(1.0 - pow(beta1, (double)t)), (T)(1.0 - pow(beta2, (double)t))};
-}
-
-template <typename T>
-static void dense_step(T *w, T *s1, T *s2, const T *g, int64_t n, const OptParams<T> &o,
-                       int n_threads) {
+static void gru_dense_update(T *w, T *s1, T *s2, const T *g, int64_t n, const GruOpt<T> &o,
+                             int n_threads) {
 #pragma omp parallel for num_threads(n_threads) schedule(static) if (n > 4096 && n_threads > 1)
   for (int64_t k = 0; k < n; ++k) opt_apply<T>(w[k], s1[k], s2[k], g[k], o);
 }
@@ -429,8 +435,9 @@ static void dense_step(T *w, T *s1, T *s2, const T *g, int64_t n, const OptParam
 // Sparse rows: duplicates are summed into their first occurrence (in order), then every distinct
 // row steps once. slot_of [n_rows] must be all -1 on entry and is restored; uniq is scratch [n].
 template <typename T, typename I>
-static void rows_step(T *table, T *s1, T *s2, int64_t width, const I *rows, T *grads, int64_t n,
-                      int64_t *slot_of, int64_t *uniq, const OptParams<T> &o, int n_threads) {
+static void gru_rows_update(T *table, T *s1, T *s2, int64_t width, const I *rows, T *grads,
+                            int64_t n, int64_t *slot_of, int64_t *uniq, const GruOpt<T> &o,
+                            int n_threads) {
   int64_t nu = 0;
   for (int64_t k = 0; k < n; ++k) {
     const int64_t i = rows[k];
@@ -485,6 +492,7 @@ static double gru4rec_epoch_impl(const BlasFns &blas, const I *inputs, const I *
   std::vector<int64_t> slot_of(n_items, -1), uniq(std::max<int64_t>((int64_t)Tb * S, n));
   if (spec.dropout_embed > 0) mask_x.resize(n * D);
   if (spec.dropout_hidden > 0) mask_h.resize(n * H);
+  // streams as rng_streams in fastrec/backends/_contract.py
   const uint64_t key_neg = rng_key(spec.seed, 4 * spec.epoch + 1);
   const uint64_t key_emb = rng_key(spec.seed, 4 * spec.epoch + 2);
   const uint64_t key_hid = rng_key(spec.seed, 4 * spec.epoch + 3);
@@ -503,7 +511,7 @@ static double gru4rec_epoch_impl(const BlasFns &blas, const I *inputs, const I *
       if (spec.dropout_embed > 0) {
         for (int64_t f = 0; f < D; ++f) {
           const int64_t k = row * D + f;
-          const double u = rng_uniform(rng_bits(key_emb, (uint64_t)(s0 * B * D + k)));
+          const double u = rng_uniform(rng_at(key_emb, (uint64_t)(s0 * B * D + k)));
           mask_x[k] = u >= spec.dropout_embed ? keep_x : T(0);
           dst[f] = src[f] * mask_x[k];
         }
@@ -523,7 +531,7 @@ static double gru4rec_epoch_impl(const BlasFns &blas, const I *inputs, const I *
     const T *hs_top = w.hs.data() + (int64_t)(L - 1) * n * H;
     if (spec.dropout_hidden > 0) {
       for (int64_t k = 0; k < n * H; ++k) {
-        const double u = rng_uniform(rng_bits(key_hid, (uint64_t)(s0 * B * H + k)));
+        const double u = rng_uniform(rng_at(key_hid, (uint64_t)(s0 * B * H + k)));
         mask_h[k] = u >= spec.dropout_hidden ? keep_h : T(0);
         top[k] = hs_top[k] * mask_h[k];
       }
@@ -535,7 +543,7 @@ static double gru4rec_epoch_impl(const BlasFns &blas, const I *inputs, const I *
       I *smp = samples.data() + (int64_t)t * S;
       std::copy(targets + (s0 + t) * B, targets + (s0 + t + 1) * B, smp);
       for (int k = 0; k < K; ++k)
-        smp[B + k] = rng_alias_draw<I>(rng_bits(key_neg, (uint64_t)((s0 + t) * K + k)), neg_prob,
+        smp[B + k] = rng_alias_draw<I>(rng_at(key_neg, (uint64_t)((s0 + t) * K + k)), neg_prob,
                                        neg_alias, (uint64_t)n_items);
       total += output_loss<T, I>(blas, ow, top.data() + (int64_t)t * B * H, B, H, out, smp, S,
                                  spec.loss, (T)spec.bpreg, grad_scale, n_threads);
@@ -558,13 +566,13 @@ static double gru4rec_epoch_impl(const BlasFns &blas, const I *inputs, const I *
     } else {
       std::copy(w.dA.begin(), w.dA.begin() + n * H3, dX.begin());
     }
-    const OptParams<T> o = make_opt<T>(spec.method, spec.lr, spec.momentum, spec.beta1,
+    const GruOpt<T> o = make_opt<T>(spec.method, spec.lr, spec.momentum, spec.beta1,
                                        spec.beta2, spec.eps, spec.step0 + blk + 1);
-    dense_step<T>(gru, gru_s1, gru_s2, grads.data(), n_gru, o, n_threads);
+    gru_dense_update<T>(gru, gru_s1, gru_s2, grads.data(), n_gru, o, n_threads);
     std::copy(x_items, x_items + n, in_rows.begin());
-    rows_step<T, I>(emb, emb_s1, emb_s2, D, in_rows.data(), dX.data(), n, slot_of.data(),
+    gru_rows_update<T, I>(emb, emb_s1, emb_s2, D, in_rows.data(), dX.data(), n, slot_of.data(),
                     uniq.data(), o, n_threads);
-    rows_step<T, I>(out, out_s1, out_s2, H + 1, samples.data(), out_grads.data(),
+    gru_rows_update<T, I>(out, out_s1, out_s2, H + 1, samples.data(), out_grads.data(),
                     (int64_t)Tb * S, slot_of.data(), uniq.data(), o, n_threads);
     for (int l = 0; l < L; ++l)
       std::copy(w.hs.data() + ((int64_t)l * n + (int64_t)(Tb - 1) * B) * H,
@@ -616,12 +624,6 @@ static void restore_work(GruWork<T> &w, const T *h0, const uint8_t *reset, const
     restore_work<T>(w, h0, reset, hs, gates);                                                     \
     stack_backward<T>(blas, w, d_top, reset, Wx_rest, Wh, dWx_rest, dWh, db, dh0, n_threads);     \
     std::copy(w.dA.begin(), w.dA.end(), dA0);                                                     \
-  }                                                                                               \
-  void gru_dense_step(T *w, T *s1, T *s2, const T *g, int64_t n, int method, double lr,           \
-                      double momentum, double beta1, double beta2, double eps, int64_t t,         \
-                      int n_threads) {                                                            \
-    dense_step<T>(w, s1, s2, g, n, make_opt<T>(method, lr, momentum, beta1, beta2, eps, t),       \
-                  n_threads);                                                                     \
   }
 
 #define FASTREC_GRU_ENTRY_TI(T, I)                                                                \
@@ -635,14 +637,6 @@ static void restore_work(GruWork<T> &w, const T *h0, const uint8_t *reset, const
     std::copy(ow.dhid.begin(), ow.dhid.end(), d_hidden);                                          \
     std::copy(ow.dws.begin(), ow.dws.end(), d_rows);                                              \
     return total;                                                                                 \
-  }                                                                                               \
-  void gru_rows_step(T *table, T *s1, T *s2, int64_t n_rows, int64_t width, const I *rows,        \
-                     const T *grads, int64_t n, int method, double lr, double momentum,           \
-                     double beta1, double beta2, double eps, int64_t t, int n_threads) {          \
-    std::vector<int64_t> slot_of(n_rows, -1), uniq(n);                                            \
-    std::vector<T> g(grads, grads + n * width);                                                   \
-    rows_step<T, I>(table, s1, s2, width, rows, g.data(), n, slot_of.data(), uniq.data(),         \
-                    make_opt<T>(method, lr, momentum, beta1, beta2, eps, t), n_threads);          \
   }                                                                                               \
   double gru4rec_epoch(const BlasFns &blas, const I *inputs, const I *targets,                    \
                        const uint8_t *reset, int64_t n_steps, int B, int L, int H, T *hidden,     \

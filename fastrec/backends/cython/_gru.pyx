@@ -45,20 +45,10 @@ cdef extern from "fastrec/gru_cpu.h" namespace "fastrec" nogil:
                             const double *Wh, const double *hs, const double *gates,
                             const double *d_top, double *dA0, double *dh0, double *dWx_rest,
                             double *dWh, double *db, int n_threads) except +
-    void gru_dense_step(float *w, float *s1, float *s2, const float *g, int64_t n, int method,
-                        double lr, double momentum, double beta1, double beta2, double eps,
-                        int64_t t, int n_threads) except +
-    void gru_dense_step(double *w, double *s1, double *s2, const double *g, int64_t n,
-                        int method, double lr, double momentum, double beta1, double beta2,
-                        double eps, int64_t t, int n_threads) except +
     double gru_output_loss(const BlasFns &blas, const float *hidden, int N, int H,
                                  const float *out_table, const int32_t *samples, int S, int loss,
                                  double bpreg, double grad_scale, float *d_hidden, float *d_rows,
                                  int n_threads) except +
-    void gru_rows_step(float *table, float *s1, float *s2, int64_t n_rows, int64_t width,
-                             const int32_t *rows, const float *grads, int64_t n, int method, double lr,
-                             double momentum, double beta1, double beta2, double eps,
-                             int64_t t, int n_threads) except +
     double gru4rec_epoch(const BlasFns &blas, const int32_t *inputs, const int32_t *targets,
                                const uint8_t *reset, int64_t n_steps, int B, int L, int H,
                                float *hidden, float *emb, float *emb_s1, float *emb_s2, int64_t D, float *gru,
@@ -70,10 +60,6 @@ cdef extern from "fastrec/gru_cpu.h" namespace "fastrec" nogil:
                                  const float *out_table, const int64_t *samples, int S, int loss,
                                  double bpreg, double grad_scale, float *d_hidden, float *d_rows,
                                  int n_threads) except +
-    void gru_rows_step(float *table, float *s1, float *s2, int64_t n_rows, int64_t width,
-                             const int64_t *rows, const float *grads, int64_t n, int method, double lr,
-                             double momentum, double beta1, double beta2, double eps,
-                             int64_t t, int n_threads) except +
     double gru4rec_epoch(const BlasFns &blas, const int64_t *inputs, const int64_t *targets,
                                const uint8_t *reset, int64_t n_steps, int B, int L, int H,
                                float *hidden, float *emb, float *emb_s1, float *emb_s2, int64_t D, float *gru,
@@ -85,10 +71,6 @@ cdef extern from "fastrec/gru_cpu.h" namespace "fastrec" nogil:
                                  const double *out_table, const int32_t *samples, int S, int loss,
                                  double bpreg, double grad_scale, double *d_hidden, double *d_rows,
                                  int n_threads) except +
-    void gru_rows_step(double *table, double *s1, double *s2, int64_t n_rows, int64_t width,
-                             const int32_t *rows, const double *grads, int64_t n, int method, double lr,
-                             double momentum, double beta1, double beta2, double eps,
-                             int64_t t, int n_threads) except +
     double gru4rec_epoch(const BlasFns &blas, const int32_t *inputs, const int32_t *targets,
                                const uint8_t *reset, int64_t n_steps, int B, int L, int H,
                                double *hidden, double *emb, double *emb_s1, double *emb_s2, int64_t D, double *gru,
@@ -100,10 +82,6 @@ cdef extern from "fastrec/gru_cpu.h" namespace "fastrec" nogil:
                                  const double *out_table, const int64_t *samples, int S, int loss,
                                  double bpreg, double grad_scale, double *d_hidden, double *d_rows,
                                  int n_threads) except +
-    void gru_rows_step(double *table, double *s1, double *s2, int64_t n_rows, int64_t width,
-                             const int64_t *rows, const double *grads, int64_t n, int method, double lr,
-                             double momentum, double beta1, double beta2, double eps,
-                             int64_t t, int n_threads) except +
     double gru4rec_epoch(const BlasFns &blas, const int64_t *inputs, const int64_t *targets,
                                const uint8_t *reset, int64_t n_steps, int B, int L, int H,
                                double *hidden, double *emb, double *emb_s1, double *emb_s2, int64_t D, double *gru,
@@ -197,36 +175,6 @@ def gru4rec_output_loss(hidden, out_table, samples, int loss, double bpreg, doub
         total = _output_loss(hidden, out_table, samples, loss, bpreg, grad_scale, d_hidden,
                              d_rows, n_threads)
     return total, d_hidden, d_rows
-
-
-def optimizer_step(param, grad, s1, s2, int method, double lr, double momentum, double beta1,
-                   double beta2, double eps, int64_t t, int n_threads=1):
-    """See ``fastrec.backends._contract.OPTIMIZER_STEP_DOC``."""
-    _dense_step(param.reshape(-1), grad.reshape(-1), s1.reshape(-1), s2.reshape(-1), method, lr,
-                momentum, beta1, beta2, eps, t, n_threads)
-
-
-def _dense_step(floating[::1] w, const floating[::1] g, floating[::1] s1, floating[::1] s2,
-                int method, double lr, double momentum, double beta1, double beta2, double eps,
-                int64_t t, int n_threads):
-    if w.shape[0] == 0:
-        return
-    with nogil:
-        gru_dense_step(&w[0], &s1[0], &s2[0], &g[0], w.shape[0], method, lr, momentum, beta1,
-                       beta2, eps, t, n_threads)
-
-
-def optimizer_step_rows(floating[:, ::1] table, floating[:, ::1] s1, floating[:, ::1] s2,
-                        const index_t[::1] rows, const floating[:, ::1] grads, int method,
-                        double lr, double momentum, double beta1, double beta2, double eps,
-                        int64_t t, int n_threads=1):
-    """See ``fastrec.backends._contract.OPTIMIZER_STEP_ROWS_DOC``."""
-    if rows.shape[0] == 0:
-        return
-    with nogil:
-        gru_rows_step(&table[0, 0], &s1[0, 0], &s2[0, 0], table.shape[0],
-                                         table.shape[1], &rows[0], &grads[0, 0], rows.shape[0],
-                                         method, lr, momentum, beta1, beta2, eps, t, n_threads)
 
 
 def _epoch(const index_t[:, ::1] inputs, const index_t[:, ::1] targets,

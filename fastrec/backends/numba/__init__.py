@@ -2,9 +2,10 @@
 
 import numba
 
+from fastrec.backends.numba.optim import adam_step, sparse_adagrad_step, sparse_adam_step
 from fastrec.backends.numba.sgd import sgd_epoch
 
-__all__ = ["probe", "sgd_epoch"]
+__all__ = ["adam_step", "probe", "sgd_epoch", "sparse_adagrad_step", "sparse_adam_step"]
 
 
 def probe():

@@ -7,20 +7,20 @@ from fastrec.backends.reference.gru import (
     gru4rec_train_epoch,
     gru_backward,
     gru_forward,
-    optimizer_step,
-    optimizer_step_rows,
 )
+from fastrec.backends.reference.optim import adam_step, sparse_adagrad_step, sparse_adam_step
 from fastrec.backends.reference.sgd import sgd_epoch
 
 __all__ = [
+    "adam_step",
     "gru4rec_output_loss",
     "gru4rec_train_epoch",
     "gru_backward",
     "gru_forward",
-    "optimizer_step",
-    "optimizer_step_rows",
     "probe",
     "sgd_epoch",
+    "sparse_adagrad_step",
+    "sparse_adam_step",
 ]
 
 

@@ -11,11 +11,9 @@ from fastrec.backends._contract import (
     LOSS_TOP1_MAX,
     OPT_ADAGRAD,
     gru_layout,
-    rng_alias_draw,
-    rng_bits,
     rng_streams,
-    rng_uniform,
 )
+from fastrec.backends.reference.rng import rng_at, rng_below, rng_key, rng_uniform
 
 
 def _sigmoid(x):
@@ -160,10 +158,12 @@ def gru4rec_output_loss(hidden, out_table, samples, loss, bpreg, grad_scale, n_t
 
 
 def _step(param, grad, s1, s2, method, lr, momentum, beta1, beta2, eps, t):
+    """optim.h's Adagrad (with GRU4Rec's momentum on the scaled step when momentum > 0) or Adam;
+    s1, s2 are (accumulator, velocity) or (m, v)."""
     dtype = param.dtype.type
     if method == OPT_ADAGRAD:
         s1 += grad * grad
-        delta = dtype(lr) * grad / np.sqrt(s1 + dtype(eps))
+        delta = dtype(lr) * grad / (np.sqrt(s1) + dtype(eps))
         if momentum > 0:
             s2[...] = dtype(momentum) * s2 - delta
             param += s2
@@ -172,40 +172,41 @@ def _step(param, grad, s1, s2, method, lr, momentum, beta1, beta2, eps, t):
     else:
         s1[...] = dtype(beta1) * s1 + dtype(1 - beta1) * grad
         s2[...] = dtype(beta2) * s2 + dtype(1 - beta2) * grad * grad
-        m_hat = s1 / dtype(1 - beta1 ** t)
-        v_hat = s2 / dtype(1 - beta2 ** t)
-        param -= dtype(lr) * m_hat / (np.sqrt(v_hat) + dtype(eps))
+        step_size = dtype(lr / (1 - beta1 ** t))
+        inv_sqrt_bc2 = dtype(1 / np.sqrt(1 - beta2 ** t))
+        param -= step_size * s1 / (np.sqrt(s2) * inv_sqrt_bc2 + dtype(eps))
 
 
-def optimizer_step(param, grad, s1, s2, method, lr, momentum, beta1, beta2, eps, t,
-                   n_threads=1):
-    """See ``fastrec.backends._contract.OPTIMIZER_STEP_DOC``."""
-    _step(param, grad, s1, s2, method, lr, momentum, beta1, beta2, eps, t)
-
-
-def optimizer_step_rows(table, s1, s2, rows, grads, method, lr, momentum, beta1, beta2, eps, t,
-                        n_threads=1):
-    """See ``fastrec.backends._contract.OPTIMIZER_STEP_ROWS_DOC``."""
+def _step_rows(table, s1, s2, rows, grads, *opt):
+    """Sparse step: duplicate rows' gradients summed, each distinct row stepped once."""
     unique, inverse = np.unique(rows, return_inverse=True)
     summed = np.zeros((unique.shape[0], table.shape[1]), grads.dtype)
     np.add.at(summed, inverse, grads)
     p, a, v = table[unique], s1[unique], s2[unique]
-    _step(p, summed, a, v, method, lr, momentum, beta1, beta2, eps, t)
+    _step(p, summed, a, v, *opt)
     table[unique], s1[unique], s2[unique] = p, a, v
 
 
 def dropout_mask(shape, p, seed, stream, first_counter, dtype):
-    """Inverted-dropout mask drawn from the counter-based RNG (element k uses counter
+    """Inverted-dropout mask drawn from the counter-based RNG (element k uses index
     ``first_counter + k``): 0 where dropped, ``1 / (1 - p)`` where kept."""
     n = int(np.prod(shape))
-    u = rng_uniform(seed, stream, first_counter + np.arange(n, dtype=np.uint64))
+    u = rng_uniform(rng_at(rng_key(seed, stream), first_counter + np.arange(n, dtype=np.uint64)))
     return np.where(u >= p, 1.0 / (1.0 - p), 0.0).astype(dtype).reshape(shape)
+
+
+def alias_draw(bits, prob, alias):
+    """Alias-table draws as ``rng_alias_draw`` in gru.h: ``rng_below`` picks the bucket from the
+    high 32 bits, the low 32 bits are the coin (integer arithmetic, identical everywhere)."""
+    bucket = rng_below(bits, prob.shape[0]).astype(np.int64)
+    coin = (bits & np.uint64(0xFFFFFFFF)).astype(np.float64) * (1.0 / 4294967296.0)
+    return np.where(coin < prob[bucket], bucket, alias[bucket])
 
 
 def sample_negatives(prob, alias, n, seed, stream, first_counter):
     """``n`` items drawn from the alias table with the counter-based RNG."""
-    bits = rng_bits(seed, stream, first_counter + np.arange(n, dtype=np.uint64))
-    return rng_alias_draw(bits, prob, alias)
+    bits = rng_at(rng_key(seed, stream), first_counter + np.arange(n, dtype=np.uint64))
+    return alias_draw(bits, prob, alias)
 
 
 def gru4rec_train_epoch(inputs, targets, reset, hidden, emb, emb_s1, emb_s2, gru_params,
@@ -241,8 +242,8 @@ def gru4rec_train_epoch(inputs, targets, reset, hidden, emb, emb_s1, emb_s2, gru
         d_top = np.empty_like(top)
         rows, row_grads = [], []
         for t in range(T):
-            negatives = sample_negatives(neg_prob, neg_alias, spec.n_sample, spec.seed, streams.negatives,
-                                         (s0 + t) * spec.n_sample)
+            negatives = sample_negatives(neg_prob, neg_alias, spec.n_sample, spec.seed,
+                                         streams.negatives, (s0 + t) * spec.n_sample)
             samples = np.concatenate([targets[s0 + t], negatives.astype(targets.dtype)])
             loss_t, d_top[t], d_rows = gru4rec_output_loss(top[t], out_table, samples, spec.loss,
                                                    spec.bpreg, 1.0 / (T * B))
@@ -263,11 +264,10 @@ def gru4rec_train_epoch(inputs, targets, reset, hidden, emb, emb_s1, emb_s2, gru
         else:
             dX = dA0
         t_opt = spec.step0 + block + 1
-        optimizer_step(gru_params, grads, gru_s1, gru_s2, *opt, t_opt)
-        optimizer_step_rows(emb, emb_s1, emb_s2, x_items.reshape(-1), dX.reshape(-1, D), *opt,
-                            t_opt)
-        optimizer_step_rows(out_table, out_s1, out_s2, np.concatenate(rows),
-                            np.concatenate(row_grads), *opt, t_opt)
+        _step(gru_params, grads, gru_s1, gru_s2, *opt, t_opt)
+        _step_rows(emb, emb_s1, emb_s2, x_items.reshape(-1), dX.reshape(-1, D), *opt, t_opt)
+        _step_rows(out_table, out_s1, out_s2, np.concatenate(rows), np.concatenate(row_grads),
+                   *opt, t_opt)
         hidden[...] = hs[:, -1]
     n_blocks = n_steps // T
     return total, n_blocks * T * B
