@@ -2,10 +2,26 @@
 
 import numba
 
+from fastrec.backends.numba.gru import (
+    gru4rec_output_loss,
+    gru4rec_train_epoch,
+    gru_backward,
+    gru_forward,
+)
 from fastrec.backends.numba.optim import adam_step, sparse_adagrad_step, sparse_adam_step
 from fastrec.backends.numba.sgd import sgd_epoch
 
-__all__ = ["adam_step", "probe", "sgd_epoch", "sparse_adagrad_step", "sparse_adam_step"]
+__all__ = [
+    "adam_step",
+    "gru4rec_output_loss",
+    "gru4rec_train_epoch",
+    "gru_backward",
+    "gru_forward",
+    "probe",
+    "sgd_epoch",
+    "sparse_adagrad_step",
+    "sparse_adam_step",
+]
 
 
 def probe():
