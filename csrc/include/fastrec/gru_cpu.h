@@ -27,6 +27,13 @@ struct BlasFns {
 constexpr int GRU_ROW_CHUNK = 16;
 constexpr int GRU_COL_CHUNK = 64;
 constexpr int GRU_SAMPLE_CHUNK = 128;
+// Below this many multiply-adds (or element updates) a pass runs on one thread: a fork-join costs
+// microseconds, and far more when the cores are shared and a worker is descheduled.
+constexpr double GRU_PARALLEL_MIN_WORK = 4e5;
+
+static inline int gru_threads(int n_threads, int n_chunks, double work) {
+  return work < GRU_PARALLEL_MIN_WORK ? 1 : std::max(1, std::min(n_threads, n_chunks));
+}
 
 // Row-major C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C, as the column-major C^T = B^T A^T.
 template <typename T>
@@ -55,7 +62,8 @@ static void gemm_par(const BlasFns &blas, bool by_rows, bool ta, bool tb, int M,
   const int extent = by_rows ? M : N;
   const int chunk = by_rows ? GRU_ROW_CHUNK : GRU_COL_CHUNK;
   const int n_chunks = (extent + chunk - 1) / chunk;
-#pragma omp parallel for num_threads(n_threads) schedule(static) if (n_chunks > 1 && n_threads > 1)
+  const int nt = gru_threads(n_threads, n_chunks, (double)M * N * K);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
   for (int c = 0; c < n_chunks; ++c) {
     const int o = c * chunk, len = std::min(chunk, extent - o);
     if (by_rows)
@@ -142,6 +150,7 @@ static void stack_forward(const BlasFns &blas, GruWork<T> &w, const T *A0, const
                           int n_threads) {
   const int B = w.B, H = w.H, n = w.steps * B;
   const int n_chunks = (B + GRU_ROW_CHUNK - 1) / GRU_ROW_CHUNK;
+  const int nt = gru_threads(n_threads, n_chunks, 3.0 * w.steps * B * H * H);
   for (int l = 0; l < w.L; ++l) {
     const T *A = A0;
     if (l > 0) {
@@ -152,7 +161,7 @@ static void stack_forward(const BlasFns &blas, GruWork<T> &w, const T *A0, const
                   3 * H, T(1), Al, 3 * H, n_threads);
       A = Al;
     }
-#pragma omp parallel for num_threads(n_threads) schedule(static) if (n_chunks > 1 && n_threads > 1)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int c = 0; c < n_chunks; ++c)
       layer_forward_rows<T>(blas, w, l, A, h0 + (int64_t)l * B * H, reset, Wh + (int64_t)l * H * 3 * H,
                             c * GRU_ROW_CHUNK, std::min(B, (c + 1) * GRU_ROW_CHUNK));
@@ -210,7 +219,8 @@ static void layer_backward_rows(const BlasFns &blas, GruWork<T> &w, int layer,
 template <typename T>
 static void column_sums(const T *a, int64_t rows, int cols, T *out, int n_threads) {
   const int n_chunks = (cols + GRU_COL_CHUNK - 1) / GRU_COL_CHUNK;
-#pragma omp parallel for num_threads(n_threads) schedule(static) if (n_chunks > 1 && n_threads > 1)
+  const int nt = gru_threads(n_threads, n_chunks, (double)rows * cols);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
   for (int c = 0; c < n_chunks; ++c) {
     const int j0 = c * GRU_COL_CHUNK, j1 = std::min(cols, j0 + GRU_COL_CHUNK);
     for (int j = j0; j < j1; ++j) out[j] = T(0);
@@ -227,11 +237,12 @@ static void stack_backward(const BlasFns &blas, GruWork<T> &w, const T *d_top, c
                            int n_threads) {
   const int B = w.B, H = w.H, n = w.steps * B;
   const int n_chunks = (B + GRU_ROW_CHUNK - 1) / GRU_ROW_CHUNK;
+  const int nt = gru_threads(n_threads, n_chunks, 3.0 * w.steps * B * H * H);
   std::copy(d_top, d_top + (int64_t)n * H, w.d_out.data());
   for (int l = w.L - 1; l >= 0; --l) {
     const T *Whl = Wh + (int64_t)l * H * 3 * H;
     T *dh0l = dh0 ? dh0 + (int64_t)l * B * H : nullptr;
-#pragma omp parallel for num_threads(n_threads) schedule(static) if (n_chunks > 1 && n_threads > 1)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int c = 0; c < n_chunks; ++c)
       layer_backward_rows<T>(blas, w, l, reset, Whl, dh0l, c * GRU_ROW_CHUNK,
                              std::min(B, (c + 1) * GRU_ROW_CHUNK));
@@ -281,6 +292,7 @@ static double output_loss(const BlasFns &blas, OutWork<T> &ow, const T *hidden, 
   const int H1 = H + 1;
   const int n_chunks = (S + GRU_SAMPLE_CHUNK - 1) / GRU_SAMPLE_CHUNK;
   const bool neg_only = loss != 0;
+  const int nt = gru_threads(n_threads, n_chunks, (double)S * N * H1);
   T *haug = ow.haug.data(), *sc = ow.scores.data(), *ex = ow.ex.data(), *aux = ow.aux.data();
   double *part = ow.part.data(), *st = ow.stats.data();
   for (int i = 0; i < N; ++i) {
@@ -289,7 +301,7 @@ static double output_loss(const BlasFns &blas, OutWork<T> &ow, const T *hidden, 
   }
   // 1. gather the sampled rows, score them, and take each column's max (over negatives only
   //    for the BPR-max and TOP1-max softmax).
-#pragma omp parallel for num_threads(n_threads) schedule(static) if (n_chunks > 1 && n_threads > 1)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
   for (int c = 0; c < n_chunks; ++c) {
     const int j0 = c * GRU_SAMPLE_CHUNK, j1 = std::min(S, j0 + GRU_SAMPLE_CHUNK);
     for (int j = j0; j < j1; ++j)
@@ -315,7 +327,7 @@ static double output_loss(const BlasFns &blas, OutWork<T> &ow, const T *hidden, 
   }
   for (int i = 0; i < N; ++i) tgt[i] = sc[(int64_t)i * N + i];
   // 2. exponentials and the per-column partial sums.
-#pragma omp parallel for num_threads(n_threads) schedule(static) if (n_chunks > 1 && n_threads > 1)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
   for (int c = 0; c < n_chunks; ++c) {
     const int j0 = c * GRU_SAMPLE_CHUNK, j1 = std::min(S, j0 + GRU_SAMPLE_CHUNK);
     double *p = part + (int64_t)c * 4 * N;
@@ -370,7 +382,7 @@ static double output_loss(const BlasFns &blas, OutWork<T> &ow, const T *hidden, 
     }
   }
   // 4. score gradients (in place of the scores), then the sampled rows' gradients.
-#pragma omp parallel for num_threads(n_threads) schedule(static) if (n_chunks > 1 && n_threads > 1)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
   for (int c = 0; c < n_chunks; ++c) {
     const int j0 = c * GRU_SAMPLE_CHUNK, j1 = std::min(S, j0 + GRU_SAMPLE_CHUNK);
     for (int j = j0; j < j1; ++j) {
@@ -428,7 +440,7 @@ FASTREC_HD void opt_apply(T &w, T &s1, T &s2, T g, const GruOpt<T> &o) {
 template <typename T>
 static void gru_dense_update(T *w, T *s1, T *s2, const T *g, int64_t n, const GruOpt<T> &o,
                              int n_threads) {
-#pragma omp parallel for num_threads(n_threads) schedule(static) if (n > 4096 && n_threads > 1)
+#pragma omp parallel for num_threads(n_threads) schedule(static) if (n >= GRU_PARALLEL_MIN_WORK && n_threads > 1)
   for (int64_t k = 0; k < n; ++k) opt_apply<T>(w[k], s1[k], s2[k], g[k], o);
 }
 
@@ -450,7 +462,8 @@ static void gru_rows_update(T *table, T *s1, T *s2, int64_t width, const I *rows
       for (int64_t f = 0; f < width; ++f) dst[f] += src[f];
     }
   }
-#pragma omp parallel for num_threads(n_threads) schedule(static) if (nu > 64 && n_threads > 1)
+#pragma omp parallel for num_threads(n_threads) schedule(static) \
+    if ((double)nu * width >= GRU_PARALLEL_MIN_WORK && n_threads > 1)
   for (int64_t u = 0; u < nu; ++u) {
     const int64_t k = uniq[u], i = rows[k];
     T *w = table + i * width, *a = s1 + i * width, *v = s2 + i * width;
@@ -504,7 +517,8 @@ static double gru4rec_epoch_impl(const BlasFns &blas, const I *inputs, const I *
     const I *x_items = inputs + s0 * B;
     const uint8_t *blk_reset = reset + s0 * B;
     // embedding rows (with dropout) and layer 0's input projection
-#pragma omp parallel for num_threads(n_threads) schedule(static) if (n_threads > 1 && n >= 64)
+#pragma omp parallel for num_threads(n_threads) schedule(static) \
+    if ((double)n * H3 >= GRU_PARALLEL_MIN_WORK && n_threads > 1)
     for (int64_t row = 0; row < n; ++row) {
       const T *src = emb + (int64_t)x_items[row] * D;
       T *dst = X.data() + row * D;
