@@ -167,7 +167,10 @@ def load_sasrec_sequences(path) -> pd.DataFrame:
     ``session_id, item_id, timestamp`` with the line number as timestamp."""
     path = Path(path)
     if path.is_dir():
-        path = next(path.glob("*.txt"))
+        found = [p for p in sorted(path.glob("*.txt")) if p.name != "PROVENANCE.txt"]
+        if not found:
+            raise FileNotFoundError(f"no sequence .txt file in {path}")
+        path = found[0]
     frame = pd.read_csv(path, sep=" ", header=None, names=["session_id", "item_id"])
     frame["timestamp"] = np.arange(len(frame), dtype=np.float64)
     return frame

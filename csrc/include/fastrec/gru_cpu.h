@@ -5,6 +5,15 @@
 // fixed size, so results do not depend on the thread count. Per-element math: gru.h.
 #pragma once
 
+// Assume no floating-point exceptions are trapped (as Python does): GCC may then if-convert the
+// float selects of the loops (exp's clamp, the target masks) and vectorise them. Results do not
+// change; only code that tests the FP status flags could tell.
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#pragma GCC push_options
+#pragma GCC optimize("no-trapping-math")
+#define FASTREC_GRU_POP_OPTIONS
+#endif
+
 #include <algorithm>
 #include <type_traits>
 #include <vector>
@@ -674,3 +683,8 @@ FASTREC_GRU_ENTRY_TI(double, int64_t)
 #undef FASTREC_GRU_ENTRY_TI
 
 }  // namespace fastrec
+
+#ifdef FASTREC_GRU_POP_OPTIONS
+#pragma GCC pop_options
+#undef FASTREC_GRU_POP_OPTIONS
+#endif
