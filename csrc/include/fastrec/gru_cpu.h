@@ -5,15 +5,6 @@
 // fixed size, so results do not depend on the thread count. Per-element math: gru.h.
 #pragma once
 
-// Assume no floating-point exceptions are trapped (as Python does): GCC may then if-convert the
-// float selects of the loops (exp's clamp, the target masks) and vectorise them. Results do not
-// change; only code that tests the FP status flags could tell.
-#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
-#pragma GCC push_options
-#pragma GCC optimize("no-trapping-math")
-#define FASTREC_GRU_POP_OPTIONS
-#endif
-
 #include <algorithm>
 #include <type_traits>
 #include <vector>
@@ -276,7 +267,7 @@ static void stack_backward(const BlasFns &blas, GruWork<T> &w, const T *d_top, c
 // ---- sampled output layer ---------------------------------------------------------------------
 template <typename T>
 struct OutWork {
-  std::vector<T> haug, ws, scores, ex, aux, dws, dhid, colmax, tgt;
+  std::vector<T> haug, ws, scores, ex, aux, colmax, tgt;
   std::vector<double> part;  // [n_chunks][4][B] partial sums of each sample chunk
   std::vector<double> stats;
 
@@ -284,7 +275,6 @@ struct OutWork {
     const int n_chunks = (S + GRU_SAMPLE_CHUNK - 1) / GRU_SAMPLE_CHUNK;
     haug.resize((int64_t)B * (H + 1)), ws.resize((int64_t)S * (H + 1));
     scores.resize((int64_t)S * B), ex.resize((int64_t)S * B), aux.resize((int64_t)S * B);
-    dws.resize((int64_t)S * (H + 1)), dhid.resize((int64_t)B * H);
     part.resize((int64_t)n_chunks * 4 * B), stats.resize((int64_t)4 * B);
     colmax.resize(B), tgt.resize(B);
   }
@@ -292,12 +282,12 @@ struct OutWork {
 
 // Scores hidden [N][H] against out_table rows samples[0..S) (row i's target is sample i), the
 // loss and its gradient. Scores are kept transposed, [S][N], so the per-row reductions over the
-// samples run as vector operations across the N rows. Leaves d_hidden in ow.dhid [N][H] and the
-// gradients of the sampled rows in ow.dws [S][H+1]; returns the summed loss.
+// samples run as vector operations across the N rows. Writes d_hidden [N][H] and the gradients
+// of the sampled rows d_rows [S][H+1]; returns the summed loss.
 template <typename T, typename I>
 static double output_loss(const BlasFns &blas, OutWork<T> &ow, const T *hidden, int N, int H,
                           const T *out_table, const I *samples, int S, int loss, T bpreg,
-                          T grad_scale, int n_threads) {
+                          T grad_scale, T *d_hidden, T *d_rows, int n_threads) {
   const int H1 = H + 1;
   const int n_chunks = (S + GRU_SAMPLE_CHUNK - 1) / GRU_SAMPLE_CHUNK;
   const bool neg_only = loss != 0;
@@ -411,10 +401,10 @@ static double output_loss(const BlasFns &blas, OutWork<T> &ow, const T *hidden, 
       }
     }
     gemm_rm<T>(blas, false, false, j1 - j0, H1, N, T(1), sc + (int64_t)j0 * N, N, haug, H1, T(0),
-               ow.dws.data() + (int64_t)j0 * H1, H1);
+               d_rows + (int64_t)j0 * H1, H1);
   }
   gemm_par<T>(blas, true, true, false, N, H, S, T(1), sc, N, ow.ws.data(), H1, T(0),
-              ow.dhid.data(), H, n_threads);
+              d_hidden, H, n_threads);
   return total;
 }
 
@@ -436,21 +426,33 @@ static GruOpt<T> make_opt(int method, double lr, double momentum, double beta1, 
                    (T)(adam ? adam_inv_sqrt_bc2(beta2, t) : 1.0)};
 }
 
+// One step of n contiguous parameters; the method is chosen once per call so the loop over the
+// elements vectorises.
 template <typename T>
-FASTREC_HD void opt_apply(T &w, T &s1, T &s2, T g, const GruOpt<T> &o) {
-  if (o.method == 0)
-    adam_update<T>(w, s1, s2, g, o.step_size, o.inv_sqrt_bc2, o.beta1, o.beta2, o.eps);
-  else if (o.momentum > T(0))
-    adagrad_momentum_update<T>(w, s1, s2, g, o.lr, o.momentum, o.eps);
-  else
-    adagrad_update<T>(w, s1, g, o.lr, o.eps);
+static inline void opt_apply_n(T *__restrict w, T *__restrict s1, T *__restrict s2,
+                               const T *__restrict g, int64_t n, const GruOpt<T> &o) {
+  if (o.method == 0) {
+    for (int64_t k = 0; k < n; ++k)
+      adam_update<T>(w[k], s1[k], s2[k], g[k], o.step_size, o.inv_sqrt_bc2, o.beta1, o.beta2,
+                     o.eps);
+  } else if (o.momentum > T(0)) {
+    for (int64_t k = 0; k < n; ++k)
+      adagrad_momentum_update<T>(w[k], s1[k], s2[k], g[k], o.lr, o.momentum, o.eps);
+  } else {
+    for (int64_t k = 0; k < n; ++k) adagrad_update<T>(w[k], s1[k], g[k], o.lr, o.eps);
+  }
 }
 
 template <typename T>
 static void gru_dense_update(T *w, T *s1, T *s2, const T *g, int64_t n, const GruOpt<T> &o,
                              int n_threads) {
-#pragma omp parallel for num_threads(n_threads) schedule(static) if (n >= GRU_PARALLEL_MIN_WORK && n_threads > 1)
-  for (int64_t k = 0; k < n; ++k) opt_apply<T>(w[k], s1[k], s2[k], g[k], o);
+  const int64_t chunk = 4096, n_chunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for num_threads(n_threads) schedule(static) \
+    if (n >= GRU_PARALLEL_MIN_WORK && n_threads > 1)
+  for (int64_t c = 0; c < n_chunks; ++c) {
+    const int64_t k0 = c * chunk;
+    opt_apply_n<T>(w + k0, s1 + k0, s2 + k0, g + k0, std::min(chunk, n - k0), o);
+  }
 }
 
 // Sparse rows: duplicates are summed into their first occurrence (in order), then every distinct
@@ -475,9 +477,8 @@ static void gru_rows_update(T *table, T *s1, T *s2, int64_t width, const I *rows
     if ((double)nu * width >= GRU_PARALLEL_MIN_WORK && n_threads > 1)
   for (int64_t u = 0; u < nu; ++u) {
     const int64_t k = uniq[u], i = rows[k];
-    T *w = table + i * width, *a = s1 + i * width, *v = s2 + i * width;
-    const T *g = grads + k * width;
-    for (int64_t f = 0; f < width; ++f) opt_apply<T>(w[f], a[f], v[f], g[f], o);
+    opt_apply_n<T>(table + i * width, s1 + i * width, s2 + i * width, grads + k * width, width,
+                   o);
   }
   for (int64_t u = 0; u < nu; ++u) slot_of[rows[uniq[u]]] = -1;
 }
@@ -569,9 +570,9 @@ static double gru4rec_epoch_impl(const BlasFns &blas, const I *inputs, const I *
         smp[B + k] = rng_alias_draw<I>(rng_at(key_neg, (uint64_t)((s0 + t) * K + k)), neg_prob,
                                        neg_alias, (uint64_t)n_items);
       total += output_loss<T, I>(blas, ow, top.data() + (int64_t)t * B * H, B, H, out, smp, S,
-                                 spec.loss, (T)spec.bpreg, grad_scale, n_threads);
-      std::copy(ow.dhid.begin(), ow.dhid.end(), d_top.data() + (int64_t)t * B * H);
-      std::copy(ow.dws.begin(), ow.dws.end(), out_grads.data() + (int64_t)t * S * (H + 1));
+                                 spec.loss, (T)spec.bpreg, grad_scale,
+                                 d_top.data() + (int64_t)t * B * H,
+                                 out_grads.data() + (int64_t)t * S * (H + 1), n_threads);
     }
     if (spec.dropout_hidden > 0)
       for (int64_t k = 0; k < n * H; ++k) d_top[k] *= mask_h[k];
@@ -655,11 +656,8 @@ static void restore_work(GruWork<T> &w, const T *h0, const uint8_t *reset, const
                          T *d_hidden, T *d_rows, int n_threads) {                                 \
     OutWork<T> ow;                                                                                \
     ow.resize(N, S, H);                                                                           \
-    const double total = output_loss<T, I>(blas, ow, hidden, N, H, out_table, samples, S, loss,   \
-                                           (T)bpreg, (T)grad_scale, n_threads);                   \
-    std::copy(ow.dhid.begin(), ow.dhid.end(), d_hidden);                                          \
-    std::copy(ow.dws.begin(), ow.dws.end(), d_rows);                                              \
-    return total;                                                                                 \
+    return output_loss<T, I>(blas, ow, hidden, N, H, out_table, samples, S, loss, (T)bpreg,       \
+                             (T)grad_scale, d_hidden, d_rows, n_threads);                         \
   }                                                                                               \
   double gru4rec_epoch(const BlasFns &blas, const I *inputs, const I *targets,                    \
                        const uint8_t *reset, int64_t n_steps, int B, int L, int H, T *hidden,     \
@@ -683,8 +681,3 @@ FASTREC_GRU_ENTRY_TI(double, int64_t)
 #undef FASTREC_GRU_ENTRY_TI
 
 }  // namespace fastrec
-
-#ifdef FASTREC_GRU_POP_OPTIONS
-#pragma GCC pop_options
-#undef FASTREC_GRU_POP_OPTIONS
-#endif

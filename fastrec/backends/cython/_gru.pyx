@@ -1,3 +1,7 @@
+# distutils: extra_compile_args = -fno-trapping-math -fno-math-errno
+# (Neither changes a result: no code here tests FP exception flags or errno. They let GCC
+# if-convert the float selects of gru.h (exp's clamp, target masks) and inline sqrt, so the loops
+# over a batch vectorise.)
 """GRU4Rec passes on the CPU: thin wrappers around csrc/include/fastrec/gru_cpu.h, with BLAS
 from scipy.linalg.cython_blas handed in as function pointers."""
 
