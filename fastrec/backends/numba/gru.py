@@ -1,6 +1,8 @@
 """Numba GRU4Rec passes: the same structure as ``csrc/include/fastrec/gru_cpu.h`` (flat buffers,
 fixed chunks split across threads with prange, BLAS GEMMs with leading dimensions and offsets),
-with the scalar math of ``gru_scalar.py``.
+with the scalar math of ``gru_scalar.py``. Only the GEMM-heavy passes are parallel: the light
+memory-bound loops (optimizer steps, gathers, column sums) stay serial, which also keeps the
+first-call compile time down.
 
 GEMMs go through ``numba_xxgemm``, the symbol Numba's own ``np.dot`` uses (it forwards to
 scipy.linalg.cython_blas): called by name, so the kernels stay cacheable, unlike a ctypes
@@ -211,10 +213,10 @@ def _backward_layer(layer, steps, B, H, reset, Wh, prev, gates, d_out, dA, dh, d
                              min(B, (c + 1) * ROW_CHUNK))
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def column_sums(a, rows, cols, out, o0):
     n_chunks = (cols + COL_CHUNK - 1) // COL_CHUNK
-    for c in prange(n_chunks):
+    for c in range(n_chunks):
         j0 = c * COL_CHUNK
         j1 = min(cols, j0 + COL_CHUNK)
         for j in range(j0, j1):
@@ -397,19 +399,19 @@ def _opt_apply(w, s1, s2, g, method, lr, momentum, beta1, beta2, eps, step_size,
     return w, s1, s2
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _dense_update(w, s1, s2, g, o):
     method, lr, momentum, beta1, beta2, eps, step_size, inv_sqrt_bc2 = o
-    for k in prange(w.shape[0]):
+    for k in range(w.shape[0]):
         w[k], s1[k], s2[k] = _opt_apply(w[k], s1[k], s2[k], g[k], method, lr, momentum, beta1,
                                         beta2, eps, step_size, inv_sqrt_bc2)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _rows_apply(table, s1, s2, rows, grads, uniq, nu, o):
     method, lr, momentum, beta1, beta2, eps, step_size, inv_sqrt_bc2 = o
     width = table.shape[1]
-    for u in prange(nu):
+    for u in range(nu):
         k = uniq[u]
         i = rows[k]
         for f in range(width):
@@ -448,13 +450,13 @@ def _make_opt(dtype_one, method, lr, momentum, beta1, beta2, eps, t):
 
 
 # ---- the training epoch ------------------------------------------------------------------------
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _gather_inputs(x_items, emb, X, A0, mask_x, bias, embedded, dropout_embed, key_emb,
                    first, keep_x):
     n = x_items.shape[0]
     D = emb.shape[1]
     H3 = A0.shape[0] // n
-    for row in prange(n):
+    for row in range(n):
         src = emb[x_items[row]]
         for f in range(D):
             if dropout_embed > 0:

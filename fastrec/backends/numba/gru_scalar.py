@@ -35,8 +35,19 @@ def _int32_bits_as_float32(typingctx, bits):
     return sig, codegen
 
 
+@intrinsic
+def _float32_bits_as_int32(typingctx, value):
+    sig = types.int32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return sig, codegen
+
+
 def gru_exp(x):
-    """exp; float32 uses gru.h's Cody-Waite reduction and degree-6 polynomial."""
+    """exp; float32 uses gru.h's Cody-Waite reduction (shifter rounding) and degree-6
+    polynomial."""
     return math.exp(x)
 
 
@@ -46,8 +57,10 @@ def _gru_exp(x):
         f = np.float32
 
         def exp32(x):
-            x = f(88.0) if x > f(88.0) else (f(-87.0) if x < f(-87.0) else x)
-            k = np.floor(x * f(1.44269504) + f(0.5))
+            x = min(max(x, f(-87.0)), f(88.0))
+            shifted = x * f(1.44269504) + f(12582912.0)
+            k = shifted - f(12582912.0)
+            ki = _float32_bits_as_int32(shifted) - np.int32(0x4B400000)
             r = (x - k * f(0.693145752)) - k * f(1.42860677e-6)
             p = f(1.0 / 720.0)
             p = p * r + f(1.0 / 120.0)
@@ -56,7 +69,7 @@ def _gru_exp(x):
             p = p * r + f(0.5)
             p = p * r + f(1.0)
             p = p * r + f(1.0)
-            return p * _int32_bits_as_float32((np.int32(k) + np.int32(127)) << np.int32(23))
+            return p * _int32_bits_as_float32((ki + np.int32(127)) << np.int32(23))
 
         return exp32
     if isinstance(x, types.Float):
