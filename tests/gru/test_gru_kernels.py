@@ -99,6 +99,8 @@ def test_reference_output_loss_matches_finite_differences(loss):
 @pytest.mark.parametrize("T,L", [(1, 1), (3, 2)])
 @pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
 def test_gru_forward_backward_match_reference(name, T, L, dtype, rtol):
+    if name == "numba" and dtype == np.float32:
+        pytest.skip("float32 Numba is covered by the model tests; a second compile costs ~40 s")
     backend = backend_or_skip(name)
     args, G = gru_problem(T, L, dtype)
     check_gru(*args)
@@ -205,8 +207,9 @@ def test_train_epoch_independent_of_thread_count(name):
     assert np.array_equal(one[1].out, two[1].out) and np.array_equal(one[1].gru, two[1].gru)
 
 
-def test_float32_epoch_agrees_across_backends():
-    backends = [_probe(n) for n in ("numpy", *COMPILED) if _probe(n).available]
+def test_float32_epoch_agrees_with_reference():
+    # Numba float32 is left to the model tests (a second full compile of the epoch kernel).
+    backends = [_probe(n) for n in ("numpy", "cython") if _probe(n).available]
     problem = epoch_problem(1, 5, dtype=np.float32)
     spec = spec_of(EPOCH_CASES[0])
     results = [run_epochs(b, problem, spec, n_epochs=1) for b in backends]
