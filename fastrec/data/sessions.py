@@ -83,7 +83,7 @@ class Sessions:
         if t_col is not None:
             times = frame[t_col]
             if np.issubdtype(times.dtype, np.datetime64):
-                times = times.astype("int64") / 1e9
+                times = times.to_numpy().astype("datetime64[ns]").astype(np.int64) / 1e9
             times = np.asarray(times, dtype=np.float64)
             if not np.all(np.isfinite(times)):
                 raise ValueError("timestamps contain NaN or inf")
@@ -156,10 +156,10 @@ def load_diginetica(path) -> pd.DataFrame:
         path = path / "sample_train-item-views.csv"
     frame = pd.read_csv(path, sep=";", usecols=["session_id", "item_id", "timeframe",
                                                    "eventdate"])
-    day = pd.to_datetime(frame["eventdate"]).astype("int64") / 1e9
+    day = pd.to_datetime(frame["eventdate"]).to_numpy().astype("datetime64[s]").astype(np.int64)
     return pd.DataFrame({"session_id": frame["session_id"].to_numpy(),
                          "item_id": frame["item_id"].to_numpy(),
-                         "timestamp": day.to_numpy() + frame["timeframe"].to_numpy() / 1000.0})
+                         "timestamp": day + frame["timeframe"].to_numpy() / 1000.0})
 
 
 def load_sasrec_sequences(path) -> pd.DataFrame:

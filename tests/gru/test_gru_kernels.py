@@ -56,7 +56,7 @@ def test_reference_gru_backward_matches_finite_differences(T, L):
     hs, gates = ref.gru_forward(*args)
     grads = ref.gru_backward(*args, hs, gates, G)
     rng = np.random.default_rng(1)
-    for arg_index, grad in zip((0, 1, 3, 4, 5, 6), grads):
+    for arg_index, grad in zip((0, 1, 3, 4, 5, 6), grads, strict=True):
         param = args[arg_index]
         for flat in rng.choice(param.size, size=min(6, param.size), replace=False):
             idx = np.unravel_index(flat, param.shape)
@@ -106,12 +106,12 @@ def test_gru_forward_backward_match_reference(name, T, L, dtype, rtol):
     check_gru(*args)
     expected = ref.gru_forward(*args)
     got = backend.gru_forward(*args, n_threads=2)
-    for e, g in zip(expected, got):
+    for e, g in zip(expected, got, strict=True):
         assert g.dtype == dtype
         assert_allclose(g, e, rtol=rtol, atol=rtol)
     expected_grads = ref.gru_backward(*args, *expected, G)
     got_grads = backend.gru_backward(*args, *expected, G, n_threads=2)
-    for e, g in zip(expected_grads, got_grads):
+    for e, g in zip(expected_grads, got_grads, strict=True):
         assert g.shape == e.shape
         assert_allclose(g, e, rtol=rtol, atol=rtol)
 

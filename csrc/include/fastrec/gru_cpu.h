@@ -29,7 +29,7 @@ constexpr int GRU_COL_CHUNK = 64;
 constexpr int GRU_SAMPLE_CHUNK = 128;
 // Below this many multiply-adds (or element updates) a pass runs on one thread: a fork-join costs
 // microseconds, and far more when the cores are shared and a worker is descheduled.
-constexpr double GRU_PARALLEL_MIN_WORK = 4e5;
+constexpr double GRU_PARALLEL_MIN_WORK = 2e6;
 
 static inline int gru_threads(int n_threads, int n_chunks, double work) {
   return work < GRU_PARALLEL_MIN_WORK ? 1 : std::max(1, std::min(n_threads, n_chunks));

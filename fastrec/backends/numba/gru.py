@@ -58,6 +58,8 @@ def _ptr(typingctx, arr, offset):
     return sig, codegen
 
 
+# Below PARALLEL_MIN_WORK multiply-adds a pass runs serially (as GRU_PARALLEL_MIN_WORK in C++).
+PARALLEL_MIN_WORK = 2e6
 ROW_CHUNK = 16
 COL_CHUNK = 64
 SAMPLE_CHUNK = 128
@@ -82,20 +84,40 @@ def gemm_rm(ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc):
             _ptr(sc, 0), _ptr(B, b0), ldb, _ptr(A, a0), lda, _ptr(sc, 1), _ptr(C, c0), ldc)
 
 
+@njit(cache=True, nogil=True)
+def _gemm_chunk(c, by_rows, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc):
+    extent = M if by_rows else N
+    chunk = ROW_CHUNK if by_rows else COL_CHUNK
+    o = c * chunk
+    ln = min(chunk, extent - o)
+    if by_rows:
+        gemm_rm(ta, tb, ln, N, K, alpha, A, a0 + (o if ta else o * lda), lda, B, b0, ldb, beta,
+                C, c0 + o * ldc, ldc)
+    else:
+        gemm_rm(ta, tb, M, ln, K, alpha, A, a0, lda, B, b0 + (o * ldb if tb else o), ldb, beta,
+                C, c0 + o, ldc)
+
+
 @njit(cache=True, nogil=True, parallel=True)
+def _gemm_chunks_parallel(n_chunks, by_rows, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb,
+                          beta, C, c0, ldc):
+    for c in prange(n_chunks):
+        _gemm_chunk(c, by_rows, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc)
+
+
+@njit(cache=True, nogil=True)
 def gemm_par(by_rows, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc):
+    """The product split over fixed row or column chunks of C, in parallel when large."""
     extent = M if by_rows else N
     chunk = ROW_CHUNK if by_rows else COL_CHUNK
     n_chunks = (extent + chunk - 1) // chunk
-    for c in prange(n_chunks):
-        o = c * chunk
-        ln = min(chunk, extent - o)
-        if by_rows:
-            gemm_rm(ta, tb, ln, N, K, alpha, A, a0 + (o if ta else o * lda), lda, B, b0, ldb,
-                    beta, C, c0 + o * ldc, ldc)
-        else:
-            gemm_rm(ta, tb, M, ln, K, alpha, A, a0, lda, B, b0 + (o * ldb if tb else o), ldb,
-                    beta, C, c0 + o, ldc)
+    if float(M) * N * K >= PARALLEL_MIN_WORK and n_chunks > 1:
+        _gemm_chunks_parallel(n_chunks, by_rows, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb,
+                              beta, C, c0, ldc)
+    else:
+        for c in range(n_chunks):
+            _gemm_chunk(c, by_rows, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0,
+                        ldc)
 
 
 # ---- stacked GRU --------------------------------------------------------------------------------
@@ -137,12 +159,25 @@ def _layer_forward_rows(layer, steps, B, H, A, a0, h0, h0_off, reset, Wh, wh0, p
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _forward_layer(layer, steps, B, H, A, a0, h0, reset, Wh, prev, q, gates, hs, hz, nq):
+def _forward_layer_parallel(layer, steps, B, H, A, a0, h0, reset, Wh, prev, q, gates, hs, hz,
+                            nq):
     n_chunks = (B + ROW_CHUNK - 1) // ROW_CHUNK
     for c in prange(n_chunks):
         _layer_forward_rows(layer, steps, B, H, A, a0, h0, layer * B * H, reset, Wh,
                             layer * H * 3 * H, prev, q, gates, hs, hz, nq, c * ROW_CHUNK,
                             min(B, (c + 1) * ROW_CHUNK))
+
+
+@njit(cache=True, nogil=True)
+def _forward_layer(layer, steps, B, H, A, a0, h0, reset, Wh, prev, q, gates, hs, hz, nq):
+    if 3.0 * steps * B * H * H >= PARALLEL_MIN_WORK and B > ROW_CHUNK:
+        _forward_layer_parallel(layer, steps, B, H, A, a0, h0, reset, Wh, prev, q, gates, hs, hz,
+                                nq)
+    else:
+        for c in range((B + ROW_CHUNK - 1) // ROW_CHUNK):
+            _layer_forward_rows(layer, steps, B, H, A, a0, h0, layer * B * H, reset, Wh,
+                                layer * H * 3 * H, prev, q, gates, hs, hz, nq, c * ROW_CHUNK,
+                                min(B, (c + 1) * ROW_CHUNK))
 
 
 @njit(cache=True, nogil=True)
@@ -204,13 +239,26 @@ def _layer_backward_rows(layer, steps, B, H, reset, Wh, wh0, prev, gates, d_out,
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _backward_layer(layer, steps, B, H, reset, Wh, prev, gates, d_out, dA, dh, dht, dq, dhn,
-                    dh0):
+def _backward_layer_parallel(layer, steps, B, H, reset, Wh, prev, gates, d_out, dA, dh, dht, dq,
+                             dhn, dh0):
     n_chunks = (B + ROW_CHUNK - 1) // ROW_CHUNK
     for c in prange(n_chunks):
         _layer_backward_rows(layer, steps, B, H, reset, Wh, layer * H * 3 * H, prev, gates, d_out,
                              dA, dh, dht, dq, dhn, dh0, c * ROW_CHUNK,
                              min(B, (c + 1) * ROW_CHUNK))
+
+
+@njit(cache=True, nogil=True)
+def _backward_layer(layer, steps, B, H, reset, Wh, prev, gates, d_out, dA, dh, dht, dq, dhn,
+                    dh0):
+    if 3.0 * steps * B * H * H >= PARALLEL_MIN_WORK and B > ROW_CHUNK:
+        _backward_layer_parallel(layer, steps, B, H, reset, Wh, prev, gates, d_out, dA, dh, dht,
+                                 dq, dhn, dh0)
+    else:
+        for c in range((B + ROW_CHUNK - 1) // ROW_CHUNK):
+            _layer_backward_rows(layer, steps, B, H, reset, Wh, layer * H * 3 * H, prev, gates,
+                                 d_out, dA, dh, dht, dq, dhn, dh0, c * ROW_CHUNK,
+                                 min(B, (c + 1) * ROW_CHUNK))
 
 
 @njit(cache=True, nogil=True)
