@@ -1,6 +1,7 @@
 """Build the Cython kernels; OpenMP is detected by a compile test and the same sources build serial
 without it. Environment switches: FASTREC_DISABLE_OPENMP=1 (serial build), FASTREC_DEBUG=1
-(bounds checks on, -O0), FASTREC_NO_CLONES=1 (no runtime ISA dispatch)."""
+(bounds checks on, -O0), FASTREC_NO_CLONES=1 (no runtime ISA dispatch), FASTREC_EXTENSIONS=a,b
+(build only those .pyx modules, for quick test builds)."""
 
 import os
 import shutil
@@ -52,12 +53,17 @@ def openmp_flags():
 def extensions():
     debug = os.environ.get("FASTREC_DEBUG") == "1"
     omp_compile, omp_link = openmp_flags()
-    compile_args = ["-std=c++17", "-O0" if debug else "-O3", *omp_compile]
+    # No FMA contraction: every ISA clone, every machine and the CUDA kernels (--fmad=false)
+    # round the same way, so one seed gives one model bit for bit.
+    compile_args = ["-std=c++17", "-O0" if debug else "-O3", "-ffp-contract=off", *omp_compile]
     macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
     if os.environ.get("FASTREC_NO_CLONES") == "1":
         macros.append(("FASTREC_NO_CLONES", "1"))
+    only = [n for n in os.environ.get("FASTREC_EXTENSIONS", "").split(",") if n]
     exts = []
     for pyx in sorted((HERE / CYTHON_DIR).glob("*.pyx")):
+        if only and pyx.stem not in only:
+            continue
         module = ".".join((*CYTHON_DIR.parts, pyx.stem))
         exts.append(
             Extension(
@@ -78,7 +84,7 @@ def extensions():
         "initializedcheck": debug,
         "embedsignature": True,
     }
-    return cythonize(exts, compiler_directives=directives, compile_time_env={"FASTREC_OPENMP": bool(omp_compile)})
+    return cythonize(exts, compiler_directives=directives)
 
 
 class BuildPyWithCsrc(build_py):

@@ -51,13 +51,14 @@ class BlockedRatings:
 
         # Random order first, so ties (a user's ratings within a block) stay randomly ordered.
         order = rng.permutation(nnz)
-        order = order[np.lexsort((users[order], block[order]))]
+        by_user = block * n_users + users
+        order = order[np.argsort(by_user[order], kind="stable")]
         block_sorted = block[order]
         position = np.arange(nnz) - block_ptr[block_sorted]
-        run_length = (counts[block_sorted] + _INTERLEAVED_RUNS - 1) // _INTERLEAVED_RUNS
-        slot = (position % np.maximum(run_length, 1)) * _INTERLEAVED_RUNS + position // np.maximum(
-            run_length, 1)
-        order = order[np.lexsort((slot, block_sorted))]
+        run_length = np.maximum((counts[block_sorted] + _INTERLEAVED_RUNS - 1)
+                                // _INTERLEAVED_RUNS, 1)
+        slot = (position % run_length) * _INTERLEAVED_RUNS + position // run_length
+        order = order[np.argsort(block_sorted * (_INTERLEAVED_RUNS * (nnz + 1)) + slot)]
         return cls(np.ascontiguousarray(users[order]), np.ascontiguousarray(items[order]),
                    np.ascontiguousarray(ratings[order]), block_ptr, g)
 

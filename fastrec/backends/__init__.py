@@ -79,6 +79,12 @@ def _probe(name: str) -> Backend:
         return _CACHE[name]
     if name not in AUTO_ORDER:
         raise ValueError(f"unknown backend {name!r}; choose one of {('auto', *AUTO_ORDER)}")
+    # libgomp reads this once, when the first OpenMP library loads. Its default spin (about
+    # 300k iterations at a barrier before sleeping) makes a thread that waits for a descheduled
+    # sibling burn the CPU that sibling needs: on a busy machine, kernels with a barrier per
+    # mini-batch (NCF) ran 10x slower with 2 threads than with 1. A short spin keeps the idle
+    # machine's wake-up fast and yields under load. The user's own setting wins.
+    os.environ.setdefault("GOMP_SPINCOUNT", "20000")
     try:
         module = importlib.import_module(f"fastrec.backends.{_MODULES[name]}")
         version, details = module.probe()

@@ -7,7 +7,7 @@ columns items, stored entries are observations, zeros not stored are missing), a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -64,6 +64,10 @@ class Interactions:
         set's ids); ids absent from them raise ``ValueError``.
         """
         if isinstance(data, Interactions):
+            if data.values.dtype != dtype:
+                data = replace(data, values=data.values.astype(dtype))
+            if data.nnz == 0 and not allow_empty:
+                raise ValueError("no interactions: the data is empty")
             return data
         if sp.issparse(data):
             out = cls.from_sparse(data, dtype)
@@ -214,7 +218,8 @@ def _lookup(ids, known, what, missing):
     if np.any(bad):
         if missing == "raise":
             examples = ids[bad][:5].tolist()
-            raise ValueError(f"{int(bad.sum())} unknown or out-of-range {what} ids, e.g. {examples}")
+            raise ValueError(
+                f"{int(bad.sum())} unknown or out-of-range {what} ids, e.g. {examples}")
         index = np.where(bad, -1, index)
     return index
 

@@ -2,5 +2,7 @@
 
 from fastrec.models.gru4rec import GRU4Rec
 from fastrec.models.mf import MF
+from fastrec.models.ncf import GMF, MLP, NeuMF
+from fastrec.models.nmf import NMF
 
-__all__ = ["GRU4Rec", "MF"]
+__all__ = ["GMF", "GRU4Rec", "MF", "MLP", "NMF", "NeuMF"]

@@ -182,7 +182,8 @@ class FactorModel(Estimator):
             s = self._score_users(chunk)
             if filter_seen and getattr(self, "seen_", None) is not None:
                 rows = self.seen_[chunk]
-                s[np.repeat(np.arange(chunk.shape[0]), np.diff(rows.indptr)), rows.indices] = -np.inf
+                seen_rows = np.repeat(np.arange(chunk.shape[0]), np.diff(rows.indptr))
+                s[seen_rows, rows.indices] = -np.inf
             if candidates is not None:
                 s = s[:, candidates]
             best = _top_n(s, n_out)

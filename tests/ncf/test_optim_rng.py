@@ -5,21 +5,11 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from fastrec.backends import _probe
 from fastrec.backends.reference import optim as ref_optim
 from fastrec.backends.reference import rng as ref_rng
+from tests.ncf.conftest import backend_or_skip
 
 BACKENDS = ("numpy", "cython", "numba")
-
-
-def backend_or_skip(name, *kernels):
-    backend = _probe(name)
-    if not backend.available:
-        pytest.skip(f"backend {name} unavailable: {backend.reason}")
-    missing = [k for k in kernels if k not in backend.kernels]
-    if missing:
-        pytest.skip(f"backend {name} has no kernel {missing}")
-    return backend
 
 
 def cython_scalars():

@@ -1,10 +1,20 @@
 // Portability macros shared by the C++ (Cython) and CUDA builds of fastrec's kernels.
 #pragma once
 
+#if defined(__CUDACC_RTC__)
+// NVRTC has no C library headers: the fixed-width integers the kernels use, as CUDA's ABI has them.
+typedef int int32_t;
+typedef long long int64_t;
+typedef unsigned int uint32_t;
+typedef unsigned long long uint64_t;
+#else
 #include <stdint.h>
+#endif
 
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__) || defined(FASTREC_CUDA_EMULATION)
 #define FASTREC_HD __host__ __device__ __forceinline__
+#elif defined(__GNUC__)
+#define FASTREC_HD static inline __attribute__((always_inline))
 #else
 #define FASTREC_HD static inline
 #endif

@@ -48,6 +48,23 @@ static inline void optimizer_update(const StepScalars<T> &s, T &w, T &s1, T &s2,
     sgd_update<T>(w, g, s.step_size);
 }
 
+// optimizer_update over n contiguous parameters; the kind is tested once so that each loop is a
+// straight elementwise loop the compiler vectorises.
+template <typename T>
+static inline void optimizer_update_range(const StepScalars<T> &s, T *__restrict w,
+                                          T *__restrict s1, T *__restrict s2,
+                                          const T *__restrict g, int64_t n) {
+  if (s.kind == OPT_ADAM) {
+    for (int64_t f = 0; f < n; ++f)
+      adam_update<T>(w[f], s1[f], s2[f], g[f], s.step_size, s.inv_sqrt_bc2, s.beta1, s.beta2,
+                     s.eps);
+  } else if (s.kind == OPT_ADAGRAD) {
+    for (int64_t f = 0; f < n; ++f) adagrad_update<T>(w[f], s1[f], g[f], s.step_size, s.eps);
+  } else {
+    for (int64_t f = 0; f < n; ++f) sgd_update<T>(w[f], g[f], s.step_size);
+  }
+}
+
 // Groups duplicate rows of a batch: returns the number of distinct rows; leaders[0:count] are
 // their first positions and next[] chains later positions of the same row (-1 ends a chain).
 // stamp[r] must differ from batch_id for every row not yet seen in this batch (e.g. -1 at the
@@ -82,10 +99,7 @@ static inline void sparse_apply_row(const StepScalars<T> &s, int64_t leader, con
     for (int64_t f = 0; f < d; ++f) g[f] += gb[f];
   }
   const int64_t off = (int64_t)rows[leader] * d;
-  T *w = table + off;
-  T *s1 = state1 + off;
-  T *s2 = state2 + off;
-  for (int64_t f = 0; f < d; ++f) optimizer_update<T>(s, w[f], s1[f], s2[f], g[f]);
+  optimizer_update_range<T>(s, table + off, state1 + off, state2 + off, g, d);
 }
 
 // One optimiser step over a flat parameter vector (state arrays as in optimizer_update).

@@ -1,15 +1,48 @@
-"""CUDA backend slot: CuPy custom kernels compiled from csrc/cuda by NVRTC at first use.
+"""CUDA backend: CuPy custom kernels from ``csrc/cuda``, compiled by NVRTC at first use.
 
-Probed only when asked for; never at ``import fastrec``.
+Probed only when asked for, never at ``import fastrec``. Kernels: ``sgd_epoch`` (see
+:mod:`fastrec.backends.cuda.sgd` for the thread mapping and its determinism promise). Launchers
+accept CuPy arrays (zero-copy) or numpy arrays (copied to the device and back).
 """
 
-__all__ = ["probe"]
+from fastrec.backends.cuda._loader import LAST_NVRTC_FOR_ARCH, SUPPORTED_ARCHS
+from fastrec.backends.cuda.sgd import sgd_epoch
+
+__all__ = ["probe", "sgd_epoch"]
 
 
 def probe():
-    import cupy
-
-    n_devices = cupy.cuda.runtime.getDeviceCount()
+    """Return ``(version, details)``; raise with the reason when CUDA cannot run here."""
+    try:
+        import cupy
+    except ImportError as exc:
+        raise RuntimeError(f"CuPy is not installed ({exc}): pip install 'fastrec[cuda]'") from exc
+    try:
+        n_devices = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError as exc:
+        raise RuntimeError(f"no usable CUDA device or driver ({exc})") from exc
     if n_devices < 1:
         raise RuntimeError("CuPy found no CUDA device")
-    raise RuntimeError("the CUDA kernels are not built yet")
+    try:
+        from cupy_backends.cuda.libs import nvrtc
+
+        nvrtc_major, nvrtc_minor = nvrtc.getVersion()
+    except Exception as exc:  # noqa: BLE001 - a missing libnvrtc surfaces as various errors
+        raise RuntimeError(f"NVRTC cannot be loaded ({exc}): pip install "
+                           "'nvidia-cuda-nvrtc==13.*' (match CuPy's CUDA major)") from exc
+    device = cupy.cuda.Device()
+    arch = device.compute_capability
+    if int(arch) < int(SUPPORTED_ARCHS[0]):
+        raise RuntimeError(f"the GPU has compute capability {arch[:-1]}.{arch[-1]}; fastrec's "
+                           f"kernels need {SUPPORTED_ARCHS[0][0]}.{SUPPORTED_ARCHS[0][1]} or newer")
+    if nvrtc_major > LAST_NVRTC_FOR_ARCH.get(arch, nvrtc_major):
+        raise RuntimeError(f"NVRTC {nvrtc_major} cannot compile for sm_{arch}; use CUDA "
+                           f"{LAST_NVRTC_FOR_ARCH[arch]}: pip install 'fastrec[cuda12]'")
+    nvrtc_version = f"{nvrtc_major}.{nvrtc_minor}"
+    props = cupy.cuda.runtime.getDeviceProperties(device.id)
+    name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+    runtime = cupy.cuda.runtime.runtimeGetVersion()
+    details = {"devices": n_devices, "device": name,
+               "compute_capability": arch, "nvrtc": nvrtc_version}
+    version = f"cupy {cupy.__version__}, CUDA runtime {runtime // 1000}.{runtime % 1000 // 10}"
+    return version, details

@@ -7,6 +7,13 @@ from fastrec.backends.cython._gru import (
     gru_forward,
 )
 from fastrec.backends.cython._info import build_info
+from fastrec.backends.cython._ncf import ncf_backward, ncf_forward, ncf_train_epoch
+from fastrec.backends.cython._nmf import (
+    nmf_loss_full,
+    nmf_loss_observed,
+    nmf_update_full,
+    nmf_update_observed,
+)
 from fastrec.backends.cython._optim import adam_step, sparse_adagrad_step, sparse_adam_step
 from fastrec.backends.cython._sgd import sgd_epoch
 
@@ -16,6 +23,13 @@ __all__ = [
     "gru4rec_train_epoch",
     "gru_backward",
     "gru_forward",
+    "ncf_backward",
+    "ncf_forward",
+    "ncf_train_epoch",
+    "nmf_loss_full",
+    "nmf_loss_observed",
+    "nmf_update_full",
+    "nmf_update_observed",
     "probe",
     "sgd_epoch",
     "sparse_adagrad_step",

@@ -1,3 +1,6 @@
+# distutils: extra_compile_args = -fno-math-errno
+# (errno of sqrt/exp/log is never read here; GCC's errno guard would keep the optimiser loops
+# scalar)
 """Optimiser step kernels (dense Adam, lazy sparse Adam, sparse Adagrad) and thin float64
 wrappers of the rng.h / optim.h scalar functions for the Cython/Numba/numpy parity tests."""
 

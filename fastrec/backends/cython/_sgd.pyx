@@ -1,6 +1,6 @@
 """SGD matrix factorisation epoch: OpenMP over the conflict-free blocks of each stratum."""
 
-from cython.parallel cimport prange
+from libc.math cimport sqrt
 from libc.stdint cimport int32_t, int64_t
 
 from fastrec.backends.cython._types cimport floating, index_t
@@ -27,36 +27,39 @@ cdef extern from "fastrec/sgd_cpu.h" namespace "fastrec" nogil:
                      double lr, double lr_bias, double reg, double reg_bias, int biased)
 
 
+    void sgd_epoch_dataflow[T, I](const I *users, const I *items, const T *ratings,
+                                  const int64_t *block_ptr, int64_t grid,
+                                  const int64_t *schedule, int64_t n_tickets, T *user_factors,
+                                  T *item_factors, T *user_bias, T *item_bias, int64_t k,
+                                  T global_mean, T lr, T lr_bias, T reg, T reg_bias, int biased,
+                                  int n_threads, double *ticket_sse) except +
+
+
 def sgd_epoch(const index_t[::1] users, const index_t[::1] items, const floating[::1] ratings,
               const int64_t[::1] block_ptr, const int64_t[:, ::1] schedule,
               floating[:, ::1] user_factors, floating[:, ::1] item_factors,
               floating[::1] user_bias, floating[::1] item_bias,
               double global_mean, double lr, double lr_bias, double reg, double reg_bias,
               bint biased, int n_threads):
-    """One SGD epoch; see ``fastrec.backends._contract.sgd_epoch``."""
-    cdef Py_ssize_t n_strata = schedule.shape[0], width = schedule.shape[1]
-    cdef Py_ssize_t s, b
-    cdef int64_t block, k = user_factors.shape[1]
-    cdef double[::1] block_sse = np.zeros(block_ptr.shape[0] - 1, dtype=np.float64)
-    cdef floating *P = &user_factors[0, 0] if user_factors.shape[0] > 0 else NULL
-    cdef floating *Q = &item_factors[0, 0] if item_factors.shape[0] > 0 else NULL
-    cdef floating *bu = &user_bias[0] if user_bias.shape[0] > 0 else NULL
-    cdef floating *bi = &item_bias[0] if item_bias.shape[0] > 0 else NULL
-    cdef const index_t *u_ptr = &users[0] if users.shape[0] > 0 else NULL
-    cdef const index_t *i_ptr = &items[0] if items.shape[0] > 0 else NULL
-    cdef const floating *r_ptr = &ratings[0] if ratings.shape[0] > 0 else NULL
-    cdef floating mu = <floating>global_mean
-    cdef floating lr_t = <floating>lr, lr_b = <floating>lr_bias
-    cdef floating reg_t = <floating>reg, reg_b = <floating>reg_bias
-    if users.shape[0] == 0:
+    """One SGD epoch; see ``fastrec.backends._contract.SGD_EPOCH_DOC``.
+
+    Blocks run in dataflow order (no barrier between strata): see ``sgd_epoch_dataflow`` in
+    ``csrc/include/fastrec/sgd_cpu.h``.
+    """
+    cdef int64_t n_blocks = block_ptr.shape[0] - 1
+    cdef int64_t grid = <int64_t>round(sqrt(<double>n_blocks))
+    cdef int64_t n_tickets = schedule.shape[0] * schedule.shape[1]
+    cdef double[::1] ticket_sse = np.zeros(max(n_tickets, 1), dtype=np.float64)
+    if users.shape[0] == 0 or n_tickets == 0:
         return 0.0
+    if grid * grid != n_blocks:
+        raise ValueError("block_ptr must describe a square G x G grid of blocks")
     with nogil:
-        for s in range(n_strata):
-            for b in prange(width, num_threads=n_threads, schedule="dynamic", chunksize=1):
-                block = schedule[s, b]
-                if block >= 0 and block_ptr[block + 1] > block_ptr[block]:
-                    block_sse[block] = sgd_block(u_ptr, i_ptr, r_ptr, block_ptr[block],
-                                                 block_ptr[block + 1], P, Q, bu, bi, k, mu,
-                                                 lr_t, lr_b, reg_t, reg_b, biased)
-    # Summed in block order so the returned loss does not depend on the thread count.
-    return float(np.sum(block_sse))
+        sgd_epoch_dataflow(&users[0], &items[0], &ratings[0], &block_ptr[0], grid,
+                           &schedule[0, 0], n_tickets, &user_factors[0, 0],
+                           &item_factors[0, 0], &user_bias[0], &item_bias[0],
+                           <int64_t>user_factors.shape[1], <floating>global_mean, <floating>lr,
+                           <floating>lr_bias, <floating>reg, <floating>reg_bias, biased,
+                           max(n_threads, 1), &ticket_sse[0])
+    # Summed in schedule order so the returned loss does not depend on the thread count.
+    return float(np.sum(ticket_sse))

@@ -2,6 +2,9 @@
 
 Scalar steps return the new values instead of writing through references. Dense and sparse
 (lazy, rows touched by a batch) steps follow ``fastrec.backends._contract``.
+
+Kernels use ``error_model="numpy"``: IEEE division as in C (no ZeroDivisionError check per
+division, which would keep the optimiser loops scalar).
 """
 
 import math
@@ -12,17 +15,17 @@ from numba import njit, prange
 from fastrec.backends.numba.threads import thread_limit
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def adam_step_size(lr, beta1, step):
     return lr / (1.0 - beta1 ** float(step))
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def adam_inv_sqrt_bc2(beta2, step):
     return 1.0 / math.sqrt(1.0 - beta2 ** float(step))
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def adam_update(w, m, v, g, step_size, inv_sqrt_bc2, beta1, beta2, eps):
     """Returns the new (w, m, v)."""
     m = beta1 * m + (1 - beta1) * g
@@ -30,19 +33,19 @@ def adam_update(w, m, v, g, step_size, inv_sqrt_bc2, beta1, beta2, eps):
     return w - step_size * m / (np.sqrt(v) * inv_sqrt_bc2 + eps), m, v
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def adagrad_update(w, acc, g, lr, eps):
     """Returns the new (w, acc)."""
     acc = acc + g * g
     return w - lr * g / (np.sqrt(acc) + eps), acc
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def sgd_update(w, g, lr):
     return w - lr * g
 
 
-@njit(cache=True, parallel=True, nogil=True)
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def _adam_dense(params, grads, m, v, step_size, inv_sqrt_bc2, beta1, beta2, eps):
     for j in prange(params.shape[0]):
         params[j], m[j], v[j] = adam_update(params[j], m[j], v[j], grads[j], step_size,
@@ -57,7 +60,7 @@ def adam_step(params, grads, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8, n
                     cast(adam_inv_sqrt_bc2(beta2, step)), cast(beta1), cast(beta2), cast(eps))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def link_rows(rows, stamp, tail, nxt, leaders, batch_id):
     """Group a batch's duplicate rows in O(batch): ``leaders[:n]`` (returned n) are the first
     occurrence of each distinct row and ``nxt`` chains the later ones in batch order.
@@ -76,7 +79,7 @@ def link_rows(rows, stamp, tail, nxt, leaders, batch_id):
     return n_leaders
 
 
-@njit(cache=True, parallel=True, nogil=True)
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def sparse_apply(table, rows, row_grads, state1, state2, nxt, leaders, n_leaders, kind,
                  step_size, inv_sqrt_bc2, beta1, beta2, eps):
     """One update per distinct row with the sum of its gradients (summed in batch order, into

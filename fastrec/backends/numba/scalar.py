@@ -2,6 +2,7 @@
 operations). Numba cannot include C headers; ``tests/kernels/test_scalar_parity.py`` runs every
 function here against its C twin."""
 
+import numpy as np
 from numba import njit
 
 SGD_DOT_LANES = 16
@@ -18,9 +19,19 @@ def sgd_bias_step(bias, err, lr_bias, reg_bias):
 
 
 @njit(inline="always", cache=True)
-def sgd_factor_step(p, q, err, lr, reg):
+def sgd_step(err, lr):
+    return lr * err
+
+
+@njit(inline="always", cache=True)
+def sgd_shrink(lr, reg):
+    return 1 - lr * reg
+
+
+@njit(inline="always", cache=True)
+def sgd_factor_step(p, q, step, shrink):
     """Returns the new (p, q); q's step uses p from before this rating."""
-    return p + lr * (err * q - reg * p), q + lr * (err * p - reg * q)
+    return shrink * p + step * q, shrink * q + step * p
 
 
 @njit(inline="always", cache=True)
@@ -40,9 +51,51 @@ def sgd_lane_dot(p, q, acc):
         acc[lane] += p[j] * q[j]
         j += 1
         lane += 1
-    width = SGD_DOT_LANES // 2
-    while width > 0:
+    for width in (8, 4, 2):
         for lane in range(width):
             acc[lane] += acc[lane + width]
-        width //= 2
-    return acc[0]
+    return acc[0] + acc[1]
+
+
+# ---- NMF (csrc/include/fastrec/nmf.h) ------------------------------------------------------------
+# ``eps`` is NMF_EPSILON already cast to the kernel's dtype: Numba cannot cast to "the type of
+# this argument" inside a function, and a float64 constant would promote float32 math.
+NMF_EPSILON = 1.1920928955078125e-07
+
+
+@njit(inline="always", cache=True)
+def nmf_kl_ratio(x, dot, eps):
+    return x / (eps if dot < eps else dot)
+
+
+@njit(inline="always", cache=True)
+def nmf_regularised_denominator(den, value, l1, l2):
+    return (den + l1) + l2 * value
+
+
+@njit(inline="always", cache=True)
+def nmf_mu_step(value, num, den, eps):
+    return value * (num / (eps if den == 0 else den))
+
+
+@njit(inline="always", cache=True)
+def nmf_positive_part(t):
+    return t if t > 0 else t - t
+
+
+@njit(inline="always", cache=True)
+def nmf_negative_part(t):
+    return -t if t < 0 else t - t
+
+
+@njit(inline="always", cache=True)
+def nmf_bias_solve(residual_sum, count, reg_bias):
+    return residual_sum / (count + count * reg_bias) if count > 0 else residual_sum - residual_sum
+
+
+@njit(inline="always", cache=True)
+def nmf_kl_entry(x, dot):
+    if x <= 0.0:
+        return 0.0
+    wh = NMF_EPSILON if dot < NMF_EPSILON else dot
+    return x * np.log(x / wh) - x

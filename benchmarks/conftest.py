@@ -1,0 +1,37 @@
+"""Shared benchmark fixtures. Timings here are noisy on shared machines: compare ratios measured
+side by side in one run, check the machine is idle first (``idle_fraction``), repeat, and
+report medians."""
+
+import time
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def idle_fraction(seconds: float = 1.0) -> float:
+    """Share of CPU time spent idle over ``seconds`` (from /proc/stat), or 1.0 off Linux."""
+    def read():
+        with open("/proc/stat") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:]]
+        return fields[3] + fields[4], sum(fields)
+
+    try:
+        idle0, total0 = read()
+        time.sleep(seconds)
+        idle1, total1 = read()
+    except OSError:
+        return 1.0
+    return (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def pytest_report_header(config):
+    return f"machine idle before benchmarks: {idle_fraction():.0%}"
+
+
+def require_shared(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"shared dataset {name} not found at {path}")
+    return path

@@ -1,0 +1,585 @@
+// CPU loops of the NMF multiplicative updates, one range of rows per call. The Cython kernels
+// run ranges in parallel (OpenMP); every output row is written by exactly one call and summed in
+// stored order, so results do not depend on the thread count.
+//
+// Factors are row-major: `factors` is the [n_rows, k] factor being updated (W, or H^T when the
+// driver passes the transposed problem), `other` is the [n_cols, k] fixed factor, and the data
+// is CSR over the rows of `factors` (indptr, indices, data).
+#pragma once
+
+#include "fastrec/nmf.h"
+#include "fastrec/sgd.h"
+
+namespace fastrec {
+
+// The row loops must be inlined into each ISA clone below; a separate out-of-line copy would be
+// compiled for the baseline ISA only.
+#if defined(__GNUC__)
+#define FASTREC_NMF_INLINE static inline __attribute__((always_inline))
+#else
+#define FASTREC_NMF_INLINE static inline
+#endif
+
+// Upper triangle of sum_r other_r other_r^T over rows [begin, end), into out[k*k] (overwritten).
+// Four rows per sweep so each row of `out` is loaded and stored once per four rank-1 updates.
+template <typename T>
+FASTREC_NMF_INLINE void nmf_gram_impl(
+    const T *__restrict other, int64_t begin, int64_t end, int64_t k, T *__restrict out) {
+  for (int64_t j = 0; j < k * k; ++j) out[j] = T(0);
+  int64_t r = begin;
+  for (; r + 4 <= end; r += 4) {
+    const T *__restrict a = other + r * k;
+    const T *__restrict b = a + k;
+    const T *__restrict c = b + k;
+    const T *__restrict d = c + k;
+    for (int64_t j = 0; j < k; ++j) {
+      const T aj = a[j], bj = b[j], cj = c[j], dj = d[j];
+      T *__restrict g = out + j * k;
+      for (int64_t l = j; l < k; ++l) g[l] += aj * a[l] + bj * b[l] + cj * c[l] + dj * d[l];
+    }
+  }
+  for (; r < end; ++r) {
+    const T *__restrict a = other + r * k;
+    for (int64_t j = 0; j < k; ++j) {
+      const T aj = a[j];
+      T *__restrict g = out + j * k;
+      for (int64_t l = j; l < k; ++l) g[l] += aj * a[l];
+    }
+  }
+}
+
+// Column sums of other over rows [begin, end), into out[k] (overwritten).
+template <typename T>
+FASTREC_NMF_INLINE void nmf_colsum_impl(
+    const T *__restrict other, int64_t begin, int64_t end, int64_t k, T *__restrict out) {
+  for (int64_t f = 0; f < k; ++f) out[f] = T(0);
+  for (int64_t r = begin; r < end; ++r)
+    for (int64_t f = 0; f < k; ++f) out[f] += other[r * k + f];
+}
+
+// Full-matrix update of rows [begin, end). beta == 2 (Frobenius): `stats` is the symmetric
+// [k, k] Gram matrix other^T other; beta == 1 (KL): `stats` is other's column sums [k].
+// scratch: T[2k] owned by the calling thread.
+template <typename T, typename I>
+FASTREC_NMF_INLINE void nmf_full_rows_impl(
+    const I *__restrict indptr, const I *__restrict indices, const T *__restrict data,
+    T *__restrict factors, const T *__restrict other, const T *__restrict stats, int64_t begin,
+    int64_t end, int64_t k, int beta, T l1, T l2, T *__restrict scratch) {
+  T *__restrict num = scratch;
+  T *__restrict den = scratch + k;
+  for (int64_t r = begin; r < end; ++r) {
+    T *__restrict w = factors + r * k;
+    for (int64_t f = 0; f < k; ++f) num[f] = T(0);
+    if (beta == 2) {
+      for (int64_t n = indptr[r]; n < indptr[r + 1]; ++n) {
+        const T x = data[n];
+        const T *__restrict h = other + (int64_t)indices[n] * k;
+        for (int64_t f = 0; f < k; ++f) num[f] += x * h[f];
+      }
+      for (int64_t f = 0; f < k; ++f) den[f] = T(0);
+      for (int64_t j = 0; j < k; ++j) {
+        const T wj = w[j];
+        const T *__restrict g = stats + j * k;
+        for (int64_t f = 0; f < k; ++f) den[f] += wj * g[f];
+      }
+    } else {
+      for (int64_t n = indptr[r]; n < indptr[r + 1]; ++n) {
+        const T *__restrict h = other + (int64_t)indices[n] * k;
+        const T ratio = nmf_kl_ratio<T>(data[n], sgd_lane_dot<T>(w, h, k));
+        for (int64_t f = 0; f < k; ++f) num[f] += ratio * h[f];
+      }
+      for (int64_t f = 0; f < k; ++f) den[f] = stats[f];
+    }
+    for (int64_t f = 0; f < k; ++f)
+      w[f] = nmf_mu_step<T>(w[f], num[f], nmf_regularised_denominator<T>(den[f], w[f], l1, l2));
+  }
+}
+
+// Observed-entries update of rows [begin, end) (sums over the stored entries only; l1 and l2 are
+// per observation and scaled by the row's count). With `biased`, the row's bias is first set to
+// its exact minimiser, then the factors take one step with the new bias.
+// scratch: T[2k + max_row_length] owned by the calling thread.
+template <typename T, typename I>
+FASTREC_NMF_INLINE void nmf_observed_rows_impl(
+    const I *__restrict indptr, const I *__restrict indices, const T *__restrict data,
+    T *__restrict factors, const T *__restrict other, T *__restrict bias,
+    const T *__restrict other_bias, T global_mean, int64_t begin, int64_t end, int64_t k, int beta,
+    T l1, T l2, T reg_bias, int biased, T *__restrict scratch) {
+  T *__restrict num = scratch;
+  T *__restrict den = scratch + k;
+  T *__restrict dots = scratch + 2 * k;
+  for (int64_t r = begin; r < end; ++r) {
+    T *__restrict w = factors + r * k;
+    const int64_t start = indptr[r], stop = indptr[r + 1];
+    const T count = T(stop - start);
+    for (int64_t n = start; n < stop; ++n)
+      dots[n - start] = sgd_lane_dot<T>(w, other + (int64_t)indices[n] * k, k);
+    T offset = T(0);
+    if (biased) {
+      T residual_sum = T(0);
+      for (int64_t n = start; n < stop; ++n)
+        residual_sum += data[n] - global_mean - other_bias[indices[n]] - dots[n - start];
+      bias[r] = nmf_bias_solve<T>(residual_sum, count, reg_bias);
+      offset = global_mean + bias[r];
+    }
+    for (int64_t f = 0; f < k; ++f) num[f] = den[f] = T(0);
+    for (int64_t n = start; n < stop; ++n) {
+      const T *__restrict h = other + (int64_t)indices[n] * k;
+      const T dot = dots[n - start];
+      if (beta == 2) {
+        const T target = biased ? data[n] - offset - other_bias[indices[n]] : data[n];
+        const T pos = nmf_positive_part<T>(target);
+        const T neg = dot + nmf_negative_part<T>(target);
+        for (int64_t f = 0; f < k; ++f) {
+          num[f] += pos * h[f];
+          den[f] += neg * h[f];
+        }
+      } else {
+        const T ratio = nmf_kl_ratio<T>(data[n], dot);
+        for (int64_t f = 0; f < k; ++f) {
+          num[f] += ratio * h[f];
+          den[f] += h[f];
+        }
+      }
+    }
+    const T row_l1 = count * l1, row_l2 = count * l2;
+    for (int64_t f = 0; f < k; ++f)
+      w[f] = nmf_mu_step<T>(w[f], num[f],
+                            nmf_regularised_denominator<T>(den[f], w[f], row_l1, row_l2));
+  }
+}
+
+// Data term of the loss over rows [begin, end), in double. Full mode (observed == 0):
+// Frobenius returns sum x^2 - 2 x (WH) over stored entries (the caller adds ||WH||^2 from the
+// Gram matrices and halves); KL returns sum x log(x / WH) - x (the caller adds sum WH).
+// Observed mode: Frobenius 1/2 sum e^2 with biases when `biased`; KL sum x log(x/WH) - x + WH.
+template <typename T, typename I>
+FASTREC_NMF_INLINE double nmf_loss_rows_impl(
+    const I *__restrict indptr, const I *__restrict indices, const T *__restrict data,
+    const T *__restrict factors, const T *__restrict other, const T *__restrict bias,
+    const T *__restrict other_bias, double global_mean, int64_t begin, int64_t end, int64_t k,
+    int beta, int observed, int biased) {
+  double total = 0.0;
+  for (int64_t r = begin; r < end; ++r) {
+    const T *__restrict w = factors + r * k;
+    for (int64_t n = indptr[r]; n < indptr[r + 1]; ++n) {
+      const double x = data[n];
+      const double dot = sgd_lane_dot<T>(w, other + (int64_t)indices[n] * k, k);
+      if (beta == 2) {
+        if (observed) {
+          const double pred =
+              biased ? global_mean + bias[r] + other_bias[indices[n]] + dot : dot;
+          total += 0.5 * (x - pred) * (x - pred);
+        } else {
+          total += x * x - 2.0 * x * dot;
+        }
+      } else {
+        total += nmf_kl_entry(x, dot) + (observed ? dot : 0.0);
+      }
+    }
+  }
+  return total;
+}
+
+// ---- Register-resident paths for common ranks ------------------------------------------------
+// For k in {16, 32, 48, 64, 96, 128} a row of k values is held in a few 64-byte vectors (GCC vector
+// extensions, lowered to AVX-512, AVX2 or SSE by each ISA clone), so the sparse accumulations
+// run from registers instead of memory. The per-element math is still nmf.h's.
+
+template <typename T>
+struct NmfVec;
+template <>
+struct NmfVec<float> {
+  typedef float V __attribute__((vector_size(64)));
+  static constexpr int W = 16;
+};
+template <>
+struct NmfVec<double> {
+  typedef double V __attribute__((vector_size(64)));
+  static constexpr int W = 8;
+};
+
+template <typename T, int K>
+struct NmfRow {
+  typedef typename NmfVec<T>::V V;
+  static constexpr int W = NmfVec<T>::W;
+  static constexpr int NV = K / W;
+  V v[NV];
+
+  FASTREC_NMF_INLINE V load_vec(const T *p) {
+    V out;
+    __builtin_memcpy(&out, p, sizeof(V));
+    return out;
+  }
+  FASTREC_NMF_INLINE V splat(T a) { return V{} + a; }  // broadcast (scalar-vector arithmetic)
+  inline __attribute__((always_inline)) void zero() {
+    for (int j = 0; j < NV; ++j) v[j] = splat(T(0));
+  }
+  inline __attribute__((always_inline)) void load(const T *p) {
+    for (int j = 0; j < NV; ++j) v[j] = load_vec(p + j * W);
+  }
+  inline __attribute__((always_inline)) void store(T *p) const {
+    for (int j = 0; j < NV; ++j) __builtin_memcpy(p + j * W, &v[j], sizeof(V));
+  }
+  // this += a * x[0:K]
+  inline __attribute__((always_inline)) void axpy(T a, const T *x) {
+    const V av = splat(a);
+    for (int j = 0; j < NV; ++j) v[j] += av * load_vec(x + j * W);
+  }
+  inline __attribute__((always_inline)) void axpy(T a, const NmfRow &x) {
+    const V av = splat(a);
+    for (int j = 0; j < NV; ++j) v[j] += av * x.v[j];
+  }
+  inline __attribute__((always_inline)) void add(const T *x) {
+    for (int j = 0; j < NV; ++j) v[j] += load_vec(x + j * W);
+  }
+  inline __attribute__((always_inline)) void add(const NmfRow &x) {
+    for (int j = 0; j < NV; ++j) v[j] += x.v[j];
+  }
+  // Dot product with x[0:K]: W lane sums, halved pairwise by shuffles (for float exactly
+  // sgd_lane_dot's order, whose 16 lanes are the 16 floats of a vector).
+  inline __attribute__((always_inline)) T dot(const T *x) const {
+    V acc = v[0] * load_vec(x);
+    for (int j = 1; j < NV; ++j) acc += v[j] * load_vec(x + j * W);
+    return reduce(acc);
+  }
+  static inline __attribute__((always_inline)) T reduce(V acc) {
+    if constexpr (W == 16) {
+      auto h8 = __builtin_shufflevector(acc, acc, 0, 1, 2, 3, 4, 5, 6, 7) +
+                __builtin_shufflevector(acc, acc, 8, 9, 10, 11, 12, 13, 14, 15);
+      auto h4 = __builtin_shufflevector(h8, h8, 0, 1, 2, 3) +
+                __builtin_shufflevector(h8, h8, 4, 5, 6, 7);
+      auto h2 = __builtin_shufflevector(h4, h4, 0, 1) + __builtin_shufflevector(h4, h4, 2, 3);
+      return h2[0] + h2[1];
+    } else {
+      auto h4 = __builtin_shufflevector(acc, acc, 0, 1, 2, 3) +
+                __builtin_shufflevector(acc, acc, 4, 5, 6, 7);
+      auto h2 = __builtin_shufflevector(h4, h4, 0, 1) + __builtin_shufflevector(h4, h4, 2, 3);
+      return h2[0] + h2[1];
+    }
+  }
+};
+
+#ifndef NMF_PREFETCH_DISTANCE
+#define NMF_PREFETCH_DISTANCE 16
+#endif
+
+// The rows of `other` named by the stored entries are gathered in random order, from L2/L3 or
+// memory: request the row of the entry NMF_PREFETCH_DISTANCE ahead (the range's last entry is
+// `last`) so the loads of independent entries overlap instead of stalling one at a time.
+template <typename T, typename I, int K>
+FASTREC_NMF_INLINE void nmf_prefetch_row(const T *other, const I *indices, int64_t n,
+                                         int64_t last) {
+  if (n + NMF_PREFETCH_DISTANCE < last) {
+    const char *row = (const char *)(other + (int64_t)indices[n + NMF_PREFETCH_DISTANCE] * K);
+    for (int b = 0; b < K * (int)sizeof(T); b += 64) __builtin_prefetch(row + b, 0, 3);
+  }
+}
+
+// Gram of rows [begin, end) for a compile-time K: the full [K, K] block (both triangles).
+template <typename T, int K>
+FASTREC_NMF_INLINE void nmf_gram_fixed(const T *__restrict other, int64_t begin, int64_t end,
+                                       T *__restrict out) {
+  for (int64_t j = 0; j < K * K; ++j) out[j] = T(0);
+  int64_t r = begin;
+  for (; r + 4 <= end; r += 4) {
+    NmfRow<T, K> a, b, c, d;
+    a.load(other + r * K);
+    b.load(other + (r + 1) * K);
+    c.load(other + (r + 2) * K);
+    d.load(other + (r + 3) * K);
+    for (int j = 0; j < K; ++j) {
+      NmfRow<T, K> g;
+      g.load(out + j * K);
+      g.axpy(other[r * K + j], a);
+      g.axpy(other[(r + 1) * K + j], b);
+      g.axpy(other[(r + 2) * K + j], c);
+      g.axpy(other[(r + 3) * K + j], d);
+      g.store(out + j * K);
+    }
+  }
+  for (; r < end; ++r) {
+    NmfRow<T, K> a;
+    a.load(other + r * K);
+    for (int j = 0; j < K; ++j) {
+      NmfRow<T, K> g;
+      g.load(out + j * K);
+      g.axpy(other[r * K + j], a);
+      g.store(out + j * K);
+    }
+  }
+}
+
+template <typename T, int K>
+FASTREC_NMF_INLINE void nmf_step_fixed(T *__restrict w, const NmfRow<T, K> &num,
+                                       const NmfRow<T, K> &den, T l1, T l2) {
+  T n[K], d[K];
+  num.store(n);
+  den.store(d);
+  for (int f = 0; f < K; ++f)
+    w[f] = nmf_mu_step<T>(w[f], n[f], nmf_regularised_denominator<T>(d[f], w[f], l1, l2));
+}
+
+template <typename T, typename I, int K>
+FASTREC_NMF_INLINE void nmf_full_rows_fixed(const I *__restrict indptr,
+                                            const I *__restrict indices,
+                                            const T *__restrict data, T *__restrict factors,
+                                            const T *__restrict other, const T *__restrict stats,
+                                            int64_t begin, int64_t end, int beta, T l1, T l2) {
+  const int64_t last = indptr[end];
+  for (int64_t r = begin; r < end; ++r) {
+    T *__restrict w = factors + r * K;
+    NmfRow<T, K> num, den;
+    num.zero();
+    den.zero();
+    // Two numerator and four denominator accumulators (alternate entries / every fourth j):
+    // independent FMA chains instead of one chain bound by the FMA latency.
+    NmfRow<T, K> num2, den2, den3, den4;
+    num2.zero();
+    const int64_t start = indptr[r], stop = indptr[r + 1];
+    if (beta == 2) {
+      int64_t n = start;
+      for (; n + 1 < stop; n += 2) {
+        nmf_prefetch_row<T, I, K>(other, indices, n, last);
+        nmf_prefetch_row<T, I, K>(other, indices, n + 1, last);
+        num.axpy(data[n], other + (int64_t)indices[n] * K);
+        num2.axpy(data[n + 1], other + (int64_t)indices[n + 1] * K);
+      }
+      if (n < stop) num.axpy(data[n], other + (int64_t)indices[n] * K);
+      den2.zero();
+      den3.zero();
+      den4.zero();
+      for (int j = 0; j < K; j += 4) {
+        den.axpy(w[j], stats + j * K);
+        den2.axpy(w[j + 1], stats + (j + 1) * K);
+        den3.axpy(w[j + 2], stats + (j + 2) * K);
+        den4.axpy(w[j + 3], stats + (j + 3) * K);
+      }
+      den.add(den2);
+      den3.add(den4);
+      den.add(den3);
+    } else {
+      NmfRow<T, K> wr;
+      wr.load(w);
+      int64_t n = start;
+      for (; n + 1 < stop; n += 2) {
+        nmf_prefetch_row<T, I, K>(other, indices, n, last);
+        nmf_prefetch_row<T, I, K>(other, indices, n + 1, last);
+        const T *__restrict h = other + (int64_t)indices[n] * K;
+        const T *__restrict h2 = other + (int64_t)indices[n + 1] * K;
+        num.axpy(nmf_kl_ratio<T>(data[n], wr.dot(h)), h);
+        num2.axpy(nmf_kl_ratio<T>(data[n + 1], wr.dot(h2)), h2);
+      }
+      if (n < stop) {
+        const T *__restrict h = other + (int64_t)indices[n] * K;
+        num.axpy(nmf_kl_ratio<T>(data[n], wr.dot(h)), h);
+      }
+      den.add(stats);
+    }
+    num.add(num2);
+    nmf_step_fixed<T, K>(w, num, den, l1, l2);
+  }
+}
+
+template <typename T, typename I, int K>
+FASTREC_NMF_INLINE void nmf_observed_rows_fixed(
+    const I *__restrict indptr, const I *__restrict indices, const T *__restrict data,
+    T *__restrict factors, const T *__restrict other, T *__restrict bias,
+    const T *__restrict other_bias, T global_mean, int64_t begin, int64_t end, int beta, T l1,
+    T l2, T reg_bias, int biased, T *__restrict dots) {
+  const int64_t last = indptr[end];
+  for (int64_t r = begin; r < end; ++r) {
+    T *__restrict w = factors + r * K;
+    const int64_t start = indptr[r], stop = indptr[r + 1];
+    const T count = T(stop - start);
+    NmfRow<T, K> wr, num, den;
+    wr.load(w);
+    num.zero();
+    den.zero();
+    for (int64_t n = start; n < stop; ++n) {
+      nmf_prefetch_row<T, I, K>(other, indices, n, last);
+      dots[n - start] = wr.dot(other + (int64_t)indices[n] * K);
+    }
+    T offset = T(0);
+    if (biased) {
+      T residual_sum = T(0);
+      for (int64_t n = start; n < stop; ++n)
+        residual_sum += data[n] - global_mean - other_bias[indices[n]] - dots[n - start];
+      bias[r] = nmf_bias_solve<T>(residual_sum, count, reg_bias);
+      offset = global_mean + bias[r];
+    }
+    for (int64_t n = start; n < stop; ++n) {
+      const T *__restrict h = other + (int64_t)indices[n] * K;
+      const T dot = dots[n - start];
+      if (beta == 2) {
+        const T target = biased ? data[n] - offset - other_bias[indices[n]] : data[n];
+        num.axpy(nmf_positive_part<T>(target), h);
+        den.axpy(dot + nmf_negative_part<T>(target), h);
+      } else {
+        num.axpy(nmf_kl_ratio<T>(data[n], dot), h);
+        den.add(h);
+      }
+    }
+    nmf_step_fixed<T, K>(w, num, den, count * l1, count * l2);
+  }
+}
+
+template <typename T, typename I, int K>
+FASTREC_NMF_INLINE double nmf_loss_rows_fixed(const I *__restrict indptr,
+                                              const I *__restrict indices,
+                                              const T *__restrict data,
+                                              const T *__restrict factors,
+                                              const T *__restrict other, const T *__restrict bias,
+                                              const T *__restrict other_bias, double global_mean,
+                                              int64_t begin, int64_t end, int beta, int observed,
+                                              int biased) {
+  const int64_t last = indptr[end];
+  double total = 0.0;
+  for (int64_t r = begin; r < end; ++r) {
+    NmfRow<T, K> wr;
+    wr.load(factors + r * K);
+    for (int64_t n = indptr[r]; n < indptr[r + 1]; ++n) {
+      nmf_prefetch_row<T, I, K>(other, indices, n, last);
+      const double x = data[n];
+      const double dot = wr.dot(other + (int64_t)indices[n] * K);
+      if (beta == 2) {
+        if (observed) {
+          const double pred =
+              biased ? global_mean + bias[r] + other_bias[indices[n]] + dot : dot;
+          total += 0.5 * (x - pred) * (x - pred);
+        } else {
+          total += x * x - 2.0 * x * dot;
+        }
+      } else {
+        total += nmf_kl_entry(x, dot) + (observed ? dot : 0.0);
+      }
+    }
+  }
+  return total;
+}
+
+// Ranks with a register-resident path; any other k takes the generic path.
+#define FASTREC_NMF_DISPATCH_K(FIXED, GENERIC, ...) \
+  switch (k) {                                      \
+    case 16: FIXED(16, __VA_ARGS__); break;         \
+    case 32: FIXED(32, __VA_ARGS__); break;         \
+    case 48: FIXED(48, __VA_ARGS__); break;         \
+    case 64: FIXED(64, __VA_ARGS__); break;         \
+    case 96: FIXED(96, __VA_ARGS__); break;         \
+    case 128: FIXED(128, __VA_ARGS__); break;       \
+    default: GENERIC; break;                        \
+  }
+
+#define FASTREC_NMF_FULL_FIXED(KK, T, I)                                                      \
+  nmf_full_rows_fixed<T, I, KK>(indptr, indices, data, factors, other, stats, begin, end, beta, \
+                                l1, l2)
+#define FASTREC_NMF_OBSERVED_FIXED(KK, T, I)                                                     \
+  nmf_observed_rows_fixed<T, I, KK>(indptr, indices, data, factors, other, bias, other_bias,     \
+                                    global_mean, begin, end, beta, l1, l2, reg_bias, biased,     \
+                                    scratch + 2 * KK)
+#define FASTREC_NMF_LOSS_FIXED(KK, T, I)                                                         \
+  total = nmf_loss_rows_fixed<T, I, KK>(indptr, indices, data, factors, other, bias, other_bias, \
+                                        global_mean, begin, end, beta, observed, biased)
+
+#define FASTREC_NMF_ROWS(T, I)                                                                   \
+  FASTREC_CPU_CLONES void nmf_full_rows_clone(const I *indptr, const I *indices, const T *data,  \
+                                              T *factors, const T *other, const T *stats,        \
+                                              int64_t begin, int64_t end, int64_t k, int beta,   \
+                                              T l1, T l2, T *scratch) {                          \
+    FASTREC_NMF_DISPATCH_K(FASTREC_NMF_FULL_FIXED,                                               \
+                           (nmf_full_rows_impl<T, I>(indptr, indices, data, factors, other,      \
+                                                     stats, begin, end, k, beta, l1, l2,         \
+                                                     scratch)),                                  \
+                           T, I)                                                                 \
+  }                                                                                              \
+  FASTREC_CPU_CLONES void nmf_observed_rows_clone(                                               \
+      const I *indptr, const I *indices, const T *data, T *factors, const T *other, T *bias,     \
+      const T *other_bias, T global_mean, int64_t begin, int64_t end, int64_t k, int beta,       \
+      T l1, T l2, T reg_bias, int biased, T *scratch) {                                          \
+    FASTREC_NMF_DISPATCH_K(FASTREC_NMF_OBSERVED_FIXED,                                           \
+                           (nmf_observed_rows_impl<T, I>(indptr, indices, data, factors, other,  \
+                                                         bias, other_bias, global_mean, begin,   \
+                                                         end, k, beta, l1, l2, reg_bias, biased, \
+                                                         scratch)),                              \
+                           T, I)                                                                 \
+  }                                                                                              \
+  FASTREC_CPU_CLONES double nmf_loss_rows_clone(                                                 \
+      const I *indptr, const I *indices, const T *data, const T *factors, const T *other,        \
+      const T *bias, const T *other_bias, double global_mean, int64_t begin, int64_t end,        \
+      int64_t k, int beta, int observed, int biased) {                                           \
+    double total = 0.0;                                                                          \
+    FASTREC_NMF_DISPATCH_K(FASTREC_NMF_LOSS_FIXED,                                               \
+                           (total = nmf_loss_rows_impl<T, I>(indptr, indices, data, factors,     \
+                                                             other, bias, other_bias,            \
+                                                             global_mean, begin, end, k, beta,   \
+                                                             observed, biased)),                 \
+                           T, I)                                                                 \
+    return total;                                                                                \
+  }
+
+FASTREC_NMF_ROWS(float, int32_t)
+FASTREC_NMF_ROWS(float, int64_t)
+FASTREC_NMF_ROWS(double, int32_t)
+FASTREC_NMF_ROWS(double, int64_t)
+#undef FASTREC_NMF_ROWS
+#undef FASTREC_NMF_FULL_FIXED
+#undef FASTREC_NMF_OBSERVED_FIXED
+#undef FASTREC_NMF_LOSS_FIXED
+
+#define FASTREC_NMF_GRAM_FIXED(KK, T) nmf_gram_fixed<T, KK>(other, begin, end, out)
+
+#define FASTREC_NMF_STATS(T)                                                                     \
+  FASTREC_CPU_CLONES void nmf_gram_clone(const T *other, int64_t begin, int64_t end, int64_t k,  \
+                                         T *out) {                                               \
+    FASTREC_NMF_DISPATCH_K(FASTREC_NMF_GRAM_FIXED,                                               \
+                           (nmf_gram_impl<T>(other, begin, end, k, out)), T)                     \
+  }                                                                                              \
+  FASTREC_CPU_CLONES void nmf_colsum_clone(const T *other, int64_t begin, int64_t end,           \
+                                           int64_t k, T *out) {                                  \
+    nmf_colsum_impl<T>(other, begin, end, k, out);                                               \
+  }
+
+FASTREC_NMF_STATS(float)
+FASTREC_NMF_STATS(double)
+#undef FASTREC_NMF_STATS
+#undef FASTREC_NMF_GRAM_FIXED
+#undef FASTREC_NMF_DISPATCH_K
+
+// Template entry points (what Cython calls): each forwards to the ISA-dispatched overload.
+template <typename T>
+static inline void nmf_gram(const T *other, int64_t begin, int64_t end, int64_t k, T *out) {
+  nmf_gram_clone(other, begin, end, k, out);
+}
+
+template <typename T>
+static inline void nmf_colsum(const T *other, int64_t begin, int64_t end, int64_t k, T *out) {
+  nmf_colsum_clone(other, begin, end, k, out);
+}
+
+template <typename T, typename I>
+static inline void nmf_full_rows(const I *indptr, const I *indices, const T *data, T *factors,
+                                 const T *other, const T *stats, int64_t begin, int64_t end,
+                                 int64_t k, int beta, T l1, T l2, T *scratch) {
+  nmf_full_rows_clone(indptr, indices, data, factors, other, stats, begin, end, k, beta, l1, l2,
+                      scratch);
+}
+
+template <typename T, typename I>
+static inline void nmf_observed_rows(const I *indptr, const I *indices, const T *data,
+                                     T *factors, const T *other, T *bias, const T *other_bias,
+                                     T global_mean, int64_t begin, int64_t end, int64_t k,
+                                     int beta, T l1, T l2, T reg_bias, int biased, T *scratch) {
+  nmf_observed_rows_clone(indptr, indices, data, factors, other, bias, other_bias, global_mean,
+                          begin, end, k, beta, l1, l2, reg_bias, biased, scratch);
+}
+
+template <typename T, typename I>
+static inline double nmf_loss_rows(const I *indptr, const I *indices, const T *data,
+                                   const T *factors, const T *other, const T *bias,
+                                   const T *other_bias, double global_mean, int64_t begin,
+                                   int64_t end, int64_t k, int beta, int observed, int biased) {
+  return nmf_loss_rows_clone(indptr, indices, data, factors, other, bias, other_bias,
+                             global_mean, begin, end, k, beta, observed, biased);
+}
+
+}  // namespace fastrec

@@ -1,0 +1,3 @@
+from fastrec.cli import main
+
+raise SystemExit(main())

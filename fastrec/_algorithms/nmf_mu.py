@@ -1,0 +1,258 @@
+"""Backend-agnostic NMF drivers: CSR layouts of X and X^T, initialisation, and the alternating
+multiplicative-update loop (W then H) with scikit-learn's every-10-iterations stopping test.
+
+Factors are held row-major as ``W`` [n_rows, k] and ``Ht`` = H^T [n_cols, k], so one kernel
+updates either: ``update(X, W, Ht)`` for W and ``update(X^T, Ht, W)`` for H.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from fastrec._algorithms.training import progress
+from fastrec.backends import Backend
+from fastrec.backends._contract import check_nmf
+
+log = logging.getLogger("fastrec")
+
+BETA_LOSSES = {"frobenius": 2, "kullback-leibler": 1}
+
+
+def beta_from_loss(beta_loss) -> int:
+    """2 for Frobenius, 1 for Kullback-Leibler (names or the beta values, as scikit-learn)."""
+    if isinstance(beta_loss, str) and beta_loss in BETA_LOSSES:
+        return BETA_LOSSES[beta_loss]
+    if not isinstance(beta_loss, (str, bool)) and beta_loss in (1, 2):
+        return int(beta_loss)
+    raise ValueError(f"beta_loss must be one of {tuple(BETA_LOSSES)} (or 2, 1), got "
+                     f"{beta_loss!r}; other beta divergences are not supported")
+
+
+@dataclass(frozen=True)
+class CSRPair:
+    """X as CSR over its rows and over its columns (the CSR of X^T), built once per fit."""
+
+    indptr: np.ndarray  # I[n_rows + 1]
+    indices: np.ndarray  # I[nnz]
+    data: np.ndarray  # T[nnz]
+    t_indptr: np.ndarray  # I[n_cols + 1]
+    t_indices: np.ndarray  # I[nnz]
+    t_data: np.ndarray  # T[nnz]
+    shape: tuple[int, int]
+
+    @classmethod
+    def build(cls, x: sp.csr_matrix, dtype) -> CSRPair:
+        x = sp.csr_matrix(x, dtype=dtype)
+        x.sum_duplicates()
+        x.sort_indices()
+        n_rows, n_cols = x.shape
+        index = np.int32 if max(x.nnz, n_rows, n_cols) < np.iinfo(np.int32).max else np.int64
+        xt = x.T.tocsr()
+        xt.sort_indices()
+        c = np.ascontiguousarray
+        return cls(c(x.indptr, index), c(x.indices, index), c(x.data, dtype),
+                   c(xt.indptr, index), c(xt.indices, index), c(xt.data, dtype), (n_rows, n_cols))
+
+    @property
+    def rows(self):
+        return self.indptr, self.indices, self.data
+
+    @property
+    def cols(self):
+        return self.t_indptr, self.t_indices, self.t_data
+
+    def row_counts(self) -> np.ndarray:
+        return np.diff(self.indptr).astype(np.float64)
+
+    def col_counts(self) -> np.ndarray:
+        return np.diff(self.t_indptr).astype(np.float64)
+
+
+# -- rank padding -----------------------------------------------------------------------------
+# Ranks the CPU kernels hold in vector registers (csrc/include/fastrec/nmf_cpu.h).
+VECTOR_RANKS = (16, 32, 48, 64, 96, 128)
+
+
+def padded_rank(k: int) -> int:
+    """The smallest register-resident rank >= k (k itself above 128). Extra columns are zeros
+    and stay zero under multiplicative updates (0 * ratio), and they add nothing to any product
+    or penalty, so the real columns follow the same iterates as an unpadded run (up to the
+    rounding order of the dot products) while the kernels take their vectorised path."""
+    return next((r for r in VECTOR_RANKS if r >= k), k)
+
+
+def pad_columns(a: np.ndarray, k_pad: int) -> np.ndarray:
+    """C-contiguous copy of a [n, k] with zero columns appended up to k_pad."""
+    out = np.zeros((a.shape[0], k_pad), dtype=a.dtype)
+    out[:, :a.shape[1]] = a
+    return out
+
+
+def effective_threads(n_threads: int, nnz: int, k: int) -> int:
+    """Threads worth starting: one per ~2M multiply-adds of a half-iteration, at most
+    ``n_threads``. Tiny problems stay serial, where OpenMP barriers would cost more than the
+    work; results are the same at any thread count, so this only affects speed."""
+    return max(1, min(n_threads, (nnz * k) // 2_000_000))
+
+
+# -- initialisation -------------------------------------------------------------------------
+def random_init(mean: float, shape_w, shape_h, rng, dtype):
+    """Non-negative random factors scaled so that W H has the data's mean: sqrt(mean / k) |N|."""
+    k = shape_w[1]
+    scale = math.sqrt(max(mean, 0.0) / k)
+    w = np.abs(rng.standard_normal(shape_w)) * scale
+    h = np.abs(rng.standard_normal(shape_h)) * scale
+    return w.astype(dtype), h.astype(dtype)
+
+
+def nndsvd_init(x: sp.csr_matrix, k: int, variant: str, rng, dtype, eps: float = 1e-6):
+    """NNDSVD (Boutsidis & Gallopoulos 2008): the positive or negative part of each singular
+    pair, whichever carries more mass; ``nndsvda`` fills the zeros with the mean of X.
+    Returns W [n_rows, k] and H [k, n_cols]."""
+    n_rows, n_cols = x.shape
+    if k < min(n_rows, n_cols) - 1 and n_rows * n_cols > 250_000:
+        from scipy.sparse.linalg import svds
+
+        v0 = rng.uniform(-1.0, 1.0, min(n_rows, n_cols))
+        u, s, vt = svds(x.astype(np.float64), k=k, v0=v0)
+        order = np.argsort(-s)
+        u, s, vt = u[:, order], s[order], vt[order]
+    else:
+        u, s, vt = np.linalg.svd(x.toarray().astype(np.float64), full_matrices=False)
+        u, s, vt = u[:, :k], s[:k], vt[:k]
+    w = np.zeros((n_rows, k))
+    h = np.zeros((k, n_cols))
+    w[:, 0] = math.sqrt(s[0]) * np.abs(u[:, 0])
+    h[0] = math.sqrt(s[0]) * np.abs(vt[0])
+    for j in range(1, k):
+        x_j, y_j = u[:, j], vt[j]
+        parts = []
+        for a, b in ((np.maximum(x_j, 0), np.maximum(y_j, 0)),
+                     (np.maximum(-x_j, 0), np.maximum(-y_j, 0))):
+            na, nb = np.linalg.norm(a), np.linalg.norm(b)
+            parts.append((na * nb, a, b, na, nb))
+        mass, a, b, na, nb = max(parts, key=lambda p: p[0])
+        if mass > 0:
+            lam = math.sqrt(s[j] * mass)
+            w[:, j] = lam * a / na
+            h[j] = lam * b / nb
+    w[w < eps] = 0
+    h[h < eps] = 0
+    if variant == "nndsvda":
+        mean = x.sum() / (n_rows * n_cols)
+        w[w == 0] = mean
+        h[h == 0] = mean
+    return w.astype(dtype), h.astype(dtype)
+
+
+# -- objectives -----------------------------------------------------------------------------
+def full_divergence(backend: Backend, x: CSRPair, w, ht, beta: int, n_threads: int) -> float:
+    return backend.nmf_loss_full(*x.rows, w, ht, beta, n_threads)
+
+
+@dataclass(frozen=True)
+class ObservedPenalty:
+    """Per-observation penalties of observed mode (row u's are scaled by its count n_u)."""
+
+    l1_w: float
+    l2_w: float
+    l1_h: float
+    l2_h: float
+    reg_bias: float
+
+
+def observed_objective(backend: Backend, x: CSRPair, w, ht, bu, bi, mu, beta, biased,
+                       pen: ObservedPenalty, n_threads) -> float:
+    """Data term + sum_u n_u (l1 |p_u|_1 + l2/2 |p_u|^2) + the same for items
+    + reg_bias/2 sum n b^2: the function the observed-mode updates never increase."""
+    data = backend.nmf_loss_observed(*x.rows, w, ht, bu, bi, mu, beta, biased, n_threads)
+    nu, ni = x.row_counts(), x.col_counts()
+    w64, h64 = w.astype(np.float64), ht.astype(np.float64)
+    total = data + float(nu @ (pen.l1_w * w64.sum(1) + 0.5 * pen.l2_w * (w64 ** 2).sum(1)))
+    total += float(ni @ (pen.l1_h * h64.sum(1) + 0.5 * pen.l2_h * (h64 ** 2).sum(1)))
+    if biased:
+        total += 0.5 * pen.reg_bias * float(nu @ bu.astype(np.float64) ** 2
+                                            + ni @ bi.astype(np.float64) ** 2)
+    return total
+
+
+# -- loops ----------------------------------------------------------------------------------
+def _converged(tol: float, error: float, previous: float, at_init: float) -> bool:
+    """scikit-learn's test, run every 10 iterations: relative drop since the last test < tol."""
+    return tol > 0 and at_init > 0 and (previous - error) / at_init < tol
+
+
+def run_full(backend: Backend, x: CSRPair, w, ht, beta: int, max_iter: int, tol: float,
+             l1_w: float, l2_w: float, l1_h: float, l2_h: float, update_h: bool,
+             n_threads: int, verbose: bool, desc: str) -> tuple[int, list[float]]:
+    """Alternating MU on every entry of X (W then H per iteration), in place.
+    Returns (iterations run, the errors sqrt(2 * divergence) measured along the way)."""
+    check_nmf(*x.rows, w, ht, beta_loss=beta)
+    n_threads = effective_threads(n_threads, x.data.shape[0], w.shape[1])
+
+    def error() -> float:
+        return math.sqrt(max(2.0 * full_divergence(backend, x, w, ht, beta, n_threads), 0.0))
+
+    at_init = previous = error()
+    curve = [at_init]
+    n_iter = 0
+    with progress(max_iter, verbose, desc) as bar:
+        for n_iter in range(1, max_iter + 1):
+            backend.nmf_update_full(*x.rows, w, ht, beta, l1_w, l2_w, n_threads)
+            if update_h:
+                backend.nmf_update_full(*x.cols, ht, w, beta, l1_h, l2_h, n_threads)
+            bar.update(1)
+            check = tol > 0 and n_iter % 10 == 0
+            if verbose or check:
+                err = error()
+                curve.append(err)
+                bar.set_postfix_str(f"error {err:.6g}")
+                if verbose:
+                    log.info("iteration %d: error %.6g", n_iter, err)
+                if check:
+                    if _converged(tol, err, previous, at_init):
+                        break
+                    previous = err
+    return n_iter, curve
+
+
+def run_observed(backend: Backend, x: CSRPair, w, ht, bu, bi, mu: float, beta: int,
+                 biased: bool, max_iter: int, tol: float, pen: ObservedPenalty,
+                 update_h: bool, n_threads: int, verbose: bool,
+                 desc: str) -> tuple[int, list[float]]:
+    """Alternating MU on the observed entries only (user side then item side), in place.
+    Returns (iterations run, the objective values measured along the way)."""
+    check_nmf(*x.rows, w, ht, bu, bi, beta_loss=beta)
+    n_threads = effective_threads(n_threads, x.data.shape[0], w.shape[1])
+
+    def objective() -> float:
+        return observed_objective(backend, x, w, ht, bu, bi, mu, beta, biased, pen, n_threads)
+
+    at_init = previous = objective()
+    curve = [at_init]
+    n_iter = 0
+    with progress(max_iter, verbose, desc) as bar:
+        for n_iter in range(1, max_iter + 1):
+            backend.nmf_update_observed(*x.rows, w, ht, bu, bi, mu, beta, pen.l1_w, pen.l2_w,
+                                        pen.reg_bias, biased, n_threads)
+            if update_h:
+                backend.nmf_update_observed(*x.cols, ht, w, bi, bu, mu, beta, pen.l1_h,
+                                            pen.l2_h, pen.reg_bias, biased, n_threads)
+            bar.update(1)
+            check = tol > 0 and n_iter % 10 == 0
+            if verbose or check:
+                value = objective()
+                curve.append(value)
+                bar.set_postfix_str(f"objective {value:.6g}")
+                if verbose:
+                    log.info("iteration %d: objective %.6g", n_iter, value)
+                if check:
+                    if _converged(tol, value, previous, at_init):
+                        break
+                    previous = value
+    return n_iter, curve

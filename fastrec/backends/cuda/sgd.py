@@ -1,0 +1,155 @@
+"""CUDA SGD epoch: a warp per block of the G x G grid, a warp per rating, no Hogwild.
+
+A warp runs a block's ratings in stored order (its 32 lanes share the k factors) and a block
+starts only after the previous scheduled block on its user block and on its item block, so the
+update sequence is the contract's sequential one. ``order="dataflow"`` (the default) runs the
+whole epoch in one launch, warps taking the schedule's blocks in order and waiting only for those
+two predecessors; ``order="strata"`` launches once per stratum. The dot product sums in the CPU
+kernels' order and nothing is FMA-contracted, so results are deterministic (the same for both
+orders, independent of ``n_threads`` and of the launch configuration) and equal to a compiled CPU
+backend's bit for bit when that backend does not contract FMAs either (float32 denormals aside:
+CuPy compiles with -ftz=true). At most G blocks run at once: give the GPU a grid side G of
+several hundred on large data.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fastrec.backends._contract import INDEX_DTYPES, ContractError
+
+WARPS_PER_CTA = 8
+WARP_SIZE = 32
+ORDERS = ("dataflow", "strata")
+
+
+def launch_sgd_epoch(xp, get_kernel, users, items, ratings, block_ptr, schedule, user_factors,
+                     item_factors, user_bias, item_bias, ticket_sse, global_mean, lr, lr_bias,
+                     reg, reg_bias, biased, order="dataflow", warps_per_cta=WARPS_PER_CTA,
+                     n_warps=None) -> None:
+    """Launch one SGD epoch; does not synchronise.
+
+    ``xp`` is the array module of the device arrays (CuPy on a GPU, numpy in the test
+    emulator), ``get_kernel(name)`` returns the compiled kernel for ``fastrec::cuda::<name>``
+    (``"sgd_dataflow"``, ``"sgd_stratum"`` or ``"sgd_dataflow_positions"``) with CuPy's calling
+    convention ``kernel(grid, block, args)``. ``ticket_sse`` is float64[n_strata * width] of
+    zeros and receives the SSE of each schedule slot (a block may run in several strata).
+    ``n_warps`` caps the concurrent warps (default G).
+    """
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+    n_strata, width = schedule.shape
+    grid_side = _grid_side(block_ptr)
+    n_tickets = n_strata * width
+    if n_tickets == 0 or users.shape[0] == 0:
+        return
+    dtype = user_factors.dtype.type
+    factors = (user_factors, item_factors, user_bias, item_bias,
+               np.int64(user_factors.shape[1]), dtype(global_mean), dtype(lr), dtype(lr_bias),
+               dtype(reg), dtype(reg_bias), np.int32(bool(biased)))
+    data = (users, items, ratings, block_ptr)
+    threads = warps_per_cta * WARP_SIZE
+    warps = max(1, min(n_warps or grid_side, width if order == "strata" else n_tickets))
+    ctas = (-(-warps // warps_per_cta),)
+    if order == "strata":
+        kernel = get_kernel("sgd_stratum")
+        for s in range(n_strata):
+            kernel(ctas, (threads,), (*data, schedule[s], np.int64(width), *factors,
+                                      ticket_sse[s * width:(s + 1) * width]))
+        return
+    row_ticket = xp.full(n_strata * grid_side, -1, dtype=np.int64)
+    col_ticket = xp.full(n_strata * grid_side, -1, dtype=np.int64)
+    done = xp.zeros(n_tickets, dtype=np.int32)
+    next_ticket = xp.zeros(1, dtype=np.uint64)
+    get_kernel("sgd_dataflow_positions")(
+        (min(-(-n_tickets // 256), 1024),), (256,),
+        (schedule, np.int64(n_tickets), np.int64(width), np.int64(grid_side), row_ticket,
+         col_ticket))
+    get_kernel("sgd_dataflow")(
+        ctas, (threads,),
+        (*data, schedule, np.int64(n_tickets), np.int64(width), np.int64(grid_side), row_ticket,
+         col_ticket, done, next_ticket, *factors, ticket_sse))
+
+
+def _grid_side(block_ptr) -> int:
+    n_blocks = block_ptr.shape[0] - 1
+    grid_side = math.isqrt(max(n_blocks, 0))
+    if n_blocks < 1 or grid_side * grid_side != n_blocks:
+        raise ContractError("block_ptr must describe a square G x G grid of blocks")
+    return grid_side
+
+
+def _check_device_arrays(users, items, ratings, block_ptr, schedule, user_factors, item_factors,
+                         user_bias, item_bias) -> None:
+    """Dtype, shape and layout checks that need no device synchronisation (index ranges are the
+    caller's duty on the device, as for any CUDA kernel)."""
+    dtype = user_factors.dtype
+    if dtype not in (np.float32, np.float64):
+        raise ContractError(f"factors must be float32 or float64, got {dtype}")
+    if users.dtype not in INDEX_DTYPES or items.dtype != users.dtype:
+        raise ContractError(f"users and items must share an int32 or int64 dtype, got "
+                            f"{users.dtype} and {items.dtype}")
+    nnz = users.shape[0]
+    n_users, k = user_factors.shape
+    n_items = item_factors.shape[0]
+    expected = {
+        "users": (users, users.dtype, (nnz,)),
+        "items": (items, users.dtype, (nnz,)),
+        "ratings": (ratings, dtype, (nnz,)),
+        "block_ptr": (block_ptr, np.int64, (block_ptr.shape[0],)),
+        "schedule": (schedule, np.int64, schedule.shape),
+        "item_factors": (item_factors, dtype, (n_items, k)),
+        "user_bias": (user_bias, dtype, (n_users,)),
+        "item_bias": (item_bias, dtype, (n_items,)),
+    }
+    for name, (arr, want_dtype, shape) in expected.items():
+        if arr.dtype != want_dtype:
+            raise ContractError(f"{name} must have dtype {np.dtype(want_dtype)}, got {arr.dtype}")
+        if tuple(arr.shape) != tuple(shape) or arr.ndim != len(shape):
+            raise ContractError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
+        if not arr.flags.c_contiguous:
+            raise ContractError(f"{name} must be C-contiguous")
+    if schedule.ndim != 2 or block_ptr.ndim != 1:
+        raise ContractError("schedule must be 2-D and block_ptr 1-D")
+    _grid_side(block_ptr)
+
+
+def sgd_epoch(users, items, ratings, block_ptr, schedule, user_factors, item_factors,
+              user_bias, item_bias, global_mean, lr, lr_bias, reg, reg_bias, biased,
+              n_threads=1, *, order="dataflow") -> float:
+    """See ``fastrec.backends._contract.SGD_EPOCH_DOC``.
+
+    Arrays may be CuPy arrays (used in place, no copies) or numpy arrays (copied to the device;
+    the factor and bias arrays are copied back into the given numpy arrays). ``n_threads`` is
+    ignored: the launch configuration is fixed and does not change the result. ``order`` picks
+    the driver (see the module docstring). Returns the SSE (synchronises the device).
+    """
+    _check_device_arrays(users, items, ratings, block_ptr, schedule, user_factors,
+                         item_factors, user_bias, item_bias)
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+    import cupy
+
+    from fastrec.backends.cuda._loader import get_function, name_expression
+
+    host_outputs = (user_factors, item_factors, user_bias, item_bias)
+    device = [cupy.asarray(a) for a in (users, items, ratings, block_ptr, schedule,
+                                        *host_outputs)]
+    d_users, d_items, d_ratings, d_block_ptr, d_schedule, d_p, d_q, d_bu, d_bi = device
+    ticket_sse = cupy.zeros(schedule.size, dtype=np.float64)
+
+    def get_kernel(name):
+        if name == "sgd_dataflow_positions":
+            return get_function("sgd", f"fastrec::cuda::{name}")
+        return get_function("sgd", name_expression(name, user_factors.dtype, users.dtype))
+
+    launch_sgd_epoch(cupy, get_kernel, d_users, d_items, d_ratings, d_block_ptr, d_schedule,
+                     d_p, d_q, d_bu, d_bi, ticket_sse, global_mean, lr, lr_bias, reg, reg_bias,
+                     biased, order=order)
+    sse = float(ticket_sse.sum())
+    for host, dev in zip(host_outputs, (d_p, d_q, d_bu, d_bi), strict=True):
+        if isinstance(host, np.ndarray):
+            dev.get(out=host)
+    return sse

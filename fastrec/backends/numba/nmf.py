@@ -1,0 +1,214 @@
+"""Numba NMF multiplicative updates: the Cython kernels' loops (rows in parallel chunks, each
+output row owned by one thread, Gram matrix and column sums over fixed chunks) with the scalar
+math from ``scalar.py``, the mirror of ``csrc/include/fastrec/nmf.h``."""
+
+import numpy as np
+from numba import njit, prange
+
+from fastrec.backends.numba.scalar import (
+    NMF_EPSILON,
+    SGD_DOT_LANES,
+    nmf_bias_solve,
+    nmf_kl_entry,
+    nmf_kl_ratio,
+    nmf_mu_step,
+    nmf_negative_part,
+    nmf_positive_part,
+    nmf_regularised_denominator,
+    sgd_lane_dot,
+)
+from fastrec.backends.numba.threads import thread_limit
+
+ROW_CHUNK = 64  # rows per parallel task
+STATS_CHUNK = 4096  # rows per partial Gram / column sum, fixed so sums ignore the thread count
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _stats_partial(other, beta, partial):
+    n, k = other.shape
+    for c in prange(partial.shape[0]):
+        begin = c * STATS_CHUNK
+        end = min(begin + STATS_CHUNK, n)
+        for r in range(begin, end):
+            if beta == 2:
+                for j in range(k):
+                    a = other[r, j]
+                    for m in range(j, k):
+                        partial[c, j * k + m] += a * other[r, m]
+            else:
+                for f in range(k):
+                    partial[c, f] += other[r, f]
+
+
+def _stats(other, beta, n_threads):
+    """Symmetric Gram matrix other^T other [k, k] (beta 2) or column sums [k] (beta 1)."""
+    n, k = other.shape
+    n_chunks = max(1, (n + STATS_CHUNK - 1) // STATS_CHUNK)
+    partial = np.zeros((n_chunks, k * k if beta == 2 else k), dtype=other.dtype)
+    with thread_limit(n_threads):
+        _stats_partial(other, beta, partial)
+    total = partial.sum(axis=0)
+    if beta != 2:
+        return total
+    upper = np.triu(total.reshape(k, k))
+    return np.ascontiguousarray(upper + np.triu(upper, 1).T)
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _full(indptr, indices, data, factors, other, stats, beta, l1, l2, eps):
+    n, k = factors.shape
+    for c in prange((n + ROW_CHUNK - 1) // ROW_CHUNK):
+        num = np.empty(k, factors.dtype)
+        den = np.empty(k, factors.dtype)
+        acc = np.empty(SGD_DOT_LANES, factors.dtype)
+        for r in range(c * ROW_CHUNK, min((c + 1) * ROW_CHUNK, n)):
+            w = factors[r]
+            num[:] = 0
+            if beta == 2:
+                for e in range(indptr[r], indptr[r + 1]):
+                    x = data[e]
+                    col = indices[e]
+                    for f in range(k):
+                        num[f] += x * other[col, f]
+                den[:] = 0
+                for j in range(k):
+                    wj = factors[r, j]
+                    for f in range(k):
+                        den[f] += wj * stats[j, f]
+            else:
+                for e in range(indptr[r], indptr[r + 1]):
+                    h = other[indices[e]]
+                    ratio = nmf_kl_ratio(data[e], sgd_lane_dot(w, h, acc), eps)
+                    for f in range(k):
+                        num[f] += ratio * h[f]
+                den[:] = stats[0]
+            for f in range(k):
+                w[f] = nmf_mu_step(w[f], num[f],
+                                   nmf_regularised_denominator(den[f], w[f], l1, l2), eps)
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _observed(indptr, indices, data, factors, other, bias, other_bias, mu, beta, l1, l2,
+              reg_bias, biased, eps, max_row):
+    n, k = factors.shape
+    for c in prange((n + ROW_CHUNK - 1) // ROW_CHUNK):
+        num = np.empty(k, factors.dtype)
+        den = np.empty(k, factors.dtype)
+        acc = np.empty(SGD_DOT_LANES, factors.dtype)
+        dots = np.empty(max_row, factors.dtype)
+        cast = np.empty(1, factors.dtype)  # int -> T without promoting to float64
+        for r in range(c * ROW_CHUNK, min((c + 1) * ROW_CHUNK, n)):
+            w = factors[r]
+            start, stop = indptr[r], indptr[r + 1]
+            cast[0] = stop - start
+            count = cast[0]
+            for e in range(start, stop):
+                dots[e - start] = sgd_lane_dot(w, other[indices[e]], acc)
+            offset = eps - eps
+            if biased:
+                residual_sum = eps - eps
+                for e in range(start, stop):
+                    residual_sum += data[e] - mu - other_bias[indices[e]] - dots[e - start]
+                bias[r] = nmf_bias_solve(residual_sum, count, reg_bias)
+                offset = mu + bias[r]
+            num[:] = 0
+            den[:] = 0
+            for e in range(start, stop):
+                h = other[indices[e]]
+                dot = dots[e - start]
+                if beta == 2:
+                    target = data[e] - offset - other_bias[indices[e]] if biased else data[e]
+                    pos = nmf_positive_part(target)
+                    neg = dot + nmf_negative_part(target)
+                    for f in range(k):
+                        num[f] += pos * h[f]
+                        den[f] += neg * h[f]
+                else:
+                    ratio = nmf_kl_ratio(data[e], dot, eps)
+                    for f in range(k):
+                        num[f] += ratio * h[f]
+                        den[f] += h[f]
+            row_l1, row_l2 = count * l1, count * l2
+            for f in range(k):
+                w[f] = nmf_mu_step(w[f], num[f],
+                                   nmf_regularised_denominator(den[f], w[f], row_l1, row_l2),
+                                   eps)
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _loss_rows(indptr, indices, data, factors, other, bias, other_bias, mu, beta, observed,
+               biased, partial):
+    n = factors.shape[0]
+    for c in prange(partial.shape[0]):
+        acc = np.empty(SGD_DOT_LANES, factors.dtype)
+        total = 0.0
+        for r in range(c * ROW_CHUNK, min((c + 1) * ROW_CHUNK, n)):
+            w = factors[r]
+            for e in range(indptr[r], indptr[r + 1]):
+                x = float(data[e])
+                dot = float(sgd_lane_dot(w, other[indices[e]], acc))
+                if beta == 2:
+                    if observed:
+                        pred = dot
+                        if biased:
+                            pred = mu + float(bias[r]) + float(other_bias[indices[e]]) + dot
+                        total += 0.5 * (x - pred) * (x - pred)
+                    else:
+                        total += x * x - 2.0 * x * dot
+                else:
+                    total += nmf_kl_entry(x, dot) + (dot if observed else 0.0)
+        partial[c] = total
+
+
+def _data_term(indptr, indices, data, factors, other, bias, other_bias, mu, beta, observed,
+               biased, n_threads) -> float:
+    partial = np.zeros(max(1, (factors.shape[0] + ROW_CHUNK - 1) // ROW_CHUNK))
+    with thread_limit(n_threads):
+        _loss_rows(indptr, indices, data, factors, other, bias, other_bias, float(mu), beta,
+                   observed, biased, partial)
+    return float(np.sum(partial))  # chunk order: independent of the thread count
+
+
+def nmf_update_full(indptr, indices, data, factors, other, beta_loss, l1_reg, l2_reg,
+                    n_threads=1) -> None:
+    """See ``fastrec.backends._contract.NMF_UPDATE_FULL_DOC``."""
+    if factors.shape[0] == 0:
+        return
+    cast = factors.dtype.type
+    # Always 2-D for one compiled signature: the Gram matrix [k, k], or column sums as [1, k].
+    stats = _stats(other, beta_loss, n_threads).reshape(-1, factors.shape[1])
+    with thread_limit(n_threads):
+        _full(indptr, indices, data, factors, other, stats, int(beta_loss), cast(l1_reg),
+              cast(l2_reg), cast(NMF_EPSILON))
+
+
+def nmf_update_observed(indptr, indices, data, factors, other, bias, other_bias, global_mean,
+                        beta_loss, l1_reg, l2_reg, reg_bias, biased, n_threads=1) -> None:
+    """See ``fastrec.backends._contract.NMF_UPDATE_OBSERVED_DOC``."""
+    if factors.shape[0] == 0:
+        return
+    cast = factors.dtype.type
+    max_row = max(1, int(np.max(np.diff(indptr))))
+    with thread_limit(n_threads):
+        _observed(indptr, indices, data, factors, other, bias, other_bias, cast(global_mean),
+                  int(beta_loss), cast(l1_reg), cast(l2_reg), cast(reg_bias), bool(biased),
+                  cast(NMF_EPSILON), max_row)
+
+
+def nmf_loss_full(indptr, indices, data, factors, other, beta_loss, n_threads=1) -> float:
+    """See ``fastrec.backends._contract.NMF_LOSS_FULL_DOC``."""
+    empty = np.zeros(0, factors.dtype)
+    total = _data_term(indptr, indices, data, factors, other, empty, empty, 0.0, int(beta_loss),
+                       False, False, n_threads)
+    a = _stats(factors, beta_loss, n_threads).astype(np.float64)
+    b = _stats(other, beta_loss, n_threads).astype(np.float64)
+    if beta_loss == 2:
+        return 0.5 * (total + float(np.sum(a * b)))
+    return total + float(np.dot(a, b))
+
+
+def nmf_loss_observed(indptr, indices, data, factors, other, bias, other_bias, global_mean,
+                      beta_loss, biased, n_threads=1) -> float:
+    """See ``fastrec.backends._contract.NMF_LOSS_OBSERVED_DOC``."""
+    return _data_term(indptr, indices, data, factors, other, bias, other_bias, global_mean,
+                      int(beta_loss), True, bool(biased), n_threads)

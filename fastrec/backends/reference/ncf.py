@@ -1,0 +1,181 @@
+"""Reference NCF passes: whole-batch numpy matrices and textbook backpropagation.
+
+Layouts (embeddings, ``layers``, the flat ``dense`` vector, the block-major ``cache``) are those
+of ``fastrec.backends._contract.NCF_LAYOUT_DOC``. The epoch composes the reference kernels batch
+by batch in Python: slow, but plain, and it draws the same negatives as the compiled kernels
+(same counter-based RNG, vectorised).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastrec.backends.reference import optim
+from fastrec.backends.reference.rng import rng_at, rng_below, rng_key
+
+LOSS_BCE, LOSS_SQUARED = 0, 1
+OPT_ADAM, OPT_ADAGRAD, OPT_SGD = 0, 1, 2
+NCF_NEGATIVE_TRIES = 64
+
+
+def dense_views(dense: np.ndarray, layers: np.ndarray, n_gmf: int):
+    """Views into the flat dense vector: ([(W_l, b_l), ...], h, b_out)."""
+    out, off = [], 0
+    for fan_in, fan_out in zip(layers[:-1], layers[1:], strict=True):
+        w = dense[off:off + fan_in * fan_out].reshape(fan_in, fan_out)
+        off += fan_in * fan_out
+        out.append((w, dense[off:off + fan_out]))
+        off += fan_out
+    last = int(layers[-1]) if len(layers) else 0
+    h = dense[off:off + n_gmf + last]
+    return out, h, dense[off + n_gmf + last:off + n_gmf + last + 1]
+
+
+def cache_blocks(cache: np.ndarray, batch: int, layers: np.ndarray, n_gmf: int):
+    """[gmf (B x n_gmf), mlp_0 (B x layers[0]), ..., mlp_L]: views into the flat cache."""
+    blocks, off = [], 0
+    for width in (n_gmf, *(int(w) for w in layers)):
+        blocks.append(cache[off:off + batch * width].reshape(batch, width))
+        off += batch * width
+    return blocks
+
+
+def ncf_forward(users, items, user_emb, item_emb, dense, layers, n_gmf, cache, logits,
+                n_threads=1):
+    """See ``fastrec.backends._contract.NCF_FORWARD_DOC``."""
+    batch = users.shape[0]
+    blocks = cache_blocks(cache, batch, layers, n_gmf)
+    weights, h, b_out = dense_views(dense, layers, n_gmf)
+    pu, qi = user_emb[users], item_emb[items]
+    blocks[0][...] = pu[:, :n_gmf] * qi[:, :n_gmf]
+    z = blocks[0] @ h[:n_gmf] + b_out[0]
+    if len(layers):
+        blocks[1][...] = np.hstack([pu[:, n_gmf:], qi[:, n_gmf:]])
+        for (w, b), x, y in zip(weights, blocks[1:-1], blocks[2:], strict=True):
+            y[...] = np.maximum(x @ w + b, 0)
+        z = z + blocks[-1] @ h[n_gmf:]
+    logits[...] = z
+
+
+def loss_and_grad(logits, targets, loss):
+    """Per-sample loss (float64) and d loss / d logit."""
+    z, y = logits.astype(np.float64), targets.astype(np.float64)
+    if loss == LOSS_BCE:
+        value = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+        return value, 1.0 / (1.0 + np.exp(-z)) - y
+    if loss == LOSS_SQUARED:
+        return (z - y) ** 2, 2.0 * (z - y)
+    raise ValueError(f"unknown loss code {loss}")
+
+
+def ncf_backward(users, items, targets, user_emb, item_emb, dense, layers, n_gmf, cache, logits,
+                 loss, dense_grad, user_grads, item_grads, n_threads=1) -> float:
+    """See ``fastrec.backends._contract.NCF_BACKWARD_DOC``."""
+    dtype = dense.dtype
+    batch = users.shape[0]
+    blocks = cache_blocks(cache, batch, layers, n_gmf)
+    weights, h, _ = dense_views(dense, layers, n_gmf)
+    g_weights, g_h, g_b_out = dense_views(dense_grad, layers, n_gmf)
+    values, dz = loss_and_grad(logits, targets, loss)
+    dz = (dz / max(batch, 1)).astype(dtype)
+    g_b_out[...] = dz.sum()
+    g_h[:n_gmf] = dz @ blocks[0]
+    pu, qi = user_emb[users], item_emb[items]
+    d_gmf = dz[:, None] * h[None, :n_gmf]
+    user_grads[:, :n_gmf] = d_gmf * qi[:, :n_gmf]
+    item_grads[:, :n_gmf] = d_gmf * pu[:, :n_gmf]
+    if len(layers):
+        g_h[n_gmf:] = dz @ blocks[-1]
+        delta = dz[:, None] * h[None, n_gmf:]
+        for layer in range(len(weights) - 1, -1, -1):
+            w, _ = weights[layer]
+            delta = delta * (blocks[layer + 2] > 0)
+            g_weights[layer][0][...] = blocks[layer + 1].T @ delta
+            g_weights[layer][1][...] = delta.sum(axis=0)
+            delta = delta @ w.T
+        n_mlp = int(layers[0]) // 2
+        user_grads[:, n_gmf:] = delta[:, :n_mlp]
+        item_grads[:, n_gmf:] = delta[:, n_mlp:]
+    return float(values.sum())
+
+
+def draw_negatives(pos_users, seen_indptr, seen_indices, n_items, n_negatives, seed, epoch,
+                   positives=None):
+    """The negatives of the given positives: int64[len(positives), n_negatives] (uniform items
+    the user has not seen, drawn with the counter RNG; after NCF_NEGATIVE_TRIES rejections the
+    last draw is kept). ``positives`` are positive indices (default all)."""
+    p = np.arange(pos_users.shape[0]) if positives is None else np.asarray(positives)
+    users = pos_users[p].astype(np.int64)
+    key = rng_key(seed, epoch)
+    slot = p[:, None].astype(np.uint64) * np.uint64(n_negatives) + np.arange(
+        n_negatives, dtype=np.uint64)[None, :]
+    chosen = np.zeros(slot.shape, np.int64)
+    pending = np.ones(slot.shape, bool)
+    user_of = np.broadcast_to(users[:, None], slot.shape)
+    seen_keys = (np.repeat(np.arange(seen_indptr.shape[0] - 1), np.diff(seen_indptr)) * n_items
+                 + seen_indices)
+    for attempt in range(NCF_NEGATIVE_TRIES):
+        idx = np.nonzero(pending)
+        draws = rng_below(rng_at(key, slot[idx] * np.uint64(NCF_NEGATIVE_TRIES)
+                                 + np.uint64(attempt)), n_items).astype(np.int64)
+        chosen[idx] = draws
+        keys = user_of[idx] * n_items + draws
+        pos = np.minimum(np.searchsorted(seen_keys, keys), max(seen_keys.shape[0] - 1, 0))
+        rejected = seen_keys[pos] == keys if seen_keys.shape[0] else np.zeros(keys.shape, bool)
+        pending[idx] = rejected
+        if not pending.any():
+            break
+    return chosen
+
+
+def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices, order,
+                    n_negatives, seed, epoch, user_emb, item_emb, dense, layers, n_gmf, loss,
+                    optimizer, lr, beta1, beta2, eps, step, dense_state1, dense_state2,
+                    user_state1, user_state2, item_state1, item_state2, batch_size,
+                    n_threads=1) -> float:
+    """See ``fastrec.backends._contract.NCF_TRAIN_EPOCH_DOC``."""
+    dtype = dense.dtype
+    group = n_negatives + 1
+    total = 0.0
+    width = n_gmf + int(np.sum(layers))
+    for b, start in enumerate(range(0, order.shape[0], batch_size)):
+        slots = order[start:start + batch_size]
+        p, j = slots // group, slots % group
+        users = pos_users[p]
+        items = pos_items[p].astype(np.int64)
+        targets = pos_targets[p].astype(dtype)
+        neg = j > 0
+        if neg.any():
+            drawn = draw_negatives(pos_users, seen_indptr, seen_indices, item_emb.shape[0],
+                                   n_negatives, seed, epoch, p[neg])
+            items[neg] = drawn[np.arange(drawn.shape[0]), j[neg] - 1]
+            targets[neg] = 0
+        items = items.astype(pos_items.dtype)
+        n = users.shape[0]
+        cache = np.zeros(n * width, dtype)
+        logits = np.zeros(n, dtype)
+        ncf_forward(users, items, user_emb, item_emb, dense, layers, n_gmf, cache, logits)
+        dense_grad = np.zeros_like(dense)
+        user_grads = np.zeros((n, user_emb.shape[1]), dtype)
+        item_grads = np.zeros((n, item_emb.shape[1]), dtype)
+        total += ncf_backward(users, items, targets, user_emb, item_emb, dense, layers, n_gmf,
+                              cache, logits, loss, dense_grad, user_grads, item_grads)
+        t = step + b + 1
+        if optimizer == OPT_ADAM:
+            optim.adam_step(dense, dense_grad, dense_state1, dense_state2, t, lr, beta1, beta2,
+                            eps)
+            optim.sparse_adam_step(user_emb, users, user_grads, user_state1, user_state2, t, lr,
+                                   beta1, beta2, eps)
+            optim.sparse_adam_step(item_emb, items, item_grads, item_state1, item_state2, t, lr,
+                                   beta1, beta2, eps)
+        elif optimizer == OPT_ADAGRAD:
+            dense_state1 += dense_grad * dense_grad
+            dense -= dtype.type(lr) * dense_grad / (np.sqrt(dense_state1) + dtype.type(eps))
+            optim.sparse_adagrad_step(user_emb, users, user_grads, user_state1, lr, eps)
+            optim.sparse_adagrad_step(item_emb, items, item_grads, item_state1, lr, eps)
+        else:
+            dense -= dtype.type(lr) * dense_grad
+            for table, rows, grads in ((user_emb, users, user_grads),
+                                       (item_emb, items, item_grads)):
+                np.subtract.at(table, rows, dtype.type(lr) * grads)
+    return total

@@ -1,0 +1,531 @@
+"""Neural collaborative filtering (He et al., WWW 2017): GMF, MLP and NeuMF.
+
+One network family behind three estimators: GMF scores ``h . (p_u * q_i)``, MLP feeds the
+concatenated user and item embeddings through a ReLU tower, NeuMF fuses both in one output layer.
+Training is implicit feedback by default (every observed pair is a positive, ``n_negatives``
+uniform unseen items per positive are drawn afresh each epoch, binary cross-entropy), or explicit
+ratings with ``loss="squared"``. A whole epoch is one kernel call (``ncf_train_epoch``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+from fastrec import io
+from fastrec._algorithms.ncf import (
+    LOSSES,
+    OPTIMIZERS,
+    OptimizerState,
+    cache_size,
+    check_layers,
+    dense_size,
+    epoch_order,
+    init_params,
+)
+from fastrec._algorithms.training import DivergenceError, EarlyStopping, progress, snapshot
+from fastrec.backends._contract import check_ncf_net
+from fastrec.data.interactions import Interactions
+from fastrec.models._base import (
+    Estimator,
+    NotFittedError,
+    _missing_id,
+    _top_n,
+    check_dtype,
+    check_positive,
+    seen_matrix,
+)
+
+log = logging.getLogger("fastrec")
+
+_KERNELS = ("ncf_forward", "ncf_train_epoch")
+_SCORE_BATCH = 1 << 17  # pairs per forward call when scoring: bounds the activation cache
+
+
+class _NCF(Estimator):
+    """Shared estimator machinery; the subclasses only fix which parts the network has."""
+
+    _HAS_GMF = True
+    _HAS_MLP = True
+
+    def __init__(self, n_factors: int = 8, layers=(64, 32, 16, 8), n_epochs: int = 20,
+                 batch_size: int = 256, learning_rate: float = 0.001, n_negatives: int = 4,
+                 loss: str = "bce", optimizer: str = "adam", beta1: float = 0.9,
+                 beta2: float = 0.999, eps: float = 1e-8, init_std: float = 0.01,
+                 pretrain_alpha: float = 0.5, dtype="float32", backend: str = "auto",
+                 n_threads: int | None = None, random_state: int | None = None,
+                 early_stopping: bool = False, n_iter_no_change: int = 3, tol: float = 1e-4,
+                 eval_k: int = 10, n_eval_negatives: int = 99, verbose: bool = False):
+        self.n_factors = n_factors
+        self.layers = layers
+        self.n_epochs = n_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.n_negatives = n_negatives
+        self.loss = loss
+        self.optimizer = optimizer
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+        self.init_std = init_std
+        self.pretrain_alpha = pretrain_alpha
+        self.dtype = dtype
+        self.backend = backend
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.early_stopping = early_stopping
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.eval_k = eval_k
+        self.n_eval_negatives = n_eval_negatives
+        self.verbose = verbose
+
+    # -- parameters -------------------------------------------------------------------------
+    def _architecture(self) -> tuple[int, np.ndarray]:
+        n_gmf = 0
+        if self._HAS_GMF:
+            check_positive("n_factors", self.n_factors, integer=True)
+            n_gmf = int(self.n_factors)
+        layers = check_layers(self.layers if self._HAS_MLP else (), n_gmf)
+        if self._HAS_MLP and layers.size == 0:
+            raise ValueError("layers must list at least the MLP input width, e.g. (64, 32, 16, 8)")
+        return n_gmf, layers
+
+    def _validate_params(self) -> np.dtype:
+        self._architecture()
+        check_positive("n_epochs", self.n_epochs, integer=True)
+        check_positive("batch_size", self.batch_size, integer=True)
+        check_positive("learning_rate", self.learning_rate)
+        check_positive("n_negatives", self.n_negatives, integer=True, allow_zero=True)
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {self.loss!r}")
+        if self.loss == "bce" and self.n_negatives == 0:
+            raise ValueError("n_negatives=0 with loss='bce': implicit feedback has only "
+                             "positives, so the model needs sampled negatives (n_negatives >= 1)")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {tuple(OPTIMIZERS)}, got "
+                             f"{self.optimizer!r}")
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        check_positive("eps", self.eps, allow_zero=True)
+        check_positive("init_std", self.init_std)
+        alpha = getattr(self, "pretrain_alpha", 0.5)  # GMF and MLP have no fusion layer
+        if not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+            raise ValueError(f"pretrain_alpha must be in [0, 1], got {alpha!r}")
+        check_positive("n_iter_no_change", self.n_iter_no_change, integer=True)
+        check_positive("tol", self.tol, allow_zero=True)
+        check_positive("eval_k", self.eval_k, integer=True)
+        check_positive("n_eval_negatives", self.n_eval_negatives, integer=True)
+        return check_dtype(self.dtype)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "dense_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit first")
+
+    # -- training ---------------------------------------------------------------------------
+    def fit(self, X, validation_data=None, **init_from):
+        """Fit on interactions.
+
+        X : scipy.sparse matrix [n_users, n_items] (stored entries are interactions), a
+            ``(user_ids, item_ids[, values])`` tuple, a pandas DataFrame or an
+            :class:`~fastrec.data.Interactions`. With ``loss="bce"`` every stored pair is a
+            positive (values ignored); with ``loss="squared"`` the values are the targets.
+        validation_data : held-out pairs of the same kinds (e.g. from
+            :func:`fastrec.evaluation.leave_last_out`), scored each epoch with the NCF protocol
+            (HR@eval_k among n_eval_negatives sampled items) for BCE, RMSE for squared loss;
+            needed by ``early_stopping`` (the best epoch's weights are kept).
+        Returns self.
+        """
+        start = time.perf_counter()
+        dtype = self._validate_params()
+        n_gmf, layers = self._architecture()
+        data = Interactions.from_any(X, dtype=dtype)
+        backend = self._resolve_backend(_KERNELS)
+        n_threads = self._n_threads()
+        rng = np.random.default_rng(self.random_state)
+
+        self.n_users_, self.n_items_ = data.shape
+        self.user_ids_, self.item_ids_ = data.user_ids, data.item_ids
+        self.layers_, self.n_gmf_ = layers, n_gmf
+        self.user_embeddings_, self.item_embeddings_, self.dense_ = init_params(
+            data.n_users, data.n_items, n_gmf, layers, dtype, rng, self.init_std)
+        self._init_from(**init_from)
+        check_ncf_net(self.user_embeddings_, self.item_embeddings_, self.dense_, layers, n_gmf)
+        self.seen_ = seen_matrix(data)
+        self.seen_.sort_indices()
+        validation = self._validation(validation_data, data, dtype)
+        if self.early_stopping and validation is None:
+            raise ValueError("early_stopping=True needs validation_data")
+
+        index_dtype = data.users.dtype
+        pos_users = np.ascontiguousarray(data.users)
+        pos_items = np.ascontiguousarray(data.items.astype(index_dtype))
+        targets = (np.ones(data.nnz, dtype) if self.loss == "bce"
+                   else np.ascontiguousarray(data.values, dtype=dtype))
+        indptr = self.seen_.indptr.astype(np.int64)
+        indices = self.seen_.indices.astype(index_dtype)
+        seed = int(rng.integers(0, 2**63))
+        opt = OPTIMIZERS[self.optimizer]
+        state = OptimizerState.zeros(self.user_embeddings_, self.item_embeddings_, self.dense_,
+                                     0.1 if self.optimizer == "adagrad" else 0.0)
+        params = {"user_embeddings_": self.user_embeddings_,
+                  "item_embeddings_": self.item_embeddings_, "dense_": self.dense_}
+        eps = self.eps if self.optimizer == "adam" else max(self.eps, 1e-10)
+        n_neg = int(self.n_negatives)
+        self.loss_curve_, self.validation_curve_ = [], []
+        self.backend_ = backend.name
+        stopper = EarlyStopping(int(self.n_iter_no_change), float(self.tol))
+        best = None
+        name = type(self).__name__
+        with progress(self.n_epochs, self.verbose, f"{name}[{backend.name}]") as bar:
+            for epoch in range(int(self.n_epochs)):
+                order = epoch_order(data.nnz, n_neg, rng)
+                good = snapshot(params)
+                total = backend.ncf_train_epoch(
+                    pos_users, pos_items, targets, indptr, indices, order, n_neg, seed, epoch,
+                    self.user_embeddings_, self.item_embeddings_, self.dense_, layers, n_gmf,
+                    LOSSES[self.loss], opt, self.learning_rate, self.beta1, self.beta2, eps,
+                    state.step, state.dense1, state.dense2, state.user1, state.user2,
+                    state.item1, state.item2, int(self.batch_size), n_threads)
+                state.step += -(-order.shape[0] // int(self.batch_size))
+                mean_loss = total / order.shape[0]
+                if not math.isfinite(mean_loss) or not all(np.isfinite(p).all()
+                                                           for p in params.values()):
+                    for key, value in good.items():
+                        params[key][...] = value
+                    self.n_epochs_ = epoch
+                    self.fit_time_ = time.perf_counter() - start
+                    raise DivergenceError(
+                        f"{name} diverged in epoch {epoch + 1} (mean loss {mean_loss:.3g}): "
+                        f"learning_rate={self.learning_rate} is too large for this data; lower "
+                        f"it. The model keeps the weights from before that epoch.")
+                self.loss_curve_.append(mean_loss)
+                message = f"loss {mean_loss:.4f}"
+                if validation is not None:
+                    value, lower_is_better, label = self._validation_score(validation)
+                    self.validation_curve_.append(value)
+                    message += f", validation {label} {value:.4f}"
+                    if self.early_stopping:
+                        improved, stop = stopper.update(value if lower_is_better else -value,
+                                                        epoch)
+                        if improved:
+                            best = snapshot(params)
+                        if stop:
+                            log.info("early stop after epoch %d (best %d)", epoch + 1,
+                                     stopper.best_epoch + 1)
+                            bar.update(1)
+                            break
+                if self.verbose:
+                    log.info("epoch %d: %s", epoch + 1, message)
+                bar.set_postfix_str(message)
+                bar.update(1)
+        if best is not None:
+            for key, value in best.items():
+                params[key][...] = value
+        self.n_epochs_ = len(self.loss_curve_)
+        self.fit_time_ = time.perf_counter() - start
+        return self
+
+    def _init_from(self, **models) -> None:
+        if models:
+            raise TypeError(f"{type(self).__name__}.fit got unexpected arguments "
+                            f"{sorted(models)}; only NeuMF takes pretrained models")
+
+    def _validation(self, validation_data, train: Interactions, dtype):
+        if validation_data is None:
+            return None
+        if isinstance(validation_data, Interactions):
+            if validation_data.shape != train.shape:
+                raise ValueError(f"validation data has shape {validation_data.shape}, the "
+                                 f"training data {train.shape}")
+            val = validation_data
+        elif sp.issparse(validation_data):
+            val = Interactions.from_sparse(validation_data, dtype)
+            if val.shape != train.shape:
+                raise ValueError(f"validation matrix has shape {val.shape}, the training "
+                                 f"data {train.shape}")
+        else:
+            val = Interactions.from_any(validation_data, dtype=dtype, user_ids=train.user_ids,
+                                        item_ids=train.item_ids)
+        if self.loss == "squared":
+            return val
+        from fastrec.evaluation import SampledRanking
+
+        return SampledRanking.build(train, val, int(self.n_eval_negatives),
+                                    seed=0 if self.random_state is None else self.random_state)
+
+    def _validation_score(self, validation) -> tuple[float, bool, str]:
+        if self.loss == "squared":
+            pred = self._predict_indices(validation.users, validation.items)
+            rmse = float(np.sqrt(np.mean((pred.astype(np.float64) - validation.values) ** 2)))
+            return rmse, True, "RMSE"
+        from fastrec.evaluation import evaluate_sampled
+
+        k = int(self.eval_k)
+        return evaluate_sampled(self, validation, k)[f"hr@{k}"], False, f"HR@{k}"
+
+    # -- scoring ----------------------------------------------------------------------------
+    def _logits(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        backend = self._resolve_backend(("ncf_forward",))
+        n_threads = self._n_threads()
+        index_dtype = np.int32 if max(self.n_users_, self.n_items_) < 2**31 - 1 else np.int64
+        users = np.ascontiguousarray(users, dtype=index_dtype)
+        items = np.ascontiguousarray(items, dtype=index_dtype)
+        out = np.empty(users.shape[0], self.dense_.dtype)
+        for start in range(0, users.shape[0], _SCORE_BATCH):
+            u, i = users[start:start + _SCORE_BATCH], items[start:start + _SCORE_BATCH]
+            cache = np.empty(cache_size(u.shape[0], self.layers_, self.n_gmf_), self.dense_.dtype)
+            backend.ncf_forward(u, i, self.user_embeddings_, self.item_embeddings_, self.dense_,
+                                self.layers_, self.n_gmf_, cache, out[start:start + u.shape[0]],
+                                n_threads)
+        return out
+
+    def _predict_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Scores of index pairs: probabilities (BCE) or predicted ratings (squared loss)."""
+        z = self._logits(users, items)
+        if self.loss == "bce":
+            return (1.0 / (1.0 + np.exp(-z.astype(np.float64)))).astype(z.dtype)
+        return z
+
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        """Scores of every item for each user index: T[len(users), n_items]."""
+        users = np.asarray(users, np.int64)
+        u = np.repeat(users, self.n_items_)
+        i = np.tile(np.arange(self.n_items_), users.shape[0])
+        return self._predict_indices(u, i).reshape(users.shape[0], self.n_items_)
+
+    def _ids(self) -> Interactions:
+        empty = np.empty(0, np.int64)
+        return Interactions(empty, empty, np.empty(0), self.user_ids_, self.item_ids_)
+
+    def predict(self, users, items) -> np.ndarray:
+        """Scores of the pairs ``(users[j], items[j])`` (original ids): the probability of an
+        interaction (loss="bce") or the predicted rating (loss="squared"), float[n]."""
+        self._check_fitted()
+        users, items = np.atleast_1d(users), np.atleast_1d(items)
+        if users.shape != items.shape:
+            raise ValueError(f"users and items must have the same length, got {users.shape} and "
+                             f"{items.shape}")
+        ids = self._ids()
+        return self._predict_indices(ids.user_index(users), ids.item_index(items))
+
+    def recommend(self, users, n: int = 10, filter_seen: bool = True, items=None):
+        """Top-``n`` items for each user (original ids), best first.
+
+        Returns ``(item_ids [len(users), n], scores [len(users), n])``; rows with fewer than
+        ``n`` eligible items are padded with id -1 and score -inf. ``items`` restricts the
+        candidates. Scores a few users at a time (memory ~ 2^17 pairs of activations).
+        """
+        self._check_fitted()
+        check_positive("n", n, integer=True)
+        ids = self._ids()
+        u = ids.user_index(np.atleast_1d(users))
+        candidates = None if items is None else ids.item_index(np.atleast_1d(items))
+        n_out = min(n, self.n_items_ if candidates is None else candidates.shape[0])
+        top = np.full((u.shape[0], n), -1, dtype=np.int64)
+        scores = np.full((u.shape[0], n), -np.inf, dtype=self.dense_.dtype)
+        chunk = max(1, _SCORE_BATCH // self.n_items_)
+        for start in range(0, u.shape[0], chunk):
+            rows_u = u[start:start + chunk]
+            s = self._score_users(rows_u)
+            if filter_seen:
+                rows = self.seen_[rows_u]
+                s[np.repeat(np.arange(rows_u.shape[0]), np.diff(rows.indptr)),
+                  rows.indices] = -np.inf
+            if candidates is not None:
+                s = s[:, candidates]
+            best = _top_n(s, n_out)
+            best_scores = np.take_along_axis(s, best, axis=1)
+            if candidates is not None:
+                best = candidates[best]
+            top[start:start + rows_u.shape[0], :n_out] = np.where(np.isneginf(best_scores), -1,
+                                                                  best)
+            scores[start:start + rows_u.shape[0], :n_out] = best_scores
+        item_ids = np.where(top >= 0, self.item_ids_[np.maximum(top, 0)],
+                            _missing_id(self.item_ids_))
+        return item_ids, scores
+
+    # -- files ------------------------------------------------------------------------------
+    _ARRAYS = ("user_embeddings_", "item_embeddings_", "dense_", "layers_", "user_ids_",
+               "item_ids_")
+
+    def save(self, path):
+        """Write the fitted model as an npz archive (no pickle). Returns the path written."""
+        self._check_fitted()
+        arrays = {name: getattr(self, name) for name in self._ARRAYS}
+        arrays["n_gmf_"] = np.array(self.n_gmf_)
+        arrays["seen_indptr"], arrays["seen_indices"] = self.seen_.indptr, self.seen_.indices
+        params = self.get_params()
+        if "layers" in params:
+            params["layers"] = [int(w) for w in np.atleast_1d(params["layers"])]
+        params["dtype"] = np.dtype(params["dtype"]).name
+        return io.save_arrays(path, type(self).__name__, params, arrays)
+
+    @classmethod
+    def load(cls, path):
+        """Read a model written by :meth:`save`; refuses files that are not fastrec models."""
+        _, params, arrays = io.load_arrays(path, expected_class=cls.__name__)
+        model = cls(**{k: v for k, v in params.items() if k in cls._param_names()})
+        missing = [n for n in (*cls._ARRAYS, "n_gmf_", "seen_indptr", "seen_indices")
+                   if n not in arrays]
+        if missing:
+            raise io.ModelFileError(f"{path} lacks arrays {missing}")
+        for name in cls._ARRAYS:
+            setattr(model, name, arrays[name])
+        model.n_gmf_ = int(arrays["n_gmf_"])
+        model.n_users_, model.n_items_ = model.user_ids_.shape[0], model.item_ids_.shape[0]
+        try:
+            check_ncf_net(model.user_embeddings_, model.item_embeddings_, model.dense_,
+                          model.layers_, model.n_gmf_)
+        except ValueError as exc:
+            raise io.ModelFileError(f"{path} is inconsistent: {exc}") from exc
+        if model.user_embeddings_.shape[0] != model.n_users_ or (
+                model.item_embeddings_.shape[0] != model.n_items_):
+            raise io.ModelFileError(f"{path} is inconsistent: embedding rows do not match ids")
+        indices = arrays["seen_indices"]
+        model.seen_ = sp.csr_matrix((np.ones(indices.shape[0], np.int8), indices,
+                                     arrays["seen_indptr"]),
+                                    shape=(model.n_users_, model.n_items_))
+        return model
+
+
+class GMF(_NCF):
+    """Generalised matrix factorisation: ``sigmoid(h . (p_u * q_i) + b)``, ``n_factors`` wide.
+
+    Parameters are those of :class:`NeuMF` (``layers`` is ignored). Fitted attributes:
+    ``user_embeddings_`` T[n_users, n_factors], ``item_embeddings_`` T[n_items, n_factors],
+    ``dense_`` T[n_factors + 1] (output weights then bias), ``layers_`` (empty), ``n_gmf_``,
+    ``user_ids_``, ``item_ids_``, ``n_users_``, ``n_items_``, ``seen_``, ``loss_curve_`` (mean
+    loss per epoch), ``validation_curve_``, ``n_epochs_``, ``backend_``, ``fit_time_``.
+    """
+
+    _HAS_MLP = False
+
+    def __init__(self, n_factors: int = 8, n_epochs: int = 20, batch_size: int = 256,
+                 learning_rate: float = 0.001, n_negatives: int = 4, loss: str = "bce",
+                 optimizer: str = "adam", beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, init_std: float = 0.01, dtype="float32",
+                 backend: str = "auto", n_threads: int | None = None,
+                 random_state: int | None = None, early_stopping: bool = False,
+                 n_iter_no_change: int = 3, tol: float = 1e-4, eval_k: int = 10,
+                 n_eval_negatives: int = 99, verbose: bool = False):
+        super().__init__(n_factors=n_factors, layers=(), n_epochs=n_epochs,
+                         batch_size=batch_size, learning_rate=learning_rate,
+                         n_negatives=n_negatives, loss=loss, optimizer=optimizer, beta1=beta1,
+                         beta2=beta2, eps=eps, init_std=init_std, dtype=dtype, backend=backend,
+                         n_threads=n_threads, random_state=random_state,
+                         early_stopping=early_stopping, n_iter_no_change=n_iter_no_change,
+                         tol=tol, eval_k=eval_k, n_eval_negatives=n_eval_negatives,
+                         verbose=verbose)
+        del self.layers, self.pretrain_alpha
+
+
+class MLP(_NCF):
+    """NCF's MLP: ``[p_u ; q_i]`` through ReLU layers ``layers[1:]``, then a logistic output.
+
+    ``layers[0]`` is the concatenated embedding width (each embedding is ``layers[0] / 2``);
+    the paper's default tower is (64, 32, 16, 8). Other parameters as :class:`NeuMF`
+    (``n_factors`` is ignored). Fitted attributes as :class:`GMF`, with ``dense_`` holding the
+    hidden layers (W row-major [in, out], then b, per layer) before the output layer.
+    """
+
+    _HAS_GMF = False
+
+    def __init__(self, layers=(64, 32, 16, 8), n_epochs: int = 20, batch_size: int = 256,
+                 learning_rate: float = 0.001, n_negatives: int = 4, loss: str = "bce",
+                 optimizer: str = "adam", beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, init_std: float = 0.01, dtype="float32",
+                 backend: str = "auto", n_threads: int | None = None,
+                 random_state: int | None = None, early_stopping: bool = False,
+                 n_iter_no_change: int = 3, tol: float = 1e-4, eval_k: int = 10,
+                 n_eval_negatives: int = 99, verbose: bool = False):
+        super().__init__(n_factors=0, layers=layers, n_epochs=n_epochs, batch_size=batch_size,
+                         learning_rate=learning_rate, n_negatives=n_negatives, loss=loss,
+                         optimizer=optimizer, beta1=beta1, beta2=beta2, eps=eps,
+                         init_std=init_std, dtype=dtype, backend=backend, n_threads=n_threads,
+                         random_state=random_state, early_stopping=early_stopping,
+                         n_iter_no_change=n_iter_no_change, tol=tol, eval_k=eval_k,
+                         n_eval_negatives=n_eval_negatives, verbose=verbose)
+        del self.n_factors, self.pretrain_alpha
+
+
+class NeuMF(_NCF):
+    """Neural matrix factorisation: GMF and MLP branches fused by one logistic output layer.
+
+    Parameters
+    ----------
+    n_factors : int, GMF embedding width (the paper's "predictive factors").
+    layers : MLP widths; layers[0] = 2 x the MLP embedding width (default (64, 32, 16, 8)).
+    n_epochs, batch_size, learning_rate : training schedule (NCF defaults: 20, 256, 0.001).
+    n_negatives : sampled negatives per positive per epoch (0 only with loss="squared").
+    loss : "bce" (implicit feedback, default) or "squared" (explicit ratings as targets; sampled
+        negatives, if any, get target 0: set n_negatives=0 to fit the ratings alone).
+    optimizer : "adam" (dense Adam, lazy Adam on embedding rows), "adagrad" or "sgd".
+    beta1, beta2, eps : Adam's constants (eps is Adagrad's too).
+    init_std : embeddings start N(0, init_std); hidden layers Glorot, output LeCun uniform.
+    pretrain_alpha : weight of the GMF output layer when fusing pretrained models (1 - alpha
+        for the MLP's), as in the paper.
+    dtype : float32 (default) or float64.
+    backend : "auto", "cython", "numba" or "numpy" (reference, slow).
+    n_threads : int or None (all usable cores). Results do not depend on it.
+    random_state : int or None; the same seed gives the same model on a given backend.
+    early_stopping, n_iter_no_change, tol : stop when the validation metric (HR@eval_k among
+        n_eval_negatives sampled items; RMSE for squared loss) stops improving; keep the best.
+    verbose : progress bar and per-epoch log lines.
+
+    ``fit(X, validation_data=None, gmf=None, mlp=None, mf=None)``: ``gmf``/``mlp`` are fitted
+    :class:`GMF`/:class:`MLP` models of matching shapes (the paper's pretraining); ``mf`` is a
+    fitted MF (or any model with ``user_factors_``/``item_factors_`` of ``n_factors`` columns,
+    e.g. an observed-mode NMF) whose factors initialise the GMF embeddings.
+    Fitted attributes as :class:`GMF`; embedding rows are ``[GMF part, MLP part]``.
+    """
+
+    def _init_from(self, gmf=None, mlp=None, mf=None, **others) -> None:
+        if others:
+            raise TypeError(f"NeuMF.fit got unexpected arguments {sorted(others)}")
+        if gmf is not None and mf is not None:
+            raise ValueError("pass gmf or mf, not both: both initialise the GMF embeddings")
+        g, layers = self.n_gmf_, self.layers_
+        alpha = float(self.pretrain_alpha)
+        out = dense_size(layers, g) - (g + int(layers[-1]) + 1)  # offset of the output layer
+        for name, model in (("gmf", gmf), ("mlp", mlp), ("mf", mf)):
+            if model is not None:
+                self._check_same_ids(name, model)
+        if gmf is not None:
+            if not isinstance(gmf, GMF) or gmf.n_gmf_ != g:
+                raise ValueError(f"gmf must be a fitted GMF with n_factors={g}")
+            self.user_embeddings_[:, :g] = gmf.user_embeddings_
+            self.item_embeddings_[:, :g] = gmf.item_embeddings_
+            self.dense_[out:out + g] = alpha * gmf.dense_[:g]
+        if mf is not None:
+            p, q = mf.user_factors_, mf.item_factors_
+            if p.shape[1] != g:
+                raise ValueError(f"mf has {p.shape[1]} factors; NeuMF's GMF part has {g}")
+            self.user_embeddings_[:, :g] = p
+            self.item_embeddings_[:, :g] = q
+            self.dense_[out:out + g] = 1.0  # the GMF branch starts as the MF dot product
+        if mlp is not None:
+            if not isinstance(mlp, MLP) or not np.array_equal(mlp.layers_, layers):
+                raise ValueError(f"mlp must be a fitted MLP with layers={layers.tolist()}")
+            self.user_embeddings_[:, g:] = mlp.user_embeddings_
+            self.item_embeddings_[:, g:] = mlp.item_embeddings_
+            self.dense_[:out] = mlp.dense_[:out]
+            self.dense_[out + g:-1] = (1.0 - alpha) * mlp.dense_[out:-1]
+        gmf_bias = gmf.dense_[-1] if gmf is not None else 0.0
+        mlp_bias = mlp.dense_[-1] if mlp is not None else 0.0
+        if gmf is not None or mlp is not None:
+            self.dense_[-1] = alpha * gmf_bias + (1.0 - alpha) * mlp_bias
+
+    def _check_same_ids(self, name, model) -> None:
+        if not hasattr(model, "user_ids_"):
+            raise ValueError(f"{name} is not fitted")
+        if not (np.array_equal(model.user_ids_, self.user_ids_)
+                and np.array_equal(model.item_ids_, self.item_ids_)):
+            raise ValueError(f"{name} was fitted on other users/items than this data; "
+                             f"pretrained models must share the id maps")

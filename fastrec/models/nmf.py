@@ -1,0 +1,336 @@
+"""Non-negative matrix factorisation by multiplicative updates (Lee & Seung), Frobenius or
+Kullback-Leibler, on every entry of X (scikit-learn's ``NMF(solver="mu")``) or on the observed
+entries only (ratings, as Surprise's ``NMF`` after Luo et al. 2014)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+from fastrec._algorithms.nmf_mu import (
+    CSRPair,
+    ObservedPenalty,
+    beta_from_loss,
+    nndsvd_init,
+    pad_columns,
+    padded_rank,
+    random_init,
+    run_full,
+    run_observed,
+)
+from fastrec.models._base import FactorModel, check_dtype, check_positive, seen_matrix
+
+log = logging.getLogger("fastrec")
+
+MODES = ("full", "observed")
+INITS = (None, "random", "nndsvd", "nndsvda", "custom")
+_KERNELS = {"full": ("nmf_update_full", "nmf_loss_full"),
+            "observed": ("nmf_update_observed", "nmf_loss_observed")}
+
+
+class NMF(FactorModel):
+    """X ~ W H with W, H >= 0, fitted by alternating multiplicative updates (W, then H).
+
+    Parameters (scikit-learn's names and meanings where they exist)
+    ----------
+    n_components : int or None, the rank k (None: min(n_samples, n_features)).
+    mode : "full" (every entry of X counts, absent ones are zeros; scikit-learn semantics) or
+        "observed" (only stored entries count: ratings; predictions for unseen pairs).
+    beta_loss : "frobenius" or "kullback-leibler".
+    init : None ("nndsvda" if k <= min(X.shape) else "random"), "random" (sqrt(mean/k)|N(0,1)|),
+        "nndsvd", "nndsvda" (NNDSVD, zeros filled with the mean of X), or "custom" (W and H given
+        to ``fit``/``fit_transform``).
+    max_iter : int; tol : float, stop when the relative drop of the error over 10 iterations,
+        measured against the initial error, is below ``tol`` (0 disables the test).
+    alpha_W, alpha_H ("same": alpha_W), l1_ratio : penalties. Full mode as scikit-learn:
+        W's L1/L2 terms are n_features * alpha_W * l1_ratio and n_features * alpha_W *
+        (1 - l1_ratio). Observed mode scales by each row's count of observations instead
+        (Surprise's reg_pu * |I_u|), so alpha_W=0.06 matches Surprise's reg_pu=0.06.
+    biased, reg_bias : observed Frobenius mode only: prediction mu + b_u + b_i + p_u . q_i, the
+        biases set to their exact regularised minimisers each iteration (penalty reg_bias n_u).
+    random_state : int or None; dtype : float32 (default) or float64.
+    backend : "auto", "cython", "numba", "numpy" (reference, dense: tiny data only).
+    n_threads : int or None (all usable cores); results do not depend on it.
+    verbose : bool, progress bar and the error at every iteration.
+
+    Fitted attributes: ``components_`` H [k, n_features], ``reconstruction_err_``
+    (sqrt(2 * objective), as scikit-learn), ``n_iter_``, ``n_components_``, ``loss_curve_``
+    (errors or observed objectives measured during the fit), ``backend_``, ``fit_time_`` and
+    the :class:`FactorModel` attributes (``user_factors_`` = W, ``item_factors_`` = H^T, biases,
+    id maps), so ``predict``, ``recommend``, ``similar_items``, ``save``/``load`` work.
+    """
+
+    _EXTRA_ARRAYS = ("components_", "rating_mean_")
+
+    def __init__(self, n_components: int | None = None, *, mode: str = "full",
+                 beta_loss: str = "frobenius", init: str | None = None, max_iter: int = 200,
+                 tol: float = 1e-4, alpha_W: float = 0.0, alpha_H="same", l1_ratio: float = 0.0,
+                 biased: bool = False, reg_bias: float = 0.02, random_state: int | None = None,
+                 dtype="float32", backend: str = "auto", n_threads: int | None = None,
+                 verbose: bool = False):
+        self.n_components = n_components
+        self.mode = mode
+        self.beta_loss = beta_loss
+        self.init = init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.alpha_W = alpha_W
+        self.alpha_H = alpha_H
+        self.l1_ratio = l1_ratio
+        self.biased = biased
+        self.reg_bias = reg_bias
+        self.random_state = random_state
+        self.dtype = dtype
+        self.backend = backend
+        self.n_threads = n_threads
+        self.verbose = verbose
+
+    # -- validation --------------------------------------------------------------------------
+    def _validate_params(self) -> tuple[np.dtype, int]:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        beta = beta_from_loss(self.beta_loss)
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.n_components is not None:
+            check_positive("n_components", self.n_components, integer=True)
+        check_positive("max_iter", self.max_iter, integer=True)
+        check_positive("tol", self.tol, allow_zero=True)
+        check_positive("alpha_W", self.alpha_W, allow_zero=True)
+        if self.alpha_H != "same":
+            check_positive("alpha_H", self.alpha_H, allow_zero=True)
+        check_positive("l1_ratio", self.l1_ratio, allow_zero=True)
+        if self.l1_ratio > 1:
+            raise ValueError(f"l1_ratio must be in [0, 1], got {self.l1_ratio}")
+        check_positive("reg_bias", self.reg_bias, allow_zero=True)
+        if self.biased and (self.mode != "observed" or beta != 2):
+            raise ValueError("biased=True needs mode='observed' and beta_loss='frobenius'")
+        return check_dtype(self.dtype), beta
+
+    def _alphas(self) -> tuple[float, float, float, float]:
+        """(l1_W, l2_W, l1_H, l2_H) before scaling by n_features / n_samples or row counts."""
+        alpha_h = self.alpha_W if self.alpha_H == "same" else self.alpha_H
+        r = float(self.l1_ratio)
+        return self.alpha_W * r, self.alpha_W * (1 - r), alpha_h * r, alpha_h * (1 - r)
+
+    def _n_components(self, shape) -> int:
+        k = min(shape) if self.n_components is None else int(self.n_components)
+        if k > min(shape):
+            raise ValueError(f"n_components={k} exceeds min(n_samples, n_features)="
+                             f"{min(shape)} of X with shape {shape}")
+        return k
+
+    # -- fitting -----------------------------------------------------------------------------
+    def fit(self, X, y=None, W=None, H=None):
+        """Fit the model to X and return self (see :meth:`fit_transform`)."""
+        self.fit_transform(X, W=W, H=H)
+        return self
+
+    def fit_transform(self, X, y=None, W=None, H=None) -> np.ndarray:
+        """Fit and return W [n_samples, k] (observed mode: the user factors).
+
+        X : full mode: scipy.sparse matrix or 2-D array [n_samples, n_features], >= 0.
+            Observed mode: anything :class:`fastrec.data.Interactions` accepts (sparse matrix
+            whose stored entries are ratings, ``(user_ids, item_ids, ratings)`` tuple,
+            DataFrame), ratings >= 0.
+        W, H : initial factors [n_samples, k] and [k, n_features] for ``init="custom"``.
+        """
+        start = time.perf_counter()
+        dtype, beta = self._validate_params()
+        backend = self._resolve_backend(_KERNELS[self.mode])
+        n_threads = self._n_threads()
+        rng = np.random.default_rng(self.random_state)
+        if self.mode == "full":
+            matrix = _check_full_input(X, dtype)
+            self.user_ids_, self.item_ids_ = np.arange(matrix.shape[0]), np.arange(matrix.shape[1])
+            self.global_mean_ = 0.0
+        else:
+            data = self._training_data(X, dtype)
+            _check_non_negative(data.values)
+            matrix = data.to_csr()
+            self.user_ids_, self.item_ids_ = data.user_ids, data.item_ids
+            self.global_mean_ = float(np.mean(data.values, dtype=np.float64)) if self.biased \
+                else 0.0
+            self.seen_ = seen_matrix(data)
+        x = CSRPair.build(matrix, dtype)
+        k = self._n_components(x.shape)
+        w, h = self._initial_factors(x, matrix, k, W, H, rng, dtype)
+        k_pad = padded_rank(k)
+        w, ht = pad_columns(w, k_pad), pad_columns(h.T, k_pad)
+        bu, bi = np.zeros(x.shape[0], dtype), np.zeros(x.shape[1], dtype)
+        l1_w, l2_w, l1_h, l2_h = self._alphas()
+        desc = f"NMF[{backend.name}]"
+        if self.mode == "full":
+            n, m = x.shape
+            self.n_iter_, curve = run_full(
+                backend, x, w, ht, beta, int(self.max_iter), float(self.tol), m * l1_w, m * l2_w,
+                n * l1_h, n * l2_h, True, n_threads, self.verbose, desc)
+            self.seen_ = sp.csr_matrix((np.ones(x.data.shape[0], np.int8), x.indices, x.indptr),
+                                       shape=x.shape)
+            self.reconstruction_err_ = _full_error(backend, x, w, ht, beta, n_threads)
+        else:
+            pen = ObservedPenalty(l1_w, l2_w, l1_h, l2_h, float(self.reg_bias))
+            self.n_iter_, curve = run_observed(
+                backend, x, w, ht, bu, bi, self.global_mean_, beta, bool(self.biased),
+                int(self.max_iter), float(self.tol), pen, True, n_threads, self.verbose, desc)
+            data_term = backend.nmf_loss_observed(*x.rows, w, ht, bu, bi, self.global_mean_,
+                                                  beta, bool(self.biased), n_threads)
+            self.reconstruction_err_ = float(np.sqrt(max(2.0 * data_term, 0.0)))
+        self.loss_curve_ = curve
+        w, ht = np.ascontiguousarray(w[:, :k]), np.ascontiguousarray(ht[:, :k])
+        self.user_factors_, self.item_factors_ = w, ht
+        # Surprise's answer for pairs the model cannot score: the training mean.
+        self.rating_mean_ = float(np.mean(x.data, dtype=np.float64)) if x.data.size else 0.0
+        self.user_bias_, self.item_bias_ = bu, bi
+        self.n_users_, self.n_items_ = x.shape
+        self.components_ = np.ascontiguousarray(ht.T)
+        self.n_components_ = k
+        self.n_features_in_ = x.shape[1]
+        self.backend_ = backend.name
+        self.fit_time_ = time.perf_counter() - start
+        return w
+
+    def _initial_factors(self, x: CSRPair, matrix, k, W, H, rng, dtype):
+        init = self.init
+        if init is None:
+            init = "nndsvda" if k <= min(x.shape) else "random"
+        if init == "custom":
+            return _check_custom(W, H, x.shape, k, dtype)
+        if W is not None or H is not None:
+            raise ValueError("W and H are only used with init='custom'")
+        if init == "random":
+            nnz_mean = float(np.mean(x.data, dtype=np.float64)) if x.data.size else 0.0
+            mean = nnz_mean if self.mode == "observed" else float(
+                np.sum(x.data, dtype=np.float64)) / (x.shape[0] * x.shape[1])
+            return random_init(mean, (x.shape[0], k), (k, x.shape[1]), rng, dtype)
+        return nndsvd_init(sp.csr_matrix(matrix), k, init, rng, dtype)
+
+    # -- scikit-learn transforms ---------------------------------------------------------------
+    def transform(self, X) -> np.ndarray:
+        """W [n, k] for new rows of X with H fixed (MU from a constant start, as scikit-learn).
+        Observed mode: X is a sparse matrix [n, n_items] of ratings of new users."""
+        self._check_fitted()
+        _, beta = self._validate_params()
+        backend = self._resolve_backend(_KERNELS[self.mode])
+        matrix = _check_full_input(X, self.components_.dtype)
+        if matrix.shape[1] != self.n_items_:
+            raise ValueError(f"X has {matrix.shape[1]} features, the model {self.n_items_}")
+        x = CSRPair.build(matrix, self.components_.dtype)
+        return self._solve_rows(backend, x, beta)[0]
+
+    def _solve_rows(self, backend, x: CSRPair, beta: int):
+        """Row factors (and biases) for the rows of x with the item side fixed."""
+        dtype = self.components_.dtype
+        k = self.components_.shape[0]
+        n = x.shape[0]
+        if self.mode == "full":
+            mean = float(np.sum(x.data, dtype=np.float64)) / max(n * x.shape[1], 1)
+        else:
+            mean = float(np.mean(x.data, dtype=np.float64)) if x.data.size else 0.0
+        k_pad = padded_rank(k)
+        w = pad_columns(np.full((n, k), np.sqrt(max(mean, 0.0) / k), dtype=dtype), k_pad)
+        bu = np.zeros(n, dtype)
+        ht = pad_columns(self.item_factors_.astype(dtype), k_pad)
+        l1_w, l2_w, l1_h, l2_h = self._alphas()
+        if self.mode == "full":
+            m = x.shape[1]
+            run_full(backend, x, w, ht, beta, int(self.max_iter), float(self.tol), m * l1_w,
+                     m * l2_w, 0.0, 0.0, False, self._n_threads(), False, "NMF transform")
+        else:
+            pen = ObservedPenalty(l1_w, l2_w, l1_h, l2_h, float(self.reg_bias))
+            run_observed(backend, x, w, ht, bu, self.item_bias_.astype(dtype), self.global_mean_,
+                         beta, bool(self.biased), int(self.max_iter), float(self.tol), pen,
+                         False, self._n_threads(), False, "NMF transform")
+        return np.ascontiguousarray(w[:, :k]), bu
+
+    def _predict_indices(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        if self.biased:
+            return super()._predict_indices(u, i)
+        # Without biases a user or item the model has no data for (unknown id, or in the id map
+        # but without training observations) has no baseline: use the training mean.
+        known = (u >= 0) & (i >= 0)
+        if getattr(self, "seen_", None) is not None:
+            uu, ii = np.where(known, u, 0), np.where(known, i, 0)
+            known &= (np.diff(self.seen_.indptr)[uu] > 0) & (
+                np.bincount(self.seen_.indices, minlength=self.n_items_)[ii] > 0)
+        dot = np.einsum("nk,nk->n", self.user_factors_[np.where(known, u, 0)],
+                        self.item_factors_[np.where(known, i, 0)])
+        out = np.where(known, dot, float(self.rating_mean_))
+        return out.astype(self.user_factors_.dtype, copy=False)
+
+    def inverse_transform(self, X) -> np.ndarray:
+        """W [n, k] -> W @ H [n, n_features]."""
+        self._check_fitted()
+        w = np.asarray(X)
+        if w.ndim != 2 or w.shape[1] != self.components_.shape[0]:
+            raise ValueError(f"expected shape (n, {self.components_.shape[0]}), got {w.shape}")
+        return w @ self.components_
+
+    # -- rating semantics ------------------------------------------------------------------------
+    def fold_in(self, items, ratings) -> tuple[float, np.ndarray]:
+        """Non-negative factors (and bias) of a new user from their ratings, item side fixed:
+        the same multiplicative updates as training, on one row. Returns (bias, factors [k])."""
+        self._check_fitted()
+        i = self._item_index(np.atleast_1d(items))
+        r = np.asarray(ratings, dtype=np.float64)
+        if r.shape != i.shape:
+            raise ValueError("items and ratings must have the same length")
+        if not np.all(np.isfinite(r)):
+            raise ValueError("ratings contain NaN or inf")
+        _check_non_negative(r)
+        row = sp.csr_matrix((r, (np.zeros_like(i), i)), shape=(1, self.n_items_))
+        _, beta = self._validate_params()
+        backend = self._resolve_backend(_KERNELS[self.mode])
+        w, bu = self._solve_rows(backend, CSRPair.build(row, self.components_.dtype), beta)
+        return float(bu[0]), w[0]
+
+
+def _check_non_negative(values: np.ndarray) -> None:
+    negative = int(np.count_nonzero(values < 0))
+    if negative:
+        raise ValueError(f"X has {negative} negative entries; NMF needs non-negative data")
+
+
+def _check_full_input(X, dtype) -> sp.csr_matrix:
+    """CSR float copy of X (sparse or dense), finite and non-negative, explicit zeros dropped."""
+    if sp.issparse(X):
+        matrix = sp.csr_matrix(X, dtype=dtype, copy=True)
+    else:
+        array = np.asarray(X)
+        if array.ndim != 2:
+            raise ValueError(f"X must be 2-D [n_samples, n_features], got shape {array.shape}")
+        if array.dtype.kind not in "biuf":
+            raise ValueError(f"X must be numeric, got dtype {array.dtype}")
+        matrix = sp.csr_matrix(array.astype(dtype, copy=False))
+    if min(matrix.shape) < 1:
+        raise ValueError(f"X is empty (shape {matrix.shape})")
+    bad = int(np.count_nonzero(~np.isfinite(matrix.data)))
+    if bad:
+        raise ValueError(f"X has {bad} NaN or infinite entries")
+    _check_non_negative(matrix.data)
+    matrix.eliminate_zeros()
+    return matrix
+
+
+def _check_custom(W, H, shape, k, dtype):
+    if W is None or H is None:
+        raise ValueError("init='custom' needs both W and H")
+    out = []
+    for name, arr, want in (("W", W, (shape[0], k)), ("H", H, (k, shape[1]))):
+        arr = np.asarray(arr)
+        if arr.shape != want:
+            raise ValueError(f"custom {name} must have shape {want}, got {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"custom {name} has NaN or infinite entries")
+        negative = int(np.count_nonzero(arr < 0))
+        if negative:
+            raise ValueError(f"custom {name} has {negative} negative entries")
+        out.append(np.array(arr, dtype=dtype, order="C"))
+    return out[0], out[1]
+
+
+def _full_error(backend, x: CSRPair, w, ht, beta: int, n_threads: int) -> float:
+    return float(np.sqrt(max(2.0 * backend.nmf_loss_full(*x.rows, w, ht, beta, n_threads), 0.0)))

@@ -1,0 +1,10 @@
+"""CUDA backend tests; none needs a GPU except those marked ``gpu``.
+
+- test_compile: every kernel to cubin for every supported architecture with NVRTC (CuPy's
+  runtime flags plus the loader's options); skipped without CuPy and NVRTC.
+- test_emulator: the CUDA-semantics emulator (emulator/cuda_emulator.h) on kernels with known
+  answers and known bugs.
+- test_sgd_emulated: the unchanged csrc/cuda/sgd.cu in the emulator, through the backend's own
+  launcher, in three thread orders and under ASan+UBSan.
+- test_sgd_gpu: the backend on a real device (``gpu`` marker; skipped with the reason here).
+"""

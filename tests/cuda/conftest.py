@@ -1,0 +1,31 @@
+"""Fixtures for the CUDA backend tests: the emulator and the SGD kernels built in it."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def _gxx_reason():
+    import shutil
+
+    return None if shutil.which("g++") else "g++ is not installed (the emulator needs it)"
+
+
+@pytest.fixture(scope="session")
+def emulator():
+    """The ``cuda_emulator`` helper module (skips when g++ is absent)."""
+    reason = _gxx_reason()
+    if reason:
+        pytest.skip(reason)
+    from tests.cuda.emulator import cuda_emulator
+
+    return cuda_emulator
+
+
+@pytest.fixture(scope="session")
+def sgd_module(emulator):
+    """``csrc/cuda/sgd.cu`` built in the emulator with the loader's options and names."""
+    from fastrec.backends.cuda import _loader
+
+    return emulator.EmulatedModule(_loader.kernel_path("sgd"), _loader.compile_options(),
+                                   _loader.NAME_EXPRESSIONS["sgd"])
