@@ -17,6 +17,8 @@ what each one has.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 SGD_EPOCH_DOC = """sgd_epoch(users, items, ratings, block_ptr, schedule, user_factors, item_factors,
@@ -48,6 +50,76 @@ Returns the sum of squared errors of the ratings, each measured just before its 
 CUDA: a warp per block, started after its row's and column's predecessors, keeps this exact
 order (no Hogwild) and the CPU's summation order without FMA contraction: deterministic, and
 bitwise equal to a CPU kernel built with -ffp-contract=off. Arrays may be CuPy arrays (in place).
+"""
+
+
+GRU_FORWARD_DOC = """gru_forward(X, h0, reset, Wx0, Wx_rest, Wh, b, n_threads) -> (hs, gates)
+
+Stacked GRU over a block of T steps of B parallel sequences (math: ``csrc/include/fastrec/gru.h``,
+GRU4Rec's gate order and reset-before-product form):
+    a = x Wx + b;  r = sig(a_r + h Wh_r);  z = sig(a_z + h Wh_z);
+    n = tanh(a_n + (r * h) Wh_n);  h' = (1 - z) * h + z * n
+
+X       : T[T, B, D]       inputs of layer 0
+h0      : T[L, B, H]       states before step 0
+reset   : uint8[T, B]      nonzero: slot b starts a new sequence at step t (previous state is 0)
+Wx0     : T[D, 3H]         layer-0 input weights, columns [r | z | n]
+Wx_rest : T[L-1, H, 3H]    input weights of layers 1..L-1 (shape (0, H, 3H) for one layer)
+Wh      : T[L, H, 3H]      recurrent weights
+b       : T[L, 3H]         biases
+Returns hs T[L, T, B, H] (every layer's output at every step) and gates T[L, T, B, 3H]
+(post-activation r, z, n), which gru_backward needs. Nothing is modified in place.
+"""
+
+GRU_BACKWARD_DOC = """gru_backward(X, h0, reset, Wx0, Wx_rest, Wh, b, hs, gates, d_top, n_threads)
+    -> (dX, dh0, dWx0, dWx_rest, dWh, db)
+
+Full backpropagation through time over the block given d_top T[T, B, H], the gradient of the
+loss with respect to the top layer's outputs hs[L-1]. Gradients do not cross a reset. Returns
+new arrays shaped like X, h0, Wx0, Wx_rest, Wh and b.
+"""
+
+GRU4REC_OUTPUT_LOSS_DOC = """gru4rec_output_loss(hidden, out_table, samples, loss, bpreg,
+                    grad_scale, n_threads)
+    -> (loss_sum, d_hidden, d_rows)
+
+Scores the N hidden states against S = N + K sampled items and returns the loss with its gradient.
+hidden    : T[N, H]
+out_table : T[n_items, H+1]   output item vectors; the last column is the item bias
+samples   : I[S]              samples[i] for i < N is row i's target (the other targets act as
+                              in-batch negatives); samples[N:] are shared extra negatives
+loss      : LOSS_CROSS_ENTROPY (softmax over all S), LOSS_BPR_MAX or LOSS_TOP1_MAX (softmax over
+            the negatives of the row, GRU4Rec v2 with ``bpreg`` score regularisation for BPR-max)
+grad_scale: float, multiplies the returned gradients (1/N for a mean)
+Returns the summed (unscaled) loss, d_hidden T[N, H] and d_rows T[S, H+1] (the gradient of each
+sampled column; duplicates are not merged). Scores are linear (no final activation).
+"""
+
+GRU4REC_TRAIN_EPOCH_DOC = """gru4rec_train_epoch(inputs, targets, reset, hidden, emb, emb_s1,
+                    emb_s2, gru_params, gru_s1, gru_s2, out_table, out_s1, out_s2,
+                    neg_prob, neg_alias, spec, n_threads)
+    -> (loss_sum, n_events)
+
+A whole epoch of session-parallel GRU4Rec training (see fastrec._algorithms.gru4rec).
+inputs, targets : I[n_steps, B]   the item each slot reads and must predict at each step
+reset           : uint8[n_steps, B]  a new session starts in the slot (hidden state zeroed)
+hidden          : T[L, B, H]      carried state, modified in place
+emb             : T[n_items, D]   input embedding (spec.embedded) or, without embedding, the
+                                  layer-0 input weights T[n_items, 3H]; sparse updates
+gru_params      : T[P]            flat Wx0 (when embedded), Wx_rest, Wh, b (see gru_layout)
+out_table       : T[n_items, H+1] output vectors + bias column; sparse updates
+*_s1, *_s2      : optimizer state shaped like their parameter, modified in place
+neg_prob, neg_alias : float64[n_items], I[n_items]  alias table of the extra negatives
+                  distribution (popularity ** sample_alpha), drawn with rng_alias_draw
+spec            : GRU4RecSpec
+
+Steps are taken in blocks of spec.bptt (a trailing partial block is skipped); each block runs
+forward, scores every step against its B targets plus spec.n_sample negatives drawn by the
+counter-based RNG (stream negatives, counter step * n_sample + k), averages the loss over the
+block's events, runs full BPTT over the block and takes one optimizer step for every parameter
+(optimizer step count spec.step0 + block + 1). Dropout masks come from the same RNG (element k
+of the block starting at step s: counter s * B * width + k). Returns the summed loss and the
+number of events trained.
 """
 
 ADAM_STEP_DOC = """adam_step(params, grads, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
@@ -226,6 +298,10 @@ Arguments as ``nmf_update_observed``; the regularisation is added by the caller.
 
 CONTRACT: dict[str, str] = {
     "sgd_epoch": SGD_EPOCH_DOC,
+    "gru_forward": GRU_FORWARD_DOC,
+    "gru_backward": GRU_BACKWARD_DOC,
+    "gru4rec_output_loss": GRU4REC_OUTPUT_LOSS_DOC,
+    "gru4rec_train_epoch": GRU4REC_TRAIN_EPOCH_DOC,
     "adam_step": ADAM_STEP_DOC,
     "sparse_adam_step": SPARSE_ADAM_STEP_DOC,
     "sparse_adagrad_step": SPARSE_ADAGRAD_STEP_DOC,
@@ -291,6 +367,138 @@ def check_sgd_epoch(users, items, ratings, block_ptr, schedule, user_factors, it
             raise ContractError(f"user index out of range [0, {n_users})")
         if items.min() < 0 or items.max() >= n_items:
             raise ContractError(f"item index out of range [0, {n_items})")
+
+
+# -- GRU4Rec shared definitions ------------------------------------------------------------------
+LOSS_CROSS_ENTROPY, LOSS_BPR_MAX, LOSS_TOP1_MAX = 0, 1, 2
+LOSS_CODES = {"cross-entropy": LOSS_CROSS_ENTROPY, "bpr-max": LOSS_BPR_MAX,
+              "top1-max": LOSS_TOP1_MAX}
+# The same codes as OptimizerKind in csrc/include/fastrec/optim_cpu.h.
+OPT_ADAM, OPT_ADAGRAD = 0, 1
+OPTIMIZER_CODES = {"adagrad": OPT_ADAGRAD, "adam": OPT_ADAM}
+
+
+class GRU4RecSpec(NamedTuple):
+    """Scalars of one gru4rec_train_epoch call (codes from LOSS_CODES / OPTIMIZER_CODES)."""
+
+    embedded: bool
+    loss: int
+    bpreg: float
+    n_sample: int
+    dropout_embed: float
+    dropout_hidden: float
+    bptt: int
+    method: int
+    lr: float
+    momentum: float
+    beta1: float
+    beta2: float
+    eps: float
+    step0: int
+    seed: int
+    epoch: int
+
+
+class _GRUViews(NamedTuple):
+    wx0: np.ndarray
+    wx_rest: np.ndarray
+    wh: np.ndarray
+    b: np.ndarray
+
+
+class GRULayout(NamedTuple):
+    """Offsets of the dense GRU parameters inside one flat buffer: Wx0 (only when the input is
+    an embedding), Wx_rest, Wh, b, in that order."""
+
+    n_layers: int
+    hidden: int
+    input_dim: int
+    embedded: bool
+
+    @property
+    def sizes(self) -> tuple[int, int, int, int]:
+        L, H = self.n_layers, self.hidden
+        return ((self.input_dim * 3 * H) if self.embedded else 0, (L - 1) * H * 3 * H,
+                L * H * 3 * H, L * 3 * H)
+
+    @property
+    def size(self) -> int:
+        return sum(self.sizes)
+
+    def views(self, flat: np.ndarray) -> _GRUViews:
+        L, H = self.n_layers, self.hidden
+        s = np.cumsum((0, *self.sizes))
+        return _GRUViews(flat[s[0]:s[1]].reshape(self.input_dim if self.embedded else 0, 3 * H),
+                         flat[s[1]:s[2]].reshape(L - 1, H, 3 * H),
+                         flat[s[2]:s[3]].reshape(L, H, 3 * H), flat[s[3]:s[4]].reshape(L, 3 * H))
+
+
+def gru_layout(n_layers: int, hidden: int, input_dim: int, embedded: bool) -> GRULayout:
+    return GRULayout(int(n_layers), int(hidden), int(input_dim), bool(embedded))
+
+
+class _Streams(NamedTuple):
+    negatives: int
+    embed: int
+    hidden: int
+
+
+def rng_streams(epoch: int) -> _Streams:
+    """Streams of one GRU4Rec epoch for the counter-based RNG of ``csrc/include/fastrec/rng.h``
+    (keys ``rng_key(seed, stream)``): negatives, embedding dropout, hidden dropout."""
+    return _Streams(4 * epoch + 1, 4 * epoch + 2, 4 * epoch + 3)
+
+
+def check_gru(X, h0, reset, Wx0, Wx_rest, Wh, b) -> None:
+    """Validate the arguments of ``gru_forward`` / ``gru_backward``."""
+    dtype = X.dtype
+    if dtype not in FLOAT_DTYPES:
+        raise ContractError(f"X must be float32 or float64, got {dtype}")
+    if X.ndim != 3:
+        raise ContractError(f"X must be 3-D [T, B, D], got shape {X.shape}")
+    T, B, D = X.shape
+    if Wh.ndim != 3:
+        raise ContractError(f"Wh must be 3-D [L, H, 3H], got shape {Wh.shape}")
+    L, H = Wh.shape[:2]
+    if T < 1 or L < 1 or H < 1:
+        raise ContractError("T, L and H must be >= 1")
+    _check_array("X", X, dtype, 3)
+    _check_array("h0", h0, dtype, 3, (L, B, H))
+    _check_array("reset", reset, np.uint8, 2, (T, B))
+    _check_array("Wx0", Wx0, dtype, 2, (D, 3 * H))
+    _check_array("Wx_rest", Wx_rest, dtype, 3, (L - 1, H, 3 * H))
+    _check_array("Wh", Wh, dtype, 3, (L, H, 3 * H))
+    _check_array("b", b, dtype, 2, (L, 3 * H))
+
+
+def check_gru4rec_epoch(inputs, targets, reset, hidden, emb, gru_params, out_table, neg_prob,
+                        neg_alias, spec: GRU4RecSpec) -> None:
+    """Validate the arguments of ``gru4rec_train_epoch`` (O(n_events) index range check)."""
+    dtype = gru_params.dtype
+    if dtype not in FLOAT_DTYPES:
+        raise ContractError(f"parameters must be float32 or float64, got {dtype}")
+    if inputs.dtype not in INDEX_DTYPES:
+        raise ContractError(f"item indices must be int32 or int64, got {inputs.dtype}")
+    _check_array("inputs", inputs, inputs.dtype, 2)
+    _check_array("targets", targets, inputs.dtype, 2, inputs.shape)
+    _check_array("reset", reset, np.uint8, 2, inputs.shape)
+    _check_array("hidden", hidden, dtype, 3)
+    L, B, H = hidden.shape
+    if B != inputs.shape[1]:
+        raise ContractError(f"hidden has {B} slots, the schedule {inputs.shape[1]}")
+    _check_array("emb", emb, dtype, 2)
+    n_items, D = emb.shape
+    if not spec.embedded and D != 3 * H:
+        raise ContractError(f"without embedding, emb must be [n_items, 3H={3 * H}], got {D}")
+    _check_array("gru_params", gru_params, dtype, 1, (gru_layout(L, H, D, spec.embedded).size,))
+    _check_array("out_table", out_table, dtype, 2, (n_items, H + 1))
+    _check_array("neg_prob", neg_prob, np.float64, 1, (n_items,))
+    _check_array("neg_alias", neg_alias, inputs.dtype, 1, (n_items,))
+    if spec.bptt < 1 or spec.n_sample < 0:
+        raise ContractError("bptt must be >= 1 and n_sample >= 0")
+    if inputs.size and (min(inputs.min(), targets.min()) < 0
+                        or max(inputs.max(), targets.max()) >= n_items):
+        raise ContractError(f"item index out of range [0, {n_items})")
 
 
 def check_adam_step(params, grads, m, v, step) -> None:

@@ -1,7 +1,8 @@
 """Estimators: one class per algorithm; the backend is a parameter, never a different class."""
 
+from fastrec.models.gru4rec import GRU4Rec
 from fastrec.models.mf import MF
 from fastrec.models.ncf import GMF, MLP, NeuMF
 from fastrec.models.nmf import NMF
 
-__all__ = ["GMF", "MF", "MLP", "NMF", "NeuMF"]
+__all__ = ["GMF", "GRU4Rec", "MF", "MLP", "NMF", "NeuMF"]

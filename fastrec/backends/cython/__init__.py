@@ -1,5 +1,11 @@
 """Cython + OpenMP kernels (compiled at install); the per-element math is in csrc/include."""
 
+from fastrec.backends.cython._gru import (
+    gru4rec_output_loss,
+    gru4rec_train_epoch,
+    gru_backward,
+    gru_forward,
+)
 from fastrec.backends.cython._info import build_info
 from fastrec.backends.cython._ncf import ncf_backward, ncf_forward, ncf_train_epoch
 from fastrec.backends.cython._nmf import (
@@ -13,6 +19,10 @@ from fastrec.backends.cython._sgd import sgd_epoch
 
 __all__ = [
     "adam_step",
+    "gru4rec_output_loss",
+    "gru4rec_train_epoch",
+    "gru_backward",
+    "gru_forward",
     "ncf_backward",
     "ncf_forward",
     "ncf_train_epoch",

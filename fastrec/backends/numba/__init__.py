@@ -2,6 +2,12 @@
 
 import numba
 
+from fastrec.backends.numba.gru import (
+    gru4rec_output_loss,
+    gru4rec_train_epoch,
+    gru_backward,
+    gru_forward,
+)
 from fastrec.backends.numba.ncf import ncf_backward, ncf_forward, ncf_train_epoch
 from fastrec.backends.numba.nmf import (
     nmf_loss_full,
@@ -14,6 +20,10 @@ from fastrec.backends.numba.sgd import sgd_epoch
 
 __all__ = [
     "adam_step",
+    "gru4rec_output_loss",
+    "gru4rec_train_epoch",
+    "gru_backward",
+    "gru_forward",
     "ncf_backward",
     "ncf_forward",
     "ncf_train_epoch",

@@ -2,6 +2,12 @@
 
 import numpy as np
 
+from fastrec.backends.reference.gru import (
+    gru4rec_output_loss,
+    gru4rec_train_epoch,
+    gru_backward,
+    gru_forward,
+)
 from fastrec.backends.reference.ncf import ncf_backward, ncf_forward, ncf_train_epoch
 from fastrec.backends.reference.nmf import (
     nmf_loss_full,
@@ -14,6 +20,10 @@ from fastrec.backends.reference.sgd import sgd_epoch
 
 __all__ = [
     "adam_step",
+    "gru4rec_output_loss",
+    "gru4rec_train_epoch",
+    "gru_backward",
+    "gru_forward",
     "ncf_backward",
     "ncf_forward",
     "ncf_train_epoch",

@@ -1,0 +1,189 @@
+"""GRU4Rec figures: training events/s of fastrec (Cython, Numba) against the same architecture in
+PyTorch on the CPU, a raw GRU forward+backward step against ``torch.nn.GRU``, and Recall@20 /
+MRR@20 on the shared session datasets with the same hyperparameters.
+
+    python benchmarks/gru4rec_report.py speed    [--threads 2] [--repeats 3]
+    python benchmarks/gru4rec_report.py raw      [--threads 2]
+    python benchmarks/gru4rec_report.py accuracy [--threads 2] [--epochs 3]
+
+Needs ``pip install torch==2.13.0`` and ../shared/data. Timings are medians of ``--repeats``
+runs taken side by side in one process; the machine may be shared, so compare ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from gru4rec_torch import to_fastrec, train_torch  # noqa: E402
+
+import fastrec  # noqa: E402
+from fastrec.backends import get_backend  # noqa: E402
+from fastrec.data import (  # noqa: E402
+    Sessions,
+    load_diginetica,
+    load_sasrec_sequences,
+    split_last_days,
+    split_last_item,
+)
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+HIDDEN, EMBEDDING = 100, 64
+
+
+def speed_data(n_users: int) -> Sessions:
+    frame = load_sasrec_sequences(DATA / "sequences-sasrec-video")
+    return Sessions.from_frame(frame[frame.session_id <= n_users])
+
+
+def fastrec_rate(data, backend, B, loss, n_sample, threads):
+    model = fastrec.GRU4Rec(hidden_size=HIDDEN, embedding_size=EMBEDDING, loss=loss,
+                            n_sample=n_sample, batch_size=B, n_epochs=1, backend=backend,
+                            n_threads=threads, random_state=0)
+    return model.fit(data).events_per_second_
+
+
+def speed(args):
+    data = speed_data(args.users)
+    print(f"training speed, video sequences of users <= {args.users} ({data.n_events} events, "
+          f"{data.n_items} items), hidden {HIDDEN}, embedding {EMBEDDING}, n_sample "
+          f"{args.n_sample}, {args.threads} threads; events/s, median of {args.repeats}")
+    tick = time.perf_counter()
+    fastrec_rate(Sessions.from_frame(load_sasrec_sequences(DATA / "sequences-sasrec-video")
+                                     .head(2000)), "numba", 32, "bpr-max", 8, args.threads)
+    print(f"(numba first-call compile + tiny run: {time.perf_counter() - tick:.1f} s)")
+    print(f"{'batch':>5} {'loss':>14} {'cython':>9} {'numba':>9} {'torch':>9} "
+          f"{'cy/torch':>8} {'nb/cy':>6}")
+    for B in (32, 256):
+        for loss in ("cross-entropy", "bpr-max"):
+            rates = {"cython": [], "numba": [], "torch": []}
+            for _ in range(args.repeats):
+                for name in ("cython", "numba"):
+                    rates[name].append(fastrec_rate(data, name, B, loss, args.n_sample,
+                                                    args.threads))
+                rates["torch"].append(train_torch(
+                    data, hidden=HIDDEN, embedding=EMBEDDING, loss=loss, n_sample=args.n_sample,
+                    batch_size=B, n_threads=args.threads, max_steps=args.torch_steps)[1])
+            med = {k: statistics.median(v) for k, v in rates.items()}
+            print(f"{B:>5} {loss:>14} {med['cython']:>9.0f} {med['numba']:>9.0f} "
+                  f"{med['torch']:>9.0f} {med['cython'] / med['torch']:>8.2f} "
+                  f"{med['numba'] / med['cython']:>6.2f}", flush=True)
+
+
+def raw(args):
+    import torch
+
+    torch.set_num_threads(args.threads)
+    print(f"raw GRU step (forward + full backward), T={args.steps}, input {EMBEDDING}, hidden "
+          f"{HIDDEN}, {args.threads} threads: milliseconds, median of {args.repeats}")
+    for B in (32, 256):
+        row = _raw_row(B, args.steps, args.threads, args.repeats)
+        print(f"B={B:>4} " + "  ".join(f"{k} {v * 1e3:.3f}" for k, v in row.items())
+              + f"  torch/cython {row['torch.nn.GRU'] / row['cython']:.2f}", flush=True)
+
+
+def raw_steps(B, steps, threads):
+    """One GRU forward + full backward per implementation, as zero-argument callables."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(steps, B, EMBEDDING)).astype(np.float32)
+    h0 = np.zeros((1, B, HIDDEN), np.float32)
+    reset = np.zeros((steps, B), np.uint8)
+    Wx0 = (0.1 * rng.normal(size=(EMBEDDING, 3 * HIDDEN))).astype(np.float32)
+    Wx_rest = np.zeros((0, HIDDEN, 3 * HIDDEN), np.float32)
+    Wh = (0.1 * rng.normal(size=(1, HIDDEN, 3 * HIDDEN))).astype(np.float32)
+    b = np.zeros((1, 3 * HIDDEN), np.float32)
+    G = rng.normal(size=(steps, B, HIDDEN)).astype(np.float32)
+    fns = {}
+    for name in ("cython", "numba"):
+        backend = get_backend(name)
+
+        def step(backend=backend):
+            hs, gates = backend.gru_forward(X, h0, reset, Wx0, Wx_rest, Wh, b, threads)
+            backend.gru_backward(X, h0, reset, Wx0, Wx_rest, Wh, b, hs, gates, G, threads)
+
+        fns[name] = step
+    gru = torch.nn.GRU(EMBEDDING, HIDDEN)
+    xt, gt = torch.from_numpy(X).requires_grad_(True), torch.from_numpy(G)
+
+    def torch_step():
+        gru.zero_grad()
+        out, _ = gru(xt)
+        out.backward(gt)
+
+    fns["torch.nn.GRU"] = torch_step
+    return fns
+
+
+def _raw_row(B, steps, threads, repeats):
+    return {name: _time(fn, repeats) for name, fn in raw_steps(B, steps, threads).items()}
+
+
+def _time(fn, repeats, inner=50):
+    fn()
+    samples = []
+    for _ in range(repeats):
+        tick = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter() - tick) / inner)
+    return statistics.median(samples)
+
+
+def accuracy(args):
+    sets = {
+        "sessions-diginetica-sample (last 7 days)": (
+            split_last_days(load_diginetica(DATA / "sessions-diginetica-sample"), 7.0)),
+        "sequences-sasrec-video (last item)": (
+            split_last_item(load_sasrec_sequences(DATA / "sequences-sasrec-video"))),
+    }
+    params = dict(hidden_size=HIDDEN, embedding_size=EMBEDDING, loss=args.loss,
+                  n_sample=args.n_sample, batch_size=args.batch, n_epochs=args.epochs,
+                  learning_rate=args.lr)
+    print(f"next-item accuracy, {params}")
+    for title, split in sets.items():
+        model = fastrec.GRU4Rec(**params, backend="cython", n_threads=args.threads,
+                                random_state=0).fit(split.train)
+        ours = model.evaluate(split.test, k=20, eval_from=split.eval_from)
+        data = Sessions.from_frame(split.train)
+        torch_model, _, seconds = train_torch(
+            data, hidden=HIDDEN, embedding=EMBEDDING, loss=args.loss, n_sample=args.n_sample,
+            batch_size=args.batch, n_epochs=args.epochs, learning_rate=args.lr,
+            n_threads=args.threads)
+        theirs = to_fastrec(torch_model, data.item_ids, HIDDEN, EMBEDDING).evaluate(
+            split.test, k=20, eval_from=split.eval_from)
+        print(f"{title}: {ours['n_events']} test events\n"
+              f"  fastrec cython  Recall@20 {ours['recall']:.4f}  MRR@20 {ours['mrr']:.4f}  "
+              f"(fit {model.fit_time_:.1f} s)\n"
+              f"  pytorch         Recall@20 {theirs['recall']:.4f}  MRR@20 {theirs['mrr']:.4f}  "
+              f"(fit {seconds:.1f} s)", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=("speed", "raw", "accuracy"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--users", type=int, default=3000)
+    parser.add_argument("--n-sample", type=int, default=2048)
+    parser.add_argument("--torch-steps", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--loss", default="cross-entropy")
+    args = parser.parse_args()
+    {"speed": speed, "raw": raw, "accuracy": accuracy}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""The same GRU4Rec architecture in PyTorch (CPU), as the peer of fastrec's kernels in the
+benchmarks: one GRU layer in GRU4Rec's form (reset before the recurrent product), sparse input
+embedding and sparse output table with a bias column, in-batch plus shared sampled negatives,
+cross-entropy or BPR-max, Adagrad with sparse gradients (torch.optim.Adagrad uses the same
+``lr g / (sqrt(acc) + eps)`` step as fastrec).
+
+It trains on fastrec's session-parallel schedule and draws the same negatives (fastrec's alias
+table and counter-based RNG, precomputed per epoch outside the timed loop, as GRU4Rec's own
+PyTorch code precomputes a sample store), and the trained weights are copied into a fastrec
+``GRU4Rec`` so both are evaluated by the same code.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from fastrec._algorithms.gru4rec import alias_table, session_parallel_schedule
+from fastrec.backends._contract import rng_streams
+from fastrec.backends.reference.gru import sample_negatives
+from fastrec.models import GRU4Rec
+
+
+class TorchGRU4Rec(torch.nn.Module):
+    def __init__(self, n_items: int, hidden: int, embedding: int, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        H, D = hidden, embedding
+
+        def uniform(shape, fan_in, fan_out):
+            bound = (6.0 / (fan_in + fan_out)) ** 0.5
+            return (torch.rand(shape, generator=g) * 2 - 1) * bound
+
+        self.emb = torch.nn.Embedding(n_items, D, sparse=True)
+        self.emb.weight.data = uniform((n_items, D), n_items, D)
+        self.wx0 = torch.nn.Parameter(uniform((D, 3 * H), D, 3 * H))
+        self.wh = torch.nn.Parameter(uniform((H, 3 * H), H, 3 * H))
+        self.b = torch.nn.Parameter(torch.zeros(3 * H))
+        self.out = torch.nn.Embedding(n_items, H + 1, sparse=True)
+        self.out.weight.data = torch.cat([uniform((n_items, H), n_items, H),
+                                          torch.zeros(n_items, 1)], dim=1)
+        self.H = H
+
+    def step(self, items, h):
+        H = self.H
+        a = self.emb(items) @ self.wx0 + self.b
+        hz = h @ self.wh[:, :2 * H]
+        r = torch.sigmoid(a[:, :H] + hz[:, :H])
+        z = torch.sigmoid(a[:, H:2 * H] + hz[:, H:])
+        n = torch.tanh(a[:, 2 * H:] + (r * h) @ self.wh[:, 2 * H:])
+        return (1 - z) * h + z * n
+
+    def loss(self, h, samples, loss: str, bpreg: float):
+        w = self.out(samples)
+        scores = h @ w[:, :-1].T + w[:, -1]
+        B = h.shape[0]
+        if loss == "cross-entropy":
+            return torch.nn.functional.cross_entropy(scores, torch.arange(B))
+        target = scores[torch.arange(B), torch.arange(B)][:, None]
+        mask = torch.ones_like(scores, dtype=torch.bool)
+        mask[torch.arange(B), torch.arange(B)] = False
+        s = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=1)
+        P = torch.sum(s * torch.sigmoid(target - scores), dim=1)
+        R = torch.sum(s * scores * scores, dim=1)
+        return torch.mean(-torch.log(P + 1e-24) + bpreg * R)
+
+
+def train_torch(data, *, hidden=100, embedding=64, loss="cross-entropy", n_sample=2048,
+                sample_alpha=0.5, bpreg=1.0, batch_size=32, n_epochs=1, learning_rate=0.05,
+                eps=1e-6, n_threads=2, seed=0, max_steps=None):
+    """Train on fastrec ``Sessions``; returns (model, events_per_second, seconds)."""
+    torch.set_num_threads(n_threads)
+    order = np.argsort(data.start_times, kind="stable") if data.start_times is not None else None
+    schedule = session_parallel_schedule(data.items, data.offsets, batch_size, order)
+    support = np.bincount(data.items, minlength=data.n_items).astype(np.float64)
+    prob, alias = alias_table(support ** sample_alpha, np.int64)
+    model = TorchGRU4Rec(data.n_items, hidden, embedding, seed)
+    opt = torch.optim.Adagrad(model.parameters(), lr=learning_rate, eps=eps)
+    inputs = torch.from_numpy(schedule.inputs.astype(np.int64))
+    targets = torch.from_numpy(schedule.targets.astype(np.int64))
+    keep = torch.from_numpy(1.0 - schedule.reset.astype(np.float32))
+    n_steps = schedule.n_steps if max_steps is None else min(max_steps, schedule.n_steps)
+    seconds, events = 0.0, 0
+    for epoch in range(n_epochs):
+        negatives = torch.from_numpy(np.stack([
+            sample_negatives(prob, alias, n_sample, seed, rng_streams(epoch).negatives,
+                             s * n_sample) for s in range(n_steps)]).astype(np.int64))
+        h = torch.zeros(batch_size, hidden)
+        tick = time.perf_counter()
+        for s in range(n_steps):
+            h = model.step(inputs[s], h.detach() * keep[s][:, None])
+            samples = torch.cat([targets[s], negatives[s]])
+            opt.zero_grad()
+            model.loss(h, samples, loss, bpreg).backward()
+            opt.step()
+        seconds += time.perf_counter() - tick
+        events += n_steps * batch_size
+    return model, events / seconds, seconds
+
+
+def to_fastrec(model: TorchGRU4Rec, item_ids, hidden: int, embedding: int) -> GRU4Rec:
+    """A fastrec GRU4Rec holding the torch model's weights (same layout), for evaluation."""
+    est = GRU4Rec(hidden_size=hidden, embedding_size=embedding)
+    est.item_ids_ = np.asarray(item_ids)
+    est.n_items_ = est.item_ids_.shape[0]
+    est.input_embedding_ = model.emb.weight.detach().numpy().copy()
+    est.gru_weights_ = np.concatenate([model.wx0.detach().numpy().ravel(),
+                                       model.wh.detach().numpy().ravel(),
+                                       model.b.detach().numpy().ravel()]).astype(np.float32)
+    est.output_table_ = model.out.weight.detach().numpy().copy()
+    est.loss_curve_ = []
+    return est

@@ -1,0 +1,379 @@
+"""GRU4Rec (Hidasi et al., ICLR 2016; Hidasi & Karatzoglou, CIKM 2018): session-based next-item
+recommendation with a GRU trained on session-parallel mini-batches and sampled negatives."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+import pandas as pd
+
+from fastrec import io
+from fastrec._algorithms.gru4rec import GRU4RecParams, alias_table, session_parallel_schedule
+from fastrec._algorithms.training import DivergenceError, progress, snapshot
+from fastrec.backends._contract import (
+    LOSS_CODES,
+    OPTIMIZER_CODES,
+    GRU4RecSpec,
+    check_gru4rec_epoch,
+    gru_layout,
+)
+from fastrec.backends.reference.gru import stack_forward
+from fastrec.data.sessions import Sessions, index_of
+from fastrec.models._base import Estimator, NotFittedError, check_dtype, check_positive
+
+log = logging.getLogger("fastrec")
+
+_KERNEL = "gru4rec_train_epoch"
+_EVAL_BATCH = 512  # sessions advanced together during evaluation
+
+
+class GRU4Rec(Estimator):
+    """Session-based recommender: a GRU reads a session's clicks and scores every item as the
+    next click.
+
+    Parameters
+    ----------
+    hidden_size : int, GRU units per layer (``H``).
+    n_layers : int, stacked GRU layers (all of size ``hidden_size``).
+    embedding_size : int, item embedding fed to the GRU; 0 means none (GRU4Rec's one-hot input:
+        the first layer's input weights are a per-item table).
+    loss : "cross-entropy", "bpr-max" or "top1-max" (GRU4Rec v2 losses over the sampled items).
+    n_sample : int, extra negatives per mini-batch, shared by its rows, drawn with probability
+        proportional to ``support ** sample_alpha``; the batch's other targets are negatives too.
+    sample_alpha : float in [0, 1].
+    bpreg : float, BPR-max score regularisation.
+    batch_size : int, parallel sessions per mini-batch.
+    bptt : int, steps of backpropagation through time per update (GRU4Rec uses 1).
+    n_epochs : int.
+    optimizer : "adagrad" (GRU4Rec's default) or "adam".
+    learning_rate : float.
+    momentum : float, Adagrad momentum (GRU4Rec's).
+    eps : float or None, optimizer epsilon (default 1e-6 for Adagrad, 1e-8 for Adam).
+    dropout_embed, dropout_hidden : float in [0, 1), dropout of the input embedding and of the
+        last layer's output (between stacked layers nothing is dropped).
+    dtype, backend, n_threads, random_state, verbose : as every fastrec estimator. The same
+        seed gives the same model on a backend; backends agree to rounding (same samples).
+
+    Fitted attributes: ``item_ids_`` (original id of each item index), ``n_items_``,
+    ``input_embedding_`` T[n_items, D], ``gru_weights_`` T[P] (flat, see
+    ``fastrec.backends._contract.gru_layout``), ``output_table_`` T[n_items, H+1] (output item
+    vectors with the bias in the last column), ``loss_curve_`` (mean training loss per epoch),
+    ``n_epochs_``, ``backend_``, ``fit_time_`` (s), ``events_per_second_`` (training events per
+    second in the epoch kernels).
+    """
+
+    _ARRAYS = ("item_ids_", "input_embedding_", "gru_weights_", "output_table_")
+
+    def __init__(self, hidden_size: int = 100, n_layers: int = 1, embedding_size: int = 0,
+                 loss: str = "cross-entropy", n_sample: int = 2048, sample_alpha: float = 0.5,
+                 bpreg: float = 1.0, batch_size: int = 64, bptt: int = 1, n_epochs: int = 10,
+                 optimizer: str = "adagrad", learning_rate: float = 0.05, momentum: float = 0.0,
+                 eps: float | None = None, dropout_embed: float = 0.0,
+                 dropout_hidden: float = 0.0, dtype="float32", backend: str = "auto",
+                 n_threads: int | None = None, random_state: int | None = None,
+                 verbose: bool = False):
+        self.hidden_size = hidden_size
+        self.n_layers = n_layers
+        self.embedding_size = embedding_size
+        self.loss = loss
+        self.n_sample = n_sample
+        self.sample_alpha = sample_alpha
+        self.bpreg = bpreg
+        self.batch_size = batch_size
+        self.bptt = bptt
+        self.n_epochs = n_epochs
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.eps = eps
+        self.dropout_embed = dropout_embed
+        self.dropout_hidden = dropout_hidden
+        self.dtype = dtype
+        self.backend = backend
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- parameters -------------------------------------------------------------------------
+    def _validate_params(self) -> np.dtype:
+        for name in ("hidden_size", "n_layers", "batch_size", "bptt", "n_epochs"):
+            check_positive(name, getattr(self, name), integer=True)
+        check_positive("embedding_size", self.embedding_size, integer=True, allow_zero=True)
+        check_positive("n_sample", self.n_sample, integer=True, allow_zero=True)
+        check_positive("learning_rate", self.learning_rate)
+        check_positive("bpreg", self.bpreg, allow_zero=True)
+        check_positive("momentum", self.momentum, allow_zero=True)
+        if self.eps is not None:
+            check_positive("eps", self.eps)
+        if self.loss not in LOSS_CODES:
+            raise ValueError(f"loss must be one of {tuple(LOSS_CODES)}, got {self.loss!r}")
+        if self.optimizer not in OPTIMIZER_CODES:
+            raise ValueError(f"optimizer must be one of {tuple(OPTIMIZER_CODES)}, "
+                             f"got {self.optimizer!r}")
+        if self.optimizer == "adam" and self.momentum > 0:
+            raise ValueError("momentum applies to adagrad only")
+        if not 0.0 <= float(self.sample_alpha) <= 1.0:
+            raise ValueError(f"sample_alpha must be in [0, 1], got {self.sample_alpha}")
+        for name in ("dropout_embed", "dropout_hidden"):
+            check_positive(name, getattr(self, name), allow_zero=True)
+            if getattr(self, name) >= 1.0:
+                raise ValueError(f"{name} must be < 1, got {getattr(self, name)}")
+        if self.embedding_size == 0 and self.dropout_embed > 0:
+            raise ValueError("dropout_embed needs an embedding (embedding_size > 0)")
+        return check_dtype(self.dtype)
+
+    def _spec(self, epoch: int, step0: int, seed: int) -> GRU4RecSpec:
+        adam = self.optimizer == "adam"
+        return GRU4RecSpec(
+            embedded=self.embedding_size > 0, loss=LOSS_CODES[self.loss],
+            bpreg=float(self.bpreg), n_sample=int(self.n_sample),
+            dropout_embed=float(self.dropout_embed), dropout_hidden=float(self.dropout_hidden),
+            bptt=int(self.bptt), method=OPTIMIZER_CODES[self.optimizer],
+            lr=float(self.learning_rate), momentum=float(self.momentum), beta1=0.9,
+            beta2=0.999, eps=float(self.eps if self.eps is not None else (1e-8 if adam else 1e-6)),
+            step0=int(step0), seed=int(seed), epoch=int(epoch))
+
+    # -- data -------------------------------------------------------------------------------
+    @staticmethod
+    def _sessions(X, item_ids=None, unknown="raise") -> Sessions:
+        if isinstance(X, Sessions):
+            if item_ids is not None and not np.array_equal(X.item_ids, item_ids):
+                raise ValueError("these Sessions use another item index than the model")
+            return X
+        if isinstance(X, pd.DataFrame):
+            return Sessions.from_frame(X, item_ids=item_ids, unknown=unknown)
+        if isinstance(X, tuple) and len(X) in (2, 3):
+            return Sessions.from_arrays(*X, item_ids=item_ids, unknown=unknown)
+        raise TypeError("sessions must be a DataFrame (session id, item id[, timestamp]), a "
+                        "(session_ids, item_ids[, timestamps]) tuple or fastrec Sessions")
+
+    def fit(self, X):
+        """Train on sessions.
+
+        X : DataFrame with session id, item id and (optional) timestamp columns, a
+            ``(session_ids, item_ids[, timestamps])`` tuple, or :class:`fastrec.data.Sessions`.
+            Events are sorted by session and time; sessions are taken in order of their first
+            event (GRU4Rec's time order). Sessions with one event have nothing to predict and
+            are skipped.
+        Returns self.
+        """
+        start = time.perf_counter()
+        dtype = self._validate_params()
+        data = self._sessions(X)
+        backend = self._resolve_backend((_KERNEL,))
+        n_threads = self._n_threads()
+        usable = int(np.sum(data.lengths >= 2))
+        if usable == 0:
+            raise ValueError("no session has two or more events: nothing to learn from")
+        if data.n_sessions > usable:
+            log.info("skipping %d sessions of one event", data.n_sessions - usable)
+        if usable < self.batch_size:
+            raise ValueError(f"batch_size={self.batch_size} exceeds the {usable} sessions with "
+                             "two or more events; lower batch_size")
+        order = None
+        if data.start_times is not None:
+            order = np.argsort(data.start_times, kind="stable")
+        schedule = session_parallel_schedule(data.items, data.offsets, int(self.batch_size),
+                                             order)
+        if schedule.n_steps < self.bptt:
+            raise ValueError(f"the sessions give {schedule.n_steps} mini-batches, fewer than "
+                             f"bptt={self.bptt}; lower batch_size or bptt")
+        rng = np.random.default_rng(self.random_state)
+        seed = int(rng.integers(0, 2**63 - 1))
+        support = np.bincount(data.items, minlength=data.n_items).astype(np.float64)
+        prob, alias = alias_table(support ** float(self.sample_alpha), data.items.dtype)
+        params = GRU4RecParams.init(data.n_items, int(self.hidden_size), int(self.n_layers),
+                                    int(self.embedding_size), dtype, rng)
+        hidden = np.zeros((int(self.n_layers), int(self.batch_size), int(self.hidden_size)),
+                          dtype)
+        check_gru4rec_epoch(schedule.inputs, schedule.targets, schedule.reset, hidden,
+                            params.emb, params.gru, params.out, prob, alias, self._spec(0, 0, 0))
+        self.item_ids_ = data.item_ids
+        self.n_items_ = data.n_items
+        self.input_embedding_, self.gru_weights_, self.output_table_ = (params.emb, params.gru,
+                                                                        params.out)
+        self.backend_ = backend.name
+        self.loss_curve_ = []
+        n_blocks = schedule.n_steps // int(self.bptt)
+        kernel_time, events = 0.0, 0
+        arrays = {"emb": params.emb, "gru": params.gru, "out": params.out, **params.state}
+        with progress(int(self.n_epochs), self.verbose, f"GRU4Rec[{backend.name}]") as bar:
+            for epoch in range(int(self.n_epochs)):
+                good = snapshot(arrays)
+                hidden[...] = 0
+                tick = time.perf_counter()
+                total, n_events = backend.gru4rec_train_epoch(
+                    schedule.inputs, schedule.targets, schedule.reset, hidden, params.emb,
+                    params.state["emb_s1"], params.state["emb_s2"], params.gru,
+                    params.state["gru_s1"], params.state["gru_s2"], params.out,
+                    params.state["out_s1"], params.state["out_s2"], prob, alias,
+                    self._spec(epoch, epoch * n_blocks, seed), n_threads)
+                kernel_time += time.perf_counter() - tick
+                events += n_events
+                mean_loss = total / max(n_events, 1)
+                if not math.isfinite(mean_loss) or not all(
+                        np.isfinite(a).all() for a in (params.emb, params.gru, params.out)):
+                    for name, value in good.items():
+                        arrays[name][...] = value
+                    self.n_epochs_ = epoch
+                    self.fit_time_ = time.perf_counter() - start
+                    raise DivergenceError(
+                        f"GRU4Rec diverged in epoch {epoch + 1}: learning_rate="
+                        f"{self.learning_rate} is too large; lower it. The model keeps the state "
+                        "before that epoch.")
+                self.loss_curve_.append(mean_loss)
+                if self.verbose:
+                    log.info("epoch %d: loss %.4f", epoch + 1, mean_loss)
+                bar.set_postfix_str(f"loss {mean_loss:.4f}")
+                bar.update(1)
+        self.n_epochs_ = len(self.loss_curve_)
+        self.events_per_second_ = events / kernel_time if kernel_time > 0 else float("nan")
+        self.fit_time_ = time.perf_counter() - start
+        return self
+
+    # -- inference ------------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "output_table_"):
+            raise NotFittedError("this GRU4Rec is not fitted yet: call fit first")
+
+    def _weights(self):
+        H = int(self.hidden_size)
+        D = self.input_embedding_.shape[1]
+        return gru_layout(int(self.n_layers), H, D, self.embedding_size > 0).views(
+            self.gru_weights_)
+
+    def init_state(self, n_sessions: int | None = None) -> np.ndarray:
+        """Zero hidden state: T[n_layers, hidden_size] (or [n_layers, n_sessions, hidden])."""
+        self._check_fitted()
+        shape = (int(self.n_layers), int(self.hidden_size)) if n_sessions is None else (
+            int(self.n_layers), int(n_sessions), int(self.hidden_size))
+        return np.zeros(shape, self.gru_weights_.dtype)
+
+    def _advance(self, items: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+        """One click per session: items I[B], hidden T[L, B, H] -> new hidden T[L, B, H]."""
+        w = self._weights()
+        x = self.input_embedding_[items]
+        A0 = (x @ w.wx0 if self.embedding_size > 0 else x) + w.b[0]
+        reset = np.zeros((1, items.shape[0]), np.uint8)
+        hs, _ = stack_forward(A0[None], hidden, reset, w.wx_rest, w.wh, w.b)
+        return hs[:, 0]
+
+    def _scores(self, top: np.ndarray) -> np.ndarray:
+        """All items' scores for hidden states T[B, H]: T[B, n_items]."""
+        return top @ self.output_table_[:, :-1].T + self.output_table_[:, -1]
+
+    def recommend_next(self, session_items, n: int = 20, state: np.ndarray | None = None,
+                       unknown: str = "skip"):
+        """Top-``n`` next items for a live session.
+
+        session_items : the session's new clicks (original item ids), oldest first; may be empty
+            when ``state`` already holds the session.
+        state : hidden state from a previous call (None starts a new session). Feeding clicks
+            one call at a time gives the same result as feeding them together.
+        unknown : "skip" ignores items unseen in training (logged), "raise" refuses them.
+        Returns ``(item_ids [n], scores [n], state)``; pass ``state`` back with the next click.
+        """
+        self._check_fitted()
+        check_positive("n", n, integer=True)
+        if unknown not in ("skip", "raise"):
+            raise ValueError("unknown must be 'skip' or 'raise'")
+        clicks = np.atleast_1d(np.asarray(session_items))
+        if state is None:
+            state = self.init_state()
+        state = np.asarray(state, dtype=self.gru_weights_.dtype)
+        if state.shape != (int(self.n_layers), int(self.hidden_size)):
+            raise ValueError(f"state must have shape {(self.n_layers, self.hidden_size)}, "
+                             f"got {state.shape}")
+        index = index_of(self.item_ids_, clicks) if clicks.size else np.zeros(0, np.int64)
+        if (index < 0).any():
+            if unknown == "raise":
+                raise ValueError(f"items unseen in training: {clicks[index < 0][:5].tolist()}")
+            log.info("recommend_next: skipped %d unseen items", int((index < 0).sum()))
+            index = index[index >= 0]
+        if index.size == 0 and not state.any():
+            raise ValueError("the session has no known item yet: nothing to condition on")
+        hidden = state[:, None, :].copy()
+        for item in index:
+            hidden = self._advance(np.array([item]), hidden)
+        scores = self._scores(hidden[-1])[0]
+        n_out = min(int(n), self.n_items_)
+        best = np.argpartition(-scores, n_out - 1)[:n_out]
+        best = best[np.argsort(-scores[best], kind="stable")]
+        return self.item_ids_[best], scores[best], hidden[:, 0].copy()
+
+    def evaluate(self, sessions, k: int = 20, eval_from: str = "second") -> dict[str, float]:
+        """GRU4Rec's next-item protocol: each target event is ranked among all items given the
+        session's earlier events. Rank = number of items scoring at least the target's score
+        (ties count against the model).
+
+        sessions : test sessions (any ``fit`` input); events on unseen items are dropped, then
+            sessions shorter than 2.
+        eval_from : "second" scores every event after the first; "last" only each session's
+            last event (leave-last-out).
+        Returns ``{"recall": Recall@k, "mrr": MRR@k, "n_events": scored events}``.
+        """
+        self._check_fitted()
+        check_positive("k", k, integer=True)
+        if eval_from not in ("second", "last"):
+            raise ValueError("eval_from must be 'second' or 'last'")
+        data = self._sessions(sessions, item_ids=self.item_ids_, unknown="drop")
+        keep = np.flatnonzero(data.lengths >= 2)
+        data = data.subset(keep[np.argsort(-data.lengths[keep], kind="stable")])
+        hits, rr, count = 0, 0.0, 0
+        for b0 in range(0, data.n_sessions, _EVAL_BATCH):
+            b1 = min(data.n_sessions, b0 + _EVAL_BATCH)
+            starts, lengths = data.offsets[b0:b1], data.lengths[b0:b1]
+            hidden = self.init_state(b1 - b0)
+            for t in range(int(lengths[0]) - 1):
+                active = int(np.sum(lengths > t + 1))  # sorted by length: a prefix is active
+                hidden = hidden[:, :active]
+                hidden = self._advance(data.items[starts[:active] + t], hidden)
+                scored = np.arange(active) if eval_from == "second" else np.flatnonzero(
+                    lengths[:active] == t + 2)
+                if scored.size == 0:
+                    continue
+                scores = self._scores(hidden[-1][scored])
+                target = data.items[starts[scored] + t + 1]
+                target_scores = scores[np.arange(scored.size), target]
+                ranks = np.sum(scores >= target_scores[:, None], axis=1)
+                hits += int(np.sum(ranks <= k))
+                rr += float(np.sum(np.where(ranks <= k, 1.0 / ranks, 0.0)))
+                count += int(scored.size)
+        if count == 0:
+            raise ValueError("no test event to score (sessions too short or items unseen)")
+        return {"recall": hits / count, "mrr": rr / count, "n_events": count}
+
+    # -- files ----------------------------------------------------------------------------------
+    def save(self, path):
+        """Write the fitted model as an npz archive (no pickle). Returns the path written."""
+        self._check_fitted()
+        params = {k: (np.dtype(v).name if isinstance(v, (type, np.dtype)) else v)
+                  for k, v in self.get_params().items()}
+        arrays = {name: getattr(self, name) for name in self._ARRAYS}
+        arrays["loss_curve_"] = np.asarray(self.loss_curve_, np.float64)
+        return io.save_arrays(path, type(self).__name__, params, arrays)
+
+    @classmethod
+    def load(cls, path):
+        """Read a model written by :meth:`save`; refuses files that are not GRU4Rec models."""
+        _, params, arrays = io.load_arrays(path, expected_class=cls.__name__)
+        model = cls(**{k: v for k, v in params.items() if k in cls._param_names()})
+        missing = [n for n in cls._ARRAYS if n not in arrays]
+        if missing:
+            raise io.ModelFileError(f"{path} lacks arrays {missing}")
+        for name in cls._ARRAYS:
+            setattr(model, name, arrays[name])
+        model.loss_curve_ = arrays.get("loss_curve_", np.zeros(0)).tolist()
+        model.n_items_ = model.item_ids_.shape[0]
+        model.n_epochs_ = len(model.loss_curve_)
+        expected = gru_layout(int(model.n_layers), int(model.hidden_size),
+                              model.input_embedding_.shape[1], model.embedding_size > 0).size
+        if (model.output_table_.shape != (model.n_items_, model.hidden_size + 1)
+                or model.input_embedding_.shape[0] != model.n_items_
+                or model.gru_weights_.shape != (expected,)):
+            raise io.ModelFileError(f"{path} is inconsistent: array shapes do not match")
+        return model
+
