@@ -30,11 +30,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--nnz", type=int, default=5_000_000)
     parser.add_argument("--epochs", type=int, default=7)
+    parser.add_argument("--blocks", type=int, default=None, help="grid side G (default: MF's)")
     args = parser.parse_args()
     print(f"machine idle: {idle_fraction():.0%}")
     data = synthetic_ratings(args.nnz // 50, args.nnz // 250, args.nnz, seed=0).interactions
     rng = np.random.default_rng(0)
-    g = choose_n_blocks(data.n_users, data.n_items)
+    g = args.blocks or choose_n_blocks(data.n_users, data.n_items)
     blocked = BlockedRatings.build(data.users, data.items, data.values, data.n_users,
                                    data.n_items, g, rng)
     backends = [b for b in ("cython", "numba") if b in available_backends(("sgd_epoch",))]
