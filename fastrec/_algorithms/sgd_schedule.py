@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 
 DEFAULT_N_BLOCKS = 16
-_INTERLEAVED_RUNS = 2
 
 
 def choose_n_blocks(n_users: int, n_items: int) -> int:
@@ -49,16 +48,18 @@ class BlockedRatings:
         block_ptr = np.zeros(g * g + 1, dtype=np.int64)
         np.cumsum(counts, out=block_ptr[1:])
 
-        # Random order first, so ties (a user's ratings within a block) stay randomly ordered.
-        order = rng.permutation(nnz)
-        by_user = block * n_users + users
-        order = order[np.argsort(by_user[order], kind="stable")]
-        block_sorted = block[order]
-        position = np.arange(nnz) - block_ptr[block_sorted]
-        run_length = np.maximum((counts[block_sorted] + _INTERLEAVED_RUNS - 1)
-                                // _INTERLEAVED_RUNS, 1)
-        slot = (position % run_length) * _INTERLEAVED_RUNS + position // run_length
-        order = order[np.argsort(block_sorted * (_INTERLEAVED_RUNS * (nnz + 1)) + slot)]
+        # Sort by (block, user); 20 random low bits order a user's ratings within a block.
+        by_user = ((block * n_users + users) << 20) | rng.integers(0, 1 << 20, nnz)
+        order = np.argsort(by_user)
+        # Interleave the block's two halves: position j of the first half (length h) goes to
+        # slot 2j, position j of the second half to slot 2(j - h) + 1; a bijection, no sort.
+        start = block_ptr[block[order]]
+        position = np.arange(nnz) - start
+        half = (counts[block[order]] + 1) // 2
+        slot = np.where(position < half, 2 * position, 2 * (position - half) + 1)
+        interleaved = np.empty_like(order)
+        interleaved[start + slot] = order
+        order = interleaved
         return cls(np.ascontiguousarray(users[order]), np.ascontiguousarray(items[order]),
                    np.ascontiguousarray(ratings[order]), block_ptr, g)
 
