@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from fastrec import GMF, MF, MLP, NeuMF
+from fastrec import GMF, MF, MLP, NMF, NeuMF
 from fastrec._algorithms.training import DivergenceError
 from fastrec.evaluation import SampledRanking, evaluate_full, evaluate_sampled, leave_last_out
 from fastrec.io import ModelFileError
@@ -129,6 +129,9 @@ def test_neumf_pretraining_from_gmf_mlp_and_mf(split):
     mf = MF(n_factors=8, n_epochs=5, random_state=0).fit(train)
     seeded = make(NeuMF, "auto", n_factors=8, n_epochs=1, learning_rate=1e-9).fit(train, mf=mf)
     assert_allclose(seeded.user_embeddings_[:, :8], mf.user_factors_, rtol=0, atol=1e-6)
+    nmf = NMF(8, mode="observed", max_iter=20, random_state=0).fit(train)
+    from_nmf = make(NeuMF, "auto", n_factors=8, n_epochs=1, learning_rate=1e-9).fit(train, mf=nmf)
+    assert_allclose(from_nmf.user_embeddings_[:, :8], nmf.user_factors_, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="n_factors"):
         make(NeuMF, "auto", n_factors=4).fit(train, gmf=gmf)
     with pytest.raises(ValueError, match="layers"):
