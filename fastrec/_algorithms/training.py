@@ -56,3 +56,9 @@ def progress(total: int, verbose: bool, desc: str):
 
 def snapshot(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: v.copy() for k, v in arrays.items()}
+
+
+def restore(arrays: dict[str, np.ndarray], saved: dict[str, np.ndarray]) -> None:
+    """Copy a :func:`snapshot` back into the live arrays, in place."""
+    for name, value in saved.items():
+        arrays[name][...] = value

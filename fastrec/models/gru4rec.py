@@ -12,7 +12,7 @@ import pandas as pd
 
 from fastrec import io
 from fastrec._algorithms.gru4rec import GRU4RecParams, alias_table, session_parallel_schedule
-from fastrec._algorithms.training import DivergenceError, progress, snapshot
+from fastrec._algorithms.training import DivergenceError, progress, restore, snapshot
 from fastrec.backends._contract import (
     LOSS_CODES,
     OPTIMIZER_CODES,
@@ -216,8 +216,7 @@ class GRU4Rec(Estimator):
                 mean_loss = total / max(n_events, 1)
                 if not math.isfinite(mean_loss) or not all(
                         np.isfinite(a).all() for a in (params.emb, params.gru, params.out)):
-                    for name, value in good.items():
-                        arrays[name][...] = value
+                    restore(arrays, good)
                     self.n_epochs_ = epoch
                     self.fit_time_ = time.perf_counter() - start
                     raise DivergenceError(

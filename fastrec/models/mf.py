@@ -16,6 +16,7 @@ from fastrec._algorithms.training import (
     diverged,
     learning_rate_at,
     progress,
+    restore,
     snapshot,
 )
 from fastrec.backends._contract import check_sgd_epoch
@@ -158,8 +159,7 @@ class MF(FactorModel):
                 train_rmse = math.sqrt(sse / data.nnz) if math.isfinite(sse) else math.inf
                 reference = train_rmse if reference is None else min(reference, train_rmse)
                 if diverged(train_rmse, reference) or not _all_finite(state):
-                    for name, value in good.items():
-                        state[name][...] = value
+                    restore(state, good)
                     self.n_epochs_ = epoch
                     self.fit_time_ = time.perf_counter() - start
                     raise DivergenceError(
@@ -186,8 +186,7 @@ class MF(FactorModel):
                 bar.set_postfix_str(message.split(": ", 1)[1])
                 bar.update(1)
         if best_state is not None:
-            for name, value in best_state.items():
-                state[name][...] = value
+            restore(state, best_state)
         self.n_epochs_ = len(self.loss_curve_)
         self.fit_time_ = time.perf_counter() - start
         return self

@@ -27,7 +27,13 @@ from fastrec._algorithms.ncf import (
     epoch_order,
     init_params,
 )
-from fastrec._algorithms.training import DivergenceError, EarlyStopping, progress, snapshot
+from fastrec._algorithms.training import (
+    DivergenceError,
+    EarlyStopping,
+    progress,
+    restore,
+    snapshot,
+)
 from fastrec.backends._contract import check_ncf_net
 from fastrec.data.interactions import Interactions
 from fastrec.models._base import (
@@ -197,8 +203,7 @@ class _NCF(Estimator):
                 mean_loss = total / order.shape[0]
                 if not math.isfinite(mean_loss) or not all(np.isfinite(p).all()
                                                            for p in params.values()):
-                    for key, value in good.items():
-                        params[key][...] = value
+                    restore(params, good)
                     self.n_epochs_ = epoch
                     self.fit_time_ = time.perf_counter() - start
                     raise DivergenceError(
@@ -226,8 +231,7 @@ class _NCF(Estimator):
                 bar.set_postfix_str(message)
                 bar.update(1)
         if best is not None:
-            for key, value in best.items():
-                params[key][...] = value
+            restore(params, best)
         self.n_epochs_ = len(self.loss_curve_)
         self.fit_time_ = time.perf_counter() - start
         return self
