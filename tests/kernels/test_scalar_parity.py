@@ -35,6 +35,44 @@ def test_lane_dot(both, k):
     c, nb = both
     rng = np.random.default_rng(k)
     p, q = rng.normal(size=k), rng.normal(size=k)
-    acc = np.empty(nb.SGD_DOT_LANES)
-    assert c.sgd_lane_dot_f64(p, q) == nb.sgd_lane_dot(p, q, acc)
+    assert c.sgd_lane_dot_f64(p, q) == _numba_lane_dot(p, q)
     assert c.sgd_lane_dot_f64(p, q) == pytest.approx(float(p @ q), abs=1e-12)
+
+
+def _numba_lane_dot(p, q):
+    from numba import njit
+
+    from fastrec.backends.numba.scalar import sgd_lane_dot
+
+    return njit(lambda a, b: sgd_lane_dot(a, b))(p, q)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [1, 15, 16, 17, 32, 100])
+def test_vector_factor_step_is_the_scalar_step(both, k, dtype):
+    """The Numba row update (explicit vector IR) is the header's scalar step, element by element,
+    and its dot product sums exactly as the 16-lane order written out in numpy."""
+    _, nb = both
+    from numba import njit
+
+    from fastrec.backends.numba.simd import factor_rows_step, lane_dot
+
+    rng = np.random.default_rng(k)
+    p, q = rng.normal(size=(2, k)).astype(dtype)
+    step, shrink = dtype(0.03), dtype(0.999)
+    expected = [nb.sgd_factor_step(a, b, step, shrink) for a, b in zip(p, q)]
+    lanes = np.zeros(16, dtype)
+    for j in range(k):
+        lanes[j % 16] += p[j] * q[j]
+    for width in (8, 4, 2):
+        lanes[:width] += lanes[width:2 * width]
+
+    @njit
+    def run(p, q, step, shrink):
+        dot = lane_dot(p, q)
+        factor_rows_step(p, q, step, shrink)
+        return dot
+
+    assert run(p, q, step, shrink) == lanes[0] + lanes[1]
+    np.testing.assert_array_equal(p, np.array([e[0] for e in expected], dtype))
+    np.testing.assert_array_equal(q, np.array([e[1] for e in expected], dtype))

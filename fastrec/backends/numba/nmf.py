@@ -7,7 +7,6 @@ from numba import njit, prange
 
 from fastrec.backends.numba.scalar import (
     NMF_EPSILON,
-    SGD_DOT_LANES,
     nmf_bias_solve,
     nmf_kl_entry,
     nmf_kl_ratio,
@@ -60,7 +59,6 @@ def _full(indptr, indices, data, factors, other, stats, beta, l1, l2, eps):
     for c in prange((n + ROW_CHUNK - 1) // ROW_CHUNK):
         num = np.empty(k, factors.dtype)
         den = np.empty(k, factors.dtype)
-        acc = np.empty(SGD_DOT_LANES, factors.dtype)
         for r in range(c * ROW_CHUNK, min((c + 1) * ROW_CHUNK, n)):
             w = factors[r]
             num[:] = 0
@@ -78,7 +76,7 @@ def _full(indptr, indices, data, factors, other, stats, beta, l1, l2, eps):
             else:
                 for e in range(indptr[r], indptr[r + 1]):
                     h = other[indices[e]]
-                    ratio = nmf_kl_ratio(data[e], sgd_lane_dot(w, h, acc), eps)
+                    ratio = nmf_kl_ratio(data[e], sgd_lane_dot(w, h), eps)
                     for f in range(k):
                         num[f] += ratio * h[f]
                 den[:] = stats[0]
@@ -94,7 +92,6 @@ def _observed(indptr, indices, data, factors, other, bias, other_bias, mu, beta,
     for c in prange((n + ROW_CHUNK - 1) // ROW_CHUNK):
         num = np.empty(k, factors.dtype)
         den = np.empty(k, factors.dtype)
-        acc = np.empty(SGD_DOT_LANES, factors.dtype)
         dots = np.empty(max_row, factors.dtype)
         cast = np.empty(1, factors.dtype)  # int -> T without promoting to float64
         for r in range(c * ROW_CHUNK, min((c + 1) * ROW_CHUNK, n)):
@@ -103,7 +100,7 @@ def _observed(indptr, indices, data, factors, other, bias, other_bias, mu, beta,
             cast[0] = stop - start
             count = cast[0]
             for e in range(start, stop):
-                dots[e - start] = sgd_lane_dot(w, other[indices[e]], acc)
+                dots[e - start] = sgd_lane_dot(w, other[indices[e]])
             offset = eps - eps
             if biased:
                 residual_sum = eps - eps
@@ -140,13 +137,12 @@ def _loss_rows(indptr, indices, data, factors, other, bias, other_bias, mu, beta
                biased, partial):
     n = factors.shape[0]
     for c in prange(partial.shape[0]):
-        acc = np.empty(SGD_DOT_LANES, factors.dtype)
         total = 0.0
         for r in range(c * ROW_CHUNK, min((c + 1) * ROW_CHUNK, n)):
             w = factors[r]
             for e in range(indptr[r], indptr[r + 1]):
                 x = float(data[e])
-                dot = float(sgd_lane_dot(w, other[indices[e]], acc))
+                dot = float(sgd_lane_dot(w, other[indices[e]]))
                 if beta == 2:
                     if observed:
                         pred = dot

@@ -5,7 +5,9 @@ function here against its C twin."""
 import numpy as np
 from numba import njit
 
-SGD_DOT_LANES = 16
+from fastrec.backends.numba.simd import LANES, lane_dot
+
+SGD_DOT_LANES = LANES
 
 
 @njit(inline="always", cache=True)
@@ -35,26 +37,10 @@ def sgd_factor_step(p, q, step, shrink):
 
 
 @njit(inline="always", cache=True)
-def sgd_lane_dot(p, q, acc):
-    """Dot product with SGD_DOT_LANES interleaved partial sums reduced pairwise; ``acc`` is
-    caller-provided scratch of SGD_DOT_LANES elements."""
-    k = p.shape[0]
-    for lane in range(SGD_DOT_LANES):
-        acc[lane] = 0
-    j = 0
-    while j + SGD_DOT_LANES <= k:
-        for lane in range(SGD_DOT_LANES):
-            acc[lane] += p[j + lane] * q[j + lane]
-        j += SGD_DOT_LANES
-    lane = 0
-    while j < k:
-        acc[lane] += p[j] * q[j]
-        j += 1
-        lane += 1
-    for width in (8, 4, 2):
-        for lane in range(width):
-            acc[lane] += acc[lane + width]
-    return acc[0] + acc[1]
+def sgd_lane_dot(p, q):
+    """Dot product of two C-contiguous rows with SGD_DOT_LANES interleaved partial sums reduced
+    pairwise, as explicit vector IR (see ``simd.lane_dot``)."""
+    return lane_dot(p, q)
 
 
 # ---- NMF (csrc/include/fastrec/nmf.h) ------------------------------------------------------------
