@@ -6,6 +6,12 @@ block, so its blocks can be updated concurrently without locks and without chang
 every thread count gives the same model. ``G`` depends only on the data, never on the thread
 count (raise ``n_blocks`` to at least twice the thread count on many-core machines).
 
+As in LIBMF the deal is a random relabelling followed by contiguous ranges: the kernels work on
+factor tables whose rows are in *working order* (``user_rows[u]`` is user ``u``'s row), so a
+block's rows are one contiguous stretch of memory (streamed by the hardware prefetcher, few TLB
+misses) and two threads never write rows that share a cache line (with scattered rows, k=100
+float32 rows of 400 bytes did, and 2 threads ran no faster than 1).
+
 Within a block the ratings are grouped by user, as in LIBMF, so a user's factor row stays in L1
 across its ratings, and the block's user-sorted list is cut into two runs that are interleaved
 rating by rating: consecutive updates then belong to different users, so the CPU overlaps two
@@ -35,15 +41,18 @@ class BlockedRatings:
     ratings: np.ndarray  # T[nnz]
     block_ptr: np.ndarray  # int64[G*G + 1]
     n_blocks: int  # G
+    user_rows: np.ndarray  # int64[n_users]: working row of each user
+    item_rows: np.ndarray  # int64[n_items]: working row of each item
 
     @classmethod
     def build(cls, users, items, ratings, n_users, n_items, n_blocks, rng) -> BlockedRatings:
         g = n_blocks
         nnz = users.shape[0]
-        # A random deal of rows/columns to blocks balances popular users and items across blocks.
-        user_block = rng.permutation(n_users) % g
-        item_block = rng.permutation(n_items) % g
-        block = user_block[users].astype(np.int64) * g + item_block[items]
+        # A random relabelling balances popular users and items across the contiguous blocks.
+        user_rows, item_rows = _random_rows(n_users, rng), _random_rows(n_items, rng)
+        users = user_rows[users].astype(users.dtype)
+        items = item_rows[items].astype(items.dtype)
+        block = (users.astype(np.int64) * g // n_users) * g + items.astype(np.int64) * g // n_items
         counts = np.bincount(block, minlength=g * g)
         block_ptr = np.zeros(g * g + 1, dtype=np.int64)
         np.cumsum(counts, out=block_ptr[1:])
@@ -61,7 +70,22 @@ class BlockedRatings:
         interleaved[start + slot] = order
         order = interleaved
         return cls(np.ascontiguousarray(users[order]), np.ascontiguousarray(items[order]),
-                   np.ascontiguousarray(ratings[order]), block_ptr, g)
+                   np.ascontiguousarray(ratings[order]), block_ptr, g, user_rows, item_rows)
+
+    def to_working_order(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Copies of user tables (names starting with "user") and item tables in working order."""
+        out = {}
+        for name, table in state.items():
+            out[name] = np.empty_like(table)
+            out[name][self._rows(name)] = table
+        return out
+
+    def to_id_order(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The inverse of :meth:`to_working_order`."""
+        return {name: table[self._rows(name)] for name, table in state.items()}
+
+    def _rows(self, name: str) -> np.ndarray:
+        return self.user_rows if name.startswith("user") else self.item_rows
 
     def epoch_schedule(self, rng) -> np.ndarray:
         """int64[G, G]: stratum s runs blocks (r_b, c_{(b + s) mod G}) under fresh random
@@ -71,3 +95,9 @@ class BlockedRatings:
         b = np.arange(g)
         schedule = rows[None, :] * g + cols[(b[None, :] + strata[:, None]) % g]
         return np.ascontiguousarray(schedule, dtype=np.int64)
+
+
+def _random_rows(n: int, rng) -> np.ndarray:
+    rows = np.empty(n, dtype=np.int64)
+    rows[rng.permutation(n)] = np.arange(n)
+    return rows

@@ -139,8 +139,26 @@ class MF(FactorModel):
         g = min(g, data.n_users, data.n_items)
         blocked = BlockedRatings.build(data.users, data.items, data.values, data.n_users,
                                        data.n_items, g, rng)
+        # The kernels see the factor tables in the layout's working row order; the fitted
+        # attributes are put back in id order whatever happens (finally below).
+        state = blocked.to_working_order(state)
+        self.__dict__.update(state)
+        if validation is not None:
+            validation = (blocked.user_rows[validation.users], blocked.item_rows[validation.items],
+                          validation.values)
         check_sgd_epoch(blocked.users, blocked.items, blocked.ratings, blocked.block_ptr,
                         blocked.epoch_schedule(np.random.default_rng(0)), *state.values())
+        try:
+            self._run_epochs(backend, blocked, state, data.nnz, validation, n_threads, rng)
+        finally:
+            self.__dict__.update(blocked.to_id_order(state))
+            self.fit_time_ = time.perf_counter() - start
+        self.n_epochs_ = len(self.loss_curve_)
+        return self
+
+    def _run_epochs(self, backend, blocked, state, nnz, validation, n_threads, rng) -> None:
+        """The epoch loop on the working-order ``state`` (also the fitted attributes meanwhile):
+        learning-rate schedule, divergence rollback, validation and early stopping."""
         lr_bias = self.learning_rate if self.lr_bias is None else self.lr_bias
         self.loss_curve_, self.validation_curve_ = [], []
         self.backend_ = backend.name
@@ -156,12 +174,11 @@ class MF(FactorModel):
                     blocked.epoch_schedule(rng), state["user_factors_"], state["item_factors_"],
                     state["user_bias_"], state["item_bias_"], self.global_mean_, lr, lr_b,
                     self.reg, self.reg_bias, bool(self.biased), n_threads)
-                train_rmse = math.sqrt(sse / data.nnz) if math.isfinite(sse) else math.inf
+                train_rmse = math.sqrt(sse / nnz) if math.isfinite(sse) else math.inf
                 reference = train_rmse if reference is None else min(reference, train_rmse)
                 if diverged(train_rmse, reference) or not _all_finite(state):
                     restore(state, good)
                     self.n_epochs_ = epoch
-                    self.fit_time_ = time.perf_counter() - start
                     raise DivergenceError(
                         f"SGD diverged in epoch {epoch + 1} (training RMSE {train_rmse:.3g}): "
                         f"learning_rate={self.learning_rate} (lr_bias={lr_bias}) is too large "
@@ -169,7 +186,7 @@ class MF(FactorModel):
                 self.loss_curve_.append(train_rmse)
                 message = f"epoch {epoch + 1}: train RMSE {train_rmse:.4f}"
                 if validation is not None:
-                    val = -self.score(validation)
+                    val = _rmse(self._predict_indices(*validation[:2]), validation[2])
                     self.validation_curve_.append(val)
                     message += f", validation RMSE {val:.4f}"
                     if self.early_stopping:
@@ -187,10 +204,11 @@ class MF(FactorModel):
                 bar.update(1)
         if best_state is not None:
             restore(state, best_state)
-        self.n_epochs_ = len(self.loss_curve_)
-        self.fit_time_ = time.perf_counter() - start
-        return self
 
 
 def _all_finite(state: dict[str, np.ndarray]) -> bool:
     return all(np.isfinite(v).all() for v in state.values())
+
+
+def _rmse(pred: np.ndarray, values: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((pred.astype(np.float64) - values) ** 2)))

@@ -60,7 +60,7 @@ def test_vector_factor_step_is_the_scalar_step(both, k, dtype):
     rng = np.random.default_rng(k)
     p, q = rng.normal(size=(2, k)).astype(dtype)
     step, shrink = dtype(0.03), dtype(0.999)
-    expected = [nb.sgd_factor_step(a, b, step, shrink) for a, b in zip(p, q)]
+    expected = [nb.sgd_factor_step(a, b, step, shrink) for a, b in zip(p, q, strict=True)]
     lanes = np.zeros(16, dtype)
     for j in range(k):
         lanes[j % 16] += p[j] * q[j]

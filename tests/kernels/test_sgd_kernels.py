@@ -178,3 +178,22 @@ def test_numba_equals_cython_bit_for_bit(dtype, k):
     assert sse_c == sse_n
     for name in by_cython:
         np.testing.assert_array_equal(by_numba[name], by_cython[name], err_msg=name)
+
+
+def test_blocks_cover_contiguous_row_ranges_and_orders_round_trip():
+    """Each block's users (items) are one contiguous range of working rows, and converting
+    tables to working order and back is the identity."""
+    blocked, state, _ = make_problem(n_users=101, n_items=53, nnz=1500, g=4)
+    g = blocked.n_blocks
+    for b in range(g * g):
+        lo, hi = blocked.block_ptr[b], blocked.block_ptr[b + 1]
+        if hi > lo:
+            assert np.all(blocked.users[lo:hi] * g // 101 == b // g)
+            assert np.all(blocked.items[lo:hi] * g // 53 == b % g)
+    assert sorted(blocked.user_rows) == list(range(101))
+    back = blocked.to_id_order(blocked.to_working_order(state))
+    for name, table in state.items():
+        np.testing.assert_array_equal(back[name], table)
+    working = blocked.to_working_order(state)
+    np.testing.assert_array_equal(working["user_factors"][blocked.user_rows[7]],
+                                  state["user_factors"][7])
