@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastrec._array import array_module
+
 DEFAULT_N_BLOCKS = 16
 
 
@@ -81,8 +83,9 @@ class BlockedRatings:
         return out
 
     def to_id_order(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The inverse of :meth:`to_working_order`."""
-        return {name: table[self._rows(name)] for name, table in state.items()}
+        """The inverse of :meth:`to_working_order` (numpy or CuPy tables)."""
+        return {name: table[array_module(table).asarray(self._rows(name))]
+                for name, table in state.items()}
 
     def _rows(self, name: str) -> np.ndarray:
         return self.user_rows if name.startswith("user") else self.item_rows

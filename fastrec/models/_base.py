@@ -4,6 +4,7 @@ backend resolution, and for factor models prediction, top-N, similar items, fold
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 
@@ -11,6 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from fastrec import io
+from fastrec._array import array_module, is_device_array, to_device, to_host
 from fastrec.backends import Backend, auto_choice, default_n_threads, get_backend
 from fastrec.data.interactions import Interactions
 
@@ -52,6 +54,39 @@ class Estimator:
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_users_"):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit first")
+
+    def _fitted_array_names(self) -> list[str]:
+        return [name for name, value in vars(self).items()
+                if name.endswith("_") and not name.startswith("_")
+                and (isinstance(value, np.ndarray) or is_device_array(value))]
+
+    @property
+    def device_(self) -> str:
+        """``"cuda"`` while fitted arrays live on the GPU (after a fit with ``backend="cuda"``
+        or ``to("cuda")``), else ``"cpu"``."""
+        names = self._fitted_array_names()
+        return "cuda" if any(is_device_array(getattr(self, n)) for n in names) else "cpu"
+
+    def to(self, device: str):
+        """Move the fitted arrays to ``"cpu"`` (numpy) or ``"cuda"`` (CuPy), in place; returns
+        self. Moving to CUDA needs the ``cuda`` backend to be available."""
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        if device == "cuda":
+            get_backend("cuda")  # raises with the reason when there is no usable GPU
+        move = to_device if device == "cuda" else to_host
+        for name in self._fitted_array_names():
+            setattr(self, name, move(getattr(self, name)))
+        return self
+
+    def to_numpy(self):
+        """A copy of the model whose fitted arrays are numpy arrays; this model is unchanged."""
+        return copy.copy(self).to("cpu")
+
+    def _check_on_host(self, what: str) -> None:
+        if self.device_ != "cpu":
+            raise RuntimeError(f"{what} runs on the CPU and this {type(self).__name__}'s arrays "
+                               "are on the GPU: use model.to('cpu') or model.to_numpy() first")
 
     def _resolve_backend(self, require: tuple[str, ...]) -> Backend:
         backend = get_backend(self.backend, require)
@@ -146,20 +181,23 @@ class FactorModel(Estimator):
                              f"{items.shape}")
         u = self._user_index(users, missing=unknown)
         i = self._item_index(items, missing=unknown)
-        return self._predict_indices(u, i)
+        return to_host(self._predict_indices(u, i))
 
     def _predict_indices(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        """Predictions for dense indices (-1 = unknown), on the device of the fitted arrays."""
+        xp = array_module(self.user_factors_)
+        u, i = xp.asarray(u), xp.asarray(i)
         known_u, known_i = u >= 0, i >= 0
-        uu, ii = np.where(known_u, u, 0), np.where(known_i, i, 0)
-        dot = np.einsum("nk,nk->n", self.user_factors_[uu], self.item_factors_[ii])
-        out = (self.global_mean_ + np.where(known_u, self.user_bias_[uu], 0)
-               + np.where(known_i, self.item_bias_[ii], 0) + np.where(known_u & known_i, dot, 0))
+        uu, ii = xp.where(known_u, u, 0), xp.where(known_i, i, 0)
+        dot = xp.sum(self.user_factors_[uu] * self.item_factors_[ii], axis=1)
+        out = (self.global_mean_ + xp.where(known_u, self.user_bias_[uu], 0)
+               + xp.where(known_i, self.item_bias_[ii], 0) + xp.where(known_u & known_i, dot, 0))
         return out.astype(self.user_factors_.dtype, copy=False)
 
     def score(self, X) -> float:
         """Negative RMSE on ``X`` (higher is better, as scikit-learn's ``score``)."""
         data = self._mapped(X, self.user_factors_.dtype, "score")
-        pred = self._predict_indices(data.users, data.items)
+        pred = to_host(self._predict_indices(data.users, data.items))
         return -float(np.sqrt(np.mean((pred.astype(np.float64) - data.values) ** 2)))
 
     def recommend(self, users, n: int = 10, filter_seen: bool = True, items=None):
@@ -171,6 +209,7 @@ class FactorModel(Estimator):
         Thread-safe (reads fitted state only); the scoring GEMM releases the GIL.
         """
         self._check_fitted()
+        self._check_on_host("recommend")
         check_positive("n", n, integer=True)
         u = self._user_index(np.atleast_1d(users))
         candidates = None if items is None else self._item_index(np.atleast_1d(items))
@@ -204,6 +243,7 @@ class FactorModel(Estimator):
         """The ``n`` most similar items to each item by cosine similarity of item factors,
         excluding the item itself. Returns ``(item_ids, similarities)``, each [len(items), n]."""
         self._check_fitted()
+        self._check_on_host("similar_items")
         check_positive("n", n, integer=True)
         i = self._item_index(np.atleast_1d(items))
         norms = np.linalg.norm(self.item_factors_, axis=1)
@@ -223,6 +263,7 @@ class FactorModel(Estimator):
         Returns ``(user_bias, user_factors: float[k])``.
         """
         self._check_fitted()
+        self._check_on_host("fold_in")
         i = self._item_index(np.atleast_1d(items))
         r = np.asarray(ratings, dtype=np.float64)
         if r.shape != i.shape:
@@ -259,12 +300,12 @@ class FactorModel(Estimator):
     def save(self, path):
         """Write the fitted model as an npz archive (no pickle). Returns the path written."""
         self._check_fitted()
-        arrays = {name: getattr(self, name) for name in self._ARRAYS}
+        arrays = {name: to_host(getattr(self, name)) for name in self._ARRAYS}
         arrays["global_mean_"] = np.array(self.global_mean_)
         if getattr(self, "seen_", None) is not None:
             arrays["seen_indptr"], arrays["seen_indices"] = self.seen_.indptr, self.seen_.indices
         for name in getattr(self, "_EXTRA_ARRAYS", ()):
-            arrays[name] = np.asarray(getattr(self, name))
+            arrays[name] = np.asarray(to_host(getattr(self, name)))
         params = {k: (v if not isinstance(v, type) and not isinstance(v, np.dtype) else
                       np.dtype(v).name) for k, v in self.get_params().items()}
         return io.save_arrays(path, type(self).__name__, params, arrays)

@@ -19,6 +19,7 @@ from fastrec._algorithms.training import (
     restore,
     snapshot,
 )
+from fastrec._array import array_module, to_device, to_host
 from fastrec.backends._contract import check_sgd_epoch
 from fastrec.models._base import FactorModel, check_dtype, check_positive, seen_matrix
 
@@ -142,23 +143,32 @@ class MF(FactorModel):
         # The kernels see the factor tables in the layout's working row order; the fitted
         # attributes are put back in id order whatever happens (finally below).
         state = blocked.to_working_order(state)
+        check_sgd_epoch(blocked.users, blocked.items, blocked.ratings, blocked.block_ptr,
+                        blocked.epoch_schedule(np.random.default_rng(0)), *state.values())
+        # On CUDA the ratings go to the device once and the fitted arrays stay there.
+        move = to_device if backend.name == "cuda" else (lambda a: a)
+        state = {name: move(table) for name, table in state.items()}
+        ratings = tuple(move(a) for a in (blocked.users, blocked.items, blocked.ratings,
+                                          blocked.block_ptr))
         self.__dict__.update(state)
         if validation is not None:
             validation = (blocked.user_rows[validation.users], blocked.item_rows[validation.items],
                           validation.values)
-        check_sgd_epoch(blocked.users, blocked.items, blocked.ratings, blocked.block_ptr,
-                        blocked.epoch_schedule(np.random.default_rng(0)), *state.values())
         try:
-            self._run_epochs(backend, blocked, state, data.nnz, validation, n_threads, rng)
+            self._run_epochs(backend, blocked, ratings, move, state, data.nnz, validation,
+                             n_threads, rng)
         finally:
             self.__dict__.update(blocked.to_id_order(state))
             self.fit_time_ = time.perf_counter() - start
         self.n_epochs_ = len(self.loss_curve_)
         return self
 
-    def _run_epochs(self, backend, blocked, state, nnz, validation, n_threads, rng) -> None:
+    def _run_epochs(self, backend, blocked, ratings, move, state, nnz, validation, n_threads,
+                    rng) -> None:
         """The epoch loop on the working-order ``state`` (also the fitted attributes meanwhile):
-        learning-rate schedule, divergence rollback, validation and early stopping."""
+        learning-rate schedule, divergence rollback, validation and early stopping.
+        ``ratings`` are the layout's arrays where the kernel runs, ``move`` takes a schedule
+        there."""
         lr_bias = self.learning_rate if self.lr_bias is None else self.lr_bias
         self.loss_curve_, self.validation_curve_ = [], []
         self.backend_ = backend.name
@@ -170,8 +180,8 @@ class MF(FactorModel):
                 lr_b = learning_rate_at(self.lr_schedule, lr_bias, self.lr_decay, epoch)
                 good = snapshot(state)
                 sse = backend.sgd_epoch(
-                    blocked.users, blocked.items, blocked.ratings, blocked.block_ptr,
-                    blocked.epoch_schedule(rng), state["user_factors_"], state["item_factors_"],
+                    *ratings, move(blocked.epoch_schedule(rng)), state["user_factors_"],
+                    state["item_factors_"],
                     state["user_bias_"], state["item_bias_"], self.global_mean_, lr, lr_b,
                     self.reg, self.reg_bias, bool(self.biased), n_threads)
                 train_rmse = math.sqrt(sse / nnz) if math.isfinite(sse) else math.inf
@@ -186,7 +196,8 @@ class MF(FactorModel):
                 self.loss_curve_.append(train_rmse)
                 message = f"epoch {epoch + 1}: train RMSE {train_rmse:.4f}"
                 if validation is not None:
-                    val = _rmse(self._predict_indices(*validation[:2]), validation[2])
+                    pred = to_host(self._predict_indices(*validation[:2]))
+                    val = _rmse(pred, validation[2])
                     self.validation_curve_.append(val)
                     message += f", validation RMSE {val:.4f}"
                     if self.early_stopping:
@@ -207,7 +218,7 @@ class MF(FactorModel):
 
 
 def _all_finite(state: dict[str, np.ndarray]) -> bool:
-    return all(np.isfinite(v).all() for v in state.values())
+    return all(bool(array_module(v).isfinite(v).all()) for v in state.values())
 
 
 def _rmse(pred: np.ndarray, values: np.ndarray) -> float:

@@ -294,3 +294,23 @@ def test_concurrent_recommend_is_consistent(planted):
         np.testing.assert_array_equal(a, b)
     for u, p in zip(users, preds, strict=True):
         np.testing.assert_array_equal(p, model.predict(u, u % model.n_items_))
+
+
+def test_device_moves_on_a_cpu_model():
+    """A CPU fit lives on the CPU; to("cpu") is a no-op, to_numpy() a copy, to("cuda") without a
+    usable GPU says why, and unknown devices are refused."""
+    from tests.cuda.helpers import gpu_unavailable_reason
+
+    data = synthetic_ratings(50, 40, 800, seed=0).interactions
+    model = MF(n_factors=4, n_epochs=2, backend="numpy", random_state=0).fit(
+        (data.users, data.items, data.values))
+    assert model.device_ == "cpu" and model.to("cpu") is model
+    copy = model.to_numpy()
+    assert copy is not model
+    np.testing.assert_array_equal(copy.user_factors_, model.user_factors_)
+    with pytest.raises(ValueError, match="device"):
+        model.to("tpu")
+    if gpu_unavailable_reason():
+        with pytest.raises(BackendUnavailable):
+            model.to("cuda")
+        assert model.device_ == "cpu"

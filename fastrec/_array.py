@@ -1,0 +1,37 @@
+"""Host (numpy) and device (CuPy) arrays behind one small interface.
+
+CuPy is never imported here unless an array already is a CuPy array or a caller asks for the
+device, so CPU-only installs never touch it.
+"""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+
+
+def is_device_array(a) -> bool:
+    """True for CuPy arrays (and cupyx.scipy.sparse matrices)."""
+    return type(a).__module__.split(".", 1)[0] in ("cupy", "cupyx")
+
+
+def array_module(a) -> types.ModuleType:
+    """``cupy`` for a CuPy array, ``numpy`` otherwise."""
+    if is_device_array(a):
+        import cupy
+
+        return cupy
+    return np
+
+
+def to_host(a):
+    """numpy copy of a CuPy array (scipy.sparse for cupyx.scipy.sparse); anything else as is."""
+    return a.get() if is_device_array(a) else a
+
+
+def to_device(a):
+    """CuPy copy of a numpy array (CuPy arrays are returned as they are)."""
+    import cupy
+
+    return cupy.asarray(a)
