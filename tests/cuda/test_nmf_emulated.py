@@ -17,6 +17,7 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from fastrec.backends import reference
 from fastrec.backends.cuda import _loader
@@ -285,16 +286,13 @@ def test_contract_errors_need_no_device(change, message):
 def test_nmf_model_runs_on_the_cuda_backend(fake_cupy, monkeypatch, mode, beta_loss, biased):
     """``NMF(backend="cuda")`` end to end through the emulated kernels, against the numpy
     reference backend (same initialisation and iterations)."""
-    from fastrec import NMF
-    from fastrec import backends
+    from fastrec import NMF, backends
     from fastrec.backends import cuda
 
     kernels = {name: getattr(cuda, name) for name in cuda.__all__ if name.startswith("nmf_")}
     monkeypatch.setitem(backends._CACHE, "cuda",
                         backends.Backend("cuda", True, "", "emulated", {}, kernels))
     csr, _, _, _, _ = make_nmf_problem(seed=4, n_rows=20, n_cols=15, density=0.4)
-    import scipy.sparse as sp
-
     x = sp.csr_matrix((csr[2], csr[1], csr[0]), shape=(20, 15))
     params = dict(n_components=3, mode=mode, beta_loss=beta_loss, biased=biased, max_iter=8,
                   tol=0.0, init="random", random_state=0, dtype="float64", alpha_W=0.01)
