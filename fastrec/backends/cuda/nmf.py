@@ -7,7 +7,8 @@ observed-mode dot, plus the bias residual), then its lanes own the row's factors
 fused multiplicative step of ``fastrec/nmf.h``, summing over the row's entries in stored order.
 The dense products go through cuBLAS (``xp.matmul``): the Gram matrix H H^T and the Frobenius
 denominator W (H H^T), and the Gram matrices of the full-mode loss; column sums and the final
-loss sum are CuPy reductions.
+loss sum are CuPy reductions. CuPy keeps float32 GEMMs in FP32 unless ``CUPY_TF32=1`` is set,
+which would trade the Gram products' accuracy for tensor-core speed.
 
 Determinism: fixed summation orders everywhere, one writer per output, no atomics, so the same
 inputs give the same outputs bit for bit on a device, at any launch configuration. Against the
