@@ -2,11 +2,11 @@
 //
 // Thread mapping: warp w of the grid takes rows w, w + n_warps, ... (grid-stride). For one row
 // the warp works in two phases:
-//   1. the sampled dense-dense product: for each stored entry n of the row, in stored order, the
-//      warp computes the dot product of the row's factors with the entry's column factors (16
-//      lanes, the CPU's fastrec::sgd_lane_dot order, reduced with __shfl_down_sync), and lane 0
-//      keeps what the update needs: the KL ratio x / max(wh, eps) or, in observed mode, the dot
-//      (into a scratch array T[nnz]) and the bias residual sum;
+//   1. the sampled dense-dense product: two stored entries of the row at a time, in stored order,
+//      each half-warp computes the dot product of the row's factors with one entry's column
+//      factors (16 lanes, the CPU's fastrec::sgd_lane_dot order, reduced with __shfl_down_sync),
+//      and lane 0 keeps what the update needs, entry by entry: the KL ratio x / max(wh, eps) or,
+//      in observed mode, the dot (into a scratch array T[nnz]) and the bias residual sum;
 //   2. the fused multiplicative update: lane l owns factors l, l + 32, ...; for each it sums the
 //      numerator (and, in observed mode, the denominator) over the row's entries in stored order
 //      and applies fastrec/nmf.h's step in place.
@@ -30,19 +30,26 @@ namespace cuda {
 constexpr int NMF_WARP = 32;
 constexpr unsigned NMF_FULL_MASK = 0xffffffffu;
 
-// Dot product in the CPU's order (fastrec::sgd_lane_dot): lane l < SGD_DOT_LANES sums factors
-// l, l + SGD_DOT_LANES, ... in turn, then the partial sums are halved pairwise. Every lane gets
-// the result.
+// The dot products of a row's factors p with the column factors of two stored entries, q0 and
+// q1 (null when the row has no second entry left): half-warp h computes p . q_h in the CPU's order
+// (fastrec::sgd_lane_dot: lane l of the half sums factors l, l + 16, ... in turn, then the 16
+// partial sums are halved pairwise by __shfl_down_sync). Two entries per step keep every lane
+// busy and two rows of `other` in flight. Every lane gets both results.
 template <typename T>
-__device__ __forceinline__ T nmf_warp_dot(const T *p, const T *q, long long k, int lane) {
-  static_assert(SGD_DOT_LANES <= NMF_WARP && (SGD_DOT_LANES & (SGD_DOT_LANES - 1)) == 0,
-                "the CPU dot's lanes must be a power of two that fits in a warp");
+__device__ __forceinline__ void nmf_pair_dots(const T *p, const T *q0, const T *q1, long long k,
+                                              int lane, T &dot0, T &dot1) {
+  static_assert(2 * SGD_DOT_LANES == NMF_WARP,
+                "two of the CPU dot's lane groups must make a warp");
+  const T *q = lane < SGD_DOT_LANES ? q0 : q1;
   T acc = T(0);
-  if (lane < SGD_DOT_LANES)
-    for (long long f = lane; f < k; f += SGD_DOT_LANES) acc += p[f] * q[f];
+  if (q != nullptr)
+    for (long long f = lane % SGD_DOT_LANES; f < k; f += SGD_DOT_LANES) acc += p[f] * q[f];
+  // The halving tree of each half; the first lane of each half ends with its dot (other lanes
+  // may add across the halves: their values are unused).
   for (int offset = SGD_DOT_LANES / 2; offset > 0; offset /= 2)
     acc += __shfl_down_sync(NMF_FULL_MASK, acc, offset);
-  return __shfl_sync(NMF_FULL_MASK, acc, 0);
+  dot0 = __shfl_sync(NMF_FULL_MASK, acc, 0);
+  dot1 = __shfl_sync(NMF_FULL_MASK, acc, SGD_DOT_LANES);
 }
 
 __device__ __forceinline__ long long nmf_first_warp() {
@@ -70,9 +77,17 @@ __global__ void nmf_full_rows(const I *__restrict__ indptr, const I *__restrict_
     T *w = factors + r * k;
     const long long start = indptr[r], stop = indptr[r + 1];
     if (beta != 2) {
-      for (long long n = start; n < stop; ++n) {
-        const T dot = nmf_warp_dot<T>(w, other + (long long)indices[n] * k, k, lane);
-        if (lane == 0) ratios[n] = nmf_kl_ratio<T>(data[n], dot);
+      for (long long n = start; n < stop; n += 2) {
+        const bool pair = n + 1 < stop;
+        T dot[2];
+        nmf_pair_dots<T>(w, other + (long long)indices[n] * k,
+                         pair ? other + (long long)indices[n + 1] * k : nullptr, k, lane, dot[0],
+                         dot[1]);
+        if (lane == 0) {
+#pragma unroll
+          for (int j = 0; j < 2; ++j)  // constant indices keep dot[] in registers
+            if (j == 0 || pair) ratios[n + j] = nmf_kl_ratio<T>(data[n + j], dot[j]);
+        }
       }
       __syncwarp();
     }
@@ -106,11 +121,19 @@ __global__ void nmf_observed_rows(const I *__restrict__ indptr, const I *__restr
     const long long start = indptr[r], stop = indptr[r + 1];
     const T count = T(stop - start);
     T residual_sum = T(0);
-    for (long long n = start; n < stop; ++n) {
-      const T dot = nmf_warp_dot<T>(w, other + (long long)indices[n] * k, k, lane);
-      if (lane == 0) {
-        dots[n] = beta == 2 ? dot : nmf_kl_ratio<T>(data[n], dot);
-        if (biased) residual_sum += data[n] - global_mean - other_bias[indices[n]] - dot;
+    for (long long n = start; n < stop; n += 2) {
+      const bool pair = n + 1 < stop;
+      T dot[2];
+      nmf_pair_dots<T>(w, other + (long long)indices[n] * k,
+                       pair ? other + (long long)indices[n + 1] * k : nullptr, k, lane, dot[0],
+                       dot[1]);
+      if (lane != 0) continue;
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {  // entries n, n + 1 in stored order
+        if (j == 1 && !pair) break;
+        const long long e = n + j;
+        dots[e] = beta == 2 ? dot[j] : nmf_kl_ratio<T>(data[e], dot[j]);
+        if (biased) residual_sum += data[e] - global_mean - other_bias[indices[e]] - dot[j];
       }
     }
     T offset = T(0);
@@ -160,22 +183,32 @@ __global__ void nmf_loss_rows(const I *__restrict__ indptr, const I *__restrict_
   const int lane = threadIdx.x % NMF_WARP;
   for (long long r = nmf_first_warp(); r < n_rows; r += nmf_n_warps()) {
     const T *w = factors + r * k;
+    const long long start = indptr[r], stop = indptr[r + 1];
     double total = 0.0;
-    for (long long n = indptr[r]; n < indptr[r + 1]; ++n) {
-      const T dot_t = nmf_warp_dot<T>(w, other + (long long)indices[n] * k, k, lane);
+    for (long long n = start; n < stop; n += 2) {
+      const bool pair = n + 1 < stop;
+      T dot_t[2];
+      nmf_pair_dots<T>(w, other + (long long)indices[n] * k,
+                       pair ? other + (long long)indices[n + 1] * k : nullptr, k, lane,
+                       dot_t[0], dot_t[1]);
       if (lane != 0) continue;
-      const double x = data[n];
-      const double dot = dot_t;
-      if (beta == 2) {
-        if (observed) {
-          const double pred =
-              biased ? global_mean + bias[r] + other_bias[indices[n]] + dot : dot;
-          total += 0.5 * (x - pred) * (x - pred);
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {  // entries n, n + 1 in stored order
+        if (j == 1 && !pair) break;
+        const long long e = n + j;
+        const double x = data[e];
+        const double dot = dot_t[j];
+        if (beta == 2) {
+          if (observed) {
+            const double pred =
+                biased ? global_mean + bias[r] + other_bias[indices[e]] + dot : dot;
+            total += 0.5 * (x - pred) * (x - pred);
+          } else {
+            total += x * x - 2.0 * x * dot;
+          }
         } else {
-          total += x * x - 2.0 * x * dot;
+          total += nmf_kl_entry(x, dot) + (observed ? dot : 0.0);
         }
-      } else {
-        total += nmf_kl_entry(x, dot) + (observed ? dot : 0.0);
       }
     }
     if (lane == 0) row_loss[r] = total;
