@@ -52,7 +52,9 @@ class NMF(FactorModel):
     biased, reg_bias : observed Frobenius mode only: prediction mu + b_u + b_i + p_u . q_i, the
         biases set to their exact regularised minimisers each iteration (penalty reg_bias n_u).
     random_state : int or None; dtype : float32 (default) or float64.
-    backend : "auto", "cython", "numba", "numpy" (reference, dense: tiny data only).
+    backend : "auto", "cuda", "cython", "numba", "numpy" (reference, dense: tiny data only).
+        "cuda" runs the warp-per-row kernels of csrc/cuda/nmf.cu (without a usable device it
+        raises BackendUnavailable saying why).
     n_threads : int or None (all usable cores); results do not depend on it.
     verbose : bool, progress bar and the error at every iteration.
 

@@ -7,10 +7,13 @@
 // Frobenius: num = (X H^T)_uf, den = (W H H^T)_uf.  Kullback-Leibler: num = sum_i h_fi x_ui /
 // (WH)_ui over the stored x_ui, den = sum_i h_fi.  Observed mode restricts the sums to the
 // observed entries and scales l1, l2 by the row's count of observations (Surprise's |I_u|).
-// The same functions serve the Cython kernels (one thread per row) and a future CUDA kernel.
+// The same functions serve the Cython kernels (one thread per row) and the CUDA kernels
+// (csrc/cuda/nmf.cu, a warp per row).
 #pragma once
 
+#if !defined(__CUDACC_RTC__)  // NVRTC has no C library headers; log is a builtin there
 #include <math.h>
+#endif
 
 #include "fastrec/common.h"
 

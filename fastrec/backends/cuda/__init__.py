@@ -1,14 +1,28 @@
 """CUDA backend: CuPy custom kernels from ``csrc/cuda``, compiled by NVRTC at first use.
 
 Probed only when asked for, never at ``import fastrec``. Kernels: ``sgd_epoch`` (see
-:mod:`fastrec.backends.cuda.sgd` for the thread mapping and its determinism promise). Launchers
+:mod:`fastrec.backends.cuda.sgd` for the thread mapping and its determinism promise) and the
+NMF updates and losses (:mod:`fastrec.backends.cuda.nmf`). Launchers
 accept CuPy arrays (zero-copy) or numpy arrays (copied to the device and back).
 """
 
 from fastrec.backends.cuda._loader import LAST_NVRTC_FOR_ARCH, SUPPORTED_ARCHS
+from fastrec.backends.cuda.nmf import (
+    nmf_loss_full,
+    nmf_loss_observed,
+    nmf_update_full,
+    nmf_update_observed,
+)
 from fastrec.backends.cuda.sgd import sgd_epoch
 
-__all__ = ["probe", "sgd_epoch"]
+__all__ = [
+    "nmf_loss_full",
+    "nmf_loss_observed",
+    "nmf_update_full",
+    "nmf_update_observed",
+    "probe",
+    "sgd_epoch",
+]
 
 
 def probe():

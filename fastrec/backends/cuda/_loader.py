@@ -23,6 +23,10 @@ NAME_EXPRESSIONS: dict[str, tuple[str, ...]] = {
           for t in ("float", "double")
           for i in ("int", "long long")),
     ),
+    "nmf": tuple(f"fastrec::cuda::{kernel}<{t}, {i}>"
+                 for kernel in ("nmf_full_rows", "nmf_observed_rows", "nmf_loss_rows")
+                 for t in ("float", "double")
+                 for i in ("int", "long long")),
 }
 
 # What CuPy itself adds when RawModule compiles with NVRTC (besides -arch and --pch).
