@@ -1,14 +1,23 @@
 """CUDA backend: CuPy custom kernels from ``csrc/cuda``, compiled by NVRTC at first use.
 
 Probed only when asked for, never at ``import fastrec``. Kernels: ``sgd_epoch`` (see
-:mod:`fastrec.backends.cuda.sgd` for the thread mapping and its determinism promise). Launchers
+:mod:`fastrec.backends.cuda.sgd` for the thread mapping and its determinism promise);
+``gru_forward``, ``gru_backward``, ``gru4rec_output_loss`` and ``gru4rec_train_epoch`` (see
+:mod:`fastrec.backends.cuda.gru`). Launchers
 accept CuPy arrays (zero-copy) or numpy arrays (copied to the device and back).
 """
 
 from fastrec.backends.cuda._loader import LAST_NVRTC_FOR_ARCH, SUPPORTED_ARCHS
+from fastrec.backends.cuda.gru import (
+    gru4rec_output_loss,
+    gru4rec_train_epoch,
+    gru_backward,
+    gru_forward,
+)
 from fastrec.backends.cuda.sgd import sgd_epoch
 
-__all__ = ["probe", "sgd_epoch"]
+__all__ = ["gru4rec_output_loss", "gru4rec_train_epoch", "gru_backward", "gru_forward", "probe",
+           "sgd_epoch"]
 
 
 def probe():
