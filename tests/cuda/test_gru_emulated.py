@@ -140,3 +140,17 @@ def test_train_epoch_float32(module):
     expected = run_epoch(problem, spec)
     got = run_epoch(problem, spec, gru_kernels(module, np.float32, order="random", seed=1))
     _assert_epoch_close(got, expected, 2e-4, 2e-5)
+
+
+def test_gru_is_clean_under_address_and_undefined_behaviour_sanitizers(emulator):
+    from tests.cuda.test_sgd_emulated import _run_under_asan
+
+    from fastrec.backends.cuda import _loader
+
+    # build here (not load: a sanitized library needs libasan preloaded), the subprocess loads it
+    emulator.build(_loader.kernel_path("gru"), _loader.compile_options(),
+                   _loader.NAME_EXPRESSIONS["gru"], asan=True)
+    result = _run_under_asan(emulator, "gru")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "AddressSanitizer" not in result.stderr
+    assert "asan run finished" in result.stdout
