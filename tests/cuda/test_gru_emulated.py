@@ -154,3 +154,99 @@ def test_gru_is_clean_under_address_and_undefined_behaviour_sanitizers(emulator)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "AddressSanitizer" not in result.stderr
     assert "asan run finished" in result.stdout
+
+
+# -- the public contract functions and the estimator, with CuPy replaced by host arrays --------
+class _HostDeviceArray(np.ndarray):
+    """Host memory standing in for a CuPy array (``get`` copies out)."""
+
+    def get(self, out=None):
+        if out is None:
+            return np.array(self)
+        out[...] = self
+        return out
+
+
+class _HostCupy:
+    """numpy under CuPy's name: every array it returns is a ``_HostDeviceArray``."""
+
+    def __getattr__(self, name):
+        function = getattr(np, name)
+
+        def wrapped(*args, **kwargs):
+            result = function(*args, **kwargs)
+            return result.view(_HostDeviceArray) if isinstance(result, np.ndarray) else result
+
+        return wrapped
+
+    @staticmethod
+    def asarray(a):
+        return a if isinstance(a, _HostDeviceArray) else np.array(a).view(_HostDeviceArray)
+
+
+@pytest.fixture
+def emulated_cupy(module, monkeypatch):
+    """``import cupy`` gives host arrays and NVRTC kernels come from the emulator (random thread
+    order); the registry sees an available CUDA backend with the real contract functions."""
+    import sys
+
+    import fastrec.backends as registry
+    import fastrec.backends.cuda as cuda_backend
+    from fastrec.backends import Backend
+    from fastrec.backends._contract import CONTRACT
+    from fastrec.backends.cuda import _loader
+
+    monkeypatch.setitem(sys.modules, "cupy", _HostCupy())
+    monkeypatch.setattr(_loader, "get_function", lambda source, expression: module.get_function(
+        expression, order="random", seed=1))
+    kernels = {k: getattr(cuda_backend, k) for k in CONTRACT if hasattr(cuda_backend, k)}
+    monkeypatch.setitem(registry._CACHE, "cuda",
+                        Backend("cuda", True, "", "emulated", {}, kernels))
+    return cuda_backend
+
+
+def test_public_functions_copy_host_arrays(emulated_cupy):
+    args, d_top = gru_problem(2, 2)
+    expected = ref.gru_forward(*args)
+    got = emulated_cupy.gru_forward(*args)
+    for e, g in zip(expected, got, strict=True):
+        assert type(g) is np.ndarray
+        assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+    got_grads = emulated_cupy.gru_backward(*args, *expected, d_top)
+    for e, g in zip(ref.gru_backward(*args, *expected, d_top), got_grads, strict=True):
+        assert type(g) is np.ndarray
+        assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+    hidden, table, samples = loss_problem()
+    expected = ref.gru4rec_output_loss(hidden, table, samples, 1, 0.5, 0.25)
+    got = emulated_cupy.gru4rec_output_loss(hidden, table, samples, 1, 0.5, 0.25)
+    for e, g in zip(expected, got, strict=True):
+        assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+    case = EPOCH_CASES[2]
+    problem = epoch_problem(case[0], case[1])
+    schedule, prob, alias = problem[:3]
+    expected = run_epoch(problem, epoch_spec(case))
+    from tests.cuda.gru_problems import copy_state
+
+    arrays = copy_state(problem)
+    total, n_events = emulated_cupy.gru4rec_train_epoch(
+        schedule.inputs, schedule.targets, schedule.reset, *arrays, prob, alias,
+        epoch_spec(case), 1)
+    assert all(type(a) is np.ndarray for a in arrays)
+    _assert_epoch_close((total, n_events, arrays), expected, 1e-9, 1e-11)
+
+
+def test_estimator_runs_with_backend_cuda(emulated_cupy):
+    """GRU4Rec(backend="cuda") trains through the CUDA contract function and matches the
+    numpy backend's model to rounding (same seed, samples and update order)."""
+    from fastrec import GRU4Rec
+    from fastrec.data import synthetic_sessions
+
+    frame = synthetic_sessions(n_sessions=24, n_items=10, random_state=0)
+    params = dict(hidden_size=8, n_sample=4, batch_size=4, bptt=2, n_epochs=2,
+                  learning_rate=0.05, dropout_hidden=0.1, random_state=0, dtype="float64")
+    model = GRU4Rec(backend="cuda", **params).fit(frame)
+    assert model.backend_ == "cuda"
+    expected = GRU4Rec(backend="numpy", **params).fit(frame)
+    assert_allclose(model.loss_curve_, expected.loss_curve_, rtol=1e-9)
+    assert_allclose(model.output_table_, expected.output_table_, rtol=1e-8, atol=1e-10)
+    assert_allclose(model.gru_weights_, expected.gru_weights_, rtol=1e-8, atol=1e-10)
