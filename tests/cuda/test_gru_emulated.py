@@ -143,9 +143,8 @@ def test_train_epoch_float32(module):
 
 
 def test_gru_is_clean_under_address_and_undefined_behaviour_sanitizers(emulator):
-    from tests.cuda.test_sgd_emulated import _run_under_asan
-
     from fastrec.backends.cuda import _loader
+    from tests.cuda.test_sgd_emulated import _run_under_asan
 
     # build here (not load: a sanitized library needs libasan preloaded), the subprocess loads it
     emulator.build(_loader.kernel_path("gru"), _loader.compile_options(),
