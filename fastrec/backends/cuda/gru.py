@@ -152,22 +152,24 @@ def launch_output_loss(xp, get_kernel, hidden, out_table, samples, loss, bpreg, 
     """Sampled-output loss of G groups (time steps) of N rows at once.
 
     hidden T[G, N, H]; samples I[G, S] (group g's first N samples are its rows' targets);
-    writes d_hidden T[G, N, H], d_rows T[G, S, H+1] and row_loss float64[G * N].
+    writes d_hidden T[G, N, H], d_rows T[G, S, H+1] and row_loss float64[G * N]. The hidden
+    states get a column of ones, so one batched GEMM gives the scores with their biases and one
+    gives the sampled rows' gradients with their bias column.
     """
     G, N, H = hidden.shape
     S = samples.shape[1]
     dtype = hidden.dtype.type
+    augmented = xp.empty((G, N, H + 1), hidden.dtype)
+    augmented[..., :H] = hidden
+    augmented[..., H] = 1
     W = xp.take(out_table, samples, axis=0)                              # [G, S, H+1]
-    vectors = W[..., :H]
-    scores = xp.matmul(hidden, vectors.transpose(0, 2, 1)) + W[:, None, :, H]  # [G, N, S]
-    scores = xp.ascontiguousarray(scores)
+    scores = xp.matmul(augmented, W.transpose(0, 2, 1))                  # [G, N, S]
     get_kernel("gru4rec_loss_rows")(
         (max(1, min(G * N, 65535)),), (LOSS_THREADS,),
         (scores, np.int64(G * N), np.int64(N), np.int64(S), np.int32(loss), dtype(bpreg),
          dtype(grad_scale), row_loss))
-    d_hidden[...] = xp.matmul(scores, vectors)
-    d_rows[..., :H] = xp.matmul(scores.transpose(0, 2, 1), hidden)
-    d_rows[..., H] = scores.sum(axis=1)
+    d_hidden[...] = xp.matmul(scores, W)[..., :H]
+    xp.matmul(scores.transpose(0, 2, 1), augmented, out=d_rows)
 
 
 # -- optimizer steps ---------------------------------------------------------------------------
