@@ -5,10 +5,11 @@
 Training: one epoch of session-parallel GRU4Rec (synthetic sessions with planted transitions,
 200k events, 20k items, hidden 100, embedding 64, n_sample 2048) through
 ``gru4rec_train_epoch`` with every array on the device (zero-copy), next to the Cython epoch
-(float32, 2 threads) in the same group; the events/s of each round are in ``extra_info``. Raw step: GRU forward + full backward over a block (T=10, B=256, H=100,
-one and two layers). One warm-up round keeps NVRTC's first-use compile (and cuBLAS handle
-creation) out of the timings; every timed call ends with a device synchronisation. Skipped,
-with the reason, where no device is usable.
+(float32, 2 threads) in the same group; the events/s of each round are in ``extra_info``.
+Raw step: GRU forward + full backward over a block (T=10, B=256, H=100, one and two layers).
+One warm-up round keeps NVRTC's first-use compile (and cuBLAS handle creation) out of the
+timings; every timed call ends with a device synchronisation. Skipped, with the reason, where
+no device is usable.
 """
 
 from __future__ import annotations
