@@ -120,6 +120,9 @@ block's events, runs full BPTT over the block and takes one optimizer step for e
 (optimizer step count spec.step0 + block + 1). Dropout masks come from the same RNG (element k
 of the block starting at step s: counter s * B * width + k). Returns the summed loss and the
 number of events trained.
+CUDA: cuBLAS GEMMs around fused gate, loss and optimizer kernels, the same samples and masks;
+each distinct sparse row has one owning warp (no atomics), so a device run repeats bit for bit
+and agrees with the CPU backends to rounding. Arrays may be CuPy arrays (updated in place).
 """
 
 ADAM_STEP_DOC = """adam_step(params, grads, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,

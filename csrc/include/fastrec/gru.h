@@ -1,7 +1,7 @@
 // Per-element math of GRU4Rec: alias sampling on the counter-based RNG (rng.h), exp/sigmoid/tanh,
 // GRU gates forward and backward, the sampled-output losses (cross-entropy, BPR-max, TOP1-max)
 // and Adagrad with momentum (plain Adagrad and Adam come from optim.h).
-// Included by the Cython kernels (through gru_cpu.h) and, later, CUDA; the Numba mirror in
+// Included by the Cython kernels (through gru_cpu.h) and the CUDA kernels (csrc/cuda/gru.cu); the Numba mirror in
 // fastrec/backends/numba/gru_scalar.py keeps the same names and order of operations.
 //
 // GRU (GRU4Rec's form, reset applied before the recurrent product):
@@ -9,9 +9,10 @@
 //   h' = (1 - z) h + z n
 #pragma once
 
+#if !defined(__CUDACC_RTC__)  // NVRTC has no C library headers (math and memcpy are built in)
 #include <math.h>
-#include <stdint.h>
 #include <string.h>
+#endif
 
 #include "fastrec/common.h"
 #include "fastrec/optim.h"

@@ -1,12 +1,20 @@
 """CUDA backend: CuPy custom kernels from ``csrc/cuda``, compiled by NVRTC at first use.
 
 Probed only when asked for, never at ``import fastrec``. Kernels: ``sgd_epoch`` (see
-:mod:`fastrec.backends.cuda.sgd` for the thread mapping and its determinism promise) and the
-NMF updates and losses (:mod:`fastrec.backends.cuda.nmf`). Launchers
+:mod:`fastrec.backends.cuda.sgd` for the thread mapping and its determinism promise), the
+NMF updates and losses (:mod:`fastrec.backends.cuda.nmf`) and ``gru_forward``,
+``gru_backward``, ``gru4rec_output_loss``, ``gru4rec_train_epoch``
+(:mod:`fastrec.backends.cuda.gru`). Launchers
 accept CuPy arrays (zero-copy) or numpy arrays (copied to the device and back).
 """
 
 from fastrec.backends.cuda._loader import LAST_NVRTC_FOR_ARCH, SUPPORTED_ARCHS
+from fastrec.backends.cuda.gru import (
+    gru4rec_output_loss,
+    gru4rec_train_epoch,
+    gru_backward,
+    gru_forward,
+)
 from fastrec.backends.cuda.nmf import (
     nmf_loss_full,
     nmf_loss_observed,
@@ -16,6 +24,10 @@ from fastrec.backends.cuda.nmf import (
 from fastrec.backends.cuda.sgd import sgd_epoch
 
 __all__ = [
+    "gru4rec_output_loss",
+    "gru4rec_train_epoch",
+    "gru_backward",
+    "gru_forward",
     "nmf_loss_full",
     "nmf_loss_observed",
     "nmf_update_full",

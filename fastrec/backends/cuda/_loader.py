@@ -27,6 +27,18 @@ NAME_EXPRESSIONS: dict[str, tuple[str, ...]] = {
                  for kernel in ("nmf_full_rows", "nmf_observed_rows", "nmf_loss_rows")
                  for t in ("float", "double")
                  for i in ("int", "long long")),
+    "gru": (
+        *(f"fastrec::cuda::{kernel}<{t}>"
+          for kernel in ("gru_gates_rz", "gru_gates_n", "gru_grad_gates_zn", "gru_grad_gates_r",
+                         "gru_saved_states", "gru_dropout", "gru4rec_loss_rows",
+                         "gru_dense_step")
+          for t in ("float", "double")),
+        *(f"fastrec::cuda::{kernel}<{t}, {i}>"
+          for kernel in ("gru4rec_embed_rows", "gru_sparse_rows_step")
+          for t in ("float", "double")
+          for i in ("int", "long long")),
+        *(f"fastrec::cuda::gru4rec_draw_samples<{i}>" for i in ("int", "long long")),
+    ),
 }
 
 # What CuPy itself adds when RawModule compiles with NVRTC (besides -arch and --pch).

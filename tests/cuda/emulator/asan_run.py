@@ -2,6 +2,7 @@
 ``LD_PRELOAD`` of libasan (a sanitized library cannot be loaded into a normal Python).
 
     python asan_run.py sgd            SGD epochs against the reference; exit 0 when clean
+    python asan_run.py gru            every GRU4Rec kernel against the reference; exit 0 when clean
     python asan_run.py out_of_bounds  a kernel that reads past an array (must be reported)
     python asan_run.py signed_overflow  a kernel with signed overflow (UBSan must report it)
 """
@@ -44,6 +45,40 @@ def run_sgd() -> None:
                 np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
 
 
+def run_gru() -> None:
+    """Every kernel of gru.cu (T = L = bptt = 1 cases too, where the launchers' per-step views
+    are whole allocations, so ASan sees each kernel's own bounds)."""
+    from fastrec.backends.reference import gru as ref
+    from tests.cuda import gru_problems as gp
+
+    module = gp.gru_module(cuda_emulator, asan=True)
+    for dtype, index_dtype, (T, L) in ((np.float64, np.int32, (1, 1)),
+                                       (np.float32, np.int64, (3, 2))):
+        get_kernel = gp.gru_kernels(module, dtype, index_dtype, order="random", seed=T)
+        args, d_top = gp.gru_problem(T, L, dtype)
+        expected = ref.gru_forward(*args)
+        got = gp.emulated_forward(get_kernel, *args)
+        for e, g in zip(expected, got, strict=True):
+            np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
+        grads = gp.emulated_backward(get_kernel, *args, *expected, d_top)
+        for e, g in zip(ref.gru_backward(*args, *expected, d_top), grads, strict=True):
+            np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
+        hidden, table, samples = gp.loss_problem(dtype, index_dtype)
+        for loss in (0, 1, 2):
+            got = gp.emulated_output_loss(get_kernel, hidden, table, samples, loss, 0.5, 0.25)
+            e = ref.gru4rec_output_loss(hidden, table, samples, loss, 0.5, 0.25)
+            np.testing.assert_allclose(got[1], e[1], rtol=1e-4, atol=1e-5)
+    for case in (gp.EPOCH_CASES[1], gp.EPOCH_CASES[2]):
+        problem = gp.epoch_problem(case[0], case[1], np.int64)
+        spec = gp.epoch_spec(case)
+        if case is gp.EPOCH_CASES[1]:
+            assert spec.bptt == 1 and case[0] == 1
+        expected = gp.run_epoch(problem, spec)
+        got = gp.run_epoch(problem, spec, gp.gru_kernels(module, np.float64, np.int64, "reverse"))
+        for g, e in zip(got[2], expected[2], strict=True):
+            np.testing.assert_allclose(g, e, rtol=1e-8, atol=1e-10)
+
+
 def run_out_of_bounds() -> None:
     x = np.ones(10, dtype=np.float32)
     out = np.zeros(1, dtype=np.float32)
@@ -61,6 +96,6 @@ def selftest_module():
 
 
 if __name__ == "__main__":
-    {"sgd": run_sgd, "out_of_bounds": run_out_of_bounds,
+    {"sgd": run_sgd, "gru": run_gru, "out_of_bounds": run_out_of_bounds,
      "signed_overflow": run_signed_overflow}[sys.argv[1]]()
     print("asan run finished")

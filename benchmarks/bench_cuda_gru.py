@@ -1,0 +1,145 @@
+"""CUDA GRU4Rec throughput (events per second) and the raw GRU step, on device arrays:
+
+    python -m pytest benchmarks/bench_cuda_gru.py --benchmark-only --benchmark-group-by=group
+
+Training: one epoch of session-parallel GRU4Rec (synthetic sessions with planted transitions,
+200k events, 20k items, hidden 100, embedding 64, n_sample 2048) through
+``gru4rec_train_epoch`` with every array on the device (zero-copy), next to the Cython epoch
+(float32, 2 threads) in the same group; the events/s of each round are in ``extra_info``.
+Raw step: GRU forward + full backward over a block (T=10, B=256, H=100, one and two layers).
+One warm-up round keeps NVRTC's first-use compile (and cuBLAS handle creation) out of the
+timings; every timed call ends with a device synchronisation. Skipped, with the reason, where
+no device is usable.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from fastrec._algorithms.gru4rec import GRU4RecParams, alias_table, session_parallel_schedule
+from fastrec.backends import _probe
+from fastrec.backends._contract import LOSS_CODES, OPT_ADAGRAD, GRU4RecSpec
+from fastrec.data import Sessions, synthetic_sessions
+
+HIDDEN, EMBEDDING, N_SAMPLE, BPTT = 100, 64, 2048, 1
+_CACHE: dict = {}
+
+
+def _cuda_backend():
+    backend = _probe("cuda")
+    if not backend.available:
+        pytest.skip(f"cuda: {backend.reason}")
+    return backend
+
+
+def sessions() -> Sessions:
+    if "sessions" not in _CACHE:
+        frame = synthetic_sessions(n_sessions=33_000, n_items=20_000, random_state=0)
+        _CACHE["sessions"] = Sessions.from_frame(frame)
+    return _CACHE["sessions"]
+
+
+def _epoch_problem(batch, dtype):
+    data = sessions()
+    schedule = session_parallel_schedule(data.items, data.offsets, batch)
+    prob, alias = alias_table(np.bincount(data.items, minlength=data.n_items) ** 0.75,
+                              data.items.dtype)
+    params = GRU4RecParams.init(data.n_items, HIDDEN, 1, EMBEDDING, dtype,
+                                np.random.default_rng(0))
+    arrays = [np.zeros((1, batch, HIDDEN), dtype), params.emb, params.state["emb_s1"],
+              params.state["emb_s2"], params.gru, params.state["gru_s1"],
+              params.state["gru_s2"], params.out, params.state["out_s1"], params.state["out_s2"]]
+    return schedule, prob, alias, arrays
+
+
+def _spec(loss, epoch, n_steps):
+    return GRU4RecSpec(True, LOSS_CODES[loss], 1.0, N_SAMPLE, 0.0, 0.0, BPTT, OPT_ADAGRAD, 0.05,
+                       0.0, 0.9, 0.999, 1e-6, epoch * n_steps, 0, epoch)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("loss", ["cross-entropy", "bpr-max"])
+@pytest.mark.parametrize("batch", [32, 256])
+def test_cuda_gru4rec_epoch(benchmark, batch, loss, dtype):
+    backend = _cuda_backend()
+    import cupy
+
+    benchmark.group = f"gru4rec-train-B{batch}-{loss}"
+    benchmark.name = f"cuda {np.dtype(dtype).name}"
+    schedule, prob, alias, host_arrays = _epoch_problem(batch, dtype)
+    device = [cupy.asarray(a) for a in (schedule.inputs, schedule.targets, schedule.reset)]
+    tables = [cupy.asarray(prob), cupy.asarray(alias)]
+    arrays = [cupy.asarray(a) for a in host_arrays]
+    rates = []
+    epoch = [0]
+
+    def run():
+        spec = _spec(loss, epoch[0], schedule.n_steps)
+        epoch[0] += 1
+        start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+        start.record()
+        _, n_events = backend.gru4rec_train_epoch(*device, *arrays, *tables, spec, 1)
+        stop.record()
+        stop.synchronize()
+        rates.append(n_events / (cupy.cuda.get_elapsed_time(start, stop) / 1e3))
+
+    run()  # warm-up: NVRTC compile, cuBLAS handles, memory pool
+    rates.clear()
+    benchmark.pedantic(run, rounds=3, iterations=1)
+    benchmark.extra_info["events_per_second"] = float(np.median(rates))
+
+
+@pytest.mark.parametrize("loss", ["cross-entropy", "bpr-max"])
+@pytest.mark.parametrize("batch", [32, 256])
+def test_cython_gru4rec_epoch_next_to_cuda(benchmark, batch, loss):
+    """The Cython epoch (2 threads, float32) on the same problem, for the ratio; runs only where
+    the CUDA rows run (a CPU epoch here takes minutes)."""
+    _cuda_backend()
+    backend = _probe("cython")
+    if not backend.available:
+        pytest.skip(f"cython: {backend.reason}")
+    benchmark.group = f"gru4rec-train-B{batch}-{loss}"
+    benchmark.name = "cython float32 2 threads"
+    schedule, prob, alias, arrays = _epoch_problem(batch, np.float32)
+    rates = []
+
+    def run():
+        start = time.perf_counter()
+        _, n_events = backend.gru4rec_train_epoch(schedule.inputs, schedule.targets,
+                                                  schedule.reset, *arrays, prob, alias,
+                                                  _spec(loss, 0, schedule.n_steps), 2)
+        rates.append(n_events / (time.perf_counter() - start))
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.extra_info["events_per_second"] = float(np.median(rates))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_cuda_gru_step(benchmark, n_layers, dtype):
+    backend = _cuda_backend()
+    import cupy
+
+    T, B, D, H = 10, 256, EMBEDDING, HIDDEN
+    benchmark.group = f"gru-step T={T} B={B} H={H} L={n_layers}"
+    benchmark.name = f"cuda {np.dtype(dtype).name}"
+    rng = np.random.default_rng(0)
+    args = [cupy.asarray(a.astype(dtype)) for a in (
+        rng.normal(size=(T, B, D)), rng.normal(size=(n_layers, B, H)),
+        0.1 * rng.normal(size=(D, 3 * H)), 0.1 * rng.normal(size=(n_layers - 1, H, 3 * H)),
+        0.1 * rng.normal(size=(n_layers, H, 3 * H)), 0.1 * rng.normal(size=(n_layers, 3 * H)))]
+    reset = cupy.asarray((rng.random((T, B)) < 0.1).astype(np.uint8))
+    X, h0, Wx0, Wx_rest, Wh, b = args
+    d_top = cupy.asarray(rng.normal(size=(T, B, H)).astype(dtype))
+
+    def run():
+        hs, gates = backend.gru_forward(X, h0, reset, Wx0, Wx_rest, Wh, b)
+        grads = backend.gru_backward(X, h0, reset, Wx0, Wx_rest, Wh, b, hs, gates, d_top)
+        cupy.cuda.Device().synchronize()
+        return grads
+
+    run()
+    benchmark.pedantic(run, rounds=10, iterations=1, warmup_rounds=1)

@@ -1,0 +1,251 @@
+"""The real csrc/cuda/gru.cu in the CUDA-semantics emulator, driven by the backend's own
+launchers with numpy as the array module (numpy's matmul stands in for cuBLAS): every kernel
+under forward, reverse and random thread orders against the numpy reference, float32 and
+float64, int32 and int64 indices. The kernels use no atomics and fixed reduction shapes, so the
+thread order must not change a single bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from fastrec.backends._contract import LOSS_CODES, OPT_ADAGRAD, OPT_ADAM
+from fastrec.backends.cuda.gru import launch_sparse_rows_step, optimizer_scalars
+from fastrec.backends.reference import gru as ref
+from tests.cuda.gru_problems import (
+    EPOCH_CASES,
+    emulated_backward,
+    emulated_forward,
+    emulated_output_loss,
+    epoch_problem,
+    epoch_spec,
+    gru_kernels,
+    gru_module,
+    gru_problem,
+    loss_problem,
+    run_epoch,
+)
+
+ORDERS = ("forward", "reverse", "random")
+RTOL = {np.float32: 2e-4, np.float64: 1e-10}
+
+
+@pytest.fixture(scope="module")
+def module(emulator):
+    return gru_module(emulator)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("T,L", [(1, 1), (3, 2)])
+def test_forward_and_backward_match_reference(module, T, L, dtype, order):
+    args, d_top = gru_problem(T, L, dtype)
+    get_kernel = gru_kernels(module, dtype, order=order, seed=T + L)
+    expected = ref.gru_forward(*args)
+    got = emulated_forward(get_kernel, *args)
+    for e, g in zip(expected, got, strict=True):
+        assert g.dtype == dtype
+        assert_allclose(g, e, rtol=RTOL[dtype], atol=RTOL[dtype])
+    expected_grads = ref.gru_backward(*args, *expected, d_top)
+    got_grads = emulated_backward(get_kernel, *args, *expected, d_top)
+    for name, e, g in zip(("dX", "dh0", "dWx0", "dWx_rest", "dWh", "db"), expected_grads,
+                          got_grads, strict=True):
+        assert g.shape == e.shape and g.dtype == dtype
+        assert_allclose(g, e, rtol=RTOL[dtype], atol=RTOL[dtype], err_msg=name)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("dtype, index_dtype", [(np.float64, np.int32), (np.float32, np.int64)])
+@pytest.mark.parametrize("loss", tuple(LOSS_CODES.values()))
+def test_output_loss_matches_reference(module, loss, dtype, index_dtype, order):
+    hidden, table, samples = loss_problem(dtype, index_dtype)
+    get_kernel = gru_kernels(module, dtype, index_dtype, order=order, seed=loss)
+    expected = ref.gru4rec_output_loss(hidden, table, samples, loss, 0.5, 0.25)
+    got = emulated_output_loss(get_kernel, hidden, table, samples, loss, 0.5, 0.25)
+    tol = RTOL[dtype]
+    assert_allclose(got[0], expected[0], rtol=tol)
+    assert_allclose(got[1], expected[1], rtol=tol, atol=tol)
+    assert_allclose(got[2], expected[2], rtol=tol, atol=tol)
+
+
+def test_output_loss_many_samples_per_thread(module):
+    """More samples than the loss kernel's threads: per-thread strided partial sums."""
+    hidden, table, samples = loss_problem(N=3, K=300, n_items=40)
+    get_kernel = gru_kernels(module, np.float64, order="random", seed=5)
+    for loss in LOSS_CODES.values():
+        expected = ref.gru4rec_output_loss(hidden, table, samples, loss, 0.5, 1.0)
+        got = emulated_output_loss(get_kernel, hidden, table, samples, loss, 0.5, 1.0)
+        for e, g in zip(expected, got, strict=True):
+            assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("method, momentum", [(OPT_ADAM, 0.0), (OPT_ADAGRAD, 0.0),
+                                              (OPT_ADAGRAD, 0.5)])
+@pytest.mark.parametrize("dtype, index_dtype", [(np.float64, np.int64), (np.float32, np.int32)])
+def test_sparse_rows_step_sums_duplicates_once(module, dtype, index_dtype, method, momentum,
+                                               order):
+    rng = np.random.default_rng(7)
+    table = rng.normal(size=(6, 37)).astype(dtype)  # width > a warp
+    s1 = rng.uniform(0, 1, table.shape).astype(dtype)
+    # Adam: second moments (>= 0); Adagrad with momentum: a velocity; plain Adagrad: unused.
+    s2 = rng.normal(size=table.shape).astype(dtype) * (method == OPT_ADAM or momentum > 0)
+    if method == OPT_ADAM:
+        s2 = np.abs(s2)
+    rows = np.array([4, 1, 4, 0, 4, 1, 5], index_dtype)
+    grads = rng.normal(size=(rows.size, 37)).astype(dtype)
+    opt = (method, 0.1, momentum, 0.9, 0.99, 1e-6, 3)
+    expected = [a.copy() for a in (table, s1, s2)]
+    ref._step_rows(*expected, rows, grads, *opt)
+    got = [a.copy() for a in (table, s1, s2)]
+    get_kernel = gru_kernels(module, dtype, index_dtype, order=order, seed=3)
+    launch_sparse_rows_step(np, get_kernel, *got, rows, grads.copy(),
+                            optimizer_scalars(dtype, *opt))
+    for e, g in zip(expected, got, strict=True):
+        assert_allclose(g, e, rtol=RTOL[dtype] / 10, atol=RTOL[dtype] / 10)
+    assert np.array_equal(got[0][[2, 3]], table[[2, 3]])  # rows not sampled are untouched
+
+
+def _assert_epoch_close(got, expected, rtol, atol):
+    assert got[1] == expected[1] > 0
+    assert_allclose(got[0], expected[0], rtol=rtol)
+    names = ("hidden", "emb", "emb_s1", "emb_s2", "gru", "gru_s1", "gru_s2", "out", "out_s1",
+             "out_s2")
+    for name, g, e in zip(names, got[2], expected[2], strict=True):
+        assert_allclose(g, e, rtol=rtol, atol=atol, err_msg=name)
+
+
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("case", EPOCH_CASES)
+def test_train_epoch_matches_reference(module, case, index_dtype):
+    """Sample for sample: the same negatives and dropout masks (counter-based RNG), the same
+    update order; thread orders give the same bits."""
+    problem = epoch_problem(case[0], case[1], index_dtype)
+    spec = epoch_spec(case)
+    expected = run_epoch(problem, spec)
+    results = [run_epoch(problem, spec, gru_kernels(module, np.float64, index_dtype, order, 9))
+               for order in ORDERS]
+    _assert_epoch_close(results[0], expected, 1e-9, 1e-11)
+    for other in results[1:]:
+        assert other[0] == results[0][0]
+        for g, e in zip(other[2], results[0][2], strict=True):
+            assert np.array_equal(g, e)
+
+
+def test_train_epoch_float32(module):
+    case = EPOCH_CASES[2]
+    problem = epoch_problem(case[0], case[1], dtype=np.float32)
+    spec = epoch_spec(case)
+    expected = run_epoch(problem, spec)
+    got = run_epoch(problem, spec, gru_kernels(module, np.float32, order="random", seed=1))
+    _assert_epoch_close(got, expected, 2e-4, 2e-5)
+
+
+def test_gru_is_clean_under_address_and_undefined_behaviour_sanitizers(emulator):
+    from fastrec.backends.cuda import _loader
+    from tests.cuda.test_sgd_emulated import _run_under_asan
+
+    # build here (not load: a sanitized library needs libasan preloaded), the subprocess loads it
+    emulator.build(_loader.kernel_path("gru"), _loader.compile_options(),
+                   _loader.NAME_EXPRESSIONS["gru"], asan=True)
+    result = _run_under_asan(emulator, "gru")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "AddressSanitizer" not in result.stderr
+    assert "asan run finished" in result.stdout
+
+
+# -- the public contract functions and the estimator, with CuPy replaced by host arrays --------
+class _HostDeviceArray(np.ndarray):
+    """Host memory standing in for a CuPy array (``get`` copies out)."""
+
+    def get(self, out=None):
+        if out is None:
+            return np.array(self)
+        out[...] = self
+        return out
+
+
+class _HostCupy:
+    """numpy under CuPy's name: every array it returns is a ``_HostDeviceArray``."""
+
+    def __getattr__(self, name):
+        function = getattr(np, name)
+
+        def wrapped(*args, **kwargs):
+            result = function(*args, **kwargs)
+            return result.view(_HostDeviceArray) if isinstance(result, np.ndarray) else result
+
+        return wrapped
+
+    @staticmethod
+    def asarray(a):
+        return a if isinstance(a, _HostDeviceArray) else np.array(a).view(_HostDeviceArray)
+
+
+@pytest.fixture
+def emulated_cupy(module, monkeypatch):
+    """``import cupy`` gives host arrays and NVRTC kernels come from the emulator (random thread
+    order); the registry sees an available CUDA backend with the real contract functions."""
+    import sys
+
+    import fastrec.backends as registry
+    import fastrec.backends.cuda as cuda_backend
+    from fastrec.backends import Backend
+    from fastrec.backends._contract import CONTRACT
+    from fastrec.backends.cuda import _loader
+
+    monkeypatch.setitem(sys.modules, "cupy", _HostCupy())
+    monkeypatch.setattr(_loader, "get_function", lambda source, expression: module.get_function(
+        expression, order="random", seed=1))
+    kernels = {k: getattr(cuda_backend, k) for k in CONTRACT if hasattr(cuda_backend, k)}
+    monkeypatch.setitem(registry._CACHE, "cuda",
+                        Backend("cuda", True, "", "emulated", {}, kernels))
+    return cuda_backend
+
+
+def test_public_functions_copy_host_arrays(emulated_cupy):
+    args, d_top = gru_problem(2, 2)
+    expected = ref.gru_forward(*args)
+    got = emulated_cupy.gru_forward(*args)
+    for e, g in zip(expected, got, strict=True):
+        assert type(g) is np.ndarray
+        assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+    got_grads = emulated_cupy.gru_backward(*args, *expected, d_top)
+    for e, g in zip(ref.gru_backward(*args, *expected, d_top), got_grads, strict=True):
+        assert type(g) is np.ndarray
+        assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+    hidden, table, samples = loss_problem()
+    expected = ref.gru4rec_output_loss(hidden, table, samples, 1, 0.5, 0.25)
+    got = emulated_cupy.gru4rec_output_loss(hidden, table, samples, 1, 0.5, 0.25)
+    for e, g in zip(expected, got, strict=True):
+        assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+    case = EPOCH_CASES[2]
+    problem = epoch_problem(case[0], case[1])
+    schedule, prob, alias = problem[:3]
+    expected = run_epoch(problem, epoch_spec(case))
+    from tests.cuda.gru_problems import copy_state
+
+    arrays = copy_state(problem)
+    total, n_events = emulated_cupy.gru4rec_train_epoch(
+        schedule.inputs, schedule.targets, schedule.reset, *arrays, prob, alias,
+        epoch_spec(case), 1)
+    assert all(type(a) is np.ndarray for a in arrays)
+    _assert_epoch_close((total, n_events, arrays), expected, 1e-9, 1e-11)
+
+
+def test_estimator_runs_with_backend_cuda(emulated_cupy):
+    """GRU4Rec(backend="cuda") trains through the CUDA contract function and matches the
+    numpy backend's model to rounding (same seed, samples and update order)."""
+    from fastrec import GRU4Rec
+    from fastrec.data import synthetic_sessions
+
+    frame = synthetic_sessions(n_sessions=24, n_items=10, random_state=0)
+    params = dict(hidden_size=8, n_sample=4, batch_size=4, bptt=2, n_epochs=2,
+                  learning_rate=0.05, dropout_hidden=0.1, random_state=0, dtype="float64")
+    model = GRU4Rec(backend="cuda", **params).fit(frame)
+    assert model.backend_ == "cuda"
+    expected = GRU4Rec(backend="numpy", **params).fit(frame)
+    assert_allclose(model.loss_curve_, expected.loss_curve_, rtol=1e-9)
+    assert_allclose(model.output_table_, expected.output_table_, rtol=1e-8, atol=1e-10)
+    assert_allclose(model.gru_weights_, expected.gru_weights_, rtol=1e-8, atol=1e-10)
