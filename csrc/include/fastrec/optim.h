@@ -15,7 +15,9 @@
 // Mirrors with the same names: fastrec/backends/numba/optim.py (Numba).
 #pragma once
 
+#if !defined(__CUDACC_RTC__)  // NVRTC has the math functions built in and no C headers
 #include <math.h>
+#endif
 
 #include "fastrec/common.h"
 

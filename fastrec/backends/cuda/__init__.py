@@ -1,14 +1,27 @@
 """CUDA backend: CuPy custom kernels from ``csrc/cuda``, compiled by NVRTC at first use.
 
 Probed only when asked for, never at ``import fastrec``. Kernels: ``sgd_epoch`` (see
-:mod:`fastrec.backends.cuda.sgd` for the thread mapping and its determinism promise). Launchers
-accept CuPy arrays (zero-copy) or numpy arrays (copied to the device and back).
+:mod:`fastrec.backends.cuda.sgd` for the thread mapping and its determinism promise), the NCF
+passes ``ncf_forward``, ``ncf_backward`` and ``ncf_train_epoch`` (:mod:`.ncf`) and the optimiser
+steps ``adam_step``, ``sparse_adam_step`` and ``sparse_adagrad_step`` (:mod:`.optim`). Contract
+functions accept CuPy arrays (zero-copy) or numpy arrays (copied to the device and back).
 """
 
 from fastrec.backends.cuda._loader import LAST_NVRTC_FOR_ARCH, SUPPORTED_ARCHS
+from fastrec.backends.cuda.ncf import ncf_backward, ncf_forward, ncf_train_epoch
+from fastrec.backends.cuda.optim import adam_step, sparse_adagrad_step, sparse_adam_step
 from fastrec.backends.cuda.sgd import sgd_epoch
 
-__all__ = ["probe", "sgd_epoch"]
+__all__ = [
+    "adam_step",
+    "ncf_backward",
+    "ncf_forward",
+    "ncf_train_epoch",
+    "probe",
+    "sgd_epoch",
+    "sparse_adagrad_step",
+    "sparse_adam_step",
+]
 
 
 def probe():
