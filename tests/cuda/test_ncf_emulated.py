@@ -262,3 +262,12 @@ def test_contract_errors_need_no_device(change, message):
             "cache": np.zeros(cache_size(10, layers, 4)), "logits": np.zeros(10)}
     with pytest.raises(ContractError, match=message):
         ncf_forward(**change(args))
+
+
+def test_ncf_is_clean_under_address_and_undefined_behaviour_sanitizers(emulator):
+    from tests.cuda.ncf_helpers import run_asan_script
+
+    result = run_asan_script(emulator, "ncf")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "AddressSanitizer" not in result.stderr
+    assert "asan run finished" in result.stdout

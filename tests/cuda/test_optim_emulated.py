@@ -190,3 +190,12 @@ def test_contract_errors_need_no_device(call, message):
 
     with pytest.raises(ContractError, match=message):
         call(cuda, np.zeros(20))
+
+
+def test_optim_is_clean_under_address_and_undefined_behaviour_sanitizers(emulator):
+    from tests.cuda.ncf_helpers import run_asan_script
+
+    result = run_asan_script(emulator, "optim")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "AddressSanitizer" not in result.stderr
+    assert "asan run finished" in result.stdout
