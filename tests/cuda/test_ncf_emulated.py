@@ -271,3 +271,38 @@ def test_ncf_is_clean_under_address_and_undefined_behaviour_sanitizers(emulator)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "AddressSanitizer" not in result.stderr
     assert "asan run finished" in result.stdout
+
+
+@pytest.mark.parametrize("cls_name", ["GMF", "MLP", "NeuMF"])
+def test_models_fit_with_backend_cuda(modules, monkeypatch, cls_name):
+    """GMF, MLP and NeuMF with ``backend="cuda"``: the estimators' own calls (numpy arrays in,
+    copies to the "device" and back) run the emulated kernels, and the fitted model equals the
+    reference backend's (the same sample order and negatives), predictions included."""
+    import fastrec
+    from fastrec import backends
+    from fastrec.backends import Backend, cuda
+    from fastrec.backends._contract import CONTRACT
+    from tests.ncf._data import clustered_implicit
+
+    patch_cupy(monkeypatch, modules)
+    kernels = {k: getattr(cuda, k) for k in CONTRACT if hasattr(cuda, k)}
+    monkeypatch.setitem(backends._CACHE, "cuda",
+                        Backend("cuda", True, "", "emulated", {}, kernels))
+    data = clustered_implicit(n_users=16, n_items=20, per_user=4, seed=1)
+    cls = getattr(fastrec, cls_name)
+    kw = dict(n_epochs=2, batch_size=32, learning_rate=0.01, random_state=0, dtype="float64",
+              n_negatives=2)
+    if cls_name != "GMF":
+        kw["layers"] = (8, 4)
+    model = cls(backend="cuda", **kw).fit(data)
+    expected = cls(backend="numpy", **kw).fit(data)
+    assert model.backend_ == "cuda"
+    np.testing.assert_allclose(model.loss_curve_, expected.loss_curve_, rtol=1e-10)
+    for name in ("user_embeddings_", "item_embeddings_", "dense_"):
+        np.testing.assert_allclose(getattr(model, name), getattr(expected, name), rtol=1e-9,
+                                   atol=1e-12, err_msg=name)
+    users, items = data.user_ids[:5], data.item_ids[:5]
+    np.testing.assert_allclose(model.predict(users, items), expected.predict(users, items),
+                               rtol=1e-10)
+    top, _ = model.recommend(users[:2], n=3)
+    np.testing.assert_array_equal(top, expected.recommend(users[:2], n=3)[0])
