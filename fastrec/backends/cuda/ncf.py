@@ -333,7 +333,7 @@ def ncf_forward(users, items, user_emb, item_emb, dense, layers, n_gmf, cache, l
 
     dev = [cupy.asarray(a) for a in (users, items, user_emb, item_emb, dense, cache, logits)]
     launch_ncf_forward(cupy, _device_getter(dense.dtype, users.dtype), *dev[:5], shape, *dev[5:])
-    optim._copy_back((cache, logits), dev[5:])
+    optim.copy_back((cache, logits), dev[5:])
 
 
 def ncf_backward(users, items, targets, user_emb, item_emb, dense, layers, n_gmf, cache, logits,
@@ -358,7 +358,7 @@ def ncf_backward(users, items, targets, user_emb, item_emb, dense, layers, n_gmf
     row_loss = cupy.zeros(max(batch, 1), np.float64)
     launch_ncf_backward(cupy, _device_getter(dtype, users.dtype), *dev[:6], shape, *dev[6:8],
                         int(loss), *dev[8:], row_loss[:batch])
-    optim._copy_back((dense_grad, user_grads, item_grads), dev[8:])
+    optim.copy_back((dense_grad, user_grads, item_grads), dev[8:])
     return float(row_loss.sum())
 
 
@@ -409,5 +409,5 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
                            int(optimizer), lr, beta1, beta2, eps, int(step), *dev[3:],
                            int(batch_size), row_loss)
     total = float(row_loss.sum())
-    optim._copy_back(outputs, dev)
+    optim.copy_back(outputs, dev)
     return total

@@ -100,7 +100,7 @@ def _to_device(cupy, arrays):
     return [cupy.asarray(a) for a in arrays]
 
 
-def _copy_back(hosts, devices) -> None:
+def copy_back(hosts, devices) -> None:
     for host, dev in zip(hosts, devices, strict=True):
         if isinstance(host, np.ndarray):
             dev.get(out=host)
@@ -120,7 +120,7 @@ def adam_step(params, grads, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
     d_params, d_grads, d_m, d_v = _to_device(cupy, (params, grads, m, v))
     launch_dense_step(_device_getter("optim", params.dtype, None), OPT_ADAM, d_params, d_grads,
                       d_m, d_v, lr, beta1, beta2, eps, int(step))
-    _copy_back((params, m, v), (d_params, d_m, d_v))
+    copy_back((params, m, v), (d_params, d_m, d_v))
 
 
 def _sparse(kind, table, rows, row_grads, state1, state2, step, lr, beta1, beta2, eps) -> None:
@@ -148,7 +148,7 @@ def _sparse(kind, table, rows, row_grads, state1, state2, step, lr, beta1, beta2
     if not same_state:
         hosts.append(state2)
         devices.append(d_s2)
-    _copy_back(hosts, devices)
+    copy_back(hosts, devices)
 
 
 def sparse_adam_step(table, rows, row_grads, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
