@@ -306,3 +306,28 @@ def test_models_fit_with_backend_cuda(modules, monkeypatch, cls_name):
                                rtol=1e-10)
     top, _ = model.recommend(users[:2], n=3)
     np.testing.assert_array_equal(top, expected.recommend(users[:2], n=3)[0])
+
+
+def test_the_tile_barrier_is_needed_and_caught(emulator, tmp_path):
+    """ncf.cu with the column reduction's __syncthreads removed: thread (x, 0) then reads
+    partial sums other threads have not written (the emulator's shared memory is garbage), and
+    the comparison catches it. The check has teeth."""
+    from fastrec.backends.cuda import _loader
+
+    source = _loader.kernel_path("ncf").read_text()
+    barrier = "  partial[threadIdx.y][threadIdx.x] = sum;\n  __syncthreads();\n"
+    assert barrier in source
+    mutated = tmp_path / "ncf_no_barrier.cu"
+    mutated.write_text(source.replace(barrier, "  partial[threadIdx.y][threadIdx.x] = sum;\n"))
+    expression = "fastrec::cuda::ncf_relu_bias_grad<double>"
+    module = emulator.EmulatedModule(mutated, _loader.compile_options(), (expression,))
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(50, 40))
+    expected = np.where(y > 0, 1.0, 0.0).sum(axis=0)
+    mismatches = 0
+    for order in ORDERS:
+        dy, grad_b = np.ones_like(y), np.zeros(40)
+        module.get_function(expression, order=order, seed=1)(
+            (2,), ncf.TILE, (dy, y, np.int64(50), np.int64(40), grad_b))
+        mismatches += not np.allclose(grad_b, expected)
+    assert mismatches > 0
