@@ -151,6 +151,8 @@ step      : int           1-based global step number
 
 The gradients of duplicate rows are summed (in position order) and every distinct row gets one
 Adam update; rows not in ``rows`` are left untouched (their moments do not decay).
+CUDA: a warp owns each distinct row (positions sorted by row), so the sum keeps position order:
+deterministic and bitwise equal to the CPU kernels. Arrays may be CuPy arrays (in place).
 """
 
 SPARSE_ADAGRAD_STEP_DOC = """sparse_adagrad_step(table, rows, row_grads, acc, lr, eps=1e-10,
@@ -231,6 +233,9 @@ Each batch: forward, backward (mean loss), then one optimiser step of the dense 
 lazy step of each distinct user and item row of the batch (duplicates summed).
 Returns the summed loss of every sample, measured in its batch's forward pass. Results do not
 depend on n_threads (float rounding aside between backends).
+CUDA: the negatives are drawn on the device with the same RNG (the same items as every backend);
+no float atomics, so an epoch repeats bit for bit on a given GPU. Arrays may be CuPy arrays
+(in place).
 """
 
 NMF_UPDATE_FULL_DOC = """\

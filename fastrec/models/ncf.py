@@ -476,7 +476,7 @@ class NeuMF(_NCF):
     pretrain_alpha : weight of the GMF output layer when fusing pretrained models (1 - alpha
         for the MLP's), as in the paper.
     dtype : float32 (default) or float64.
-    backend : "auto", "cython", "numba" or "numpy" (reference, slow).
+    backend : "auto", "cuda", "cython", "numba" or "numpy" (reference, slow).
     n_threads : int or None (all usable cores). Results do not depend on it.
     random_state : int or None; the same seed gives the same model on a given backend.
     early_stopping, n_iter_no_change, tol : stop when the validation metric (HR@eval_k among

@@ -3,7 +3,9 @@
 // the CPU kernels (ncf_cpu.h) and, later, CUDA; mirrored in fastrec/backends/numba/ncf.py.
 #pragma once
 
+#if !defined(__CUDACC_RTC__)  // NVRTC has the math functions built in and no C headers
 #include <math.h>
+#endif
 
 #include "fastrec/common.h"
 #include "fastrec/rng.h"

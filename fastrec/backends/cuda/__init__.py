@@ -1,11 +1,12 @@
 """CUDA backend: CuPy custom kernels from ``csrc/cuda``, compiled by NVRTC at first use.
 
 Probed only when asked for, never at ``import fastrec``. Kernels: ``sgd_epoch`` (see
-:mod:`fastrec.backends.cuda.sgd` for the thread mapping and its determinism promise), the
-NMF updates and losses (:mod:`fastrec.backends.cuda.nmf`) and ``gru_forward``,
-``gru_backward``, ``gru4rec_output_loss``, ``gru4rec_train_epoch``
-(:mod:`fastrec.backends.cuda.gru`). Launchers
-accept CuPy arrays (zero-copy) or numpy arrays (copied to the device and back).
+:mod:`fastrec.backends.cuda.sgd` for the thread mapping and its determinism promise); the NMF
+updates and losses (:mod:`.nmf`); ``gru_forward``, ``gru_backward``, ``gru4rec_output_loss``,
+``gru4rec_train_epoch`` (:mod:`.gru`); the NCF passes ``ncf_forward``, ``ncf_backward`` and
+``ncf_train_epoch`` (:mod:`.ncf`); the optimiser steps ``adam_step``, ``sparse_adam_step`` and
+``sparse_adagrad_step`` (:mod:`.optim`). Contract functions accept CuPy arrays (zero-copy) or
+numpy arrays (copied to the device and back).
 """
 
 from fastrec.backends.cuda._loader import LAST_NVRTC_FOR_ARCH, SUPPORTED_ARCHS
@@ -15,24 +16,32 @@ from fastrec.backends.cuda.gru import (
     gru_backward,
     gru_forward,
 )
+from fastrec.backends.cuda.ncf import ncf_backward, ncf_forward, ncf_train_epoch
 from fastrec.backends.cuda.nmf import (
     nmf_loss_full,
     nmf_loss_observed,
     nmf_update_full,
     nmf_update_observed,
 )
+from fastrec.backends.cuda.optim import adam_step, sparse_adagrad_step, sparse_adam_step
 from fastrec.backends.cuda.sgd import sgd_epoch
 
 __all__ = [
+    "adam_step",
     "gru4rec_output_loss",
     "gru4rec_train_epoch",
     "gru_backward",
     "gru_forward",
+    "ncf_backward",
+    "ncf_forward",
+    "ncf_train_epoch",
     "nmf_loss_full",
     "nmf_loss_observed",
     "nmf_update_full",
     "nmf_update_observed",
     "probe",
+    "sparse_adagrad_step",
+    "sparse_adam_step",
     "sgd_epoch",
 ]
 

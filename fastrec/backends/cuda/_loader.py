@@ -39,6 +39,22 @@ NAME_EXPRESSIONS: dict[str, tuple[str, ...]] = {
           for i in ("int", "long long")),
         *(f"fastrec::cuda::gru4rec_draw_samples<{i}>" for i in ("int", "long long")),
     ),
+    "optim": (
+        *(f"fastrec::cuda::optim_dense_step<{t}>" for t in ("float", "double")),
+        *(f"fastrec::cuda::optim_sort_keys<{i}>" for i in ("int", "long long")),
+        *(f"fastrec::cuda::optim_sparse_step<{t}, {i}>"
+          for t in ("float", "double") for i in ("int", "long long")),
+    ),
+    "ncf": (
+        *(f"fastrec::cuda::{kernel}<{t}, {i}>"
+          for kernel in ("ncf_gather_pairs", "ncf_sample_gather", "ncf_score")
+          for t in ("float", "double")
+          for i in ("int", "long long")),
+        *(f"fastrec::cuda::{kernel}<{t}>"
+          for kernel in ("ncf_bias_relu", "ncf_output_grads", "ncf_relu_bias_grad",
+                         "ncf_split_mlp_grads")
+          for t in ("float", "double")),
+    ),
 }
 
 # What CuPy itself adds when RawModule compiles with NVRTC (besides -arch and --pch).

@@ -3,6 +3,8 @@
 
     python asan_run.py sgd            SGD epochs against the reference; exit 0 when clean
     python asan_run.py gru            every GRU4Rec kernel against the reference; exit 0 when clean
+    python asan_run.py ncf            NCF passes and epochs (and the optimiser steps they take)
+    python asan_run.py optim          dense and sparse optimiser steps
     python asan_run.py out_of_bounds  a kernel that reads past an array (must be reported)
     python asan_run.py signed_overflow  a kernel with signed overflow (UBSan must report it)
 """
@@ -79,6 +81,18 @@ def run_gru() -> None:
             np.testing.assert_allclose(g, e, rtol=1e-8, atol=1e-10)
 
 
+def run_ncf() -> None:
+    from tests.cuda.ncf_helpers import run_ncf_under_sanitizers
+
+    run_ncf_under_sanitizers(cuda_emulator)
+
+
+def run_optim() -> None:
+    from tests.cuda.ncf_helpers import run_optim_under_sanitizers
+
+    run_optim_under_sanitizers(cuda_emulator)
+
+
 def run_out_of_bounds() -> None:
     x = np.ones(10, dtype=np.float32)
     out = np.zeros(1, dtype=np.float32)
@@ -96,6 +110,7 @@ def selftest_module():
 
 
 if __name__ == "__main__":
-    {"sgd": run_sgd, "gru": run_gru, "out_of_bounds": run_out_of_bounds,
+    {"sgd": run_sgd, "gru": run_gru, "ncf": run_ncf, "optim": run_optim,
+     "out_of_bounds": run_out_of_bounds,
      "signed_overflow": run_signed_overflow}[sys.argv[1]]()
     print("asan run finished")

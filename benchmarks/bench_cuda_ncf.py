@@ -1,0 +1,121 @@
+"""CUDA NCF throughput (samples per second) in the same groups as bench_ncf.py, plus the
+optimiser steps on their own.
+
+    python -m pytest benchmarks/bench_cuda_ncf.py --benchmark-group-by=group \
+        --benchmark-json=benchmarks/results/cuda_ncf.json
+
+Arrays stay on the device (CuPy, zero-copy); one warm-up round keeps NVRTC's first-use compile
+out of the timings, and every timed call ends with a device synchronisation. The NCF groups are
+bench_ncf.py's (a 50 000-sample epoch slice of GMF, MLP [64,32,16,8] and NeuMF at batch 256 and
+2048; its group names carry FASTREC_BENCH_THREADS, which the GPU ignores). Skipped, with the
+reason, where no device is usable.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from ncf_report import CONFIGS, N_NEG, Problem, load_split  # benchmarks/
+
+from fastrec._algorithms.ncf import OptimizerState, init_params
+from fastrec.backends import _probe
+
+THREADS = int(os.environ.get("FASTREC_BENCH_THREADS", "2"))  # group names only
+SAMPLES = 50_000
+
+
+def _cuda_backend():
+    backend = _probe("cuda")
+    if not backend.available:
+        pytest.skip(f"cuda: {backend.reason}")
+    return backend
+
+
+@pytest.fixture(scope="module")
+def problem():
+    _cuda_backend()  # skip before loading the data
+    train, _, _ = load_split()
+    return Problem(train, SAMPLES)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch", [256, 2048])
+@pytest.mark.parametrize("model", list(CONFIGS))
+def test_cuda_ncf_train_throughput(benchmark, problem, model, batch, dtype):
+    backend = _cuda_backend()
+    import cupy
+
+    n_gmf, layers = CONFIGS[model]
+    layers = np.array(layers, np.int64)
+    benchmark.group = f"ncf-train-{model}-batch{batch}-{THREADS}threads"
+    benchmark.name = f"cuda {np.dtype(dtype).name}"
+    user_emb, item_emb, dense = init_params(problem.train.n_users, problem.train.n_items, n_gmf,
+                                            layers, dtype, np.random.default_rng(0))
+    state = OptimizerState.zeros(user_emb, item_emb, dense)
+    data = [cupy.asarray(a) for a in (problem.users, problem.items,
+                                      np.ones(problem.users.shape[0], dtype), problem.indptr,
+                                      problem.indices, problem.order)]
+    params = [cupy.asarray(a) for a in (user_emb, item_emb, dense)]
+    states = [cupy.asarray(a) for a in (state.dense1, state.dense2, state.user1, state.user2,
+                                        state.item1, state.item2)]
+
+    def run():
+        total = backend.ncf_train_epoch(*data, N_NEG, problem.seed, problem.epoch, *params,
+                                        layers, n_gmf, 0, 0, 1e-3, 0.9, 0.999, 1e-8, 0, *states,
+                                        batch)
+        cupy.cuda.Device().synchronize()
+        return total
+
+    benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["samples_per_s"] = SAMPLES / benchmark.stats.stats.median
+    benchmark.extra_info["device"] = backend.details.get("device", "")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_rows, d, batch", [(10_000, 64, 4096), (100_000, 32, 65_536)])
+def test_cuda_sparse_adam_step(benchmark, n_rows, d, batch, dtype):
+    """A lazy Adam step of a batch of Zipf-distributed rows (many duplicates)."""
+    backend = _cuda_backend()
+    import cupy
+
+    benchmark.group = f"sparse-adam n_rows={n_rows} d={d} batch={batch}"
+    benchmark.name = f"cuda {np.dtype(dtype).name}"
+    rng = np.random.default_rng(0)
+    table = cupy.asarray(rng.normal(0, 0.1, (n_rows, d)).astype(dtype))
+    m, v = cupy.zeros_like(table), cupy.zeros_like(table)
+    rows = cupy.asarray((np.minimum(rng.zipf(1.2, batch), n_rows) - 1).astype(np.int32))
+    row_grads = cupy.asarray(rng.normal(0, 0.01, (batch, d)).astype(dtype))
+    step = [0]
+
+    def run():
+        step[0] += 1
+        backend.sparse_adam_step(table, rows, row_grads, m, v, step[0], 1e-3)
+        cupy.cuda.Device().synchronize()
+
+    benchmark.pedantic(run, rounds=20, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["rows_per_s"] = batch / benchmark.stats.stats.median
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [100_000, 10_000_000])
+def test_cuda_adam_step(benchmark, n, dtype):
+    backend = _cuda_backend()
+    import cupy
+
+    benchmark.group = f"adam n={n}"
+    benchmark.name = f"cuda {np.dtype(dtype).name}"
+    rng = np.random.default_rng(0)
+    params = cupy.asarray(rng.normal(size=n).astype(dtype))
+    grads = cupy.asarray(rng.normal(size=n).astype(dtype))
+    m, v = cupy.zeros_like(params), cupy.zeros_like(params)
+    step = [0]
+
+    def run():
+        step[0] += 1
+        backend.adam_step(params, grads, m, v, step[0], 1e-3)
+        cupy.cuda.Device().synchronize()
+
+    benchmark.pedantic(run, rounds=20, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["params_per_s"] = n / benchmark.stats.stats.median

@@ -1,0 +1,291 @@
+// NCF (GMF, MLP, NeuMF) passes on the GPU: the fused kernels around the dense layers' GEMMs
+// (which the launcher runs with cuBLAS through xp.matmul). Layouts: NCF_LAYOUT_DOC in
+// fastrec/backends/_contract.py; math (activations, losses, the negative draw): fastrec/ncf.h.
+//
+// Thread mapping:
+//   ncf_gather_pairs / ncf_sample_gather  a warp per batch row: the row's sample (for the epoch:
+//       its user, its positive or its negative, drawn by 32 lanes testing 32 candidates at once
+//       and taking the lowest unseen one, so the draw is the sequential rule's), then the lanes
+//       gather the embedding columns into the cache (GMF products, MLP input).
+//   ncf_bias_relu    a thread per activation: y = relu(y + b) after the GEMM y = x W.
+//   ncf_score        a warp per row: the output logit (lanes' partial sums, shuffle tree), the
+//       loss and d loss / d logit on lane 0, then the lanes write the GMF embedding gradients
+//       and the top MLP layer's delta.
+//   ncf_output_grads, ncf_relu_bias_grad  column reductions over the batch in 32 x 8 tiles:
+//       thread (x, y) sums rows y, y + 8, ... of column x in order, then thread (x, 0) adds the
+//       eight partial sums in order (one block per 32 columns; no atomics).
+//   ncf_split_mlp_grads  a thread per element: the MLP input's gradient into the embedding
+//       gradients' MLP columns.
+//
+// Determinism: every output element is written by one thread in a fixed order that depends only
+// on blockDim (fixed by the launcher), never on timing, and there are no atomics: a pass repeats
+// bit for bit (the GEMMs are cuBLAS's, deterministic for given shapes on a given GPU).
+#include "fastrec/ncf.h"
+
+namespace fastrec {
+namespace cuda {
+
+constexpr int NCF_WARP = 32;
+constexpr unsigned NCF_FULL_MASK = 0xffffffffu;
+// Column-reduction tile: NCF_TILE_COLS columns by NCF_TILE_ROWS row groups (blockDim).
+constexpr int NCF_TILE_COLS = 32;
+constexpr int NCF_TILE_ROWS = 8;
+
+// Gathers row r's embeddings: gmf[r] = p_u * q_i (GMF columns), x0[r] = [p_u ; q_i] (MLP
+// columns). gmf is the cache's GMF block [batch, n_gmf], x0 its MLP input block [batch, 2 n_mlp].
+template <typename T>
+__device__ __forceinline__ void ncf_warp_gather(int lane, long long r, long long u, long long i,
+                                                const T *__restrict__ user_emb,
+                                                const T *__restrict__ item_emb, long long n_gmf,
+                                                long long n_mlp, T *__restrict__ gmf,
+                                                T *__restrict__ x0) {
+  const long long d = n_gmf + n_mlp;
+  const T *pu = user_emb + u * d;
+  const T *qi = item_emb + i * d;
+  for (long long f = lane; f < n_gmf; f += NCF_WARP) gmf[r * n_gmf + f] = pu[f] * qi[f];
+  for (long long f = lane; f < n_mlp; f += NCF_WARP) {
+    x0[r * 2 * n_mlp + f] = pu[n_gmf + f];
+    x0[r * 2 * n_mlp + n_mlp + f] = qi[n_gmf + f];
+  }
+}
+
+// The cache's first blocks for given pairs (ncf_forward). blockDim.x: a multiple of 32.
+template <typename T, typename I>
+__global__ void ncf_gather_pairs(const I *__restrict__ users, const I *__restrict__ items,
+                                 long long batch, const T *__restrict__ user_emb,
+                                 const T *__restrict__ item_emb, long long n_gmf,
+                                 long long n_mlp, T *__restrict__ gmf, T *__restrict__ x0) {
+  const int lane = threadIdx.x % NCF_WARP;
+  const long long n_warps = (long long)gridDim.x * blockDim.x / NCF_WARP;
+  for (long long r = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / NCF_WARP; r < batch;
+       r += n_warps)
+    ncf_warp_gather<T>(lane, r, (long long)users[r], (long long)items[r], user_emb, item_emb,
+                       n_gmf, n_mlp, gmf, x0);
+}
+
+// Is `item` in the sorted list seen[0:n]?
+template <typename I>
+__device__ __forceinline__ bool ncf_seen(const I *__restrict__ seen, long long n, long long item) {
+  long long lo = 0, hi = n;
+  while (lo < hi) {
+    const long long mid = lo + (hi - lo) / 2;
+    if ((long long)seen[mid] < item)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < n && (long long)seen[lo] == item;
+}
+
+// Negative `negative` of the epoch for user u (NCF_TRAIN_EPOCH_DOC): the first of the
+// NCF_NEGATIVE_TRIES candidates the user has not seen, else the last. Lane l tests candidates
+// l, l + 32, ...; the warp takes the lowest unseen candidate of the first round that has one.
+template <typename I>
+__device__ __forceinline__ long long ncf_warp_negative(int lane, uint64_t key, long long negative,
+                                                       long long u,
+                                                       const long long *__restrict__ seen_indptr,
+                                                       const I *__restrict__ seen_indices,
+                                                       long long n_items) {
+  const I *seen = seen_indices + seen_indptr[u];
+  const long long n_seen = seen_indptr[u + 1] - seen_indptr[u];
+  long long item = 0;
+  for (long long base = 0; base < NCF_NEGATIVE_TRIES; base += NCF_WARP) {
+    const long long t = base + lane;
+    const bool valid = t < NCF_NEGATIVE_TRIES;
+    const long long candidate = valid ? ncf_negative_candidate(key, negative, t, n_items) : 0;
+    const unsigned unseen =
+        __ballot_sync(NCF_FULL_MASK, valid && !ncf_seen<I>(seen, n_seen, candidate));
+    const long long last = base + NCF_WARP <= NCF_NEGATIVE_TRIES
+                               ? NCF_WARP - 1
+                               : NCF_NEGATIVE_TRIES - 1 - base;  // the last valid lane
+    const int source = unseen ? __ffs((int)unseen) - 1 : (int)last;
+    item = __shfl_sync(NCF_FULL_MASK, candidate, source);
+    if (unseen) break;
+  }
+  return item;
+}
+
+// One training batch's samples (slots order[0:batch], NCF_TRAIN_EPOCH_DOC) and the cache's first
+// blocks. Writes b_users, b_items, b_targets [batch]. blockDim.x: a multiple of 32.
+template <typename T, typename I>
+__global__ void ncf_sample_gather(const I *__restrict__ pos_users, const I *__restrict__ pos_items,
+                                  const T *__restrict__ pos_targets,
+                                  const long long *__restrict__ seen_indptr,
+                                  const I *__restrict__ seen_indices,
+                                  const long long *__restrict__ order, long long batch,
+                                  long long n_negatives, unsigned long long seed, long long epoch,
+                                  const T *__restrict__ user_emb, const T *__restrict__ item_emb,
+                                  long long n_items, long long n_gmf, long long n_mlp,
+                                  I *__restrict__ b_users, I *__restrict__ b_items,
+                                  T *__restrict__ b_targets, T *__restrict__ gmf,
+                                  T *__restrict__ x0) {
+  const int lane = threadIdx.x % NCF_WARP;
+  const long long n_warps = (long long)gridDim.x * blockDim.x / NCF_WARP;
+  const uint64_t key = rng_key((uint64_t)seed, (uint64_t)epoch);
+  const long long group = n_negatives + 1;
+  for (long long r = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / NCF_WARP; r < batch;
+       r += n_warps) {
+    const long long slot = order[r], p = slot / group, j = slot % group;
+    const long long u = (long long)pos_users[p];
+    long long i;
+    T target;
+    if (j == 0) {
+      i = (long long)pos_items[p];
+      target = pos_targets[p];
+    } else {
+      i = ncf_warp_negative<I>(lane, key, p * n_negatives + j - 1, u, seen_indptr, seen_indices,
+                               n_items);
+      target = T(0);
+    }
+    if (lane == 0) {
+      b_users[r] = (I)u;
+      b_items[r] = (I)i;
+      b_targets[r] = target;
+    }
+    ncf_warp_gather<T>(lane, r, u, i, user_emb, item_emb, n_gmf, n_mlp, gmf, x0);
+  }
+}
+
+// y[r, j] = relu(y[r, j] + b[j]) over y [rows, cols] (the GEMM x W already in y).
+template <typename T>
+__global__ void ncf_bias_relu(T *__restrict__ y, const T *__restrict__ b, long long rows,
+                              long long cols) {
+  const long long stride = (long long)gridDim.x * blockDim.x;
+  const long long n = rows * cols;
+  for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < n; k += stride)
+    y[k] = ncf_relu<T>(y[k] + b[k % cols]);
+}
+
+// Sum over the warp, in a fixed tree; every lane gets the total.
+template <typename T>
+__device__ __forceinline__ T ncf_warp_sum(T value) {
+  for (int offset = NCF_WARP / 2; offset > 0; offset /= 2)
+    value += __shfl_down_sync(NCF_FULL_MASK, value, offset);
+  return __shfl_sync(NCF_FULL_MASK, value, 0);
+}
+
+// The output layer of each row, a warp per row. h: the output weights [n_gmf + last] followed by
+// the output bias. gmf: the cache's GMF block; act: the top MLP block [batch, last] (null when
+// last = 0). Arrays a call does not use may be any valid pointer.
+//   with_logit: logits[r] = h . [gmf[r] ; act[r]] + b_out.
+//   with_loss: with the logit of logits[r], row_loss[r] = loss (double), dz[r] = scale *
+//     d loss / d z, the GMF columns of user_grads / item_grads [batch, d] and
+//     d_last[r] = dz[r] h[n_gmf:] (the top MLP layer's gradient, [batch, last]).
+// blockDim.x: a multiple of 32.
+template <typename T, typename I>
+__global__ void ncf_score(const I *__restrict__ users, const I *__restrict__ items,
+                          const T *__restrict__ targets, long long batch,
+                          const T *__restrict__ user_emb, const T *__restrict__ item_emb,
+                          const T *__restrict__ h, long long n_gmf, long long n_mlp,
+                          long long last, const T *__restrict__ gmf, const T *__restrict__ act,
+                          int with_logit, int with_loss, int loss_kind, T scale,
+                          T *__restrict__ logits,
+                          double *__restrict__ row_loss, T *__restrict__ dz,
+                          T *__restrict__ d_last, T *__restrict__ user_grads,
+                          T *__restrict__ item_grads) {
+  const int lane = threadIdx.x % NCF_WARP;
+  const long long n_warps = (long long)gridDim.x * blockDim.x / NCF_WARP;
+  const long long d = n_gmf + n_mlp;
+  for (long long r = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / NCF_WARP; r < batch;
+       r += n_warps) {
+    T z;
+    if (with_logit) {
+      T partial = T(0);
+      for (long long f = lane; f < n_gmf; f += NCF_WARP) partial += h[f] * gmf[r * n_gmf + f];
+      for (long long j = lane; j < last; j += NCF_WARP) partial += h[n_gmf + j] * act[r * last + j];
+      z = ncf_warp_sum<T>(partial) + h[n_gmf + last];
+      if (lane == 0) logits[r] = z;
+    } else {
+      z = logits[r];
+    }
+    if (!with_loss) continue;
+    const T y = targets[r];
+    const T g = ncf_loss_grad<T>(loss_kind, z, y) * scale;
+    if (lane == 0) {
+      row_loss[r] = (double)ncf_loss<T>(loss_kind, z, y);
+      dz[r] = g;
+    }
+    const T *pu = user_emb + (long long)users[r] * d;
+    const T *qi = item_emb + (long long)items[r] * d;
+    for (long long f = lane; f < n_gmf; f += NCF_WARP) {
+      const T t = g * h[f];
+      user_grads[r * d + f] = t * qi[f];
+      item_grads[r * d + f] = t * pu[f];
+    }
+    for (long long j = lane; j < last; j += NCF_WARP) d_last[r * last + j] = g * h[n_gmf + j];
+  }
+}
+
+// Column sums of value(r, c) over rows [0, rows) for the columns of this block's tile, in a fixed
+// order: thread (x, y) sums rows y, y + NCF_TILE_ROWS, ...; thread (x, 0) then adds the partial
+// sums of y = 0, 1, ... Returns the total on threads with threadIdx.y == 0 (every thread of the
+// block must call it: it holds a barrier).
+template <typename T, typename Value>
+__device__ __forceinline__ T ncf_tile_column_sum(long long rows, long long column, bool valid,
+                                                 Value value) {
+  __shared__ T partial[NCF_TILE_ROWS][NCF_TILE_COLS];
+  T sum = T(0);
+  if (valid)
+    for (long long r = threadIdx.y; r < rows; r += NCF_TILE_ROWS) sum += value(r, column);
+  partial[threadIdx.y][threadIdx.x] = sum;
+  __syncthreads();
+  T total = T(0);
+  if (threadIdx.y == 0)
+    for (int y = 0; y < NCF_TILE_ROWS; ++y) total += partial[y][threadIdx.x];
+  return total;
+}
+
+// Gradient of the output layer: grad_h[f] = sum_r dz[r] gmf[r, f] (f < n_gmf),
+// grad_h[n_gmf + j] = sum_r dz[r] act[r, j] (j < last), grad_h[n_gmf + last] = sum_r dz[r].
+// blockDim = (NCF_TILE_COLS, NCF_TILE_ROWS), a block per NCF_TILE_COLS columns.
+template <typename T>
+__global__ void ncf_output_grads(const T *__restrict__ dz, const T *__restrict__ gmf,
+                                 const T *__restrict__ act, long long batch, long long n_gmf,
+                                 long long last, T *__restrict__ grad_h) {
+  const long long column = (long long)blockIdx.x * NCF_TILE_COLS + threadIdx.x;
+  const long long n_columns = n_gmf + last + 1;
+  const T total = ncf_tile_column_sum<T>(
+      batch, column, column < n_columns, [=](long long r, long long c) {
+        if (c < n_gmf) return dz[r] * gmf[r * n_gmf + c];
+        if (c < n_gmf + last) return dz[r] * act[r * last + c - n_gmf];
+        return dz[r];
+      });
+  if (threadIdx.y == 0 && column < n_columns) grad_h[column] = total;
+}
+
+// Backward through ReLU and the bias of one dense layer: dy[r, c] = 0 where y[r, c] <= 0
+// (in place), grad_b[c] = sum_r dy[r, c]. blockDim = (NCF_TILE_COLS, NCF_TILE_ROWS), a block per
+// NCF_TILE_COLS columns; each element of dy is masked by the one thread that sums it.
+template <typename T>
+__global__ void ncf_relu_bias_grad(T *__restrict__ dy, const T *__restrict__ y, long long rows,
+                                   long long cols, T *__restrict__ grad_b) {
+  const long long column = (long long)blockIdx.x * NCF_TILE_COLS + threadIdx.x;
+  const T total = ncf_tile_column_sum<T>(rows, column, column < cols,
+                                         [=](long long r, long long c) {
+                                           const long long k = r * cols + c;
+                                           if (!(y[k] > T(0))) dy[k] = T(0);
+                                           return dy[k];
+                                         });
+  if (threadIdx.y == 0 && column < cols) grad_b[column] = total;
+}
+
+// The MLP input's gradient dx0 [batch, 2 n_mlp] into the MLP columns of user_grads and
+// item_grads [batch, n_gmf + n_mlp].
+template <typename T>
+__global__ void ncf_split_mlp_grads(const T *__restrict__ dx0, long long batch, long long n_gmf,
+                                    long long n_mlp, T *__restrict__ user_grads,
+                                    T *__restrict__ item_grads) {
+  const long long stride = (long long)gridDim.x * blockDim.x;
+  const long long width = 2 * n_mlp, d = n_gmf + n_mlp;
+  for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < batch * width;
+       k += stride) {
+    const long long r = k / width, c = k % width;
+    if (c < n_mlp)
+      user_grads[r * d + n_gmf + c] = dx0[k];
+    else
+      item_grads[r * d + n_gmf + c - n_mlp] = dx0[k];
+  }
+}
+
+}  // namespace cuda
+}  // namespace fastrec

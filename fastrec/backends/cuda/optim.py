@@ -1,0 +1,165 @@
+"""CUDA optimiser steps (``csrc/cuda/optim.cu``): dense Adam and lazy sparse Adam / Adagrad.
+
+The launchers ``launch_dense_step`` and ``launch_sparse_step`` are shared by every model family
+that trains on the GPU (NCF, GRU4Rec): they take device arrays of the array module ``xp`` and a
+``get_kernel(name)`` that returns the compiled kernel ``fastrec::cuda::<name><...>`` for the
+call's dtypes (see :func:`kernel_expression`).
+
+Thread mapping and determinism: the dense step runs a thread per parameter. A sparse step sorts
+the batch positions by (row, position) (distinct keys, so any sort gives the same order), then a
+warp owns each distinct row: its lanes own the columns, sum the row's gradients in position order
+and update it once. No float atomics: results repeat bit for bit and equal the CPU kernels'.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastrec.backends._contract import FLOAT_DTYPES, INDEX_DTYPES, ContractError
+
+OPT_ADAM, OPT_ADAGRAD, OPT_SGD = 0, 1, 2  # OptimizerKind in csrc/include/fastrec/optim_cpu.h
+THREADS = 256
+WARP_SIZE = 32
+MAX_BLOCKS = 4096
+
+# Template parameters of each kernel: T (float type) and/or I (index type).
+KERNEL_TEMPLATES = {"optim_dense_step": "T", "optim_sort_keys": "I", "optim_sparse_step": "TI"}
+
+_C_TYPES = {"float32": "float", "float64": "double", "int32": "int", "int64": "long long"}
+
+
+def kernel_expression(name: str, templates: str, dtype, index_dtype) -> str:
+    """The NVRTC name expression of kernel ``name`` with template parameters ``templates`` (a
+    string of "T" and "I") for the numpy dtypes ``dtype`` and ``index_dtype``."""
+    types = {"T": _C_TYPES[np.dtype(dtype).name],
+             "I": _C_TYPES[np.dtype(index_dtype).name] if index_dtype is not None else None}
+    return f"fastrec::cuda::{name}<{', '.join(types[t] for t in templates)}>"
+
+
+def _blocks(n: int, per_block: int) -> tuple[int]:
+    return (max(1, min(-(-n // per_block), MAX_BLOCKS)),)
+
+
+def launch_dense_step(get_kernel, kind, params, grads, state1, state2, lr, beta1, beta2, eps,
+                      step) -> None:
+    """One optimiser step (``kind``: OPT_ADAM, OPT_ADAGRAD or OPT_SGD) of a flat parameter
+    vector, in place; does not synchronise. ``state2`` may be ``state1`` (Adagrad, SGD)."""
+    n = params.shape[0]
+    if n == 0:
+        return
+    get_kernel("optim_dense_step")(
+        _blocks(n, THREADS), (THREADS,),
+        (np.int32(kind), params, grads, state1, state2, np.int64(n), np.float64(lr),
+         np.float64(beta1), np.float64(beta2), np.float64(eps), np.int64(step)))
+
+
+def launch_sparse_step(xp, get_kernel, kind, table, rows, row_grads, state1, state2, lr, beta1,
+                       beta2, eps, step) -> None:
+    """One lazy optimiser step of the rows of ``table`` (T[n_rows, d]) listed in ``rows``
+    (I[n], duplicates summed in position order) with per-position gradients ``row_grads``
+    (T[n, d], not modified); ``state1``/``state2`` shaped like ``table``, in place. Does not
+    synchronise."""
+    n = rows.shape[0]
+    d = table.shape[1]
+    if n == 0 or d == 0:
+        return
+    keys = xp.empty(n, dtype=np.int64)
+    get_kernel("optim_sort_keys")(_blocks(n, THREADS), (THREADS,), (rows, np.int64(n), keys))
+    order = xp.argsort(keys).astype(np.int64, copy=False)
+    get_kernel("optim_sparse_step")(
+        _blocks(n * WARP_SIZE, THREADS), (THREADS,),
+        (np.int32(kind), table, np.int64(d), rows, order, np.int64(n), row_grads, state1, state2,
+         np.float64(lr), np.float64(beta1), np.float64(beta2), np.float64(eps), np.int64(step)))
+
+
+def _check(name, arr, dtype, shape) -> None:
+    if arr.dtype != dtype:
+        raise ContractError(f"{name} must have dtype {np.dtype(dtype)}, got {arr.dtype}")
+    if tuple(arr.shape) != tuple(shape):
+        raise ContractError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
+    if not arr.flags.c_contiguous:
+        raise ContractError(f"{name} must be C-contiguous")
+
+
+def _check_float(name, arr) -> None:
+    if arr.dtype not in FLOAT_DTYPES:
+        raise ContractError(f"{name} must be float32 or float64, got {arr.dtype}")
+
+
+def _device_getter(source: str, dtype, index_dtype):
+    from fastrec.backends.cuda._loader import get_function
+
+    def get_kernel(name):
+        return get_function(source, kernel_expression(name, KERNEL_TEMPLATES[name], dtype,
+                                                      index_dtype))
+
+    return get_kernel
+
+
+def _to_device(cupy, arrays):
+    return [cupy.asarray(a) for a in arrays]
+
+
+def copy_back(hosts, devices) -> None:
+    for host, dev in zip(hosts, devices, strict=True):
+        if isinstance(host, np.ndarray):
+            dev.get(out=host)
+
+
+def adam_step(params, grads, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
+              n_threads=1) -> None:
+    """See ``fastrec.backends._contract.ADAM_STEP_DOC``. CuPy arrays are updated in place; numpy
+    arrays are copied to the device and the results back. ``n_threads`` is ignored."""
+    _check_float("params", params)
+    for name, arr in (("params", params), ("grads", grads), ("m", m), ("v", v)):
+        _check(name, arr, params.dtype, (params.shape[0],))
+    if int(step) < 1:
+        raise ContractError(f"step must be >= 1, got {step}")
+    import cupy
+
+    d_params, d_grads, d_m, d_v = _to_device(cupy, (params, grads, m, v))
+    launch_dense_step(_device_getter("optim", params.dtype, None), OPT_ADAM, d_params, d_grads,
+                      d_m, d_v, lr, beta1, beta2, eps, int(step))
+    copy_back((params, m, v), (d_params, d_m, d_v))
+
+
+def _sparse(kind, table, rows, row_grads, state1, state2, step, lr, beta1, beta2, eps) -> None:
+    _check_float("table", table)
+    if table.ndim != 2:
+        raise ContractError(f"table must be 2-D, got shape {table.shape}")
+    if rows.dtype not in INDEX_DTYPES or rows.ndim != 1:
+        raise ContractError(f"rows must be 1-D int32 or int64, got {rows.dtype} {rows.shape}")
+    _check("table", table, table.dtype, table.shape)
+    _check("rows", rows, rows.dtype, rows.shape)
+    _check("row_grads", row_grads, table.dtype, (rows.shape[0], table.shape[1]))
+    for j, state in enumerate((state1, state2)):
+        _check(f"optimizer state {j}", state, table.dtype, table.shape)
+    if isinstance(rows, np.ndarray) and rows.size and (rows.min() < 0
+                                                       or rows.max() >= table.shape[0]):
+        raise ContractError(f"row index out of range [0, {table.shape[0]})")
+    import cupy
+
+    same_state = state2 is state1
+    d_table, d_rows, d_grads, d_s1 = _to_device(cupy, (table, rows, row_grads, state1))
+    d_s2 = d_s1 if same_state else cupy.asarray(state2)
+    launch_sparse_step(cupy, _device_getter("optim", table.dtype, rows.dtype), kind, d_table,
+                       d_rows, d_grads, d_s1, d_s2, lr, beta1, beta2, eps, int(step))
+    hosts, devices = [table, state1], [d_table, d_s1]
+    if not same_state:
+        hosts.append(state2)
+        devices.append(d_s2)
+    copy_back(hosts, devices)
+
+
+def sparse_adam_step(table, rows, row_grads, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
+                     n_threads=1) -> None:
+    """See ``fastrec.backends._contract.SPARSE_ADAM_STEP_DOC`` (arrays as :func:`adam_step`)."""
+    if int(step) < 1:
+        raise ContractError(f"step must be >= 1, got {step}")
+    _sparse(OPT_ADAM, table, rows, row_grads, m, v, step, lr, beta1, beta2, eps)
+
+
+def sparse_adagrad_step(table, rows, row_grads, acc, lr, eps=1e-10, n_threads=1) -> None:
+    """See ``fastrec.backends._contract.SPARSE_ADAGRAD_STEP_DOC`` (arrays as
+    :func:`adam_step`)."""
+    _sparse(OPT_ADAGRAD, table, rows, row_grads, acc, acc, 1, lr, 0.0, 0.0, eps)
