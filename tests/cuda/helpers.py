@@ -55,3 +55,69 @@ def kernel_getter(module, data, factors, order="forward", seed=0):
         return module.get_function(expression, order=order, seed=seed)
 
     return get_kernel
+
+
+class DeviceArray(np.ndarray):
+    """A host array standing in for a CuPy array: its own memory, ``get(out=...)``. Its
+    ``__module__`` claims CuPy so that :func:`fastrec._array.is_device_array` treats it as device
+    memory, as it would a real CuPy array."""
+
+    def get(self, out=None):
+        if out is None:
+            return np.array(self)
+        out[...] = self
+        return out
+
+
+DeviceArray.__module__ = "cupy.emulated"
+
+
+class FakeCupy:
+    """numpy under CuPy's name: ``asarray`` makes device copies and every array a function
+    returns is a :class:`DeviceArray` (so code under test cannot mix host and "device" arrays
+    silently)."""
+
+    @staticmethod
+    def asarray(a, dtype=None):
+        if isinstance(a, DeviceArray) and (dtype is None or a.dtype == dtype):
+            return a
+        return np.array(a, dtype=dtype).view(DeviceArray)
+
+    def __getattr__(self, name):
+        function = getattr(np, name)
+        if not callable(function):
+            return function
+
+        def wrapped(*args, **kwargs):
+            out = function(*args, **kwargs)
+            return out.view(DeviceArray) if isinstance(out, np.ndarray) else out
+
+        return wrapped
+
+
+def patch_cupy(monkeypatch, get_function) -> None:
+    """``import cupy`` gives :class:`FakeCupy` and NVRTC kernels come from ``get_function(source,
+    expression)`` (emulated modules)."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cupy", FakeCupy())
+    monkeypatch.setattr(_loader_module(), "get_function", get_function)
+
+
+def register_emulated_cuda(monkeypatch) -> None:
+    """Make the registry report the ``cuda`` backend available with its real contract
+    functions (which then run through :func:`patch_cupy`'s stand-ins)."""
+    import fastrec.backends as registry
+    import fastrec.backends.cuda as cuda_backend
+    from fastrec.backends import Backend
+    from fastrec.backends._contract import CONTRACT
+
+    kernels = {k: getattr(cuda_backend, k) for k in CONTRACT if hasattr(cuda_backend, k)}
+    monkeypatch.setitem(registry._CACHE, "cuda", Backend("cuda", True, "", "emulated", {},
+                                                         kernels))
+
+
+def _loader_module():
+    from fastrec.backends.cuda import _loader
+
+    return _loader

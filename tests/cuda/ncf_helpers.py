@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastrec._algorithms.ncf import OptimizerState, cache_size, epoch_order, init_params
+from tests.cuda import helpers
 
 # (n_gmf, layers): NeuMF, MLP, GMF, NeuMF without hidden layers, widths past a warp / a tile
 NETS = [(4, [8, 6, 3]), (0, [6, 4]), (5, []), (3, [4]), (33, [70, 40])]
@@ -89,43 +90,10 @@ def epoch_problem(dtype, index_dtype, n_gmf, layers, n_users=12, n_items=15, per
     return data, (user_emb, item_emb, dense, layers), state
 
 
-class DeviceArray(np.ndarray):
-    """A host array standing in for a CuPy array: its own memory, ``get(out=...)``."""
-
-    def get(self, out=None):
-        if out is None:
-            return np.array(self)
-        out[...] = self
-        return out
-
-
-class FakeCupy:
-    """The CuPy calls the NCF and optimiser contract functions make, on host memory (so the
-    public functions run in the emulator: device copies, kernel names, copy-back)."""
-
-    @staticmethod
-    def asarray(a):
-        return a if isinstance(a, DeviceArray) else np.array(a).view(DeviceArray)
-
-    def __getattr__(self, name):
-        function = getattr(np, name)  # zeros, empty, empty_like, matmul, argsort, ...
-
-        def wrapped(*args, **kwargs):
-            out = function(*args, **kwargs)
-            return out.view(DeviceArray) if isinstance(out, np.ndarray) else out
-
-        return wrapped
-
-
 def patch_cupy(monkeypatch, modules) -> None:
-    """Replace CuPy by :class:`FakeCupy` and NVRTC by the emulated ``modules``."""
-    import sys
-
-    from fastrec.backends.cuda import _loader
-
-    monkeypatch.setitem(sys.modules, "cupy", FakeCupy())
-    monkeypatch.setattr(_loader, "get_function",
-                        lambda source, expression: modules[source].get_function(expression))
+    """Replace CuPy by the host stand-in and NVRTC by the emulated ``modules``."""
+    helpers.patch_cupy(monkeypatch,
+                       lambda source, expression: modules[source].get_function(expression))
 
 
 def run_ncf_under_sanitizers(emulator) -> None:

@@ -26,6 +26,7 @@ from tests.cuda.gru_problems import (
     loss_problem,
     run_epoch,
 )
+from tests.cuda.helpers import patch_cupy, register_emulated_cuda
 
 ORDERS = ("forward", "reverse", "random")
 RTOL = {np.float32: 2e-4, np.float64: 1e-10}
@@ -156,51 +157,15 @@ def test_gru_is_clean_under_address_and_undefined_behaviour_sanitizers(emulator)
 
 
 # -- the public contract functions and the estimator, with CuPy replaced by host arrays --------
-class _HostDeviceArray(np.ndarray):
-    """Host memory standing in for a CuPy array (``get`` copies out)."""
-
-    def get(self, out=None):
-        if out is None:
-            return np.array(self)
-        out[...] = self
-        return out
-
-
-class _HostCupy:
-    """numpy under CuPy's name: every array it returns is a ``_HostDeviceArray``."""
-
-    def __getattr__(self, name):
-        function = getattr(np, name)
-
-        def wrapped(*args, **kwargs):
-            result = function(*args, **kwargs)
-            return result.view(_HostDeviceArray) if isinstance(result, np.ndarray) else result
-
-        return wrapped
-
-    @staticmethod
-    def asarray(a):
-        return a if isinstance(a, _HostDeviceArray) else np.array(a).view(_HostDeviceArray)
-
-
 @pytest.fixture
 def emulated_cupy(module, monkeypatch):
     """``import cupy`` gives host arrays and NVRTC kernels come from the emulator (random thread
     order); the registry sees an available CUDA backend with the real contract functions."""
-    import sys
-
-    import fastrec.backends as registry
     import fastrec.backends.cuda as cuda_backend
-    from fastrec.backends import Backend
-    from fastrec.backends._contract import CONTRACT
-    from fastrec.backends.cuda import _loader
 
-    monkeypatch.setitem(sys.modules, "cupy", _HostCupy())
-    monkeypatch.setattr(_loader, "get_function", lambda source, expression: module.get_function(
+    patch_cupy(monkeypatch, lambda source, expression: module.get_function(
         expression, order="random", seed=1))
-    kernels = {k: getattr(cuda_backend, k) for k in CONTRACT if hasattr(cuda_backend, k)}
-    monkeypatch.setitem(registry._CACHE, "cuda",
-                        Backend("cuda", True, "", "emulated", {}, kernels))
+    register_emulated_cuda(monkeypatch)
     return cuda_backend
 
 

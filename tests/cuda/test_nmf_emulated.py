@@ -27,7 +27,7 @@ from fastrec.backends.cuda.nmf import (
     launch_nmf_update_full,
     launch_nmf_update_observed,
 )
-from tests.cuda.helpers import EMULATOR_DIR
+from tests.cuda.helpers import EMULATOR_DIR, patch_cupy
 from tests.cuda.nmf_helpers import OBSERVED_MODES, make_nmf_problem, nmf_kernel_getter
 
 ORDERS = ("forward", "reverse", "random")
@@ -203,34 +203,11 @@ def test_no_entries(nmf_module):
 
 
 # -- the public contract functions and the NMF model, with CuPy replaced by host arrays --------
-class _DeviceArray(np.ndarray):
-    """A host array standing in for a CuPy array: its own memory, ``get(out=...)``."""
-
-    def get(self, out=None):
-        if out is None:
-            return np.array(self)
-        out[...] = self
-        return out
-
-
-class _FakeCupy:
-    """numpy with ``asarray`` making device copies (``_DeviceArray``), as CuPy's would."""
-
-    def __getattr__(self, name):
-        return getattr(np, name)
-
-    @staticmethod
-    def asarray(a):
-        return a if isinstance(a, _DeviceArray) else np.array(a).view(_DeviceArray)
-
-
 @pytest.fixture
 def fake_cupy(nmf_module, monkeypatch):
     """The CUDA backend with CuPy replaced by host arrays and NVRTC by the emulator."""
-    monkeypatch.setitem(sys.modules, "cupy", _FakeCupy())
-    monkeypatch.setattr(_loader, "get_function",
-                        lambda source, expression: nmf_module.get_function(expression,
-                                                                           order="random"))
+    patch_cupy(monkeypatch, lambda source, expression: nmf_module.get_function(expression,
+                                                                               order="random"))
 
 
 def test_public_functions_copy_host_arrays_back(fake_cupy):

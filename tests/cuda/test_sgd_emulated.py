@@ -17,7 +17,7 @@ import pytest
 from fastrec.backends.cuda import _loader
 from fastrec.backends.cuda.sgd import launch_sgd_epoch
 from fastrec.backends.reference import sgd_epoch as reference_epoch
-from tests.cuda.helpers import EMULATOR_DIR, kernel_getter, make_sgd_problem
+from tests.cuda.helpers import EMULATOR_DIR, kernel_getter, make_sgd_problem, patch_cupy
 
 ORDERS = ("forward", "reverse", "random")
 DRIVERS = ("dataflow", "strata")
@@ -210,45 +210,56 @@ def test_sanitizers_catch_kernel_bugs(emulator, what, report):
     assert report in result.stderr, result.stderr[-4000:]
 
 
-class _DeviceArray(np.ndarray):
-    """A host array standing in for a CuPy array: its own memory, ``get(out=...)``."""
-
-    def get(self, out=None):
-        if out is None:
-            return np.array(self)
-        out[...] = self
-        return out
-
-
-class _FakeCupy:
-    """The handful of CuPy calls ``sgd_epoch`` makes, on host memory."""
-
-    @staticmethod
-    def asarray(a):
-        return a if isinstance(a, _DeviceArray) else np.array(a).view(_DeviceArray)
-
-    @staticmethod
-    def zeros(*args, **kwargs):
-        return np.zeros(*args, **kwargs).view(_DeviceArray)
-
-    @staticmethod
-    def full(*args, **kwargs):
-        return np.full(*args, **kwargs).view(_DeviceArray)
-
-
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_public_sgd_epoch_copies_host_arrays_back(sgd_module, monkeypatch, driver):
     """``sgd_epoch`` itself (device copies, kernel names, copy-back into numpy arguments) with
     CuPy replaced by host arrays and NVRTC by the emulator."""
-    import sys
 
     from fastrec.backends.cuda import sgd_epoch
 
-    monkeypatch.setitem(sys.modules, "cupy", _FakeCupy)
-    monkeypatch.setattr(_loader, "get_function",
-                        lambda source, expression: sgd_module.get_function(expression))
+    patch_cupy(monkeypatch, lambda source, expression: sgd_module.get_function(expression))
     data, factors, scalars = make_sgd_problem(nnz=150)
     got = [f.copy() for f in factors]
     sse = sgd_epoch(*data.values(), *got, *scalars, True, 1, order=driver)
     assert all(type(g) is np.ndarray for g in got)
     assert_matches((sse, got), run_reference(data, factors, scalars, True), np.float64)
+
+
+def test_mf_fitted_on_cuda_keeps_its_arrays_on_the_device(sgd_module, monkeypatch, tmp_path):
+    """MF(backend="cuda") through the emulated kernels with CuPy replaced by host stand-ins:
+    the ratings and factors go to the "device" once, the fitted arrays stay there
+    (``device_ == "cuda"``), the model equals the numpy backend's to rounding, predict and
+    score run on the device and return host values, ``to_numpy()`` copies back, save writes
+    host arrays, CPU-only methods say what to do."""
+    from fastrec import MF
+    from fastrec.data import synthetic_ratings
+    from tests.cuda.helpers import DeviceArray, register_emulated_cuda
+
+    patch_cupy(monkeypatch, lambda source, expression: sgd_module.get_function(
+        expression, order="random", seed=3))
+    register_emulated_cuda(monkeypatch)
+    data = synthetic_ratings(40, 30, 500, seed=1).interactions
+    ratings = (data.user_ids[data.users], data.item_ids[data.items], data.values)
+    params = dict(n_factors=8, n_epochs=3, n_blocks=4, random_state=0, dtype="float64")
+    gpu = MF(backend="cuda", **params).fit(ratings, validation_data=ratings)
+    cpu = MF(backend="numpy", **params).fit(ratings, validation_data=ratings)
+    assert gpu.device_ == "cuda" and isinstance(gpu.user_factors_, DeviceArray)
+    host = gpu.to_numpy()
+    assert host.device_ == "cpu" and gpu.device_ == "cuda"
+    assert type(host.user_factors_) is np.ndarray
+    for name in ("user_factors_", "item_factors_", "user_bias_", "item_bias_"):
+        np.testing.assert_allclose(getattr(host, name), getattr(cpu, name), rtol=1e-10,
+                                   atol=1e-12, err_msg=name)
+    np.testing.assert_allclose(gpu.validation_curve_, cpu.validation_curve_, rtol=1e-10)
+    pred = gpu.predict(ratings[0][:20], ratings[1][:20])
+    assert type(pred) is np.ndarray
+    np.testing.assert_allclose(pred, cpu.predict(ratings[0][:20], ratings[1][:20]), rtol=1e-10)
+    assert gpu.score(ratings) == pytest.approx(cpu.score(ratings), rel=1e-10)
+    with pytest.raises(RuntimeError, match="to\\('cpu'\\)"):
+        gpu.recommend(ratings[0][:2])
+    loaded = MF.load(gpu.save(tmp_path / "gpu.npz"))
+    assert type(loaded.user_factors_) is np.ndarray
+    np.testing.assert_array_equal(loaded.user_factors_, host.user_factors_)
+    assert gpu.to("cpu").device_ == "cpu"
+    assert gpu.recommend(ratings[0][:2])[0].shape == (2, 10)
+    assert gpu.to("cuda").device_ == "cuda"
