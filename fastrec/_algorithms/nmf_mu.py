@@ -3,6 +3,10 @@ multiplicative-update loop (W then H) with scikit-learn's every-10-iterations st
 
 Factors are held row-major as ``W`` [n_rows, k] and ``Ht`` = H^T [n_cols, k], so one kernel
 updates either: ``update(X, W, Ht)`` for W and ``update(X^T, Ht, W)`` for H.
+
+The loops work on numpy arrays (CPU backends) or CuPy arrays (the CUDA backend, where X, the
+factors and the biases stay on the device for the whole fit and only the objective values come
+back to the host); the extra arithmetic here goes through the arrays' own module.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from fastrec._algorithms.training import progress
+from fastrec._array import array_module, is_device_array
 from fastrec.backends import Backend
 from fastrec.backends._contract import check_nmf
 
@@ -58,6 +63,12 @@ class CSRPair:
         return cls(c(x.indptr, index), c(x.indices, index), c(x.data, dtype),
                    c(xt.indptr, index), c(xt.indices, index), c(xt.data, dtype), (n_rows, n_cols))
 
+    def map_arrays(self, move) -> CSRPair:
+        """The same pair with every array replaced by ``move(array)`` (e.g. copied to the
+        device once per fit)."""
+        return CSRPair(*(move(a) for a in (self.indptr, self.indices, self.data, self.t_indptr,
+                                           self.t_indices, self.t_data)), self.shape)
+
     @property
     def rows(self):
         return self.indptr, self.indices, self.data
@@ -66,11 +77,13 @@ class CSRPair:
     def cols(self):
         return self.t_indptr, self.t_indices, self.t_data
 
-    def row_counts(self) -> np.ndarray:
-        return np.diff(self.indptr).astype(np.float64)
+    def row_counts(self):
+        """float64[n_rows] stored entries per row, where the arrays live."""
+        return array_module(self.indptr).diff(self.indptr).astype(np.float64)
 
-    def col_counts(self) -> np.ndarray:
-        return np.diff(self.t_indptr).astype(np.float64)
+    def col_counts(self):
+        """float64[n_cols] stored entries per column, where the arrays live."""
+        return array_module(self.t_indptr).diff(self.t_indptr).astype(np.float64)
 
 
 # -- rank padding -----------------------------------------------------------------------------
@@ -86,9 +99,9 @@ def padded_rank(k: int) -> int:
     return next((r for r in VECTOR_RANKS if r >= k), k)
 
 
-def pad_columns(a: np.ndarray, k_pad: int) -> np.ndarray:
-    """C-contiguous copy of a [n, k] with zero columns appended up to k_pad."""
-    out = np.zeros((a.shape[0], k_pad), dtype=a.dtype)
+def pad_columns(a, k_pad: int):
+    """C-contiguous copy of a [n, k] with zero columns appended up to k_pad (on a's device)."""
+    out = array_module(a).zeros((a.shape[0], k_pad), dtype=a.dtype)
     out[:, :a.shape[1]] = a
     return out
 
@@ -191,8 +204,11 @@ def run_full(backend: Backend, x: CSRPair, w, ht, beta: int, max_iter: int, tol:
              l1_w: float, l2_w: float, l1_h: float, l2_h: float, update_h: bool,
              n_threads: int, verbose: bool, desc: str) -> tuple[int, list[float]]:
     """Alternating MU on every entry of X (W then H per iteration), in place.
-    Returns (iterations run, the errors sqrt(2 * divergence) measured along the way)."""
-    check_nmf(*x.rows, w, ht, beta_loss=beta)
+    Returns (iterations run, the errors sqrt(2 * divergence) measured along the way).
+    ``check_nmf`` reads every index on the host, so with device (CuPy) arrays the caller
+    checks before moving them; the CUDA functions check dtypes, shapes and layout per call."""
+    if not is_device_array(w):
+        check_nmf(*x.rows, w, ht, beta_loss=beta)
     n_threads = effective_threads(n_threads, x.data.shape[0], w.shape[1])
 
     def error() -> float:
@@ -226,8 +242,11 @@ def run_observed(backend: Backend, x: CSRPair, w, ht, bu, bi, mu: float, beta: i
                  update_h: bool, n_threads: int, verbose: bool,
                  desc: str) -> tuple[int, list[float]]:
     """Alternating MU on the observed entries only (user side then item side), in place.
-    Returns (iterations run, the objective values measured along the way)."""
-    check_nmf(*x.rows, w, ht, bu, bi, beta_loss=beta)
+    Returns (iterations run, the objective values measured along the way).
+    ``check_nmf`` reads every index on the host, so with device (CuPy) arrays the caller
+    checks before moving them; the CUDA functions check dtypes, shapes and layout per call."""
+    if not is_device_array(w):
+        check_nmf(*x.rows, w, ht, bu, bi, beta_loss=beta)
     n_threads = effective_threads(n_threads, x.data.shape[0], w.shape[1])
 
     def objective() -> float:

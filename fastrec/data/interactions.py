@@ -2,7 +2,10 @@
 
 Inputs users know are accepted and validated once here: scipy.sparse matrices (rows are users,
 columns items, stored entries are observations, zeros not stored are missing), a
-``(user_ids, item_ids, values)`` triple of arbitrary ids, or a pandas DataFrame.
+``(user_ids, item_ids, values)`` triple of arbitrary ids, or a pandas DataFrame. CuPy arrays and
+cupyx.scipy.sparse matrices are accepted too and copied to the host first (:func:`host_data`):
+the id maps, validation and layouts are host work; models that train on the GPU copy the
+prepared arrays back to the device once.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
+
+from fastrec._array import is_device_array, to_host
 
 _USER_COLUMNS = ("user", "user_id", "userid", "uid", "users")
 _ITEM_COLUMNS = ("item", "item_id", "itemid", "iid", "movieid", "movie_id", "items")
@@ -61,8 +66,10 @@ class Interactions:
         """Build from a sparse matrix, a (users, items, values) triple or a DataFrame.
 
         ``user_ids``/``item_ids`` fix the id maps (e.g. a validation set mapped with the training
-        set's ids); ids absent from them raise ``ValueError``.
+        set's ids); ids absent from them raise ``ValueError``. A cupyx.scipy.sparse matrix, or
+        CuPy arrays in the triple, are copied to the host first (:func:`host_data`).
         """
+        data = host_data(data)
         if isinstance(data, Interactions):
             if data.values.dtype != dtype:
                 data = replace(data, values=data.values.astype(dtype))
@@ -175,6 +182,15 @@ class Interactions:
         t = None if self.timestamps is None else self.timestamps[mask_or_index]
         return Interactions(self.users[mask_or_index], self.items[mask_or_index],
                             self.values[mask_or_index], self.user_ids, self.item_ids, t)
+
+
+def host_data(data):
+    """``data`` with CuPy arrays and cupyx.scipy.sparse matrices copied to the host (numpy,
+    scipy.sparse), also the elements of a ``(users, items, values)`` tuple or list; anything
+    else is returned as it is."""
+    if isinstance(data, (tuple, list)) and any(is_device_array(a) for a in data):
+        return type(data)(to_host(a) for a in data)
+    return to_host(data)
 
 
 def _map_ids(raw, known, what):

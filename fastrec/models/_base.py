@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from fastrec import io
 from fastrec._array import array_module, is_device_array, to_device, to_host
 from fastrec.backends import Backend, auto_choice, default_n_threads, get_backend
-from fastrec.data.interactions import Interactions
+from fastrec.data.interactions import Interactions, host_data
 
 log = logging.getLogger("fastrec")
 
@@ -134,10 +134,14 @@ class FactorModel(Estimator):
 
     # -- data ------------------------------------------------------------------------------
     def _training_data(self, X, dtype) -> Interactions:
+        """Host interactions from anything ``Interactions.from_any`` takes (CuPy arrays and
+        cupyx.scipy.sparse matrices are copied to the host)."""
         return Interactions.from_any(X, dtype=dtype)
 
     def _mapped(self, X, dtype, what: str = "validation") -> Interactions:
-        """Data mapped with the fitted id maps; pairs with unseen ids are dropped (logged)."""
+        """Data mapped with the fitted id maps; pairs with unseen ids are dropped (logged).
+        Device input (CuPy, cupyx.scipy.sparse) is copied to the host first."""
+        X = host_data(X)
         if sp.issparse(X):
             data = Interactions.from_sparse(X, dtype)
             if data.shape != (self.n_users_, self.n_items_):
@@ -289,6 +293,8 @@ class FactorModel(Estimator):
     def recommend_from_ratings(self, items, ratings, n: int = 10, filter_seen: bool = True):
         """Top-``n`` for a user unseen in training, given their ratings (fold-in then rank).
         Returns ``(item_ids: [n], scores: [n])``."""
+        self._check_fitted()
+        self._check_on_host("recommend_from_ratings")
         bias, factors = self.fold_in(items, ratings)
         s = self.item_factors_ @ factors + self.item_bias_ + self.global_mean_ + bias
         if filter_seen:

@@ -107,7 +107,10 @@ class MF(FactorModel):
 
         X : scipy.sparse matrix [n_users, n_items] (stored entries are ratings), a
             ``(user_ids, item_ids, ratings)`` tuple of arbitrary ids, a pandas DataFrame with
-            user/item/rating columns, or :class:`fastrec.data.Interactions`.
+            user/item/rating columns, or :class:`fastrec.data.Interactions`. A
+            cupyx.scipy.sparse matrix or CuPy arrays in the tuple are accepted too: they are
+            copied to the host (``to_host``), where the id maps and the blocked layout are
+            built; with ``backend="cuda"`` the layout then goes to the device once.
         validation_data : the same kinds, mapped with the training ids (unseen ids dropped).
         Returns self.
         """

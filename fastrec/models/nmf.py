@@ -21,6 +21,8 @@ from fastrec._algorithms.nmf_mu import (
     run_full,
     run_observed,
 )
+from fastrec._array import array_module, is_device_array, to_device, to_host
+from fastrec.backends._contract import check_nmf
 from fastrec.models._base import FactorModel, check_dtype, check_positive, seen_matrix
 
 log = logging.getLogger("fastrec")
@@ -54,7 +56,10 @@ class NMF(FactorModel):
     random_state : int or None; dtype : float32 (default) or float64.
     backend : "auto", "cuda", "cython", "numba", "numpy" (reference, dense: tiny data only).
         "cuda" runs the warp-per-row kernels of csrc/cuda/nmf.cu (without a usable device it
-        raises BackendUnavailable saying why).
+        raises BackendUnavailable saying why): X and the factors are copied to the device once
+        and stay there for the whole fit, and the fitted arrays stay there afterwards
+        (``device_ == "cuda"``; ``to("cpu")`` or ``to_numpy()`` convert, ``save`` writes host
+        arrays, ``load`` gives a CPU model).
     n_threads : int or None (all usable cores); results do not depend on it.
     verbose : bool, progress bar and the error at every iteration.
 
@@ -63,6 +68,13 @@ class NMF(FactorModel):
     (errors or observed objectives measured during the fit), ``backend_``, ``fit_time_`` and
     the :class:`FactorModel` attributes (``user_factors_`` = W, ``item_factors_`` = H^T, biases,
     id maps), so ``predict``, ``recommend``, ``similar_items``, ``save``/``load`` work.
+
+    On a model whose arrays are on the GPU, ``transform``, ``inverse_transform``, ``fold_in``,
+    ``predict`` and ``score`` run on the device (predictions come back as numpy arrays);
+    ``recommend``, ``similar_items`` and ``recommend_from_ratings`` run on the CPU and ask for
+    ``to("cpu")`` first. ``fit_transform``, ``transform`` and ``inverse_transform`` return an
+    array where their input lives: numpy for numpy or scipy input, CuPy for CuPy or
+    cupyx.scipy.sparse input.
     """
 
     _EXTRA_ARRAYS = ("components_", "rating_mean_")
@@ -131,14 +143,19 @@ class NMF(FactorModel):
         self.fit_transform(X, W=W, H=H)
         return self
 
-    def fit_transform(self, X, y=None, W=None, H=None) -> np.ndarray:
+    def fit_transform(self, X, y=None, W=None, H=None):
         """Fit and return W [n_samples, k] (observed mode: the user factors).
 
         X : full mode: scipy.sparse matrix or 2-D array [n_samples, n_features], >= 0.
             Observed mode: anything :class:`fastrec.data.Interactions` accepts (sparse matrix
             whose stored entries are ratings, ``(user_ids, item_ids, ratings)`` tuple,
-            DataFrame), ratings >= 0.
-        W, H : initial factors [n_samples, k] and [k, n_features] for ``init="custom"``.
+            DataFrame), ratings >= 0. CuPy arrays and cupyx.scipy.sparse matrices are accepted
+            too: they are copied to the host (``to_host``) for validation, the CSR layouts and
+            the initialisation, which run there; with ``backend="cuda"`` the layouts are then
+            copied back to the device once.
+        W, H : initial factors [n_samples, k] and [k, n_features] for ``init="custom"`` (numpy
+            or CuPy).
+        Returns W [n_samples, k] (numpy, or CuPy for CuPy/cupyx input).
         """
         start = time.perf_counter()
         dtype, beta = self._validate_params()
@@ -158,11 +175,23 @@ class NMF(FactorModel):
                 else 0.0
             self.seen_ = seen_matrix(data)
         x = CSRPair.build(matrix, dtype)
+        if self.mode == "full":
+            self.seen_ = sp.csr_matrix((np.ones(x.data.shape[0], np.int8), x.indices, x.indptr),
+                                       shape=x.shape)
         k = self._n_components(x.shape)
         w, h = self._initial_factors(x, matrix, k, W, H, rng, dtype)
         k_pad = padded_rank(k)
         w, ht = pad_columns(w, k_pad), pad_columns(h.T, k_pad)
         bu, bi = np.zeros(x.shape[0], dtype), np.zeros(x.shape[1], dtype)
+        # Surprise's answer for pairs the model cannot score: the training mean.
+        self.rating_mean_ = float(np.mean(x.data, dtype=np.float64)) if x.data.size else 0.0
+        # Built on the host (the same seed gives the same start on every backend); on CUDA, X
+        # and the state are checked there, go to the device once and the fitted arrays stay.
+        move = _mover(backend)
+        if backend.name == "cuda":
+            check_nmf(*x.rows, w, ht, bu, bi, beta_loss=beta)
+        x = x.map_arrays(move)
+        w, ht, bu, bi = (move(a) for a in (w, ht, bu, bi))
         l1_w, l2_w, l1_h, l2_h = self._alphas()
         desc = f"NMF[{backend.name}]"
         if self.mode == "full":
@@ -170,8 +199,6 @@ class NMF(FactorModel):
             self.n_iter_, curve = run_full(
                 backend, x, w, ht, beta, int(self.max_iter), float(self.tol), m * l1_w, m * l2_w,
                 n * l1_h, n * l2_h, True, n_threads, self.verbose, desc)
-            self.seen_ = sp.csr_matrix((np.ones(x.data.shape[0], np.int8), x.indices, x.indptr),
-                                       shape=x.shape)
             self.reconstruction_err_ = _full_error(backend, x, w, ht, beta, n_threads)
         else:
             pen = ObservedPenalty(l1_w, l2_w, l1_h, l2_h, float(self.reg_bias))
@@ -182,18 +209,17 @@ class NMF(FactorModel):
                                                   beta, bool(self.biased), n_threads)
             self.reconstruction_err_ = float(np.sqrt(max(2.0 * data_term, 0.0)))
         self.loss_curve_ = curve
-        w, ht = np.ascontiguousarray(w[:, :k]), np.ascontiguousarray(ht[:, :k])
+        xp = array_module(w)
+        w, ht = xp.ascontiguousarray(w[:, :k]), xp.ascontiguousarray(ht[:, :k])
         self.user_factors_, self.item_factors_ = w, ht
-        # Surprise's answer for pairs the model cannot score: the training mean.
-        self.rating_mean_ = float(np.mean(x.data, dtype=np.float64)) if x.data.size else 0.0
         self.user_bias_, self.item_bias_ = bu, bi
         self.n_users_, self.n_items_ = x.shape
-        self.components_ = np.ascontiguousarray(ht.T)
+        self.components_ = xp.ascontiguousarray(ht.T)
         self.n_components_ = k
         self.n_features_in_ = x.shape[1]
         self.backend_ = backend.name
         self.fit_time_ = time.perf_counter() - start
-        return w
+        return _where_input_is(w, X)
 
     def _initial_factors(self, x: CSRPair, matrix, k, W, H, rng, dtype):
         init = self.init
@@ -211,9 +237,12 @@ class NMF(FactorModel):
         return nndsvd_init(sp.csr_matrix(matrix), k, init, rng, dtype)
 
     # -- scikit-learn transforms ---------------------------------------------------------------
-    def transform(self, X) -> np.ndarray:
+    def transform(self, X):
         """W [n, k] for new rows of X with H fixed (MU from a constant start, as scikit-learn).
-        Observed mode: X is a sparse matrix [n, n_items] of ratings of new users."""
+        Observed mode: X is a sparse matrix [n, n_items] of ratings of new users. X may be a
+        CuPy array or cupyx.scipy.sparse matrix (copied to the host for the CSR layout); the
+        updates run where the model's arrays are when the backend is CUDA. Returns numpy for
+        numpy/scipy input, CuPy for CuPy/cupyx input."""
         self._check_fitted()
         _, beta = self._validate_params()
         backend = self._resolve_backend(_KERNELS[self.mode])
@@ -221,10 +250,11 @@ class NMF(FactorModel):
         if matrix.shape[1] != self.n_items_:
             raise ValueError(f"X has {matrix.shape[1]} features, the model {self.n_items_}")
         x = CSRPair.build(matrix, self.components_.dtype)
-        return self._solve_rows(backend, x, beta)[0]
+        return _where_input_is(self._solve_rows(backend, x, beta)[0], X)
 
     def _solve_rows(self, backend, x: CSRPair, beta: int):
-        """Row factors (and biases) for the rows of x with the item side fixed."""
+        """Row factors (and biases) for the rows of the host CSR x with the item side fixed, on
+        the device with the CUDA backend (where they are returned), else on the host."""
         dtype = self.components_.dtype
         k = self.components_.shape[0]
         n = x.shape[0]
@@ -235,7 +265,10 @@ class NMF(FactorModel):
         k_pad = padded_rank(k)
         w = pad_columns(np.full((n, k), np.sqrt(max(mean, 0.0) / k), dtype=dtype), k_pad)
         bu = np.zeros(n, dtype)
-        ht = pad_columns(self.item_factors_.astype(dtype), k_pad)
+        move = _mover(backend)
+        x, w, bu = x.map_arrays(move), move(w), move(bu)
+        ht = pad_columns(move(self.item_factors_).astype(dtype), k_pad)
+        bi = move(self.item_bias_).astype(dtype)
         l1_w, l2_w, l1_h, l2_h = self._alphas()
         if self.mode == "full":
             m = x.shape[1]
@@ -243,38 +276,43 @@ class NMF(FactorModel):
                      m * l2_w, 0.0, 0.0, False, self._n_threads(), False, "NMF transform")
         else:
             pen = ObservedPenalty(l1_w, l2_w, l1_h, l2_h, float(self.reg_bias))
-            run_observed(backend, x, w, ht, bu, self.item_bias_.astype(dtype), self.global_mean_,
-                         beta, bool(self.biased), int(self.max_iter), float(self.tol), pen,
-                         False, self._n_threads(), False, "NMF transform")
-        return np.ascontiguousarray(w[:, :k]), bu
+            run_observed(backend, x, w, ht, bu, bi, self.global_mean_, beta, bool(self.biased),
+                         int(self.max_iter), float(self.tol), pen, False, self._n_threads(),
+                         False, "NMF transform")
+        return array_module(w).ascontiguousarray(w[:, :k]), bu
 
     def _predict_indices(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
         if self.biased:
             return super()._predict_indices(u, i)
         # Without biases a user or item the model has no data for (unknown id, or in the id map
-        # but without training observations) has no baseline: use the training mean.
+        # but without training observations) has no baseline: use the training mean. Which
+        # pairs are known is decided on the host (seen_ is scipy); the products run where the
+        # factors are.
         known = (u >= 0) & (i >= 0)
         if getattr(self, "seen_", None) is not None:
             uu, ii = np.where(known, u, 0), np.where(known, i, 0)
             known &= (np.diff(self.seen_.indptr)[uu] > 0) & (
                 np.bincount(self.seen_.indices, minlength=self.n_items_)[ii] > 0)
-        dot = np.einsum("nk,nk->n", self.user_factors_[np.where(known, u, 0)],
-                        self.item_factors_[np.where(known, i, 0)])
-        out = np.where(known, dot, float(self.rating_mean_))
+        xp = array_module(self.user_factors_)
+        dot = xp.einsum("nk,nk->n", self.user_factors_[xp.asarray(np.where(known, u, 0))],
+                        self.item_factors_[xp.asarray(np.where(known, i, 0))])
+        out = xp.where(xp.asarray(known), dot, float(self.rating_mean_))
         return out.astype(self.user_factors_.dtype, copy=False)
 
-    def inverse_transform(self, X) -> np.ndarray:
-        """W [n, k] -> W @ H [n, n_features]."""
+    def inverse_transform(self, X):
+        """W [n, k] -> W @ H [n, n_features], computed where ``components_`` is (W is copied
+        there); numpy for numpy input, CuPy for CuPy input."""
         self._check_fitted()
-        w = np.asarray(X)
+        w = X if is_device_array(X) else np.asarray(X)
         if w.ndim != 2 or w.shape[1] != self.components_.shape[0]:
             raise ValueError(f"expected shape (n, {self.components_.shape[0]}), got {w.shape}")
-        return w @ self.components_
+        return _where_input_is(_where_input_is(w, self.components_) @ self.components_, X)
 
     # -- rating semantics ------------------------------------------------------------------------
     def fold_in(self, items, ratings) -> tuple[float, np.ndarray]:
         """Non-negative factors (and bias) of a new user from their ratings, item side fixed:
-        the same multiplicative updates as training, on one row. Returns (bias, factors [k])."""
+        the same multiplicative updates as training, on one row (on the device with the CUDA
+        backend). Returns (bias, factors [k]) on the host."""
         self._check_fitted()
         i = self._item_index(np.atleast_1d(items))
         r = np.asarray(ratings, dtype=np.float64)
@@ -287,7 +325,22 @@ class NMF(FactorModel):
         _, beta = self._validate_params()
         backend = self._resolve_backend(_KERNELS[self.mode])
         w, bu = self._solve_rows(backend, CSRPair.build(row, self.components_.dtype), beta)
-        return float(bu[0]), w[0]
+        return float(bu[0]), to_host(w[0])
+
+
+def _mover(backend):
+    """Where the MU loop's arrays must be for ``backend``: the device for CUDA (CuPy arrays
+    pass unchanged), the host otherwise (numpy arrays pass unchanged)."""
+    return to_device if backend.name == "cuda" else to_host
+
+
+def _where_input_is(result, like):
+    """``result`` on the device of ``like``: CuPy when ``like`` is a CuPy array or cupyx
+    sparse matrix (or a ``(users, items, ratings)`` tuple holding one), else numpy (each a
+    no-op when it is there already)."""
+    parts = like if isinstance(like, (tuple, list)) else (like,)
+    on_device = any(is_device_array(a) for a in parts)
+    return to_device(result) if on_device else to_host(result)
 
 
 def _check_non_negative(values: np.ndarray) -> None:
@@ -297,7 +350,9 @@ def _check_non_negative(values: np.ndarray) -> None:
 
 
 def _check_full_input(X, dtype) -> sp.csr_matrix:
-    """CSR float copy of X (sparse or dense), finite and non-negative, explicit zeros dropped."""
+    """CSR float copy of X (sparse or dense, on the host or the device), finite and
+    non-negative, explicit zeros dropped."""
+    X = to_host(X)
     if sp.issparse(X):
         matrix = sp.csr_matrix(X, dtype=dtype, copy=True)
     else:
@@ -322,7 +377,7 @@ def _check_custom(W, H, shape, k, dtype):
         raise ValueError("init='custom' needs both W and H")
     out = []
     for name, arr, want in (("W", W, (shape[0], k)), ("H", H, (k, shape[1]))):
-        arr = np.asarray(arr)
+        arr = np.asarray(to_host(arr))
         if arr.shape != want:
             raise ValueError(f"custom {name} must have shape {want}, got {arr.shape}")
         if not np.all(np.isfinite(arr)):
