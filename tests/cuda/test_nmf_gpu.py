@@ -149,7 +149,7 @@ def test_nmf_model_on_cuda_matches_cython(cuda_backend, mode, beta_loss, biased)
                   data_rvs=lambda n: np.random.default_rng(2).uniform(0.5, 5.0, n))
     params = dict(n_components=8, mode=mode, beta_loss=beta_loss, biased=biased, max_iter=30,
                   tol=0.0, init="random", random_state=0, dtype="float64", alpha_W=0.01)
-    on_cuda = NMF(backend="cuda", **params).fit(x)
+    on_cuda = NMF(backend="cuda", **params).fit(x).to_numpy()
     on_cpu = NMF(backend="cython", **params).fit(x)
     assert on_cuda.backend_ == "cuda"
     np.testing.assert_allclose(on_cuda.user_factors_, on_cpu.user_factors_, rtol=1e-7,
@@ -157,3 +157,60 @@ def test_nmf_model_on_cuda_matches_cython(cuda_backend, mode, beta_loss, biased)
     np.testing.assert_allclose(on_cuda.components_, on_cpu.components_, rtol=1e-7, atol=1e-10)
     np.testing.assert_allclose(on_cuda.reconstruction_err_, on_cpu.reconstruction_err_,
                                rtol=1e-9)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode, beta_loss, biased", [
+    ("full", "frobenius", False),
+    ("full", "kullback-leibler", False),
+    ("observed", "frobenius", True),
+    ("observed", "kullback-leibler", False),
+])
+def test_nmf_fitted_on_cuda_stays_on_the_device(cuda_backend, tmp_path, mode, beta_loss, biased):
+    """NMF(backend="cuda") fitted on CuPy / cupyx.scipy.sparse input: the fitted arrays are
+    CuPy arrays equal (to device rounding) to a numpy-backend fit with the same seed; array
+    results follow their input; transform, inverse_transform, fold_in, predict and score work
+    on the device model; to_numpy()/to("cpu") convert; save writes host arrays; CPU-only
+    methods say how to get a CPU model."""
+    import cupy
+    import cupyx.scipy.sparse as cusp
+
+    from fastrec import NMF
+
+    x = sp.random(60, 40, density=0.15, random_state=1, format="csr",
+                  data_rvs=lambda n: np.random.default_rng(2).uniform(0.5, 5.0, n))
+    params = dict(n_components=4, mode=mode, beta_loss=beta_loss, biased=biased, max_iter=20,
+                  tol=1e-6, init="random", random_state=0, dtype="float64", alpha_W=0.01)
+    gpu, cpu = NMF(backend="cuda", **params), NMF(backend="numpy", **params)
+    w_gpu = gpu.fit_transform(cusp.csr_matrix(x))
+    w_cpu = cpu.fit_transform(x)
+    close = dict(rtol=1e-7, atol=1e-10)  # 20 iterations of device rounding
+    assert gpu.device_ == "cuda" and isinstance(w_gpu, cupy.ndarray)
+    for name in ("user_factors_", "item_factors_", "components_", "user_bias_", "item_bias_"):
+        assert isinstance(getattr(gpu, name), cupy.ndarray), name
+    host = gpu.to_numpy()
+    assert host.device_ == "cpu" and gpu.device_ == "cuda"
+    np.testing.assert_allclose(w_gpu.get(), w_cpu, **close)
+    np.testing.assert_allclose(host.components_, cpu.components_, **close)
+    assert gpu.reconstruction_err_ == pytest.approx(cpu.reconstruction_err_, rel=1e-9)
+
+    rows = x[:5]
+    np.testing.assert_allclose(gpu.transform(rows), cpu.transform(rows), **close)
+    got = gpu.transform(cupy.asarray(rows.toarray()))
+    assert isinstance(got, cupy.ndarray)
+    np.testing.assert_allclose(got.get(), cpu.transform(rows), **close)
+    np.testing.assert_allclose(gpu.inverse_transform(w_cpu[:3]), cpu.inverse_transform(w_cpu[:3]),
+                               **close)
+    assert isinstance(gpu.inverse_transform(w_gpu[:3]), cupy.ndarray)
+    np.testing.assert_allclose(gpu.fold_in([1, 4], [2.0, 3.5])[1],
+                               cpu.fold_in([1, 4], [2.0, 3.5])[1], **close)
+    users, items = np.arange(30) % 60, np.arange(30) % 40
+    pred = gpu.predict(users, items)
+    assert isinstance(pred, np.ndarray)
+    np.testing.assert_allclose(pred, cpu.predict(users, items), **close)
+    assert gpu.score(cusp.csr_matrix(x)) == pytest.approx(cpu.score(x), rel=1e-9)
+    with pytest.raises(RuntimeError, match="to\\('cpu'\\)"):
+        gpu.recommend(users[:3])
+    loaded = NMF.load(gpu.save(tmp_path / "gpu.npz"))
+    np.testing.assert_array_equal(loaded.components_, host.components_)
+    assert gpu.to("cpu").recommend(users[:3])[0].shape == (3, 10)
