@@ -240,9 +240,10 @@ class NMF(FactorModel):
     def transform(self, X):
         """W [n, k] for new rows of X with H fixed (MU from a constant start, as scikit-learn).
         Observed mode: X is a sparse matrix [n, n_items] of ratings of new users. X may be a
-        CuPy array or cupyx.scipy.sparse matrix (copied to the host for the CSR layout); the
-        updates run where the model's arrays are when the backend is CUDA. Returns numpy for
-        numpy/scipy input, CuPy for CuPy/cupyx input."""
+        CuPy array or cupyx.scipy.sparse matrix (copied to the host for the CSR layout). The
+        updates run on the device with the CUDA backend (H is copied there if the model is on
+        the host), else on the host. Returns numpy for numpy/scipy input, CuPy for CuPy/cupyx
+        input."""
         self._check_fitted()
         _, beta = self._validate_params()
         backend = self._resolve_backend(_KERNELS[self.mode])
