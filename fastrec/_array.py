@@ -35,3 +35,12 @@ def to_device(a):
     import cupy
 
     return cupy.asarray(a)
+
+
+def host_data(data):
+    """Training or validation input with its CuPy arrays and cupyx.scipy.sparse matrices copied
+    to the host (tuples and lists element by element, as ``(user_ids, item_ids[, values])``);
+    anything else as is."""
+    if isinstance(data, (tuple, list)):
+        return type(data)(to_host(a) for a in data)
+    return to_host(data)

@@ -4,7 +4,7 @@ each user out, rank it among sampled negatives, HR@K and NDCG@K) and full rankin
 
 A model takes part through two methods every fastrec model has, in index space:
 ``_predict_indices(users, items) -> scores[n]`` and ``_score_users(users) -> scores[n, n_items]``
-(higher is better).
+(higher is better; CuPy results of a model on the GPU are copied to the host here).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from fastrec import metrics
+from fastrec._array import to_host
 from fastrec.backends.reference.ncf import draw_negatives
 from fastrec.data import splits
 from fastrec.data.interactions import Interactions
@@ -86,9 +87,10 @@ def evaluate_sampled(model, ranking: SampledRanking, k: int = 10) -> dict[str, f
     """The NCF protocol: rank each test item among its sampled negatives. Ties count against
     the test item (a model scoring everything equally gets HR 0, not 1)."""
     n, m = ranking.negatives.shape
-    pos = np.asarray(model._predict_indices(ranking.users, ranking.items), np.float64)
-    neg = np.asarray(model._predict_indices(np.repeat(ranking.users, m),
-                                            ranking.negatives.ravel()), np.float64).reshape(n, m)
+    pos = np.asarray(to_host(model._predict_indices(ranking.users, ranking.items)), np.float64)
+    neg = np.asarray(to_host(model._predict_indices(np.repeat(ranking.users, m),
+                                                    ranking.negatives.ravel())),
+                     np.float64).reshape(n, m)
     ranks = np.sum(neg >= pos[:, None], axis=1)
     return rank_metrics(ranks, k)
 
@@ -105,7 +107,7 @@ def evaluate_full(model, train: Interactions, test: Interactions, k: int = 10,
     recommended = np.full((train.n_users, k), -1, np.int64)
     for start in range(0, users.shape[0], chunk):
         u = users[start:start + chunk]
-        scores = np.asarray(model._score_users(u), np.float64)
+        scores = np.asarray(to_host(model._score_users(u)), np.float64)
         rows = seen[u]
         scores[np.repeat(np.arange(u.shape[0]), np.diff(rows.indptr)), rows.indices] = -np.inf
         top = _top_n(scores, min(k, scores.shape[1]))

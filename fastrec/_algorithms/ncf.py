@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastrec._array import array_module
+
 LOSSES = {"bce": 0, "squared": 1}
 OPTIMIZERS = {"adam": 0, "adagrad": 1, "sgd": 2}
 MAX_WIDTHS = 32  # NCF_MAX_WIDTHS in csrc/include/fastrec/ncf_cpu.h
@@ -76,8 +78,9 @@ class OptimizerState:
 
     @classmethod
     def zeros(cls, user_emb, item_emb, dense, initial: float = 0.0) -> OptimizerState:
+        """State shaped like the parameters, on their device (numpy or CuPy)."""
         def z(a):
-            return np.full_like(a, initial)
+            return array_module(a).full_like(a, initial)
         return cls(z(dense), z(dense), z(user_emb), z(user_emb), z(item_emb), z(item_emb))
 
 

@@ -116,7 +116,9 @@ class Sessions:
                    sessions[starts], times[starts] if times is not None else None)
 
     @classmethod
-    def from_arrays(cls, session_ids, item_ids, timestamps=None, **kwargs) -> Sessions:
+    def from_arrays(cls, session_ids, item_ids, timestamps=None, /, **kwargs) -> Sessions:
+        """Parallel arrays of events; ``kwargs`` (e.g. the ``item_ids`` index of a fitted model,
+        ``unknown``) go to :meth:`from_frame`, hence the positional-only arrays."""
         data = {"session_id": np.asarray(session_ids), "item_id": np.asarray(item_ids)}
         if timestamps is not None:
             data["timestamp"] = np.asarray(timestamps)

@@ -67,16 +67,22 @@ class Estimator:
         names = self._fitted_array_names()
         return "cuda" if any(is_device_array(getattr(self, n)) for n in names) else "cpu"
 
+    # Fitted arrays read on the host whatever the device (id maps looked up with numpy, string
+    # ids CuPy cannot hold); ``to("cuda")`` leaves them there.
+    _HOST_ARRAYS = ("user_ids_", "item_ids_")
+
     def to(self, device: str):
         """Move the fitted arrays to ``"cpu"`` (numpy) or ``"cuda"`` (CuPy), in place; returns
-        self. Moving to CUDA needs the ``cuda`` backend to be available."""
+        self. Moving to CUDA needs the ``cuda`` backend to be available; the id maps stay on
+        the host."""
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
         if device == "cuda":
             get_backend("cuda")  # raises with the reason when there is no usable GPU
         move = to_device if device == "cuda" else to_host
         for name in self._fitted_array_names():
-            setattr(self, name, move(getattr(self, name)))
+            if device == "cpu" or name not in self._HOST_ARRAYS:
+                setattr(self, name, move(getattr(self, name)))
         return self
 
     def to_numpy(self):

@@ -1,5 +1,11 @@
 """GRU4Rec (Hidasi et al., ICLR 2016; Hidasi & Karatzoglou, CIKM 2018): session-based next-item
-recommendation with a GRU trained on session-parallel mini-batches and sampled negatives."""
+recommendation with a GRU trained on session-parallel mini-batches and sampled negatives.
+
+With ``backend="cuda"`` the epoch schedule, the sampling table, the weights and the optimiser
+state go to the GPU once and stay there for the whole fit; the fitted arrays stay on the GPU
+afterwards (``device_``, ``to("cpu")``, ``to_numpy()``), ``recommend_next`` and ``evaluate`` run
+the GRU and the scoring there and return host values, and ``save`` writes host arrays.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import pandas as pd
 from fastrec import io
 from fastrec._algorithms.gru4rec import GRU4RecParams, alias_table, session_parallel_schedule
 from fastrec._algorithms.training import DivergenceError, progress, restore, snapshot
+from fastrec._array import array_module, host_data, to_device, to_host
 from fastrec.backends._contract import (
     LOSS_CODES,
     OPTIMIZER_CODES,
@@ -139,6 +146,7 @@ class GRU4Rec(Estimator):
     # -- data -------------------------------------------------------------------------------
     @staticmethod
     def _sessions(X, item_ids=None, unknown="raise") -> Sessions:
+        X = host_data(X)  # CuPy arrays: the sessions are prepared on the host
         if isinstance(X, Sessions):
             if item_ids is not None and not np.array_equal(X.item_ids, item_ids):
                 raise ValueError("these Sessions use another item index than the model")
@@ -154,7 +162,8 @@ class GRU4Rec(Estimator):
         """Train on sessions.
 
         X : DataFrame with session id, item id and (optional) timestamp columns, a
-            ``(session_ids, item_ids[, timestamps])`` tuple, or :class:`fastrec.data.Sessions`.
+            ``(session_ids, item_ids[, timestamps])`` tuple (numpy or CuPy arrays; CuPy ones
+            are copied to the host to build the schedule), or :class:`fastrec.data.Sessions`.
             Events are sorted by session and time; sessions are taken in order of their first
             event (GRU4Rec's time order). Sessions with one event have nothing to predict and
             are skipped.
@@ -191,6 +200,14 @@ class GRU4Rec(Estimator):
                           dtype)
         check_gru4rec_epoch(schedule.inputs, schedule.targets, schedule.reset, hidden,
                             params.emb, params.gru, params.out, prob, alias, self._spec(0, 0, 0))
+        # On CUDA everything the epochs read or update goes to the device once; the fitted
+        # arrays stay there.
+        move = to_device if backend.name == "cuda" else (lambda a: a)
+        schedule_arrays = tuple(move(a) for a in (schedule.inputs, schedule.targets,
+                                                  schedule.reset))
+        hidden, prob, alias = move(hidden), move(prob), move(alias)
+        params = GRU4RecParams(move(params.emb), move(params.gru), move(params.out),
+                               {name: move(a) for name, a in params.state.items()})
         self.item_ids_ = data.item_ids
         self.n_items_ = data.n_items
         self.input_embedding_, self.gru_weights_, self.output_table_ = (params.emb, params.gru,
@@ -206,7 +223,7 @@ class GRU4Rec(Estimator):
                 hidden[...] = 0
                 tick = time.perf_counter()
                 total, n_events = backend.gru4rec_train_epoch(
-                    schedule.inputs, schedule.targets, schedule.reset, hidden, params.emb,
+                    *schedule_arrays, hidden, params.emb,
                     params.state["emb_s1"], params.state["emb_s2"], params.gru,
                     params.state["gru_s1"], params.state["gru_s2"], params.out,
                     params.state["out_s1"], params.state["out_s2"], prob, alias,
@@ -215,7 +232,8 @@ class GRU4Rec(Estimator):
                 events += n_events
                 mean_loss = total / max(n_events, 1)
                 if not math.isfinite(mean_loss) or not all(
-                        np.isfinite(a).all() for a in (params.emb, params.gru, params.out)):
+                        bool(array_module(a).isfinite(a).all())
+                        for a in (params.emb, params.gru, params.out)):
                     restore(arrays, good)
                     self.n_epochs_ = epoch
                     self.fit_time_ = time.perf_counter() - start
@@ -245,23 +263,29 @@ class GRU4Rec(Estimator):
             self.gru_weights_)
 
     def init_state(self, n_sessions: int | None = None) -> np.ndarray:
-        """Zero hidden state: T[n_layers, hidden_size] (or [n_layers, n_sessions, hidden])."""
+        """Zero hidden state: T[n_layers, hidden_size] (or [n_layers, n_sessions, hidden]), a
+        numpy array whatever the model's device."""
         self._check_fitted()
         shape = (int(self.n_layers), int(self.hidden_size)) if n_sessions is None else (
             int(self.n_layers), int(n_sessions), int(self.hidden_size))
         return np.zeros(shape, self.gru_weights_.dtype)
 
-    def _advance(self, items: np.ndarray, hidden: np.ndarray) -> np.ndarray:
-        """One click per session: items I[B], hidden T[L, B, H] -> new hidden T[L, B, H]."""
+    def _advance(self, items: np.ndarray, hidden):
+        """One click per session: items I[B], hidden T[L, B, H] -> new hidden T[L, B, H], on
+        the weights' device (host inputs are copied there)."""
+        xp = array_module(self.gru_weights_)
+        items, hidden = xp.asarray(items), xp.asarray(hidden)
         w = self._weights()
         x = self.input_embedding_[items]
         A0 = (x @ w.wx0 if self.embedding_size > 0 else x) + w.b[0]
-        reset = np.zeros((1, items.shape[0]), np.uint8)
+        reset = xp.zeros((1, items.shape[0]), np.uint8)
         hs, _ = stack_forward(A0[None], hidden, reset, w.wx_rest, w.wh, w.b)
         return hs[:, 0]
 
-    def _scores(self, top: np.ndarray) -> np.ndarray:
-        """All items' scores for hidden states T[B, H]: T[B, n_items]."""
+    def _scores(self, top):
+        """All items' scores for hidden states T[B, H]: T[B, n_items], on the weights'
+        device."""
+        top = array_module(self.output_table_).asarray(top)
         return top @ self.output_table_[:, :-1].T + self.output_table_[:, -1]
 
     def recommend_next(self, session_items, n: int = 20, state: np.ndarray | None = None,
@@ -273,7 +297,9 @@ class GRU4Rec(Estimator):
         state : hidden state from a previous call (None starts a new session). Feeding clicks
             one call at a time gives the same result as feeding them together.
         unknown : "skip" ignores items unseen in training (logged), "raise" refuses them.
-        Returns ``(item_ids [n], scores [n], state)``; pass ``state`` back with the next click.
+        Returns ``(item_ids [n], scores [n], state)`` as numpy arrays (for a model on the GPU
+        the GRU and the scoring run there, the top-n selection on the host); pass ``state``
+        back with the next click.
         """
         self._check_fitted()
         check_positive("n", n, integer=True)
@@ -282,7 +308,7 @@ class GRU4Rec(Estimator):
         clicks = np.atleast_1d(np.asarray(session_items))
         if state is None:
             state = self.init_state()
-        state = np.asarray(state, dtype=self.gru_weights_.dtype)
+        state = np.asarray(to_host(state), dtype=self.gru_weights_.dtype)
         if state.shape != (int(self.n_layers), int(self.hidden_size)):
             raise ValueError(f"state must have shape {(self.n_layers, self.hidden_size)}, "
                              f"got {state.shape}")
@@ -297,11 +323,11 @@ class GRU4Rec(Estimator):
         hidden = state[:, None, :].copy()
         for item in index:
             hidden = self._advance(np.array([item]), hidden)
-        scores = self._scores(hidden[-1])[0]
+        scores = to_host(self._scores(hidden[-1])[0])
         n_out = min(int(n), self.n_items_)
         best = np.argpartition(-scores, n_out - 1)[:n_out]
         best = best[np.argsort(-scores[best], kind="stable")]
-        return self.item_ids_[best], scores[best], hidden[:, 0].copy()
+        return self.item_ids_[best], scores[best], to_host(hidden[:, 0]).copy()
 
     def evaluate(self, sessions, k: int = 20, eval_from: str = "second") -> dict[str, float]:
         """GRU4Rec's next-item protocol: each target event is ranked among all items given the
@@ -312,7 +338,9 @@ class GRU4Rec(Estimator):
             sessions shorter than 2.
         eval_from : "second" scores every event after the first; "last" only each session's
             last event (leave-last-out).
-        Returns ``{"recall": Recall@k, "mrr": MRR@k, "n_events": scored events}``.
+        Returns ``{"recall": Recall@k, "mrr": MRR@k, "n_events": scored events}``. For a
+        model on the GPU the GRU, the scores and the ranks are computed there (only the ranks
+        come to the host).
         """
         self._check_fitted()
         check_positive("k", k, integer=True)
@@ -334,10 +362,11 @@ class GRU4Rec(Estimator):
                     lengths[:active] == t + 2)
                 if scored.size == 0:
                     continue
-                scores = self._scores(hidden[-1][scored])
-                target = data.items[starts[scored] + t + 1]
-                target_scores = scores[np.arange(scored.size), target]
-                ranks = np.sum(scores >= target_scores[:, None], axis=1)
+                scores = self._scores(hidden[-1][array_module(hidden).asarray(scored)])
+                xp = array_module(scores)
+                target = xp.asarray(data.items[starts[scored] + t + 1])
+                target_scores = scores[xp.arange(scored.size), target]
+                ranks = to_host(xp.sum(scores >= target_scores[:, None], axis=1))
                 hits += int(np.sum(ranks <= k))
                 rr += float(np.sum(np.where(ranks <= k, 1.0 / ranks, 0.0)))
                 count += int(scored.size)
@@ -347,11 +376,12 @@ class GRU4Rec(Estimator):
 
     # -- files ----------------------------------------------------------------------------------
     def save(self, path):
-        """Write the fitted model as an npz archive (no pickle). Returns the path written."""
+        """Write the fitted model as an npz archive (no pickle; host arrays, also for a model
+        on the GPU). Returns the path written; :meth:`load` gives a model on the CPU."""
         self._check_fitted()
         params = {k: (np.dtype(v).name if isinstance(v, (type, np.dtype)) else v)
                   for k, v in self.get_params().items()}
-        arrays = {name: getattr(self, name) for name in self._ARRAYS}
+        arrays = {name: to_host(getattr(self, name)) for name in self._ARRAYS}
         arrays["loss_curve_"] = np.asarray(self.loss_curve_, np.float64)
         return io.save_arrays(path, type(self).__name__, params, arrays)
 

@@ -5,6 +5,11 @@ concatenated user and item embeddings through a ReLU tower, NeuMF fuses both in 
 Training is implicit feedback by default (every observed pair is a positive, ``n_negatives``
 uniform unseen items per positive are drawn afresh each epoch, binary cross-entropy), or explicit
 ratings with ``loss="squared"``. A whole epoch is one kernel call (``ncf_train_epoch``).
+
+With ``backend="cuda"`` the training data, the weights and the optimiser state go to the GPU once
+and stay there for the whole fit; the fitted arrays stay on the GPU afterwards (``device_``,
+``to("cpu")``, ``to_numpy()``), prediction and recommendation run the forward pass there and
+return numpy arrays, and ``save`` writes host arrays.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from fastrec._algorithms.training import (
     restore,
     snapshot,
 )
+from fastrec._array import array_module, host_data, is_device_array, to_device, to_host
+from fastrec.backends import available_backends, get_backend
 from fastrec.backends._contract import check_ncf_net
 from fastrec.data.interactions import Interactions
 from fastrec.models._base import (
@@ -57,6 +64,7 @@ class _NCF(Estimator):
 
     _HAS_GMF = True
     _HAS_MLP = True
+    _HOST_ARRAYS = (*Estimator._HOST_ARRAYS, "layers_")  # the widths are read on the host
 
     def __init__(self, n_factors: int = 8, layers=(64, 32, 16, 8), n_epochs: int = 20,
                  batch_size: int = 256, learning_rate: float = 0.001, n_negatives: int = 4,
@@ -142,6 +150,9 @@ class _NCF(Estimator):
             ``(user_ids, item_ids[, values])`` tuple, a pandas DataFrame or an
             :class:`~fastrec.data.Interactions`. With ``loss="bce"`` every stored pair is a
             positive (values ignored); with ``loss="squared"`` the values are the targets.
+            CuPy arrays and cupyx.scipy.sparse matrices are accepted too: they are copied to
+            the host for the data preparation (id maps, seen items), and with
+            ``backend="cuda"`` the prepared arrays go to the device once.
         validation_data : held-out pairs of the same kinds (e.g. from
             :func:`fastrec.evaluation.leave_last_out`), scored each epoch with the NCF protocol
             (HR@eval_k among n_eval_negatives sampled items) for BCE, RMSE for squared loss;
@@ -151,7 +162,7 @@ class _NCF(Estimator):
         start = time.perf_counter()
         dtype = self._validate_params()
         n_gmf, layers = self._architecture()
-        data = Interactions.from_any(X, dtype=dtype)
+        data = Interactions.from_any(host_data(X), dtype=dtype)
         backend = self._resolve_backend(_KERNELS)
         n_threads = self._n_threads()
         rng = np.random.default_rng(self.random_state)
@@ -165,7 +176,7 @@ class _NCF(Estimator):
         check_ncf_net(self.user_embeddings_, self.item_embeddings_, self.dense_, layers, n_gmf)
         self.seen_ = seen_matrix(data)
         self.seen_.sort_indices()
-        validation = self._validation(validation_data, data, dtype)
+        validation = self._validation(host_data(validation_data), data, dtype)
         if self.early_stopping and validation is None:
             raise ValueError("early_stopping=True needs validation_data")
 
@@ -178,6 +189,13 @@ class _NCF(Estimator):
         indices = self.seen_.indices.astype(index_dtype)
         seed = int(rng.integers(0, 2**63))
         opt = OPTIMIZERS[self.optimizer]
+        # On CUDA the data and the weights go to the device once (the optimiser state is made
+        # there) and the fitted arrays stay there; only each epoch's sample order is copied.
+        move = to_device if backend.name == "cuda" else (lambda a: a)
+        pos_users, pos_items, targets, indptr, indices = (
+            move(a) for a in (pos_users, pos_items, targets, indptr, indices))
+        self.user_embeddings_, self.item_embeddings_, self.dense_ = (
+            move(a) for a in (self.user_embeddings_, self.item_embeddings_, self.dense_))
         state = OptimizerState.zeros(self.user_embeddings_, self.item_embeddings_, self.dense_,
                                      0.1 if self.optimizer == "adagrad" else 0.0)
         params = {"user_embeddings_": self.user_embeddings_,
@@ -194,15 +212,16 @@ class _NCF(Estimator):
                 order = epoch_order(data.nnz, n_neg, rng)
                 good = snapshot(params)
                 total = backend.ncf_train_epoch(
-                    pos_users, pos_items, targets, indptr, indices, order, n_neg, seed, epoch,
+                    pos_users, pos_items, targets, indptr, indices, move(order), n_neg, seed,
+                    epoch,
                     self.user_embeddings_, self.item_embeddings_, self.dense_, layers, n_gmf,
                     LOSSES[self.loss], opt, self.learning_rate, self.beta1, self.beta2, eps,
                     state.step, state.dense1, state.dense2, state.user1, state.user2,
                     state.item1, state.item2, int(self.batch_size), n_threads)
                 state.step += -(-order.shape[0] // int(self.batch_size))
                 mean_loss = total / order.shape[0]
-                if not math.isfinite(mean_loss) or not all(np.isfinite(p).all()
-                                                           for p in params.values()):
+                if not math.isfinite(mean_loss) or not all(
+                        bool(array_module(p).isfinite(p).all()) for p in params.values()):
                     restore(params, good)
                     self.n_epochs_ = epoch
                     self.fit_time_ = time.perf_counter() - start
@@ -266,7 +285,7 @@ class _NCF(Estimator):
 
     def _validation_score(self, validation) -> tuple[float, bool, str]:
         if self.loss == "squared":
-            pred = self._predict_indices(validation.users, validation.items)
+            pred = to_host(self._predict_indices(validation.users, validation.items))
             rmse = float(np.sqrt(np.mean((pred.astype(np.float64) - validation.values) ** 2)))
             return rmse, True, "RMSE"
         from fastrec.evaluation import evaluate_sampled
@@ -275,30 +294,49 @@ class _NCF(Estimator):
         return evaluate_sampled(self, validation, k)[f"hr@{k}"], False, f"HR@{k}"
 
     # -- scoring ----------------------------------------------------------------------------
-    def _logits(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        backend = self._resolve_backend(("ncf_forward",))
+    def _forward_backend(self):
+        """Where the forward pass runs: CUDA for weights on the GPU; for host weights the
+        model's backend, or the fastest CPU one when that is CUDA (a model moved to the host
+        with ``to("cpu")``/``to_numpy()`` or loaded from a file scores on the CPU)."""
+        require = ("ncf_forward",)
+        if is_device_array(self.dense_):
+            return get_backend("cuda", require)
+        if self.backend != "cuda":
+            backend = self._resolve_backend(require)
+            if backend.name != "cuda":
+                return backend
+        return get_backend(next(n for n in available_backends(require) if n != "cuda"), require)
+
+    def _logits(self, users: np.ndarray, items: np.ndarray):
+        """Logits of host index pairs, on the weights' device: T[n] (numpy or CuPy)."""
+        backend = self._forward_backend()
         n_threads = self._n_threads()
+        xp = array_module(self.dense_)
         index_dtype = np.int32 if max(self.n_users_, self.n_items_) < 2**31 - 1 else np.int64
         users = np.ascontiguousarray(users, dtype=index_dtype)
         items = np.ascontiguousarray(items, dtype=index_dtype)
-        out = np.empty(users.shape[0], self.dense_.dtype)
+        out = xp.empty(users.shape[0], self.dense_.dtype)
         for start in range(0, users.shape[0], _SCORE_BATCH):
-            u, i = users[start:start + _SCORE_BATCH], items[start:start + _SCORE_BATCH]
-            cache = np.empty(cache_size(u.shape[0], self.layers_, self.n_gmf_), self.dense_.dtype)
+            u = xp.asarray(users[start:start + _SCORE_BATCH])
+            i = xp.asarray(items[start:start + _SCORE_BATCH])
+            cache = xp.empty(cache_size(u.shape[0], self.layers_, self.n_gmf_), self.dense_.dtype)
             backend.ncf_forward(u, i, self.user_embeddings_, self.item_embeddings_, self.dense_,
                                 self.layers_, self.n_gmf_, cache, out[start:start + u.shape[0]],
                                 n_threads)
         return out
 
-    def _predict_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Scores of index pairs: probabilities (BCE) or predicted ratings (squared loss)."""
+    def _predict_indices(self, users: np.ndarray, items: np.ndarray):
+        """Scores of host index pairs, on the weights' device: probabilities (BCE) or predicted
+        ratings (squared loss), T[n] (numpy or CuPy)."""
         z = self._logits(users, items)
         if self.loss == "bce":
-            return (1.0 / (1.0 + np.exp(-z.astype(np.float64)))).astype(z.dtype)
+            xp = array_module(z)
+            return (1.0 / (1.0 + xp.exp(-z.astype(np.float64)))).astype(z.dtype)
         return z
 
-    def _score_users(self, users: np.ndarray) -> np.ndarray:
-        """Scores of every item for each user index: T[len(users), n_items]."""
+    def _score_users(self, users: np.ndarray):
+        """Scores of every item for each user index, on the weights' device:
+        T[len(users), n_items] (numpy or CuPy)."""
         users = np.asarray(users, np.int64)
         u = np.repeat(users, self.n_items_)
         i = np.tile(np.arange(self.n_items_), users.shape[0])
@@ -310,34 +348,36 @@ class _NCF(Estimator):
 
     def predict(self, users, items) -> np.ndarray:
         """Scores of the pairs ``(users[j], items[j])`` (original ids): the probability of an
-        interaction (loss="bce") or the predicted rating (loss="squared"), float[n]."""
+        interaction (loss="bce") or the predicted rating (loss="squared"), float[n] (numpy,
+        also for a model on the GPU, where the forward pass runs)."""
         self._check_fitted()
-        users, items = np.atleast_1d(users), np.atleast_1d(items)
+        users, items = np.atleast_1d(to_host(users)), np.atleast_1d(to_host(items))
         if users.shape != items.shape:
             raise ValueError(f"users and items must have the same length, got {users.shape} and "
                              f"{items.shape}")
         ids = self._ids()
-        return self._predict_indices(ids.user_index(users), ids.item_index(items))
+        return to_host(self._predict_indices(ids.user_index(users), ids.item_index(items)))
 
     def recommend(self, users, n: int = 10, filter_seen: bool = True, items=None):
         """Top-``n`` items for each user (original ids), best first.
 
         Returns ``(item_ids [len(users), n], scores [len(users), n])``; rows with fewer than
         ``n`` eligible items are padded with id -1 and score -inf. ``items`` restricts the
-        candidates. Scores a few users at a time (memory ~ 2^17 pairs of activations).
+        candidates. Scores a few users at a time (memory ~ 2^17 pairs of activations); for a
+        model on the GPU the scoring runs there and the top-n selection on the host.
         """
         self._check_fitted()
         check_positive("n", n, integer=True)
         ids = self._ids()
-        u = ids.user_index(np.atleast_1d(users))
-        candidates = None if items is None else ids.item_index(np.atleast_1d(items))
+        u = ids.user_index(np.atleast_1d(to_host(users)))
+        candidates = None if items is None else ids.item_index(np.atleast_1d(to_host(items)))
         n_out = min(n, self.n_items_ if candidates is None else candidates.shape[0])
         top = np.full((u.shape[0], n), -1, dtype=np.int64)
         scores = np.full((u.shape[0], n), -np.inf, dtype=self.dense_.dtype)
         chunk = max(1, _SCORE_BATCH // self.n_items_)
         for start in range(0, u.shape[0], chunk):
             rows_u = u[start:start + chunk]
-            s = self._score_users(rows_u)
+            s = to_host(self._score_users(rows_u))
             if filter_seen:
                 rows = self.seen_[rows_u]
                 s[np.repeat(np.arange(rows_u.shape[0]), np.diff(rows.indptr)),
@@ -360,9 +400,10 @@ class _NCF(Estimator):
                "item_ids_")
 
     def save(self, path):
-        """Write the fitted model as an npz archive (no pickle). Returns the path written."""
+        """Write the fitted model as an npz archive (no pickle; host arrays, also for a model
+        on the GPU). Returns the path written; :meth:`load` gives a model on the CPU."""
         self._check_fitted()
-        arrays = {name: getattr(self, name) for name in self._ARRAYS}
+        arrays = {name: to_host(getattr(self, name)) for name in self._ARRAYS}
         arrays["n_gmf_"] = np.array(self.n_gmf_)
         arrays["seen_indptr"], arrays["seen_indices"] = self.seen_.indptr, self.seen_.indices
         params = self.get_params()
@@ -504,11 +545,11 @@ class NeuMF(_NCF):
         if gmf is not None:
             if not isinstance(gmf, GMF) or gmf.n_gmf_ != g:
                 raise ValueError(f"gmf must be a fitted GMF with n_factors={g}")
-            self.user_embeddings_[:, :g] = gmf.user_embeddings_
-            self.item_embeddings_[:, :g] = gmf.item_embeddings_
-            self.dense_[out:out + g] = alpha * gmf.dense_[:g]
+            self.user_embeddings_[:, :g] = to_host(gmf.user_embeddings_)
+            self.item_embeddings_[:, :g] = to_host(gmf.item_embeddings_)
+            self.dense_[out:out + g] = alpha * to_host(gmf.dense_[:g])
         if mf is not None:
-            p, q = mf.user_factors_, mf.item_factors_
+            p, q = to_host(mf.user_factors_), to_host(mf.item_factors_)
             if p.shape[1] != g:
                 raise ValueError(f"mf has {p.shape[1]} factors; NeuMF's GMF part has {g}")
             self.user_embeddings_[:, :g] = p
@@ -517,12 +558,13 @@ class NeuMF(_NCF):
         if mlp is not None:
             if not isinstance(mlp, MLP) or not np.array_equal(mlp.layers_, layers):
                 raise ValueError(f"mlp must be a fitted MLP with layers={layers.tolist()}")
-            self.user_embeddings_[:, g:] = mlp.user_embeddings_
-            self.item_embeddings_[:, g:] = mlp.item_embeddings_
-            self.dense_[:out] = mlp.dense_[:out]
-            self.dense_[out + g:-1] = (1.0 - alpha) * mlp.dense_[out:-1]
-        gmf_bias = gmf.dense_[-1] if gmf is not None else 0.0
-        mlp_bias = mlp.dense_[-1] if mlp is not None else 0.0
+            mlp_dense = to_host(mlp.dense_)
+            self.user_embeddings_[:, g:] = to_host(mlp.user_embeddings_)
+            self.item_embeddings_[:, g:] = to_host(mlp.item_embeddings_)
+            self.dense_[:out] = mlp_dense[:out]
+            self.dense_[out + g:-1] = (1.0 - alpha) * mlp_dense[out:-1]
+        gmf_bias = to_host(gmf.dense_)[-1] if gmf is not None else 0.0
+        mlp_bias = to_host(mlp.dense_)[-1] if mlp is not None else 0.0
         if gmf is not None or mlp is not None:
             self.dense_[-1] = alpha * gmf_bias + (1.0 - alpha) * mlp_bias
 

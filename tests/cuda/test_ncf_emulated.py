@@ -274,38 +274,76 @@ def test_ncf_is_clean_under_address_and_undefined_behaviour_sanitizers(emulator)
 
 
 @pytest.mark.parametrize("cls_name", ["GMF", "MLP", "NeuMF"])
-def test_models_fit_with_backend_cuda(modules, monkeypatch, cls_name):
-    """GMF, MLP and NeuMF with ``backend="cuda"``: the estimators' own calls (numpy arrays in,
-    copies to the "device" and back) run the emulated kernels, and the fitted model equals the
-    reference backend's (the same sample order and negatives), predictions included."""
+def test_models_fitted_on_cuda_keep_their_arrays_on_the_device(modules, monkeypatch, tmp_path,
+                                                                cls_name):
+    """GMF, MLP and NeuMF with ``backend="cuda"`` through the emulated kernels, CuPy replaced by
+    host stand-ins: every epoch gets device arrays only (data, weights, optimiser state, the
+    sample order), the fitted arrays stay on the "device", the model equals the reference
+    backend's (the same sample order and negatives), validation, predict and recommend run on
+    the device and return numpy, ``to_numpy()``/``to("cpu")`` convert, save writes host arrays.
+    CuPy input is accepted."""
+    import inspect
+
     import fastrec
-    from fastrec import backends
-    from fastrec.backends import Backend, cuda
-    from fastrec.backends._contract import CONTRACT
+    from fastrec.backends import cuda, get_backend
+    from fastrec.evaluation import leave_last_out
+    from tests.cuda.helpers import DeviceArray, register_emulated_cuda
     from tests.ncf._data import clustered_implicit
 
     patch_cupy(monkeypatch, modules)
-    kernels = {k: getattr(cuda, k) for k in CONTRACT if hasattr(cuda, k)}
-    monkeypatch.setitem(backends._CACHE, "cuda",
-                        Backend("cuda", True, "", "emulated", {}, kernels))
-    data = clustered_implicit(n_users=16, n_items=20, per_user=4, seed=1)
+    register_emulated_cuda(monkeypatch)
+    epoch_arguments = []
+
+    def recording_epoch(*args, **kwargs):
+        bound = inspect.signature(cuda.ncf_train_epoch).bind(*args, **kwargs).arguments
+        epoch_arguments.append({name: type(value) for name, value in bound.items()
+                                if isinstance(value, np.ndarray) and name != "layers"})
+        return cuda.ncf_train_epoch(*args, **kwargs)
+
+    monkeypatch.setitem(get_backend("cuda").kernels, "ncf_train_epoch", recording_epoch)
+    train, test = leave_last_out(clustered_implicit(n_users=12, n_items=16, per_user=4, seed=1))
     cls = getattr(fastrec, cls_name)
     kw = dict(n_epochs=2, batch_size=32, learning_rate=0.01, random_state=0, dtype="float64",
-              n_negatives=2)
+              n_negatives=2, n_eval_negatives=5)
     if cls_name != "GMF":
         kw["layers"] = (8, 4)
-    model = cls(backend="cuda", **kw).fit(data)
-    expected = cls(backend="numpy", **kw).fit(data)
-    assert model.backend_ == "cuda"
-    np.testing.assert_allclose(model.loss_curve_, expected.loss_curve_, rtol=1e-10)
+    if cls_name == "MLP":
+        kw["loss"] = "squared"  # validation by RMSE rather than the sampled ranking
+    ids = (train.user_ids[train.users], train.item_ids[train.items])
+    gpu = cls(backend="cuda", **kw).fit(tuple(DeviceArray.__new__(DeviceArray, a.shape, a.dtype,
+                                                                  a) for a in ids),
+                                        validation_data=test)
+    cpu = cls(backend="numpy", **kw).fit(ids, validation_data=test)
+    assert gpu.backend_ == "cuda" and gpu.device_ == "cuda"
+    assert len(epoch_arguments) == 2
+    assert all(kind is DeviceArray for kinds in epoch_arguments for kind in kinds.values()), (
+        epoch_arguments[0])  # the layer widths alone are read on the host
     for name in ("user_embeddings_", "item_embeddings_", "dense_"):
-        np.testing.assert_allclose(getattr(model, name), getattr(expected, name), rtol=1e-9,
+        assert type(getattr(gpu, name)) is DeviceArray, name
+    np.testing.assert_allclose(gpu.loss_curve_, cpu.loss_curve_, rtol=1e-10)
+    np.testing.assert_allclose(gpu.validation_curve_, cpu.validation_curve_, rtol=1e-10)
+    host = gpu.to_numpy()
+    assert host.device_ == "cpu" and gpu.device_ == "cuda"
+    for name in ("user_embeddings_", "item_embeddings_", "dense_"):
+        assert type(getattr(host, name)) is np.ndarray
+        np.testing.assert_allclose(getattr(host, name), getattr(cpu, name), rtol=1e-9,
                                    atol=1e-12, err_msg=name)
-    users, items = data.user_ids[:5], data.item_ids[:5]
-    np.testing.assert_allclose(model.predict(users, items), expected.predict(users, items),
-                               rtol=1e-10)
-    top, _ = model.recommend(users[:2], n=3)
-    np.testing.assert_array_equal(top, expected.recommend(users[:2], n=3)[0])
+    users, items = ids[0][:5], ids[1][:5]
+    pred = gpu.predict(users, items)
+    assert type(pred) is np.ndarray
+    np.testing.assert_allclose(pred, cpu.predict(users, items), rtol=1e-10)
+    top, scores = gpu.recommend(users[:2], n=3)
+    assert type(top) is np.ndarray and type(scores) is np.ndarray
+    np.testing.assert_array_equal(top, cpu.recommend(users[:2], n=3)[0])
+    loaded = cls.load(gpu.save(tmp_path / "gpu.npz"))
+    assert loaded.device_ == "cpu" and type(loaded.dense_) is np.ndarray
+    np.testing.assert_array_equal(loaded.dense_, host.dense_)
+    np.testing.assert_allclose(loaded.predict(users, items), pred, rtol=1e-10)
+    assert gpu.to("cpu").device_ == "cpu" and type(gpu.dense_) is np.ndarray
+    np.testing.assert_allclose(gpu.predict(users, items), pred, rtol=1e-10)
+    assert gpu.to("cuda").device_ == "cuda" and type(gpu.dense_) is DeviceArray
+    assert type(gpu.layers_) is np.ndarray and type(gpu.item_ids_) is np.ndarray
+    np.testing.assert_allclose(gpu.predict(users, items), pred, rtol=1e-10)
 
 
 def test_the_tile_barrier_is_needed_and_caught(emulator, tmp_path):

@@ -1,7 +1,7 @@
 """The CUDA NCF passes and optimiser steps on a real device (marked ``gpu``; skipped with the
 reason where there is none): kernel level against the reference, in place on CuPy arrays,
-deterministic, and the GMF / MLP / NeuMF estimators with ``backend="cuda"``. Plus the part that
-needs no device: the models' error when CUDA is unavailable."""
+deterministic, and the GMF / MLP / NeuMF estimators with ``backend="cuda"`` (fitted arrays left on
+the device). Plus the part that needs no device: the models' error when CUDA is unavailable."""
 
 from __future__ import annotations
 
@@ -168,10 +168,56 @@ def test_models_with_backend_cuda(cuda_backend, cls_name):
     model = cls(backend="cuda", dtype="float64", **{**kw, "n_epochs": 2}).fit(train)
     expected = cls(backend="numpy", dtype="float64", **{**kw, "n_epochs": 2}).fit(train)
     assert model.backend_ == "cuda"
+    host = model.to_numpy()
     for name in ("user_embeddings_", "item_embeddings_", "dense_"):
-        np.testing.assert_allclose(getattr(model, name), getattr(expected, name), rtol=1e-7,
+        np.testing.assert_allclose(getattr(host, name), getattr(expected, name), rtol=1e-7,
                                    atol=1e-10, err_msg=name)
     model = cls(backend="cuda", **kw).fit(train)
     ranking = SampledRanking.build(train, test, 50, seed=0)
     assert evaluate_sampled(model, ranking)["hr@10"] >= 0.7
     assert model.loss_curve_[-1] < model.loss_curve_[0]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cls_name", ["GMF", "MLP", "NeuMF"])
+def test_models_fitted_on_cuda_stay_on_the_device(cuda_backend, tmp_path, cls_name):
+    """GMF/MLP/NeuMF(backend="cuda"): CuPy input accepted, fitted arrays are CuPy arrays equal
+    (to device rounding) to a reference fit with the same seed, validation runs on the device,
+    predict and recommend return numpy, to_numpy()/to("cpu") convert, save writes host arrays
+    and load gives a CPU model."""
+    import cupy
+
+    import fastrec
+    from fastrec.evaluation import leave_last_out
+    from tests.ncf._data import clustered_implicit
+
+    cls = getattr(fastrec, cls_name)
+    kw = dict(n_epochs=2, learning_rate=0.01, batch_size=64, random_state=0, dtype="float64",
+              n_eval_negatives=20)
+    if cls_name != "GMF":
+        kw["layers"] = (16, 8)
+    train, test = leave_last_out(clustered_implicit())
+    ids = (train.user_ids[train.users], train.item_ids[train.items])
+    gpu = cls(backend="cuda", **kw).fit(tuple(cupy.asarray(a) for a in ids),
+                                        validation_data=test)
+    cpu = cls(backend="numpy", **kw).fit(ids, validation_data=test)
+    assert gpu.device_ == "cuda" and isinstance(gpu.dense_, cupy.ndarray)
+    assert isinstance(gpu.user_embeddings_, cupy.ndarray)
+    np.testing.assert_allclose(gpu.validation_curve_, cpu.validation_curve_, rtol=1e-7)
+    host = gpu.to_numpy()
+    assert host.device_ == "cpu" and gpu.device_ == "cuda"
+    for name in ("user_embeddings_", "item_embeddings_", "dense_"):
+        np.testing.assert_allclose(getattr(host, name), getattr(cpu, name), rtol=1e-7,
+                                   atol=1e-10, err_msg=name)
+    users, items = ids[0][:50], ids[1][:50]
+    pred = gpu.predict(users, items)
+    assert isinstance(pred, np.ndarray)
+    np.testing.assert_allclose(pred, cpu.predict(users, items), rtol=1e-7)
+    top, scores = gpu.recommend(users[:3], n=5)
+    assert isinstance(top, np.ndarray) and isinstance(scores, np.ndarray)
+    np.testing.assert_allclose(scores, cpu.recommend(users[:3], n=5)[1], rtol=1e-7)
+    loaded = cls.load(gpu.save(tmp_path / "gpu.npz"))
+    assert loaded.device_ == "cpu"
+    np.testing.assert_array_equal(loaded.dense_, host.dense_)
+    assert gpu.to("cpu").device_ == "cpu"
+    np.testing.assert_allclose(gpu.predict(users, items), pred, rtol=1e-7)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastrec._array import array_module
 from fastrec.backends._contract import (
     LOSS_BPR_MAX,
     LOSS_CROSS_ENTROPY,
@@ -16,22 +17,24 @@ from fastrec.backends._contract import (
 from fastrec.backends.reference.rng import rng_at, rng_below, rng_key, rng_uniform
 
 
-def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
+def _sigmoid(x, xp=np):
+    return 1.0 / (1.0 + xp.exp(-x))
 
 
 def _layer_forward(A, h0, reset, Wh):
-    """One layer over T steps. A: [T,B,3H] input projections (bias included)."""
+    """One layer over T steps. A: [T,B,3H] input projections (bias included). Array-module
+    generic: CuPy arrays in, CuPy arrays out (GRU4Rec's inference on the GPU)."""
+    xp = array_module(A)
     T, B, H3 = A.shape
     H = H3 // 3
-    hs = np.empty((T, B, H), A.dtype)
-    gates = np.empty((T, B, H3), A.dtype)
+    hs = xp.empty((T, B, H), A.dtype)
+    gates = xp.empty((T, B, H3), A.dtype)
     h = h0.copy()
     for t in range(T):
-        h = np.where(reset[t][:, None] != 0, 0, h).astype(A.dtype)
-        r = _sigmoid(A[t, :, :H] + h @ Wh[:, :H])
-        z = _sigmoid(A[t, :, H:2 * H] + h @ Wh[:, H:2 * H])
-        n = np.tanh(A[t, :, 2 * H:] + (r * h) @ Wh[:, 2 * H:])
+        h = xp.where(reset[t][:, None] != 0, 0, h).astype(A.dtype)
+        r = _sigmoid(A[t, :, :H] + h @ Wh[:, :H], xp)
+        z = _sigmoid(A[t, :, H:2 * H] + h @ Wh[:, H:2 * H], xp)
+        n = xp.tanh(A[t, :, 2 * H:] + (r * h) @ Wh[:, 2 * H:])
         h = (1 - z) * h + z * n
         hs[t] = h
         gates[t, :, :H], gates[t, :, H:2 * H], gates[t, :, 2 * H:] = r, z, n
@@ -68,10 +71,12 @@ def _layer_backward(d_hs, h0, reset, hs, gates, Wh):
 
 
 def stack_forward(A0, h0, reset, Wx_rest, Wh, b):
-    """Layers over a block given layer 0's input projections ``A0`` [T,B,3H] (bias included)."""
+    """Layers over a block given layer 0's input projections ``A0`` [T,B,3H] (bias included).
+    Array-module generic, as :func:`_layer_forward` (all arguments numpy, or all CuPy)."""
+    xp = array_module(A0)
     L = Wh.shape[0]
-    hs = np.empty((L, *A0.shape[:2], Wh.shape[1]), A0.dtype)
-    gates = np.empty((L, *A0.shape), A0.dtype)
+    hs = xp.empty((L, *A0.shape[:2], Wh.shape[1]), A0.dtype)
+    gates = xp.empty((L, *A0.shape), A0.dtype)
     A = A0
     for layer in range(L):
         if layer > 0:
