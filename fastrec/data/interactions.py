@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import scipy.sparse as sp
 
-from fastrec._array import is_device_array, to_host
+from fastrec._array import host_data
 
 _USER_COLUMNS = ("user", "user_id", "userid", "uid", "users")
 _ITEM_COLUMNS = ("item", "item_id", "itemid", "iid", "movieid", "movie_id", "items")
@@ -182,15 +182,6 @@ class Interactions:
         t = None if self.timestamps is None else self.timestamps[mask_or_index]
         return Interactions(self.users[mask_or_index], self.items[mask_or_index],
                             self.values[mask_or_index], self.user_ids, self.item_ids, t)
-
-
-def host_data(data):
-    """``data`` with CuPy arrays and cupyx.scipy.sparse matrices copied to the host (numpy,
-    scipy.sparse), also the elements of a ``(users, items, values)`` tuple or list; anything
-    else is returned as it is."""
-    if isinstance(data, (tuple, list)) and any(is_device_array(a) for a in data):
-        return type(data)(to_host(a) for a in data)
-    return to_host(data)
 
 
 def _map_ids(raw, known, what):

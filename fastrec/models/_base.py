@@ -12,9 +12,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from fastrec import io
-from fastrec._array import array_module, is_device_array, to_device, to_host
+from fastrec._array import array_module, host_data, is_device_array, to_device, to_host
 from fastrec.backends import Backend, auto_choice, default_n_threads, get_backend
-from fastrec.data.interactions import Interactions, host_data
+from fastrec.data.interactions import Interactions
 
 log = logging.getLogger("fastrec")
 
