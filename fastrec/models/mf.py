@@ -161,7 +161,7 @@ class MF(FactorModel):
             self._run_epochs(backend, blocked, ratings, move, state, data.nnz, validation,
                              n_threads, rng)
         finally:
-            self.__dict__.update(blocked.to_id_order(state))
+            self.__dict__.update(blocked.to_id_order(state, k))
             self.fit_time_ = time.perf_counter() - start
         self.n_epochs_ = len(self.loss_curve_)
         return self

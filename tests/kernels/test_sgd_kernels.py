@@ -191,9 +191,36 @@ def test_blocks_cover_contiguous_row_ranges_and_orders_round_trip():
             assert np.all(blocked.users[lo:hi] * g // 101 == b // g)
             assert np.all(blocked.items[lo:hi] * g // 53 == b % g)
     assert sorted(blocked.user_rows) == list(range(101))
-    back = blocked.to_id_order(blocked.to_working_order(state))
+    back = blocked.to_id_order(blocked.to_working_order(state), state["user_factors"].shape[1])
     for name, table in state.items():
         np.testing.assert_array_equal(back[name], table)
     working = blocked.to_working_order(state)
     np.testing.assert_array_equal(working["user_factors"][blocked.user_rows[7]],
                                   state["user_factors"][7])
+
+
+@pytest.mark.parametrize("k, dtype, width", [(100, np.float32, 112), (96, np.float32, 96),
+                                             (50, np.float32, 50), (5, np.float32, 5),
+                                             (100, np.float64, 104), (60, np.float64, 64)])
+def test_factor_tables_are_padded_to_whole_aligned_vectors(k, dtype, width):
+    """Working tables get whole 64-byte rows (when that costs at most k/8 columns) on a 64-byte
+    boundary, with zero padding; padded and unpadded epochs give the same model."""
+    from fastrec._algorithms.sgd_schedule import padded_width
+
+    assert padded_width(k, dtype) == width
+    blocked, state, rng = make_problem(n_users=60, n_items=40, nnz=900, k=k, g=4, dtype=dtype)
+    working = blocked.to_working_order(state)
+    table = working["user_factors"]
+    assert table.shape[1] == width and table.ctypes.data % 64 == 0
+    assert not table[:, k:].any()
+    kernel = require_backend("cython", "sgd_epoch").sgd_epoch
+    schedule = blocked.epoch_schedule(rng)
+    narrow = {name: np.ascontiguousarray(t[:, :k]) if t.ndim == 2 else t.copy()
+              for name, t in working.items()}
+    sse_narrow, unpadded = run(kernel, blocked, narrow, schedule)
+    sse_padded, padded = run(kernel, blocked, working, schedule)
+    assert sse_padded == sse_narrow
+    assert not padded["user_factors"][:, k:].any() and not padded["item_factors"][:, k:].any()
+    for name in state:
+        got = padded[name][:, :k] if padded[name].ndim == 2 else padded[name]
+        np.testing.assert_array_equal(got, unpadded[name], err_msg=name)

@@ -195,7 +195,8 @@ static inline __attribute__((always_inline)) double sgd_block_fixed(
       FASTREC_SGD_CASE(T, I, 16)                                                               \
       FASTREC_SGD_CASE(T, I, 32)                                                               \
       FASTREC_SGD_CASE(T, I, 64)                                                               \
-      FASTREC_SGD_CASE(T, I, 100)                                                              \
+      FASTREC_SGD_CASE(T, I, 96)                                                               \
+      FASTREC_SGD_CASE(T, I, 112) /* k = 100 after MF's padding (padded_width) */              \
       FASTREC_SGD_CASE(T, I, 128)                                                              \
       default:                                                                                 \
         return sgd_block_impl<T, I>(users, items, ratings, begin, end, user_factors,           \
