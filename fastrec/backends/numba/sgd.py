@@ -14,9 +14,9 @@ from fastrec.backends.numba.simd import (
     atomic_fetch_add,
     atomic_load_acquire,
     atomic_store_release,
-    factor_rows_step,
-    lane_dot,
     prefetch_row,
+    table_factor_step,
+    table_lane_dot,
     yield_cpu,
 )
 from fastrec.backends.numba.threads import thread_limit
@@ -35,14 +35,12 @@ def _sgd_block(users, items, ratings, begin, end, P, Q, bu, bi, mu, lr, lr_b, re
             prefetch_row(Q, items[n + PREFETCH_DISTANCE])
         u = users[n]
         i = items[n]
-        p = P[u]
-        q = Q[i]
-        err = sgd_error(ratings[n], mu, bu[u], bi[i], lane_dot(p, q))
+        err = sgd_error(ratings[n], mu, bu[u], bi[i], table_lane_dot(P, u, Q, i))
         sse += np.float64(err) * np.float64(err)  # float() keeps float32 in Numba
         if biased:
             bu[u] = sgd_bias_step(bu[u], err, lr_b, reg_b)
             bi[i] = sgd_bias_step(bi[i], err, lr_b, reg_b)
-        factor_rows_step(p, q, sgd_step(err, lr), shrink)
+        table_factor_step(P, u, Q, i, sgd_step(err, lr), shrink)
     return sse
 
 

@@ -46,6 +46,52 @@ def _splat(builder, value, vty):
     return vec
 
 
+def _lane_dot_ir(context, builder, dtype, p, q, n):
+    vty = ir.VectorType(context.get_data_type(dtype), LANES)
+    acc = cgutils.alloca_once_value(builder, ir.Constant(vty, [0.0] * LANES))
+    full, body, tail = _vector_loop(builder, n)
+    with body as (j, _):
+        prod = builder.fmul(builder.load(_vector_at(builder, p, j, vty), align=4),
+                            builder.load(_vector_at(builder, q, j, vty), align=4))
+        builder.store(builder.fadd(builder.load(acc), prod), acc)
+    with tail as (j, _):
+        lane = builder.trunc(builder.sub(j, full), _I32)
+        prod = builder.fmul(builder.load(builder.gep(p, [j])), builder.load(builder.gep(q, [j])))
+        vec = builder.load(acc)
+        summed = builder.fadd(builder.extract_element(vec, lane), prod)
+        builder.store(builder.insert_element(vec, summed, lane), acc)
+    vec = builder.load(acc)
+    width = LANES
+    while width > 2:
+        width //= 2
+        halves = [ir.Constant(ir.VectorType(_I32, width), list(range(s, s + width)))
+                  for s in (0, width)]
+        vec = builder.fadd(builder.shuffle_vector(vec, vec, halves[0]),
+                           builder.shuffle_vector(vec, vec, halves[1]))
+    return builder.fadd(builder.extract_element(vec, ir.Constant(_I32, 0)),
+                        builder.extract_element(vec, ir.Constant(_I32, 1)))
+
+
+def _factor_step_ir(context, builder, dtype, p, q, n, step_s, shrink_s):
+    vty = ir.VectorType(context.get_data_type(dtype), LANES)
+    step_v, shrink_v = _splat(builder, step_s, vty), _splat(builder, shrink_s, vty)
+    _, body, tail = _vector_loop(builder, n)
+
+    def update(p_ptr, q_ptr, step, shrink, **align):
+        p_old = builder.load(p_ptr, **align)
+        q_old = builder.load(q_ptr, **align)
+        builder.store(builder.fadd(builder.fmul(shrink, p_old), builder.fmul(step, q_old)),
+                      p_ptr, **align)
+        builder.store(builder.fadd(builder.fmul(shrink, q_old), builder.fmul(step, p_old)),
+                      q_ptr, **align)
+
+    with body as (j, _):
+        update(_vector_at(builder, p, j, vty), _vector_at(builder, q, j, vty), step_v, shrink_v,
+               align=4)
+    with tail as (j, _):
+        update(builder.gep(p, [j]), builder.gep(q, [j]), step_s, shrink_s)
+
+
 @intrinsic
 def lane_dot(typingctx, p, q):
     """``p . q`` with 16 interleaved partial sums, the tail into lanes 0.., reduced 8/4/2/1."""
@@ -56,31 +102,8 @@ def lane_dot(typingctx, p, q):
         pty, qty = signature.args
         pa = context.make_array(pty)(context, builder, args[0])
         qa = context.make_array(qty)(context, builder, args[1])
-        vty = ir.VectorType(context.get_data_type(pty.dtype), LANES)
-        n = builder.extract_value(pa.shape, 0)
-        acc = cgutils.alloca_once_value(builder, ir.Constant(vty, [0.0] * LANES))
-        full, body, tail = _vector_loop(builder, n)
-        with body as (j, _):
-            prod = builder.fmul(builder.load(_vector_at(builder, pa.data, j, vty), align=4),
-                                builder.load(_vector_at(builder, qa.data, j, vty), align=4))
-            builder.store(builder.fadd(builder.load(acc), prod), acc)
-        with tail as (j, _):
-            lane = builder.trunc(builder.sub(j, full), _I32)
-            prod = builder.fmul(builder.load(builder.gep(pa.data, [j])),
-                                builder.load(builder.gep(qa.data, [j])))
-            vec = builder.load(acc)
-            summed = builder.fadd(builder.extract_element(vec, lane), prod)
-            builder.store(builder.insert_element(vec, summed, lane), acc)
-        vec = builder.load(acc)
-        width = LANES
-        while width > 2:
-            width //= 2
-            halves = [ir.Constant(ir.VectorType(_I32, width), list(range(s, s + width)))
-                      for s in (0, width)]
-            vec = builder.fadd(builder.shuffle_vector(vec, vec, halves[0]),
-                               builder.shuffle_vector(vec, vec, halves[1]))
-        return builder.fadd(builder.extract_element(vec, ir.Constant(_I32, 0)),
-                            builder.extract_element(vec, ir.Constant(_I32, 1)))
+        return _lane_dot_ir(context, builder, pty.dtype, pa.data, qa.data,
+                            builder.extract_value(pa.shape, 0))
 
     return p.dtype(p, q), codegen
 
@@ -96,29 +119,62 @@ def factor_rows_step(typingctx, p, q, step, shrink):
         pty, _, step_ty, shrink_ty = signature.args
         pa = context.make_array(pty)(context, builder, args[0])
         qa = context.make_array(pty)(context, builder, args[1])
-        step_s = context.cast(builder, args[2], step_ty, pty.dtype)
-        shrink_s = context.cast(builder, args[3], shrink_ty, pty.dtype)
-        vty = ir.VectorType(context.get_data_type(pty.dtype), LANES)
-        step_v, shrink_v = _splat(builder, step_s, vty), _splat(builder, shrink_s, vty)
-        n = builder.extract_value(pa.shape, 0)
-        _, body, tail = _vector_loop(builder, n)
-
-        def update(p_ptr, q_ptr, step, shrink, **align):
-            p_old = builder.load(p_ptr, **align)
-            q_old = builder.load(q_ptr, **align)
-            builder.store(builder.fadd(builder.fmul(shrink, p_old), builder.fmul(step, q_old)),
-                          p_ptr, **align)
-            builder.store(builder.fadd(builder.fmul(shrink, q_old), builder.fmul(step, p_old)),
-                          q_ptr, **align)
-
-        with body as (j, _):
-            update(_vector_at(builder, pa.data, j, vty), _vector_at(builder, qa.data, j, vty),
-                   step_v, shrink_v, align=4)
-        with tail as (j, _):
-            update(builder.gep(pa.data, [j]), builder.gep(qa.data, [j]), step_s, shrink_s)
+        _factor_step_ir(context, builder, pty.dtype, pa.data, qa.data,
+                        builder.extract_value(pa.shape, 0),
+                        context.cast(builder, args[2], step_ty, pty.dtype),
+                        context.cast(builder, args[3], shrink_ty, pty.dtype))
         return context.get_dummy_value()
 
     return types.none(p, q, step, shrink), codegen
+
+
+def _is_table(table) -> bool:
+    return (isinstance(table, types.Array) and table.ndim == 2 and table.layout == "C"
+            and isinstance(table.dtype, types.Float))
+
+
+def _row_data(context, builder, table_ty, table, row, row_ty):
+    """Pointer to ``table[row, 0]`` and the row length, without making a view (a view costs
+    a reference-count round trip per call)."""
+    arr = context.make_array(table_ty)(context, builder, table)
+    width = builder.extract_value(arr.shape, 1)
+    start = builder.mul(context.cast(builder, row, row_ty, types.int64), width)
+    return builder.gep(arr.data, [start]), width
+
+
+@intrinsic
+def table_lane_dot(typingctx, p_table, p_row, q_table, q_row):
+    """``lane_dot(p_table[p_row], q_table[q_row])`` for two tables of the same width."""
+    if not (_is_table(p_table) and _is_table(q_table) and p_table.dtype == q_table.dtype
+            and isinstance(p_row, types.Integer) and isinstance(q_row, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        pty, prt, qty, qrt = signature.args
+        p, n = _row_data(context, builder, pty, args[0], args[1], prt)
+        q, _ = _row_data(context, builder, qty, args[2], args[3], qrt)
+        return _lane_dot_ir(context, builder, pty.dtype, p, q, n)
+
+    return p_table.dtype(p_table, p_row, q_table, q_row), codegen
+
+
+@intrinsic
+def table_factor_step(typingctx, p_table, p_row, q_table, q_row, step, shrink):
+    """``factor_rows_step(p_table[p_row], q_table[q_row], step, shrink)`` without views."""
+    if not (_is_table(p_table) and _is_table(q_table) and p_table.dtype == q_table.dtype
+            and isinstance(p_row, types.Integer) and isinstance(q_row, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        pty, prt, qty, qrt, step_ty, shrink_ty = signature.args
+        p, n = _row_data(context, builder, pty, args[0], args[1], prt)
+        q, _ = _row_data(context, builder, qty, args[2], args[3], qrt)
+        _factor_step_ir(context, builder, pty.dtype, p, q, n,
+                        context.cast(builder, args[4], step_ty, pty.dtype),
+                        context.cast(builder, args[5], shrink_ty, pty.dtype))
+        return context.get_dummy_value()
+
+    return types.none(p_table, p_row, q_table, q_row, step, shrink), codegen
 
 
 @intrinsic
