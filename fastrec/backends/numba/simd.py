@@ -46,7 +46,44 @@ def _splat(builder, value, vty):
     return vec
 
 
+# Row widths that get straight-line code (LLVM unrolls loops of a constant trip count): the
+# Cython kernel's constant-K cases, as padded by sgd_schedule.padded_width.
+SPECIALISED_WIDTHS = (16, 32, 64, 96, 112, 128)
+
+
+def _specialised(builder, n, emit, result_type=None):
+    """``emit(width)`` once per SPECIALISED_WIDTHS with ``width`` a constant, and once with the
+    runtime ``n`` for any other width, chosen by a switch on ``n``; returns the result (a phi)
+    when ``result_type`` is given."""
+    default = builder.append_basic_block("width.other")
+    done = builder.append_basic_block("width.done")
+    switch = builder.switch(n, default)
+    results = []
+    for width in SPECIALISED_WIDTHS:
+        block = builder.append_basic_block(f"width.{width}")
+        switch.add_case(ir.Constant(n.type, width), block)
+        builder.position_at_end(block)
+        results.append((emit(ir.Constant(n.type, width)), builder.block))
+        builder.branch(done)
+    builder.position_at_end(default)
+    results.append((emit(n), builder.block))
+    builder.branch(done)
+    builder.position_at_end(done)
+    if result_type is None:
+        return None
+    phi = builder.phi(result_type)
+    for value, block in results:
+        phi.add_incoming(value, block)
+    return phi
+
+
 def _lane_dot_ir(context, builder, dtype, p, q, n):
+    return _specialised(builder, n, lambda width: _lane_dot_loop(context, builder, dtype, p, q,
+                                                                 width),
+                        context.get_data_type(dtype))
+
+
+def _lane_dot_loop(context, builder, dtype, p, q, n):
     vty = ir.VectorType(context.get_data_type(dtype), LANES)
     acc = cgutils.alloca_once_value(builder, ir.Constant(vty, [0.0] * LANES))
     full, body, tail = _vector_loop(builder, n)
@@ -73,6 +110,11 @@ def _lane_dot_ir(context, builder, dtype, p, q, n):
 
 
 def _factor_step_ir(context, builder, dtype, p, q, n, step_s, shrink_s):
+    _specialised(builder, n, lambda width: _factor_step_loop(context, builder, dtype, p, q, width,
+                                                             step_s, shrink_s))
+
+
+def _factor_step_loop(context, builder, dtype, p, q, n, step_s, shrink_s):
     vty = ir.VectorType(context.get_data_type(dtype), LANES)
     step_v, shrink_v = _splat(builder, step_s, vty), _splat(builder, shrink_s, vty)
     _, body, tail = _vector_loop(builder, n)
