@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from fastrec._algorithms.nmf_mu import CSRPair
+from fastrec._algorithms.nmf_mu import CSRPair, pad_columns, padded_rank
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ML_SMALL = DATA_DIR / "ml-latest-small" / "ratings.csv"
@@ -34,7 +34,8 @@ def fastrec_iteration(backend, x: sp.csr_matrix, k: int, beta: int, dtype, n_thr
     """One MU iteration (W then H) of fastrec's full mode, as a zero-argument callable."""
     pair = CSRPair.build(x, dtype)
     w, h = initial_factors(x.shape, k, dtype)
-    ht = np.ascontiguousarray(h.T)
+    # The tables as the NMF estimator lays them out (padded rank, 64-byte aligned rows).
+    w, ht = pad_columns(w, padded_rank(k)), pad_columns(h.T, padded_rank(k))
 
     def run():
         backend.nmf_update_full(*pair.rows, w, ht, beta, 0.0, 0.0, n_threads)

@@ -7,8 +7,8 @@ it measures the work itself, unaffected by other processes on a shared machine.
 
 1. Seconds per MU iteration (W then H) on the synthetic 50k x 10k matrix with 1M nonzeros at
    rank 32: fastrec Cython and Numba vs scikit-learn's solver='mu' (BLAS limited to the same
-   thread count), Frobenius and KL, float32 and float64. Medians of interleaved repeats, so
-   machine noise hits every contender alike; the ratio is what to read.
+   thread count), Frobenius and KL, float32 and float64. Medians of repeats, each contender's
+   back to back in one process (see median_seconds); the ratio is what to read.
 2. Observed mode on ml-latest-small (random 80/20 splits): test RMSE and fit+predict time of
    fastrec NMF with Surprise's NMF defaults' equivalents (k=15, reg 0.06 per rating, 50
    iterations, unbiased) against Surprise's NMF with its defaults.
@@ -41,15 +41,21 @@ from fastrec.metrics import rmse  # noqa: E402
 
 
 def median_seconds(callables: dict, repeats: int, clock=time.perf_counter) -> dict:
-    for run in callables.values():  # warm-up: JIT compile, first-touch allocations
-        run()
-    times = {name: [] for name in callables}
-    for _ in range(repeats):
-        for name, run in callables.items():
+    """Median seconds per call of each contender, its repeats back to back. Not interleaved:
+    on 2 cores, one runtime's threads still spin-waiting after its call (OpenBLAS, libgomp,
+    Numba's pool) take the cores from the next contender, which measured the spin, not the work
+    (Cython Frobenius read 20 ms interleaved with scikit-learn, 7-9 ms on its own)."""
+    times = {}
+    for name, run in callables.items():
+        run()  # warm-up: JIT compile, first-touch allocations
+        time.sleep(0.2)  # let the previous runtime's threads go to sleep
+        samples = []
+        for _ in range(repeats):
             start = clock()
             run()
-            times[name].append(clock() - start)
-    return {name: float(np.median(t)) for name, t in times.items()}
+            samples.append(clock() - start)
+        times[name] = float(np.median(samples))
+    return times
 
 
 def iteration_table(threads: int, repeats: int, clock_name: str) -> None:

@@ -44,3 +44,13 @@ def host_data(data):
     if isinstance(data, (tuple, list)):
         return type(data)(to_host(a) for a in data)
     return to_host(data)
+
+
+def aligned_zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """Host zeros whose first element sits on a 64-byte boundary, so rows of whole 64-byte
+    vectors never straddle two cache lines (numpy itself only promises 16 bytes)."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape))
+    raw = np.zeros(n * dtype.itemsize + 64, dtype=np.uint8)
+    start = -raw.ctypes.data % 64
+    return raw[start:start + n * dtype.itemsize].view(dtype).reshape(shape)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastrec._array import array_module
+from fastrec._array import aligned_zeros, array_module
 
 DEFAULT_N_BLOCKS = 16
 
@@ -119,15 +119,6 @@ def padded_width(k: int, dtype) -> int:
     lanes = 64 // np.dtype(dtype).itemsize
     padded = -(-k // lanes) * lanes
     return padded if (padded - k) * 8 <= k else k
-
-
-def aligned_zeros(shape: tuple[int, int], dtype) -> np.ndarray:
-    """Zeros whose first element sits on a 64-byte boundary."""
-    dtype = np.dtype(dtype)
-    n = int(np.prod(shape))
-    raw = np.zeros(n * dtype.itemsize + 64, dtype=np.uint8)
-    start = -raw.ctypes.data % 64
-    return raw[start:start + n * dtype.itemsize].view(dtype).reshape(shape)
 
 
 def _random_rows(n: int, rng) -> np.ndarray:
