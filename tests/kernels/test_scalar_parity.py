@@ -48,17 +48,19 @@ def _numba_lane_dot(p, q):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("k", [1, 15, 16, 17, 32, 100])
+@pytest.mark.parametrize("k", [1, 15, 16, 17, 32, 100, 112])
 def test_vector_factor_step_is_the_scalar_step(both, k, dtype):
-    """The Numba row update (explicit vector IR) is the header's scalar step, element by element,
-    and its dot product sums exactly as the 16-lane order written out in numpy."""
+    """The Numba row update (explicit vector IR, straight-line for the padded common widths
+    such as 112) is the header's scalar step, element by element, and its dot product sums
+    exactly as the 16-lane order written out in numpy; the row-view dot (NMF) agrees."""
     _, nb = both
     from numba import njit
 
-    from fastrec.backends.numba.simd import factor_rows_step, lane_dot
+    from fastrec.backends.numba.simd import lane_dot, table_factor_step, table_lane_dot
 
     rng = np.random.default_rng(k)
-    p, q = rng.normal(size=(2, k)).astype(dtype)
+    users, items = rng.normal(size=(3, k)).astype(dtype), rng.normal(size=(2, k)).astype(dtype)
+    p, q = users[2].copy(), items[1].copy()
     step, shrink = dtype(0.03), dtype(0.999)
     expected = [nb.sgd_factor_step(a, b, step, shrink) for a, b in zip(p, q, strict=True)]
     lanes = np.zeros(16, dtype)
@@ -68,11 +70,13 @@ def test_vector_factor_step_is_the_scalar_step(both, k, dtype):
         lanes[:width] += lanes[width:2 * width]
 
     @njit
-    def run(p, q, step, shrink):
-        dot = lane_dot(p, q)
-        factor_rows_step(p, q, step, shrink)
-        return dot
+    def run(users, items, step, shrink):
+        dot = table_lane_dot(users, 2, items, 1)
+        same = lane_dot(users[2], items[1])
+        table_factor_step(users, 2, items, 1, step, shrink)
+        return dot, same
 
-    assert run(p, q, step, shrink) == lanes[0] + lanes[1]
-    np.testing.assert_array_equal(p, np.array([e[0] for e in expected], dtype))
-    np.testing.assert_array_equal(q, np.array([e[1] for e in expected], dtype))
+    dot, same = run(users, items, step, shrink)
+    assert dot == same == lanes[0] + lanes[1]
+    np.testing.assert_array_equal(users[2], np.array([e[0] for e in expected], dtype))
+    np.testing.assert_array_equal(items[1], np.array([e[1] for e in expected], dtype))

@@ -150,26 +150,6 @@ def lane_dot(typingctx, p, q):
     return p.dtype(p, q), codegen
 
 
-@intrinsic
-def factor_rows_step(typingctx, p, q, step, shrink):
-    """In place, element by element: ``p, q = shrink p + step q, shrink q + step p_old``
-    (sgd.h's ``sgd_factor_step`` over a whole row pair)."""
-    if not _contiguous_rows(p, q):
-        return None
-
-    def codegen(context, builder, signature, args):
-        pty, _, step_ty, shrink_ty = signature.args
-        pa = context.make_array(pty)(context, builder, args[0])
-        qa = context.make_array(pty)(context, builder, args[1])
-        _factor_step_ir(context, builder, pty.dtype, pa.data, qa.data,
-                        builder.extract_value(pa.shape, 0),
-                        context.cast(builder, args[2], step_ty, pty.dtype),
-                        context.cast(builder, args[3], shrink_ty, pty.dtype))
-        return context.get_dummy_value()
-
-    return types.none(p, q, step, shrink), codegen
-
-
 def _is_table(table) -> bool:
     return (isinstance(table, types.Array) and table.ndim == 2 and table.layout == "C"
             and isinstance(table.dtype, types.Float))
