@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent.resolve()
@@ -98,4 +99,15 @@ class BuildPyWithCsrc(build_py):
         shutil.copytree(CSRC, target, ignore=shutil.ignore_patterns("*.o", "*.so"))
 
 
-setup(ext_modules=extensions(), cmdclass={"build_py": BuildPyWithCsrc})
+class ParallelBuildExt(build_ext):
+    """Compile the extensions concurrently, one per core, unless ``-j`` says otherwise: the
+    build is most of a fresh install's time."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None:
+            self.parallel = os.cpu_count() or 1
+
+
+setup(ext_modules=extensions(),
+      cmdclass={"build_py": BuildPyWithCsrc, "build_ext": ParallelBuildExt})
