@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import cuda_backend  # benchmarks/
 
 from fastrec._algorithms.sgd_schedule import BlockedRatings
-from fastrec.backends import _probe
 from fastrec.data import synthetic_ratings
 
 SIZES = {"1M": (50_000, 10_000, 1_000_000), "5M": (100_000, 20_000, 5_000_000)}
@@ -29,20 +29,13 @@ def ratings(size: str):
     return _CACHE[size]
 
 
-def _cuda_backend():
-    backend = _probe("cuda")
-    if not backend.available:
-        pytest.skip(f"cuda: {backend.reason}")
-    return backend
-
-
 @pytest.mark.parametrize("order", ["dataflow", "strata"])
 @pytest.mark.parametrize("n_blocks", [16, 512])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k", [32, 100])
 @pytest.mark.parametrize("size", ["1M", "5M"])
 def test_cuda_sgd_epoch(benchmark, size, k, dtype, n_blocks, order):
-    backend = _cuda_backend()
+    backend = cuda_backend()
     import cupy
 
     benchmark.group = f"sgd-epoch {size} k={k}"

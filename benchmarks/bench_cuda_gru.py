@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import cuda_backend  # benchmarks/
 
 from fastrec._algorithms.gru4rec import GRU4RecParams, alias_table, session_parallel_schedule
 from fastrec.backends import _probe
@@ -26,13 +27,6 @@ from fastrec.data import Sessions, synthetic_sessions
 
 HIDDEN, EMBEDDING, N_SAMPLE, BPTT = 100, 64, 2048, 1
 _CACHE: dict = {}
-
-
-def _cuda_backend():
-    backend = _probe("cuda")
-    if not backend.available:
-        pytest.skip(f"cuda: {backend.reason}")
-    return backend
 
 
 def sessions() -> Sessions:
@@ -64,7 +58,7 @@ def _spec(loss, epoch, n_steps):
 @pytest.mark.parametrize("loss", ["cross-entropy", "bpr-max"])
 @pytest.mark.parametrize("batch", [32, 256])
 def test_cuda_gru4rec_epoch(benchmark, batch, loss, dtype):
-    backend = _cuda_backend()
+    backend = cuda_backend()
     import cupy
 
     benchmark.group = f"gru4rec-train-B{batch}-{loss}"
@@ -97,7 +91,7 @@ def test_cuda_gru4rec_epoch(benchmark, batch, loss, dtype):
 def test_cython_gru4rec_epoch_next_to_cuda(benchmark, batch, loss):
     """The Cython epoch (2 threads, float32) on the same problem, for the ratio; runs only where
     the CUDA rows run (a CPU epoch here takes minutes)."""
-    _cuda_backend()
+    cuda_backend()
     backend = _probe("cython")
     if not backend.available:
         pytest.skip(f"cython: {backend.reason}")
@@ -120,7 +114,7 @@ def test_cython_gru4rec_epoch_next_to_cuda(benchmark, batch, loss):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_layers", [1, 2])
 def test_cuda_gru_step(benchmark, n_layers, dtype):
-    backend = _cuda_backend()
+    backend = cuda_backend()
     import cupy
 
     T, B, D, H = 10, 256, EMBEDDING, HIDDEN

@@ -17,20 +17,14 @@ import os
 import numpy as np
 import pytest
 from _nmf_data import synthetic_counts  # benchmarks/
+from conftest import cuda_backend  # benchmarks/
 
 from fastrec import GMF, MF, NMF, GRU4Rec, NeuMF
-from fastrec.backends import _probe
 from fastrec.data import synthetic_ratings
 from fastrec.data.sessions import synthetic_sessions
 
 THREADS = int(os.environ.get("FASTREC_BENCH_THREADS", "2"))
 _DATA: dict = {}
-
-
-def _cuda_available():
-    backend = _probe("cuda")
-    if not backend.available:
-        pytest.skip(f"cuda: {backend.reason}")
 
 
 def _data(name: str):
@@ -75,7 +69,7 @@ MODELS = {
 @pytest.mark.parametrize("backend", ["cuda", "cython"])
 @pytest.mark.parametrize("model", list(MODELS))
 def test_fit(benchmark, model, backend):
-    _cuda_available()
+    cuda_backend()
     make, data_name = MODELS[model]
     data = _data(data_name)
     benchmark.group = f"fit-{model}-{THREADS}threads"

@@ -17,25 +17,18 @@ import os
 
 import numpy as np
 import pytest
+from conftest import cuda_backend  # benchmarks/
 from ncf_report import CONFIGS, N_NEG, Problem, load_split  # benchmarks/
 
 from fastrec._algorithms.ncf import OptimizerState, init_params
-from fastrec.backends import _probe
 
 THREADS = int(os.environ.get("FASTREC_BENCH_THREADS", "2"))  # group names only
 SAMPLES = 50_000
 
 
-def _cuda_backend():
-    backend = _probe("cuda")
-    if not backend.available:
-        pytest.skip(f"cuda: {backend.reason}")
-    return backend
-
-
 @pytest.fixture(scope="module")
 def problem():
-    _cuda_backend()  # skip before loading the data
+    cuda_backend()  # skip before loading the data
     train, _, _ = load_split()
     return Problem(train, SAMPLES)
 
@@ -44,7 +37,7 @@ def problem():
 @pytest.mark.parametrize("batch", [256, 2048])
 @pytest.mark.parametrize("model", list(CONFIGS))
 def test_cuda_ncf_train_throughput(benchmark, problem, model, batch, dtype):
-    backend = _cuda_backend()
+    backend = cuda_backend()
     import cupy
 
     n_gmf, layers = CONFIGS[model]
@@ -77,7 +70,7 @@ def test_cuda_ncf_train_throughput(benchmark, problem, model, batch, dtype):
 @pytest.mark.parametrize("n_rows, d, batch", [(10_000, 64, 4096), (100_000, 32, 65_536)])
 def test_cuda_sparse_adam_step(benchmark, n_rows, d, batch, dtype):
     """A lazy Adam step of a batch of Zipf-distributed rows (many duplicates)."""
-    backend = _cuda_backend()
+    backend = cuda_backend()
     import cupy
 
     benchmark.group = f"sparse-adam n_rows={n_rows} d={d} batch={batch}"
@@ -101,7 +94,7 @@ def test_cuda_sparse_adam_step(benchmark, n_rows, d, batch, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n", [100_000, 10_000_000])
 def test_cuda_adam_step(benchmark, n, dtype):
-    backend = _cuda_backend()
+    backend = cuda_backend()
     import cupy
 
     benchmark.group = f"adam n={n}"

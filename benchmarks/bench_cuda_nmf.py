@@ -25,18 +25,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _nmf_data import initial_factors, synthetic_counts  # noqa: E402
+from conftest import cuda_backend  # noqa: E402
 
 from fastrec._algorithms.nmf_mu import CSRPair  # noqa: E402
-from fastrec.backends import _probe  # noqa: E402
 
 _CACHE: dict = {}
-
-
-def _cuda_backend():
-    backend = _probe("cuda")
-    if not backend.available:
-        pytest.skip(f"cuda: {backend.reason}")
-    return backend
 
 
 def _device_problem(dtype, k):
@@ -70,7 +63,7 @@ def _time(benchmark, backend, run, nnz, k):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize(("loss", "beta"), [("frobenius", 2), ("kullback-leibler", 1)])
 def test_cuda_mu_iteration(benchmark, loss, beta, dtype, k):
-    backend = _cuda_backend()
+    backend = cuda_backend()
     suffix = "" if k == 32 else f"-k{k}"
     benchmark.group = f"nmf-iteration-{loss}-{np.dtype(dtype).name}{suffix}"
     benchmark.name = f"cuda k={k}"
@@ -87,7 +80,7 @@ def test_cuda_mu_iteration(benchmark, loss, beta, dtype, k):
 @pytest.mark.parametrize(("variant", "beta", "biased"),
                          [("frobenius-biased", 2, True), ("kullback-leibler", 1, False)])
 def test_cuda_observed_iteration(benchmark, variant, beta, biased, dtype):
-    backend = _cuda_backend()
+    backend = cuda_backend()
     k = 32
     benchmark.group = f"nmf-observed-iteration-{variant}-{np.dtype(dtype).name}"
     benchmark.name = f"cuda k={k}"
@@ -104,7 +97,7 @@ def test_cuda_observed_iteration(benchmark, variant, beta, biased, dtype):
 @pytest.mark.parametrize("mode", ["full", "observed"])
 def test_cuda_loss(benchmark, mode):
     """The loss the stopping test evaluates every 10 iterations (float32, k=32)."""
-    backend = _cuda_backend()
+    backend = cuda_backend()
     k = 32
     benchmark.group = f"nmf-loss-{mode}-float32"
     benchmark.name = f"cuda k={k}"

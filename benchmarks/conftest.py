@@ -35,3 +35,13 @@ def require_shared(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared dataset {name} not found at {path}")
     return path
+
+
+def cuda_backend():
+    """The CUDA backend, or skip the benchmark with the reason it is unavailable."""
+    from fastrec.backends import _probe
+
+    backend = _probe("cuda")
+    if not backend.available:
+        pytest.skip(f"cuda: {backend.reason}")
+    return backend

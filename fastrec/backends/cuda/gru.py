@@ -33,6 +33,7 @@ from fastrec.backends._contract import (
     gru_layout,
     rng_streams,
 )
+from fastrec.backends.cuda._checks import check_like
 from fastrec.backends.reference.rng import rng_key
 
 THREADS = 256
@@ -294,14 +295,6 @@ def _is_host(*arrays) -> bool:
     return all(isinstance(a, np.ndarray) for a in arrays)
 
 
-def _check_like(name, arr, dtype, shape) -> None:
-    """Dtype, shape and layout of a device array (value checks are the caller's duty)."""
-    if arr.dtype != dtype:
-        raise ContractError(f"{name} must have dtype {np.dtype(dtype)}, got {arr.dtype}")
-    if tuple(arr.shape) != tuple(shape):
-        raise ContractError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
-    if not arr.flags.c_contiguous:
-        raise ContractError(f"{name} must be C-contiguous")
 
 
 def _check_gru_device(X, h0, reset, Wx0, Wx_rest, Wh, b) -> None:
@@ -316,7 +309,7 @@ def _check_gru_device(X, h0, reset, Wx0, Wx_rest, Wh, b) -> None:
             ("reset", reset, np.uint8, (T, B)), ("Wx0", Wx0, X.dtype, (D, 3 * H)),
             ("Wx_rest", Wx_rest, X.dtype, (L - 1, H, 3 * H)), ("Wh", Wh, X.dtype, (L, H, 3 * H)),
             ("b", b, X.dtype, (L, 3 * H))):
-        _check_like(name, arr, dtype, shape)
+        check_like(name, arr, dtype, shape)
 
 
 def _check(host, checker, device_checker, *arrays) -> None:
@@ -360,7 +353,7 @@ def gru_backward(X, h0, reset, Wx0, Wx_rest, Wh, b, hs, gates, d_top, n_threads=
     L, H = Wh.shape[:2]
     for name, arr, shape in (("hs", hs, (L, T, B, H)), ("gates", gates, (L, T, B, 3 * H)),
                              ("d_top", d_top, (T, B, H))):
-        _check_like(name, arr, X.dtype, shape)
+        check_like(name, arr, X.dtype, shape)
     import cupy
 
     arrays = [cupy.asarray(a) for a in (X, h0, reset, Wx0, Wx_rest, Wh, b, hs, gates, d_top)]
@@ -386,9 +379,9 @@ def _check_output_loss(hidden, out_table, samples) -> None:
     if samples.dtype not in INDEX_DTYPES or samples.ndim != 1:
         raise ContractError("samples must be a 1-D int32 or int64 array")
     N, H = hidden.shape
-    _check_like("hidden", hidden, hidden.dtype, (N, H))
-    _check_like("out_table", out_table, hidden.dtype, (out_table.shape[0], H + 1))
-    _check_like("samples", samples, samples.dtype, samples.shape)
+    check_like("hidden", hidden, hidden.dtype, (N, H))
+    check_like("out_table", out_table, hidden.dtype, (out_table.shape[0], H + 1))
+    check_like("samples", samples, samples.dtype, samples.shape)
     if samples.shape[0] < N:
         raise ContractError(f"samples must hold at least the N={N} targets")
 
@@ -430,7 +423,7 @@ def gru4rec_train_epoch(inputs, targets, reset, hidden, emb, emb_s1, emb_s2, gru
                                    ("gru", (gru_s1, gru_s2), gru_params),
                                    ("out", (out_s1, out_s2), out_table)):
             for s in state:
-                _check_like(f"{name} optimizer state", s, param.dtype, param.shape)
+                check_like(f"{name} optimizer state", s, param.dtype, param.shape)
     else:
         _check_epoch_device(*arrays, spec)
     import cupy
@@ -469,6 +462,6 @@ def _check_epoch_device(inputs, targets, reset, hidden, emb, emb_s1, emb_s2, gru
                                                          out_table.shape),
             ("neg_prob", neg_prob, np.float64, (n_items,)),
             ("neg_alias", neg_alias, inputs.dtype, (n_items,))):
-        _check_like(name, arr, want, shape)
+        check_like(name, arr, want, shape)
     if spec.bptt < 1 or spec.n_sample < 0:
         raise ContractError("bptt must be >= 1 and n_sample >= 0")

@@ -30,6 +30,7 @@ import numpy as np
 
 from fastrec.backends._contract import FLOAT_DTYPES, INDEX_DTYPES, ContractError
 from fastrec.backends.cuda import optim
+from fastrec.backends.cuda._checks import check_like
 
 WARP_SIZE = 32
 THREADS = 256  # threads per block of the row-wise and elementwise kernels
@@ -268,13 +269,6 @@ def launch_ncf_train_epoch(xp, get_kernel, pos_users, pos_items, pos_targets, se
 
 
 # -- public contract functions ------------------------------------------------------------------
-def _check(name, arr, dtype, shape) -> None:
-    if arr.dtype != dtype:
-        raise ContractError(f"{name} must have dtype {np.dtype(dtype)}, got {arr.dtype}")
-    if tuple(arr.shape) != tuple(shape):
-        raise ContractError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
-    if not arr.flags.c_contiguous:
-        raise ContractError(f"{name} must be C-contiguous")
 
 
 def _check_net(user_emb, item_emb, dense, layers, n_gmf) -> NcfShape:
@@ -292,17 +286,17 @@ def _check_net(user_emb, item_emb, dense, layers, n_gmf) -> NcfShape:
         raise ContractError("the network needs n_gmf > 0 or MLP layers")
     if user_emb.ndim != 2 or item_emb.ndim != 2:
         raise ContractError("user_emb and item_emb must be 2-D")
-    _check("user_emb", user_emb, dense.dtype, (user_emb.shape[0], shape.d))
-    _check("item_emb", item_emb, dense.dtype, (item_emb.shape[0], shape.d))
-    _check("dense", dense, dense.dtype, (shape.n_dense,))
+    check_like("user_emb", user_emb, dense.dtype, (user_emb.shape[0], shape.d))
+    check_like("item_emb", item_emb, dense.dtype, (item_emb.shape[0], shape.d))
+    check_like("dense", dense, dense.dtype, (shape.n_dense,))
     return shape
 
 
 def _check_pairs(users, items, user_emb, item_emb) -> None:
     if users.dtype not in INDEX_DTYPES or users.ndim != 1:
         raise ContractError(f"users must be 1-D int32 or int64, got {users.dtype}")
-    _check("users", users, users.dtype, users.shape)
-    _check("items", items, users.dtype, users.shape)
+    check_like("users", users, users.dtype, users.shape)
+    check_like("items", items, users.dtype, users.shape)
     for name, idx, table in (("user", users, user_emb), ("item", items, item_emb)):
         if isinstance(idx, np.ndarray) and idx.size and (idx.min() < 0
                                                          or idx.max() >= table.shape[0]):
@@ -325,8 +319,8 @@ def ncf_forward(users, items, user_emb, item_emb, dense, layers, n_gmf, cache, l
     shape = _check_net(user_emb, item_emb, dense, layers, n_gmf)
     _check_pairs(users, items, user_emb, item_emb)
     batch = users.shape[0]
-    _check("cache", cache, dense.dtype, (batch * shape.cache_width,))
-    _check("logits", logits, dense.dtype, (batch,))
+    check_like("cache", cache, dense.dtype, (batch * shape.cache_width,))
+    check_like("logits", logits, dense.dtype, (batch,))
     if batch == 0:
         return
     import cupy
@@ -343,12 +337,12 @@ def ncf_backward(users, items, targets, user_emb, item_emb, dense, layers, n_gmf
     shape = _check_net(user_emb, item_emb, dense, layers, n_gmf)
     _check_pairs(users, items, user_emb, item_emb)
     batch, dtype = users.shape[0], dense.dtype
-    _check("targets", targets, dtype, (batch,))
-    _check("cache", cache, dtype, (batch * shape.cache_width,))
-    _check("logits", logits, dtype, (batch,))
-    _check("dense_grad", dense_grad, dtype, dense.shape)
-    _check("user_grads", user_grads, dtype, (batch, shape.d))
-    _check("item_grads", item_grads, dtype, (batch, shape.d))
+    check_like("targets", targets, dtype, (batch,))
+    check_like("cache", cache, dtype, (batch * shape.cache_width,))
+    check_like("logits", logits, dtype, (batch,))
+    check_like("dense_grad", dense_grad, dtype, dense.shape)
+    check_like("user_grads", user_grads, dtype, (batch, shape.d))
+    check_like("item_grads", item_grads, dtype, (batch, shape.d))
     if int(loss) not in (0, 1):
         raise ContractError(f"loss must be 0 (BCE) or 1 (squared), got {loss}")
     import cupy
@@ -374,17 +368,17 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
     dtype = dense.dtype
     _check_pairs(pos_users, pos_items, user_emb, item_emb)
     n_pos = pos_users.shape[0]
-    _check("pos_targets", pos_targets, dtype, (n_pos,))
-    _check("seen_indptr", seen_indptr, np.int64, (user_emb.shape[0] + 1,))
-    _check("seen_indices", seen_indices, pos_users.dtype, (seen_indices.shape[0],))
-    _check("order", order, np.int64, (order.shape[0],))
+    check_like("pos_targets", pos_targets, dtype, (n_pos,))
+    check_like("seen_indptr", seen_indptr, np.int64, (user_emb.shape[0] + 1,))
+    check_like("seen_indices", seen_indices, pos_users.dtype, (seen_indices.shape[0],))
+    check_like("order", order, np.int64, (order.shape[0],))
     for name, arr, like in (("dense_state1", dense_state1, dense),
                             ("dense_state2", dense_state2, dense),
                             ("user_state1", user_state1, user_emb),
                             ("user_state2", user_state2, user_emb),
                             ("item_state1", item_state1, item_emb),
                             ("item_state2", item_state2, item_emb)):
-        _check(name, arr, dtype, like.shape)
+        check_like(name, arr, dtype, like.shape)
     if int(batch_size) < 1 or int(n_negatives) < 0:
         raise ContractError("batch_size must be >= 1 and n_negatives >= 0")
     if int(loss) not in (0, 1) or int(optimizer) not in (0, 1, 2):

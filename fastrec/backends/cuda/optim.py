@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastrec.backends._contract import FLOAT_DTYPES, INDEX_DTYPES, ContractError
+from fastrec.backends.cuda._checks import check_like
 
 OPT_ADAM, OPT_ADAGRAD, OPT_SGD = 0, 1, 2  # OptimizerKind in csrc/include/fastrec/optim_cpu.h
 THREADS = 256
@@ -72,13 +73,6 @@ def launch_sparse_step(xp, get_kernel, kind, table, rows, row_grads, state1, sta
          np.float64(lr), np.float64(beta1), np.float64(beta2), np.float64(eps), np.int64(step)))
 
 
-def _check(name, arr, dtype, shape) -> None:
-    if arr.dtype != dtype:
-        raise ContractError(f"{name} must have dtype {np.dtype(dtype)}, got {arr.dtype}")
-    if tuple(arr.shape) != tuple(shape):
-        raise ContractError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
-    if not arr.flags.c_contiguous:
-        raise ContractError(f"{name} must be C-contiguous")
 
 
 def _check_float(name, arr) -> None:
@@ -112,7 +106,7 @@ def adam_step(params, grads, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
     arrays are copied to the device and the results back. ``n_threads`` is ignored."""
     _check_float("params", params)
     for name, arr in (("params", params), ("grads", grads), ("m", m), ("v", v)):
-        _check(name, arr, params.dtype, (params.shape[0],))
+        check_like(name, arr, params.dtype, (params.shape[0],))
     if int(step) < 1:
         raise ContractError(f"step must be >= 1, got {step}")
     import cupy
@@ -129,11 +123,11 @@ def _sparse(kind, table, rows, row_grads, state1, state2, step, lr, beta1, beta2
         raise ContractError(f"table must be 2-D, got shape {table.shape}")
     if rows.dtype not in INDEX_DTYPES or rows.ndim != 1:
         raise ContractError(f"rows must be 1-D int32 or int64, got {rows.dtype} {rows.shape}")
-    _check("table", table, table.dtype, table.shape)
-    _check("rows", rows, rows.dtype, rows.shape)
-    _check("row_grads", row_grads, table.dtype, (rows.shape[0], table.shape[1]))
+    check_like("table", table, table.dtype, table.shape)
+    check_like("rows", rows, rows.dtype, rows.shape)
+    check_like("row_grads", row_grads, table.dtype, (rows.shape[0], table.shape[1]))
     for j, state in enumerate((state1, state2)):
-        _check(f"optimizer state {j}", state, table.dtype, table.shape)
+        check_like(f"optimizer state {j}", state, table.dtype, table.shape)
     if isinstance(rows, np.ndarray) and rows.size and (rows.min() < 0
                                                        or rows.max() >= table.shape[0]):
         raise ContractError(f"row index out of range [0, {table.shape[0]})")
