@@ -92,7 +92,9 @@ def _probe(name: str) -> Backend:
         backend = Backend(name, True, "", version, details, kernels)
     except Exception as exc:  # noqa: BLE001 - any failure to load is a reason to report
         reason = f"{type(exc).__name__}: {exc}".strip()
-        backend = Backend(name, False, f"{reason} (needs {_INSTALL_HINTS[name]})")
+        if "pip install" not in reason:  # the probe's own message may already say what to do
+            reason += f" (needs {_INSTALL_HINTS[name]})"
+        backend = Backend(name, False, reason)
     _CACHE[name] = backend
     return backend
 
