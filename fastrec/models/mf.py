@@ -21,6 +21,7 @@ from fastrec._algorithms.training import (
 )
 from fastrec._array import array_module, to_device, to_host
 from fastrec.backends._contract import check_sgd_epoch
+from fastrec.metrics import rmse
 from fastrec.models._base import FactorModel, check_dtype, check_positive, seen_matrix
 
 log = logging.getLogger("fastrec")
@@ -199,8 +200,7 @@ class MF(FactorModel):
                 self.loss_curve_.append(train_rmse)
                 message = f"epoch {epoch + 1}: train RMSE {train_rmse:.4f}"
                 if validation is not None:
-                    pred = to_host(self._predict_indices(*validation[:2]))
-                    val = _rmse(pred, validation[2])
+                    val = rmse(validation[2], to_host(self._predict_indices(*validation[:2])))
                     self.validation_curve_.append(val)
                     message += f", validation RMSE {val:.4f}"
                     if self.early_stopping:
@@ -223,6 +223,3 @@ class MF(FactorModel):
 def _all_finite(state: dict[str, np.ndarray]) -> bool:
     return all(bool(array_module(v).isfinite(v).all()) for v in state.values())
 
-
-def _rmse(pred: np.ndarray, values: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((pred.astype(np.float64) - values) ** 2)))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastrec.backends._contract import INDEX_DTYPES, ContractError
+from fastrec.backends.cuda._checks import check_like
 
 WARPS_PER_CTA = 8
 WARP_SIZE = 32
@@ -158,12 +159,7 @@ def _check_device_arrays(indptr, indices, data, factors, other, bias=None, other
     if other_bias is not None:
         expected["other_bias"] = (other_bias, dtype, (n_cols,))
     for name, (arr, want_dtype, shape) in expected.items():
-        if arr.dtype != want_dtype:
-            raise ContractError(f"{name} must have dtype {np.dtype(want_dtype)}, got {arr.dtype}")
-        if arr.ndim != len(shape) or tuple(arr.shape) != tuple(shape):
-            raise ContractError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
-        if not arr.flags.c_contiguous:
-            raise ContractError(f"{name} must be C-contiguous")
+        check_like(name, arr, want_dtype, shape)
 
 
 def _device_call(launch, arrays, outputs, *args, **kwargs):

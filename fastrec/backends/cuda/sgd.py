@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from fastrec.backends._contract import INDEX_DTYPES, ContractError
+from fastrec.backends.cuda._checks import check_like
 
 WARPS_PER_CTA = 8
 WARP_SIZE = 32
@@ -105,12 +106,7 @@ def _check_device_arrays(users, items, ratings, block_ptr, schedule, user_factor
         "item_bias": (item_bias, dtype, (n_items,)),
     }
     for name, (arr, want_dtype, shape) in expected.items():
-        if arr.dtype != want_dtype:
-            raise ContractError(f"{name} must have dtype {np.dtype(want_dtype)}, got {arr.dtype}")
-        if tuple(arr.shape) != tuple(shape) or arr.ndim != len(shape):
-            raise ContractError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
-        if not arr.flags.c_contiguous:
-            raise ContractError(f"{name} must be C-contiguous")
+        check_like(name, arr, want_dtype, shape)
     if schedule.ndim != 2 or block_ptr.ndim != 1:
         raise ContractError("schedule must be 2-D and block_ptr 1-D")
     _grid_side(block_ptr)
