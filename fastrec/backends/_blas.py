@@ -13,6 +13,10 @@ _CONTROLLER = None
 def single_threaded_blas():
     global _CONTROLLER
     if _CONTROLLER is None:
+        # The controller only sees BLAS libraries loaded when it is made: load SciPy's, the one
+        # every kernel calls (Numba's too), first, or a limit would miss it and OpenBLAS would
+        # start its own threads inside ours.
+        import scipy.linalg.cython_blas  # noqa: F401
         from threadpoolctl import ThreadpoolController
 
         _CONTROLLER = ThreadpoolController()
