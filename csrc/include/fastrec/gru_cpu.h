@@ -27,9 +27,11 @@ struct BlasFns {
 constexpr int GRU_ROW_CHUNK = 16;
 constexpr int GRU_COL_CHUNK = 64;
 constexpr int GRU_SAMPLE_CHUNK = 128;
-// Below this many multiply-adds (or element updates) a pass runs on one thread: a fork-join costs
-// microseconds, and far more when the cores are shared and a worker is descheduled.
-constexpr double GRU_PARALLEL_MIN_WORK = 2e6;
+// Below this many multiply-adds a pass runs on one thread: a fork-join costs microseconds, and
+// far more when the cores are shared and a worker is descheduled. An optimizer step costs as much
+// per element (a square root and a division) as some fifty multiply-adds, so its bar is lower.
+constexpr double GRU_PARALLEL_MIN_WORK = 5e5;
+constexpr double GRU_PARALLEL_MIN_ELEMENTS = 32768;
 
 static inline int gru_threads(int n_threads, int n_chunks, double work) {
   return work < GRU_PARALLEL_MIN_WORK ? 1 : std::max(1, std::min(n_threads, n_chunks));
@@ -448,7 +450,7 @@ static void gru_dense_update(T *w, T *s1, T *s2, const T *g, int64_t n, const Gr
                              int n_threads) {
   const int64_t chunk = 4096, n_chunks = (n + chunk - 1) / chunk;
 #pragma omp parallel for num_threads(n_threads) schedule(static) \
-    if (n >= GRU_PARALLEL_MIN_WORK && n_threads > 1)
+    if (n >= GRU_PARALLEL_MIN_ELEMENTS && n_threads > 1)
   for (int64_t c = 0; c < n_chunks; ++c) {
     const int64_t k0 = c * chunk;
     opt_apply_n<T>(w + k0, s1 + k0, s2 + k0, g + k0, std::min(chunk, n - k0), o);
@@ -456,31 +458,34 @@ static void gru_dense_update(T *w, T *s1, T *s2, const T *g, int64_t n, const Gr
 }
 
 // Sparse rows: duplicates are summed into their first occurrence (in order), then every distinct
-// row steps once. slot_of [n_rows] must be all -1 on entry and is restored; uniq is scratch [n].
+// row steps once. Rows are split among the threads by id (row i belongs to part i % parts), so
+// each part scans the rows in order and the sums, hence the result, do not depend on the thread
+// count. slot_of [n_rows] must be all -1 on entry and is restored.
 template <typename T, typename I>
 static void gru_rows_update(T *table, T *s1, T *s2, int64_t width, const I *rows, T *grads,
-                            int64_t n, int64_t *slot_of, int64_t *uniq, const GruOpt<T> &o,
-                            int n_threads) {
-  int64_t nu = 0;
-  for (int64_t k = 0; k < n; ++k) {
-    const int64_t i = rows[k];
-    if (slot_of[i] < 0) {
-      slot_of[i] = k;
-      uniq[nu++] = k;
-    } else {
-      T *dst = grads + slot_of[i] * width;
-      const T *src = grads + k * width;
-      for (int64_t f = 0; f < width; ++f) dst[f] += src[f];
+                            int64_t n, int64_t *slot_of, const GruOpt<T> &o, int n_threads) {
+  const int parts = (double)n * width >= GRU_PARALLEL_MIN_ELEMENTS ? std::max(1, n_threads) : 1;
+#pragma omp parallel for num_threads(parts) schedule(static, 1) if (parts > 1)
+  for (int part = 0; part < parts; ++part) {
+    for (int64_t k = 0; k < n; ++k) {
+      const int64_t i = rows[k];
+      if (i % parts != part) continue;
+      if (slot_of[i] < 0) {
+        slot_of[i] = k;
+      } else {
+        T *__restrict dst = grads + slot_of[i] * width;
+        const T *__restrict src = grads + k * width;
+        for (int64_t f = 0; f < width; ++f) dst[f] += src[f];
+      }
+    }
+    for (int64_t k = 0; k < n; ++k) {
+      const int64_t i = rows[k];
+      if (i % parts != part || slot_of[i] != k) continue;
+      opt_apply_n<T>(table + i * width, s1 + i * width, s2 + i * width, grads + k * width, width,
+                     o);
+      slot_of[i] = -1;
     }
   }
-#pragma omp parallel for num_threads(n_threads) schedule(static) \
-    if ((double)nu * width >= GRU_PARALLEL_MIN_WORK && n_threads > 1)
-  for (int64_t u = 0; u < nu; ++u) {
-    const int64_t k = uniq[u], i = rows[k];
-    opt_apply_n<T>(table + i * width, s1 + i * width, s2 + i * width, grads + k * width, width,
-                   o);
-  }
-  for (int64_t u = 0; u < nu; ++u) slot_of[rows[uniq[u]]] = -1;
 }
 
 // ---- the training epoch -----------------------------------------------------------------------
@@ -512,7 +517,7 @@ static double gru4rec_epoch_impl(const BlasFns &blas, const I *inputs, const I *
   std::vector<T> X(n * D), A0(n * H3), mask_x, top(n * H), mask_h, d_top(n * H);
   std::vector<T> grads(n_gru), dX(n * D), out_grads((int64_t)Tb * S * (H + 1));
   std::vector<I> samples((int64_t)Tb * S), in_rows(n);
-  std::vector<int64_t> slot_of(n_items, -1), uniq(std::max<int64_t>((int64_t)Tb * S, n));
+  std::vector<int64_t> slot_of(n_items, -1);
   if (spec.dropout_embed > 0) mask_x.resize(n * D);
   if (spec.dropout_hidden > 0) mask_h.resize(n * H);
   // streams as rng_streams in fastrec/backends/_contract.py
@@ -595,9 +600,9 @@ static double gru4rec_epoch_impl(const BlasFns &blas, const I *inputs, const I *
     gru_dense_update<T>(gru, gru_s1, gru_s2, grads.data(), n_gru, o, n_threads);
     std::copy(x_items, x_items + n, in_rows.begin());
     gru_rows_update<T, I>(emb, emb_s1, emb_s2, D, in_rows.data(), dX.data(), n, slot_of.data(),
-                    uniq.data(), o, n_threads);
+                          o, n_threads);
     gru_rows_update<T, I>(out, out_s1, out_s2, H + 1, samples.data(), out_grads.data(),
-                    (int64_t)Tb * S, slot_of.data(), uniq.data(), o, n_threads);
+                          (int64_t)Tb * S, slot_of.data(), o, n_threads);
     for (int l = 0; l < L; ++l)
       std::copy(w.hs.data() + ((int64_t)l * n + (int64_t)(Tb - 1) * B) * H,
                 w.hs.data() + ((int64_t)l * n + (int64_t)Tb * B) * H, hidden + (int64_t)l * B * H);
@@ -629,7 +634,13 @@ static void restore_work(GruWork<T> &w, const T *h0, const uint8_t *reset, const
       }
 }
 
+// Entry points get the runtime ISA dispatch of the other CPU kernels; flatten inlines the gate,
+// scoring and optimizer loops (OpenMP bodies included) into each clone, so those are compiled for
+// that ISA too.
+#define FASTREC_GRU_ENTRY FASTREC_CPU_CLONES __attribute__((flatten))
+
 #define FASTREC_GRU_ENTRY_T(T)                                                                    \
+  FASTREC_GRU_ENTRY                                                                               \
   void gru_stack_forward(const BlasFns &blas, int steps, int B, int L, int H, const T *A0,        \
                          const T *h0, const uint8_t *reset, const T *Wx_rest, const T *Wh,        \
                          const T *b, T *hs, T *gates, int n_threads) {                            \
@@ -639,6 +650,7 @@ static void restore_work(GruWork<T> &w, const T *h0, const uint8_t *reset, const
     std::copy(w.hs.begin(), w.hs.end(), hs);                                                      \
     std::copy(w.gates.begin(), w.gates.end(), gates);                                             \
   }                                                                                               \
+  FASTREC_GRU_ENTRY                                                                               \
   void gru_stack_backward(const BlasFns &blas, int steps, int B, int L, int H, const T *h0,       \
                           const uint8_t *reset, const T *Wx_rest, const T *Wh, const T *hs,       \
                           const T *gates, const T *d_top, T *dA0, T *dh0, T *dWx_rest, T *dWh,    \
@@ -651,6 +663,7 @@ static void restore_work(GruWork<T> &w, const T *h0, const uint8_t *reset, const
   }
 
 #define FASTREC_GRU_ENTRY_TI(T, I)                                                                \
+  FASTREC_GRU_ENTRY                                                                               \
   double gru_output_loss(const BlasFns &blas, const T *hidden, int N, int H, const T *out_table,  \
                          const I *samples, int S, int loss, double bpreg, double grad_scale,      \
                          T *d_hidden, T *d_rows, int n_threads) {                                 \
@@ -659,6 +672,7 @@ static void restore_work(GruWork<T> &w, const T *h0, const uint8_t *reset, const
     return output_loss<T, I>(blas, ow, hidden, N, H, out_table, samples, S, loss, (T)bpreg,       \
                              (T)grad_scale, d_hidden, d_rows, n_threads);                         \
   }                                                                                               \
+  FASTREC_GRU_ENTRY                                                                               \
   double gru4rec_epoch(const BlasFns &blas, const I *inputs, const I *targets,                    \
                        const uint8_t *reset, int64_t n_steps, int B, int L, int H, T *hidden,     \
                        T *emb, T *emb_s1, T *emb_s2, int64_t D, T *gru, T *gru_s1, T *gru_s2,     \
@@ -679,5 +693,6 @@ FASTREC_GRU_ENTRY_TI(double, int32_t)
 FASTREC_GRU_ENTRY_TI(double, int64_t)
 #undef FASTREC_GRU_ENTRY_T
 #undef FASTREC_GRU_ENTRY_TI
+#undef FASTREC_GRU_ENTRY
 
 }  // namespace fastrec
