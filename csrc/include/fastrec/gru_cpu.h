@@ -37,6 +37,11 @@ static inline int gru_threads(int n_threads, int n_chunks, double work) {
   return work < GRU_PARALLEL_MIN_WORK ? 1 : std::max(1, std::min(n_threads, n_chunks));
 }
 
+// The body of every parallel pass is a function with the runtime ISA dispatch of the other CPU
+// kernels (AVX-512 / AVX2+FMA / baseline clones, one per (T, I) by a macro): OpenMP outlines a
+// loop body before inlining, so clones of the caller would not reach it.
+#define FASTREC_GRU_CLONE FASTREC_CPU_CLONES __attribute__((flatten, noinline))
+
 // Row-major C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C, as the column-major C^T = B^T A^T.
 template <typename T>
 static inline void gemm_rm(const BlasFns &blas, bool ta, bool tb, int M, int N, int K, T alpha,
@@ -144,6 +149,16 @@ static void layer_forward_rows(const BlasFns &blas, GruWork<T> &w, int layer, co
   }
 }
 
+#define FASTREC_GRU_LAYER_FORWARD(T)                                                              \
+  FASTREC_GRU_CLONE void layer_forward_rows_isa(const BlasFns &blas, GruWork<T> &w, int layer,    \
+                                                const T *A, const T *h0, const uint8_t *reset,    \
+                                                const T *Wh, int b0, int b1) {                    \
+    layer_forward_rows<T>(blas, w, layer, A, h0, reset, Wh, b0, b1);                              \
+  }
+FASTREC_GRU_LAYER_FORWARD(float)
+FASTREC_GRU_LAYER_FORWARD(double)
+#undef FASTREC_GRU_LAYER_FORWARD
+
 // Forward through all layers. A0: layer 0's input projections [steps*B][3H] (bias included).
 // Wx_rest [L-1][H][3H], Wh [L][H][3H], b [L][3H]; h0 [L][B][H]. Outputs stay in the workspace.
 template <typename T>
@@ -165,8 +180,9 @@ static void stack_forward(const BlasFns &blas, GruWork<T> &w, const T *A0, const
     }
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int c = 0; c < n_chunks; ++c)
-      layer_forward_rows<T>(blas, w, l, A, h0 + (int64_t)l * B * H, reset, Wh + (int64_t)l * H * 3 * H,
-                            c * GRU_ROW_CHUNK, std::min(B, (c + 1) * GRU_ROW_CHUNK));
+      layer_forward_rows_isa(blas, w, l, A, h0 + (int64_t)l * B * H, reset,
+                             Wh + (int64_t)l * H * 3 * H, c * GRU_ROW_CHUNK,
+                             std::min(B, (c + 1) * GRU_ROW_CHUNK));
   }
 }
 
@@ -217,6 +233,16 @@ static void layer_backward_rows(const BlasFns &blas, GruWork<T> &w, int layer,
   if (dh0 != nullptr) std::copy(dh + (int64_t)b0 * H, dh + (int64_t)b1 * H, dh0 + (int64_t)b0 * H);
 }
 
+#define FASTREC_GRU_LAYER_BACKWARD(T)                                                             \
+  FASTREC_GRU_CLONE void layer_backward_rows_isa(const BlasFns &blas, GruWork<T> &w, int layer,   \
+                                                 const uint8_t *reset, const T *Wh, T *dh0,       \
+                                                 int b0, int b1) {                                \
+    layer_backward_rows<T>(blas, w, layer, reset, Wh, dh0, b0, b1);                               \
+  }
+FASTREC_GRU_LAYER_BACKWARD(float)
+FASTREC_GRU_LAYER_BACKWARD(double)
+#undef FASTREC_GRU_LAYER_BACKWARD
+
 // Column sums of a [rows][cols] matrix into out (overwritten), rows in order.
 template <typename T>
 static void column_sums(const T *a, int64_t rows, int cols, T *out, int n_threads) {
@@ -246,8 +272,8 @@ static void stack_backward(const BlasFns &blas, GruWork<T> &w, const T *d_top, c
     T *dh0l = dh0 ? dh0 + (int64_t)l * B * H : nullptr;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int c = 0; c < n_chunks; ++c)
-      layer_backward_rows<T>(blas, w, l, reset, Whl, dh0l, c * GRU_ROW_CHUNK,
-                             std::min(B, (c + 1) * GRU_ROW_CHUNK));
+      layer_backward_rows_isa(blas, w, l, reset, Whl, dh0l, c * GRU_ROW_CHUNK,
+                              std::min(B, (c + 1) * GRU_ROW_CHUNK));
     const int64_t off = (int64_t)l * n;
     T *dWhl = dWh + (int64_t)l * H * 3 * H;
     gemm_par<T>(blas, false, true, false, H, 2 * H, n, T(1), w.prev.data() + off * H, H,
@@ -282,6 +308,107 @@ struct OutWork {
   }
 };
 
+// What the sample-chunk passes of output_loss share.
+template <typename T, typename I>
+struct OutPass {
+  const BlasFns *blas;
+  OutWork<T> *ow;
+  const T *out_table;
+  const I *samples;
+  int N, H1, S, loss;
+  T bpreg, grad_scale;
+  T *d_rows;
+};
+
+// The three passes over sample chunk c of output_loss: 1. gather the sampled rows, score them
+// and take each column's max (over negatives only for the BPR-max and TOP1-max softmax);
+// 2. exponentials and the per-column partial sums; 4. score gradients (in place of the scores),
+// then the sampled rows' gradients.
+template <typename T, typename I>
+static void output_pass(const OutPass<T, I> &a, int pass, int c) {
+  OutWork<T> &ow = *a.ow;
+  const int N = a.N, H1 = a.H1, loss = a.loss;
+  const bool neg_only = loss != 0;
+  const int j0 = c * GRU_SAMPLE_CHUNK, j1 = std::min(a.S, j0 + GRU_SAMPLE_CHUNK);
+  T *haug = ow.haug.data(), *sc = ow.scores.data(), *ex = ow.ex.data(), *aux = ow.aux.data();
+  double *p = ow.part.data() + (int64_t)c * 4 * N;
+  if (pass == 1) {
+    for (int j = j0; j < j1; ++j)
+      std::copy(a.out_table + (int64_t)a.samples[j] * H1,
+                a.out_table + (int64_t)(a.samples[j] + 1) * H1, ow.ws.data() + (int64_t)j * H1);
+    gemm_rm<T>(*a.blas, false, true, j1 - j0, N, H1, T(1), ow.ws.data() + (int64_t)j0 * H1, H1,
+               haug, H1, T(0), sc + (int64_t)j0 * N, N);
+    for (int i = 0; i < N; ++i) p[i] = -INFINITY;
+    for (int j = j0; j < j1; ++j) {
+      const T *row = sc + (int64_t)j * N;
+      for (int i = 0; i < N; ++i) {
+        const double v = (neg_only && i == j) ? -INFINITY : (double)row[i];
+        p[i] = v > p[i] ? v : p[i];
+      }
+    }
+  } else if (pass == 2) {
+    const T *m = ow.colmax.data(), *tgt = ow.tgt.data();
+    std::fill(p, p + 4 * N, 0.0);
+    for (int j = j0; j < j1; ++j) {
+      const T *r = sc + (int64_t)j * N;
+      T *e = ex + (int64_t)j * N, *x = aux + (int64_t)j * N;
+      for (int i = 0; i < N; ++i) {
+        const T keep = (neg_only && i == j) ? T(0) : T(1);
+        e[i] = keep * gru_exp<T>(r[i] - m[i]);
+      }
+      if (loss == 1) {
+        for (int i = 0; i < N; ++i) x[i] = gru_sigmoid<T>(tgt[i] - r[i]);
+        for (int i = 0; i < N; ++i) {
+          p[i] += (double)e[i];
+          p[N + i] += (double)(e[i] * x[i]);
+          p[2 * N + i] += (double)(e[i] * x[i] * (T(1) - x[i]));
+          p[3 * N + i] += (double)(e[i] * r[i] * r[i]);
+        }
+      } else if (loss == 2) {
+        for (int i = 0; i < N; ++i) x[i] = gru_sigmoid<T>(r[i] - tgt[i]);
+        for (int i = 0; i < N; ++i) {
+          const T v = gru_sigmoid<T>(r[i] * r[i]);
+          p[i] += (double)e[i];
+          p[N + i] += (double)(e[i] * (x[i] + v));
+          p[2 * N + i] += (double)(e[i] * x[i] * (T(1) - x[i]));
+        }
+      } else {
+        for (int i = 0; i < N; ++i) p[i] += (double)e[i];
+      }
+    }
+  } else {
+    const double *Z = ow.stats.data(), *P = Z + N, *R = Z + 2 * N, *dt = Z + 3 * N;
+    for (int j = j0; j < j1; ++j) {
+      T *r = sc + (int64_t)j * N;
+      const T *e = ex + (int64_t)j * N, *x = aux + (int64_t)j * N;
+      for (int i = 0; i < N; ++i) {
+        const T s = e[i] / (T)Z[i];
+        T g;
+        if (loss == 0)
+          g = s - (i == j ? T(1) : T(0));
+        else if (loss == 1)
+          g = bpr_max_grad_negative<T>(s, x[i], r[i], (T)P[i], (T)R[i], a.bpreg);
+        else
+          g = top1_max_grad_negative<T>(s, x[i], gru_sigmoid<T>(r[i] * r[i]), r[i], (T)P[i]);
+        if (neg_only && i == j) g = (T)dt[i];
+        r[i] = g * a.grad_scale;
+      }
+    }
+    gemm_rm<T>(*a.blas, false, false, j1 - j0, H1, N, T(1), sc + (int64_t)j0 * N, N, haug, H1,
+               T(0), a.d_rows + (int64_t)j0 * H1, H1);
+  }
+}
+
+#define FASTREC_GRU_OUTPUT_PASS(T, I)                                                             \
+  FASTREC_GRU_CLONE void output_pass_isa(const OutPass<T, I> &a, int pass, int c) {              \
+    output_pass<T, I>(a, pass, c);                                                                \
+  }
+FASTREC_GRU_OUTPUT_PASS(float, int32_t)
+FASTREC_GRU_OUTPUT_PASS(float, int64_t)
+FASTREC_GRU_OUTPUT_PASS(double, int32_t)
+FASTREC_GRU_OUTPUT_PASS(double, int64_t)
+#undef FASTREC_GRU_OUTPUT_PASS
+
 // Scores hidden [N][H] against out_table rows samples[0..S) (row i's target is sample i), the
 // loss and its gradient. Scores are kept transposed, [S][N], so the per-row reductions over the
 // samples run as vector operations across the N rows. Writes d_hidden [N][H] and the gradients
@@ -292,34 +419,16 @@ static double output_loss(const BlasFns &blas, OutWork<T> &ow, const T *hidden, 
                           T grad_scale, T *d_hidden, T *d_rows, int n_threads) {
   const int H1 = H + 1;
   const int n_chunks = (S + GRU_SAMPLE_CHUNK - 1) / GRU_SAMPLE_CHUNK;
-  const bool neg_only = loss != 0;
   const int nt = gru_threads(n_threads, n_chunks, (double)S * N * H1);
-  T *haug = ow.haug.data(), *sc = ow.scores.data(), *ex = ow.ex.data(), *aux = ow.aux.data();
+  const OutPass<T, I> a{&blas, &ow, out_table, samples, N, H1, S, loss, bpreg, grad_scale, d_rows};
+  T *haug = ow.haug.data(), *sc = ow.scores.data();
   double *part = ow.part.data(), *st = ow.stats.data();
   for (int i = 0; i < N; ++i) {
     std::copy(hidden + (int64_t)i * H, hidden + (int64_t)(i + 1) * H, haug + (int64_t)i * H1);
     haug[(int64_t)i * H1 + H] = T(1);
   }
-  // 1. gather the sampled rows, score them, and take each column's max (over negatives only
-  //    for the BPR-max and TOP1-max softmax).
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (int c = 0; c < n_chunks; ++c) {
-    const int j0 = c * GRU_SAMPLE_CHUNK, j1 = std::min(S, j0 + GRU_SAMPLE_CHUNK);
-    for (int j = j0; j < j1; ++j)
-      std::copy(out_table + (int64_t)samples[j] * H1, out_table + (int64_t)(samples[j] + 1) * H1,
-                ow.ws.data() + (int64_t)j * H1);
-    gemm_rm<T>(blas, false, true, j1 - j0, N, H1, T(1), ow.ws.data() + (int64_t)j0 * H1, H1, haug,
-               H1, T(0), sc + (int64_t)j0 * N, N);
-    double *mx = part + (int64_t)c * 4 * N;
-    for (int i = 0; i < N; ++i) mx[i] = -INFINITY;
-    for (int j = j0; j < j1; ++j) {
-      const T *row = sc + (int64_t)j * N;
-      for (int i = 0; i < N; ++i) {
-        const double v = (neg_only && i == j) ? -INFINITY : (double)row[i];
-        mx[i] = v > mx[i] ? v : mx[i];
-      }
-    }
-  }
+  for (int c = 0; c < n_chunks; ++c) output_pass_isa(a, 1, c);
   T *m = ow.colmax.data(), *tgt = ow.tgt.data();
   for (int i = 0; i < N; ++i) {
     double v = -INFINITY;
@@ -327,40 +436,8 @@ static double output_loss(const BlasFns &blas, OutWork<T> &ow, const T *hidden, 
     m[i] = (T)v;
   }
   for (int i = 0; i < N; ++i) tgt[i] = sc[(int64_t)i * N + i];
-  // 2. exponentials and the per-column partial sums.
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (int c = 0; c < n_chunks; ++c) {
-    const int j0 = c * GRU_SAMPLE_CHUNK, j1 = std::min(S, j0 + GRU_SAMPLE_CHUNK);
-    double *p = part + (int64_t)c * 4 * N;
-    std::fill(p, p + 4 * N, 0.0);
-    for (int j = j0; j < j1; ++j) {
-      const T *r = sc + (int64_t)j * N;
-      T *e = ex + (int64_t)j * N, *a = aux + (int64_t)j * N;
-      for (int i = 0; i < N; ++i) {
-        const T keep = (neg_only && i == j) ? T(0) : T(1);
-        e[i] = keep * gru_exp<T>(r[i] - m[i]);
-      }
-      if (loss == 1) {
-        for (int i = 0; i < N; ++i) a[i] = gru_sigmoid<T>(tgt[i] - r[i]);
-        for (int i = 0; i < N; ++i) {
-          p[i] += (double)e[i];
-          p[N + i] += (double)(e[i] * a[i]);
-          p[2 * N + i] += (double)(e[i] * a[i] * (T(1) - a[i]));
-          p[3 * N + i] += (double)(e[i] * r[i] * r[i]);
-        }
-      } else if (loss == 2) {
-        for (int i = 0; i < N; ++i) a[i] = gru_sigmoid<T>(r[i] - tgt[i]);
-        for (int i = 0; i < N; ++i) {
-          const T v = gru_sigmoid<T>(r[i] * r[i]);
-          p[i] += (double)e[i];
-          p[N + i] += (double)(e[i] * (a[i] + v));
-          p[2 * N + i] += (double)(e[i] * a[i] * (T(1) - a[i]));
-        }
-      } else {
-        for (int i = 0; i < N; ++i) p[i] += (double)e[i];
-      }
-    }
-  }
+  for (int c = 0; c < n_chunks; ++c) output_pass_isa(a, 2, c);
   // 3. per-row loss and the statistics its gradient needs.
   double total = 0.0;
   double *Z = st, *P = st + N, *R = st + 2 * N, *dt = st + 3 * N;
@@ -382,29 +459,8 @@ static double output_loss(const BlasFns &blas, OutWork<T> &ow, const T *hidden, 
       dt[i] = -(s[2] / s[0]);
     }
   }
-  // 4. score gradients (in place of the scores), then the sampled rows' gradients.
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (int c = 0; c < n_chunks; ++c) {
-    const int j0 = c * GRU_SAMPLE_CHUNK, j1 = std::min(S, j0 + GRU_SAMPLE_CHUNK);
-    for (int j = j0; j < j1; ++j) {
-      T *r = sc + (int64_t)j * N;
-      const T *e = ex + (int64_t)j * N, *a = aux + (int64_t)j * N;
-      for (int i = 0; i < N; ++i) {
-        const T s = e[i] / (T)Z[i];
-        T g;
-        if (loss == 0)
-          g = s - (i == j ? T(1) : T(0));
-        else if (loss == 1)
-          g = bpr_max_grad_negative<T>(s, a[i], r[i], (T)P[i], (T)R[i], bpreg);
-        else
-          g = top1_max_grad_negative<T>(s, a[i], gru_sigmoid<T>(r[i] * r[i]), r[i], (T)P[i]);
-        if (neg_only && i == j) g = (T)dt[i];
-        r[i] = g * grad_scale;
-      }
-    }
-    gemm_rm<T>(blas, false, false, j1 - j0, H1, N, T(1), sc + (int64_t)j0 * N, N, haug, H1, T(0),
-               d_rows + (int64_t)j0 * H1, H1);
-  }
+  for (int c = 0; c < n_chunks; ++c) output_pass_isa(a, 4, c);
   gemm_par<T>(blas, true, true, false, N, H, S, T(1), sc, N, ow.ws.data(), H1, T(0),
               d_hidden, H, n_threads);
   return total;
@@ -445,6 +501,15 @@ static inline void opt_apply_n(T *__restrict w, T *__restrict s1, T *__restrict 
   }
 }
 
+#define FASTREC_GRU_OPT_APPLY(T)                                                                  \
+  FASTREC_GRU_CLONE void opt_apply_isa(T *w, T *s1, T *s2, const T *g, int64_t n,                  \
+                                       const GruOpt<T> &o) {                                      \
+    opt_apply_n<T>(w, s1, s2, g, n, o);                                                           \
+  }
+FASTREC_GRU_OPT_APPLY(float)
+FASTREC_GRU_OPT_APPLY(double)
+#undef FASTREC_GRU_OPT_APPLY
+
 template <typename T>
 static void gru_dense_update(T *w, T *s1, T *s2, const T *g, int64_t n, const GruOpt<T> &o,
                              int n_threads) {
@@ -453,7 +518,7 @@ static void gru_dense_update(T *w, T *s1, T *s2, const T *g, int64_t n, const Gr
     if (n >= GRU_PARALLEL_MIN_ELEMENTS && n_threads > 1)
   for (int64_t c = 0; c < n_chunks; ++c) {
     const int64_t k0 = c * chunk;
-    opt_apply_n<T>(w + k0, s1 + k0, s2 + k0, g + k0, std::min(chunk, n - k0), o);
+    opt_apply_isa(w + k0, s1 + k0, s2 + k0, g + k0, std::min(chunk, n - k0), o);
   }
 }
 
@@ -462,30 +527,48 @@ static void gru_dense_update(T *w, T *s1, T *s2, const T *g, int64_t n, const Gr
 // each part scans the rows in order and the sums, hence the result, do not depend on the thread
 // count. slot_of [n_rows] must be all -1 on entry and is restored.
 template <typename T, typename I>
+static void rows_update_part(T *table, T *s1, T *s2, int64_t width, const I *rows, T *grads,
+                             int64_t n, int64_t *slot_of, const GruOpt<T> &o, int part,
+                             int parts) {
+  for (int64_t k = 0; k < n; ++k) {
+    const int64_t i = rows[k];
+    if (i % parts != part) continue;
+    if (slot_of[i] < 0) {
+      slot_of[i] = k;
+    } else {
+      T *__restrict dst = grads + slot_of[i] * width;
+      const T *__restrict src = grads + k * width;
+      for (int64_t f = 0; f < width; ++f) dst[f] += src[f];
+    }
+  }
+  for (int64_t k = 0; k < n; ++k) {
+    const int64_t i = rows[k];
+    if (i % parts != part || slot_of[i] != k) continue;
+    opt_apply_n<T>(table + i * width, s1 + i * width, s2 + i * width, grads + k * width, width, o);
+    slot_of[i] = -1;
+  }
+}
+
+#define FASTREC_GRU_ROWS_PART(T, I)                                                               \
+  FASTREC_GRU_CLONE void rows_update_part_isa(T *table, T *s1, T *s2, int64_t width,              \
+                                              const I *rows, T *grads, int64_t n,                 \
+                                              int64_t *slot_of, const GruOpt<T> &o, int part,     \
+                                              int parts) {                                        \
+    rows_update_part<T, I>(table, s1, s2, width, rows, grads, n, slot_of, o, part, parts);        \
+  }
+FASTREC_GRU_ROWS_PART(float, int32_t)
+FASTREC_GRU_ROWS_PART(float, int64_t)
+FASTREC_GRU_ROWS_PART(double, int32_t)
+FASTREC_GRU_ROWS_PART(double, int64_t)
+#undef FASTREC_GRU_ROWS_PART
+
+template <typename T, typename I>
 static void gru_rows_update(T *table, T *s1, T *s2, int64_t width, const I *rows, T *grads,
                             int64_t n, int64_t *slot_of, const GruOpt<T> &o, int n_threads) {
   const int parts = (double)n * width >= GRU_PARALLEL_MIN_ELEMENTS ? std::max(1, n_threads) : 1;
 #pragma omp parallel for num_threads(parts) schedule(static, 1) if (parts > 1)
-  for (int part = 0; part < parts; ++part) {
-    for (int64_t k = 0; k < n; ++k) {
-      const int64_t i = rows[k];
-      if (i % parts != part) continue;
-      if (slot_of[i] < 0) {
-        slot_of[i] = k;
-      } else {
-        T *__restrict dst = grads + slot_of[i] * width;
-        const T *__restrict src = grads + k * width;
-        for (int64_t f = 0; f < width; ++f) dst[f] += src[f];
-      }
-    }
-    for (int64_t k = 0; k < n; ++k) {
-      const int64_t i = rows[k];
-      if (i % parts != part || slot_of[i] != k) continue;
-      opt_apply_n<T>(table + i * width, s1 + i * width, s2 + i * width, grads + k * width, width,
-                     o);
-      slot_of[i] = -1;
-    }
-  }
+  for (int part = 0; part < parts; ++part)
+    rows_update_part_isa(table, s1, s2, width, rows, grads, n, slot_of, o, part, parts);
 }
 
 // ---- the training epoch -----------------------------------------------------------------------
@@ -694,5 +777,6 @@ FASTREC_GRU_ENTRY_TI(double, int64_t)
 #undef FASTREC_GRU_ENTRY_T
 #undef FASTREC_GRU_ENTRY_TI
 #undef FASTREC_GRU_ENTRY
+#undef FASTREC_GRU_CLONE
 
 }  // namespace fastrec
