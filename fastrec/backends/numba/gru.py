@@ -58,8 +58,11 @@ def _ptr(typingctx, arr, offset):
     return sig, codegen
 
 
-# Below PARALLEL_MIN_WORK multiply-adds a pass runs serially (as GRU_PARALLEL_MIN_WORK in C++).
-PARALLEL_MIN_WORK = 2e6
+# Below PARALLEL_MIN_WORK multiply-adds (PARALLEL_MIN_ELEMENTS optimizer steps) a pass runs
+# serially, as GRU_PARALLEL_MIN_WORK / GRU_PARALLEL_MIN_ELEMENTS in C++.
+PARALLEL_MIN_WORK = 5e5
+PARALLEL_MIN_ELEMENTS = 32768
+DENSE_CHUNK = 4096
 ROW_CHUNK = 16
 COL_CHUNK = 64
 SAMPLE_CHUNK = 128
@@ -448,44 +451,69 @@ def _opt_apply(w, s1, s2, g, method, lr, momentum, beta1, beta2, eps, step_size,
 
 
 @njit(cache=True, nogil=True)
-def _dense_update(w, s1, s2, g, o):
+def _dense_chunk(w, s1, s2, g, o, c):
     method, lr, momentum, beta1, beta2, eps, step_size, inv_sqrt_bc2 = o
-    for k in range(w.shape[0]):
+    for k in range(c * DENSE_CHUNK, min(w.shape[0], (c + 1) * DENSE_CHUNK)):
         w[k], s1[k], s2[k] = _opt_apply(w[k], s1[k], s2[k], g[k], method, lr, momentum, beta1,
                                         beta2, eps, step_size, inv_sqrt_bc2)
 
 
+@njit(cache=True, nogil=True, parallel=True)
+def _dense_update_parallel(w, s1, s2, g, o, n_chunks):
+    for c in prange(n_chunks):
+        _dense_chunk(w, s1, s2, g, o, c)
+
+
 @njit(cache=True, nogil=True)
-def _rows_apply(table, s1, s2, rows, grads, uniq, nu, o):
+def _dense_update(w, s1, s2, g, o):
+    n_chunks = (w.shape[0] + DENSE_CHUNK - 1) // DENSE_CHUNK
+    if w.shape[0] >= PARALLEL_MIN_ELEMENTS and n_chunks > 1:
+        _dense_update_parallel(w, s1, s2, g, o, n_chunks)
+    else:
+        for c in range(n_chunks):
+            _dense_chunk(w, s1, s2, g, o, c)
+
+
+@njit(cache=True, nogil=True)
+def _rows_part(table, s1, s2, rows, grads, n, slot_of, o, part, parts):
+    """Rows i with i % parts == part: duplicates summed into their first occurrence (in order),
+    then one step per distinct row, so the result does not depend on the number of parts."""
     method, lr, momentum, beta1, beta2, eps, step_size, inv_sqrt_bc2 = o
     width = table.shape[1]
-    for u in range(nu):
-        k = uniq[u]
-        i = rows[k]
-        for f in range(width):
-            table[i, f], s1[i, f], s2[i, f] = _opt_apply(
-                table[i, f], s1[i, f], s2[i, f], grads[k * width + f], method, lr, momentum,
-                beta1, beta2, eps, step_size, inv_sqrt_bc2)
-
-
-@njit(cache=True, nogil=True)
-def rows_update(table, s1, s2, rows, grads, n, slot_of, uniq, o):
-    """Duplicates summed into their first occurrence, then one step per distinct row."""
-    width = table.shape[1]
-    nu = 0
     for k in range(n):
         i = rows[k]
+        if i % parts != part:
+            continue
         if slot_of[i] < 0:
             slot_of[i] = k
-            uniq[nu] = k
-            nu += 1
         else:
             d = slot_of[i] * width
             for f in range(width):
                 grads[d + f] += grads[k * width + f]
-    _rows_apply(table, s1, s2, rows, grads, uniq, nu, o)
-    for u in range(nu):
-        slot_of[rows[uniq[u]]] = -1
+    for k in range(n):
+        i = rows[k]
+        if i % parts != part or slot_of[i] != k:
+            continue
+        for f in range(width):
+            table[i, f], s1[i, f], s2[i, f] = _opt_apply(
+                table[i, f], s1[i, f], s2[i, f], grads[k * width + f], method, lr, momentum,
+                beta1, beta2, eps, step_size, inv_sqrt_bc2)
+        slot_of[i] = -1
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _rows_update_parallel(table, s1, s2, rows, grads, n, slot_of, o, parts):
+    for part in prange(parts):
+        _rows_part(table, s1, s2, rows, grads, n, slot_of, o, part, parts)
+
+
+@njit(cache=True, nogil=True)
+def rows_update(table, s1, s2, rows, grads, n, slot_of, o, parts):
+    """Sparse rows step (as gru_rows_update in C++): rows split among ``parts`` threads by id."""
+    if float(n) * table.shape[1] >= PARALLEL_MIN_ELEMENTS and parts > 1:
+        _rows_update_parallel(table, s1, s2, rows, grads, n, slot_of, o, parts)
+    else:
+        _rows_part(table, s1, s2, rows, grads, n, slot_of, o, 0, 1)
 
 
 @njit(cache=True, nogil=True)
@@ -521,7 +549,8 @@ def _gather_inputs(x_items, emb, X, A0, mask_x, bias, embedded, dropout_embed, k
 @njit(cache=True, nogil=True)
 def _epoch(inputs, targets, reset, hidden, emb, emb_s1, emb_s2, gru, gru_s1, gru_s2, out,
            out_s1, out_s2, neg_prob, neg_alias, embedded, loss, n_sample, bptt, method, bpreg,
-           dropout_embed, dropout_hidden, lr, momentum, beta1, beta2, eps, step0, seed, epoch):
+           dropout_embed, dropout_hidden, lr, momentum, beta1, beta2, eps, step0, seed, epoch,
+           n_threads):
     n_steps, B = inputs.shape
     L, _, H = hidden.shape
     n_items, D = emb.shape
@@ -573,7 +602,6 @@ def _epoch(inputs, targets, reset, hidden, emb, emb_s1, emb_s2, gru, gru_s1, gru
     out_grads = np.empty(Tb * S * H1, dtype)
     samples = np.empty(Tb * S, inputs.dtype)
     slot_of = np.full(n_items, -1, np.int64)
-    uniq = np.empty(max(Tb * S, n), np.int64)
     key_neg = rng_key(seed, 4 * epoch + 1)
     key_emb = rng_key(seed, 4 * epoch + 2)
     key_hid = rng_key(seed, 4 * epoch + 3)
@@ -627,8 +655,8 @@ def _epoch(inputs, targets, reset, hidden, emb, emb_s1, emb_s2, gru, gru_s1, gru
             dX[:] = dA[:n * H3]
         o = _make_opt(one, method, lr, momentum, beta1, beta2, eps, step0 + blk + 1)
         _dense_update(gru, gru_s1, gru_s2, grads, o)
-        rows_update(emb, emb_s1, emb_s2, x_items, dX, n, slot_of, uniq, o)
-        rows_update(out, out_s1, out_s2, samples, out_grads, Tb * S, slot_of, uniq, o)
+        rows_update(emb, emb_s1, emb_s2, x_items, dX, n, slot_of, o, n_threads)
+        rows_update(out, out_s1, out_s2, samples, out_grads, Tb * S, slot_of, o, n_threads)
         for layer in range(L):
             src = (layer * n + (Tb - 1) * B) * H
             flat_hidden[layer * B * H:(layer + 1) * B * H] = hs[src:src + B * H]
@@ -641,14 +669,14 @@ def gru4rec_train_epoch(inputs, targets, reset, hidden, emb, emb_s1, emb_s2, gru
     """See ``fastrec.backends._contract.GRU4REC_TRAIN_EPOCH_DOC``."""
     if inputs.shape[0] < spec.bptt:
         return 0.0, 0
-    with thread_limit(n_threads), single_threaded_blas():
+    with thread_limit(n_threads) as threads, single_threaded_blas():
         total, n_events = _epoch(
             inputs, targets, reset, hidden, emb, emb_s1, emb_s2, gru_params, gru_s1, gru_s2,
             out_table, out_s1, out_s2, neg_prob, neg_alias, bool(spec.embedded), int(spec.loss),
             int(spec.n_sample), int(spec.bptt), int(spec.method), float(spec.bpreg),
             float(spec.dropout_embed), float(spec.dropout_hidden), float(spec.lr),
             float(spec.momentum), float(spec.beta1), float(spec.beta2), float(spec.eps),
-            int(spec.step0), np.uint64(spec.seed % 2**64), int(spec.epoch))
+            int(spec.step0), np.uint64(spec.seed % 2**64), int(spec.epoch), threads)
     return float(total), int(n_events)
 
 
