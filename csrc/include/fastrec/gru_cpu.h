@@ -461,7 +461,8 @@ static double output_loss(const BlasFns &blas, OutWork<T> &ow, const T *hidden, 
   }
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
   for (int c = 0; c < n_chunks; ++c) output_pass_isa(a, 4, c);
-  gemm_par<T>(blas, true, true, false, N, H, S, T(1), sc, N, ow.ws.data(), H1, T(0),
+  // split by columns: a row split would pack all of ws again for every chunk of rows
+  gemm_par<T>(blas, false, true, false, N, H, S, T(1), sc, N, ow.ws.data(), H1, T(0),
               d_hidden, H, n_threads);
   return total;
 }

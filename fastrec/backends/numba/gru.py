@@ -435,7 +435,7 @@ def output_loss(hidden, h_off, N, H, out_table, samples, S, loss, bpreg, grad_sc
             dt[i] = -(s2 / s0)
     _grad_chunks(N, H1, S, sc, ex, aux, haug, dws, Z, P, R, dt, loss,
                  cast_like(hidden[0], bpreg), cast_like(hidden[0], grad_scale), neg_only)
-    gemm_par(True, True, False, N, H, S, 1.0, sc, 0, N, ws, 0, H1, 0.0, dhid, 0, H)
+    gemm_par(False, True, False, N, H, S, 1.0, sc, 0, N, ws, 0, H1, 0.0, dhid, 0, H)
     return total
 
 
