@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
 
 import numpy as np
@@ -72,10 +73,17 @@ class DeviceArray(np.ndarray):
 DeviceArray.__module__ = "cupy.emulated"
 
 
+class _FakeDevice:
+    def synchronize(self) -> None:
+        """The host stand-ins run synchronously."""
+
+
 class FakeCupy:
     """numpy under CuPy's name: ``asarray`` makes device copies and every array a function
     returns is a :class:`DeviceArray` (so code under test cannot mix host and "device" arrays
-    silently)."""
+    silently). ``cuda.Device().synchronize()`` is a no-op."""
+
+    cuda = types.SimpleNamespace(Device=_FakeDevice)
 
     @staticmethod
     def asarray(a, dtype=None):
