@@ -1,4 +1,4 @@
-"""Device input to GPU fits stays on the device: MF with ``backend="cuda"``, fitted on
+"""Device input to GPU fits stays on the device: MF and NMF with ``backend="cuda"``, fitted on
 CuPy arrays or cupyx.scipy.sparse matrices, validate, map and lay out the data with the device
 array module, and never copy the data to the host.
 
@@ -29,10 +29,18 @@ from tests.cuda.helpers import (
 N_USERS, N_ITEMS, NNZ = 40, 30, 900
 
 
+@pytest.fixture(scope="module")
+def nmf_module(emulator):
+    from fastrec.backends.cuda import _loader
+
+    return emulator.EmulatedModule(_loader.kernel_path("nmf"), _loader.compile_options(),
+                                   _loader.NAME_EXPRESSIONS["nmf"])
+
+
 @pytest.fixture
-def emulated_cuda(sgd_module, monkeypatch):
-    """The registry's ``cuda`` backend, running the emulated SGD kernels."""
-    modules = {"sgd": sgd_module}
+def emulated_cuda(sgd_module, nmf_module, monkeypatch):
+    """The registry's ``cuda`` backend, running the emulated SGD and NMF kernels."""
+    modules = {"sgd": sgd_module, "nmf": nmf_module}
     patch_cupy(monkeypatch, lambda source, expression: modules[source].get_function(expression))
     register_emulated_cuda(monkeypatch)
 
@@ -137,3 +145,56 @@ def test_mf_device_input_is_validated_on_the_device(emulated_cuda, host_copies):
     with pytest.raises(ValueError, match="same length"):
         MF(backend="cuda").fit((users, items[:-1], ratings))
     _assert_no_bulk_copies(host_copies)
+
+
+NMF_ARRAYS = ("user_factors_", "item_factors_", "components_", "user_bias_", "item_bias_",
+              "loss_curve_", "reconstruction_err_", "rating_mean_")
+
+
+@pytest.mark.parametrize("init", ["random", "custom", "nndsvda"])
+@pytest.mark.parametrize("layout", ["csr", "csc"])
+def test_nmf_full_mode_uses_a_device_matrix_where_it_is(emulated_cuda, host_copies,
+                                                        monkeypatch, layout, init):
+    """A cupyx CSR or CSC X is validated, laid out (X^T transposed on the device) and
+    factorised without a host copy; the model is the one fitted from the scipy matrix. NNDSVD
+    runs ARPACK from products with X on the device (forced here by a zero dense-SVD limit; the
+    dense SVD of a small X reads it on the host)."""
+    from fastrec import NMF
+    from fastrec._algorithms import nmf_mu
+
+    monkeypatch.setattr(nmf_mu, "DENSE_SVD_MAX", 0)
+    x = _ratings(seed=2).asformat(layout)
+    rng = np.random.default_rng(3)
+    w0, h0 = rng.uniform(0.1, 1, (N_USERS, 3)), rng.uniform(0.1, 1, (3, N_ITEMS))
+    params = dict(n_components=3, max_iter=12, tol=1e-9, init=init, random_state=0,
+                  backend="cuda", dtype="float64")
+    custom = dict(W=w0, H=h0) if init == "custom" else {}
+    expected = NMF(**params)
+    w_expected = expected.fit_transform(x, **custom)
+    host_copies.clear()
+    got = NMF(**params)
+    w = got.fit_transform(_device(x), **custom)
+    _assert_no_bulk_copies(host_copies)
+    assert isinstance(w, DeviceArray)
+    assert_array_equal(w, w_expected)
+    _assert_same_model(got, expected, NMF_ARRAYS)
+    rows = expected.transform(x[:5])
+    host_copies.clear()
+    assert_array_equal(got.transform(_device(x[:5])), rows)
+    assert not host_copies
+
+
+def test_nmf_observed_mode_maps_device_ratings_on_the_device(emulated_cuda, host_copies):
+    from fastrec import NMF
+
+    x = _ratings(seed=5)
+    params = dict(n_components=3, mode="observed", biased=True, max_iter=12, tol=1e-9,
+                  init="random", random_state=0, backend="cuda", dtype="float64",
+                  alpha_W=0.02)
+    expected = NMF(**params).fit(_triple(x, np.asarray))
+    host_copies.clear()
+    got = NMF(**params).fit(_triple(x, FakeCupy.asarray))
+    _assert_no_bulk_copies(host_copies)
+    _assert_same_model(got, expected, NMF_ARRAYS + ("global_mean_",))
+    users, items = np.arange(6), np.arange(6)
+    assert_array_equal(got.predict(users, items), expected.predict(users, items))
