@@ -6,10 +6,13 @@ Training: one epoch of session-parallel GRU4Rec (synthetic sessions with planted
 200k events, 20k items, hidden 100, embedding 64, n_sample 2048) through
 ``gru4rec_train_epoch`` with every array on the device (zero-copy), next to the Cython epoch
 (float32, 2 threads) in the same group; the events/s of each round are in ``extra_info``.
-Raw step: GRU forward + full backward over a block (T=10, B=256, H=100, one and two layers).
-One warm-up round keeps NVRTC's first-use compile (and cuBLAS handle creation) out of the
-timings; every timed call ends with a device synchronisation. Skipped, with the reason, where
-no device is usable.
+Raw step: GRU forward + full backward over a block (T=10, B=256, H=100, one and two layers);
+the forward and the backward pass also on their own (``gru-forward-*``, ``gru-backward-*``), and
+the sampled output layer and its loss (``gru4rec-output-loss-*``: B hidden states against the B
+targets and 2048 shared negatives over 20k items), each with a Cython row (float32, 2 threads)
+for the ratio. One warm-up round keeps NVRTC's first-use compile (and cuBLAS handle creation)
+out of the timings; every timed call ends with a device synchronisation. Skipped, with the
+reason, where no device is usable (the Cython rows too).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import cuda_backend  # benchmarks/
+from conftest import cuda_backend, cuda_or_cpu_row  # benchmarks/
 
 from fastrec._algorithms.gru4rec import GRU4RecParams, alias_table, session_parallel_schedule
 from fastrec.backends import _probe
@@ -26,6 +29,10 @@ from fastrec.backends._contract import LOSS_CODES, OPT_ADAGRAD, GRU4RecSpec
 from fastrec.data import Sessions, synthetic_sessions
 
 HIDDEN, EMBEDDING, N_SAMPLE, BPTT = 100, 64, 2048, 1
+N_ITEMS = 20_000
+CPU_THREADS = 2
+ROWS = [("cuda", np.float32), ("cuda", np.float64), ("cython", np.float32)]
+ROW_IDS = ["cuda-float32", "cuda-float64", "cython-float32"]
 _CACHE: dict = {}
 
 
@@ -111,6 +118,19 @@ def test_cython_gru4rec_epoch_next_to_cuda(benchmark, batch, loss):
     benchmark.extra_info["events_per_second"] = float(np.median(rates))
 
 
+def _gru_block(xp, T, B, D, H, n_layers, dtype):
+    """(X, h0, reset, Wx0, Wx_rest, Wh, b) and d_top of a random block, made by ``xp``."""
+    rng = np.random.default_rng(0)
+    args = [xp.asarray(a.astype(dtype)) for a in (
+        rng.normal(size=(T, B, D)), rng.normal(size=(n_layers, B, H)),
+        0.1 * rng.normal(size=(D, 3 * H)), 0.1 * rng.normal(size=(n_layers - 1, H, 3 * H)),
+        0.1 * rng.normal(size=(n_layers, H, 3 * H)), 0.1 * rng.normal(size=(n_layers, 3 * H)))]
+    reset = xp.asarray((rng.random((T, B)) < 0.1).astype(np.uint8))
+    X, h0, Wx0, Wx_rest, Wh, b = args
+    d_top = xp.asarray(rng.normal(size=(T, B, H)).astype(dtype))
+    return (X, h0, reset, Wx0, Wx_rest, Wh, b), d_top
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_layers", [1, 2])
 def test_cuda_gru_step(benchmark, n_layers, dtype):
@@ -120,20 +140,75 @@ def test_cuda_gru_step(benchmark, n_layers, dtype):
     T, B, D, H = 10, 256, EMBEDDING, HIDDEN
     benchmark.group = f"gru-step T={T} B={B} H={H} L={n_layers}"
     benchmark.name = f"cuda {np.dtype(dtype).name}"
-    rng = np.random.default_rng(0)
-    args = [cupy.asarray(a.astype(dtype)) for a in (
-        rng.normal(size=(T, B, D)), rng.normal(size=(n_layers, B, H)),
-        0.1 * rng.normal(size=(D, 3 * H)), 0.1 * rng.normal(size=(n_layers - 1, H, 3 * H)),
-        0.1 * rng.normal(size=(n_layers, H, 3 * H)), 0.1 * rng.normal(size=(n_layers, 3 * H)))]
-    reset = cupy.asarray((rng.random((T, B)) < 0.1).astype(np.uint8))
-    X, h0, Wx0, Wx_rest, Wh, b = args
-    d_top = cupy.asarray(rng.normal(size=(T, B, H)).astype(dtype))
+    block, d_top = _gru_block(cupy, T, B, D, H, n_layers, dtype)
 
     def run():
-        hs, gates = backend.gru_forward(X, h0, reset, Wx0, Wx_rest, Wh, b)
-        grads = backend.gru_backward(X, h0, reset, Wx0, Wx_rest, Wh, b, hs, gates, d_top)
+        hs, gates = backend.gru_forward(*block)
+        grads = backend.gru_backward(*block, hs, gates, d_top)
         cupy.cuda.Device().synchronize()
         return grads
 
     run()
     benchmark.pedantic(run, rounds=10, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.parametrize(("impl", "dtype"), ROWS, ids=ROW_IDS)
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_cuda_gru_forward(benchmark, n_layers, impl, dtype, T=10, B=256, D=EMBEDDING, H=HIDDEN):
+    backend, xp, synchronize = cuda_or_cpu_row(impl)
+    benchmark.group = f"gru-forward T={T} B={B} H={H} L={n_layers}"
+    benchmark.name = f"{impl} {np.dtype(dtype).name}"
+    block, _ = _gru_block(xp, T, B, D, H, n_layers, dtype)
+
+    def run():
+        out = backend.gru_forward(*block, CPU_THREADS)
+        synchronize()
+        return out
+
+    benchmark.pedantic(run, rounds=10, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["events_per_second"] = T * B / benchmark.stats.stats.median
+
+
+@pytest.mark.parametrize(("impl", "dtype"), ROWS, ids=ROW_IDS)
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_cuda_gru_backward(benchmark, n_layers, impl, dtype, T=10, B=256, D=EMBEDDING,
+                           H=HIDDEN):
+    """The full backward pass alone, from the states of one forward pass."""
+    backend, xp, synchronize = cuda_or_cpu_row(impl)
+    benchmark.group = f"gru-backward T={T} B={B} H={H} L={n_layers}"
+    benchmark.name = f"{impl} {np.dtype(dtype).name}"
+    block, d_top = _gru_block(xp, T, B, D, H, n_layers, dtype)
+    hs, gates = backend.gru_forward(*block, CPU_THREADS)
+
+    def run():
+        grads = backend.gru_backward(*block, hs, gates, d_top, CPU_THREADS)
+        synchronize()
+        return grads
+
+    benchmark.pedantic(run, rounds=10, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["events_per_second"] = T * B / benchmark.stats.stats.median
+
+
+@pytest.mark.parametrize(("impl", "dtype"), ROWS, ids=ROW_IDS)
+@pytest.mark.parametrize("loss", ["cross-entropy", "bpr-max"])
+@pytest.mark.parametrize("batch", [32, 256])
+def test_cuda_gru4rec_output_loss(benchmark, batch, loss, impl, dtype, n_items=N_ITEMS,
+                                  n_sample=N_SAMPLE, H=HIDDEN):
+    """Scores, loss and gradients of B hidden states against the B targets (in-batch
+    negatives) and ``n_sample`` shared negatives."""
+    backend, xp, synchronize = cuda_or_cpu_row(impl)
+    benchmark.group = f"gru4rec-output-loss-B{batch}-{loss}"
+    benchmark.name = f"{impl} {np.dtype(dtype).name}"
+    rng = np.random.default_rng(0)
+    hidden = xp.asarray(rng.normal(0, 0.5, (batch, H)).astype(dtype))
+    out_table = xp.asarray(rng.normal(0, 0.1, (n_items, H + 1)).astype(dtype))
+    samples = xp.asarray(rng.integers(0, n_items, batch + n_sample).astype(np.int32))
+
+    def run():
+        out = backend.gru4rec_output_loss(hidden, out_table, samples, LOSS_CODES[loss], 1.0,
+                                          1.0 / batch, CPU_THREADS)
+        synchronize()
+        return out
+
+    benchmark.pedantic(run, rounds=10, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["events_per_second"] = batch / benchmark.stats.stats.median

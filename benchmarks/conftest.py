@@ -45,3 +45,22 @@ def cuda_backend():
     if not backend.available:
         pytest.skip(f"cuda: {backend.reason}")
     return backend
+
+
+def cuda_or_cpu_row(impl: str):
+    """``(backend, xp, synchronize)`` for a GPU group's ``"cuda"`` row or its CPU row (a backend
+    name, e.g. ``"cython"``): the row's array module and what ends each timed call. CPU rows
+    skip with the GPU rows (they exist for the ratio) and when their backend is missing."""
+    import numpy as np
+
+    from fastrec.backends import _probe
+
+    cuda = cuda_backend()
+    if impl == "cuda":
+        import cupy
+
+        return cuda, cupy, cupy.cuda.Device().synchronize
+    backend = _probe(impl)
+    if not backend.available:
+        pytest.skip(f"{impl}: {backend.reason}")
+    return backend, np, lambda: None

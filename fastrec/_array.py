@@ -9,6 +9,7 @@ from __future__ import annotations
 import types
 
 import numpy as np
+import scipy.sparse as sp
 
 
 def is_device_array(a) -> bool:
@@ -23,6 +24,16 @@ def array_module(a) -> types.ModuleType:
 
         return cupy
     return np
+
+
+def sparse_module(a) -> types.ModuleType:
+    """``cupyx.scipy.sparse`` for device arrays and matrices, ``scipy.sparse`` otherwise: the
+    sparse constructors of the array module :func:`array_module` gives."""
+    if is_device_array(a):
+        import cupyx.scipy.sparse
+
+        return cupyx.scipy.sparse
+    return sp
 
 
 def to_host(a):

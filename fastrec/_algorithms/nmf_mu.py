@@ -6,7 +6,8 @@ updates either: ``update(X, W, Ht)`` for W and ``update(X^T, Ht, W)`` for H.
 
 The loops work on numpy arrays (CPU backends) or CuPy arrays (the CUDA backend, where X, the
 factors and the biases stay on the device for the whole fit and only the objective values come
-back to the host); the extra arithmetic here goes through the arrays' own module.
+back to the host); the extra arithmetic here goes through the arrays' own module. The CSR pair
+and NNDSVD take a scipy or a cupyx.scipy.sparse X and work where it is.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from fastrec._algorithms.training import progress
-from fastrec._array import aligned_zeros, array_module, is_device_array
+from fastrec._array import (
+    aligned_zeros,
+    array_module,
+    is_device_array,
+    sparse_module,
+    to_device,
+    to_host,
+)
 from fastrec.backends import Backend
 from fastrec.backends._contract import check_nmf
 
@@ -52,14 +60,16 @@ class CSRPair:
 
     @classmethod
     def build(cls, x: sp.csr_matrix, dtype) -> CSRPair:
-        x = sp.csr_matrix(x, dtype=dtype)
+        """The pair of a scipy.sparse matrix (numpy arrays) or of a cupyx.scipy.sparse one
+        (CuPy arrays, X^T transposed on the device)."""
+        x = sparse_module(x).csr_matrix(x, dtype=dtype)
         x.sum_duplicates()
         x.sort_indices()
         n_rows, n_cols = x.shape
         index = np.int32 if max(x.nnz, n_rows, n_cols) < np.iinfo(np.int32).max else np.int64
         xt = x.T.tocsr()
         xt.sort_indices()
-        c = np.ascontiguousarray
+        c = array_module(x.data).ascontiguousarray
         return cls(c(x.indptr, index), c(x.indices, index), c(x.data, dtype),
                    c(xt.indptr, index), c(xt.indices, index), c(xt.data, dtype), (n_rows, n_cols))
 
@@ -126,20 +136,27 @@ def random_init(mean: float, shape_w, shape_h, rng, dtype):
     return w.astype(dtype), h.astype(dtype)
 
 
+DENSE_SVD_MAX = 250_000  # NNDSVD takes a dense SVD of X up to this many entries
+
+
 def nndsvd_init(x: sp.csr_matrix, k: int, variant: str, rng, dtype, eps: float = 1e-6):
     """NNDSVD (Boutsidis & Gallopoulos 2008): the positive or negative part of each singular
     pair, whichever carries more mass; ``nndsvda`` fills the zeros with the mean of X.
-    Returns W [n_rows, k] and H [k, n_cols]."""
+    Returns W [n_rows, k] and H [k, n_cols] (numpy).
+
+    ``x`` is a scipy or cupyx.scipy.sparse CSR. A large X is factorised by ARPACK on the host
+    from products with X, which run where X is (only vectors cross); a small one (at most
+    ``DENSE_SVD_MAX`` entries) by a dense SVD on the host."""
     n_rows, n_cols = x.shape
-    if k < min(n_rows, n_cols) - 1 and n_rows * n_cols > 250_000:
+    if k < min(n_rows, n_cols) - 1 and n_rows * n_cols > DENSE_SVD_MAX:
         from scipy.sparse.linalg import svds
 
         v0 = rng.uniform(-1.0, 1.0, min(n_rows, n_cols))
-        u, s, vt = svds(x.astype(np.float64), k=k, v0=v0)
+        u, s, vt = svds(_products(x.astype(np.float64)), k=k, v0=v0)
         order = np.argsort(-s)
         u, s, vt = u[:, order], s[order], vt[order]
     else:
-        u, s, vt = np.linalg.svd(x.toarray().astype(np.float64), full_matrices=False)
+        u, s, vt = np.linalg.svd(to_host(x).toarray().astype(np.float64), full_matrices=False)
         u, s, vt = u[:, :k], s[:k], vt[:k]
     w = np.zeros((n_rows, k))
     h = np.zeros((k, n_cols))
@@ -160,10 +177,24 @@ def nndsvd_init(x: sp.csr_matrix, k: int, variant: str, rng, dtype, eps: float =
     w[w < eps] = 0
     h[h < eps] = 0
     if variant == "nndsvda":
-        mean = x.sum() / (n_rows * n_cols)
+        mean = float(x.sum()) / (n_rows * n_cols)
         w[w == 0] = mean
         h[h == 0] = mean
     return w.astype(dtype), h.astype(dtype)
+
+
+def _products(x):
+    """``x`` for scipy's solvers: a scipy matrix as it is; a device matrix as a host
+    LinearOperator whose products run on the device."""
+    if not is_device_array(x):
+        return x
+    from scipy.sparse.linalg import LinearOperator
+
+    def times(a):
+        return lambda v: to_host(a @ to_device(v))
+
+    return LinearOperator(x.shape, matvec=times(x), rmatvec=times(x.T), matmat=times(x),
+                          rmatmat=times(x.T), dtype=x.dtype)
 
 
 # -- objectives -----------------------------------------------------------------------------

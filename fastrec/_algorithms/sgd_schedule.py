@@ -16,6 +16,10 @@ Within a block the ratings are grouped by user, as in LIBMF, so a user's factor 
 across its ratings, and the block's user-sorted list is cut into two runs that are interleaved
 rating by rating: consecutive updates then belong to different users, so the CPU overlaps two
 independent update chains instead of waiting on one.
+
+The layout is built where the ratings are: with numpy, or with CuPy for device ratings (a GPU
+fit on CuPy input), by the same code. The random draws (relabellings, tie-break keys) come from
+the host generator either way, so a seed gives the same layout for host and device input.
 """
 
 from __future__ import annotations
@@ -43,36 +47,39 @@ class BlockedRatings:
     ratings: np.ndarray  # T[nnz]
     block_ptr: np.ndarray  # int64[G*G + 1]
     n_blocks: int  # G
-    user_rows: np.ndarray  # int64[n_users]: working row of each user
-    item_rows: np.ndarray  # int64[n_items]: working row of each item
+    user_rows: np.ndarray  # int64[n_users]: working row of each user (numpy)
+    item_rows: np.ndarray  # int64[n_items]: working row of each item (numpy)
 
     @classmethod
     def build(cls, users, items, ratings, n_users, n_items, n_blocks, rng) -> BlockedRatings:
+        """The layout of ``users``, ``items``, ``ratings`` (numpy, or CuPy: then the first four
+        fields are CuPy arrays too, built on the device; the draws of ``rng`` are uploaded)."""
+        xp = array_module(ratings)
         g = n_blocks
         nnz = users.shape[0]
         # A random relabelling balances popular users and items across the contiguous blocks.
         user_rows, item_rows = _random_rows(n_users, rng), _random_rows(n_items, rng)
-        users = user_rows[users].astype(users.dtype)
-        items = item_rows[items].astype(items.dtype)
+        users = xp.asarray(user_rows)[users].astype(users.dtype)
+        items = xp.asarray(item_rows)[items].astype(items.dtype)
         block = (users.astype(np.int64) * g // n_users) * g + items.astype(np.int64) * g // n_items
-        counts = np.bincount(block, minlength=g * g)
-        block_ptr = np.zeros(g * g + 1, dtype=np.int64)
-        np.cumsum(counts, out=block_ptr[1:])
+        counts = xp.bincount(block, minlength=g * g)
+        block_ptr = xp.zeros(g * g + 1, dtype=np.int64)
+        xp.cumsum(counts, out=block_ptr[1:])
 
         # Sort by (block, user); 20 random low bits order a user's ratings within a block.
-        by_user = ((block * n_users + users) << 20) | rng.integers(0, 1 << 20, nnz)
-        order = np.argsort(by_user)
+        by_user = ((block * n_users + users) << 20) | xp.asarray(rng.integers(0, 1 << 20, nnz))
+        order = xp.argsort(by_user)
         # Interleave the block's two halves: position j of the first half (length h) goes to
         # slot 2j, position j of the second half to slot 2(j - h) + 1; a bijection, no sort.
         start = block_ptr[block[order]]
-        position = np.arange(nnz) - start
+        position = xp.arange(nnz) - start
         half = (counts[block[order]] + 1) // 2
-        slot = np.where(position < half, 2 * position, 2 * (position - half) + 1)
-        interleaved = np.empty_like(order)
+        slot = xp.where(position < half, 2 * position, 2 * (position - half) + 1)
+        interleaved = xp.empty_like(order)
         interleaved[start + slot] = order
         order = interleaved
-        return cls(np.ascontiguousarray(users[order]), np.ascontiguousarray(items[order]),
-                   np.ascontiguousarray(ratings[order]), block_ptr, g, user_rows, item_rows)
+        return cls(xp.ascontiguousarray(users[order]), xp.ascontiguousarray(items[order]),
+                   xp.ascontiguousarray(ratings[order]), block_ptr, g, user_rows, item_rows)
 
     def to_working_order(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Copies of user tables (names starting with "user") and item tables in working order;

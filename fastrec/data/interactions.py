@@ -3,9 +3,9 @@
 Inputs users know are accepted and validated once here: scipy.sparse matrices (rows are users,
 columns items, stored entries are observations, zeros not stored are missing), a
 ``(user_ids, item_ids, values)`` triple of arbitrary ids, or a pandas DataFrame. CuPy arrays and
-cupyx.scipy.sparse matrices are accepted too and copied to the host first (:func:`host_data`):
-the id maps, validation and layouts are host work; models that train on the GPU copy the
-prepared arrays back to the device once.
+cupyx.scipy.sparse matrices are accepted too: copied to the host first (:func:`host_data`), or,
+with ``keep_device=True`` (models training on the GPU), mapped and validated where they are by
+the same code run with CuPy as the array module (only the id maps come to the host).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import scipy.sparse as sp
 
-from fastrec._array import host_data
+from fastrec._array import array_module, host_data, is_device_array, sparse_module, to_host
 
 _USER_COLUMNS = ("user", "user_id", "userid", "uid", "users")
 _ITEM_COLUMNS = ("item", "item_id", "itemid", "iid", "movieid", "movie_id", "items")
@@ -31,7 +31,9 @@ class Interactions:
     ----------
     users, items : int32[nnz] or int64[nnz]   dense indices in ``[0, n_users)``, ``[0, n_items)``
     values : float32[nnz] or float64[nnz]
-    user_ids : ndarray[n_users]    original id of each user index (identity for sparse input)
+        (these three are CuPy arrays when built from device input with ``keep_device=True``)
+    user_ids : ndarray[n_users]    original id of each user index (identity for sparse input;
+        always numpy)
     item_ids : ndarray[n_items]
     timestamps : ndarray[nnz] or None
     """
@@ -62,26 +64,29 @@ class Interactions:
     # -- construction ------------------------------------------------------------------------
     @classmethod
     def from_any(cls, data, dtype=np.float32, user_ids=None, item_ids=None,
-                 allow_empty: bool = False) -> Interactions:
+                 allow_empty: bool = False, keep_device: bool = False) -> Interactions:
         """Build from a sparse matrix, a (users, items, values) triple or a DataFrame.
 
         ``user_ids``/``item_ids`` fix the id maps (e.g. a validation set mapped with the training
         set's ids); ids absent from them raise ``ValueError``. A cupyx.scipy.sparse matrix, or
-        CuPy arrays in the triple, are copied to the host first (:func:`host_data`).
+        CuPy arrays in the triple, are copied to the host first (:func:`host_data`), unless
+        ``keep_device`` (and no id maps are given): then users, items and values stay on the
+        device, validated and mapped there, and only the id maps come to the host.
         """
-        data = host_data(data)
+        if not keep_device or user_ids is not None or item_ids is not None:
+            data = host_data(data)
         if isinstance(data, Interactions):
             if data.values.dtype != dtype:
                 data = replace(data, values=data.values.astype(dtype))
             if data.nnz == 0 and not allow_empty:
                 raise ValueError("no interactions: the data is empty")
             return data
-        if sp.issparse(data):
+        if sparse_module(data).issparse(data):
             out = cls.from_sparse(data, dtype)
         elif _is_dataframe(data):
             out = cls.from_frame(data, dtype, user_ids=user_ids, item_ids=item_ids)
         elif isinstance(data, (tuple, list)) and len(data) in (2, 3, 4):
-            values = data[2] if len(data) >= 3 else np.ones(len(data[0]))
+            values = data[2] if len(data) >= 3 else array_module(data[0]).ones(len(data[0]))
             times = data[3] if len(data) == 4 else None
             out = cls.from_ids(data[0], data[1], values, dtype, user_ids=user_ids,
                                item_ids=item_ids, timestamps=times)
@@ -95,8 +100,9 @@ class Interactions:
 
     @classmethod
     def from_sparse(cls, matrix, dtype=np.float32) -> Interactions:
-        """Rows are users, columns items; every stored entry is an observation."""
-        coo = sp.coo_matrix(matrix)
+        """Rows are users, columns items; every stored entry is an observation (a
+        cupyx.scipy.sparse matrix stays on the device)."""
+        coo = sparse_module(matrix).coo_matrix(matrix)
         coo.sum_duplicates()
         n_users, n_items = coo.shape
         values = _as_values(coo.data, dtype)
@@ -122,16 +128,17 @@ class Interactions:
     @classmethod
     def from_ids(cls, users, items, values, dtype=np.float32, user_ids=None, item_ids=None,
                  timestamps=None) -> Interactions:
-        """Arbitrary user/item ids (ints or strings), mapped to dense indices (sorted ids)."""
+        """Arbitrary user/item ids (ints or strings), mapped to dense indices (sorted ids). CuPy
+        ids and values are mapped on the device (without ``user_ids``/``item_ids``)."""
         values = _as_values(values, dtype)
-        users_raw, items_raw = np.asarray(users), np.asarray(items)
+        users_raw, items_raw = _as_array(users), _as_array(items)
         _check_lengths(users_raw, items_raw, values)
         user_index, user_map = _map_ids(users_raw, user_ids, "user")
         item_index, item_map = _map_ids(items_raw, item_ids, "item")
         index_dtype = _index_dtype(max(user_map.shape[0], item_map.shape[0]))
         times = None
         if timestamps is not None:
-            times = np.asarray(timestamps)
+            times = np.asarray(to_host(timestamps))
             _check_lengths(values, times)
         return cls(user_index.astype(index_dtype), item_index.astype(index_dtype), values,
                    user_map, item_map, times)
@@ -167,8 +174,10 @@ class Interactions:
 
     # -- conversion and lookup ---------------------------------------------------------------
     def to_csr(self) -> sp.csr_matrix:
-        """float CSR [n_users, n_items]; duplicates are summed."""
-        return sp.csr_matrix((self.values, (self.users, self.items)), shape=self.shape)
+        """float CSR [n_users, n_items] where the arrays are (scipy or cupyx); duplicates are
+        summed."""
+        return sparse_module(self.values).csr_matrix((self.values, (self.users, self.items)),
+                                                     shape=self.shape)
 
     def user_index(self, ids, missing: str = "raise") -> np.ndarray:
         """Dense indices of user ids; ``missing="raise"`` or ``-1`` for unknown ids."""
@@ -185,20 +194,22 @@ class Interactions:
 
 
 def _map_ids(raw, known, what):
-    """Dense indices for raw ids and the id map (sorted unique ids unless ``known`` is given)."""
-    raw = np.asarray(raw)
+    """Dense indices for raw ids and the id map (sorted unique ids unless ``known`` is given).
+    CuPy ids are mapped on the device (the indices stay there, the id map comes to the host);
+    ``known`` maps need host ids."""
+    xp = array_module(raw)
     if raw.ndim != 1:
         raise ValueError(f"{what} ids must be 1-D, got shape {raw.shape}")
     if raw.dtype.kind == "f":
-        if not np.all(np.isfinite(raw)):
+        if not bool(xp.isfinite(raw).all()):
             raise ValueError(f"{what} ids contain NaN or inf")
-        if np.all(raw == np.round(raw)):
+        if bool((raw == xp.round(raw)).all()):
             raw = raw.astype(np.int64)
     if raw.dtype == object:
         raw = raw.astype(str)
     if known is None:
-        ids, index = np.unique(raw, return_inverse=True)
-        return index.ravel(), ids
+        ids, index = xp.unique(raw, return_inverse=True)
+        return index.ravel(), to_host(ids)
     index = _lookup(raw, known, what, "raise")
     return index, known
 
@@ -251,18 +262,23 @@ def _as_index_array(arr, name):
     return arr.astype(np.int64)
 
 
+def _as_array(a):
+    """``a`` as an array where it is: CuPy arrays as they are, anything else through numpy."""
+    return a if is_device_array(a) else np.asarray(a)
+
+
 def _as_values(values, dtype) -> np.ndarray:
-    values = np.asarray(values)
+    values = _as_array(values)
+    xp = array_module(values)
     if values.ndim != 1:
         raise ValueError(f"ratings must be 1-D, got shape {values.shape}")
     if values.dtype.kind not in "biuf":
         raise ValueError(f"ratings must be numeric, got dtype {values.dtype}")
     values = values.astype(dtype, copy=False)
-    finite = np.isfinite(values)
-    if not finite.all():
-        bad = values.shape[0] - int(finite.sum())
+    bad = int(xp.count_nonzero(~xp.isfinite(values)))
+    if bad:
         raise ValueError(f"{bad} ratings are NaN or inf")
-    return np.ascontiguousarray(values)
+    return xp.ascontiguousarray(values)
 
 
 def _check_lengths(*arrays):

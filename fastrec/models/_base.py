@@ -12,7 +12,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from fastrec import io
-from fastrec._array import array_module, host_data, is_device_array, to_device, to_host
+from fastrec._array import (
+    array_module,
+    host_data,
+    is_device_array,
+    sparse_module,
+    to_device,
+    to_host,
+)
 from fastrec.backends import Backend, auto_choice, default_n_threads, get_backend
 from fastrec.data.interactions import Interactions
 
@@ -139,10 +146,11 @@ class FactorModel(Estimator):
                "item_ids_")
 
     # -- data ------------------------------------------------------------------------------
-    def _training_data(self, X, dtype) -> Interactions:
-        """Host interactions from anything ``Interactions.from_any`` takes (CuPy arrays and
-        cupyx.scipy.sparse matrices are copied to the host)."""
-        return Interactions.from_any(X, dtype=dtype)
+    def _training_data(self, X, dtype, keep_device: bool = False) -> Interactions:
+        """Interactions from anything ``Interactions.from_any`` takes. CuPy arrays and
+        cupyx.scipy.sparse matrices are copied to the host, or with ``keep_device`` (a fit on
+        the GPU) stay on the device, mapped and validated there."""
+        return Interactions.from_any(X, dtype=dtype, keep_device=keep_device)
 
     def _mapped(self, X, dtype, what: str = "validation") -> Interactions:
         """Data mapped with the fitted id maps; pairs with unseen ids are dropped (logged).
@@ -315,7 +323,8 @@ class FactorModel(Estimator):
         arrays = {name: to_host(getattr(self, name)) for name in self._ARRAYS}
         arrays["global_mean_"] = np.array(self.global_mean_)
         if getattr(self, "seen_", None) is not None:
-            arrays["seen_indptr"], arrays["seen_indices"] = self.seen_.indptr, self.seen_.indices
+            seen = to_host(self.seen_)
+            arrays["seen_indptr"], arrays["seen_indices"] = seen.indptr, seen.indices
         for name in getattr(self, "_EXTRA_ARRAYS", ()):
             arrays[name] = np.asarray(to_host(getattr(self, name)))
         params = {k: (v if not isinstance(v, type) and not isinstance(v, np.dtype) else
@@ -348,11 +357,26 @@ class FactorModel(Estimator):
 
 
 def seen_matrix(data: Interactions) -> sp.csr_matrix:
-    """Boolean-ish CSR of the observed pairs (for filtering already-seen items)."""
-    m = sp.csr_matrix((np.ones(data.nnz, np.int8), (data.users, data.items)), shape=data.shape)
+    """Boolean-ish CSR of the observed pairs (for filtering already-seen items), where the
+    interactions are: scipy (int8 ones) or, for device interactions, cupyx.scipy.sparse
+    (float32 ones: cuSPARSE has no int8 type); only its indptr and indices are read."""
+    xp, xsp = array_module(data.users), sparse_module(data.users)
+    ones = xp.ones(data.nnz, _pattern_dtype(xp))
+    m = xsp.csr_matrix((ones, (data.users, data.items)), shape=data.shape)
     m.sum_duplicates()
     m.data[:] = 1
     return m
+
+
+def pattern_matrix(indptr, indices, shape) -> sp.csr_matrix:
+    """:func:`seen_matrix` of a CSR structure whose rows are sorted and free of duplicates."""
+    xp, xsp = array_module(indices), sparse_module(indices)
+    ones = xp.ones(indices.shape[0], _pattern_dtype(xp))
+    return xsp.csr_matrix((ones, indices, indptr), shape=shape)
+
+
+def _pattern_dtype(xp):
+    return np.int8 if xp is np else np.float32
 
 
 def _top_n(scores: np.ndarray, n: int) -> np.ndarray:

@@ -19,7 +19,7 @@ from fastrec._algorithms.training import (
     restore,
     snapshot,
 )
-from fastrec._array import array_module, to_device, to_host
+from fastrec._array import array_module, is_device_array, to_device, to_host
 from fastrec.backends._contract import check_sgd_epoch
 from fastrec.metrics import rmse
 from fastrec.models._base import FactorModel, check_dtype, check_positive, seen_matrix
@@ -109,23 +109,26 @@ class MF(FactorModel):
         X : scipy.sparse matrix [n_users, n_items] (stored entries are ratings), a
             ``(user_ids, item_ids, ratings)`` tuple of arbitrary ids, a pandas DataFrame with
             user/item/rating columns, or :class:`fastrec.data.Interactions`. A
-            cupyx.scipy.sparse matrix or CuPy arrays in the tuple are accepted too: they are
-            copied to the host (``to_host``), where the id maps and the blocked layout are
-            built; with ``backend="cuda"`` the layout then goes to the device once.
+            cupyx.scipy.sparse matrix or CuPy arrays in the tuple are accepted too. With
+            ``backend="cuda"`` they stay on the device: validation, id mapping and the blocked
+            layout run there (only the id maps and the random draws cross, the ratings never
+            do), and host input is laid out on the host and copied to the device once. Other
+            backends copy device input to the host (``to_host``).
         validation_data : the same kinds, mapped with the training ids (unseen ids dropped).
         Returns self.
         """
         start = time.perf_counter()
         dtype = self._validate_params()
-        data = self._training_data(X, dtype)
         backend = self._resolve_backend(("sgd_epoch",))
+        data = self._training_data(X, dtype, keep_device=backend.name == "cuda")
         n_threads = self._n_threads()
         rng = np.random.default_rng(self.random_state)
         k = int(self.n_factors)
 
         self.n_users_, self.n_items_ = data.shape
         self.user_ids_, self.item_ids_ = data.user_ids, data.item_ids
-        self.global_mean_ = float(np.mean(data.values, dtype=np.float64)) if self.biased else 0.0
+        self.global_mean_ = float(array_module(data.values).mean(data.values, dtype=np.float64)) \
+            if self.biased else 0.0
         state = {
             "user_factors_": rng.normal(0.0, self.init_std, (data.n_users, k)).astype(dtype),
             "item_factors_": rng.normal(0.0, self.init_std, (data.n_items, k)).astype(dtype),
@@ -147,8 +150,9 @@ class MF(FactorModel):
         # The kernels see the factor tables in the layout's working row order; the fitted
         # attributes are put back in id order whatever happens (finally below).
         state = blocked.to_working_order(state)
-        check_sgd_epoch(blocked.users, blocked.items, blocked.ratings, blocked.block_ptr,
-                        blocked.epoch_schedule(np.random.default_rng(0)), *state.values())
+        if not is_device_array(blocked.ratings):  # device layouts: checked per launch
+            check_sgd_epoch(blocked.users, blocked.items, blocked.ratings, blocked.block_ptr,
+                            blocked.epoch_schedule(np.random.default_rng(0)), *state.values())
         # On CUDA the ratings go to the device once and the fitted arrays stay there.
         move = to_device if backend.name == "cuda" else (lambda a: a)
         state = {name: move(table) for name, table in state.items()}

@@ -21,9 +21,15 @@ from fastrec._algorithms.nmf_mu import (
     run_full,
     run_observed,
 )
-from fastrec._array import array_module, is_device_array, to_device, to_host
+from fastrec._array import array_module, is_device_array, sparse_module, to_device, to_host
 from fastrec.backends._contract import check_nmf
-from fastrec.models._base import FactorModel, check_dtype, check_positive, seen_matrix
+from fastrec.models._base import (
+    FactorModel,
+    check_dtype,
+    check_positive,
+    pattern_matrix,
+    seen_matrix,
+)
 
 log = logging.getLogger("fastrec")
 
@@ -56,10 +62,10 @@ class NMF(FactorModel):
     random_state : int or None; dtype : float32 (default) or float64.
     backend : "auto", "cuda", "cython", "numba", "numpy" (reference, dense: tiny data only).
         "cuda" runs the warp-per-row kernels of csrc/cuda/nmf.cu (without a usable device it
-        raises BackendUnavailable saying why): X and the factors are copied to the device once
-        and stay there for the whole fit, and the fitted arrays stay there afterwards
-        (``device_ == "cuda"``; ``to("cpu")`` or ``to_numpy()`` convert, ``save`` writes host
-        arrays, ``load`` gives a CPU model).
+        raises BackendUnavailable saying why): host X and the factors are copied to the device
+        once (CuPy / cupyx.scipy.sparse X is used where it is) and stay there for the whole
+        fit, and the fitted arrays stay there afterwards (``device_ == "cuda"``; ``to("cpu")``
+        or ``to_numpy()`` convert, ``save`` writes host arrays, ``load`` gives a CPU model).
     n_threads : int or None (all usable cores); results do not depend on it.
     verbose : bool, progress bar and the error at every iteration.
 
@@ -150,9 +156,11 @@ class NMF(FactorModel):
             Observed mode: anything :class:`fastrec.data.Interactions` accepts (sparse matrix
             whose stored entries are ratings, ``(user_ids, item_ids, ratings)`` tuple,
             DataFrame), ratings >= 0. CuPy arrays and cupyx.scipy.sparse matrices are accepted
-            too: they are copied to the host (``to_host``) for validation, the CSR layouts and
-            the initialisation, which run there; with ``backend="cuda"`` the layouts are then
-            copied back to the device once.
+            too. With ``backend="cuda"`` they stay on the device: validation, the CSR layouts of
+            X and X^T (a transposed copy on the device) and the initialisation's reductions run
+            there; only NNDSVD's small dense SVD (X up to 250k entries) reads X on the host
+            (larger X: the SVD's products with X run on the device). Other backends copy device
+            input to the host (``to_host``).
         W, H : initial factors [n_samples, k] and [k, n_features] for ``init="custom"`` (numpy
             or CuPy).
         Returns W [n_samples, k] (numpy, or CuPy for CuPy/cupyx input).
@@ -162,33 +170,33 @@ class NMF(FactorModel):
         backend = self._resolve_backend(_KERNELS[self.mode])
         n_threads = self._n_threads()
         rng = np.random.default_rng(self.random_state)
+        keep_device = backend.name == "cuda"
         if self.mode == "full":
-            matrix = _check_full_input(X, dtype)
+            matrix = _check_full_input(X, dtype, keep_device)
             self.user_ids_, self.item_ids_ = np.arange(matrix.shape[0]), np.arange(matrix.shape[1])
             self.global_mean_ = 0.0
         else:
-            data = self._training_data(X, dtype)
+            data = self._training_data(X, dtype, keep_device)
             _check_non_negative(data.values)
             matrix = data.to_csr()
             self.user_ids_, self.item_ids_ = data.user_ids, data.item_ids
-            self.global_mean_ = float(np.mean(data.values, dtype=np.float64)) if self.biased \
-                else 0.0
+            self.global_mean_ = _mean(data.values) if self.biased else 0.0
             self.seen_ = seen_matrix(data)
         x = CSRPair.build(matrix, dtype)
         if self.mode == "full":
-            self.seen_ = sp.csr_matrix((np.ones(x.data.shape[0], np.int8), x.indices, x.indptr),
-                                       shape=x.shape)
+            self.seen_ = pattern_matrix(x.indptr, x.indices, x.shape)
         k = self._n_components(x.shape)
         w, h = self._initial_factors(x, matrix, k, W, H, rng, dtype)
         k_pad = padded_rank(k)
         w, ht = pad_columns(w, k_pad), pad_columns(h.T, k_pad)
         bu, bi = np.zeros(x.shape[0], dtype), np.zeros(x.shape[1], dtype)
         # Surprise's answer for pairs the model cannot score: the training mean.
-        self.rating_mean_ = float(np.mean(x.data, dtype=np.float64)) if x.data.size else 0.0
-        # Built on the host (the same seed gives the same start on every backend); on CUDA, X
-        # and the state are checked there, go to the device once and the fitted arrays stay.
+        self.rating_mean_ = _mean(x.data)
+        # The factors start on the host (the same seed gives the same start on every backend);
+        # on CUDA, host X and the state are checked there, go to the device once and the fitted
+        # arrays stay. Device X is already there (checked by the launchers).
         move = _mover(backend)
-        if backend.name == "cuda":
+        if backend.name == "cuda" and not is_device_array(x.data):
             check_nmf(*x.rows, w, ht, bu, bi, beta_loss=beta)
         x = x.map_arrays(move)
         w, ht, bu, bi = (move(a) for a in (w, ht, bu, bi))
@@ -230,39 +238,39 @@ class NMF(FactorModel):
         if W is not None or H is not None:
             raise ValueError("W and H are only used with init='custom'")
         if init == "random":
-            nnz_mean = float(np.mean(x.data, dtype=np.float64)) if x.data.size else 0.0
-            mean = nnz_mean if self.mode == "observed" else float(
-                np.sum(x.data, dtype=np.float64)) / (x.shape[0] * x.shape[1])
+            mean = _mean(x.data) if self.mode == "observed" else _sum(x.data) / (
+                x.shape[0] * x.shape[1])
             return random_init(mean, (x.shape[0], k), (k, x.shape[1]), rng, dtype)
-        return nndsvd_init(sp.csr_matrix(matrix), k, init, rng, dtype)
+        return nndsvd_init(matrix, k, init, rng, dtype)
 
     # -- scikit-learn transforms ---------------------------------------------------------------
     def transform(self, X):
         """W [n, k] for new rows of X with H fixed (MU from a constant start, as scikit-learn).
         Observed mode: X is a sparse matrix [n, n_items] of ratings of new users. X may be a
-        CuPy array or cupyx.scipy.sparse matrix (copied to the host for the CSR layout). The
-        updates run on the device with the CUDA backend (H is copied there if the model is on
-        the host), else on the host. Returns numpy for numpy/scipy input, CuPy for CuPy/cupyx
-        input."""
+        CuPy array or cupyx.scipy.sparse matrix (used on the device with the CUDA backend,
+        copied to the host otherwise). The updates run on the device with the CUDA backend (H
+        is copied there if the model is on the host), else on the host. Returns numpy for
+        numpy/scipy input, CuPy for CuPy/cupyx input."""
         self._check_fitted()
         _, beta = self._validate_params()
         backend = self._resolve_backend(_KERNELS[self.mode])
-        matrix = _check_full_input(X, self.components_.dtype)
+        matrix = _check_full_input(X, self.components_.dtype, backend.name == "cuda")
         if matrix.shape[1] != self.n_items_:
             raise ValueError(f"X has {matrix.shape[1]} features, the model {self.n_items_}")
         x = CSRPair.build(matrix, self.components_.dtype)
         return _where_input_is(self._solve_rows(backend, x, beta)[0], X)
 
     def _solve_rows(self, backend, x: CSRPair, beta: int):
-        """Row factors (and biases) for the rows of the host CSR x with the item side fixed, on
-        the device with the CUDA backend (where they are returned), else on the host."""
+        """Row factors (and biases) for the rows of the CSR x (host or device) with the item
+        side fixed, on the device with the CUDA backend (where they are returned), else on the
+        host."""
         dtype = self.components_.dtype
         k = self.components_.shape[0]
         n = x.shape[0]
         if self.mode == "full":
-            mean = float(np.sum(x.data, dtype=np.float64)) / max(n * x.shape[1], 1)
+            mean = _sum(x.data) / max(n * x.shape[1], 1)
         else:
-            mean = float(np.mean(x.data, dtype=np.float64)) if x.data.size else 0.0
+            mean = _mean(x.data)
         k_pad = padded_rank(k)
         w = pad_columns(np.full((n, k), np.sqrt(max(mean, 0.0) / k), dtype=dtype), k_pad)
         bu = np.zeros(n, dtype)
@@ -286,18 +294,20 @@ class NMF(FactorModel):
         if self.biased:
             return super()._predict_indices(u, i)
         # Without biases a user or item the model has no data for (unknown id, or in the id map
-        # but without training observations) has no baseline: use the training mean. Which
-        # pairs are known is decided on the host (seen_ is scipy); the products run where the
-        # factors are.
+        # but without training observations) has no baseline: use the training mean. All of it
+        # runs where the factors are (seen_'s structure is copied there if it is elsewhere).
+        xp = array_module(self.user_factors_)
+        u, i = xp.asarray(u), xp.asarray(i)
         known = (u >= 0) & (i >= 0)
         if getattr(self, "seen_", None) is not None:
-            uu, ii = np.where(known, u, 0), np.where(known, i, 0)
-            known &= (np.diff(self.seen_.indptr)[uu] > 0) & (
-                np.bincount(self.seen_.indices, minlength=self.n_items_)[ii] > 0)
-        xp = array_module(self.user_factors_)
-        dot = xp.einsum("nk,nk->n", self.user_factors_[xp.asarray(np.where(known, u, 0))],
-                        self.item_factors_[xp.asarray(np.where(known, i, 0))])
-        out = xp.where(xp.asarray(known), dot, float(self.rating_mean_))
+            uu, ii = xp.where(known, u, 0), xp.where(known, i, 0)
+            move = to_host if xp is np else to_device
+            indptr, indices = move(self.seen_.indptr), move(self.seen_.indices)
+            known &= (xp.diff(indptr)[uu] > 0) & (
+                xp.bincount(indices, minlength=self.n_items_)[ii] > 0)
+        dot = xp.einsum("nk,nk->n", self.user_factors_[xp.where(known, u, 0)],
+                        self.item_factors_[xp.where(known, i, 0)])
+        out = xp.where(known, dot, float(self.rating_mean_))
         return out.astype(self.user_factors_.dtype, copy=False)
 
     def inverse_transform(self, X):
@@ -344,28 +354,40 @@ def _where_input_is(result, like):
     return to_device(result) if on_device else to_host(result)
 
 
+def _mean(values) -> float:
+    """float64 mean of a host or device array (0 when empty)."""
+    return float(array_module(values).mean(values, dtype=np.float64)) if values.size else 0.0
+
+
+def _sum(values) -> float:
+    return float(array_module(values).sum(values, dtype=np.float64))
+
+
 def _check_non_negative(values: np.ndarray) -> None:
-    negative = int(np.count_nonzero(values < 0))
+    negative = int(array_module(values).count_nonzero(values < 0))
     if negative:
         raise ValueError(f"X has {negative} negative entries; NMF needs non-negative data")
 
 
-def _check_full_input(X, dtype) -> sp.csr_matrix:
-    """CSR float copy of X (sparse or dense, on the host or the device), finite and
-    non-negative, explicit zeros dropped."""
-    X = to_host(X)
-    if sp.issparse(X):
-        matrix = sp.csr_matrix(X, dtype=dtype, copy=True)
+def _check_full_input(X, dtype, keep_device: bool = False) -> sp.csr_matrix:
+    """CSR float copy of X (sparse or dense), finite and non-negative, explicit zeros dropped:
+    scipy, or with ``keep_device`` cupyx.scipy.sparse for device X (CuPy, cupyx), made and
+    checked on the device."""
+    if not keep_device:
+        X = to_host(X)
+    xp, xsp = array_module(X), sparse_module(X)
+    if xsp.issparse(X):
+        matrix = xsp.csr_matrix(X, dtype=dtype, copy=True)
     else:
-        array = np.asarray(X)
+        array = X if xp is not np else np.asarray(X)
         if array.ndim != 2:
             raise ValueError(f"X must be 2-D [n_samples, n_features], got shape {array.shape}")
         if array.dtype.kind not in "biuf":
             raise ValueError(f"X must be numeric, got dtype {array.dtype}")
-        matrix = sp.csr_matrix(array.astype(dtype, copy=False))
+        matrix = xsp.csr_matrix(array.astype(dtype, copy=False))
     if min(matrix.shape) < 1:
         raise ValueError(f"X is empty (shape {matrix.shape})")
-    bad = int(np.count_nonzero(~np.isfinite(matrix.data)))
+    bad = int(xp.count_nonzero(~xp.isfinite(matrix.data)))
     if bad:
         raise ValueError(f"X has {bad} NaN or infinite entries")
     _check_non_negative(matrix.data)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 EMULATOR_DIR = Path(__file__).resolve().parent / "emulator"
 
@@ -72,10 +74,17 @@ class DeviceArray(np.ndarray):
 DeviceArray.__module__ = "cupy.emulated"
 
 
+class _FakeDevice:
+    def synchronize(self) -> None:
+        """The host stand-ins run synchronously."""
+
+
 class FakeCupy:
     """numpy under CuPy's name: ``asarray`` makes device copies and every array a function
     returns is a :class:`DeviceArray` (so code under test cannot mix host and "device" arrays
-    silently)."""
+    silently). ``cuda.Device().synchronize()`` is a no-op."""
+
+    cuda = types.SimpleNamespace(Device=_FakeDevice)
 
     @staticmethod
     def asarray(a, dtype=None):
@@ -88,19 +97,111 @@ class FakeCupy:
         if not callable(function):
             return function
 
+        def device(out):
+            return out.view(DeviceArray) if isinstance(out, np.ndarray) else out
+
         def wrapped(*args, **kwargs):
             out = function(*args, **kwargs)
-            return out.view(DeviceArray) if isinstance(out, np.ndarray) else out
+            return tuple(map(device, out)) if isinstance(out, tuple) else device(out)
 
         return wrapped
 
 
+def _plain(a):
+    """scipy-side view of a stand-in: DeviceArray -> ndarray, DeviceSparse -> its matrix,
+    tuples element by element."""
+    if isinstance(a, DeviceSparse):
+        return a.matrix
+    if isinstance(a, tuple):
+        return tuple(_plain(b) for b in a)
+    return a.view(np.ndarray) if isinstance(a, np.ndarray) else a
+
+
+class DeviceSparse:
+    """A cupyx.scipy.sparse matrix stand-in: a scipy matrix whose arrays come out as
+    :class:`DeviceArray` views (writes go through), ``get()`` gives a scipy copy. Only the
+    methods fastrec uses exist, so a code path reaching for another fails loudly."""
+
+    def __init__(self, matrix):
+        self.matrix = matrix
+
+    def get(self, stream=None):
+        return self.matrix.copy()
+
+    format = property(lambda self: self.matrix.format)
+    shape = property(lambda self: self.matrix.shape)
+    nnz = property(lambda self: self.matrix.nnz)
+    dtype = property(lambda self: self.matrix.dtype)
+    has_canonical_format = property(lambda self: self.matrix.has_canonical_format)
+    data = property(lambda self: self.matrix.data.view(DeviceArray))
+    indices = property(lambda self: self.matrix.indices.view(DeviceArray))
+    indptr = property(lambda self: self.matrix.indptr.view(DeviceArray))
+    row = property(lambda self: self.matrix.row.view(DeviceArray))
+    col = property(lambda self: self.matrix.col.view(DeviceArray))
+    T = property(lambda self: DeviceSparse(self.matrix.T))
+
+    def sum_duplicates(self):
+        self.matrix.sum_duplicates()
+
+    def sort_indices(self):
+        self.matrix.sort_indices()
+
+    def eliminate_zeros(self):
+        self.matrix.eliminate_zeros()
+
+    def tocsr(self):
+        return DeviceSparse(self.matrix.tocsr())
+
+    def tocoo(self):
+        return DeviceSparse(self.matrix.tocoo())
+
+    def astype(self, dtype):
+        return DeviceSparse(self.matrix.astype(dtype))
+
+    def toarray(self):
+        return self.matrix.toarray().view(DeviceArray)
+
+    def sum(self):
+        return self.matrix.sum()
+
+    def __matmul__(self, other):
+        return np.asarray(self.matrix @ _plain(other)).view(DeviceArray)
+
+
+DeviceSparse.__module__ = "cupyx.scipy.sparse.emulated"
+
+
+def _sparse_constructor(kind):
+    def construct(arg1, shape=None, dtype=None, copy=False):
+        return DeviceSparse(kind(_plain(arg1), shape=shape, dtype=dtype, copy=copy))
+
+    return construct
+
+
+def fake_cupyx() -> dict[str, types.ModuleType]:
+    """``cupyx``, ``cupyx.scipy`` and ``cupyx.scipy.sparse`` whose matrices are
+    :class:`DeviceSparse` (for ``sys.modules``)."""
+    sparse = types.ModuleType("cupyx.scipy.sparse")
+    sparse.csr_matrix = _sparse_constructor(sp.csr_matrix)
+    sparse.csc_matrix = _sparse_constructor(sp.csc_matrix)
+    sparse.coo_matrix = _sparse_constructor(sp.coo_matrix)
+    sparse.issparse = lambda a: isinstance(a, DeviceSparse)
+    scipy_ = types.ModuleType("cupyx.scipy")
+    scipy_.sparse = sparse
+    cupyx = types.ModuleType("cupyx")
+    cupyx.scipy = scipy_
+    return {"cupyx": cupyx, "cupyx.scipy": scipy_, "cupyx.scipy.sparse": sparse}
+
+
 def patch_cupy(monkeypatch, get_function) -> None:
-    """``import cupy`` gives :class:`FakeCupy` and NVRTC kernels come from ``get_function(source,
+    """``import cupy`` gives :class:`FakeCupy`, ``import cupyx.scipy.sparse`` the
+    :func:`fake_cupyx` stand-in, and NVRTC kernels come from ``get_function(source,
     expression)`` (emulated modules)."""
     import sys
 
     monkeypatch.setitem(sys.modules, "cupy", FakeCupy())
+    for name, module in fake_cupyx().items():
+        monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.setattr(_loader_module(), "get_function", get_function)
 
 
