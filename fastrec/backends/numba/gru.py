@@ -1,8 +1,10 @@
 """Numba GRU4Rec passes: the same structure as ``csrc/include/fastrec/gru_cpu.h`` (flat buffers,
 fixed chunks split across threads with prange, BLAS GEMMs with leading dimensions and offsets),
-with the scalar math of ``gru_scalar.py``. Only the GEMM-heavy passes are parallel: the light
-memory-bound loops (optimizer steps, gathers, column sums) stay serial, which also keeps the
-first-call compile time down.
+with the scalar math of ``gru_scalar.py``. The GEMM-heavy passes and the optimizer steps are
+parallel; the light loops (gathers, column sums) stay serial, which also keeps the first-call
+compile time down. Kernels use ``error_model="numpy"`` (IEEE division as in C: a per-element
+ZeroDivisionError check keeps a loop from vectorising), and inner loops index row views from 0,
+so no negative-index wraparound is emitted either.
 
 GEMMs go through ``numba_xxgemm``, the symbol Numba's own ``np.dot`` uses (it forwards to
 scipy.linalg.cython_blas): called by name, so the kernels stay cacheable, unlike a ctypes
@@ -70,7 +72,7 @@ _N, _T = np.int8(ord("N")), np.int8(ord("T"))
 _S, _D = np.int8(ord("s")), np.int8(ord("d"))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def gemm_rm(ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc):
     """Row-major C[M,N] = alpha op(A) op(B) + beta C on flat arrays with element offsets."""
     if M <= 0 or N <= 0:
@@ -87,7 +89,7 @@ def gemm_rm(ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc):
             _ptr(sc, 0), _ptr(B, b0), ldb, _ptr(A, a0), lda, _ptr(sc, 1), _ptr(C, c0), ldc)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _gemm_chunk(c, by_rows, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc):
     extent = M if by_rows else N
     chunk = ROW_CHUNK if by_rows else COL_CHUNK
@@ -101,14 +103,14 @@ def _gemm_chunk(c, by_rows, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta
                 C, c0 + o, ldc)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def _gemm_chunks_parallel(n_chunks, by_rows, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb,
                           beta, C, c0, ldc):
     for c in prange(n_chunks):
         _gemm_chunk(c, by_rows, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def gemm_par(by_rows, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc):
     """The product split over fixed row or column chunks of C, in parallel when large."""
     extent = M if by_rows else N
@@ -124,7 +126,7 @@ def gemm_par(by_rows, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c
 
 
 # ---- stacked GRU --------------------------------------------------------------------------------
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _layer_forward_rows(layer, steps, B, H, A, a0, h0, h0_off, reset, Wh, wh0, prev, q, gates,
                         hs, hz, nq, b0, b1):
     m = b1 - b0
@@ -145,23 +147,31 @@ def _layer_forward_rows(layer, steps, B, H, A, a0, h0, h0_off, reset, Wh, wh0, p
         for b in range(b0, b1):
             row = off + t * B + b
             a = (t * B + b) * 3 * H + a0
+            # row views: loop indices from 0 are known non-negative, so Numba emits no
+            # negative-index wraparound and LLVM vectorises the loop
+            ar, hr = A[a:a + 3 * H], hz[b * 2 * H:(b + 1) * 2 * H]
+            gr, qr, pr = gates[row * 3 * H:(row + 1) * 3 * H], q[row * H:(row + 1) * H], \
+                prev[row * H:(row + 1) * H]
             for j in range(H):
-                r = gru_gate(A[a + j], hz[b * 2 * H + j])
-                gates[row * 3 * H + j] = r
-                gates[row * 3 * H + H + j] = gru_gate(A[a + H + j], hz[b * 2 * H + H + j])
-                q[row * H + j] = r * prev[row * H + j]
+                r = gru_gate(ar[j], hr[j])
+                gr[j] = r
+                gr[H + j] = gru_gate(ar[H + j], hr[H + j])
+                qr[j] = r * pr[j]
         gemm_rm(False, False, m, H, H, 1.0, q, row0 * H, H, Wh, wh0 + 2 * H, 3 * H, 0.0, nq,
                 b0 * H, H)
         for b in range(b0, b1):
             row = off + t * B + b
             a = (t * B + b) * 3 * H + a0
+            ar, nr = A[a:a + 3 * H], nq[b * H:(b + 1) * H]
+            gr, hr, pr = gates[row * 3 * H:(row + 1) * 3 * H], hs[row * H:(row + 1) * H], \
+                prev[row * H:(row + 1) * H]
             for j in range(H):
-                n = gru_candidate(A[a + 2 * H + j], nq[b * H + j])
-                gates[row * 3 * H + 2 * H + j] = n
-                hs[row * H + j] = gru_state(prev[row * H + j], gates[row * 3 * H + H + j], n)
+                n = gru_candidate(ar[2 * H + j], nr[j])
+                gr[2 * H + j] = n
+                hr[j] = gru_state(pr[j], gr[H + j], n)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def _forward_layer_parallel(layer, steps, B, H, A, a0, h0, reset, Wh, prev, q, gates, hs, hz,
                             nq):
     n_chunks = (B + ROW_CHUNK - 1) // ROW_CHUNK
@@ -171,7 +181,7 @@ def _forward_layer_parallel(layer, steps, B, H, A, a0, h0, reset, Wh, prev, q, g
                             min(B, (c + 1) * ROW_CHUNK))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _forward_layer(layer, steps, B, H, A, a0, h0, reset, Wh, prev, q, gates, hs, hz, nq):
     if 3.0 * steps * B * H * H >= PARALLEL_MIN_WORK and B > ROW_CHUNK:
         _forward_layer_parallel(layer, steps, B, H, A, a0, h0, reset, Wh, prev, q, gates, hs, hz,
@@ -183,7 +193,7 @@ def _forward_layer(layer, steps, B, H, A, a0, h0, reset, Wh, prev, q, gates, hs,
                                 min(B, (c + 1) * ROW_CHUNK))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def stack_forward(steps, B, L, H, A0, h0, reset, wx_rest, wx_off, Wh, wh_off, bias, b_off, prev,
                   q, gates, hs, A, hz, nq):
     """A0 [steps*B*3H] flat; weights read from flat arrays at the given offsets."""
@@ -201,7 +211,7 @@ def stack_forward(steps, B, L, H, A0, h0, reset, wx_rest, wx_off, Wh, wh_off, bi
             _forward_layer(layer, steps, B, H, A, 0, h0, reset, whl, prev, q, gates, hs, hz, nq)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _layer_backward_rows(layer, steps, B, H, reset, Wh, wh0, prev, gates, d_out, dA, dh, dht,
                          dq, dhn, dh0, b0, b1):
     m = b1 - b0
@@ -213,23 +223,27 @@ def _layer_backward_rows(layer, steps, B, H, reset, Wh, wh0, prev, gates, d_out,
             row = t * B + b
             g = (off + row) * 3 * H
             p = (off + row) * H
+            gr, pr = gates[g:g + 3 * H], prev[p:p + H]
+            dor, dhr, dtr = d_out[row * H:(row + 1) * H], dh[b * H:(b + 1) * H], \
+                dht[b * H:(b + 1) * H]
+            dar = dA[row * 3 * H:(row + 1) * 3 * H]
             for j in range(H):
-                d = d_out[row * H + j] + dh[b * H + j]
-                dht[b * H + j] = d
-                dA[row * 3 * H + 2 * H + j] = gru_grad_candidate(d, gates[g + H + j],
-                                                                 gates[g + 2 * H + j])
-                dA[row * 3 * H + H + j] = gru_grad_update(d, gates[g + H + j],
-                                                          gates[g + 2 * H + j], prev[p + j])
+                d = dor[j] + dhr[j]
+                dtr[j] = d
+                dar[2 * H + j] = gru_grad_candidate(d, gr[H + j], gr[2 * H + j])
+                dar[H + j] = gru_grad_update(d, gr[H + j], gr[2 * H + j], pr[j])
         gemm_rm(False, True, m, H, H, 1.0, dA, row0 * 3 * H + 2 * H, 3 * H, Wh, wh0 + 2 * H,
                 3 * H, 0.0, dq, b0 * H, H)
         for b in range(b0, b1):
             row = t * B + b
             g = (off + row) * 3 * H
             p = (off + row) * H
+            gr, pr = gates[g:g + 3 * H], prev[p:p + H]
+            dqr, dtr, dnr = dq[b * H:(b + 1) * H], dht[b * H:(b + 1) * H], dhn[b * H:(b + 1) * H]
+            dar = dA[row * 3 * H:(row + 1) * 3 * H]
             for j in range(H):
-                dA[row * 3 * H + j] = gru_grad_reset(dq[b * H + j], prev[p + j], gates[g + j])
-                dhn[b * H + j] = gru_grad_state(dht[b * H + j], gates[g + H + j], dq[b * H + j],
-                                                gates[g + j])
+                dar[j] = gru_grad_reset(dqr[j], pr[j], gr[j])
+                dnr[j] = gru_grad_state(dtr[j], gr[H + j], dqr[j], gr[j])
         gemm_rm(False, True, m, H, 2 * H, 1.0, dA, row0 * 3 * H, 3 * H, Wh, wh0, 3 * H, 1.0, dhn,
                 b0 * H, H)
         for b in range(b0, b1):
@@ -241,7 +255,7 @@ def _layer_backward_rows(layer, steps, B, H, reset, Wh, wh0, prev, gates, d_out,
         dh0[(layer * B + b0) * H:(layer * B + b1) * H] = dh[b0 * H:b1 * H]
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def _backward_layer_parallel(layer, steps, B, H, reset, Wh, prev, gates, d_out, dA, dh, dht, dq,
                              dhn, dh0):
     n_chunks = (B + ROW_CHUNK - 1) // ROW_CHUNK
@@ -251,7 +265,7 @@ def _backward_layer_parallel(layer, steps, B, H, reset, Wh, prev, gates, d_out, 
                              min(B, (c + 1) * ROW_CHUNK))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _backward_layer(layer, steps, B, H, reset, Wh, prev, gates, d_out, dA, dh, dht, dq, dhn,
                     dh0):
     if 3.0 * steps * B * H * H >= PARALLEL_MIN_WORK and B > ROW_CHUNK:
@@ -264,7 +278,7 @@ def _backward_layer(layer, steps, B, H, reset, Wh, prev, gates, d_out, dA, dh, d
                                  min(B, (c + 1) * ROW_CHUNK))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def column_sums(a, rows, cols, out, o0):
     n_chunks = (cols + COL_CHUNK - 1) // COL_CHUNK
     for c in range(n_chunks):
@@ -277,7 +291,7 @@ def column_sums(a, rows, cols, out, o0):
                 out[o0 + j] += a[i * cols + j]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def stack_backward(steps, B, L, H, d_top, reset, wx_rest, wx_off, Wh, wh_off, grads, gwx_off,
                    gwh_off, gb_off, dh0, prev, q, gates, hs, dA, d_out, dh, dht, dq, dhn):
     """Leaves dA0 in dA; writes the weight gradients into ``grads`` at the given offsets."""
@@ -302,7 +316,7 @@ def stack_backward(steps, B, L, H, d_top, reset, wx_rest, wx_off, Wh, wh_off, gr
 
 
 # ---- sampled output layer -----------------------------------------------------------------------
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def _score_chunks(N, H1, S, out_table, samples, haug, ws, sc, part, neg_only):
     n_chunks = (S + SAMPLE_CHUNK - 1) // SAMPLE_CHUNK
     for c in prange(n_chunks):
@@ -315,50 +329,56 @@ def _score_chunks(N, H1, S, out_table, samples, haug, ws, sc, part, neg_only):
         mx = part[c, 0]
         mx[:] = -np.inf
         for j in range(j0, j1):
+            row = sc[j * N:(j + 1) * N]
             for i in range(N):
-                v = -np.inf if (neg_only and i == j) else float(sc[j * N + i])
+                v = -np.inf if (neg_only and i == j) else float(row[i])
                 mx[i] = v if v > mx[i] else mx[i]
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sum_chunk(c, N, S, sc, ex, aux, part, m, tgt, loss, neg_only):
+    j0 = c * SAMPLE_CHUNK
+    j1 = min(S, j0 + SAMPLE_CHUNK)
+    p = part[c]
+    p[:] = 0.0
+    p0, p1, p2, p3 = p[0], p[1], p[2], p[3]
+    for j in range(j0, j1):
+        # row views: see _layer_forward_rows
+        r, e, x = sc[j * N:(j + 1) * N], ex[j * N:(j + 1) * N], aux[j * N:(j + 1) * N]
+        one = cast_like(r[0], 1.0)
+        for i in range(N):
+            e[i] = gru_exp(r[i] - m[i])
+        if neg_only and j < N:
+            e[j] = cast_like(r[0], 0.0)
+        if loss == 1:
+            for i in range(N):
+                x[i] = gru_sigmoid(tgt[i] - r[i])
+            for i in range(N):
+                p0[i] += float(e[i])
+                p1[i] += float(e[i] * x[i])
+                p2[i] += float(e[i] * x[i] * (one - x[i]))
+                p3[i] += float(e[i] * r[i] * r[i])
+        elif loss == 2:
+            for i in range(N):
+                x[i] = gru_sigmoid(r[i] - tgt[i])
+            for i in range(N):
+                v = gru_sigmoid(r[i] * r[i])
+                p0[i] += float(e[i])
+                p1[i] += float(e[i] * (x[i] + v))
+                p2[i] += float(e[i] * x[i] * (one - x[i]))
+        else:
+            for i in range(N):
+                p0[i] += float(e[i])
+
+
+@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def _sum_chunks(N, S, sc, ex, aux, part, m, tgt, loss, neg_only):
     n_chunks = (S + SAMPLE_CHUNK - 1) // SAMPLE_CHUNK
     for c in prange(n_chunks):
-        j0 = c * SAMPLE_CHUNK
-        j1 = min(S, j0 + SAMPLE_CHUNK)
-        p = part[c]
-        p[:] = 0.0
-        for j in range(j0, j1):
-            for i in range(N):
-                r = sc[j * N + i]
-                keep = cast_like(r, 0.0) if (neg_only and i == j) else cast_like(r, 1.0)
-                ex[j * N + i] = keep * gru_exp(r - m[i])
-            if loss == 1:
-                for i in range(N):
-                    r = sc[j * N + i]
-                    a = gru_sigmoid(tgt[i] - r)
-                    aux[j * N + i] = a
-                    e = ex[j * N + i]
-                    p[0, i] += float(e)
-                    p[1, i] += float(e * a)
-                    p[2, i] += float(e * a * (cast_like(r, 1.0) - a))
-                    p[3, i] += float(e * r * r)
-            elif loss == 2:
-                for i in range(N):
-                    r = sc[j * N + i]
-                    a = gru_sigmoid(r - tgt[i])
-                    aux[j * N + i] = a
-                    v = gru_sigmoid(r * r)
-                    e = ex[j * N + i]
-                    p[0, i] += float(e)
-                    p[1, i] += float(e * (a + v))
-                    p[2, i] += float(e * a * (cast_like(r, 1.0) - a))
-            else:
-                for i in range(N):
-                    p[0, i] += float(ex[j * N + i])
+        _sum_chunk(c, N, S, sc, ex, aux, part, m, tgt, loss, neg_only)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def _grad_chunks(N, H1, S, sc, ex, aux, haug, dws, Z, P, R, dt, loss, bpreg, grad_scale,
                  neg_only):
     n_chunks = (S + SAMPLE_CHUNK - 1) // SAMPLE_CHUNK
@@ -366,23 +386,24 @@ def _grad_chunks(N, H1, S, sc, ex, aux, haug, dws, Z, P, R, dt, loss, bpreg, gra
         j0 = c * SAMPLE_CHUNK
         j1 = min(S, j0 + SAMPLE_CHUNK)
         for j in range(j0, j1):
+            rr, e, x = sc[j * N:(j + 1) * N], ex[j * N:(j + 1) * N], aux[j * N:(j + 1) * N]
             for i in range(N):
-                r = sc[j * N + i]
-                s = ex[j * N + i] / Z[i]
+                r = rr[i]
+                s = e[i] / Z[i]
                 if loss == 0:
                     g = s - (cast_like(r, 1.0) if i == j else cast_like(r, 0.0))
                 elif loss == 1:
-                    g = bpr_max_grad_negative(s, aux[j * N + i], r, P[i], R[i], bpreg)
+                    g = bpr_max_grad_negative(s, x[i], r, P[i], R[i], bpreg)
                 else:
-                    g = top1_max_grad_negative(s, aux[j * N + i], gru_sigmoid(r * r), r, P[i])
+                    g = top1_max_grad_negative(s, x[i], gru_sigmoid(r * r), r, P[i])
                 if neg_only and i == j:
                     g = dt[i]
-                sc[j * N + i] = g * grad_scale
+                rr[i] = g * grad_scale
         gemm_rm(False, False, j1 - j0, H1, N, 1.0, sc, j0 * N, N, haug, 0, H1, 0.0, dws, j0 * H1,
                 H1)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def output_loss(hidden, h_off, N, H, out_table, samples, S, loss, bpreg, grad_scale, haug, ws,
                 sc, ex, aux, part, dws, dhid):
     """See gru_cpu.h output_loss; hidden is flat with row i at h_off + i*H. Fills dhid [N*H] and
@@ -440,7 +461,7 @@ def output_loss(hidden, h_off, N, H, out_table, samples, S, loss, bpreg, grad_sc
 
 
 # ---- optimizer ---------------------------------------------------------------------------------
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def _opt_apply(w, s1, s2, g, method, lr, momentum, beta1, beta2, eps, step_size, inv_sqrt_bc2):
     if method == 0:
         return adam_update(w, s1, s2, g, step_size, inv_sqrt_bc2, beta1, beta2, eps)
@@ -450,21 +471,28 @@ def _opt_apply(w, s1, s2, g, method, lr, momentum, beta1, beta2, eps, step_size,
     return w, s1, s2
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _dense_chunk(w, s1, s2, g, o, c):
+    k0, k1 = c * DENSE_CHUNK, min(w.shape[0], (c + 1) * DENSE_CHUNK)
+    _opt_row(w[k0:k1], s1[k0:k1], s2[k0:k1], g[k0:k1], o)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _opt_row(w, s1, s2, g, o):
+    """One step of len(w) contiguous parameters (views, so the loop vectorises)."""
     method, lr, momentum, beta1, beta2, eps, step_size, inv_sqrt_bc2 = o
-    for k in range(c * DENSE_CHUNK, min(w.shape[0], (c + 1) * DENSE_CHUNK)):
+    for k in range(w.shape[0]):
         w[k], s1[k], s2[k] = _opt_apply(w[k], s1[k], s2[k], g[k], method, lr, momentum, beta1,
                                         beta2, eps, step_size, inv_sqrt_bc2)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def _dense_update_parallel(w, s1, s2, g, o, n_chunks):
     for c in prange(n_chunks):
         _dense_chunk(w, s1, s2, g, o, c)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _dense_update(w, s1, s2, g, o):
     n_chunks = (w.shape[0] + DENSE_CHUNK - 1) // DENSE_CHUNK
     if w.shape[0] >= PARALLEL_MIN_ELEMENTS and n_chunks > 1:
@@ -474,11 +502,10 @@ def _dense_update(w, s1, s2, g, o):
             _dense_chunk(w, s1, s2, g, o, c)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _rows_part(table, s1, s2, rows, grads, n, slot_of, o, part, parts):
     """Rows i with i % parts == part: duplicates summed into their first occurrence (in order),
     then one step per distinct row, so the result does not depend on the number of parts."""
-    method, lr, momentum, beta1, beta2, eps, step_size, inv_sqrt_bc2 = o
     width = table.shape[1]
     for k in range(n):
         i = rows[k]
@@ -488,26 +515,24 @@ def _rows_part(table, s1, s2, rows, grads, n, slot_of, o, part, parts):
             slot_of[i] = k
         else:
             d = slot_of[i] * width
+            dst, src = grads[d:d + width], grads[k * width:(k + 1) * width]
             for f in range(width):
-                grads[d + f] += grads[k * width + f]
+                dst[f] += src[f]
     for k in range(n):
         i = rows[k]
         if i % parts != part or slot_of[i] != k:
             continue
-        for f in range(width):
-            table[i, f], s1[i, f], s2[i, f] = _opt_apply(
-                table[i, f], s1[i, f], s2[i, f], grads[k * width + f], method, lr, momentum,
-                beta1, beta2, eps, step_size, inv_sqrt_bc2)
+        _opt_row(table[i], s1[i], s2[i], grads[k * width:(k + 1) * width], o)
         slot_of[i] = -1
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def _rows_update_parallel(table, s1, s2, rows, grads, n, slot_of, o, parts):
     for part in prange(parts):
         _rows_part(table, s1, s2, rows, grads, n, slot_of, o, part, parts)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def rows_update(table, s1, s2, rows, grads, n, slot_of, o, parts):
     """Sparse rows step (as gru_rows_update in C++): rows split among ``parts`` threads by id."""
     if float(n) * table.shape[1] >= PARALLEL_MIN_ELEMENTS and parts > 1:
@@ -516,7 +541,7 @@ def rows_update(table, s1, s2, rows, grads, n, slot_of, o, parts):
         _rows_part(table, s1, s2, rows, grads, n, slot_of, o, 0, 1)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _make_opt(dtype_one, method, lr, momentum, beta1, beta2, eps, t):
     adam = method == 0
     return (method, cast_like(dtype_one, lr), cast_like(dtype_one, momentum),
@@ -526,7 +551,7 @@ def _make_opt(dtype_one, method, lr, momentum, beta1, beta2, eps, t):
 
 
 # ---- the training epoch ------------------------------------------------------------------------
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _gather_inputs(x_items, emb, X, A0, mask_x, bias, embedded, dropout_embed, key_emb,
                    first, keep_x):
     n = x_items.shape[0]
@@ -546,7 +571,7 @@ def _gather_inputs(x_items, emb, X, A0, mask_x, bias, embedded, dropout_embed, k
             A0[row * H3 + j] = bias[j] if embedded else X[row * D + j] + bias[j]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _epoch(inputs, targets, reset, hidden, emb, emb_s1, emb_s2, gru, gru_s1, gru_s2, out,
            out_s1, out_s2, neg_prob, neg_alias, embedded, loss, n_sample, bptt, method, bpreg,
            dropout_embed, dropout_hidden, lr, momentum, beta1, beta2, eps, step0, seed, epoch,
