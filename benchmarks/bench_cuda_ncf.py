@@ -71,6 +71,15 @@ def test_cuda_ncf_train_throughput(benchmark, problem, model, batch, dtype):
     benchmark.extra_info["device"] = backend.details.get("device", "")
 
 
+def _zipf_batch(cupy, n_rows, d, batch, dtype):
+    """A device table and a batch of Zipf-distributed rows (many duplicates) with gradients."""
+    rng = np.random.default_rng(0)
+    table = cupy.asarray(rng.normal(0, 0.1, (n_rows, d)).astype(dtype))
+    rows = cupy.asarray((np.minimum(rng.zipf(1.2, batch), n_rows) - 1).astype(np.int32))
+    row_grads = cupy.asarray(rng.normal(0, 0.01, (batch, d)).astype(dtype))
+    return table, rows, row_grads
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_rows, d, batch", [(10_000, 64, 4096), (100_000, 32, 65_536)])
 def test_cuda_sparse_adam_step(benchmark, n_rows, d, batch, dtype):
@@ -80,11 +89,8 @@ def test_cuda_sparse_adam_step(benchmark, n_rows, d, batch, dtype):
 
     benchmark.group = f"sparse-adam n_rows={n_rows} d={d} batch={batch}"
     benchmark.name = f"cuda {np.dtype(dtype).name}"
-    rng = np.random.default_rng(0)
-    table = cupy.asarray(rng.normal(0, 0.1, (n_rows, d)).astype(dtype))
+    table, rows, row_grads = _zipf_batch(cupy, n_rows, d, batch, dtype)
     m, v = cupy.zeros_like(table), cupy.zeros_like(table)
-    rows = cupy.asarray((np.minimum(rng.zipf(1.2, batch), n_rows) - 1).astype(np.int32))
-    row_grads = cupy.asarray(rng.normal(0, 0.01, (batch, d)).astype(dtype))
     step = [0]
 
     def run():
@@ -195,11 +201,8 @@ def test_cuda_sparse_adagrad_step(benchmark, n_rows, d, batch, dtype):
 
     benchmark.group = f"sparse-adagrad n_rows={n_rows} d={d} batch={batch}"
     benchmark.name = f"cuda {np.dtype(dtype).name}"
-    rng = np.random.default_rng(0)
-    table = cupy.asarray(rng.normal(0, 0.1, (n_rows, d)).astype(dtype))
+    table, rows, row_grads = _zipf_batch(cupy, n_rows, d, batch, dtype)
     acc = cupy.zeros_like(table)
-    rows = cupy.asarray((np.minimum(rng.zipf(1.2, batch), n_rows) - 1).astype(np.int32))
-    row_grads = cupy.asarray(rng.normal(0, 0.01, (batch, d)).astype(dtype))
 
     def run():
         backend.sparse_adagrad_step(table, rows, row_grads, acc, 0.05)
