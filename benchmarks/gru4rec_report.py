@@ -4,7 +4,7 @@ MRR@20 on the shared session datasets with the same hyperparameters.
 
     python benchmarks/gru4rec_report.py speed    [--threads 2] [--repeats 3]
     python benchmarks/gru4rec_report.py raw      [--threads 2]
-    python benchmarks/gru4rec_report.py accuracy [--threads 2] [--epochs 3]
+    python benchmarks/gru4rec_report.py accuracy [--threads 2] [--epochs 3] [--seeds 0 1 2]
 
 Needs ``pip install torch==2.13.0`` and ../shared/data. Timings are medians of ``--repeats``
 runs taken side by side in one process; the machine may be shared, so compare ratios.
@@ -138,6 +138,11 @@ def _time(fn, repeats, inner=50):
     return statistics.median(samples)
 
 
+def _mean_std(values):
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} +- {std:.4f}"
+
+
 def accuracy(args):
     sets = {
         "sessions-diginetica-sample (last 7 days)": (
@@ -147,24 +152,39 @@ def accuracy(args):
     }
     params = dict(hidden_size=HIDDEN, embedding_size=EMBEDDING, loss=args.loss,
                   n_sample=args.n_sample, batch_size=args.batch, n_epochs=args.epochs,
-                  learning_rate=args.lr)
-    print(f"next-item accuracy, {params}")
+                  learning_rate=args.lr, eps=args.eps)
+    print(f"next-item accuracy, {params}, seeds {args.seeds} (the same seed gives both sides "
+          "the same initial weights and negatives)")
     for title, split in sets.items():
-        model = fastrec.GRU4Rec(**params, backend="cython", n_threads=args.threads,
-                                random_state=0).fit(split.train)
-        ours = model.evaluate(split.test, k=20, eval_from=split.eval_from)
         data = Sessions.from_frame(split.train)
-        torch_model, _, seconds = train_torch(
-            data, hidden=HIDDEN, embedding=EMBEDDING, loss=args.loss, n_sample=args.n_sample,
-            batch_size=args.batch, n_epochs=args.epochs, learning_rate=args.lr,
-            n_threads=args.threads)
-        theirs = to_fastrec(torch_model, data.item_ids, HIDDEN, EMBEDDING).evaluate(
-            split.test, k=20, eval_from=split.eval_from)
-        print(f"{title}: {ours['n_events']} test events\n"
-              f"  fastrec cython  Recall@20 {ours['recall']:.4f}  MRR@20 {ours['mrr']:.4f}  "
-              f"(fit {model.fit_time_:.1f} s)\n"
-              f"  pytorch         Recall@20 {theirs['recall']:.4f}  MRR@20 {theirs['mrr']:.4f}  "
-              f"(fit {seconds:.1f} s)", flush=True)
+        results = {"fastrec cython": [], "pytorch": []}
+        for seed in args.seeds:
+            model = fastrec.GRU4Rec(**params, backend="cython", n_threads=args.threads,
+                                    random_state=seed).fit(split.train)
+            ours = model.evaluate(split.test, k=20, eval_from=split.eval_from)
+            torch_model, _, seconds = train_torch(
+                data, hidden=HIDDEN, embedding=EMBEDDING, loss=args.loss,
+                n_sample=args.n_sample, batch_size=args.batch, n_epochs=args.epochs,
+                learning_rate=args.lr, eps=args.eps, n_threads=args.threads, seed=seed)
+            theirs = to_fastrec(torch_model, data.item_ids, HIDDEN, EMBEDDING).evaluate(
+                split.test, k=20, eval_from=split.eval_from)
+            results["fastrec cython"].append(ours)
+            results["pytorch"].append(theirs)
+            print(f"{title} seed {seed}: {ours['n_events']} test events\n"
+                  f"  fastrec cython  Recall@20 {ours['recall']:.4f}  MRR@20 {ours['mrr']:.4f}  "
+                  f"(fit {model.fit_time_:.1f} s)\n"
+                  f"  pytorch         Recall@20 {theirs['recall']:.4f}  MRR@20 "
+                  f"{theirs['mrr']:.4f}  (fit {seconds:.1f} s)", flush=True)
+        if len(args.seeds) > 1:
+            print(f"{title}: mean +- std over {len(args.seeds)} seeds")
+            for name, runs in results.items():
+                print(f"  {name:<15} Recall@20 {_mean_std([r['recall'] for r in runs])}  "
+                      f"MRR@20 {_mean_std([r['mrr'] for r in runs])}")
+            pairs = list(zip(results["fastrec cython"], results["pytorch"], strict=True))
+            diff = [a["recall"] - b["recall"] for a, b in pairs]
+            diff_mrr = [a["mrr"] - b["mrr"] for a, b in pairs]
+            print(f"  fastrec - pytorch (paired)  Recall@20 {_mean_std(diff)}  "
+                  f"MRR@20 {_mean_std(diff_mrr)}", flush=True)
 
 
 def main():
@@ -181,6 +201,10 @@ def main():
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--loss", default="cross-entropy")
+    parser.add_argument("--eps", type=float, default=1e-6, help="Adagrad epsilon (both sides)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="accuracy: fastrec random_state and the peer's seed; several "
+                        "seeds print mean +- std")
     args = parser.parse_args()
     {"speed": speed, "raw": raw, "accuracy": accuracy}[args.what](args)
 

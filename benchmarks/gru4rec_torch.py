@@ -4,10 +4,13 @@ embedding and sparse output table with a bias column, in-batch plus shared sampl
 cross-entropy or BPR-max, Adagrad with sparse gradients (torch.optim.Adagrad uses the same
 ``lr g / (sqrt(acc) + eps)`` step as fastrec).
 
-It trains on fastrec's session-parallel schedule and draws the same negatives (fastrec's alias
-table and counter-based RNG, precomputed per epoch outside the timed loop, as GRU4Rec's own
-PyTorch code precomputes a sample store), and the trained weights are copied into a fastrec
-``GRU4Rec`` so both are evaluated by the same code.
+It trains on fastrec's session-parallel schedule; with the same seed it starts from the same
+initial weights as ``fastrec.GRU4Rec(random_state=seed)`` and draws the same negatives
+(fastrec's alias table and counter-based RNG under the seed fastrec derives, precomputed per
+epoch outside the timed loop, as GRU4Rec's own PyTorch code precomputes a sample store), and the
+trained weights are copied into a fastrec ``GRU4Rec`` so both are evaluated by the same code.
+In float64 both train to the same weights (to rounding); in float32 rounding makes the runs part
+after a few hundred steps, so compare accuracies over several seeds.
 """
 
 from __future__ import annotations
@@ -17,30 +20,36 @@ import time
 import numpy as np
 import torch
 
-from fastrec._algorithms.gru4rec import alias_table, session_parallel_schedule
-from fastrec.backends._contract import rng_streams
+from fastrec._algorithms.gru4rec import GRU4RecParams, alias_table, session_parallel_schedule
+from fastrec.backends._contract import gru_layout, rng_streams
 from fastrec.backends.reference.gru import sample_negatives
 from fastrec.models import GRU4Rec
 
 
+def fastrec_draws(n_items: int, hidden: int, embedding: int, seed, dtype=np.float32):
+    """What ``fastrec.GRU4Rec(random_state=seed).fit`` draws, in its order: the seed of the
+    counter-based RNG (negatives) and the initial weights (``GRU4RecParams.init``), so the peer
+    starts from the same weights and samples the same negatives as fastrec with the same seed."""
+    rng = np.random.default_rng(seed)
+    rng_seed = int(rng.integers(0, 2**63 - 1))
+    return rng_seed, GRU4RecParams.init(n_items, hidden, 1, embedding, np.dtype(dtype), rng)
+
+
 class TorchGRU4Rec(torch.nn.Module):
-    def __init__(self, n_items: int, hidden: int, embedding: int, seed: int = 0):
+    """One GRU layer over a sparse embedding, sparse output table with a bias column; the
+    weights start as fastrec's ``GRU4RecParams`` (GRU4Rec's uniform init, zero biases)."""
+
+    def __init__(self, params: GRU4RecParams, hidden: int, embedding: int):
         super().__init__()
-        g = torch.Generator().manual_seed(seed)
         H, D = hidden, embedding
-
-        def uniform(shape, fan_in, fan_out):
-            bound = (6.0 / (fan_in + fan_out)) ** 0.5
-            return (torch.rand(shape, generator=g) * 2 - 1) * bound
-
-        self.emb = torch.nn.Embedding(n_items, D, sparse=True)
-        self.emb.weight.data = uniform((n_items, D), n_items, D)
-        self.wx0 = torch.nn.Parameter(uniform((D, 3 * H), D, 3 * H))
-        self.wh = torch.nn.Parameter(uniform((H, 3 * H), H, 3 * H))
-        self.b = torch.nn.Parameter(torch.zeros(3 * H))
-        self.out = torch.nn.Embedding(n_items, H + 1, sparse=True)
-        self.out.weight.data = torch.cat([uniform((n_items, H), n_items, H),
-                                          torch.zeros(n_items, 1)], dim=1)
+        w = gru_layout(1, H, D, True).views(params.gru)
+        self.emb = torch.nn.Embedding.from_pretrained(torch.from_numpy(params.emb.copy()),
+                                                      freeze=False, sparse=True)
+        self.wx0 = torch.nn.Parameter(torch.from_numpy(w.wx0.copy()))
+        self.wh = torch.nn.Parameter(torch.from_numpy(w.wh[0].copy()))
+        self.b = torch.nn.Parameter(torch.from_numpy(w.b[0].copy()))
+        self.out = torch.nn.Embedding.from_pretrained(torch.from_numpy(params.out.copy()),
+                                                      freeze=False, sparse=True)
         self.H = H
 
     def step(self, items, h):
@@ -69,25 +78,27 @@ class TorchGRU4Rec(torch.nn.Module):
 
 def train_torch(data, *, hidden=100, embedding=64, loss="cross-entropy", n_sample=2048,
                 sample_alpha=0.5, bpreg=1.0, batch_size=32, n_epochs=1, learning_rate=0.05,
-                eps=1e-6, n_threads=2, seed=0, max_steps=None):
-    """Train on fastrec ``Sessions``; returns (model, events_per_second, seconds)."""
+                eps=1e-6, n_threads=2, seed=0, max_steps=None, dtype=np.float32):
+    """Train on fastrec ``Sessions``; returns (model, events_per_second, seconds). ``seed``
+    plays fastrec's ``random_state``: same initial weights, same negatives."""
     torch.set_num_threads(n_threads)
     order = np.argsort(data.start_times, kind="stable") if data.start_times is not None else None
     schedule = session_parallel_schedule(data.items, data.offsets, batch_size, order)
     support = np.bincount(data.items, minlength=data.n_items).astype(np.float64)
     prob, alias = alias_table(support ** sample_alpha, np.int64)
-    model = TorchGRU4Rec(data.n_items, hidden, embedding, seed)
+    rng_seed, params = fastrec_draws(data.n_items, hidden, embedding, seed, dtype)
+    model = TorchGRU4Rec(params, hidden, embedding)
     opt = torch.optim.Adagrad(model.parameters(), lr=learning_rate, eps=eps)
     inputs = torch.from_numpy(schedule.inputs.astype(np.int64))
     targets = torch.from_numpy(schedule.targets.astype(np.int64))
-    keep = torch.from_numpy(1.0 - schedule.reset.astype(np.float32))
+    keep = torch.from_numpy(1.0 - schedule.reset.astype(dtype))
     n_steps = schedule.n_steps if max_steps is None else min(max_steps, schedule.n_steps)
     seconds, events = 0.0, 0
     for epoch in range(n_epochs):
         negatives = torch.from_numpy(np.stack([
-            sample_negatives(prob, alias, n_sample, seed, rng_streams(epoch).negatives,
+            sample_negatives(prob, alias, n_sample, rng_seed, rng_streams(epoch).negatives,
                              s * n_sample) for s in range(n_steps)]).astype(np.int64))
-        h = torch.zeros(batch_size, hidden)
+        h = torch.zeros(batch_size, hidden, dtype=model.wh.dtype)
         tick = time.perf_counter()
         for s in range(n_steps):
             h = model.step(inputs[s], h.detach() * keep[s][:, None])
@@ -102,13 +113,14 @@ def train_torch(data, *, hidden=100, embedding=64, loss="cross-entropy", n_sampl
 
 def to_fastrec(model: TorchGRU4Rec, item_ids, hidden: int, embedding: int) -> GRU4Rec:
     """A fastrec GRU4Rec holding the torch model's weights (same layout), for evaluation."""
-    est = GRU4Rec(hidden_size=hidden, embedding_size=embedding)
+    dtype = model.wh.detach().numpy().dtype
+    est = GRU4Rec(hidden_size=hidden, embedding_size=embedding, dtype=dtype)
     est.item_ids_ = np.asarray(item_ids)
     est.n_items_ = est.item_ids_.shape[0]
     est.input_embedding_ = model.emb.weight.detach().numpy().copy()
     est.gru_weights_ = np.concatenate([model.wx0.detach().numpy().ravel(),
                                        model.wh.detach().numpy().ravel(),
-                                       model.b.detach().numpy().ravel()]).astype(np.float32)
+                                       model.b.detach().numpy().ravel()]).astype(dtype)
     est.output_table_ = model.out.weight.detach().numpy().copy()
     est.loss_curve_ = []
     return est
