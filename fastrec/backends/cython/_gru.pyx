@@ -117,10 +117,12 @@ def gru_forward(X, h0, reset, Wx0, Wx_rest, Wh, b, int n_threads=1):
     """See ``fastrec.backends._contract.GRU_FORWARD_DOC``."""
     T_, B, _ = X.shape
     L, H = Wh.shape[0], Wh.shape[1]
-    A0 = np.ascontiguousarray(X @ Wx0 + b[0])
     hs = np.empty((L, T_, B, H), X.dtype)
     gates = np.empty((L, T_, B, 3 * H), X.dtype)
+    # numpy's products stay single-threaded too: an OpenBLAS worker spinning after one would
+    # take a core from the kernel's threads
     with single_threaded_blas():
+        A0 = np.ascontiguousarray(X @ Wx0 + b[0])
         _stack_forward(A0, h0, reset, Wx_rest, Wh, b, hs, gates, n_threads)
     return hs, gates
 
@@ -151,9 +153,9 @@ def gru_backward(X, h0, reset, Wx0, Wx_rest, Wh, b, hs, gates, d_top, int n_thre
     with single_threaded_blas():
         _stack_backward(h0, reset, Wx_rest, Wh, hs, gates, np.ascontiguousarray(d_top), dA0, dh0,
                         dWx_rest, dWh, db, n_threads)
-    flat = dA0.reshape(-1, dA0.shape[2])
-    dX = (flat @ Wx0.T).reshape(X.shape)
-    dWx0 = X.reshape(-1, X.shape[2]).T @ flat
+        flat = dA0.reshape(-1, dA0.shape[2])
+        dX = (flat @ Wx0.T).reshape(X.shape)
+        dWx0 = X.reshape(-1, X.shape[2]).T @ flat
     return dX, dh0, dWx0, dWx_rest, dWh, db
 
 

@@ -62,7 +62,7 @@ def _ptr(typingctx, arr, offset):
 
 # Below PARALLEL_MIN_WORK multiply-adds (PARALLEL_MIN_ELEMENTS optimizer steps) a pass runs
 # serially, as GRU_PARALLEL_MIN_WORK / GRU_PARALLEL_MIN_ELEMENTS in C++.
-PARALLEL_MIN_WORK = 5e5
+PARALLEL_MIN_WORK = 2e6
 PARALLEL_MIN_ELEMENTS = 32768
 DENSE_CHUNK = 4096
 ROW_CHUNK = 16
@@ -711,10 +711,11 @@ def gru_forward(X, h0, reset, Wx0, Wx_rest, Wh, b, n_threads=1):
     L, H = Wh.shape[0], Wh.shape[1]
     n = steps * B
     dtype = X.dtype
-    A0 = np.ascontiguousarray(X @ Wx0 + b[0]).reshape(-1)
     prev, q, hs = (np.empty(L * n * H, dtype) for _ in range(3))
     gates = np.empty(L * n * 3 * H, dtype)
+    # numpy's products stay single-threaded too (see _gru.pyx)
     with thread_limit(n_threads), single_threaded_blas():
+        A0 = np.ascontiguousarray(X @ Wx0 + b[0]).reshape(-1)
         stack_forward(steps, B, L, H, A0, h0.reshape(-1), reset.reshape(-1),
                       Wx_rest.reshape(-1), 0, Wh.reshape(-1), 0, b.reshape(-1), 0, prev, q, gates,
                       hs, np.empty(n * 3 * H, dtype), np.empty(B * 2 * H, dtype),
@@ -741,9 +742,9 @@ def gru_backward(X, h0, reset, Wx0, Wx_rest, Wh, b, hs, gates, d_top, n_threads=
                        gates.reshape(-1), hs.reshape(-1), dA, np.empty(n * H, dtype),
                        np.empty(B * H, dtype), np.empty(B * H, dtype), np.empty(B * H, dtype),
                        np.empty(B * H, dtype))
-    dA0 = dA.reshape(n, 3 * H)
-    dX = (dA0 @ Wx0.T).reshape(X.shape)
-    dWx0 = X.reshape(n, -1).T @ dA0
+        dA0 = dA.reshape(n, 3 * H)
+        dX = (dA0 @ Wx0.T).reshape(X.shape)
+        dWx0 = X.reshape(n, -1).T @ dA0
     dWx_rest = grads[:sizes[0]].reshape(Wx_rest.shape)
     dWh = grads[sizes[0]:sizes[0] + sizes[1]].reshape(Wh.shape)
     db = grads[sizes[0] + sizes[1]:].reshape(b.shape)
