@@ -6,14 +6,17 @@ MRR@20 on the shared session datasets with the same hyperparameters.
     python benchmarks/gru4rec_report.py raw      [--threads 2]
     python benchmarks/gru4rec_report.py accuracy [--threads 2] [--epochs 3] [--seeds 0 1 2]
 
-Needs ``pip install torch==2.13.0`` and ../shared/data. Timings are medians of ``--repeats``
-runs taken side by side in one process; the machine may be shared, so compare ratios.
+Needs ``pip install torch==2.13.0`` and ../shared/data. Speed: medians of ``--repeats``
+rounds, each contender timed in a fresh process (interleaved, so they see the same machine):
+in one process, one runtime's spinning worker threads (PyTorch's OpenMP and MKL, OpenBLAS,
+Numba's pool) take a core from the next contender. The machine may be shared: compare ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,8 +24,6 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from gru4rec_torch import to_fastrec, train_torch  # noqa: E402
 
 import fastrec  # noqa: E402
 from fastrec.backends import get_backend  # noqa: E402
@@ -54,27 +55,45 @@ def speed(args):
     data = speed_data(args.users)
     print(f"training speed, video sequences of users <= {args.users} ({data.n_events} events, "
           f"{data.n_items} items), hidden {HIDDEN}, embedding {EMBEDDING}, n_sample "
-          f"{args.n_sample}, {args.threads} threads; events/s, median of {args.repeats}")
-    tick = time.perf_counter()
-    fastrec_rate(Sessions.from_frame(load_sasrec_sequences(DATA / "sequences-sasrec-video")
-                                     .head(2000)), "numba", 32, "bpr-max", 8, args.threads)
-    print(f"(numba first-call compile + tiny run: {time.perf_counter() - tick:.1f} s)")
+          f"{args.n_sample}, {args.threads} threads; events/s, median of {args.repeats} rounds, "
+          "each run in its own process; ratios: median of the per-round ratios")
     print(f"{'batch':>5} {'loss':>14} {'cython':>9} {'numba':>9} {'torch':>9} "
           f"{'cy/torch':>8} {'nb/cy':>6}")
     for B in (32, 256):
         for loss in ("cross-entropy", "bpr-max"):
             rates = {"cython": [], "numba": [], "torch": []}
             for _ in range(args.repeats):
-                for name in ("cython", "numba"):
-                    rates[name].append(fastrec_rate(data, name, B, loss, args.n_sample,
-                                                    args.threads))
-                rates["torch"].append(train_torch(
-                    data, hidden=HIDDEN, embedding=EMBEDDING, loss=loss, n_sample=args.n_sample,
-                    batch_size=B, n_threads=args.threads, max_steps=args.torch_steps)[1])
+                for name in rates:
+                    rates[name].append(_rate_in_process(name, B, loss, args))
             med = {k: statistics.median(v) for k, v in rates.items()}
+            # ratios per round (the three ran back to back on the same machine), then the median
+            cy, nb, pt = (np.array(rates[k]) for k in ("cython", "numba", "torch"))
+            cy_torch, nb_cy = float(np.median(cy / pt)), float(np.median(nb / cy))
             print(f"{B:>5} {loss:>14} {med['cython']:>9.0f} {med['numba']:>9.0f} "
-                  f"{med['torch']:>9.0f} {med['cython'] / med['torch']:>8.2f} "
-                  f"{med['numba'] / med['cython']:>6.2f}", flush=True)
+                  f"{med['torch']:>9.0f} {cy_torch:>8.2f} {nb_cy:>6.2f}", flush=True)
+
+
+def _rate_in_process(impl, B, loss, args) -> float:
+    cmd = [sys.executable, __file__, "rate", "--impl", impl, "--batch", str(B), "--loss", loss,
+           "--threads", str(args.threads), "--users", str(args.users), "--n-sample",
+           str(args.n_sample), "--torch-steps", str(args.torch_steps)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def rate(args):
+    """One training rate (events/s) of one implementation: the ``speed`` worker."""
+    data = speed_data(args.users)
+    if args.impl == "torch":
+        # imported only here: loaded first, PyTorch's bundled libgomp would also serve fastrec
+        from gru4rec_torch import train_torch
+
+        value = train_torch(data, hidden=HIDDEN, embedding=EMBEDDING, loss=args.loss,
+                            n_sample=args.n_sample, batch_size=args.batch,
+                            n_threads=args.threads, max_steps=args.torch_steps)[1]
+    else:
+        value = fastrec_rate(data, args.impl, args.batch, args.loss, args.n_sample, args.threads)
+    print(value)
 
 
 def raw(args):
@@ -144,6 +163,8 @@ def _mean_std(values):
 
 
 def accuracy(args):
+    from gru4rec_torch import to_fastrec, train_torch
+
     sets = {
         "sessions-diginetica-sample (last 7 days)": (
             split_last_days(load_diginetica(DATA / "sessions-diginetica-sample"), 7.0)),
@@ -190,7 +211,9 @@ def accuracy(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("speed", "raw", "accuracy"))
+    parser.add_argument("what", choices=("speed", "raw", "accuracy", "rate"))
+    parser.add_argument("--impl", choices=("cython", "numba", "torch"), default="cython",
+                        help="rate: which implementation")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--users", type=int, default=3000)
@@ -206,7 +229,7 @@ def main():
                         help="accuracy: fastrec random_state and the peer's seed; several "
                         "seeds print mean +- std")
     args = parser.parse_args()
-    {"speed": speed, "raw": raw, "accuracy": accuracy}[args.what](args)
+    {"speed": speed, "raw": raw, "accuracy": accuracy, "rate": rate}[args.what](args)
 
 
 if __name__ == "__main__":
