@@ -71,25 +71,30 @@ def test_cuda_ncf_train_throughput(benchmark, problem, model, batch, dtype):
     benchmark.extra_info["device"] = backend.details.get("device", "")
 
 
-def _zipf_batch(cupy, n_rows, d, batch, dtype):
-    """A device table and a batch of Zipf-distributed rows (many duplicates) with gradients."""
+SPARSE_CASES = [(10_000, 64, 4096), (100_000, 32, 65_536)]
+
+
+def _sparse_step_setup(benchmark, group, n_rows, d, batch, dtype):
+    """The cuda backend, cupy and a device table with a batch of Zipf-distributed rows (many
+    duplicates) and their gradients; names the benchmark's group and row."""
+    backend = cuda_backend()
+    import cupy
+
+    benchmark.group = f"{group} n_rows={n_rows} d={d} batch={batch}"
+    benchmark.name = f"cuda {np.dtype(dtype).name}"
     rng = np.random.default_rng(0)
     table = cupy.asarray(rng.normal(0, 0.1, (n_rows, d)).astype(dtype))
     rows = cupy.asarray((np.minimum(rng.zipf(1.2, batch), n_rows) - 1).astype(np.int32))
     row_grads = cupy.asarray(rng.normal(0, 0.01, (batch, d)).astype(dtype))
-    return table, rows, row_grads
+    return backend, cupy, table, rows, row_grads
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n_rows, d, batch", [(10_000, 64, 4096), (100_000, 32, 65_536)])
+@pytest.mark.parametrize("n_rows, d, batch", SPARSE_CASES)
 def test_cuda_sparse_adam_step(benchmark, n_rows, d, batch, dtype):
     """A lazy Adam step of a batch of Zipf-distributed rows (many duplicates)."""
-    backend = cuda_backend()
-    import cupy
-
-    benchmark.group = f"sparse-adam n_rows={n_rows} d={d} batch={batch}"
-    benchmark.name = f"cuda {np.dtype(dtype).name}"
-    table, rows, row_grads = _zipf_batch(cupy, n_rows, d, batch, dtype)
+    backend, cupy, table, rows, row_grads = _sparse_step_setup(benchmark, "sparse-adam", n_rows,
+                                                               d, batch, dtype)
     m, v = cupy.zeros_like(table), cupy.zeros_like(table)
     step = [0]
 
@@ -193,15 +198,11 @@ def test_cuda_ncf_backward(benchmark, model, batch, impl, dtype, n_users=ML1M_US
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n_rows, d, batch", [(10_000, 64, 4096), (100_000, 32, 65_536)])
+@pytest.mark.parametrize("n_rows, d, batch", SPARSE_CASES)
 def test_cuda_sparse_adagrad_step(benchmark, n_rows, d, batch, dtype):
     """An Adagrad step of a batch of Zipf-distributed rows (GRU4Rec's sparse tables)."""
-    backend = cuda_backend()
-    import cupy
-
-    benchmark.group = f"sparse-adagrad n_rows={n_rows} d={d} batch={batch}"
-    benchmark.name = f"cuda {np.dtype(dtype).name}"
-    table, rows, row_grads = _zipf_batch(cupy, n_rows, d, batch, dtype)
+    backend, cupy, table, rows, row_grads = _sparse_step_setup(benchmark, "sparse-adagrad",
+                                                               n_rows, d, batch, dtype)
     acc = cupy.zeros_like(table)
 
     def run():
