@@ -150,6 +150,14 @@ def _ncf_batch(xp, model, batch, dtype, n_users, n_items):
     return out
 
 
+def _pass_setup(benchmark, kind, model, batch, impl, dtype, n_users, n_items):
+    """The row's backend, its synchronise and a batch for it; names the group and row."""
+    backend, xp, synchronize = cuda_or_cpu_row(impl)
+    benchmark.group = f"ncf-{kind}-{model}-batch{batch}"
+    benchmark.name = f"{impl} {np.dtype(dtype).name}"
+    return backend, synchronize, _ncf_batch(xp, model, batch, dtype, n_users, n_items)
+
+
 def _forward_args(a):
     return (a["users"], a["items"], a["user_emb"], a["item_emb"], a["dense"], a["layers"],
             a["n_gmf"], a["cache"], a["logits"])
@@ -160,10 +168,8 @@ def _forward_args(a):
 @pytest.mark.parametrize("model", list(CONFIGS))
 def test_cuda_ncf_forward(benchmark, model, batch, impl, dtype, n_users=ML1M_USERS,
                           n_items=ML1M_ITEMS):
-    backend, xp, synchronize = cuda_or_cpu_row(impl)
-    benchmark.group = f"ncf-forward-{model}-batch{batch}"
-    benchmark.name = f"{impl} {np.dtype(dtype).name}"
-    a = _ncf_batch(xp, model, batch, dtype, n_users, n_items)
+    backend, synchronize, a = _pass_setup(benchmark, "forward", model, batch, impl, dtype,
+                                          n_users, n_items)
 
     def run():
         backend.ncf_forward(*_forward_args(a), THREADS)
@@ -179,10 +185,8 @@ def test_cuda_ncf_forward(benchmark, model, batch, impl, dtype, n_users=ML1M_USE
 def test_cuda_ncf_backward(benchmark, model, batch, impl, dtype, n_users=ML1M_USERS,
                            n_items=ML1M_ITEMS):
     """The backward pass alone (BCE), after one forward pass that filled the cache."""
-    backend, xp, synchronize = cuda_or_cpu_row(impl)
-    benchmark.group = f"ncf-backward-{model}-batch{batch}"
-    benchmark.name = f"{impl} {np.dtype(dtype).name}"
-    a = _ncf_batch(xp, model, batch, dtype, n_users, n_items)
+    backend, synchronize, a = _pass_setup(benchmark, "backward", model, batch, impl, dtype,
+                                          n_users, n_items)
     backend.ncf_forward(*_forward_args(a), THREADS)
 
     def run():

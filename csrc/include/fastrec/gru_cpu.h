@@ -124,7 +124,6 @@ static void layer_forward_rows(const BlasFns &blas, GruWork<T> &w, int layer, co
                w.hz.data() + (int64_t)b0 * 2 * H, 2 * H);
     for (int b = b0; b < b1; ++b) {
       const int64_t row = (int64_t)t * B + b;
-      // restrict: without it GCC gives up on the alias checks and the gate loops stay scalar
       const T *__restrict a = A + row * 3 * H, *__restrict hz = w.hz.data() + (int64_t)b * 2 * H;
       const T *__restrict p = prev + row * H;
       T *__restrict g = gates + row * 3 * H, *__restrict qq = q + row * H;
