@@ -24,6 +24,7 @@ typedef unsigned long long uint64_t;
 #if !defined(__CUDACC__) && !defined(__CUDACC_RTC__) && defined(__x86_64__) && \
     defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && !defined(FASTREC_NO_CLONES)
 #define FASTREC_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define FASTREC_HAVE_CPU_CLONES 1
 #else
 #define FASTREC_CPU_CLONES
 #endif

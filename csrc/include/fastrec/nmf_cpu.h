@@ -10,6 +10,9 @@
 #include "fastrec/nmf.h"
 #include "fastrec/sgd.h"
 
+#include <cmath>
+#include <utility>
+
 namespace fastrec {
 
 // The row loops must be inlined into each ISA clone below; a separate out-of-line copy would be
@@ -20,7 +23,8 @@ namespace fastrec {
 #define FASTREC_NMF_INLINE static inline
 #endif
 
-// Upper triangle of sum_r other_r other_r^T over rows [begin, end), into out[k*k] (overwritten).
+// Upper triangle of sum_r other_r other_r^T over rows [begin, end), into out[k*k] (overwritten):
+// one fused multiply-add chain per entry, rows in order (see "Fused dense products" below).
 // Four rows per sweep so each row of `out` is loaded and stored once per four rank-1 updates.
 template <typename T>
 FASTREC_NMF_INLINE void nmf_gram_impl(
@@ -35,7 +39,8 @@ FASTREC_NMF_INLINE void nmf_gram_impl(
     for (int64_t j = 0; j < k; ++j) {
       const T aj = a[j], bj = b[j], cj = c[j], dj = d[j];
       T *__restrict g = out + j * k;
-      for (int64_t l = j; l < k; ++l) g[l] += aj * a[l] + bj * b[l] + cj * c[l] + dj * d[l];
+      for (int64_t l = j; l < k; ++l)
+        g[l] = std::fma(dj, d[l], std::fma(cj, c[l], std::fma(bj, b[l], std::fma(aj, a[l], g[l]))));
     }
   }
   for (; r < end; ++r) {
@@ -43,7 +48,24 @@ FASTREC_NMF_INLINE void nmf_gram_impl(
     for (int64_t j = 0; j < k; ++j) {
       const T aj = a[j];
       T *__restrict g = out + j * k;
-      for (int64_t l = j; l < k; ++l) g[l] += aj * a[l];
+      for (int64_t l = j; l < k; ++l) g[l] = std::fma(aj, a[l], g[l]);
+    }
+  }
+}
+
+// Frobenius denominators of `rows` rows of w ([rows, k]) into out[rows, k]: out_r = w_r . G for
+// the symmetric Gram matrix `gram` [k, k], one fused multiply-add chain over j in order.
+template <typename T>
+FASTREC_NMF_INLINE void nmf_gram_times_rows_impl(const T *__restrict w, int64_t rows,
+                                                 const T *__restrict gram, int64_t k,
+                                                 T *__restrict out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    T *__restrict den = out + r * k;
+    for (int64_t f = 0; f < k; ++f) den[f] = T(0);
+    for (int64_t j = 0; j < k; ++j) {
+      const T wj = w[r * k + j];
+      const T *__restrict g = gram + j * k;
+      for (int64_t f = 0; f < k; ++f) den[f] = std::fma(wj, g[f], den[f]);
     }
   }
 }
@@ -57,38 +79,34 @@ FASTREC_NMF_INLINE void nmf_colsum_impl(
     for (int64_t f = 0; f < k; ++f) out[f] += other[r * k + f];
 }
 
-// Full-matrix update of rows [begin, end). beta == 2 (Frobenius): `stats` is the symmetric
-// [k, k] Gram matrix other^T other; beta == 1 (KL): `stats` is other's column sums [k].
-// scratch: T[2k] owned by the calling thread.
+// Full-matrix update of rows [begin, end). beta == 2 (Frobenius): `dens` [end - begin, k] are
+// the rows' denominators w_r . G (nmf_gram_times_rows). beta == 1 (KL): `stats` is other's
+// column sums [k]. scratch: T[k] owned by the calling thread.
 template <typename T, typename I>
 FASTREC_NMF_INLINE void nmf_full_rows_impl(
     const I *__restrict indptr, const I *__restrict indices, const T *__restrict data,
-    T *__restrict factors, const T *__restrict other, const T *__restrict stats, int64_t begin,
-    int64_t end, int64_t k, int beta, T l1, T l2, T *__restrict scratch) {
+    T *__restrict factors, const T *__restrict other, const T *__restrict stats,
+    const T *__restrict dens, int64_t begin, int64_t end, int64_t k, int beta, T l1, T l2,
+    T *__restrict scratch) {
   T *__restrict num = scratch;
-  T *__restrict den = scratch + k;
   for (int64_t r = begin; r < end; ++r) {
     T *__restrict w = factors + r * k;
     for (int64_t f = 0; f < k; ++f) num[f] = T(0);
+    const T *__restrict den;
     if (beta == 2) {
       for (int64_t n = indptr[r]; n < indptr[r + 1]; ++n) {
         const T x = data[n];
         const T *__restrict h = other + (int64_t)indices[n] * k;
         for (int64_t f = 0; f < k; ++f) num[f] += x * h[f];
       }
-      for (int64_t f = 0; f < k; ++f) den[f] = T(0);
-      for (int64_t j = 0; j < k; ++j) {
-        const T wj = w[j];
-        const T *__restrict g = stats + j * k;
-        for (int64_t f = 0; f < k; ++f) den[f] += wj * g[f];
-      }
+      den = dens + (r - begin) * k;
     } else {
       for (int64_t n = indptr[r]; n < indptr[r + 1]; ++n) {
         const T *__restrict h = other + (int64_t)indices[n] * k;
         const T ratio = nmf_kl_ratio<T>(data[n], sgd_lane_dot<T>(w, h, k));
         for (int64_t f = 0; f < k; ++f) num[f] += ratio * h[f];
       }
-      for (int64_t f = 0; f < k; ++f) den[f] = stats[f];
+      den = stats;
     }
     for (int64_t f = 0; f < k; ++f)
       w[f] = nmf_mu_step<T>(w[f], num[f], nmf_regularised_denominator<T>(den[f], w[f], l1, l2));
@@ -206,12 +224,20 @@ struct NmfRow {
   static constexpr int NV = K / W;
   V v[NV];
 
-  FASTREC_NMF_INLINE V load_vec(const T *p) {
+  static inline __attribute__((always_inline)) V load_vec(const T *p) {
     V out;
     __builtin_memcpy(&out, p, sizeof(V));
     return out;
   }
-  FASTREC_NMF_INLINE V splat(T a) { return V{} + a; }  // broadcast (scalar-vector arithmetic)
+  // Broadcast. Not `V{} + a`: GCC may not fold 0 + a (it is -0 + ... for a = -0), and the
+  // leftover scalar add per broadcast landed on the FP add pipes the row sums need.
+  static inline __attribute__((always_inline)) V splat(T a) {
+    const V first = {a};
+    if constexpr (W == 16)
+      return __builtin_shufflevector(first, first, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    else
+      return __builtin_shufflevector(first, first, 0, 0, 0, 0, 0, 0, 0, 0);
+  }
   inline __attribute__((always_inline)) void zero() {
     for (int j = 0; j < NV; ++j) v[j] = splat(T(0));
   }
@@ -276,38 +302,77 @@ FASTREC_NMF_INLINE void nmf_prefetch_row(const T *other, const I *indices, int64
   }
 }
 
-// Gram of rows [begin, end) for a compile-time K: the full [K, K] block (both triangles).
+// Passes of nmf_gram_fixed over the Gram rows whose diagonal lies in vector V0: J rows at a
+// time, from vector V0 on (the caller reads the upper triangle only, so the vectors left of the
+// diagonal, a quarter of the work at K = 32, are skipped). The J rows' sums stay in registers
+// while a pass streams over the input rows: every sum is a chain over r, with J * (NV - V0)
+// independent chains in flight.
+template <typename T, int K, int J, int V0>
+FASTREC_NMF_INLINE void nmf_gram_passes(const T *__restrict other, int64_t begin, int64_t end,
+                                        T *__restrict out) {
+  typedef NmfRow<T, K> Row;
+  constexpr int NV = Row::NV - V0;
+  for (int j0 = V0 * Row::W; j0 < (V0 + 1) * Row::W; j0 += J) {
+    typename Row::V acc[J][NV];
+    for (int j = 0; j < J; ++j)
+      for (int v = 0; v < NV; ++v) acc[j][v] = Row::splat(T(0));
+    for (int64_t r = begin; r < end; ++r) {
+      const T *__restrict a = other + r * K;
+      typename Row::V row[NV];
+      for (int v = 0; v < NV; ++v) row[v] = Row::load_vec(a + (V0 + v) * Row::W);
+      for (int j = 0; j < J; ++j) {
+        const auto aj = Row::splat(a[j0 + j]);
+        for (int v = 0; v < NV; ++v) acc[j][v] += aj * row[v];
+      }
+    }
+    for (int j = 0; j < J; ++j)
+      for (int v = 0; v < NV; ++v)
+        __builtin_memcpy(out + (j0 + j) * K + (V0 + v) * Row::W, &acc[j][v], sizeof(acc[j][v]));
+  }
+}
+
+template <typename T, int K, int J, int... V0>
+FASTREC_NMF_INLINE void nmf_gram_all_passes(const T *__restrict other, int64_t begin,
+                                            int64_t end, T *__restrict out,
+                                            std::integer_sequence<int, V0...>) {
+  (nmf_gram_passes<T, K, J, V0>(other, begin, end, out), ...);
+}
+
+// Gram of rows [begin, end) for a compile-time K: the upper triangle of the [K, K] block (the
+// rest is zero), each entry one fused multiply-add chain over the rows in order, as
+// nmf_gram_impl (see "Fused dense products").
 template <typename T, int K>
 FASTREC_NMF_INLINE void nmf_gram_fixed(const T *__restrict other, int64_t begin, int64_t end,
                                        T *__restrict out) {
+  constexpr int NV = NmfRow<T, K>::NV;
+  // Rows per pass: a power of two (so it divides the vector width) with J * NV <= 16 sums.
+  constexpr int J = NV <= 1 ? 16 : NV <= 2 ? 8 : NV <= 4 ? 4 : NV <= 8 ? 2 : 1;
   for (int64_t j = 0; j < K * K; ++j) out[j] = T(0);
-  int64_t r = begin;
-  for (; r + 4 <= end; r += 4) {
-    NmfRow<T, K> a, b, c, d;
-    a.load(other + r * K);
-    b.load(other + (r + 1) * K);
-    c.load(other + (r + 2) * K);
-    d.load(other + (r + 3) * K);
-    for (int j = 0; j < K; ++j) {
-      NmfRow<T, K> g;
-      g.load(out + j * K);
-      g.axpy(other[r * K + j], a);
-      g.axpy(other[(r + 1) * K + j], b);
-      g.axpy(other[(r + 2) * K + j], c);
-      g.axpy(other[(r + 3) * K + j], d);
-      g.store(out + j * K);
-    }
+  nmf_gram_all_passes<T, K, J>(other, begin, end, out, std::make_integer_sequence<int, NV>{});
+}
+
+// nmf_gram_times_rows_impl for a compile-time K, M rows at a time: the M rows' sums and one row
+// of G stay in registers, so each row of G is loaded once per M rows instead of once per row.
+template <typename T, int K, int M>
+FASTREC_NMF_INLINE void nmf_gram_times_block(const T *__restrict w, const T *__restrict gram,
+                                             T *__restrict out) {
+  NmfRow<T, K> acc[M];
+  for (int r = 0; r < M; ++r) acc[r].zero();
+  for (int j = 0; j < K; ++j) {
+    NmfRow<T, K> gj;
+    gj.load(gram + j * K);
+    for (int r = 0; r < M; ++r) acc[r].axpy(w[r * K + j], gj);
   }
-  for (; r < end; ++r) {
-    NmfRow<T, K> a;
-    a.load(other + r * K);
-    for (int j = 0; j < K; ++j) {
-      NmfRow<T, K> g;
-      g.load(out + j * K);
-      g.axpy(other[r * K + j], a);
-      g.store(out + j * K);
-    }
-  }
+  for (int r = 0; r < M; ++r) acc[r].store(out + r * K);
+}
+
+template <typename T, int K>
+FASTREC_NMF_INLINE void nmf_gram_times_rows_fixed(const T *__restrict w, int64_t rows,
+                                                  const T *__restrict gram, T *__restrict out) {
+  constexpr int M = NmfRow<T, K>::NV <= 2 ? 4 : 2;  // M * NV + NV vectors in registers
+  int64_t r = 0;
+  for (; r + M <= rows; r += M) nmf_gram_times_block<T, K, M>(w + r * K, gram, out + r * K);
+  for (; r < rows; ++r) nmf_gram_times_block<T, K, 1>(w + r * K, gram, out + r * K);
 }
 
 template <typename T, int K>
@@ -325,16 +390,15 @@ FASTREC_NMF_INLINE void nmf_full_rows_fixed(const I *__restrict indptr,
                                             const I *__restrict indices,
                                             const T *__restrict data, T *__restrict factors,
                                             const T *__restrict other, const T *__restrict stats,
-                                            int64_t begin, int64_t end, int beta, T l1, T l2) {
+                                            const T *__restrict dens, int64_t begin, int64_t end,
+                                            int beta, T l1, T l2) {
   const int64_t last = indptr[end];
   for (int64_t r = begin; r < end; ++r) {
     T *__restrict w = factors + r * K;
-    NmfRow<T, K> num, den;
+    // Two numerator accumulators (alternate entries): independent add chains instead of one
+    // bound by the add latency.
+    NmfRow<T, K> num, num2, den;
     num.zero();
-    den.zero();
-    // Two numerator and four denominator accumulators (alternate entries / every fourth j):
-    // independent FMA chains instead of one chain bound by the FMA latency.
-    NmfRow<T, K> num2, den2, den3, den4;
     num2.zero();
     const int64_t start = indptr[r], stop = indptr[r + 1];
     if (beta == 2) {
@@ -346,18 +410,7 @@ FASTREC_NMF_INLINE void nmf_full_rows_fixed(const I *__restrict indptr,
         num2.axpy(data[n + 1], other + (int64_t)indices[n + 1] * K);
       }
       if (n < stop) num.axpy(data[n], other + (int64_t)indices[n] * K);
-      den2.zero();
-      den3.zero();
-      den4.zero();
-      for (int j = 0; j < K; j += 4) {
-        den.axpy(w[j], stats + j * K);
-        den2.axpy(w[j + 1], stats + (j + 1) * K);
-        den3.axpy(w[j + 2], stats + (j + 2) * K);
-        den4.axpy(w[j + 3], stats + (j + 3) * K);
-      }
-      den.add(den2);
-      den3.add(den4);
-      den.add(den3);
+      den.load(dens + (r - begin) * K);
     } else {
       NmfRow<T, K> wr;
       wr.load(w);
@@ -374,7 +427,7 @@ FASTREC_NMF_INLINE void nmf_full_rows_fixed(const I *__restrict indptr,
         const T *__restrict h = other + (int64_t)indices[n] * K;
         num.axpy(nmf_kl_ratio<T>(data[n], wr.dot(h)), h);
       }
-      den.add(stats);
+      den.load(stats);
     }
     num.add(num2);
     nmf_step_fixed<T, K>(w, num, den, l1, l2);
@@ -470,9 +523,9 @@ FASTREC_NMF_INLINE double nmf_loss_rows_fixed(const I *__restrict indptr,
     default: GENERIC; break;                        \
   }
 
-#define FASTREC_NMF_FULL_FIXED(KK, T, I)                                                      \
-  nmf_full_rows_fixed<T, I, KK>(indptr, indices, data, factors, other, stats, begin, end, beta, \
-                                l1, l2)
+#define FASTREC_NMF_FULL_FIXED(KK, T, I)                                                        \
+  nmf_full_rows_fixed<T, I, KK>(indptr, indices, data, factors, other, stats, dens, begin, end, \
+                                beta, l1, l2)
 #define FASTREC_NMF_OBSERVED_FIXED(KK, T, I)                                                     \
   nmf_observed_rows_fixed<T, I, KK>(indptr, indices, data, factors, other, bias, other_bias,     \
                                     global_mean, begin, end, beta, l1, l2, reg_bias, biased,     \
@@ -482,13 +535,13 @@ FASTREC_NMF_INLINE double nmf_loss_rows_fixed(const I *__restrict indptr,
                                         global_mean, begin, end, beta, observed, biased)
 
 #define FASTREC_NMF_ROWS(T, I)                                                                   \
-  FASTREC_CPU_CLONES void nmf_full_rows_clone(const I *indptr, const I *indices, const T *data,  \
-                                              T *factors, const T *other, const T *stats,        \
-                                              int64_t begin, int64_t end, int64_t k, int beta,   \
-                                              T l1, T l2, T *scratch) {                          \
+  FASTREC_CPU_CLONES void nmf_full_rows_clone(                                                   \
+      const I *indptr, const I *indices, const T *data, T *factors, const T *other,              \
+      const T *stats, const T *dens, int64_t begin, int64_t end, int64_t k, int beta, T l1, T l2, \
+      T *scratch) {                                                                              \
     FASTREC_NMF_DISPATCH_K(FASTREC_NMF_FULL_FIXED,                                               \
                            (nmf_full_rows_impl<T, I>(indptr, indices, data, factors, other,      \
-                                                     stats, begin, end, k, beta, l1, l2,         \
+                                                     stats, dens, begin, end, k, beta, l1, l2,   \
                                                      scratch)),                                  \
                            T, I)                                                                 \
   }                                                                                              \
@@ -526,13 +579,46 @@ FASTREC_NMF_ROWS(double, int64_t)
 #undef FASTREC_NMF_OBSERVED_FIXED
 #undef FASTREC_NMF_LOSS_FIXED
 
+// ---- Fused dense products -------------------------------------------------------------------
+// The Frobenius full mode's dense products (the Gram matrices and the denominators w_r . G, as
+// many multiply-adds per iteration as the sparse numerators) are chains of fused multiply-adds,
+// as in BLAS: half the instructions of a multiply and an add. Everything else is unfused
+// (-ffp-contract=off). The register-resident paths get their FMAs by contraction (these
+// functions only are compiled with fp-contract=fast), the generic paths call std::fma, and a
+// CPU whose clone cannot fuse runs the generic path (std::fma in software), so every machine
+// rounds these products alike.
+#if defined(__GNUC__) && !defined(__clang__)
+#define FASTREC_NMF_FUSED FASTREC_CPU_CLONES __attribute__((optimize("fp-contract=fast")))
+#else
+#define FASTREC_NMF_FUSED FASTREC_CPU_CLONES
+#endif
+
+// Whether the running clone of a FASTREC_NMF_FUSED function contracts a * b + c into an FMA.
+static inline bool nmf_clone_fuses() {
+#if defined(FASTREC_HAVE_CPU_CLONES)
+  return __builtin_cpu_supports("x86-64-v3");  // the v3 and v4 clones have FMA
+#elif defined(__FMA__) || defined(__aarch64__)
+  return true;
+#else
+  return false;
+#endif
+}
+
 #define FASTREC_NMF_GRAM_FIXED(KK, T) nmf_gram_fixed<T, KK>(other, begin, end, out)
+#define FASTREC_NMF_DEN_FIXED(KK, T) nmf_gram_times_rows_fixed<T, KK>(w, rows, gram, out)
 
 #define FASTREC_NMF_STATS(T)                                                                     \
-  FASTREC_CPU_CLONES void nmf_gram_clone(const T *other, int64_t begin, int64_t end, int64_t k,  \
-                                         T *out) {                                               \
+  FASTREC_NMF_FUSED void nmf_gram_clone(const T *other, int64_t begin, int64_t end, int64_t k,   \
+                                        T *out) {                                                \
+    if (!nmf_clone_fuses()) return nmf_gram_impl<T>(other, begin, end, k, out);                  \
     FASTREC_NMF_DISPATCH_K(FASTREC_NMF_GRAM_FIXED,                                               \
                            (nmf_gram_impl<T>(other, begin, end, k, out)), T)                     \
+  }                                                                                              \
+  FASTREC_NMF_FUSED void nmf_gram_times_rows_clone(const T *w, int64_t rows, const T *gram,      \
+                                                   int64_t k, T *out) {                          \
+    if (!nmf_clone_fuses()) return nmf_gram_times_rows_impl<T>(w, rows, gram, k, out);           \
+    FASTREC_NMF_DISPATCH_K(FASTREC_NMF_DEN_FIXED,                                                \
+                           (nmf_gram_times_rows_impl<T>(w, rows, gram, k, out)), T)              \
   }                                                                                              \
   FASTREC_CPU_CLONES void nmf_colsum_clone(const T *other, int64_t begin, int64_t end,           \
                                            int64_t k, T *out) {                                  \
@@ -543,12 +629,21 @@ FASTREC_NMF_STATS(float)
 FASTREC_NMF_STATS(double)
 #undef FASTREC_NMF_STATS
 #undef FASTREC_NMF_GRAM_FIXED
+#undef FASTREC_NMF_DEN_FIXED
 #undef FASTREC_NMF_DISPATCH_K
+#undef FASTREC_NMF_FUSED
 
 // Template entry points (what Cython calls): each forwards to the ISA-dispatched overload.
 template <typename T>
 static inline void nmf_gram(const T *other, int64_t begin, int64_t end, int64_t k, T *out) {
   nmf_gram_clone(other, begin, end, k, out);
+}
+
+// Frobenius denominators w_r . G of `rows` rows of w [rows, k] into out [rows, k].
+template <typename T>
+static inline void nmf_gram_times_rows(const T *w, int64_t rows, const T *gram, int64_t k,
+                                       T *out) {
+  nmf_gram_times_rows_clone(w, rows, gram, k, out);
 }
 
 template <typename T>
@@ -558,10 +653,10 @@ static inline void nmf_colsum(const T *other, int64_t begin, int64_t end, int64_
 
 template <typename T, typename I>
 static inline void nmf_full_rows(const I *indptr, const I *indices, const T *data, T *factors,
-                                 const T *other, const T *stats, int64_t begin, int64_t end,
-                                 int64_t k, int beta, T l1, T l2, T *scratch) {
-  nmf_full_rows_clone(indptr, indices, data, factors, other, stats, begin, end, k, beta, l1, l2,
-                      scratch);
+                                 const T *other, const T *stats, const T *dens, int64_t begin,
+                                 int64_t end, int64_t k, int beta, T l1, T l2, T *scratch) {
+  nmf_full_rows_clone(indptr, indices, data, factors, other, stats, dens, begin, end, k, beta, l1,
+                      l2, scratch);
 }
 
 template <typename T, typename I>
