@@ -395,11 +395,10 @@ FASTREC_NMF_INLINE void nmf_full_rows_fixed(const I *__restrict indptr,
   const int64_t last = indptr[end];
   for (int64_t r = begin; r < end; ++r) {
     T *__restrict w = factors + r * K;
-    // Two numerator accumulators (alternate entries): independent add chains instead of one
-    // bound by the add latency.
-    NmfRow<T, K> num, num2, den;
+    // One numerator chain in entry order, as the generic path (and the Numba kernel): the
+    // gathers, not the add latency, bound this loop.
+    NmfRow<T, K> num, den;
     num.zero();
-    num2.zero();
     const int64_t start = indptr[r], stop = indptr[r + 1];
     if (beta == 2) {
       int64_t n = start;
@@ -407,7 +406,7 @@ FASTREC_NMF_INLINE void nmf_full_rows_fixed(const I *__restrict indptr,
         nmf_prefetch_row<T, I, K>(other, indices, n, last);
         nmf_prefetch_row<T, I, K>(other, indices, n + 1, last);
         num.axpy(data[n], other + (int64_t)indices[n] * K);
-        num2.axpy(data[n + 1], other + (int64_t)indices[n + 1] * K);
+        num.axpy(data[n + 1], other + (int64_t)indices[n + 1] * K);
       }
       if (n < stop) num.axpy(data[n], other + (int64_t)indices[n] * K);
       den.load(dens + (r - begin) * K);
@@ -421,7 +420,7 @@ FASTREC_NMF_INLINE void nmf_full_rows_fixed(const I *__restrict indptr,
         const T *__restrict h = other + (int64_t)indices[n] * K;
         const T *__restrict h2 = other + (int64_t)indices[n + 1] * K;
         num.axpy(nmf_kl_ratio<T>(data[n], wr.dot(h)), h);
-        num2.axpy(nmf_kl_ratio<T>(data[n + 1], wr.dot(h2)), h2);
+        num.axpy(nmf_kl_ratio<T>(data[n + 1], wr.dot(h2)), h2);
       }
       if (n < stop) {
         const T *__restrict h = other + (int64_t)indices[n] * K;
@@ -429,7 +428,6 @@ FASTREC_NMF_INLINE void nmf_full_rows_fixed(const I *__restrict indptr,
       }
       den.load(stats);
     }
-    num.add(num2);
     nmf_step_fixed<T, K>(w, num, den, l1, l2);
   }
 }

@@ -19,24 +19,70 @@ from fastrec.backends.numba.scalar import (
 from fastrec.backends.numba.threads import thread_limit
 
 ROW_CHUNK = 64  # rows per parallel task
-STATS_CHUNK = 4096  # rows per partial Gram / column sum, fixed so sums ignore the thread count
+STATS_CHUNK = 1024  # rows per partial Gram / column sum, fixed so sums ignore the thread count
 
 
-@njit(cache=True, parallel=True, nogil=True)
+# The Frobenius full mode's dense products (Gram matrices, denominators) are fused multiply-add
+# chains in the Cython kernels' order (csrc/include/fastrec/nmf_cpu.h, "Fused dense products"):
+# LLVM's "contract" flag turns each `t += a * b` below into one FMA. Only these functions carry
+# the flag; everything else rounds every product and sum.
+_FUSED = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+
+
+@njit(**_FUSED)
+def _gram_rows(other, begin, end, g):
+    """Upper triangle of sum_r other_r other_r^T over rows [begin, end) into g [k * k]."""
+    k = other.shape[1]
+    r = begin
+    while r + 4 <= end:
+        a, b, c, d = other[r], other[r + 1], other[r + 2], other[r + 3]
+        for j in range(k):
+            aj, bj, cj, dj = a[j], b[j], c[j], d[j]
+            row = g[j * k:(j + 1) * k]
+            for m in range(j, k):
+                t = row[m]
+                t += aj * a[m]
+                t += bj * b[m]
+                t += cj * c[m]
+                t += dj * d[m]
+                row[m] = t
+        r += 4
+    while r < end:
+        a = other[r]
+        for j in range(k):
+            aj = a[j]
+            row = g[j * k:(j + 1) * k]
+            for m in range(j, k):
+                row[m] += aj * a[m]
+        r += 1
+
+
+@njit(**_FUSED)
+def _gram_times_row(w, gram, den):
+    """den [k] = w . gram for the symmetric Gram matrix gram [k, k]."""
+    k = w.shape[0]
+    den[:] = 0
+    for j in range(k):
+        wj = w[j]
+        g = gram[j]
+        for f in range(k):
+            den[f] += wj * g[f]
+
+
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def _stats_partial(other, beta, partial):
     n, k = other.shape
     for c in prange(partial.shape[0]):
         begin = c * STATS_CHUNK
         end = min(begin + STATS_CHUNK, n)
-        for r in range(begin, end):
-            if beta == 2:
-                for j in range(k):
-                    a = other[r, j]
-                    for m in range(j, k):
-                        partial[c, j * k + m] += a * other[r, m]
-            else:
+        out = partial[c]
+        if beta == 2:
+            _gram_rows(other, begin, end, out)
+        else:
+            for r in range(begin, end):
+                row = other[r]
                 for f in range(k):
-                    partial[c, f] += other[r, f]
+                    out[f] += row[f]
 
 
 def _stats(other, beta, n_threads):
@@ -53,7 +99,7 @@ def _stats(other, beta, n_threads):
     return np.ascontiguousarray(upper + np.triu(upper, 1).T)
 
 
-@njit(cache=True, parallel=True, nogil=True)
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def _full(indptr, indices, data, factors, other, stats, beta, l1, l2, eps):
     n, k = factors.shape
     for c in prange((n + ROW_CHUNK - 1) // ROW_CHUNK):
@@ -65,14 +111,10 @@ def _full(indptr, indices, data, factors, other, stats, beta, l1, l2, eps):
             if beta == 2:
                 for e in range(indptr[r], indptr[r + 1]):
                     x = data[e]
-                    col = indices[e]
+                    h = other[indices[e]]
                     for f in range(k):
-                        num[f] += x * other[col, f]
-                den[:] = 0
-                for j in range(k):
-                    wj = factors[r, j]
-                    for f in range(k):
-                        den[f] += wj * stats[j, f]
+                        num[f] += x * h[f]
+                _gram_times_row(w, stats, den)
             else:
                 for e in range(indptr[r], indptr[r + 1]):
                     h = other[indices[e]]
