@@ -9,6 +9,7 @@
 
 #include "fastrec/nmf.h"
 #include "fastrec/sgd.h"
+#include "fastrec/simd_cpu.h"
 
 #include <cmath>
 #include <utility>
@@ -200,91 +201,12 @@ FASTREC_NMF_INLINE double nmf_loss_rows_impl(
 }
 
 // ---- Register-resident paths for common ranks ------------------------------------------------
-// For k in {16, 32, 48, 64, 96, 128} a row of k values is held in a few 64-byte vectors (GCC vector
-// extensions, lowered to AVX-512, AVX2 or SSE by each ISA clone), so the sparse accumulations
+// For k in {16, 32, 48, 64, 96, 128} a row of k values is held in vector registers (SimdRow,
+// fastrec/simd_cpu.h: the running ISA's widest vectors, VB bytes), so the sparse accumulations
 // run from registers instead of memory. The per-element math is still nmf.h's.
 
-template <typename T>
-struct NmfVec;
-template <>
-struct NmfVec<float> {
-  typedef float V __attribute__((vector_size(64)));
-  static constexpr int W = 16;
-};
-template <>
-struct NmfVec<double> {
-  typedef double V __attribute__((vector_size(64)));
-  static constexpr int W = 8;
-};
-
-template <typename T, int K>
-struct NmfRow {
-  typedef typename NmfVec<T>::V V;
-  static constexpr int W = NmfVec<T>::W;
-  static constexpr int NV = K / W;
-  V v[NV];
-
-  static inline __attribute__((always_inline)) V load_vec(const T *p) {
-    V out;
-    __builtin_memcpy(&out, p, sizeof(V));
-    return out;
-  }
-  // Broadcast. Not `V{} + a`: GCC may not fold 0 + a (it is -0 + ... for a = -0), and the
-  // leftover scalar add per broadcast landed on the FP add pipes the row sums need.
-  static inline __attribute__((always_inline)) V splat(T a) {
-    const V first = {a};
-    if constexpr (W == 16)
-      return __builtin_shufflevector(first, first, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-    else
-      return __builtin_shufflevector(first, first, 0, 0, 0, 0, 0, 0, 0, 0);
-  }
-  inline __attribute__((always_inline)) void zero() {
-    for (int j = 0; j < NV; ++j) v[j] = splat(T(0));
-  }
-  inline __attribute__((always_inline)) void load(const T *p) {
-    for (int j = 0; j < NV; ++j) v[j] = load_vec(p + j * W);
-  }
-  inline __attribute__((always_inline)) void store(T *p) const {
-    for (int j = 0; j < NV; ++j) __builtin_memcpy(p + j * W, &v[j], sizeof(V));
-  }
-  // this += a * x[0:K]
-  inline __attribute__((always_inline)) void axpy(T a, const T *x) {
-    const V av = splat(a);
-    for (int j = 0; j < NV; ++j) v[j] += av * load_vec(x + j * W);
-  }
-  inline __attribute__((always_inline)) void axpy(T a, const NmfRow &x) {
-    const V av = splat(a);
-    for (int j = 0; j < NV; ++j) v[j] += av * x.v[j];
-  }
-  inline __attribute__((always_inline)) void add(const T *x) {
-    for (int j = 0; j < NV; ++j) v[j] += load_vec(x + j * W);
-  }
-  inline __attribute__((always_inline)) void add(const NmfRow &x) {
-    for (int j = 0; j < NV; ++j) v[j] += x.v[j];
-  }
-  // Dot product with x[0:K]: W lane sums, halved pairwise by shuffles (for float exactly
-  // sgd_lane_dot's order, whose 16 lanes are the 16 floats of a vector).
-  inline __attribute__((always_inline)) T dot(const T *x) const {
-    V acc = v[0] * load_vec(x);
-    for (int j = 1; j < NV; ++j) acc += v[j] * load_vec(x + j * W);
-    return reduce(acc);
-  }
-  static inline __attribute__((always_inline)) T reduce(V acc) {
-    if constexpr (W == 16) {
-      auto h8 = __builtin_shufflevector(acc, acc, 0, 1, 2, 3, 4, 5, 6, 7) +
-                __builtin_shufflevector(acc, acc, 8, 9, 10, 11, 12, 13, 14, 15);
-      auto h4 = __builtin_shufflevector(h8, h8, 0, 1, 2, 3) +
-                __builtin_shufflevector(h8, h8, 4, 5, 6, 7);
-      auto h2 = __builtin_shufflevector(h4, h4, 0, 1) + __builtin_shufflevector(h4, h4, 2, 3);
-      return h2[0] + h2[1];
-    } else {
-      auto h4 = __builtin_shufflevector(acc, acc, 0, 1, 2, 3) +
-                __builtin_shufflevector(acc, acc, 4, 5, 6, 7);
-      auto h2 = __builtin_shufflevector(h4, h4, 0, 1) + __builtin_shufflevector(h4, h4, 2, 3);
-      return h2[0] + h2[1];
-    }
-  }
-};
+template <typename T, int K, int VB>
+using NmfRow = SimdRow<T, K, VB>;
 
 #ifndef NMF_PREFETCH_DISTANCE
 #define NMF_PREFETCH_DISTANCE 16
@@ -307,22 +229,23 @@ FASTREC_NMF_INLINE void nmf_prefetch_row(const T *other, const I *indices, int64
 // diagonal, a quarter of the work at K = 32, are skipped). The J rows' sums stay in registers
 // while a pass streams over the input rows: every sum is a chain over r, with J * (NV - V0)
 // independent chains in flight.
-template <typename T, int K, int J, int V0>
+template <typename T, int K, int VB, int J, int V0>
 FASTREC_NMF_INLINE void nmf_gram_passes(const T *__restrict other, int64_t begin, int64_t end,
                                         T *__restrict out) {
-  typedef NmfRow<T, K> Row;
+  typedef NmfRow<T, K, VB> Row;
+  typedef typename Row::S S;
   constexpr int NV = Row::NV - V0;
   for (int j0 = V0 * Row::W; j0 < (V0 + 1) * Row::W; j0 += J) {
     typename Row::V acc[J][NV];
     for (int j = 0; j < J; ++j)
-      for (int v = 0; v < NV; ++v) acc[j][v] = Row::splat(T(0));
+      for (int v = 0; v < NV; ++v) acc[j][v] = typename Row::V{};
     for (int64_t r = begin; r < end; ++r) {
       const T *__restrict a = other + r * K;
       typename Row::V row[NV];
-      for (int v = 0; v < NV; ++v) row[v] = Row::load_vec(a + (V0 + v) * Row::W);
+      for (int v = 0; v < NV; ++v) row[v] = S::load(a + (V0 + v) * Row::W);
       for (int j = 0; j < J; ++j) {
-        const auto aj = Row::splat(a[j0 + j]);
-        for (int v = 0; v < NV; ++v) acc[j][v] += aj * row[v];
+        const T aj = a[j0 + j];
+        for (int v = 0; v < NV; ++v) acc[j][v] += row[v] * aj;
       }
     }
     for (int j = 0; j < J; ++j)
@@ -331,53 +254,61 @@ FASTREC_NMF_INLINE void nmf_gram_passes(const T *__restrict other, int64_t begin
   }
 }
 
-template <typename T, int K, int J, int... V0>
+template <typename T, int K, int VB, int J, int... V0>
 FASTREC_NMF_INLINE void nmf_gram_all_passes(const T *__restrict other, int64_t begin,
                                             int64_t end, T *__restrict out,
                                             std::integer_sequence<int, V0...>) {
-  (nmf_gram_passes<T, K, J, V0>(other, begin, end, out), ...);
+  (nmf_gram_passes<T, K, VB, J, V0>(other, begin, end, out), ...);
 }
 
 // Gram of rows [begin, end) for a compile-time K: the upper triangle of the [K, K] block (the
 // rest is zero), each entry one fused multiply-add chain over the rows in order, as
 // nmf_gram_impl (see "Fused dense products").
-template <typename T, int K>
+template <typename T, int K, int VB>
 FASTREC_NMF_INLINE void nmf_gram_fixed(const T *__restrict other, int64_t begin, int64_t end,
                                        T *__restrict out) {
-  constexpr int NV = NmfRow<T, K>::NV;
-  // Rows per pass: a power of two (so it divides the vector width) with J * NV <= 16 sums.
-  constexpr int J = NV <= 1 ? 16 : NV <= 2 ? 8 : NV <= 4 ? 4 : NV <= 8 ? 2 : 1;
+  typedef NmfRow<T, K, VB> Row;
+  // Rows per pass: a power of two no wider than a vector (so it divides the vector width), with
+  // the J * NV sums in half the registers.
+  constexpr int SUMS = simd_registers<VB>() / 2;
+  constexpr int J0 = SUMS / Row::NV >= 16 ? 16 : SUMS / Row::NV >= 8 ? 8 : SUMS / Row::NV >= 4 ? 4
+                     : SUMS / Row::NV >= 2 ? 2 : 1;
+  constexpr int J = J0 < Row::W ? J0 : Row::W;
   for (int64_t j = 0; j < K * K; ++j) out[j] = T(0);
-  nmf_gram_all_passes<T, K, J>(other, begin, end, out, std::make_integer_sequence<int, NV>{});
+  nmf_gram_all_passes<T, K, VB, J>(other, begin, end, out,
+                                   std::make_integer_sequence<int, Row::NV>{});
 }
 
 // nmf_gram_times_rows_impl for a compile-time K, M rows at a time: the M rows' sums and one row
 // of G stay in registers, so each row of G is loaded once per M rows instead of once per row.
-template <typename T, int K, int M>
+template <typename T, int K, int VB, int M>
 FASTREC_NMF_INLINE void nmf_gram_times_block(const T *__restrict w, const T *__restrict gram,
                                              T *__restrict out) {
-  NmfRow<T, K> acc[M];
+  NmfRow<T, K, VB> acc[M];
   for (int r = 0; r < M; ++r) acc[r].zero();
   for (int j = 0; j < K; ++j) {
-    NmfRow<T, K> gj;
+    NmfRow<T, K, VB> gj;
     gj.load(gram + j * K);
     for (int r = 0; r < M; ++r) acc[r].axpy(w[r * K + j], gj);
   }
   for (int r = 0; r < M; ++r) acc[r].store(out + r * K);
 }
 
-template <typename T, int K>
+template <typename T, int K, int VB>
 FASTREC_NMF_INLINE void nmf_gram_times_rows_fixed(const T *__restrict w, int64_t rows,
                                                   const T *__restrict gram, T *__restrict out) {
-  constexpr int M = NmfRow<T, K>::NV <= 2 ? 4 : 2;  // M * NV + NV vectors in registers
+  // M rows' sums and one row of G in registers ((M + 1) * NV of them), at most 4 rows.
+  constexpr int NV = NmfRow<T, K, VB>::NV;
+  constexpr int FIT = (simd_registers<VB>() - 2) / NV - 1;
+  constexpr int M = FIT >= 4 ? 4 : FIT >= 2 ? 2 : 1;
   int64_t r = 0;
-  for (; r + M <= rows; r += M) nmf_gram_times_block<T, K, M>(w + r * K, gram, out + r * K);
-  for (; r < rows; ++r) nmf_gram_times_block<T, K, 1>(w + r * K, gram, out + r * K);
+  for (; r + M <= rows; r += M) nmf_gram_times_block<T, K, VB, M>(w + r * K, gram, out + r * K);
+  for (; r < rows; ++r) nmf_gram_times_block<T, K, VB, 1>(w + r * K, gram, out + r * K);
 }
 
-template <typename T, int K>
-FASTREC_NMF_INLINE void nmf_step_fixed(T *__restrict w, const NmfRow<T, K> &num,
-                                       const NmfRow<T, K> &den, T l1, T l2) {
+template <typename T, int K, int VB>
+FASTREC_NMF_INLINE void nmf_step_fixed(T *__restrict w, const NmfRow<T, K, VB> &num,
+                                       const NmfRow<T, K, VB> &den, T l1, T l2) {
   T n[K], d[K];
   num.store(n);
   den.store(d);
@@ -385,7 +316,7 @@ FASTREC_NMF_INLINE void nmf_step_fixed(T *__restrict w, const NmfRow<T, K> &num,
     w[f] = nmf_mu_step<T>(w[f], n[f], nmf_regularised_denominator<T>(d[f], w[f], l1, l2));
 }
 
-template <typename T, typename I, int K>
+template <typename T, typename I, int K, int VB>
 FASTREC_NMF_INLINE void nmf_full_rows_fixed(const I *__restrict indptr,
                                             const I *__restrict indices,
                                             const T *__restrict data, T *__restrict factors,
@@ -397,7 +328,7 @@ FASTREC_NMF_INLINE void nmf_full_rows_fixed(const I *__restrict indptr,
     T *__restrict w = factors + r * K;
     // One numerator chain in entry order, as the generic path (and the Numba kernel): the
     // gathers, not the add latency, bound this loop.
-    NmfRow<T, K> num, den;
+    NmfRow<T, K, VB> num, den;
     num.zero();
     const int64_t start = indptr[r], stop = indptr[r + 1];
     if (beta == 2) {
@@ -411,7 +342,7 @@ FASTREC_NMF_INLINE void nmf_full_rows_fixed(const I *__restrict indptr,
       if (n < stop) num.axpy(data[n], other + (int64_t)indices[n] * K);
       den.load(dens + (r - begin) * K);
     } else {
-      NmfRow<T, K> wr;
+      NmfRow<T, K, VB> wr;
       wr.load(w);
       int64_t n = start;
       for (; n + 1 < stop; n += 2) {
@@ -428,11 +359,11 @@ FASTREC_NMF_INLINE void nmf_full_rows_fixed(const I *__restrict indptr,
       }
       den.load(stats);
     }
-    nmf_step_fixed<T, K>(w, num, den, l1, l2);
+    nmf_step_fixed<T, K, VB>(w, num, den, l1, l2);
   }
 }
 
-template <typename T, typename I, int K>
+template <typename T, typename I, int K, int VB>
 FASTREC_NMF_INLINE void nmf_observed_rows_fixed(
     const I *__restrict indptr, const I *__restrict indices, const T *__restrict data,
     T *__restrict factors, const T *__restrict other, T *__restrict bias,
@@ -443,7 +374,7 @@ FASTREC_NMF_INLINE void nmf_observed_rows_fixed(
     T *__restrict w = factors + r * K;
     const int64_t start = indptr[r], stop = indptr[r + 1];
     const T count = T(stop - start);
-    NmfRow<T, K> wr, num, den;
+    NmfRow<T, K, VB> wr, num, den;
     wr.load(w);
     num.zero();
     den.zero();
@@ -471,11 +402,11 @@ FASTREC_NMF_INLINE void nmf_observed_rows_fixed(
         den.add(h);
       }
     }
-    nmf_step_fixed<T, K>(w, num, den, count * l1, count * l2);
+    nmf_step_fixed<T, K, VB>(w, num, den, count * l1, count * l2);
   }
 }
 
-template <typename T, typename I, int K>
+template <typename T, typename I, int K, int VB>
 FASTREC_NMF_INLINE double nmf_loss_rows_fixed(const I *__restrict indptr,
                                               const I *__restrict indices,
                                               const T *__restrict data,
@@ -487,7 +418,7 @@ FASTREC_NMF_INLINE double nmf_loss_rows_fixed(const I *__restrict indptr,
   const int64_t last = indptr[end];
   double total = 0.0;
   for (int64_t r = begin; r < end; ++r) {
-    NmfRow<T, K> wr;
+    NmfRow<T, K, VB> wr;
     wr.load(factors + r * K);
     for (int64_t n = indptr[r]; n < indptr[r + 1]; ++n) {
       nmf_prefetch_row<T, I, K>(other, indices, n, last);
@@ -509,64 +440,68 @@ FASTREC_NMF_INLINE double nmf_loss_rows_fixed(const I *__restrict indptr,
   return total;
 }
 
-// Ranks with a register-resident path; any other k takes the generic path.
-#define FASTREC_NMF_DISPATCH_K(FIXED, GENERIC, ...) \
-  switch (k) {                                      \
-    case 16: FIXED(16, __VA_ARGS__); break;         \
-    case 32: FIXED(32, __VA_ARGS__); break;         \
-    case 48: FIXED(48, __VA_ARGS__); break;         \
-    case 64: FIXED(64, __VA_ARGS__); break;         \
-    case 96: FIXED(96, __VA_ARGS__); break;         \
-    case 128: FIXED(128, __VA_ARGS__); break;       \
-    default: GENERIC; break;                        \
-  }
+// Ranks with a register-resident path (where two rows fit in the registers, simd_rows_fit); any
+// other k takes the generic path. FIXED and GENERIC are expressions of the function's type.
+#define FASTREC_NMF_CASE(KK, FIXED, T, ...)                                   \
+  case KK:                                                                    \
+    if constexpr (simd_rows_fit<T, KK, VB>()) return FIXED(KK, T, __VA_ARGS__); \
+    break;
+#define FASTREC_NMF_DISPATCH_K(FIXED, GENERIC, T, ...) \
+  switch (k) {                                         \
+    FASTREC_NMF_CASE(16, FIXED, T, __VA_ARGS__)        \
+    FASTREC_NMF_CASE(32, FIXED, T, __VA_ARGS__)        \
+    FASTREC_NMF_CASE(48, FIXED, T, __VA_ARGS__)        \
+    FASTREC_NMF_CASE(64, FIXED, T, __VA_ARGS__)        \
+    FASTREC_NMF_CASE(96, FIXED, T, __VA_ARGS__)        \
+    FASTREC_NMF_CASE(128, FIXED, T, __VA_ARGS__)       \
+    default:                                           \
+      break;                                           \
+  }                                                    \
+  return GENERIC;
 
-#define FASTREC_NMF_FULL_FIXED(KK, T, I)                                                        \
-  nmf_full_rows_fixed<T, I, KK>(indptr, indices, data, factors, other, stats, dens, begin, end, \
-                                beta, l1, l2)
-#define FASTREC_NMF_OBSERVED_FIXED(KK, T, I)                                                     \
-  nmf_observed_rows_fixed<T, I, KK>(indptr, indices, data, factors, other, bias, other_bias,     \
-                                    global_mean, begin, end, beta, l1, l2, reg_bias, biased,     \
-                                    scratch + 2 * KK)
-#define FASTREC_NMF_LOSS_FIXED(KK, T, I)                                                         \
-  total = nmf_loss_rows_fixed<T, I, KK>(indptr, indices, data, factors, other, bias, other_bias, \
-                                        global_mean, begin, end, beta, observed, biased)
+#define FASTREC_NMF_FULL_FIXED(KK, T, I)                                                   \
+  nmf_full_rows_fixed<T, I, KK, VB>(indptr, indices, data, factors, other, stats, dens, begin, \
+                                    end, beta, l1, l2)
+#define FASTREC_NMF_OBSERVED_FIXED(KK, T, I)                                                  \
+  nmf_observed_rows_fixed<T, I, KK, VB>(indptr, indices, data, factors, other, bias,          \
+                                        other_bias, global_mean, begin, end, beta, l1, l2,    \
+                                        reg_bias, biased, scratch + 2 * KK)
+#define FASTREC_NMF_LOSS_FIXED(KK, T, I)                                                  \
+  nmf_loss_rows_fixed<T, I, KK, VB>(indptr, indices, data, factors, other, bias, other_bias, \
+                                    global_mean, begin, end, beta, observed, biased)
 
 #define FASTREC_NMF_ROWS(T, I)                                                                   \
-  FASTREC_CPU_CLONES void nmf_full_rows_clone(                                                   \
-      const I *indptr, const I *indices, const T *data, T *factors, const T *other,              \
-      const T *stats, const T *dens, int64_t begin, int64_t end, int64_t k, int beta, T l1, T l2, \
-      T *scratch) {                                                                              \
-    FASTREC_NMF_DISPATCH_K(FASTREC_NMF_FULL_FIXED,                                               \
-                           (nmf_full_rows_impl<T, I>(indptr, indices, data, factors, other,      \
-                                                     stats, dens, begin, end, k, beta, l1, l2,   \
-                                                     scratch)),                                  \
-                           T, I)                                                                 \
-  }                                                                                              \
-  FASTREC_CPU_CLONES void nmf_observed_rows_clone(                                               \
-      const I *indptr, const I *indices, const T *data, T *factors, const T *other, T *bias,     \
-      const T *other_bias, T global_mean, int64_t begin, int64_t end, int64_t k, int beta,       \
-      T l1, T l2, T reg_bias, int biased, T *scratch) {                                          \
-    FASTREC_NMF_DISPATCH_K(FASTREC_NMF_OBSERVED_FIXED,                                           \
-                           (nmf_observed_rows_impl<T, I>(indptr, indices, data, factors, other,  \
-                                                         bias, other_bias, global_mean, begin,   \
-                                                         end, k, beta, l1, l2, reg_bias, biased, \
-                                                         scratch)),                              \
-                           T, I)                                                                 \
-  }                                                                                              \
-  FASTREC_CPU_CLONES double nmf_loss_rows_clone(                                                 \
-      const I *indptr, const I *indices, const T *data, const T *factors, const T *other,        \
-      const T *bias, const T *other_bias, double global_mean, int64_t begin, int64_t end,        \
-      int64_t k, int beta, int observed, int biased) {                                           \
-    double total = 0.0;                                                                          \
-    FASTREC_NMF_DISPATCH_K(FASTREC_NMF_LOSS_FIXED,                                               \
-                           (total = nmf_loss_rows_impl<T, I>(indptr, indices, data, factors,     \
-                                                             other, bias, other_bias,            \
-                                                             global_mean, begin, end, k, beta,   \
-                                                             observed, biased)),                 \
-                           T, I)                                                                 \
-    return total;                                                                                \
-  }
+  FASTREC_SIMD_VERSIONS(                                                                         \
+      , void, nmf_full_rows_clone,                                                               \
+      (const I *indptr, const I *indices, const T *data, T *factors, const T *other,             \
+       const T *stats, const T *dens, int64_t begin, int64_t end, int64_t k, int beta, T l1,     \
+       T l2, T *scratch),                                                                        \
+      FASTREC_NMF_DISPATCH_K(FASTREC_NMF_FULL_FIXED,                                             \
+                             (nmf_full_rows_impl<T, I>(indptr, indices, data, factors, other,    \
+                                                       stats, dens, begin, end, k, beta, l1, l2, \
+                                                       scratch)),                                \
+                             T, I))                                                              \
+  FASTREC_SIMD_VERSIONS(                                                                         \
+      , void, nmf_observed_rows_clone,                                                           \
+      (const I *indptr, const I *indices, const T *data, T *factors, const T *other, T *bias,    \
+       const T *other_bias, T global_mean, int64_t begin, int64_t end, int64_t k, int beta,      \
+       T l1, T l2, T reg_bias, int biased, T *scratch),                                          \
+      FASTREC_NMF_DISPATCH_K(FASTREC_NMF_OBSERVED_FIXED,                                         \
+                             (nmf_observed_rows_impl<T, I>(indptr, indices, data, factors,       \
+                                                           other, bias, other_bias, global_mean, \
+                                                           begin, end, k, beta, l1, l2,          \
+                                                           reg_bias, biased, scratch)),          \
+                             T, I))                                                              \
+  FASTREC_SIMD_VERSIONS(                                                                         \
+      , double, nmf_loss_rows_clone,                                                             \
+      (const I *indptr, const I *indices, const T *data, const T *factors, const T *other,       \
+       const T *bias, const T *other_bias, double global_mean, int64_t begin, int64_t end,       \
+       int64_t k, int beta, int observed, int biased),                                           \
+      FASTREC_NMF_DISPATCH_K(FASTREC_NMF_LOSS_FIXED,                                             \
+                             (nmf_loss_rows_impl<T, I>(indptr, indices, data, factors, other,    \
+                                                       bias, other_bias, global_mean, begin, end, \
+                                                       k, beta, observed, biased)),              \
+                             T, I))
 
 FASTREC_NMF_ROWS(float, int32_t)
 FASTREC_NMF_ROWS(float, int64_t)
@@ -582,42 +517,32 @@ FASTREC_NMF_ROWS(double, int64_t)
 // many multiply-adds per iteration as the sparse numerators) are chains of fused multiply-adds,
 // as in BLAS: half the instructions of a multiply and an add. Everything else is unfused
 // (-ffp-contract=off). The register-resident paths get their FMAs by contraction (these
-// functions only are compiled with fp-contract=fast), the generic paths call std::fma, and a
-// CPU whose clone cannot fuse runs the generic path (std::fma in software), so every machine
-// rounds these products alike.
+// functions only are compiled with fp-contract=fast), the generic paths call std::fma, and an
+// ISA without FMA runs the generic path (std::fma in software), so every machine rounds these
+// products alike.
 #if defined(__GNUC__) && !defined(__clang__)
-#define FASTREC_NMF_FUSED FASTREC_CPU_CLONES __attribute__((optimize("fp-contract=fast")))
+#define FASTREC_NMF_FUSED __attribute__((optimize("fp-contract=fast")))
 #else
-#define FASTREC_NMF_FUSED FASTREC_CPU_CLONES
+#define FASTREC_NMF_FUSED
 #endif
 
-// Whether the running clone of a FASTREC_NMF_FUSED function contracts a * b + c into an FMA.
-static inline bool nmf_clone_fuses() {
-#if defined(FASTREC_HAVE_CPU_CLONES)
-  return __builtin_cpu_supports("x86-64-v3");  // the v3 and v4 clones have FMA
-#elif defined(__FMA__) || defined(__aarch64__)
-  return true;
-#else
-  return false;
-#endif
-}
-
-#define FASTREC_NMF_GRAM_FIXED(KK, T) nmf_gram_fixed<T, KK>(other, begin, end, out)
-#define FASTREC_NMF_DEN_FIXED(KK, T) nmf_gram_times_rows_fixed<T, KK>(w, rows, gram, out)
+#define FASTREC_NMF_GRAM_FIXED(KK, T, ...) nmf_gram_fixed<T, KK, VB>(other, begin, end, out)
+#define FASTREC_NMF_DEN_FIXED(KK, T, ...) nmf_gram_times_rows_fixed<T, KK, VB>(w, rows, gram, out)
 
 #define FASTREC_NMF_STATS(T)                                                                     \
-  FASTREC_NMF_FUSED void nmf_gram_clone(const T *other, int64_t begin, int64_t end, int64_t k,   \
-                                        T *out) {                                                \
-    if (!nmf_clone_fuses()) return nmf_gram_impl<T>(other, begin, end, k, out);                  \
-    FASTREC_NMF_DISPATCH_K(FASTREC_NMF_GRAM_FIXED,                                               \
-                           (nmf_gram_impl<T>(other, begin, end, k, out)), T)                     \
-  }                                                                                              \
-  FASTREC_NMF_FUSED void nmf_gram_times_rows_clone(const T *w, int64_t rows, const T *gram,      \
-                                                   int64_t k, T *out) {                          \
-    if (!nmf_clone_fuses()) return nmf_gram_times_rows_impl<T>(w, rows, gram, k, out);           \
-    FASTREC_NMF_DISPATCH_K(FASTREC_NMF_DEN_FIXED,                                                \
-                           (nmf_gram_times_rows_impl<T>(w, rows, gram, k, out)), T)              \
-  }                                                                                              \
+  FASTREC_SIMD_VERSIONS(                                                                         \
+      FASTREC_NMF_FUSED, void, nmf_gram_clone,                                                   \
+      (const T *other, int64_t begin, int64_t end, int64_t k, T *out),                           \
+      if constexpr (!simd_has_fma<VB>()) return nmf_gram_impl<T>(other, begin, end, k, out);     \
+      FASTREC_NMF_DISPATCH_K(FASTREC_NMF_GRAM_FIXED,                                             \
+                             (nmf_gram_impl<T>(other, begin, end, k, out)), T, ))                \
+  FASTREC_SIMD_VERSIONS(                                                                         \
+      FASTREC_NMF_FUSED, void, nmf_gram_times_rows_clone,                                        \
+      (const T *w, int64_t rows, const T *gram, int64_t k, T *out),                              \
+      if constexpr (!simd_has_fma<VB>())                                                         \
+          return nmf_gram_times_rows_impl<T>(w, rows, gram, k, out);                             \
+      FASTREC_NMF_DISPATCH_K(FASTREC_NMF_DEN_FIXED,                                              \
+                             (nmf_gram_times_rows_impl<T>(w, rows, gram, k, out)), T, ))         \
   FASTREC_CPU_CLONES void nmf_colsum_clone(const T *other, int64_t begin, int64_t end,           \
                                            int64_t k, T *out) {                                  \
     nmf_colsum_impl<T>(other, begin, end, k, out);                                               \
@@ -629,6 +554,7 @@ FASTREC_NMF_STATS(double)
 #undef FASTREC_NMF_GRAM_FIXED
 #undef FASTREC_NMF_DEN_FIXED
 #undef FASTREC_NMF_DISPATCH_K
+#undef FASTREC_NMF_CASE
 #undef FASTREC_NMF_FUSED
 
 // Template entry points (what Cython calls): each forwards to the ISA-dispatched overload.

@@ -8,89 +8,15 @@
 #include <sched.h>
 
 #include "fastrec/sgd.h"
+#include "fastrec/simd_cpu.h"
 
 namespace fastrec {
 
 // ---- Register-resident update for a compile-time K ------------------------------------------
-// The 16 lanes of sgd_lane_dot as explicit vectors (one 64-byte vector of floats, two of
-// doubles; GCC vector extensions, lowered to AVX-512, AVX2 or SSE by each ISA clone): the rows
-// are loaded once, the dot product is summed in exactly sgd_lane_dot's order (chunk by chunk
-// into the lanes, the tail into lanes 0.., then halved 8/4/2/1), and the factor step updates the
-// same registers before one store. GCC left alone reloads the rows and reduces the lanes with
-// dozens of scalar adds; this path has about half the instructions and the same bits.
-template <typename T>
-struct SgdLanes;
-template <>
-struct SgdLanes<float> {
-  typedef float V __attribute__((vector_size(64)));
-  typedef int32_t Bits __attribute__((vector_size(64)));
-  static constexpr int W = 16;  // floats per vector; 16 lanes = one vector
-};
-template <>
-struct SgdLanes<double> {
-  typedef double V __attribute__((vector_size(64)));
-  typedef int64_t Bits __attribute__((vector_size(64)));
-  static constexpr int W = 8;  // 16 lanes = two vectors
-};
-
-template <typename T, int K>
-struct SgdRow {
-  typedef typename SgdLanes<T>::V V;
-  static constexpr int W = SgdLanes<T>::W;
-  static constexpr int FULL = K / W;    // whole vectors of the row
-  static constexpr int TAIL = K % W;    // elements after them
-  static constexpr int NV = FULL + (TAIL > 0);
-  V v[NV];
-
-  inline __attribute__((always_inline)) void load(const T *p) {
-    for (int j = 0; j < FULL; ++j) __builtin_memcpy(&v[j], p + j * W, sizeof(V));
-    if constexpr (TAIL > 0) {
-      v[FULL] = V{};
-      __builtin_memcpy(&v[FULL], p + FULL * W, TAIL * sizeof(T));
-    }
-  }
-  inline __attribute__((always_inline)) void store(T *p) const {
-    for (int j = 0; j < FULL; ++j) __builtin_memcpy(p + j * W, &v[j], sizeof(V));
-    if constexpr (TAIL > 0) __builtin_memcpy(p + FULL * W, &v[FULL], TAIL * sizeof(T));
-  }
-};
-
-// sgd_lane_dot(p, q, K) bit for bit, from rows already in registers.
-template <typename T, int K>
-inline __attribute__((always_inline)) T sgd_lane_dot_rows(const SgdRow<T, K> &p,
-                                                          const SgdRow<T, K> &q) {
-  typedef typename SgdLanes<T>::V V;
-  constexpr int W = SgdLanes<T>::W, L = SGD_DOT_LANES / W;  // vectors per 16 lanes
-  static_assert(SGD_DOT_LANES % W == 0, "16 lanes must be whole vectors");
-  V acc[L];
-  for (int l = 0; l < L; ++l) acc[l] = V{};
-  // Vector j holds elements [j W, j W + W): lanes (j % L) W ... in sgd_lane_dot's numbering.
-  for (int j = 0; j < SgdRow<T, K>::FULL; ++j) acc[j % L] += p.v[j] * q.v[j];
-  if constexpr (SgdRow<T, K>::TAIL > 0) {
-    // The tail's elements go to lanes 0.., i.e. into acc[FULL % L]: blend so that lanes past
-    // the tail keep their bits (adding 0 * 0 could turn -0 into +0).
-    // A bitwise select: GCC 12 cannot expand a vector ?: on floats for AVX-512.
-    typedef typename SgdLanes<T>::Bits Bits;
-    constexpr int j = SgdRow<T, K>::FULL;
-    Bits in_tail;
-    for (int e = 0; e < W; ++e) in_tail[e] = e < SgdRow<T, K>::TAIL ? -1 : 0;
-    const V sum = acc[j % L] + p.v[j] * q.v[j];
-    acc[j % L] = (V)(((Bits)sum & in_tail) | ((Bits)acc[j % L] & ~in_tail));
-  }
-  if constexpr (W == 16) {
-    V a = acc[0];
-    auto h8 = __builtin_shufflevector(a, a, 0, 1, 2, 3, 4, 5, 6, 7) +
-              __builtin_shufflevector(a, a, 8, 9, 10, 11, 12, 13, 14, 15);
-    auto h4 = __builtin_shufflevector(h8, h8, 0, 1, 2, 3) + __builtin_shufflevector(h8, h8, 4, 5, 6, 7);
-    auto h2 = __builtin_shufflevector(h4, h4, 0, 1) + __builtin_shufflevector(h4, h4, 2, 3);
-    return h2[0] + h2[1];
-  } else {
-    V h8 = acc[0] + acc[1];  // lanes l and l + 8
-    auto h4 = __builtin_shufflevector(h8, h8, 0, 1, 2, 3) + __builtin_shufflevector(h8, h8, 4, 5, 6, 7);
-    auto h2 = __builtin_shufflevector(h4, h4, 0, 1) + __builtin_shufflevector(h4, h4, 2, 3);
-    return h2[0] + h2[1];
-  }
-}
+// The rows are loaded once into vector registers (SimdRow, fastrec/simd_cpu.h), the dot product
+// is summed in exactly sgd_lane_dot's order, and the factor step updates the same registers
+// before one store. GCC left alone reloads the rows and reduces the lanes with dozens of scalar
+// adds; this path has about half the instructions and the same bits.
 
 #ifndef SGD_PREFETCH_DISTANCE
 #define SGD_PREFETCH_DISTANCE 8
@@ -133,14 +59,15 @@ FASTREC_HD double sgd_block_impl(const I *__restrict users, const I *__restrict 
   return sse;
 }
 
-// sgd_block_impl for a compile-time K with the rows in registers (SgdRow); same bits.
-template <typename T, typename I, int K>
+// sgd_block_impl for a compile-time K with the rows in registers (SimdRow); same bits.
+template <typename T, typename I, int K, int VB>
 static inline __attribute__((always_inline)) double sgd_block_fixed(
     const I *__restrict users, const I *__restrict items, const T *__restrict ratings,
     int64_t begin, int64_t end, T *__restrict user_factors, T *__restrict item_factors,
     T *__restrict user_bias, T *__restrict item_bias, T global_mean, T lr, T lr_bias, T reg,
     T reg_bias, int biased) {
-  typedef typename SgdLanes<T>::V V;
+  typedef SimdRow<T, K, VB> Row;
+  typedef typename Row::V V;
   double sse = 0.0;
   const T shrink = sgd_shrink<T>(lr, reg);
   for (int64_t n = begin; n < end; ++n) {
@@ -155,10 +82,10 @@ static inline __attribute__((always_inline)) double sgd_block_fixed(
     const I u = users[n], i = items[n];
     T *__restrict p_row = user_factors + (int64_t)u * K;
     T *__restrict q_row = item_factors + (int64_t)i * K;
-    SgdRow<T, K> p, q;
+    Row p, q;
     p.load(p_row);
     q.load(q_row);
-    const T dot = sgd_lane_dot_rows<T, K>(p, q);
+    const T dot = p.dot(q);
     const T err = sgd_error<T>(ratings[n], global_mean, user_bias[u], item_bias[i], dot);
     sse += (double)err * (double)err;
     if (biased) {
@@ -166,11 +93,12 @@ static inline __attribute__((always_inline)) double sgd_block_fixed(
       item_bias[i] = sgd_bias_step<T>(item_bias[i], err, lr_bias, reg_bias);
     }
     // sgd_factor_step element by element: p = shrink p + step q, q = shrink q + step p_old.
-    const V step = V{} + sgd_step<T>(err, lr), keep = V{} + shrink;
-    for (int j = 0; j < SgdRow<T, K>::NV; ++j) {
+    // (Scalar operands: see SimdRow::axpy.)
+    const T step = sgd_step<T>(err, lr);
+    for (int j = 0; j < Row::NV; ++j) {
       const V p_old = p.v[j];
-      p.v[j] = keep * p_old + step * q.v[j];
-      q.v[j] = keep * q.v[j] + step * p_old;
+      p.v[j] = p_old * shrink + q.v[j] * step;
+      q.v[j] = q.v[j] * shrink + p_old * step;
     }
     p.store(p_row);
     q.store(q_row);
@@ -180,30 +108,32 @@ static inline __attribute__((always_inline)) double sgd_block_fixed(
 
 #define FASTREC_SGD_CASE(T, I, K)                                                              \
   case K:                                                                                      \
-    return sgd_block_fixed<T, I, K>(users, items, ratings, begin, end, user_factors,           \
-                                    item_factors, user_bias, item_bias, global_mean, lr,       \
-                                    lr_bias, reg, reg_bias, biased);
+    if constexpr (simd_rows_fit<T, K, VB>())                                                    \
+      return sgd_block_fixed<T, I, K, VB>(users, items, ratings, begin, end, user_factors,     \
+                                          item_factors, user_bias, item_bias, global_mean, lr, \
+                                          lr_bias, reg, reg_bias, biased);                     \
+    break;
 
 #define FASTREC_SGD_BLOCK(T, I)                                                                \
-  FASTREC_CPU_CLONES double sgd_block(const I *users, const I *items, const T *ratings,        \
-                                      int64_t begin, int64_t end, T *user_factors,             \
-                                      T *item_factors, T *user_bias, T *item_bias, int64_t k,  \
-                                      T global_mean, T lr, T lr_bias, T reg, T reg_bias,       \
-                                      int biased) {                                            \
-    /* Common ranks get code specialised for a constant k (unrolled, registers only). */      \
-    switch (k) {                                                                               \
-      FASTREC_SGD_CASE(T, I, 16)                                                               \
-      FASTREC_SGD_CASE(T, I, 32)                                                               \
-      FASTREC_SGD_CASE(T, I, 64)                                                               \
-      FASTREC_SGD_CASE(T, I, 96)                                                               \
-      FASTREC_SGD_CASE(T, I, 112) /* k = 100 after MF's padding (padded_width) */              \
-      FASTREC_SGD_CASE(T, I, 128)                                                              \
-      default:                                                                                 \
-        return sgd_block_impl<T, I>(users, items, ratings, begin, end, user_factors,           \
-                                    item_factors, user_bias, item_bias, k, global_mean, lr,    \
-                                    lr_bias, reg, reg_bias, biased);                           \
-    }                                                                                          \
-  }
+  FASTREC_SIMD_VERSIONS(                                                                       \
+      , double, sgd_block,                                                                     \
+      (const I *users, const I *items, const T *ratings, int64_t begin, int64_t end,           \
+       T *user_factors, T *item_factors, T *user_bias, T *item_bias, int64_t k, T global_mean, \
+       T lr, T lr_bias, T reg, T reg_bias, int biased),                                        \
+      /* Common ranks get code specialised for a constant k (unrolled, registers only). */    \
+      switch (k) {                                                                             \
+        FASTREC_SGD_CASE(T, I, 16)                                                             \
+        FASTREC_SGD_CASE(T, I, 32)                                                             \
+        FASTREC_SGD_CASE(T, I, 64)                                                             \
+        FASTREC_SGD_CASE(T, I, 96)                                                             \
+        FASTREC_SGD_CASE(T, I, 112) /* k = 100 after MF's padding (padded_width) */            \
+        FASTREC_SGD_CASE(T, I, 128)                                                            \
+        default:                                                                               \
+          break;                                                                               \
+      }                                                                                        \
+      return sgd_block_impl<T, I>(users, items, ratings, begin, end, user_factors,             \
+                                  item_factors, user_bias, item_bias, k, global_mean, lr,      \
+                                  lr_bias, reg, reg_bias, biased);)
 
 FASTREC_SGD_BLOCK(float, int32_t)
 FASTREC_SGD_BLOCK(float, int64_t)
