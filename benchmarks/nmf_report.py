@@ -1,14 +1,16 @@
 """Side-by-side NMF figures for the issue's must-show targets; prints a markdown table.
 
-    python benchmarks/nmf_report.py [--threads 2] [--repeats 7] [--skip-ml] [--clock cpu]
+    python benchmarks/nmf_report.py [--threads 2] [--rounds 5] [--repeats 5] [--skip-ml] [--clock cpu]
 
 ``--clock cpu`` times with the process CPU clock instead of the wall clock: with ``--threads 1``
 it measures the work itself, unaffected by other processes on a shared machine.
 
 1. Seconds per MU iteration (W then H) on the synthetic 50k x 10k matrix with 1M nonzeros at
    rank 32: fastrec Cython and Numba vs scikit-learn's solver='mu' (BLAS limited to the same
-   thread count), Frobenius and KL, float32 and float64. Medians of repeats, each contender's
-   back to back in one process (see median_seconds); the ratio is what to read.
+   thread count), Frobenius and KL, float32 and float64. In each round every contender runs its
+   repeats back to back (see round_medians); a speed-up is the median over rounds of the
+   per-round ratio, with the lowest and highest round in brackets: on a shared machine the
+   speed drifts between rounds, and a ratio taken within one round cancels the drift.
 2. Observed mode on ml-latest-small (random 80/20 splits): test RMSE and fit+predict time of
    fastrec NMF with Surprise's NMF defaults' equivalents (k=15, reg 0.06 per rating, 50
    iterations, unbiased) against Surprise's NMF with its defaults.
@@ -40,29 +42,40 @@ from fastrec.backends import BackendUnavailable, get_backend  # noqa: E402
 from fastrec.metrics import rmse  # noqa: E402
 
 
-def median_seconds(callables: dict, repeats: int, clock=time.perf_counter) -> dict:
-    """Median seconds per call of each contender, its repeats back to back. Not interleaved:
-    on 2 cores, one runtime's threads still spin-waiting after its call (OpenBLAS, libgomp,
-    Numba's pool) take the cores from the next contender, which measured the spin, not the work
-    (Cython Frobenius read 20 ms interleaved with scikit-learn, 7-9 ms on its own)."""
-    times = {}
-    for name, run in callables.items():
+def round_medians(callables: dict, rounds: int, repeats: int, clock=time.perf_counter) -> dict:
+    """Per-round median seconds per call of each contender: {name: [one median per round]}.
+    Within a round each contender's repeats run back to back, not interleaved call by call: on
+    2 cores, one runtime's threads still spin-waiting after its call (OpenBLAS, libgomp, Numba's
+    pool) take the cores from the next contender, which measured the spin, not the work (Cython
+    Frobenius read 20 ms interleaved with scikit-learn, 7-9 ms on its own)."""
+    for run in callables.values():
         run()  # warm-up: JIT compile, first-touch allocations
-        time.sleep(0.2)  # let the previous runtime's threads go to sleep
-        samples = []
-        for _ in range(repeats):
-            start = clock()
-            run()
-            samples.append(clock() - start)
-        times[name] = float(np.median(samples))
-    return times
+    medians = {name: [] for name in callables}
+    for _ in range(rounds):
+        for name, run in callables.items():
+            time.sleep(0.2)  # let the previous runtime's threads go to sleep
+            samples = []
+            for _ in range(repeats):
+                start = clock()
+                run()
+                samples.append(clock() - start)
+            medians[name].append(float(np.median(samples)))
+    return medians
 
 
-def iteration_table(threads: int, repeats: int, clock_name: str) -> None:
+def speed_up(medians: dict, name: str) -> str:
+    """Median over rounds of scikit-learn's time / ``name``'s, with the range over rounds."""
+    if name not in medians:
+        return "-"
+    ratios = np.array(medians["sklearn"]) / np.array(medians[name])
+    return f"{np.median(ratios):.1f}x ({ratios.min():.1f}-{ratios.max():.1f})"
+
+
+def iteration_table(threads: int, rounds: int, repeats: int, clock_name: str) -> None:
     x = synthetic_counts()
     clock = time.process_time if clock_name == "cpu" else time.perf_counter
     print(f"\n### Seconds per MU iteration ({clock_name} clock): {x.shape[0]}x{x.shape[1]}, "
-          f"nnz={x.nnz}, k=32, {threads} threads "
+          f"nnz={x.nnz}, k=32, {threads} threads, {rounds} rounds of {repeats} "
           f"(OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')})\n")
     print("| loss | dtype | scikit-learn mu | fastrec cython | fastrec numba | cython speed-up |"
           " numba speed-up |")
@@ -79,9 +92,10 @@ def iteration_table(threads: int, repeats: int, clock_name: str) -> None:
             for name, backend in backends.items():
                 runs[name] = fastrec_iteration(backend, x, 32, beta, dtype, threads)
             with threadpool_limits(threads):
-                t = median_seconds(runs, repeats, clock)
-            cells = [f"{t.get(n, float('nan')):.4f}" for n in ("sklearn", "cython", "numba")]
-            ups = [f"{t['sklearn'] / t[n]:.1f}x" if n in t else "-" for n in ("cython", "numba")]
+                medians = round_medians(runs, rounds, repeats, clock)
+            cells = [f"{np.median(medians[n]):.4f}" if n in medians else "-"
+                     for n in ("sklearn", "cython", "numba")]
+            ups = [speed_up(medians, n) for n in ("cython", "numba")]
             print(f"| {loss} | {np.dtype(dtype).name} | " + " | ".join(cells + ups) + " |")
 
 
@@ -130,11 +144,12 @@ def ml_table(threads: int, seeds=(0, 1, 2)) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-ml", action="store_true")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     args = parser.parse_args()
-    iteration_table(args.threads, args.repeats, args.clock)
+    iteration_table(args.threads, args.rounds, args.repeats, args.clock)
     if not args.skip_ml:
         ml_table(args.threads)
 
