@@ -56,7 +56,7 @@ def extensions():
     omp_compile, omp_link = openmp_flags()
     # No FMA contraction: every ISA version, every machine and the CUDA kernels (--fmad=false)
     # round the same way, so one seed gives one model bit for bit. (Fused multiply-adds are
-    # written out where wanted: the NMF Frobenius dense products, nmf_cpu.h.)
+    # written out where wanted: the NMF Frobenius dense products on ISAs with FMA, nmf_cpu.h.)
     # -fno-wrapv undoes CPython's -fwrapv: with wrapping int arithmetic GCC cannot prove that
     # a[H + j] walks consecutive addresses, and loops indexed that way stay scalar.
     compile_args = ["-std=c++17", "-O0" if debug else "-O3", "-ffp-contract=off", "-fno-wrapv",

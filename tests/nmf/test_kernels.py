@@ -184,6 +184,18 @@ def fused_chain(values, coeffs):
     return acc
 
 
+def cpu_fuses() -> bool:
+    """Whether the kernels running here have FMA: the Cython build dispatches to its AVX2 or
+    AVX-512 version (and Numba, compiling for this CPU, has FMA too)."""
+    try:
+        from fastrec.backends.cython._info import build_info
+    except ImportError:
+        return False
+    return build_info()["isa"].startswith(("x86-64-v3", "x86-64-v4"))
+
+
+@pytest.mark.skipif(not cpu_fuses(), reason="this CPU's kernel version has no FMA: the dense "
+                    "products multiply, then add (tests/test_isa_versions.py covers that build)")
 @pytest.mark.parametrize("name", BACKENDS)
 @pytest.mark.parametrize("k", [5, 32])  # generic path, register-resident path
 def test_frobenius_denominator_is_one_rounding_per_multiply_add(name, k):

@@ -24,10 +24,19 @@ namespace fastrec {
 #define FASTREC_NMF_INLINE static inline
 #endif
 
+// c + a * b, as one fused multiply-add where the ISA has one (see "Fused dense products" below).
+template <bool FUSED, typename T>
+FASTREC_NMF_INLINE T nmf_madd(T a, T b, T c) {
+  if constexpr (FUSED)
+    return std::fma(a, b, c);
+  else
+    return c + a * b;
+}
+
 // Upper triangle of sum_r other_r other_r^T over rows [begin, end), into out[k*k] (overwritten):
-// one fused multiply-add chain per entry, rows in order (see "Fused dense products" below).
-// Four rows per sweep so each row of `out` is loaded and stored once per four rank-1 updates.
-template <typename T>
+// one multiply-add chain per entry, rows in order. Four rows per sweep so each row of `out` is
+// loaded and stored once per four rank-1 updates.
+template <bool FUSED, typename T>
 FASTREC_NMF_INLINE void nmf_gram_impl(
     const T *__restrict other, int64_t begin, int64_t end, int64_t k, T *__restrict out) {
   for (int64_t j = 0; j < k * k; ++j) out[j] = T(0);
@@ -41,7 +50,8 @@ FASTREC_NMF_INLINE void nmf_gram_impl(
       const T aj = a[j], bj = b[j], cj = c[j], dj = d[j];
       T *__restrict g = out + j * k;
       for (int64_t l = j; l < k; ++l)
-        g[l] = std::fma(dj, d[l], std::fma(cj, c[l], std::fma(bj, b[l], std::fma(aj, a[l], g[l]))));
+        g[l] = nmf_madd<FUSED>(dj, d[l], nmf_madd<FUSED>(cj, c[l], nmf_madd<FUSED>(bj, b[l],
+                                                         nmf_madd<FUSED>(aj, a[l], g[l]))));
     }
   }
   for (; r < end; ++r) {
@@ -49,14 +59,14 @@ FASTREC_NMF_INLINE void nmf_gram_impl(
     for (int64_t j = 0; j < k; ++j) {
       const T aj = a[j];
       T *__restrict g = out + j * k;
-      for (int64_t l = j; l < k; ++l) g[l] = std::fma(aj, a[l], g[l]);
+      for (int64_t l = j; l < k; ++l) g[l] = nmf_madd<FUSED>(aj, a[l], g[l]);
     }
   }
 }
 
 // Frobenius denominators of `rows` rows of w ([rows, k]) into out[rows, k]: out_r = w_r . G for
-// the symmetric Gram matrix `gram` [k, k], one fused multiply-add chain over j in order.
-template <typename T>
+// the symmetric Gram matrix `gram` [k, k], one multiply-add chain over j in order.
+template <bool FUSED, typename T>
 FASTREC_NMF_INLINE void nmf_gram_times_rows_impl(const T *__restrict w, int64_t rows,
                                                  const T *__restrict gram, int64_t k,
                                                  T *__restrict out) {
@@ -66,7 +76,7 @@ FASTREC_NMF_INLINE void nmf_gram_times_rows_impl(const T *__restrict w, int64_t 
     for (int64_t j = 0; j < k; ++j) {
       const T wj = w[r * k + j];
       const T *__restrict g = gram + j * k;
-      for (int64_t f = 0; f < k; ++f) den[f] = std::fma(wj, g[f], den[f]);
+      for (int64_t f = 0; f < k; ++f) den[f] = nmf_madd<FUSED>(wj, g[f], den[f]);
     }
   }
 }
@@ -517,9 +527,11 @@ FASTREC_NMF_ROWS(double, int64_t)
 // many multiply-adds per iteration as the sparse numerators) are chains of fused multiply-adds,
 // as in BLAS: half the instructions of a multiply and an add. Everything else is unfused
 // (-ffp-contract=off). The register-resident paths get their FMAs by contraction (these
-// functions only are compiled with fp-contract=fast), the generic paths call std::fma, and an
-// ISA without FMA runs the generic path (std::fma in software), so every machine rounds these
-// products alike.
+// functions only are compiled with fp-contract=fast), the generic paths call std::fma, so
+// every ISA version with FMA rounds these products alike. A version without FMA (x86-64
+// before AVX2, or a build without runtime dispatch and without -mfma) multiplies and adds
+// in the same order: the same sums, rounded twice per step (software FMA would be ~20x
+// slower there).
 #if defined(__GNUC__) && !defined(__clang__)
 #define FASTREC_NMF_FUSED __attribute__((optimize("fp-contract=fast")))
 #else
@@ -533,16 +545,15 @@ FASTREC_NMF_ROWS(double, int64_t)
   FASTREC_SIMD_VERSIONS(                                                                         \
       FASTREC_NMF_FUSED, void, nmf_gram_clone,                                                   \
       (const T *other, int64_t begin, int64_t end, int64_t k, T *out),                           \
-      if constexpr (!simd_has_fma<VB>()) return nmf_gram_impl<T>(other, begin, end, k, out);     \
-      FASTREC_NMF_DISPATCH_K(FASTREC_NMF_GRAM_FIXED,                                             \
-                             (nmf_gram_impl<T>(other, begin, end, k, out)), T, ))                \
+      FASTREC_NMF_DISPATCH_K(                                                                    \
+          FASTREC_NMF_GRAM_FIXED,                                                                \
+          (nmf_gram_impl<simd_has_fma<VB>(), T>(other, begin, end, k, out)), T, ))               \
   FASTREC_SIMD_VERSIONS(                                                                         \
       FASTREC_NMF_FUSED, void, nmf_gram_times_rows_clone,                                        \
       (const T *w, int64_t rows, const T *gram, int64_t k, T *out),                              \
-      if constexpr (!simd_has_fma<VB>())                                                         \
-          return nmf_gram_times_rows_impl<T>(w, rows, gram, k, out);                             \
-      FASTREC_NMF_DISPATCH_K(FASTREC_NMF_DEN_FIXED,                                              \
-                             (nmf_gram_times_rows_impl<T>(w, rows, gram, k, out)), T, ))         \
+      FASTREC_NMF_DISPATCH_K(                                                                    \
+          FASTREC_NMF_DEN_FIXED,                                                                 \
+          (nmf_gram_times_rows_impl<simd_has_fma<VB>(), T>(w, rows, gram, k, out)), T, ))        \
   FASTREC_CPU_CLONES void nmf_colsum_clone(const T *other, int64_t begin, int64_t end,           \
                                            int64_t k, T *out) {                                  \
     nmf_colsum_impl<T>(other, begin, end, k, out);                                               \
