@@ -31,7 +31,8 @@ _FUSED = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}
 
 @njit(**_FUSED)
 def _gram_rows(other, begin, end, g):
-    """Upper triangle of sum_r other_r other_r^T over rows [begin, end) into g [k * k]."""
+    """sum_r other_r other_r^T over rows [begin, end) into g [k * k], both triangles (each entry
+    the Cython kernels' chain; the full square vectorises better than the triangle)."""
     k = other.shape[1]
     r = begin
     while r + 4 <= end:
@@ -39,7 +40,7 @@ def _gram_rows(other, begin, end, g):
         for j in range(k):
             aj, bj, cj, dj = a[j], b[j], c[j], d[j]
             row = g[j * k:(j + 1) * k]
-            for m in range(j, k):
+            for m in range(k):
                 t = row[m]
                 t += aj * a[m]
                 t += bj * b[m]
@@ -52,7 +53,7 @@ def _gram_rows(other, begin, end, g):
         for j in range(k):
             aj = a[j]
             row = g[j * k:(j + 1) * k]
-            for m in range(j, k):
+            for m in range(k):
                 row[m] += aj * a[m]
         r += 1
 
