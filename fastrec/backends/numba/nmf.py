@@ -59,15 +59,33 @@ def _gram_rows(other, begin, end, g):
 
 
 @njit(**_FUSED)
-def _gram_times_row(w, gram, den):
-    """den [k] = w . gram for the symmetric Gram matrix gram [k, k]."""
-    k = w.shape[0]
-    den[:] = 0
-    for j in range(k):
-        wj = w[j]
-        g = gram[j]
-        for f in range(k):
-            den[f] += wj * g[f]
+def _gram_times_rows(w, gram, den):
+    """den [m, k] = w [m, k] . gram for the symmetric Gram matrix gram [k, k]: each entry one
+    chain over j in order; four rows at a time, so four independent chains share each load of
+    a Gram row."""
+    m, k = w.shape
+    den[:m] = 0
+    r = 0
+    while r + 4 <= m:
+        d0, d1, d2, d3 = den[r], den[r + 1], den[r + 2], den[r + 3]
+        for j in range(k):
+            w0, w1, w2, w3 = w[r, j], w[r + 1, j], w[r + 2, j], w[r + 3, j]
+            g = gram[j]
+            for f in range(k):
+                gf = g[f]
+                d0[f] += w0 * gf
+                d1[f] += w1 * gf
+                d2[f] += w2 * gf
+                d3[f] += w3 * gf
+        r += 4
+    while r < m:
+        d = den[r]
+        for j in range(k):
+            wj = w[r, j]
+            g = gram[j]
+            for f in range(k):
+                d[f] += wj * g[f]
+        r += 1
 
 
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy")
@@ -106,7 +124,11 @@ def _full(indptr, indices, data, factors, other, stats, beta, l1, l2, eps):
     for c in prange((n + ROW_CHUNK - 1) // ROW_CHUNK):
         num = np.empty(k, factors.dtype)
         den = np.empty(k, factors.dtype)
-        for r in range(c * ROW_CHUNK, min((c + 1) * ROW_CHUNK, n)):
+        begin, end = c * ROW_CHUNK, min((c + 1) * ROW_CHUNK, n)
+        dens = np.empty((end - begin, k), factors.dtype)
+        if beta == 2:  # the chunk's denominators, from its rows before any is updated
+            _gram_times_rows(factors[begin:end], stats, dens)
+        for r in range(begin, end):
             w = factors[r]
             num[:] = 0
             if beta == 2:
@@ -115,7 +137,7 @@ def _full(indptr, indices, data, factors, other, stats, beta, l1, l2, eps):
                     h = other[indices[e]]
                     for f in range(k):
                         num[f] += x * h[f]
-                _gram_times_row(w, stats, den)
+                den[:] = dens[r - begin]
             else:
                 for e in range(indptr[r], indptr[r + 1]):
                     h = other[indices[e]]
