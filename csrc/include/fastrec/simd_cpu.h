@@ -71,8 +71,6 @@ constexpr int simd_registers() {
   return VB == 64 ? 32 : 16;
 }
 
-template <typename T, int VB>
-struct SimdVec;
 template <typename T, int K, int VB>
 struct SimdRow;
 
@@ -145,9 +143,6 @@ struct SimdRow {
   }
   FASTREC_SIMD_INLINE void add(const T *x) {
     for (int j = 0; j < NV; ++j) v[j] += S::load(x + j * W);
-  }
-  FASTREC_SIMD_INLINE void add(const SimdRow &x) {
-    for (int j = 0; j < NV; ++j) v[j] += x.v[j];
   }
   // sgd_lane_dot(this, x, K) bit for bit: native vector j holds lanes (j mod L) W ... of the 16,
   // where L = 16 / W vectors make up the 16 lanes.
