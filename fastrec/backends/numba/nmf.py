@@ -123,10 +123,10 @@ def _full(indptr, indices, data, factors, other, stats, beta, l1, l2, eps):
     n, k = factors.shape
     for c in prange((n + ROW_CHUNK - 1) // ROW_CHUNK):
         num = np.empty(k, factors.dtype)
-        den = np.empty(k, factors.dtype)
         begin, end = c * ROW_CHUNK, min((c + 1) * ROW_CHUNK, n)
-        dens = np.empty((end - begin, k), factors.dtype)
-        if beta == 2:  # the chunk's denominators, from its rows before any is updated
+        # Frobenius: the chunk's denominators, from its rows before any is updated.
+        dens = np.empty((end - begin if beta == 2 else 0, k), factors.dtype)
+        if beta == 2:
             _gram_times_rows(factors[begin:end], stats, dens)
         for r in range(begin, end):
             w = factors[r]
@@ -137,14 +137,14 @@ def _full(indptr, indices, data, factors, other, stats, beta, l1, l2, eps):
                     h = other[indices[e]]
                     for f in range(k):
                         num[f] += x * h[f]
-                den[:] = dens[r - begin]
+                den = dens[r - begin]
             else:
                 for e in range(indptr[r], indptr[r + 1]):
                     h = other[indices[e]]
                     ratio = nmf_kl_ratio(data[e], sgd_lane_dot(w, h), eps)
                     for f in range(k):
                         num[f] += ratio * h[f]
-                den[:] = stats[0]
+                den = stats[0]
             for f in range(k):
                 w[f] = nmf_mu_step(w[f], num[f],
                                    nmf_regularised_denominator(den[f], w[f], l1, l2), eps)
