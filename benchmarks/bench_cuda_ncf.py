@@ -158,14 +158,21 @@ def _pass_setup(benchmark, kind, model, batch, impl, dtype, n_users, n_items):
     return backend, synchronize, _ncf_batch(xp, model, batch, dtype, n_users, n_items)
 
 
+def _pass_grid(test):
+    """The forward and backward groups' grid: every model, two batch sizes, every row."""
+    for mark in (pytest.mark.parametrize("model", list(CONFIGS)),
+                 pytest.mark.parametrize("batch", [256, 2048]),
+                 pytest.mark.parametrize(("impl", "dtype"), ROWS, ids=ROW_IDS)):
+        test = mark(test)
+    return test
+
+
 def _forward_args(a):
     return (a["users"], a["items"], a["user_emb"], a["item_emb"], a["dense"], a["layers"],
             a["n_gmf"], a["cache"], a["logits"])
 
 
-@pytest.mark.parametrize(("impl", "dtype"), ROWS, ids=ROW_IDS)
-@pytest.mark.parametrize("batch", [256, 2048])
-@pytest.mark.parametrize("model", list(CONFIGS))
+@_pass_grid
 def test_cuda_ncf_forward(benchmark, model, batch, impl, dtype, n_users=ML1M_USERS,
                           n_items=ML1M_ITEMS):
     backend, synchronize, a = _pass_setup(benchmark, "forward", model, batch, impl, dtype,
@@ -179,9 +186,7 @@ def test_cuda_ncf_forward(benchmark, model, batch, impl, dtype, n_users=ML1M_USE
     benchmark.extra_info["samples_per_s"] = batch / benchmark.stats.stats.median
 
 
-@pytest.mark.parametrize(("impl", "dtype"), ROWS, ids=ROW_IDS)
-@pytest.mark.parametrize("batch", [256, 2048])
-@pytest.mark.parametrize("model", list(CONFIGS))
+@_pass_grid
 def test_cuda_ncf_backward(benchmark, model, batch, impl, dtype, n_users=ML1M_USERS,
                            n_items=ML1M_ITEMS):
     """The backward pass alone (BCE), after one forward pass that filled the cache."""

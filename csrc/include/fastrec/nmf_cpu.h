@@ -234,6 +234,13 @@ FASTREC_NMF_INLINE void nmf_prefetch_row(const T *other, const I *indices, int64
   }
 }
 
+// The largest power of two <= n and <= cap (1 if n < 1): rows per register block.
+constexpr int nmf_power_of_two_at_most(int n, int cap) {
+  int p = 1;
+  while (p * 2 <= n && p * 2 <= cap) p *= 2;
+  return p;
+}
+
 // Passes of nmf_gram_fixed over the Gram rows whose diagonal lies in vector V0: J rows at a
 // time, from vector V0 on (the caller reads the upper triangle only, so the vectors left of the
 // diagonal, a quarter of the work at K = 32, are skipped). The J rows' sums stay in registers
@@ -280,10 +287,7 @@ FASTREC_NMF_INLINE void nmf_gram_fixed(const T *__restrict other, int64_t begin,
   typedef NmfRow<T, K, VB> Row;
   // Rows per pass: a power of two no wider than a vector (so it divides the vector width), with
   // the J * NV sums in half the registers.
-  constexpr int SUMS = simd_registers<VB>() / 2;
-  constexpr int J0 = SUMS / Row::NV >= 16 ? 16 : SUMS / Row::NV >= 8 ? 8 : SUMS / Row::NV >= 4 ? 4
-                     : SUMS / Row::NV >= 2 ? 2 : 1;
-  constexpr int J = J0 < Row::W ? J0 : Row::W;
+  constexpr int J = nmf_power_of_two_at_most(simd_registers<VB>() / 2 / Row::NV, Row::W);
   for (int64_t j = 0; j < K * K; ++j) out[j] = T(0);
   nmf_gram_all_passes<T, K, VB, J>(other, begin, end, out,
                                    std::make_integer_sequence<int, Row::NV>{});
@@ -309,8 +313,7 @@ FASTREC_NMF_INLINE void nmf_gram_times_rows_fixed(const T *__restrict w, int64_t
                                                   const T *__restrict gram, T *__restrict out) {
   // M rows' sums and one row of G in registers ((M + 1) * NV of them), at most 4 rows.
   constexpr int NV = NmfRow<T, K, VB>::NV;
-  constexpr int FIT = (simd_registers<VB>() - 2) / NV - 1;
-  constexpr int M = FIT >= 4 ? 4 : FIT >= 2 ? 2 : 1;
+  constexpr int M = nmf_power_of_two_at_most((simd_registers<VB>() - 2) / NV - 1, 4);
   int64_t r = 0;
   for (; r + M <= rows; r += M) nmf_gram_times_block<T, K, VB, M>(w + r * K, gram, out + r * K);
   for (; r < rows; ++r) nmf_gram_times_block<T, K, VB, 1>(w + r * K, gram, out + r * K);
