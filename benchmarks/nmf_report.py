@@ -1,6 +1,7 @@
 """Side-by-side NMF figures for the issue's must-show targets; prints a markdown table.
 
-    python benchmarks/nmf_report.py [--threads 2] [--rounds 5] [--repeats 5] [--skip-ml] [--clock cpu]
+    python benchmarks/nmf_report.py [--threads 2] [--rounds 5] [--repeats 5] [--skip-ml]
+                                    [--clock cpu]
 
 ``--clock cpu`` times with the process CPU clock instead of the wall clock: with ``--threads 1``
 it measures the work itself, unaffected by other processes on a shared machine.

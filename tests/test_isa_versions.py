@@ -4,7 +4,7 @@ The extensions carry one version of each register-resident kernel per x86-64 lev
 AVX2, SSE2: csrc/include/fastrec/simd_cpu.h), and the loader binds the one the CPU runs, so a
 test of the extension only ever exercises one of them. tests/isa/isa_driver.cpp runs the SGD and
 NMF kernels (register-resident and generic ranks, float32 and float64) and prints two hashes of
-their outputs: the NMF Frobenius full mode's, whose dense products are fused multiply-adds on
+their outputs: the NMF Frobenius full mode's, whose products are fused multiply-adds on
 ISAs with FMA (AVX2 and up) and multiply-then-add on SSE2, and everything else's. It is built
 here once per level with the extensions' floating-point flags, plus once with the
 multiversioned dispatch as the extensions have it. Every build must agree on the second hash,

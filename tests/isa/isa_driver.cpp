@@ -1,8 +1,9 @@
 // Runs the CPU kernels' register-resident and generic paths (SGD blocks, NMF Gram matrices,
-// denominators, full and observed updates, losses) on fixed pseudo-random inputs and prints two
-// hashes of the outputs' bits: the NMF Frobenius full mode's (its dense products are fused
-// multiply-adds where the ISA has FMA), then everything else's. tests/test_isa_versions.py
+// full and observed updates, losses) on fixed pseudo-random inputs and prints two hashes of the
+// outputs' bits: the NMF Frobenius full mode's (its products are fused multiply-adds where the
+// ISA has FMA), then everything else's. tests/test_isa_versions.py
 // builds it once per ISA level and compares the hashes across builds.
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <vector>
@@ -44,18 +45,17 @@ static void nmf_case(int64_t k) {
   for (auto &x : w) x = T(0.05 + uniform());
   for (auto &x : h) x = T(0.05 + uniform());
   for (auto &x : other_bias) x = T(uniform() - 0.5);
-  std::vector<T> gram(k * k), dens(n * k), sums(k), scratch(2 * k + m);
+  std::vector<T> gram(k * k), sums(k);
+  std::vector<T> scratch(std::max<int64_t>(nmf_full_scratch(k), 2 * k + m));
   nmf_gram<T>(h.data(), 0, m, k, gram.data());
   for (int64_t j = 0; j < k; ++j)
     for (int64_t l = 0; l < j; ++l) gram[j * k + l] = gram[l * k + j];
   mix(gram.data(), gram.size(), 0);
-  nmf_gram_times_rows<T>(w.data(), n, gram.data(), k, dens.data());
-  mix(dens.data(), dens.size(), 0);
   nmf_colsum<T>(h.data(), 0, m, k, sums.data());
   for (int beta = 2; beta >= 1; --beta) {
     std::vector<T> f = w;
     nmf_full_rows<T, int32_t>(indptr.data(), indices.data(), data.data(), f.data(), h.data(),
-                              beta == 2 ? gram.data() : sums.data(), dens.data(), 0, n, k, beta,
+                              beta == 2 ? gram.data() : sums.data(), 0, n, k, beta,
                               T(0.01), T(0.02), scratch.data());
     mix(f.data(), f.size(), beta == 2 ? 0 : 1);
     for (int biased = 0; biased <= (beta == 2); ++biased) {

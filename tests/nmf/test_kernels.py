@@ -149,10 +149,10 @@ ALL_RANKS = [5, 16, 20, 32, 48, 64, 70, 96, 128]
 @pytest.mark.parametrize("k", ALL_RANKS)
 def test_full_mode_cython_equals_numba_bit_for_bit(dtype, k):
     """Both CPU backends compute the full-mode updates in the same order: numerators as one
-    unfused chain per row in entry order, dot products in sgd_lane_dot's 16-lane order, Gram
-    matrices and Frobenius denominators as fused multiply-add chains
-    (csrc/include/fastrec/nmf_cpu.h, "Fused dense products"): they agree bit for bit at every
-    rank (generic and register-resident paths) and dtype, both losses."""
+    chain per row in entry order, dot products in sgd_lane_dot's 16-lane order, and the
+    Frobenius products (Gram matrices, denominators, numerators) as fused multiply-add chains
+    (csrc/include/fastrec/nmf_cpu.h, "Fused products"): they agree bit for bit at every rank
+    (generic and register-resident paths) and dtype, both losses."""
     cy, nb = backend_or_skip("cython"), backend_or_skip("numba")
     rng = np.random.default_rng(k)
     x = sp.random(150, 90, density=0.1, format="csr", random_state=k, dtype=dtype)
@@ -194,16 +194,16 @@ def cpu_fuses() -> bool:
     return build_info()["isa"].startswith(("x86-64-v3", "x86-64-v4"))
 
 
-@pytest.mark.skipif(not cpu_fuses(), reason="this CPU's kernel version has no FMA: the dense "
-                    "products multiply, then add (tests/test_isa_versions.py covers that build)")
+@pytest.mark.skipif(not cpu_fuses(), reason="this CPU's kernel version has no FMA: the "
+                    "Frobenius products multiply, then add (tests/test_isa_versions.py covers "
+                    "that build)")
 @pytest.mark.parametrize("name", BACKENDS)
 @pytest.mark.parametrize("k", [5, 32])  # generic path, register-resident path
-def test_frobenius_denominator_is_one_rounding_per_multiply_add(name, k):
-    """The Gram matrix and the denominators are fused multiply-add chains (one rounding per
-    multiply-add), checked in float64 against exact chains. With X all ones, every row's
-    numerator is the sum of other's rows (an unfused chain, recomputed here), so the update
-    w * num / den exposes den. Unfused chains differ from these in about a third of the Gram
-    entries at k = 32."""
+def test_frobenius_products_are_one_rounding_per_multiply_add(name, k):
+    """The Gram matrix, the denominators and the numerators are fused multiply-add chains (one
+    rounding per multiply-add), checked in float64 against exact chains through the update
+    w * num / den. Unfused chains differ from these in about a third of the Gram entries at
+    k = 32."""
     backend = backend_or_skip(name)
     rng = np.random.default_rng(k)
     n = 8
@@ -213,13 +213,11 @@ def test_frobenius_denominator_is_one_rounding_per_multiply_add(name, k):
     for j in range(k):
         for m in range(k):
             gram[j, m] = fused_chain(other[:, j], other[:, m])
-    # Row r of X holds 1.0 in every column: num_r = sum of other's rows (one unfused chain).
-    x = sp.csr_matrix(np.ones((n, k)))
+    # Every row of X stores all k columns, so row r's numerator chain is x_r . other[:, f].
+    x = sp.csr_matrix(rng.uniform(0.5, 1.5, (n, k)))
     got = w.copy()
     backend.nmf_update_full(x.indptr, x.indices, x.data, got, other, 2, 0.0, 0.0, 1)
-    num = np.zeros(k)
-    for j in range(k):
-        num = num + other[j]
     for r in range(n):
+        num = np.array([fused_chain(x[[r]].toarray()[0], other[:, f]) for f in range(k)])
         den = np.array([fused_chain(w[r], gram[:, f]) for f in range(k)])
         np.testing.assert_array_equal(got[r], w[r] * (num / den), err_msg=f"row {r}")

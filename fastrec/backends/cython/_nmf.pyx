@@ -21,10 +21,10 @@ cdef enum:
 cdef extern from "fastrec/nmf_cpu.h" namespace "fastrec" nogil:
     void nmf_gram[T](const T *other, int64_t begin, int64_t end, int64_t k, T *out)
     void nmf_colsum[T](const T *other, int64_t begin, int64_t end, int64_t k, T *out)
-    void nmf_gram_times_rows[T](const T *w, int64_t rows, const T *gram, int64_t k, T *out)
+    int64_t nmf_full_scratch(int64_t k)
     void nmf_full_rows[T, I](const I *indptr, const I *indices, const T *data, T *factors,
-                             const T *other, const T *stats, const T *dens, int64_t begin,
-                             int64_t end, int64_t k, int beta, T l1, T l2, T *scratch)
+                             const T *other, const T *stats, int64_t begin, int64_t end,
+                             int64_t k, int beta, T l1, T l2, T *scratch)
     void nmf_observed_rows[T, I](const I *indptr, const I *indices, const T *data, T *factors,
                                  const T *other, T *bias, const T *other_bias, T global_mean,
                                  int64_t begin, int64_t end, int64_t k, int beta, T l1, T l2,
@@ -87,8 +87,7 @@ def nmf_update_full(const index_t[::1] indptr, const index_t[::1] indices,
     dtype = np.float32 if floating is float else np.float64
     stats_arr = np.ascontiguousarray(_stats(other, beta_loss, n_threads), dtype=dtype).ravel()
     cdef const floating[::1] stats = stats_arr
-    # Per thread: the chunk's Frobenius denominators [ROW_CHUNK, k], then a numerator row [k].
-    cdef floating[:, ::1] scratch = np.empty((n_threads, (ROW_CHUNK + 1) * k), dtype=dtype)
+    cdef floating[:, ::1] scratch = np.empty((n_threads, nmf_full_scratch(k)), dtype=dtype)
     cdef const index_t *idx = &indices[0] if indices.shape[0] > 0 else NULL
     cdef const floating *x = &data[0] if data.shape[0] > 0 else NULL
     cdef const floating *o = &other[0, 0] if other.shape[0] > 0 else NULL
@@ -99,11 +98,8 @@ def nmf_update_full(const index_t[::1] indptr, const index_t[::1] indices,
             end = begin + ROW_CHUNK
             if end > n:
                 end = n
-            if beta_loss == 2:
-                nmf_gram_times_rows(&factors[begin, 0], end - begin, &stats[0], k,
-                                    &scratch[tid, 0])
-            nmf_full_rows(&indptr[0], idx, x, &factors[0, 0], o, &stats[0], &scratch[tid, 0],
-                          begin, end, k, beta_loss, l1, l2, &scratch[tid, ROW_CHUNK * k])
+            nmf_full_rows(&indptr[0], idx, x, &factors[0, 0], o, &stats[0], begin, end, k,
+                          beta_loss, l1, l2, &scratch[tid, 0])
 
 
 def nmf_update_observed(const index_t[::1] indptr, const index_t[::1] indices,

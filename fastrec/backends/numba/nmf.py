@@ -22,10 +22,10 @@ ROW_CHUNK = 64  # rows per parallel task
 STATS_CHUNK = 1024  # rows per partial Gram / column sum, fixed so sums ignore the thread count
 
 
-# The Frobenius full mode's dense products (Gram matrices, denominators) are fused multiply-add
-# chains in the Cython kernels' order (csrc/include/fastrec/nmf_cpu.h, "Fused dense products"):
-# LLVM's "contract" flag turns each `t += a * b` below into one FMA. Only these functions carry
-# the flag; everything else rounds every product and sum.
+# The Frobenius full mode's products (Gram matrices, denominators, numerators) are fused
+# multiply-add chains in the Cython kernels' order (csrc/include/fastrec/nmf_cpu.h, "Fused
+# products"): LLVM's "contract" flag turns each `t += a * b` below into one FMA. Only these
+# functions carry the flag; everything else rounds every product and sum.
 _FUSED = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 
 
@@ -88,6 +88,17 @@ def _gram_times_rows(w, gram, den):
         r += 1
 
 
+@njit(**_FUSED)
+def _frobenius_numerator(indptr, indices, data, other, r, num):
+    """num [k] = sum of x * other[col] over row r's stored entries, one chain in entry order."""
+    num[:] = 0
+    for e in range(indptr[r], indptr[r + 1]):
+        x = data[e]
+        h = other[indices[e]]
+        for f in range(num.shape[0]):
+            num[f] += x * h[f]
+
+
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def _stats_partial(other, beta, partial):
     n, k = other.shape
@@ -130,15 +141,11 @@ def _full(indptr, indices, data, factors, other, stats, beta, l1, l2, eps):
             _gram_times_rows(factors[begin:end], stats, dens)
         for r in range(begin, end):
             w = factors[r]
-            num[:] = 0
             if beta == 2:
-                for e in range(indptr[r], indptr[r + 1]):
-                    x = data[e]
-                    h = other[indices[e]]
-                    for f in range(k):
-                        num[f] += x * h[f]
+                _frobenius_numerator(indptr, indices, data, other, r, num)
                 den = dens[r - begin]
             else:
+                num[:] = 0
                 for e in range(indptr[r], indptr[r + 1]):
                     h = other[indices[e]]
                     ratio = nmf_kl_ratio(data[e], sgd_lane_dot(w, h), eps)
