@@ -37,6 +37,7 @@ from _nmf_data import (  # noqa: E402
     sklearn_iteration,
     synthetic_counts,
 )
+from conftest import idle_fraction  # noqa: E402
 
 from fastrec import NMF  # noqa: E402
 from fastrec.backends import BackendUnavailable, get_backend  # noqa: E402
@@ -150,6 +151,7 @@ def main() -> None:
     parser.add_argument("--skip-ml", action="store_true")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     args = parser.parse_args()
+    print(f"machine idle before measuring: {idle_fraction():.0%}")
     iteration_table(args.threads, args.rounds, args.repeats, args.clock)
     if not args.skip_ml:
         ml_table(args.threads)
