@@ -97,10 +97,10 @@ struct SimdVec {
   static FASTREC_SIMD_INLINE void store(T *p, const V &v) { __builtin_memcpy(p, &v, sizeof(V)); }
   // c + *a * x per lane, rounded once where the version has FMA (simd_has_fma), else multiplied
   // then added. The FMA is explicit so it does not depend on -ffp-contract. On x86 it is one
-  // instruction in inline assembly: intrinsics cannot be inlined into these target-less
-  // templates, and GCC splits a vector of per-lane std::fma into memory round trips (1.7x
-  // slower NMF iteration).
-  // The scalar is passed by address so the instruction broadcasts it straight from memory.
+  // instruction in inline assembly, broadcasting the scalar straight from memory (hence the
+  // pointer): intrinsics cannot be inlined into these target-less templates, and GCC turns a
+  // vector of per-lane std::fma into memory round trips (a 1.7x slower NMF iteration). Other
+  // CPUs with FMA take that per-lane form.
   static FASTREC_SIMD_INLINE V madd(const T *a, const V &x, V c) {
     if constexpr (!simd_has_fma<VB>()) {
       return c + x * *a;
