@@ -26,6 +26,30 @@ def idle_fraction(seconds: float = 1.0) -> float:
     return (idle1 - idle0) / max(total1 - total0, 1)
 
 
+def thread_scaling(threads: int = 2, size: int = 1024, repeats: int = 5) -> float:
+    """Speed-up of a compute-bound float32 matrix product (the BLAS numpy uses) from 1 thread to
+    ``threads``: about ``threads`` when that many cores are free. A shared VM can give less while
+    the host runs something else on the same physical cores, which /proc/stat does not show: on
+    the development VM the 2-thread figure drops from 2.0 to 1.6 for a minute or more at a time,
+    and memory-bound 2-thread kernels then take up to 1.7x longer while 1-thread runs do not."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
+
+    def best(n_threads):
+        with threadpool_limits(n_threads):
+            a @ a
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                a @ a
+                times.append(time.perf_counter() - start)
+        return min(times)
+
+    return best(1) / best(threads)
+
+
 def pytest_report_header(config):
     return f"machine idle before benchmarks: {idle_fraction():.0%}"
 
