@@ -91,6 +91,139 @@ FASTREC_NMF_INLINE void nmf_colsum_impl(
     for (int64_t f = 0; f < k; ++f) out[f] += other[r * k + f];
 }
 
+// The full mode's Frobenius denominators are computed NMF_DEN_ROWS rows at a time inside the
+// row loops, just before those rows' gathers, so the out-of-order core can overlap these
+// multiply-adds (on L1-resident rows) with the gathers' cache misses, and the caller needs no
+// scratch for a whole chunk's. (Against a 64-row chunk's computed up front: within 2% either
+// way, 1M nonzeros, rank 32, 1 or 2 threads.)
+constexpr int NMF_DEN_ROWS = 4;
+
+// Scratch (elements of T) that nmf_full_rows needs per calling thread at rank k.
+constexpr int64_t nmf_full_scratch(int64_t k) { return (NMF_DEN_ROWS + 1) * k; }
+
+// Full-matrix update of rows [begin, end). beta == 2 (Frobenius): `stats` is the symmetric Gram
+// matrix G [k, k] of other; beta == 1 (KL): other's column sums [k].
+// scratch: T[nmf_full_scratch(k)] owned by the calling thread.
+template <bool FUSED, typename T, typename I>
+FASTREC_NMF_INLINE void nmf_full_rows_impl(
+    const I *__restrict indptr, const I *__restrict indices, const T *__restrict data,
+    T *__restrict factors, const T *__restrict other, const T *__restrict stats, int64_t begin,
+    int64_t end, int64_t k, int beta, T l1, T l2, T *__restrict scratch) {
+  T *__restrict num = scratch;
+  T *__restrict dens = scratch + k;
+  for (int64_t r = begin; r < end; ++r) {
+    T *__restrict w = factors + r * k;
+    for (int64_t f = 0; f < k; ++f) num[f] = T(0);
+    const T *__restrict den;
+    if (beta == 2) {
+      if ((r - begin) % NMF_DEN_ROWS == 0)
+        nmf_gram_times_rows_impl<FUSED, T>(w, std::min<int64_t>(NMF_DEN_ROWS, end - r), stats, k,
+                                           dens);
+      for (int64_t n = indptr[r]; n < indptr[r + 1]; ++n) {
+        const T x = data[n];
+        const T *__restrict h = other + (int64_t)indices[n] * k;
+        for (int64_t f = 0; f < k; ++f) num[f] = nmf_madd<FUSED>(x, h[f], num[f]);
+      }
+      den = dens + (r - begin) % NMF_DEN_ROWS * k;
+    } else {
+      for (int64_t n = indptr[r]; n < indptr[r + 1]; ++n) {
+        const T *__restrict h = other + (int64_t)indices[n] * k;
+        const T ratio = nmf_kl_ratio<T>(data[n], sgd_lane_dot<T>(w, h, k));
+        for (int64_t f = 0; f < k; ++f) num[f] += ratio * h[f];
+      }
+      den = stats;
+    }
+    for (int64_t f = 0; f < k; ++f)
+      w[f] = nmf_mu_step<T>(w[f], num[f], nmf_regularised_denominator<T>(den[f], w[f], l1, l2));
+  }
+}
+
+// Observed-entries update of rows [begin, end) (sums over the stored entries only; l1 and l2 are
+// per observation and scaled by the row's count). With `biased`, the row's bias is first set to
+// its exact minimiser, then the factors take one step with the new bias.
+// scratch: T[2k + max_row_length] owned by the calling thread.
+template <typename T, typename I>
+FASTREC_NMF_INLINE void nmf_observed_rows_impl(
+    const I *__restrict indptr, const I *__restrict indices, const T *__restrict data,
+    T *__restrict factors, const T *__restrict other, T *__restrict bias,
+    const T *__restrict other_bias, T global_mean, int64_t begin, int64_t end, int64_t k, int beta,
+    T l1, T l2, T reg_bias, int biased, T *__restrict scratch) {
+  T *__restrict num = scratch;
+  T *__restrict den = scratch + k;
+  T *__restrict dots = scratch + 2 * k;
+  for (int64_t r = begin; r < end; ++r) {
+    T *__restrict w = factors + r * k;
+    const int64_t start = indptr[r], stop = indptr[r + 1];
+    const T count = T(stop - start);
+    for (int64_t n = start; n < stop; ++n)
+      dots[n - start] = sgd_lane_dot<T>(w, other + (int64_t)indices[n] * k, k);
+    T offset = T(0);
+    if (biased) {
+      T residual_sum = T(0);
+      for (int64_t n = start; n < stop; ++n)
+        residual_sum += data[n] - global_mean - other_bias[indices[n]] - dots[n - start];
+      bias[r] = nmf_bias_solve<T>(residual_sum, count, reg_bias);
+      offset = global_mean + bias[r];
+    }
+    for (int64_t f = 0; f < k; ++f) num[f] = den[f] = T(0);
+    for (int64_t n = start; n < stop; ++n) {
+      const T *__restrict h = other + (int64_t)indices[n] * k;
+      const T dot = dots[n - start];
+      if (beta == 2) {
+        const T target = biased ? data[n] - offset - other_bias[indices[n]] : data[n];
+        const T pos = nmf_positive_part<T>(target);
+        const T neg = dot + nmf_negative_part<T>(target);
+        for (int64_t f = 0; f < k; ++f) {
+          num[f] += pos * h[f];
+          den[f] += neg * h[f];
+        }
+      } else {
+        const T ratio = nmf_kl_ratio<T>(data[n], dot);
+        for (int64_t f = 0; f < k; ++f) {
+          num[f] += ratio * h[f];
+          den[f] += h[f];
+        }
+      }
+    }
+    const T row_l1 = count * l1, row_l2 = count * l2;
+    for (int64_t f = 0; f < k; ++f)
+      w[f] = nmf_mu_step<T>(w[f], num[f],
+                            nmf_regularised_denominator<T>(den[f], w[f], row_l1, row_l2));
+  }
+}
+
+// Data term of the loss over rows [begin, end), in double. Full mode (observed == 0):
+// Frobenius returns sum x^2 - 2 x (WH) over stored entries (the caller adds ||WH||^2 from the
+// Gram matrices and halves); KL returns sum x log(x / WH) - x (the caller adds sum WH).
+// Observed mode: Frobenius 1/2 sum e^2 with biases when `biased`; KL sum x log(x/WH) - x + WH.
+template <typename T, typename I>
+FASTREC_NMF_INLINE double nmf_loss_rows_impl(
+    const I *__restrict indptr, const I *__restrict indices, const T *__restrict data,
+    const T *__restrict factors, const T *__restrict other, const T *__restrict bias,
+    const T *__restrict other_bias, double global_mean, int64_t begin, int64_t end, int64_t k,
+    int beta, int observed, int biased) {
+  double total = 0.0;
+  for (int64_t r = begin; r < end; ++r) {
+    const T *__restrict w = factors + r * k;
+    for (int64_t n = indptr[r]; n < indptr[r + 1]; ++n) {
+      const double x = data[n];
+      const double dot = sgd_lane_dot<T>(w, other + (int64_t)indices[n] * k, k);
+      if (beta == 2) {
+        if (observed) {
+          const double pred =
+              biased ? global_mean + bias[r] + other_bias[indices[n]] + dot : dot;
+          total += 0.5 * (x - pred) * (x - pred);
+        } else {
+          total += x * x - 2.0 * x * dot;
+        }
+      } else {
+        total += nmf_kl_entry(x, dot) + (observed ? dot : 0.0);
+      }
+    }
+  }
+  return total;
+}
+
 // ---- Register-resident paths for common ranks ------------------------------------------------
 // For k in {16, 32, 48, 64, 96, 128} a row of k values is held in vector registers (SimdRow,
 // fastrec/simd_cpu.h: the running ISA's widest vectors, VB bytes), so the sparse accumulations
@@ -226,164 +359,6 @@ FASTREC_NMF_INLINE void nmf_gram_times_rows_fixed(const T *__restrict w, int64_t
   }                                                    \
   return GENERIC;
 
-// ---- Fused products --------------------------------------------------------------------------
-// The Frobenius full mode's products (the Gram matrices, the denominators w_r . G and the sparse
-// numerators X H^T) are chains of fused multiply-adds, as in BLAS: half the instructions of a
-// multiply and an add. The FMAs are explicit (std::fma, SimdVec::madd); everything else is
-// unfused (-ffp-contract=off). So every ISA version with FMA rounds these products alike. A version without FMA (x86-64 before AVX2, or a build without
-// runtime dispatch and without -mfma) multiplies and adds in the same order: the same sums,
-// rounded twice per step (software FMA would be ~20x slower there).
-
-#define FASTREC_NMF_GRAM_FIXED(KK, T, ...) nmf_gram_fixed<T, KK, VB>(other, begin, end, out)
-
-#define FASTREC_NMF_STATS(T)                                                                     \
-  FASTREC_SIMD_VERSIONS(                                                                         \
-      , void, nmf_gram_clone, (const T *other, int64_t begin, int64_t end, int64_t k, T *out),   \
-      FASTREC_NMF_DISPATCH_K(                                                                    \
-          FASTREC_NMF_GRAM_FIXED,                                                                \
-          (nmf_gram_impl<simd_has_fma<VB>(), T>(other, begin, end, k, out)), T, ))               \
-  FASTREC_CPU_CLONES void nmf_colsum_clone(const T *other, int64_t begin, int64_t end,           \
-                                           int64_t k, T *out) {                                  \
-    nmf_colsum_impl<T>(other, begin, end, k, out);                                               \
-  }
-
-FASTREC_NMF_STATS(float)
-FASTREC_NMF_STATS(double)
-#undef FASTREC_NMF_STATS
-#undef FASTREC_NMF_GRAM_FIXED
-
-// The full mode's Frobenius denominators are computed NMF_DEN_ROWS rows at a time inside the
-// row loops, just before those rows' gathers: the out-of-order core then overlaps these
-// multiply-adds (on L1-resident rows) with the gathers' cache misses. Computing a 64-row chunk's
-// up front took 2% longer per iteration (1M nonzeros, rank 32, 1 or 2 threads).
-constexpr int NMF_DEN_ROWS = 4;
-
-// Scratch (elements of T) that nmf_full_rows needs per calling thread at rank k.
-constexpr int64_t nmf_full_scratch(int64_t k) { return (NMF_DEN_ROWS + 1) * k; }
-
-// Full-matrix update of rows [begin, end). beta == 2 (Frobenius): `stats` is the symmetric Gram
-// matrix G [k, k] of other; beta == 1 (KL): other's column sums [k].
-// scratch: T[nmf_full_scratch(k)] owned by the calling thread.
-template <bool FUSED, typename T, typename I>
-FASTREC_NMF_INLINE void nmf_full_rows_impl(
-    const I *__restrict indptr, const I *__restrict indices, const T *__restrict data,
-    T *__restrict factors, const T *__restrict other, const T *__restrict stats, int64_t begin,
-    int64_t end, int64_t k, int beta, T l1, T l2, T *__restrict scratch) {
-  T *__restrict num = scratch;
-  T *__restrict dens = scratch + k;
-  for (int64_t r = begin; r < end; ++r) {
-    T *__restrict w = factors + r * k;
-    for (int64_t f = 0; f < k; ++f) num[f] = T(0);
-    const T *__restrict den;
-    if (beta == 2) {
-      if ((r - begin) % NMF_DEN_ROWS == 0)
-        nmf_gram_times_rows_impl<FUSED, T>(w, std::min<int64_t>(NMF_DEN_ROWS, end - r), stats, k,
-                                           dens);
-      for (int64_t n = indptr[r]; n < indptr[r + 1]; ++n) {
-        const T x = data[n];
-        const T *__restrict h = other + (int64_t)indices[n] * k;
-        for (int64_t f = 0; f < k; ++f) num[f] = nmf_madd<FUSED>(x, h[f], num[f]);
-      }
-      den = dens + (r - begin) % NMF_DEN_ROWS * k;
-    } else {
-      for (int64_t n = indptr[r]; n < indptr[r + 1]; ++n) {
-        const T *__restrict h = other + (int64_t)indices[n] * k;
-        const T ratio = nmf_kl_ratio<T>(data[n], sgd_lane_dot<T>(w, h, k));
-        for (int64_t f = 0; f < k; ++f) num[f] += ratio * h[f];
-      }
-      den = stats;
-    }
-    for (int64_t f = 0; f < k; ++f)
-      w[f] = nmf_mu_step<T>(w[f], num[f], nmf_regularised_denominator<T>(den[f], w[f], l1, l2));
-  }
-}
-
-// Observed-entries update of rows [begin, end) (sums over the stored entries only; l1 and l2 are
-// per observation and scaled by the row's count). With `biased`, the row's bias is first set to
-// its exact minimiser, then the factors take one step with the new bias.
-// scratch: T[2k + max_row_length] owned by the calling thread.
-template <typename T, typename I>
-FASTREC_NMF_INLINE void nmf_observed_rows_impl(
-    const I *__restrict indptr, const I *__restrict indices, const T *__restrict data,
-    T *__restrict factors, const T *__restrict other, T *__restrict bias,
-    const T *__restrict other_bias, T global_mean, int64_t begin, int64_t end, int64_t k, int beta,
-    T l1, T l2, T reg_bias, int biased, T *__restrict scratch) {
-  T *__restrict num = scratch;
-  T *__restrict den = scratch + k;
-  T *__restrict dots = scratch + 2 * k;
-  for (int64_t r = begin; r < end; ++r) {
-    T *__restrict w = factors + r * k;
-    const int64_t start = indptr[r], stop = indptr[r + 1];
-    const T count = T(stop - start);
-    for (int64_t n = start; n < stop; ++n)
-      dots[n - start] = sgd_lane_dot<T>(w, other + (int64_t)indices[n] * k, k);
-    T offset = T(0);
-    if (biased) {
-      T residual_sum = T(0);
-      for (int64_t n = start; n < stop; ++n)
-        residual_sum += data[n] - global_mean - other_bias[indices[n]] - dots[n - start];
-      bias[r] = nmf_bias_solve<T>(residual_sum, count, reg_bias);
-      offset = global_mean + bias[r];
-    }
-    for (int64_t f = 0; f < k; ++f) num[f] = den[f] = T(0);
-    for (int64_t n = start; n < stop; ++n) {
-      const T *__restrict h = other + (int64_t)indices[n] * k;
-      const T dot = dots[n - start];
-      if (beta == 2) {
-        const T target = biased ? data[n] - offset - other_bias[indices[n]] : data[n];
-        const T pos = nmf_positive_part<T>(target);
-        const T neg = dot + nmf_negative_part<T>(target);
-        for (int64_t f = 0; f < k; ++f) {
-          num[f] += pos * h[f];
-          den[f] += neg * h[f];
-        }
-      } else {
-        const T ratio = nmf_kl_ratio<T>(data[n], dot);
-        for (int64_t f = 0; f < k; ++f) {
-          num[f] += ratio * h[f];
-          den[f] += h[f];
-        }
-      }
-    }
-    const T row_l1 = count * l1, row_l2 = count * l2;
-    for (int64_t f = 0; f < k; ++f)
-      w[f] = nmf_mu_step<T>(w[f], num[f],
-                            nmf_regularised_denominator<T>(den[f], w[f], row_l1, row_l2));
-  }
-}
-
-// Data term of the loss over rows [begin, end), in double. Full mode (observed == 0):
-// Frobenius returns sum x^2 - 2 x (WH) over stored entries (the caller adds ||WH||^2 from the
-// Gram matrices and halves); KL returns sum x log(x / WH) - x (the caller adds sum WH).
-// Observed mode: Frobenius 1/2 sum e^2 with biases when `biased`; KL sum x log(x/WH) - x + WH.
-template <typename T, typename I>
-FASTREC_NMF_INLINE double nmf_loss_rows_impl(
-    const I *__restrict indptr, const I *__restrict indices, const T *__restrict data,
-    const T *__restrict factors, const T *__restrict other, const T *__restrict bias,
-    const T *__restrict other_bias, double global_mean, int64_t begin, int64_t end, int64_t k,
-    int beta, int observed, int biased) {
-  double total = 0.0;
-  for (int64_t r = begin; r < end; ++r) {
-    const T *__restrict w = factors + r * k;
-    for (int64_t n = indptr[r]; n < indptr[r + 1]; ++n) {
-      const double x = data[n];
-      const double dot = sgd_lane_dot<T>(w, other + (int64_t)indices[n] * k, k);
-      if (beta == 2) {
-        if (observed) {
-          const double pred =
-              biased ? global_mean + bias[r] + other_bias[indices[n]] + dot : dot;
-          total += 0.5 * (x - pred) * (x - pred);
-        } else {
-          total += x * x - 2.0 * x * dot;
-        }
-      } else {
-        total += nmf_kl_entry(x, dot) + (observed ? dot : 0.0);
-      }
-    }
-  }
-  return total;
-}
-
 template <typename T, int K, int VB>
 FASTREC_NMF_INLINE void nmf_step_fixed(T *__restrict w, const NmfRow<T, K, VB> &num,
                                        const NmfRow<T, K, VB> &den, T l1, T l2) {
@@ -396,8 +371,9 @@ FASTREC_NMF_INLINE void nmf_step_fixed(T *__restrict w, const NmfRow<T, K, VB> &
 
 // The Frobenius numerator is one chain of fused multiply-adds in entry order, as the generic
 // path (and the Numba kernel): fewer instructions between the gathers than a multiply and an
-// add, so more gathers in flight. An iteration took 6% less (median of 20 interleaved rounds,
-// up to 11% while other tenants load the shared L3).
+// add, so more gathers in flight. An iteration took 6% less in interleaved A/B rounds (1M
+// nonzeros, rank 32, 2 threads; back-to-back blocks without pauses gave -6% to +2%, this
+// machine's noise).
 template <typename T, typename I, int K, int VB>
 FASTREC_NMF_INLINE void nmf_frobenius_rows_fixed(const I *__restrict indptr,
                                                  const I *__restrict indices,
@@ -601,6 +577,33 @@ FASTREC_NMF_ROWS(double, int64_t)
 #undef FASTREC_NMF_FULL_FIXED
 #undef FASTREC_NMF_OBSERVED_FIXED
 #undef FASTREC_NMF_LOSS_FIXED
+
+// ---- Fused products --------------------------------------------------------------------------
+// The Frobenius full mode's products (the Gram matrices, the denominators w_r . G and the sparse
+// numerators X H^T) are chains of fused multiply-adds, as in BLAS: half the instructions of a
+// multiply and an add. The FMAs are explicit (std::fma, SimdVec::madd); everything else is
+// unfused (-ffp-contract=off). So every ISA version with FMA rounds these products alike. A
+// version without FMA (x86-64 before AVX2, or a build without runtime dispatch and without
+// -mfma) multiplies and adds in the same order: the same sums, rounded twice per step (software
+// FMA would be ~20x slower there).
+
+#define FASTREC_NMF_GRAM_FIXED(KK, T, ...) nmf_gram_fixed<T, KK, VB>(other, begin, end, out)
+
+#define FASTREC_NMF_STATS(T)                                                                     \
+  FASTREC_SIMD_VERSIONS(                                                                         \
+      , void, nmf_gram_clone, (const T *other, int64_t begin, int64_t end, int64_t k, T *out),   \
+      FASTREC_NMF_DISPATCH_K(                                                                    \
+          FASTREC_NMF_GRAM_FIXED,                                                                \
+          (nmf_gram_impl<simd_has_fma<VB>(), T>(other, begin, end, k, out)), T, ))               \
+  FASTREC_CPU_CLONES void nmf_colsum_clone(const T *other, int64_t begin, int64_t end,           \
+                                           int64_t k, T *out) {                                  \
+    nmf_colsum_impl<T>(other, begin, end, k, out);                                               \
+  }
+
+FASTREC_NMF_STATS(float)
+FASTREC_NMF_STATS(double)
+#undef FASTREC_NMF_STATS
+#undef FASTREC_NMF_GRAM_FIXED
 
 #undef FASTREC_NMF_DISPATCH_K
 #undef FASTREC_NMF_CASE
