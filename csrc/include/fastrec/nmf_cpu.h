@@ -372,8 +372,8 @@ FASTREC_NMF_INLINE void nmf_step_fixed(T *__restrict w, const NmfRow<T, K, VB> &
 // The Frobenius numerator is one chain of fused multiply-adds in entry order, as the generic
 // path (and the Numba kernel): fewer instructions between the gathers than a multiply and an
 // add, so more gathers in flight. An iteration took 6% less in interleaved A/B rounds (1M
-// nonzeros, rank 32, 2 threads; back-to-back blocks without pauses gave -6% to +2%, this
-// machine's noise).
+// nonzeros, rank 32, 2 threads, each round after a pause and warm-up calls; back-to-back blocks
+// without pauses gave 6% the other way).
 template <typename T, typename I, int K, int VB>
 FASTREC_NMF_INLINE void nmf_frobenius_rows_fixed(const I *__restrict indptr,
                                                  const I *__restrict indices,
