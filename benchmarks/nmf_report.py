@@ -63,8 +63,8 @@ def round_medians(callables: dict, rounds: int, repeats: int, clock=time.perf_co
     for run in callables.values():
         run()  # warm-up: JIT compile, first-touch allocations
     medians = {name: [] for name in callables}
-    retries = 0
-    while len(medians[next(iter(callables))]) < rounds:
+    kept = retries = 0
+    while kept < rounds:
         ok_before = cores_ok is None or cores_ok()
         this_round = {}
         for name, run in callables.items():
@@ -84,6 +84,7 @@ def round_medians(callables: dict, rounds: int, repeats: int, clock=time.perf_co
             continue
         for name, seconds in this_round.items():
             medians[name].append(seconds)
+        kept += 1
     return medians, retries
 
 

@@ -214,10 +214,11 @@ def test_frobenius_products_are_one_rounding_per_multiply_add(name, k):
         for m in range(k):
             gram[j, m] = fused_chain(other[:, j], other[:, m])
     # Every row of X stores all k columns, so row r's numerator chain is x_r . other[:, f].
-    x = sp.csr_matrix(rng.uniform(0.5, 1.5, (n, k)))
+    dense = rng.uniform(0.5, 1.5, (n, k))
+    x = sp.csr_matrix(dense)
     got = w.copy()
     backend.nmf_update_full(x.indptr, x.indices, x.data, got, other, 2, 0.0, 0.0, 1)
     for r in range(n):
-        num = np.array([fused_chain(x[[r]].toarray()[0], other[:, f]) for f in range(k)])
+        num = np.array([fused_chain(dense[r], other[:, f]) for f in range(k)])
         den = np.array([fused_chain(w[r], gram[:, f]) for f in range(k)])
         np.testing.assert_array_equal(got[r], w[r] * (num / den), err_msg=f"row {r}")

@@ -174,9 +174,6 @@ struct SimdRow {
   FASTREC_SIMD_INLINE void axpy(T a, const T *x) {
     for (int j = 0; j < NV; ++j) v[j] += S::load(x + j * W) * a;
   }
-  FASTREC_SIMD_INLINE void axpy(T a, const SimdRow &x) {
-    for (int j = 0; j < NV; ++j) v[j] += x.v[j] * a;
-  }
   // this = fma(*a, x, this) per element (SimdVec::madd).
   FASTREC_SIMD_INLINE void fma_axpy(const T *a, const SimdRow &x) {
     for (int j = 0; j < NV; ++j) v[j] = S::madd(a, x.v[j], v[j]);
