@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from fastrec._algorithms.gru4rec import GRU4RecParams, alias_table, session_parallel_schedule
+from fastrec._algorithms.sampling import sample_negatives
 from fastrec.backends._contract import gru_layout, rng_streams
-from fastrec.backends.reference.gru import sample_negatives
 from fastrec.models import GRU4Rec
 
 

@@ -34,8 +34,8 @@ from fastrec._algorithms.ncf import (  # noqa: E402
     epoch_order,
     init_params,
 )
+from fastrec._algorithms.sampling import draw_negatives  # noqa: E402
 from fastrec.backends import get_backend  # noqa: E402
-from fastrec.backends.reference.ncf import draw_negatives  # noqa: E402
 from fastrec.data.interactions import Interactions  # noqa: E402
 from fastrec.evaluation import SampledRanking, evaluate_sampled, leave_last_out  # noqa: E402
 from fastrec.models._base import seen_matrix  # noqa: E402

@@ -15,8 +15,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from fastrec import metrics
+from fastrec._algorithms.sampling import draw_negatives
 from fastrec._array import to_host
-from fastrec.backends.reference.ncf import draw_negatives
 from fastrec.data import splits
 from fastrec.data.interactions import Interactions
 from fastrec.models._base import _top_n

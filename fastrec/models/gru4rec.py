@@ -18,6 +18,7 @@ import pandas as pd
 
 from fastrec import io
 from fastrec._algorithms.gru4rec import GRU4RecParams, alias_table, session_parallel_schedule
+from fastrec._algorithms.gru_forward import gru_step
 from fastrec._algorithms.training import DivergenceError, progress, restore, snapshot
 from fastrec._array import array_module, host_data, to_device, to_host
 from fastrec.backends._contract import (
@@ -27,7 +28,6 @@ from fastrec.backends._contract import (
     check_gru4rec_epoch,
     gru_layout,
 )
-from fastrec.backends.reference.gru import stack_forward
 from fastrec.data.sessions import Sessions, index_of
 from fastrec.models._base import Estimator, NotFittedError, check_dtype, check_positive
 
@@ -278,9 +278,7 @@ class GRU4Rec(Estimator):
         w = self._weights()
         x = self.input_embedding_[items]
         A0 = (x @ w.wx0 if self.embedding_size > 0 else x) + w.b[0]
-        reset = xp.zeros((1, items.shape[0]), np.uint8)
-        hs, _ = stack_forward(A0[None], hidden, reset, w.wx_rest, w.wh, w.b)
-        return hs[:, 0]
+        return gru_step(A0, hidden, w.wx_rest, w.wh, w.b)
 
     def _scores(self, top):
         """All items' scores for hidden states T[B, H]: T[B, n_items], on the weights'

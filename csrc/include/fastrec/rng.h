@@ -11,8 +11,9 @@
 //   const uint64_t key = rng_key(seed, epoch);
 //   uint64_t item = rng_below(rng_at(key, sample_index), n_items);
 //   double u = rng_uniform(rng_at(key, other_index));
-// Mirrors with the same names: fastrec/backends/numba/rng.py (Numba, scalar) and
-// fastrec/backends/reference/rng.py (numpy, vectorised over index arrays).
+// Mirrors with the same names: fastrec/backends/numba/rng.py (Numba, scalar),
+// fastrec/_algorithms/rng.py (numpy, vectorised over index arrays, for host-side draws) and
+// fastrec/backends/reference/rng.py (the oracle: Python integers, one draw at a time).
 #pragma once
 
 #include "fastrec/common.h"

@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 
+from fastrec._algorithms.rng import rng_key
 from fastrec.backends._contract import (
     FLOAT_DTYPES,
     INDEX_DTYPES,
@@ -34,7 +35,6 @@ from fastrec.backends._contract import (
     rng_streams,
 )
 from fastrec.backends.cuda._checks import check_like
-from fastrec.backends.reference.rng import rng_key
 
 THREADS = 256
 LOSS_THREADS = 128  # a power of two <= GRU_LOSS_MAX_THREADS of gru.cu

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastrec._array import array_module
 from fastrec.backends._contract import (
     LOSS_BPR_MAX,
     LOSS_CROSS_ENTROPY,
@@ -17,27 +16,30 @@ from fastrec.backends._contract import (
 from fastrec.backends.reference.rng import rng_at, rng_below, rng_key, rng_uniform
 
 
-def _sigmoid(x, xp=np):
-    return 1.0 / (1.0 + xp.exp(-x))
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
 
 
 def _layer_forward(A, h0, reset, Wh):
-    """One layer over T steps. A: [T,B,3H] input projections (bias included). Array-module
-    generic: CuPy arrays in, CuPy arrays out (GRU4Rec's inference on the GPU)."""
-    xp = array_module(A)
+    """One layer over T steps, one session slot at a time. A: [T,B,3H] input projections (bias
+    included), h0 [B,H], reset uint8[T,B], Wh [H,3H]. Returns hs [T,B,H] and the gates
+    [T,B,3H] (r, z, n)."""
     T, B, H3 = A.shape
     H = H3 // 3
-    hs = xp.empty((T, B, H), A.dtype)
-    gates = xp.empty((T, B, H3), A.dtype)
-    h = h0.copy()
-    for t in range(T):
-        h = xp.where(reset[t][:, None] != 0, 0, h).astype(A.dtype)
-        r = _sigmoid(A[t, :, :H] + h @ Wh[:, :H], xp)
-        z = _sigmoid(A[t, :, H:2 * H] + h @ Wh[:, H:2 * H], xp)
-        n = xp.tanh(A[t, :, 2 * H:] + (r * h) @ Wh[:, 2 * H:])
-        h = (1 - z) * h + z * n
-        hs[t] = h
-        gates[t, :, :H], gates[t, :, H:2 * H], gates[t, :, 2 * H:] = r, z, n
+    hs = np.empty((T, B, H), A.dtype)
+    gates = np.empty((T, B, H3), A.dtype)
+    for b in range(B):
+        h = h0[b].astype(A.dtype)
+        for t in range(T):
+            if reset[t, b]:
+                h = np.zeros(H, A.dtype)
+            a = A[t, b]
+            r = _sigmoid(a[:H] + h @ Wh[:, :H])
+            z = _sigmoid(a[H:2 * H] + h @ Wh[:, H:2 * H])
+            n = np.tanh(a[2 * H:] + (r * h) @ Wh[:, 2 * H:])
+            h = (1 - z) * h + z * n
+            hs[t, b] = h
+            gates[t, b] = np.concatenate([r, z, n])
     return hs, gates
 
 
@@ -72,11 +74,10 @@ def _layer_backward(d_hs, h0, reset, hs, gates, Wh):
 
 def stack_forward(A0, h0, reset, Wx_rest, Wh, b):
     """Layers over a block given layer 0's input projections ``A0`` [T,B,3H] (bias included).
-    Array-module generic, as :func:`_layer_forward` (all arguments numpy, or all CuPy)."""
-    xp = array_module(A0)
+    Returns hs [L,T,B,H] and gates [L,T,B,3H]."""
     L = Wh.shape[0]
-    hs = xp.empty((L, *A0.shape[:2], Wh.shape[1]), A0.dtype)
-    gates = xp.empty((L, *A0.shape), A0.dtype)
+    hs = np.empty((L, *A0.shape[:2], Wh.shape[1]), A0.dtype)
+    gates = np.empty((L, *A0.shape), A0.dtype)
     A = A0
     for layer in range(L):
         if layer > 0:
@@ -195,23 +196,27 @@ def _step_rows(table, s1, s2, rows, grads, *opt):
 def dropout_mask(shape, p, seed, stream, first_counter, dtype):
     """Inverted-dropout mask drawn from the counter-based RNG (element k uses index
     ``first_counter + k``): 0 where dropped, ``1 / (1 - p)`` where kept."""
-    n = int(np.prod(shape))
-    u = rng_uniform(rng_at(rng_key(seed, stream), first_counter + np.arange(n, dtype=np.uint64)))
-    return np.where(u >= p, 1.0 / (1.0 - p), 0.0).astype(dtype).reshape(shape)
+    key = rng_key(seed, stream)
+    mask = np.empty(int(np.prod(shape)), dtype)
+    for k in range(mask.shape[0]):
+        kept = rng_uniform(rng_at(key, first_counter + k)) >= p
+        mask[k] = 1.0 / (1.0 - p) if kept else 0.0
+    return mask.reshape(shape)
 
 
 def alias_draw(bits, prob, alias):
-    """Alias-table draws as ``rng_alias_draw`` in gru.h: ``rng_below`` picks the bucket from the
-    high 32 bits, the low 32 bits are the coin (integer arithmetic, identical everywhere)."""
-    bucket = rng_below(bits, prob.shape[0]).astype(np.int64)
-    coin = (bits & np.uint64(0xFFFFFFFF)).astype(np.float64) * (1.0 / 4294967296.0)
-    return np.where(coin < prob[bucket], bucket, alias[bucket])
+    """One alias-table draw as ``rng_alias_draw`` in gru.h: ``rng_below`` picks the bucket from
+    the high 32 bits, the low 32 bits are the coin."""
+    bucket = rng_below(bits, prob.shape[0])
+    coin = (bits & 0xFFFFFFFF) * (1.0 / 4294967296.0)
+    return bucket if coin < prob[bucket] else int(alias[bucket])
 
 
 def sample_negatives(prob, alias, n, seed, stream, first_counter):
-    """``n`` items drawn from the alias table with the counter-based RNG."""
-    bits = rng_at(rng_key(seed, stream), first_counter + np.arange(n, dtype=np.uint64))
-    return alias_draw(bits, prob, alias)
+    """``n`` items (int64[n]) drawn from the alias table with the counter-based RNG."""
+    key = rng_key(seed, stream)
+    return np.array([alias_draw(rng_at(key, first_counter + k), prob, alias)
+                     for k in range(n)], np.int64)
 
 
 def gru4rec_train_epoch(inputs, targets, reset, hidden, emb, emb_s1, emb_s2, gru_params,

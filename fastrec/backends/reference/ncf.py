@@ -3,7 +3,7 @@
 Layouts (embeddings, ``layers``, the flat ``dense`` vector, the block-major ``cache``) are those
 of ``fastrec.backends._contract.NCF_LAYOUT_DOC``. The epoch composes the reference kernels batch
 by batch in Python: slow, but plain, and it draws the same negatives as the compiled kernels
-(same counter-based RNG, vectorised).
+(same counter-based RNG, one draw at a time).
 """
 
 from __future__ import annotations
@@ -101,30 +101,25 @@ def ncf_backward(users, items, targets, user_emb, item_emb, dense, layers, n_gmf
 
 def draw_negatives(pos_users, seen_indptr, seen_indices, n_items, n_negatives, seed, epoch,
                    positives=None):
-    """The negatives of the given positives: int64[len(positives), n_negatives] (uniform items
-    the user has not seen, drawn with the counter RNG; after NCF_NEGATIVE_TRIES rejections the
-    last draw is kept). ``positives`` are positive indices (default all)."""
-    p = np.arange(pos_users.shape[0]) if positives is None else np.asarray(positives)
-    users = pos_users[p].astype(np.int64)
+    """The negatives of the given positives: int64[len(positives), n_negatives]. Negative ``j``
+    of positive ``p`` is the first of NCF_NEGATIVE_TRIES uniform draws (index
+    ``(p * n_negatives + j) * NCF_NEGATIVE_TRIES + attempt`` of stream ``rng_key(seed, epoch)``)
+    that the user has not seen, else the last draw. ``positives`` are positive indices (default
+    all)."""
+    if positives is None:
+        positives = range(pos_users.shape[0])
     key = rng_key(seed, epoch)
-    slot = p[:, None].astype(np.uint64) * np.uint64(n_negatives) + np.arange(
-        n_negatives, dtype=np.uint64)[None, :]
-    chosen = np.zeros(slot.shape, np.int64)
-    pending = np.ones(slot.shape, bool)
-    user_of = np.broadcast_to(users[:, None], slot.shape)
-    seen_keys = (np.repeat(np.arange(seen_indptr.shape[0] - 1), np.diff(seen_indptr)) * n_items
-                 + seen_indices)
-    for attempt in range(NCF_NEGATIVE_TRIES):
-        idx = np.nonzero(pending)
-        draws = rng_below(rng_at(key, slot[idx] * np.uint64(NCF_NEGATIVE_TRIES)
-                                 + np.uint64(attempt)), n_items).astype(np.int64)
-        chosen[idx] = draws
-        keys = user_of[idx] * n_items + draws
-        pos = np.minimum(np.searchsorted(seen_keys, keys), max(seen_keys.shape[0] - 1, 0))
-        rejected = seen_keys[pos] == keys if seen_keys.shape[0] else np.zeros(keys.shape, bool)
-        pending[idx] = rejected
-        if not pending.any():
-            break
+    chosen = np.zeros((len(positives), n_negatives), np.int64)
+    for row, p in enumerate(positives):
+        u = pos_users[p]
+        seen = set(seen_indices[seen_indptr[u]:seen_indptr[u + 1]].tolist())
+        for j in range(n_negatives):
+            negative = int(p) * n_negatives + j
+            for attempt in range(NCF_NEGATIVE_TRIES):
+                item = rng_below(rng_at(key, negative * NCF_NEGATIVE_TRIES + attempt), n_items)
+                if item not in seen:
+                    break
+            chosen[row, j] = item
     return chosen
 
 
