@@ -1,24 +1,24 @@
-"""Shared fixtures: CPU backends as parameters that skip with the reason when unavailable."""
+"""Shared fixtures: backends that skip with the reason when they cannot run here, the CPU
+backends as parameters, and the test-only compiled scalar wrappers."""
 
 from pathlib import Path
 
 import pytest
 
-from fastrec.backends import _probe
+from fastrec.backends import BackendUnavailable, get_backend
 
 CPU_BACKENDS = ("numpy", "cython", "numba")
 COMPILED_BACKENDS = ("cython", "numba")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def require_backend(name: str, *kernels: str):
-    backend = _probe(name)
-    if not backend.available:
-        pytest.skip(f"backend {name} unavailable: {backend.reason}")
-    missing = [k for k in kernels if k not in backend.kernels]
-    if missing:
-        pytest.skip(f"backend {name} has no kernel {missing}")
-    return backend
+def backend_or_skip(name: str, *kernels: str):
+    """The backend ``name`` (its kernels as attributes); skips the test with the reason when it
+    cannot run here or lacks one of ``kernels``."""
+    try:
+        return get_backend(name, require=kernels)
+    except BackendUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(params=COMPILED_BACKENDS)
@@ -29,3 +29,12 @@ def compiled_backend(request):
 @pytest.fixture(params=CPU_BACKENDS)
 def cpu_backend(request):
     return request.param
+
+
+@pytest.fixture(scope="session")
+def shims():
+    """``tests/shims/_shims.pyx`` compiled (cached) and imported: the header scalar math."""
+    pytest.importorskip("Cython")
+    from tests.shims import load
+
+    return load()

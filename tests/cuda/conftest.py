@@ -1,14 +1,24 @@
-"""Fixtures for the CUDA backend tests: the emulator and the SGD kernels built in it."""
+"""Fixtures for the CUDA backend tests: the real device, the emulator and the SGD kernels built
+in it."""
 
 from __future__ import annotations
 
 import pytest
+
+from tests.conftest import backend_or_skip
 
 
 def _gxx_reason():
     import shutil
 
     return None if shutil.which("g++") else "g++ is not installed (the emulator needs it)"
+
+
+@pytest.fixture(scope="module")
+def cuda_backend(request):
+    """The CUDA backend on a real device, with the kernels the test module lists in
+    ``CUDA_KERNELS``; skips with the reason where there is none."""
+    return backend_or_skip("cuda", *request.module.CUDA_KERNELS)
 
 
 @pytest.fixture(scope="session")

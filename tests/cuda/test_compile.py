@@ -46,10 +46,29 @@ def test_compiles_to_cubin(source, arch):
     assert all(mapping.values())
 
 
-def test_options_carry_source_hash():
-    options = _loader.compile_options()
-    assert f"-DFASTREC_SRC_HASH=0x{_loader.source_hash()}" in options
-    assert any(o.startswith("-I") and o.endswith("include") for o in options)
+def test_options_change_when_an_included_header_changes(tmp_path, monkeypatch):
+    """CuPy's disk cache keys on the .cu text and the options only: editing a header that a
+    kernel includes must change the options, or a stale cubin would be loaded."""
+    import shutil
+
+    root = tmp_path / "csrc"
+    shutil.copytree(_loader.source_root(), root)
+    monkeypatch.setattr(_loader, "source_root", lambda: root)
+
+    def options():
+        _loader.source_hash.cache_clear()
+        return _loader.compile_options()
+
+    before, source = options(), _loader.kernel_source("ncf")
+    assert f"-I{root / 'include'}" in before
+    header = root / "include" / "fastrec" / "rng.h"
+    header.write_text(header.read_text() + "\n// edited\n")
+    after = options()
+    assert _loader.kernel_source("ncf") == source
+    assert after != before
+    header.write_text(header.read_text().removesuffix("\n// edited\n"))
+    assert options() == before
+    _loader.source_hash.cache_clear()
 
 
 def test_emulator_selftest_kernels_are_real_cuda():

@@ -27,9 +27,9 @@ from tests.cuda.gru_problems import (
     run_epoch,
 )
 from tests.cuda.helpers import patch_cupy, register_emulated_cuda
+from tests.tolerances import tolerance
 
 ORDERS = ("forward", "reverse", "random")
-RTOL = {np.float32: 2e-4, np.float64: 1e-10}
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +47,13 @@ def test_forward_and_backward_match_reference(module, T, L, dtype, order):
     got = emulated_forward(get_kernel, *args)
     for e, g in zip(expected, got, strict=True):
         assert g.dtype == dtype
-        assert_allclose(g, e, rtol=RTOL[dtype], atol=RTOL[dtype])
+        assert_allclose(g, e, **tolerance(dtype))
     expected_grads = ref.gru_backward(*args, *expected, d_top)
     got_grads = emulated_backward(get_kernel, *args, *expected, d_top)
     for name, e, g in zip(("dX", "dh0", "dWx0", "dWx_rest", "dWh", "db"), expected_grads,
                           got_grads, strict=True):
         assert g.shape == e.shape and g.dtype == dtype
-        assert_allclose(g, e, rtol=RTOL[dtype], atol=RTOL[dtype], err_msg=name)
+        assert_allclose(g, e, **tolerance(dtype), err_msg=name)
 
 
 @pytest.mark.parametrize("order", ORDERS)
@@ -64,10 +64,9 @@ def test_output_loss_matches_reference(module, loss, dtype, index_dtype, order):
     get_kernel = gru_kernels(module, dtype, index_dtype, order=order, seed=loss)
     expected = ref.gru4rec_output_loss(hidden, table, samples, loss, 0.5, 0.25)
     got = emulated_output_loss(get_kernel, hidden, table, samples, loss, 0.5, 0.25)
-    tol = RTOL[dtype]
-    assert_allclose(got[0], expected[0], rtol=tol)
-    assert_allclose(got[1], expected[1], rtol=tol, atol=tol)
-    assert_allclose(got[2], expected[2], rtol=tol, atol=tol)
+    assert_allclose(got[0], expected[0], rtol=tolerance(dtype)["rtol"])
+    assert_allclose(got[1], expected[1], **tolerance(dtype))
+    assert_allclose(got[2], expected[2], **tolerance(dtype))
 
 
 def test_output_loss_many_samples_per_thread(module):
@@ -78,7 +77,7 @@ def test_output_loss_many_samples_per_thread(module):
         expected = ref.gru4rec_output_loss(hidden, table, samples, loss, 0.5, 1.0)
         got = emulated_output_loss(get_kernel, hidden, table, samples, loss, 0.5, 1.0)
         for e, g in zip(expected, got, strict=True):
-            assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+            assert_allclose(g, e, **tolerance(np.float64))
 
 
 @pytest.mark.parametrize("order", ORDERS)
@@ -104,7 +103,7 @@ def test_sparse_rows_step_sums_duplicates_once(module, dtype, index_dtype, metho
     launch_sparse_rows_step(np, get_kernel, *got, rows, grads.copy(),
                             optimizer_scalars(dtype, *opt))
     for e, g in zip(expected, got, strict=True):
-        assert_allclose(g, e, rtol=RTOL[dtype] / 10, atol=RTOL[dtype] / 10)
+        assert_allclose(g, e, **tolerance(dtype))
     assert np.array_equal(got[0][[2, 3]], table[[2, 3]])  # rows not sampled are untouched
 
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from fastrec.backends import BackendUnavailable, get_backend
 from fastrec.backends._contract import LOSS_CODES, ContractError
 from fastrec.backends.reference import gru as ref
 from tests.cuda.gru_problems import (
@@ -21,30 +20,9 @@ from tests.cuda.gru_problems import (
     loss_problem,
     run_epoch,
 )
-from tests.cuda.helpers import gpu_unavailable_reason
+from tests.tolerances import tolerance
 
-KERNELS = ("gru_forward", "gru_backward", "gru4rec_output_loss", "gru4rec_train_epoch")
-# Device rounding: FMA contraction inside cuBLAS, flush-to-zero (float32), GEMM orders.
-RTOL = {np.float32: 3e-4, np.float64: 1e-9}
-
-
-@pytest.fixture(scope="module")
-def cuda_backend():
-    reason = gpu_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    return get_backend("cuda", require=KERNELS)
-
-
-def test_estimator_without_device_says_why():
-    if gpu_unavailable_reason() is None:
-        pytest.skip("a CUDA device is available here")
-    from fastrec import GRU4Rec
-    from fastrec.data import synthetic_sessions
-
-    frame = synthetic_sessions(n_sessions=20, n_items=8, random_state=0)
-    with pytest.raises(BackendUnavailable, match=r"'cuda' is unavailable: .+fastrec\[cuda\]"):
-        GRU4Rec(backend="cuda", batch_size=4).fit(frame)
+CUDA_KERNELS = ("gru_forward", "gru_backward", "gru4rec_output_loss", "gru4rec_train_epoch")
 
 
 def test_contract_errors_need_no_device():
@@ -69,13 +47,13 @@ def test_forward_backward_match_reference(cuda_backend, T, L, dtype):
     got = cuda_backend.gru_forward(*args)
     for e, g in zip(expected, got, strict=True):
         assert isinstance(g, np.ndarray) and g.dtype == dtype
-        assert_allclose(g, e, rtol=RTOL[dtype], atol=RTOL[dtype])
+        assert_allclose(g, e, **tolerance(dtype, "device"))
     expected_grads = ref.gru_backward(*args, *expected, d_top)
     on_device = [cupy.asarray(a) for a in (*args, *expected, d_top)]
     got_grads = cuda_backend.gru_backward(*on_device)
     for e, g in zip(expected_grads, got_grads, strict=True):
         assert isinstance(g, cupy.ndarray)
-        assert_allclose(g.get(), e, rtol=RTOL[dtype], atol=RTOL[dtype])
+        assert_allclose(g.get(), e, **tolerance(dtype, "device"))
 
 
 @pytest.mark.gpu
@@ -86,7 +64,7 @@ def test_output_loss_matches_reference(cuda_backend, loss, dtype):
     expected = ref.gru4rec_output_loss(hidden, table, samples, loss, 0.5, 0.02)
     got = cuda_backend.gru4rec_output_loss(hidden, table, samples, loss, 0.5, 0.02)
     for e, g in zip(expected, got, strict=True):
-        assert_allclose(g, e, rtol=RTOL[dtype], atol=RTOL[dtype])
+        assert_allclose(g, e, **tolerance(dtype, "device"))
 
 
 @pytest.mark.gpu

@@ -22,13 +22,10 @@ from tests.cuda.ncf_helpers import (
     patch_cupy,
     random_batch,
 )
+from tests.tolerances import tolerance
 
 ORDERS = ("forward", "reverse", "random")
 TYPES = [(np.float32, np.int32), (np.float64, np.int64)]
-
-
-def tol(dtype):
-    return dict(rtol=2e-4, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-13)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +64,7 @@ def test_forward_backward_match_reference(modules, order, dtype, index_dtype, n_
     got = passes(*emulated_passes(modules, order, seed=len(layers)), *args, n_gmf, loss)
     names = ("cache", "logits", "loss", "dense_grad", "user_grads", "item_grads")
     for name, g, e in zip(names, got, expected, strict=True):
-        np.testing.assert_allclose(g, e, **tol(dtype), err_msg=name)
+        np.testing.assert_allclose(g, e, **tolerance(dtype), err_msg=name)
 
 
 def test_passes_are_bitwise_independent_of_thread_order(modules):
@@ -228,7 +225,7 @@ def test_public_functions_copy_host_arrays_back(modules, monkeypatch, dtype, ind
     got = passes(cuda.ncf_forward, cuda.ncf_backward, *args, 4, 0)
     for g, e in zip(got, expected, strict=True):
         assert type(g) in (np.ndarray, float)
-        np.testing.assert_allclose(g, e, **tol(dtype))
+        np.testing.assert_allclose(g, e, **tolerance(dtype))
 
     data, net, state = epoch_problem(dtype, index_dtype, 4, [8, 6, 3], seed=1)
     scalars = (2, 123, 4, 0, 0, 0.01, 0.9, 0.999, 1e-8, 5)

@@ -29,9 +29,9 @@ from fastrec.backends.cuda.nmf import (
 )
 from tests.cuda.helpers import EMULATOR_DIR, FakeCupy, patch_cupy
 from tests.cuda.nmf_helpers import OBSERVED_MODES, make_nmf_problem, nmf_kernel_getter
+from tests.tolerances import tolerance
 
 ORDERS = ("forward", "reverse", "random")
-TOLERANCE = {np.float32: {"rtol": 1e-4, "atol": 1e-6}, np.float64: {"rtol": 1e-11, "atol": 1e-13}}
 REG = {"l1_reg": 0.01, "l2_reg": 0.02}
 
 
@@ -74,7 +74,7 @@ def test_update_full_matches_reference(nmf_module, beta, dtype, index_dtype, ord
     expected = factors.copy()
     reference.nmf_update_full(*csr, expected, other, beta, **REG)
     got = run_full(nmf_module, problem, beta, order=order, seed=5)
-    np.testing.assert_allclose(got, expected, **TOLERANCE[dtype])
+    np.testing.assert_allclose(got, expected, **tolerance(dtype))
 
 
 @pytest.mark.parametrize("order", ORDERS)
@@ -88,8 +88,8 @@ def test_update_observed_matches_reference(nmf_module, mode, dtype, index_dtype,
     reference.nmf_update_observed(*csr, expected, other, expected_bias, other_bias, 3.0, beta,
                                   REG["l1_reg"], REG["l2_reg"], 0.05, biased)
     got, got_bias = run_observed(nmf_module, problem, beta, biased, order=order, seed=5)
-    np.testing.assert_allclose(got, expected, **TOLERANCE[dtype])
-    np.testing.assert_allclose(got_bias, expected_bias, **TOLERANCE[dtype])
+    np.testing.assert_allclose(got, expected, **tolerance(dtype))
+    np.testing.assert_allclose(got_bias, expected_bias, **tolerance(dtype))
     empty = np.diff(csr[0]) == 0
     assert empty.any()
     np.testing.assert_array_equal(got[empty], 0)
@@ -126,13 +126,13 @@ def test_ranks_around_the_warp_width(nmf_module, k):
         expected = factors.copy()
         reference.nmf_update_full(*csr, expected, other, beta, **REG)
         got = run_full(nmf_module, problem, beta, order="random", seed=k)
-        np.testing.assert_allclose(got, expected, **TOLERANCE[np.float64])
+        np.testing.assert_allclose(got, expected, **tolerance(np.float64))
     expected, expected_bias = factors.copy(), bias.copy()
     reference.nmf_update_observed(*csr, expected, other, expected_bias, other_bias, 3.0, 2,
                                   REG["l1_reg"], REG["l2_reg"], 0.05, True)
     got, got_bias = run_observed(nmf_module, problem, 2, True, order="random", seed=k)
-    np.testing.assert_allclose(got, expected, **TOLERANCE[np.float64])
-    np.testing.assert_allclose(got_bias, expected_bias, **TOLERANCE[np.float64])
+    np.testing.assert_allclose(got, expected, **tolerance(np.float64))
+    np.testing.assert_allclose(got_bias, expected_bias, **tolerance(np.float64))
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -141,9 +141,9 @@ def test_bitwise_equal_to_cython_generic_path(nmf_module, k, dtype):
     """Ranks outside the CPU's register-resident set take its generic path, whose sums run in
     the same order as the warp's: observed mode and full KL agree bit for bit (the CPU is built
     with -ffp-contract=off, the kernels with --fmad=false)."""
-    from tests.conftest import require_backend
+    from tests.conftest import backend_or_skip
 
-    cython = require_backend("cython", "nmf_update_observed")
+    cython = backend_or_skip("cython", "nmf_update_observed")
     problem = make_nmf_problem(seed=k, k=k, dtype=dtype)
     csr, factors, other, bias, other_bias = problem
     for mode, (beta, biased) in OBSERVED_MODES.items():
@@ -193,7 +193,7 @@ def test_no_entries(nmf_module):
     expected = factors.copy()
     reference.nmf_update_full(*csr, expected, other, 2, **REG)
     np.testing.assert_allclose(run_full(nmf_module, problem, 2), expected,
-                               **TOLERANCE[np.float64])
+                               **tolerance(np.float64))
     got, got_bias = run_observed(nmf_module, problem, 2, True)
     np.testing.assert_array_equal(got, 0)
     np.testing.assert_array_equal(got_bias, 0)
@@ -219,7 +219,7 @@ def test_public_functions_copy_host_arrays_back(fake_cupy):
         cuda.nmf_update_full(*csr, got, other, beta, 0.01, 0.02, 1)
         reference.nmf_update_full(*csr, expected, other, beta, 0.01, 0.02)
         assert type(got) is np.ndarray
-        np.testing.assert_allclose(got, expected, **TOLERANCE[np.float64])
+        np.testing.assert_allclose(got, expected, **tolerance(np.float64))
         np.testing.assert_allclose(cuda.nmf_loss_full(*csr, got, other, beta, 1),
                                    reference.nmf_loss_full(*csr, got, other, beta), rtol=1e-12)
     for beta, biased in OBSERVED_MODES.values():
@@ -229,8 +229,8 @@ def test_public_functions_copy_host_arrays_back(fake_cupy):
                                  0.05, biased, 1)
         reference.nmf_update_observed(*csr, expected, other, expected_bias, other_bias, 3.0,
                                       beta, 0.01, 0.02, 0.05, biased)
-        np.testing.assert_allclose(got, expected, **TOLERANCE[np.float64])
-        np.testing.assert_allclose(got_bias, expected_bias, **TOLERANCE[np.float64])
+        np.testing.assert_allclose(got, expected, **tolerance(np.float64))
+        np.testing.assert_allclose(got_bias, expected_bias, **tolerance(np.float64))
         np.testing.assert_allclose(
             cuda.nmf_loss_observed(*csr, got, other, got_bias, other_bias, 3.0, beta, biased, 1),
             reference.nmf_loss_observed(*csr, got, other, got_bias, other_bias, 3.0, beta,

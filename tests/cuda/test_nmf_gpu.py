@@ -7,37 +7,17 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from fastrec.backends import BackendUnavailable, get_backend, reference
-from tests.cuda.helpers import gpu_unavailable_reason
+from fastrec.backends import reference
 from tests.cuda.nmf_helpers import OBSERVED_MODES, make_nmf_problem
+from tests.tolerances import tolerance
 
-NMF_KERNELS = ("nmf_update_full", "nmf_update_observed", "nmf_loss_full", "nmf_loss_observed")
-# Device rounding: cuBLAS products (FMA, another summation order), CuPy reductions, -ftz.
-TOLERANCE = {np.float32: {"rtol": 2e-4, "atol": 1e-6}, np.float64: {"rtol": 1e-10, "atol": 1e-12}}
+CUDA_KERNELS = ("nmf_update_full", "nmf_update_observed", "nmf_loss_full", "nmf_loss_observed")
 REG = (0.01, 0.02)
-
-
-@pytest.fixture(scope="module")
-def cuda_backend():
-    reason = gpu_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    return get_backend("cuda", require=NMF_KERNELS)
 
 
 def _problem(dtype=np.float64, index_dtype=np.int32, k=24, seed=0):
     return make_nmf_problem(seed=seed, n_rows=300, n_cols=200, density=0.05, k=k, dtype=dtype,
                             index_dtype=index_dtype)
-
-
-def test_nmf_model_without_a_device_says_why():
-    from fastrec import NMF
-
-    if gpu_unavailable_reason() is None:
-        pytest.skip("a CUDA device is available here")
-    x = sp.random(10, 8, density=0.5, random_state=0, format="csr")
-    with pytest.raises(BackendUnavailable, match=r"'cuda' is unavailable: .+fastrec\[cuda\]"):
-        NMF(n_components=2, backend="cuda").fit(x)
 
 
 @pytest.mark.gpu
@@ -49,7 +29,7 @@ def test_update_full_matches_reference(cuda_backend, beta, dtype, index_dtype):
     got, expected = factors.copy(), factors.copy()
     cuda_backend.nmf_update_full(*csr, got, other, beta, *REG, 1)
     reference.nmf_update_full(*csr, expected, other, beta, *REG)
-    np.testing.assert_allclose(got, expected, **TOLERANCE[dtype])
+    np.testing.assert_allclose(got, expected, **tolerance(dtype, "device"))
     rtol = 1e-5 if dtype == np.float32 else 1e-11
     np.testing.assert_allclose(cuda_backend.nmf_loss_full(*csr, got, other, beta, 1),
                                reference.nmf_loss_full(*csr, got, other, beta), rtol=rtol)
@@ -67,8 +47,8 @@ def test_update_observed_matches_reference(cuda_backend, mode, dtype):
                                      0.05, biased, 1)
     reference.nmf_update_observed(*csr, expected, other, expected_bias, other_bias, 3.0, beta,
                                   *REG, 0.05, biased)
-    np.testing.assert_allclose(got, expected, **TOLERANCE[dtype])
-    np.testing.assert_allclose(got_bias, expected_bias, **TOLERANCE[dtype])
+    np.testing.assert_allclose(got, expected, **tolerance(dtype, "device"))
+    np.testing.assert_allclose(got_bias, expected_bias, **tolerance(dtype, "device"))
     rtol = 1e-5 if dtype == np.float32 else 1e-11
     np.testing.assert_allclose(
         cuda_backend.nmf_loss_observed(*csr, got, other, got_bias, other_bias, 3.0, beta,
@@ -82,9 +62,9 @@ def test_update_observed_matches_reference(cuda_backend, mode, dtype):
 def test_observed_bitwise_equal_to_cython_generic_path(cuda_backend, k):
     """No FMA contraction and the CPU's summation order: float64 observed updates reproduce the
     Cython generic path (ranks outside its register-resident set) bit for bit."""
-    from tests.conftest import require_backend
+    from tests.conftest import backend_or_skip
 
-    cython = require_backend("cython", "nmf_update_observed")
+    cython = backend_or_skip("cython", "nmf_update_observed")
     csr, factors, other, bias, other_bias = _problem(k=k, seed=k)
     for beta, biased in OBSERVED_MODES.values():
         got, got_bias = factors.copy(), bias.copy()
@@ -142,9 +122,9 @@ def test_no_entries(cuda_backend):
 ])
 def test_nmf_model_on_cuda_matches_cython(cuda_backend, mode, beta_loss, biased):
     from fastrec import NMF
-    from tests.conftest import require_backend
+    from tests.conftest import backend_or_skip
 
-    require_backend("cython", "nmf_update_full")
+    backend_or_skip("cython", "nmf_update_full")
     x = sp.random(200, 120, density=0.1, random_state=1, format="csr",
                   data_rvs=lambda n: np.random.default_rng(2).uniform(0.5, 5.0, n))
     params = dict(n_components=8, mode=mode, beta_loss=beta_loss, biased=biased, max_iter=30,

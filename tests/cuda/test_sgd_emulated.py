@@ -18,10 +18,10 @@ from fastrec.backends.cuda import _loader
 from fastrec.backends.cuda.sgd import launch_sgd_epoch
 from fastrec.backends.reference import sgd_epoch as reference_epoch
 from tests.cuda.helpers import EMULATOR_DIR, kernel_getter, make_sgd_problem, patch_cupy
+from tests.tolerances import tolerance
 
 ORDERS = ("forward", "reverse", "random")
 DRIVERS = ("dataflow", "strata")
-TOLERANCE = {np.float32: {"rtol": 2e-5, "atol": 1e-6}, np.float64: {"rtol": 1e-12, "atol": 1e-14}}
 
 
 def run_emulated(module, data, factors, scalars, biased, order="forward", driver="dataflow",
@@ -44,7 +44,7 @@ def run_reference(data, factors, scalars, biased):
 def assert_matches(got, expected, dtype):
     sse, arrays = got
     sse_ref, arrays_ref = expected
-    tol = TOLERANCE[dtype]
+    tol = tolerance(dtype)
     np.testing.assert_allclose(sse, sse_ref, rtol=max(tol["rtol"], 1e-12))
     for name, g, e in zip(("user_factors", "item_factors", "user_bias", "item_bias"), arrays,
                           arrays_ref, strict=True):
@@ -69,9 +69,9 @@ def test_epoch_matches_reference(sgd_module, driver, dtype, index_dtype, order):
 ])
 @pytest.mark.parametrize("k", [1, 16, 33, 70])
 def test_bitwise_equal_to_compiled_cpu_backends(sgd_module, dtype, k, backend):
-    from tests.conftest import require_backend
+    from tests.conftest import backend_or_skip
 
-    cpu_epoch = require_backend(backend, "sgd_epoch").sgd_epoch
+    cpu_epoch = backend_or_skip(backend, "sgd_epoch").sgd_epoch
     data, factors, scalars = make_sgd_problem(dtype=dtype, k=k, nnz=200, seed=k)
     expected = [f.copy() for f in factors]
     sse_cpu = cpu_epoch(*data.values(), *expected, *scalars, True, 2)

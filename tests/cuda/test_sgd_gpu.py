@@ -15,17 +15,9 @@ from fastrec.backends import BackendUnavailable, get_backend
 from fastrec.backends.cuda import _loader
 from fastrec.backends.reference import sgd_epoch as reference_epoch
 from tests.cuda.helpers import gpu_unavailable_reason, make_sgd_problem
+from tests.tolerances import tolerance
 
-# Device rounding: FMA contraction, flush-to-zero (float32) and the warp-tree dot product.
-TOLERANCE = {np.float32: {"rtol": 1e-4, "atol": 1e-5}, np.float64: {"rtol": 1e-10, "atol": 1e-12}}
-
-
-@pytest.fixture(scope="module")
-def cuda_backend():
-    reason = gpu_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    return get_backend("cuda", require=("sgd_epoch",))
+CUDA_KERNELS = ("sgd_epoch",)
 
 
 def test_unavailable_backend_says_why():
@@ -92,9 +84,9 @@ def test_numpy_arrays_match_reference(cuda_backend, order, dtype, index_dtype):
     sse_ref = reference_epoch(*data.values(), *expected, *scalars, True)
     got = [f.copy() for f in factors]
     sse = cuda_backend.sgd_epoch(*data.values(), *got, *scalars, True, 1, order=order)
-    np.testing.assert_allclose(sse, sse_ref, rtol=TOLERANCE[dtype]["rtol"])
+    np.testing.assert_allclose(sse, sse_ref, rtol=tolerance(dtype, "device")["rtol"])
     for g, e in zip(got, expected, strict=True):
-        np.testing.assert_allclose(g, e, **TOLERANCE[dtype])
+        np.testing.assert_allclose(g, e, **tolerance(dtype, "device"))
 
 
 @pytest.mark.gpu
@@ -105,9 +97,9 @@ def test_numpy_arrays_match_reference(cuda_backend, order, dtype, index_dtype):
 def test_bitwise_equal_to_compiled_cpu_backend(cuda_backend, backend):
     """No FMA contraction (--fmad=false) and the CPU's summation order: the GPU reproduces the
     CPU kernel bit for bit in float64 (float32 too, barring denormals, which -ftz flushes)."""
-    from tests.conftest import require_backend
+    from tests.conftest import backend_or_skip
 
-    cpu_epoch = require_backend(backend, "sgd_epoch").sgd_epoch
+    cpu_epoch = backend_or_skip(backend, "sgd_epoch").sgd_epoch
     data, factors, scalars = make_sgd_problem(nnz=5000, n_users=400, n_items=300, n_blocks=16,
                                               k=70)
     expected = [f.copy() for f in factors]
@@ -138,7 +130,7 @@ def test_cupy_arrays_are_updated_in_place_and_deterministic(cuda_backend):
     for a, b, c, e in zip(*runs, expected, strict=True):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
-        np.testing.assert_allclose(a, e, **TOLERANCE[np.float32])
+        np.testing.assert_allclose(a, e, **tolerance(np.float32, "device"))
     np.testing.assert_array_equal(runs[0][2], factors[2])
 
 
@@ -155,7 +147,7 @@ def test_repeated_blocks_and_skipped_slots(cuda_backend):
     sse = cuda_backend.sgd_epoch(*data.values(), *got, *scalars, True, 1)
     np.testing.assert_allclose(sse, sse_ref, rtol=1e-10)
     for g, e in zip(got, expected, strict=True):
-        np.testing.assert_allclose(g, e, **TOLERANCE[np.float64])
+        np.testing.assert_allclose(g, e, **tolerance(np.float64, "device"))
 
 
 @pytest.mark.gpu

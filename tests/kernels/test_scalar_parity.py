@@ -3,17 +3,15 @@
 import numpy as np
 import pytest
 
-from tests.conftest import require_backend
+from tests.conftest import backend_or_skip
 
 
 @pytest.fixture(scope="module")
-def both():
-    require_backend("cython")
-    require_backend("numba")
-    from fastrec.backends.cython import _scalar
+def both(shims):
+    backend_or_skip("numba")
     from fastrec.backends.numba import scalar
 
-    return _scalar, scalar
+    return shims, scalar
 
 
 def test_sgd_scalars(both):

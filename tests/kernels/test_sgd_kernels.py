@@ -6,11 +6,11 @@ import pytest
 from fastrec._algorithms.sgd_schedule import BlockedRatings
 from fastrec.backends._contract import ContractError, check_sgd_epoch
 from fastrec.backends.reference import sgd_epoch as reference_epoch
-from tests.conftest import COMPILED_BACKENDS, require_backend
+from tests.conftest import COMPILED_BACKENDS, backend_or_skip
+from tests.tolerances import tolerance
 
 # float32 kernels sum the dot product in a different order than numpy: per-epoch agreement is to
 # rounding; float64 must agree to ~1e-12.
-TOLERANCE = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}
 
 
 def make_problem(n_users=37, n_items=23, nnz=400, k=5, g=4, dtype=np.float32, index=np.int32,
@@ -45,7 +45,7 @@ def run(kernel, blocked, state, schedule, biased=True, n_threads=2, **hyper):
 @pytest.mark.parametrize("index", [np.int32, np.int64])
 @pytest.mark.parametrize("k", [1, 5, 16, 37])
 def test_epoch_matches_reference(backend, dtype, index, k):
-    kernel = require_backend(backend, "sgd_epoch").sgd_epoch
+    kernel = backend_or_skip(backend, "sgd_epoch").sgd_epoch
     blocked, state, rng = make_problem(dtype=dtype, index=index, k=k)
     for biased in (True, False):
         schedule = blocked.epoch_schedule(rng)
@@ -53,7 +53,7 @@ def test_epoch_matches_reference(backend, dtype, index, k):
         sse, got = run(kernel, blocked, state, schedule, biased)
         np.testing.assert_allclose(sse, sse_ref, rtol=1e-4 if dtype == np.float32 else 1e-10)
         for name in ref:
-            np.testing.assert_allclose(got[name], ref[name], **TOLERANCE[dtype], err_msg=name)
+            np.testing.assert_allclose(got[name], ref[name], **tolerance(dtype), err_msg=name)
             assert got[name].dtype == dtype
         if not biased:
             np.testing.assert_array_equal(got["user_bias"], state["user_bias"])
@@ -61,7 +61,7 @@ def test_epoch_matches_reference(backend, dtype, index, k):
 
 @pytest.mark.parametrize("backend", COMPILED_BACKENDS)
 def test_several_epochs_stay_with_reference(backend):
-    kernel = require_backend(backend, "sgd_epoch").sgd_epoch
+    kernel = backend_or_skip(backend, "sgd_epoch").sgd_epoch
     blocked, state, rng = make_problem(dtype=np.float64)
     ref, got = state, state
     for _ in range(5):
@@ -74,7 +74,7 @@ def test_several_epochs_stay_with_reference(backend):
 
 @pytest.mark.parametrize("backend", COMPILED_BACKENDS)
 def test_bitwise_identical_at_any_thread_count(backend):
-    kernel = require_backend(backend, "sgd_epoch").sgd_epoch
+    kernel = backend_or_skip(backend, "sgd_epoch").sgd_epoch
     blocked, state, rng = make_problem(n_users=300, n_items=200, nnz=6000, k=16, g=8)
     schedule = blocked.epoch_schedule(rng)
     sse1, one = run(kernel, blocked, state, schedule, n_threads=1)
@@ -87,7 +87,7 @@ def test_bitwise_identical_at_any_thread_count(backend):
 
 @pytest.mark.parametrize("backend", ("numpy", *COMPILED_BACKENDS))
 def test_edge_cases(backend):
-    kernel = require_backend(backend, "sgd_epoch").sgd_epoch
+    kernel = backend_or_skip(backend, "sgd_epoch").sgd_epoch
     # one rating; users and items without ratings must stay untouched
     users, items = np.array([2], np.int32), np.array([1], np.int32)
     ratings = np.array([4.0], np.float32)
@@ -146,16 +146,20 @@ def test_schedule_strata_are_conflict_free():
     assert sorted(schedule.ravel().tolist()) == list(range(g * g))
     for stratum in schedule:
         assert len(set(stratum // g)) == g and len(set(stratum % g)) == g
-    for b in range(g * g):  # every rating sits in its block's row/column block
+    n_users, n_items = blocked.user_rows.shape[0], blocked.item_rows.shape[0]
+    users, items = blocked.users.astype(np.int64), blocked.items.astype(np.int64)
+    assert blocked.block_ptr[0] == 0 and blocked.block_ptr[-1] == users.shape[0]
+    for b in range(g * g):  # every rating sits in its block's row block and column block
         lo, hi = blocked.block_ptr[b], blocked.block_ptr[b + 1]
         assert hi >= lo
-    assert blocked.block_ptr[-1] == blocked.users.shape[0]
+        assert np.all(users[lo:hi] * g // n_users == b // g), b
+        assert np.all(items[lo:hi] * g // n_items == b % g), b
 
 
 @pytest.mark.parametrize("backend", COMPILED_BACKENDS)
 def test_repeated_blocks_count_every_visit(backend):
     """A schedule may visit a block in several strata: each visit's errors count in the SSE."""
-    kernel = require_backend(backend, "sgd_epoch").sgd_epoch
+    kernel = backend_or_skip(backend, "sgd_epoch").sgd_epoch
     blocked, state, rng = make_problem(dtype=np.float64)
     schedule = np.ascontiguousarray(np.repeat(blocked.epoch_schedule(rng)[:1], 4, axis=0))
     sse_ref, ref = run(reference_epoch, blocked, state, schedule)
@@ -169,8 +173,8 @@ def test_repeated_blocks_count_every_visit(backend):
 def test_numba_equals_cython_bit_for_bit(dtype, k):
     """Both compiled CPU backends run the header's operations in the same order (16-lane dot,
     no FMA contraction), so they agree exactly, not just to rounding."""
-    cython = require_backend("cython", "sgd_epoch").sgd_epoch
-    numba = require_backend("numba", "sgd_epoch").sgd_epoch
+    cython = backend_or_skip("cython", "sgd_epoch").sgd_epoch
+    numba = backend_or_skip("numba", "sgd_epoch").sgd_epoch
     blocked, state, rng = make_problem(n_users=300, n_items=200, nnz=6000, k=k, g=8, dtype=dtype)
     schedule = blocked.epoch_schedule(rng)
     sse_c, by_cython = run(cython, blocked, state, schedule, n_threads=2)
@@ -213,7 +217,7 @@ def test_factor_tables_are_padded_to_whole_aligned_vectors(k, dtype, width):
     table = working["user_factors"]
     assert table.shape[1] == width and table.ctypes.data % 64 == 0
     assert not table[:, k:].any()
-    kernel = require_backend("cython", "sgd_epoch").sgd_epoch
+    kernel = backend_or_skip("cython", "sgd_epoch").sgd_epoch
     schedule = blocked.epoch_schedule(rng)
     narrow = {name: np.ascontiguousarray(t[:, :k]) if t.ndim == 2 else t.copy()
               for name, t in working.items()}

@@ -11,7 +11,7 @@ from fastrec._algorithms.training import DivergenceError
 from fastrec.backends import BackendUnavailable
 from fastrec.data import synthetic_ratings
 from fastrec.io import ModelFileError
-from tests.conftest import CPU_BACKENDS, require_backend
+from tests.conftest import CPU_BACKENDS, backend_or_skip
 
 # Dense enough that the planted rank-4 signal is recoverable: the noise floor is 0.3, and a
 # model that learned the signal gets within 25% of it on held-out ratings.
@@ -36,7 +36,7 @@ def small_model(backend="cython", **kw):
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_learns_planted_signal(backend, planted):
-    require_backend(backend, "sgd_epoch")
+    backend_or_skip(backend, "sgd_epoch")
     train, test = planted
     if backend == "numpy":  # the reference is a Python loop: a smaller planted problem
         data = synthetic_ratings(n_users=120, n_items=60, n_ratings=3_000, rank=2,
@@ -56,8 +56,8 @@ def test_learns_planted_signal(backend, planted):
 
 
 def test_backends_agree(planted):
-    require_backend("cython", "sgd_epoch")
-    require_backend("numba", "sgd_epoch")
+    backend_or_skip("cython", "sgd_epoch")
+    backend_or_skip("numba", "sgd_epoch")
     train, _ = planted
     a = small_model("cython", n_epochs=5, dtype="float64").fit(train)
     b = small_model("numba", n_epochs=5, dtype="float64").fit(train)
@@ -67,7 +67,7 @@ def test_backends_agree(planted):
 
 @pytest.mark.parametrize("backend", ("cython", "numba"))
 def test_deterministic_and_thread_count_free(backend, planted):
-    require_backend(backend, "sgd_epoch")
+    backend_or_skip(backend, "sgd_epoch")
     train, _ = planted
     a = small_model(backend, n_epochs=5, n_threads=1).fit(train)
     b = small_model(backend, n_epochs=5, n_threads=2).fit(train)
@@ -84,7 +84,7 @@ def test_deterministic_and_thread_count_free(backend, planted):
                                           ("n_factors", 4), ("init_std", 0.3),
                                           ("lr_schedule", "constant"), ("biased", False)])
 def test_parameter_sensitivity(param, value, planted):
-    require_backend("cython", "sgd_epoch")
+    backend_or_skip("cython", "sgd_epoch")
     train, _ = planted
     base = small_model(n_epochs=3).fit(train)
     changed = small_model(n_epochs=3, **{param: value}).fit(train)
@@ -107,7 +107,7 @@ def test_estimator_conventions():
 
 
 def test_input_kinds_and_id_maps():
-    require_backend("cython", "sgd_epoch")
+    backend_or_skip("cython", "sgd_epoch")
     frame = pd.DataFrame({"userId": ["ann", "bob", "bob", "cy", "ann", "cy"],
                           "movieId": [10, 20, 10, 30, 30, 20],
                           "rating": [5, 3, 4, 2, 1, 4.5]})
@@ -139,7 +139,7 @@ def test_input_kinds_and_id_maps():
 
 
 def test_recommend_and_similar_items(planted):
-    require_backend("cython", "sgd_epoch")
+    backend_or_skip("cython", "sgd_epoch")
     train, _ = planted
     model = small_model().fit(train)
     users = np.arange(50)
@@ -162,7 +162,7 @@ def test_recommend_and_similar_items(planted):
 
 
 def test_fold_in_recovers_a_trained_user(planted):
-    require_backend("cython", "sgd_epoch")
+    backend_or_skip("cython", "sgd_epoch")
     train, test = planted
     model = small_model().fit(train)
     user = 7
@@ -179,7 +179,7 @@ def test_fold_in_recovers_a_trained_user(planted):
 
 
 def test_save_load_round_trip(tmp_path, planted):
-    require_backend("cython", "sgd_epoch")
+    backend_or_skip("cython", "sgd_epoch")
     train, _ = planted
     model = small_model(n_epochs=3).fit(train)
     path = model.save(tmp_path / "model.npz")
@@ -249,7 +249,7 @@ def test_bad_parameters_are_refused(param, value, planted):
 
 
 def test_divergence_is_detected_and_state_kept(planted):
-    require_backend("cython", "sgd_epoch")
+    backend_or_skip("cython", "sgd_epoch")
     train, _ = planted
     model = small_model(learning_rate=5.0, n_epochs=10)
     with pytest.raises(DivergenceError, match="learning_rate=5.0"):
@@ -259,7 +259,7 @@ def test_divergence_is_detected_and_state_kept(planted):
 
 
 def test_early_stopping_keeps_best_epoch(planted):
-    require_backend("cython", "sgd_epoch")
+    backend_or_skip("cython", "sgd_epoch")
     train, test = planted
     model = small_model(n_epochs=200, learning_rate=0.05, reg=0.0, lr_schedule="constant",
                         early_stopping=True, n_iter_no_change=2, n_factors=32)
@@ -283,7 +283,7 @@ def test_concurrent_recommend_is_consistent(planted):
     """A service calls predict/recommend from many threads: results equal the serial ones."""
     from concurrent.futures import ThreadPoolExecutor
 
-    require_backend("cython", "sgd_epoch")
+    backend_or_skip("cython", "sgd_epoch")
     model = small_model(n_epochs=3).fit(planted[0])
     users = [np.arange(i, i + 40) for i in range(0, 360, 40)]
     serial = [model.recommend(u, n=10)[0] for u in users]

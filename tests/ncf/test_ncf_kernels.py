@@ -10,15 +10,12 @@ from fastrec._algorithms.ncf import OptimizerState, cache_size, epoch_order, ini
 from fastrec._algorithms.sampling import draw_negatives
 from fastrec.backends import get_backend
 from fastrec.backends._contract import ContractError, check_ncf_batch, check_ncf_net
-from tests.ncf.conftest import backend_or_skip
+from tests.conftest import backend_or_skip
+from tests.tolerances import tolerance
 
 BACKENDS = ("numpy", "cython", "numba")
 # (n_gmf, layers): NeuMF, MLP, GMF, NeuMF without hidden layers
 NETS = [(4, [8, 6, 3]), (0, [6, 4]), (5, []), (3, [4])]
-
-
-def tol(dtype):
-    return dict(rtol=2e-4, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-13)
 
 
 def random_batch(dtype, index_dtype, n_gmf, layers, batch=150, seed=0):
@@ -62,7 +59,7 @@ def test_forward_backward_match_reference(name, dtype, index_dtype, n_gmf, layer
     got = run_passes(backend, users, items, targets, user_emb, item_emb, dense, layers, n_gmf,
                      loss)
     for e, g in zip(expected, got, strict=True):
-        assert_allclose(g, e, **tol(dtype))
+        assert_allclose(g, e, **tolerance(dtype))
 
 
 @pytest.mark.parametrize("n_gmf,layers", NETS)
@@ -146,10 +143,8 @@ def test_train_epoch_matches_reference(name, optimizer, dtype, index_dtype):
     backend = backend_or_skip(name, "ncf_train_epoch")
     expected = run_epochs(get_backend("numpy"), dtype, index_dtype, 4, [8, 6, 3], optimizer, 1)
     got = run_epochs(backend, dtype, index_dtype, 4, [8, 6, 3], optimizer, 2)
-    precision = dict(rtol=1e-4, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-9,
-                                                                             atol=1e-12)
     for e, g in zip(expected, got, strict=True):
-        assert_allclose(g, e, **precision)
+        assert_allclose(g, e, **tolerance(dtype))
 
 
 @pytest.mark.parametrize("name", BACKENDS[1:])

@@ -7,19 +7,14 @@ from numpy.testing import assert_allclose
 
 from fastrec.backends.reference import optim as ref_optim
 from fastrec.backends.reference import rng as ref_rng
-from tests.ncf.conftest import backend_or_skip
+from tests.conftest import backend_or_skip
+from tests.tolerances import tolerance
 
 BACKENDS = ("numpy", "cython", "numba")
 
 
-def cython_scalars():
-    backend_or_skip("cython")
-    from fastrec.backends.cython import _optim
-    return _optim
-
-
-def test_rng_parity_cython_numba_numpy():
-    c = cython_scalars()
+def test_rng_parity_cython_numba_numpy(shims):
+    c = shims
     from numba import njit
 
     from fastrec.backends.numba import rng as nb_rng
@@ -44,8 +39,8 @@ def test_rng_parity_cython_numba_numpy():
         assert nb_uniform == c.rng_uniform_py(bits)
 
 
-def test_optimizer_scalar_parity():
-    c = cython_scalars()
+def test_optimizer_scalar_parity(shims):
+    c = shims
     from numba import njit
 
     from fastrec.backends.numba import optim as nb_optim
@@ -64,10 +59,6 @@ def test_optimizer_scalar_parity():
         0.3, 0.5, -0.7, 0.1, 1e-10)
 
 
-def _tol(dtype):
-    return dict(rtol=1e-5, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
-
-
 @pytest.mark.parametrize("name", BACKENDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_adam_step_matches_reference(name, dtype):
@@ -82,7 +73,7 @@ def test_adam_step_matches_reference(name, dtype):
         ref_optim.adam_step(*expected[:1], g, *expected[1:], step, 0.01)
         backend.adam_step(got[0], g, got[1], got[2], step, 0.01, n_threads=2)
     for e, o in zip(expected, got, strict=True):
-        assert_allclose(o, e, **_tol(dtype))
+        assert_allclose(o, e, **tolerance(dtype))
 
 
 @pytest.mark.parametrize("name", BACKENDS)

@@ -4,18 +4,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from fastrec.backends import BackendUnavailable, get_backend
 from fastrec.backends import reference as ref
+from tests.conftest import backend_or_skip
+from tests.tolerances import tolerance
 
 BACKENDS = ["cython", "numba"]
 KERNELS = ("nmf_update_full", "nmf_update_observed", "nmf_loss_full", "nmf_loss_observed")
-
-
-def backend_or_skip(name):
-    try:
-        return get_backend(name, KERNELS)
-    except BackendUnavailable as exc:
-        pytest.skip(str(exc))
 
 
 def problem(dtype, index=np.int32, k=5, n=23, m=17, seed=0):
@@ -36,29 +30,26 @@ def problem(dtype, index=np.int32, k=5, n=23, m=17, seed=0):
     return arrays, w, ht, rng
 
 
-def rtol(dtype):
-    return 2e-5 if dtype == np.float32 else 1e-11
-
-
 @pytest.mark.parametrize("name", BACKENDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("beta", [2, 1])
 @pytest.mark.parametrize("k", [5, 16])  # generic path and a register-resident rank
 def test_update_full_matches_reference(name, dtype, beta, k):
-    backend = backend_or_skip(name)
+    backend = backend_or_skip(name, *KERNELS)
     (rows, cols), w, ht, _ = problem(dtype, k=k)
     for l1, l2 in ((0.0, 0.0), (0.3, 0.7)):
         expected_w, got_w = w.copy(), w.copy()
         ref.nmf_update_full(*rows, expected_w, ht, beta, l1, l2)
         backend.nmf_update_full(*rows, got_w, ht, beta, l1, l2, 2)
-        np.testing.assert_allclose(got_w, expected_w, rtol=rtol(dtype), atol=1e-7)
+        np.testing.assert_allclose(got_w, expected_w, **tolerance(dtype))
         assert np.all(got_w[3] == 0) and np.all(np.isfinite(got_w))  # empty row
         expected_h, got_h = ht.copy(), ht.copy()
         ref.nmf_update_full(*cols, expected_h, w, beta, l1, l2)
         backend.nmf_update_full(*cols, got_h, w, beta, l1, l2, 2)
-        np.testing.assert_allclose(got_h, expected_h, rtol=rtol(dtype), atol=1e-7)
+        np.testing.assert_allclose(got_h, expected_h, **tolerance(dtype))
     got = backend.nmf_loss_full(*rows, w, ht, beta, 2)
-    assert got == pytest.approx(ref.nmf_loss_full(*rows, w, ht, beta), rel=1e-5)
+    assert got == pytest.approx(ref.nmf_loss_full(*rows, w, ht, beta),
+                                rel=tolerance(dtype)["rtol"])
 
 
 @pytest.mark.parametrize("name", BACKENDS)
@@ -66,7 +57,7 @@ def test_update_full_matches_reference(name, dtype, beta, k):
 @pytest.mark.parametrize(("beta", "biased"), [(2, False), (2, True), (1, False)])
 @pytest.mark.parametrize("k", [5, 16])
 def test_update_observed_matches_reference(name, dtype, beta, biased, k):
-    backend = backend_or_skip(name)
+    backend = backend_or_skip(name, *KERNELS)
     (rows, cols), w, ht, rng = problem(dtype, k=k)
     bu = rng.normal(0, 0.5, w.shape[0]).astype(dtype)
     bi = rng.normal(0, 0.5, ht.shape[0]).astype(dtype)
@@ -77,18 +68,18 @@ def test_update_observed_matches_reference(name, dtype, beta, biased, k):
                                 biased)
         backend.nmf_update_observed(*csr, got_f, o, got_b, ob, 3.0, beta, 0.01, 0.06, 0.02,
                                     biased, 2)
-        np.testing.assert_allclose(got_f, expected_f, rtol=rtol(dtype), atol=1e-6)
-        np.testing.assert_allclose(got_b, expected_b, rtol=rtol(dtype), atol=1e-6)
+        np.testing.assert_allclose(got_f, expected_f, **tolerance(dtype))
+        np.testing.assert_allclose(got_b, expected_b, **tolerance(dtype))
         empty = 3 if side == 0 else 4
         assert np.all(got_f[empty] == 0) and np.all(np.isfinite(got_f))
     got = backend.nmf_loss_observed(*rows, w, ht, bu, bi, 3.0, beta, biased, 2)
     expected = ref.nmf_loss_observed(*rows, w, ht, bu, bi, 3.0, beta, biased)
-    assert got == pytest.approx(expected, rel=1e-5)
+    assert got == pytest.approx(expected, rel=tolerance(dtype)["rtol"])
 
 
 @pytest.mark.parametrize("name", BACKENDS)
 def test_int64_indices_and_thread_count_independence(name):
-    backend = backend_or_skip(name)
+    backend = backend_or_skip(name, *KERNELS)
     (rows, _), w, ht, _ = problem(np.float32, index=np.int64, k=32, n=300, m=40)
     results = []
     for n_threads in (1, 2, 3):
@@ -108,16 +99,12 @@ def test_int64_indices_and_thread_count_independence(name):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_scalar_parity_cython_numba(dtype):
-    """Every scalar function of nmf.h against its Numba mirror, on edge values."""
-    cy = backend_or_skip("cython")
-    pytest.importorskip("numba")
+def test_scalar_parity_cython_numba(dtype, shims):
+    """Every scalar function of nmf.h against its Numba mirror, on edge values: the same bits."""
     backend_or_skip("numba")
-    from fastrec.backends.cython._nmf import nmf_epsilon, nmf_scalar
-
     from fastrec.backends.numba import scalar as nb
 
-    assert nmf_epsilon() == nb.NMF_EPSILON
+    assert shims.nmf_epsilon() == nb.NMF_EPSILON
     eps = dtype(nb.NMF_EPSILON)
     a = np.array([0.0, 1e-9, 0.5, 3.0, -2.0, 7.0], dtype)
     b = np.array([0.0, 1e-9, 2.0, 0.0, 1.5, 1e-12], dtype)
@@ -133,12 +120,10 @@ def test_scalar_parity_cython_numba(dtype):
         "nmf_bias_solve": lambda i: nb.nmf_bias_solve(a[i], b[i], c[i]),
         "nmf_kl_entry": lambda i: nb.nmf_kl_entry(float(a[i]), float(b[i])),
     }
-    assert cy.name == "cython"
     for fname, mirror in cases.items():
-        got = nmf_scalar(fname, a, b, c, d)
+        got = shims.nmf_scalar(fname, a, b, c, d)
         expected = np.array([mirror(i) for i in range(a.shape[0])], dtype)
-        np.testing.assert_allclose(got, expected, rtol=1e-6 if dtype == np.float32 else 1e-15,
-                                   err_msg=fname)
+        np.testing.assert_array_equal(got, expected, err_msg=fname)
 
 
 # Every rank class: the generic path (5, 20, 70) and each register-resident rank.
@@ -204,7 +189,7 @@ def test_frobenius_products_are_one_rounding_per_multiply_add(name, k):
     rounding per multiply-add), checked in float64 against exact chains through the update
     w * num / den. Unfused chains differ from these in about a third of the Gram entries at
     k = 32."""
-    backend = backend_or_skip(name)
+    backend = backend_or_skip(name, *KERNELS)
     rng = np.random.default_rng(k)
     n = 8
     other = rng.uniform(0.5, 1.5, (k, k))

@@ -6,18 +6,10 @@ import scipy.sparse as sp
 
 from fastrec import NMF
 from fastrec._algorithms.nmf_mu import CSRPair, ObservedPenalty, observed_objective
-from fastrec.backends import BackendUnavailable, get_backend
+from fastrec.backends import get_backend
+from tests.conftest import backend_or_skip
 
 BACKENDS = ["cython", "numba", "numpy"]
-
-
-def backend_or_skip(name, mode="full"):
-    kernels = ("nmf_update_full",) if mode == "full" else ("nmf_update_observed",)
-    try:
-        get_backend(name, kernels)
-    except BackendUnavailable as exc:
-        pytest.skip(str(exc))
-    return name
 
 
 def counts_matrix(n=40, m=30, density=0.25, seed=0):
@@ -31,7 +23,7 @@ def counts_matrix(n=40, m=30, density=0.25, seed=0):
 @pytest.mark.parametrize("beta_loss", ["frobenius", "kullback-leibler"])
 def test_follows_sklearn_mu_iterate_for_iterate(backend, beta_loss):
     """Same W0, H0, no regularisation: fastrec's full mode is scikit-learn's solver='mu'."""
-    backend_or_skip(backend)
+    backend_or_skip(backend, "nmf_update_full")
     sk = pytest.importorskip("sklearn.decomposition")
     x = counts_matrix()
     rng = np.random.default_rng(1)
@@ -50,7 +42,7 @@ def test_follows_sklearn_mu_iterate_for_iterate(backend, beta_loss):
 
 
 def test_stopping_rule_and_regularisation_match_sklearn():
-    backend_or_skip("cython")
+    backend_or_skip("cython", "nmf_update_full")
     sk = pytest.importorskip("sklearn.decomposition")
     x = counts_matrix(seed=3)
     rng = np.random.default_rng(2)
@@ -81,7 +73,7 @@ def planted_ratings(n_users=120, n_items=80, k=3, density=0.3, seed=0):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_observed_mode_learns_planted_signal(backend):
-    backend_or_skip(backend, "observed")
+    backend_or_skip(backend, "nmf_update_observed")
     users, items, ratings = planted_ratings()
     cut = int(0.85 * users.shape[0])
     model = NMF(3, mode="observed", init="random", max_iter=300, tol=0, random_state=0,
@@ -96,7 +88,7 @@ def test_observed_mode_learns_planted_signal(backend):
 @pytest.mark.parametrize(("beta_loss", "biased"), [("frobenius", False), ("frobenius", True),
                                                    ("kullback-leibler", False)])
 def test_observed_objective_never_increases(beta_loss, biased):
-    backend_or_skip("cython", "observed")
+    backend_or_skip("cython", "nmf_update_observed")
     backend = get_backend("cython")
     users, items, ratings = planted_ratings(seed=4)
     ratings = ratings + np.random.default_rng(0).normal(0, 0.1, ratings.shape[0]).clip(0)
@@ -120,7 +112,7 @@ def test_observed_objective_never_increases(beta_loss, biased):
 
 
 def test_full_mode_divergence_never_increases():
-    backend_or_skip("cython")
+    backend_or_skip("cython", "nmf_update_full")
     for beta_loss in ("frobenius", "kullback-leibler"):
         model = NMF(5, beta_loss=beta_loss, init="random", max_iter=40, tol=0, verbose=True,
                     random_state=0, dtype="float64", backend="cython")
@@ -131,7 +123,7 @@ def test_full_mode_divergence_never_increases():
 
 @pytest.mark.parametrize("init", ["random", "nndsvd", "nndsvda"])
 def test_inits_deterministic_and_thread_independent(init):
-    backend_or_skip("cython")
+    backend_or_skip("cython", "nmf_update_full")
     x = counts_matrix()
     runs = [NMF(4, init=init, max_iter=20, random_state=3, n_threads=t, backend="cython")
             .fit_transform(x) for t in (1, 2, 1)]
@@ -141,7 +133,7 @@ def test_inits_deterministic_and_thread_independent(init):
 
 
 def test_zero_rows_and_columns_give_no_nan():
-    backend_or_skip("cython")
+    backend_or_skip("cython", "nmf_update_full")
     x = counts_matrix().tolil()
     x[2, :] = 0
     x[:, 7] = 0
@@ -155,7 +147,7 @@ def test_zero_rows_and_columns_give_no_nan():
 
 
 def test_observed_api_save_load_fold_in_recommend(tmp_path):
-    backend_or_skip("cython", "observed")
+    backend_or_skip("cython", "nmf_update_observed")
     users, items, ratings = planted_ratings(seed=2)
     ids_u, ids_i = np.array([f"u{u}" for u in users]), items * 10 + 5
     model = NMF(3, mode="observed", biased=True, alpha_W=0.02, max_iter=60, random_state=0,
@@ -175,7 +167,7 @@ def test_observed_api_save_load_fold_in_recommend(tmp_path):
 def test_unscorable_pairs_get_the_training_mean():
     """Unbiased observed mode: an unknown id, or an id in the map without training data, is
     answered with the training mean (Surprise's fallback), never with a zero dot product."""
-    backend_or_skip("cython", "observed")
+    backend_or_skip("cython", "nmf_update_observed")
     x = sp.csr_matrix(np.array([[4.0, 0, 2.0], [5.0, 0, 3.0]]))  # item 1 has no observation
     model = NMF(1, mode="observed", init="random", max_iter=20, random_state=0,
                 backend="cython").fit(x)
@@ -185,7 +177,7 @@ def test_unscorable_pairs_get_the_training_mean():
 
 
 def test_parameters_change_the_model():
-    backend_or_skip("cython", "observed")
+    backend_or_skip("cython", "nmf_update_observed")
     users, items, ratings = planted_ratings(seed=6)
     base = dict(n_components=3, mode="observed", max_iter=30, random_state=0, backend="cython")
     a = NMF(**base).fit((users, items, ratings)).user_factors_

@@ -33,17 +33,6 @@ cdef extern from "fastrec/nmf_cpu.h" namespace "fastrec" nogil:
                                const T *factors, const T *other, const T *bias,
                                const T *other_bias, double global_mean, int64_t begin,
                                int64_t end, int64_t k, int beta, int observed, int biased)
-    double NMF_EPSILON
-
-
-cdef extern from "fastrec/nmf.h" namespace "fastrec" nogil:
-    T nmf_kl_ratio[T](T x, T dot)
-    T nmf_regularised_denominator[T](T den, T value, T l1, T l2)
-    T nmf_mu_step[T](T value, T num, T den)
-    T nmf_positive_part[T](T t)
-    T nmf_negative_part[T](T t)
-    T nmf_bias_solve[T](T residual_sum, T count, T reg_bias)
-    double nmf_kl_entry(double x, double dot)
 
 
 cdef object _stats(const floating[:, ::1] other, int beta, int n_threads):
@@ -183,33 +172,3 @@ def nmf_loss_observed(const index_t[::1] indptr, const index_t[::1] indices,
     cdef const floating *ob = &other_bias[0] if other_bias.shape[0] > 0 else NULL
     return _data_term(indptr, indices, data, factors, other, b, ob, global_mean, beta_loss, 1,
                       biased, n_threads)
-
-
-def nmf_scalar(str name, floating[::1] a, floating[::1] b, floating[::1] c, floating[::1] d):
-    """Evaluate one scalar function of ``fastrec/nmf.h`` elementwise (for the parity test with
-    the Numba mirror). Returns a new array."""
-    cdef Py_ssize_t j, n = a.shape[0]
-    out_arr = np.empty(n, dtype=np.float32 if floating is float else np.float64)
-    cdef floating[::1] out = out_arr
-    for j in range(n):
-        if name == "nmf_kl_ratio":
-            out[j] = nmf_kl_ratio(a[j], b[j])
-        elif name == "nmf_regularised_denominator":
-            out[j] = nmf_regularised_denominator(a[j], b[j], c[j], d[j])
-        elif name == "nmf_mu_step":
-            out[j] = nmf_mu_step(a[j], b[j], c[j])
-        elif name == "nmf_positive_part":
-            out[j] = nmf_positive_part(a[j])
-        elif name == "nmf_negative_part":
-            out[j] = nmf_negative_part(a[j])
-        elif name == "nmf_bias_solve":
-            out[j] = nmf_bias_solve(a[j], b[j], c[j])
-        elif name == "nmf_kl_entry":
-            out[j] = <floating>nmf_kl_entry(a[j], b[j])
-        else:
-            raise ValueError(f"unknown scalar function {name!r}")
-    return out_arr
-
-
-def nmf_epsilon():
-    return NMF_EPSILON

@@ -1,30 +1,17 @@
 # distutils: extra_compile_args = -fno-math-errno
 # (errno of sqrt/exp/log is never read here; GCC's errno guard would keep the optimiser loops
 # scalar)
-"""Optimiser step kernels (dense Adam, lazy sparse Adam, sparse Adagrad) and thin float64
-wrappers of the rng.h / optim.h scalar functions for the Cython/Numba/numpy parity tests."""
+"""Optimiser step kernels: dense Adam, lazy sparse Adam, sparse Adagrad."""
 
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t
 
 from fastrec.backends.cython._types cimport floating, index_t
 
 import numpy as np
 
 
-cdef extern from "fastrec/rng.h" namespace "fastrec" nogil:
-    uint64_t rng_mix64(uint64_t z)
-    uint64_t rng_key(uint64_t seed, uint64_t stream)
-    uint64_t rng_at(uint64_t key, uint64_t index)
-    uint64_t rng_below(uint64_t bits, uint64_t n)
-    double rng_uniform(uint64_t bits)
-
 cdef extern from "fastrec/optim_cpu.h" namespace "fastrec" nogil:
     cdef int OPT_ADAM, OPT_ADAGRAD
-    void adam_update[T](T &w, T &m, T &v, T g, T step_size, T inv_sqrt_bc2, T beta1, T beta2,
-                        T eps)
-    void adagrad_update[T](T &w, T &acc, T g, T lr, T eps)
-    double adam_step_size(double lr, double beta1, int64_t step)
-    double adam_inv_sqrt_bc2(double beta2, int64_t step)
     void dense_step[T](int kind, double lr, double beta1, double beta2, double eps, int64_t step,
                        T *params, const T *grads, T *state1, T *state2, int64_t n,
                        int n_threads)
@@ -78,36 +65,3 @@ def sparse_adagrad_step(floating[:, ::1] table, const index_t[::1] rows,
     """See ``fastrec.backends._contract.SPARSE_ADAGRAD_STEP_DOC``."""
     _sparse_step(OPT_ADAGRAD, table, rows, row_grads, acc, acc, 1, lr, 0.0, 0.0, eps,
                  n_threads)
-
-
-# -- parity wrappers (float64 scalars; uint64 as Python ints) -----------------------------------
-def rng_mix64_py(uint64_t z):
-    return rng_mix64(z)
-
-
-def rng_key_py(uint64_t seed, uint64_t stream):
-    return rng_key(seed, stream)
-
-
-def rng_at_py(uint64_t key, uint64_t index):
-    return rng_at(key, index)
-
-
-def rng_below_py(uint64_t bits, uint64_t n):
-    return rng_below(bits, n)
-
-
-def rng_uniform_py(uint64_t bits):
-    return rng_uniform(bits)
-
-
-def adam_update_f64(double w, double m, double v, double g, double lr, double beta1,
-                    double beta2, double eps, int64_t step):
-    adam_update[double](w, m, v, g, adam_step_size(lr, beta1, step),
-                        adam_inv_sqrt_bc2(beta2, step), beta1, beta2, eps)
-    return w, m, v
-
-
-def adagrad_update_f64(double w, double acc, double g, double lr, double eps):
-    adagrad_update[double](w, acc, g, lr, eps)
-    return w, acc

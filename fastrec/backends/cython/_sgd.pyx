@@ -1,7 +1,7 @@
 """SGD matrix factorisation epoch: OpenMP over the conflict-free blocks of each stratum."""
 
 from libc.math cimport sqrt
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int64_t
 
 from fastrec.backends.cython._types cimport floating, index_t
 
@@ -9,24 +9,6 @@ import numpy as np
 
 
 cdef extern from "fastrec/sgd_cpu.h" namespace "fastrec" nogil:
-    double sgd_block(const int32_t *users, const int32_t *items, const float *ratings,
-                     int64_t begin, int64_t end, float *user_factors, float *item_factors,
-                     float *user_bias, float *item_bias, int64_t k, float global_mean, float lr,
-                     float lr_bias, float reg, float reg_bias, int biased)
-    double sgd_block(const int64_t *users, const int64_t *items, const float *ratings,
-                     int64_t begin, int64_t end, float *user_factors, float *item_factors,
-                     float *user_bias, float *item_bias, int64_t k, float global_mean, float lr,
-                     float lr_bias, float reg, float reg_bias, int biased)
-    double sgd_block(const int32_t *users, const int32_t *items, const double *ratings,
-                     int64_t begin, int64_t end, double *user_factors, double *item_factors,
-                     double *user_bias, double *item_bias, int64_t k, double global_mean,
-                     double lr, double lr_bias, double reg, double reg_bias, int biased)
-    double sgd_block(const int64_t *users, const int64_t *items, const double *ratings,
-                     int64_t begin, int64_t end, double *user_factors, double *item_factors,
-                     double *user_bias, double *item_bias, int64_t k, double global_mean,
-                     double lr, double lr_bias, double reg, double reg_bias, int biased)
-
-
     void sgd_epoch_dataflow[T, I](const I *users, const I *items, const T *ratings,
                                   const int64_t *block_ptr, int64_t grid,
                                   const int64_t *schedule, int64_t n_tickets, T *user_factors,
