@@ -435,6 +435,7 @@ class FactorModel(UserItemModel):
 
     def score(self, X) -> float:
         """Negative RMSE on ``X`` (higher is better, as scikit-learn's ``score``)."""
+        self._check_fitted()
         data = self._mapped(X, self.user_factors_.dtype, "score")
         pred = to_host(self._predict_indices(data.users, data.items))
         return -float(np.sqrt(np.mean((pred.astype(np.float64) - data.values) ** 2)))
