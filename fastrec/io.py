@@ -16,11 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fastrec.exceptions import ModelFileError
+
 FORMAT_VERSION = 1
-
-
-class ModelFileError(ValueError):
-    """The file is not a fastrec model this version can read."""
 
 
 def save_arrays(path, model_class: str, params: dict, arrays: dict[str, np.ndarray]) -> Path:
