@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from fastrec import io
+from fastrec._algorithms.topn import top_n, top_n_scores
 from fastrec._array import (
     array_module,
     host_data,
@@ -221,37 +222,43 @@ class FactorModel(Estimator):
     def recommend(self, users, n: int = 10, filter_seen: bool = True, items=None):
         """Top-``n`` items for each user, best first.
 
-        Returns ``(item_ids, scores)``, each [len(users), n]; when fewer than ``n`` items are
-        eligible the rows are padded with id -1 (or the id dtype's equivalent) and score -inf.
-        ``items`` restricts the candidates. Batched: memory is bounded by 1024 * n_items scores.
-        Thread-safe (reads fitted state only); the scoring GEMM releases the GIL.
+        Returns ``(item_ids, scores)``, each [len(users), min(n, n_candidates)]; when fewer
+        items are eligible the rows are padded at the end with id -1 (or the id dtype's
+        equivalent) and score -inf. ``items`` restricts the candidates. Scored and selected
+        by the compiled top-n (:mod:`fastrec._algorithms.topn`): memory O(len(users) * n).
+        Thread-safe (reads fitted state only); releases the GIL.
         """
         self._check_fitted()
         self._check_on_host("recommend")
         check_positive("n", n, integer=True)
         u = self._user_index(np.atleast_1d(users))
-        candidates = None if items is None else self._item_index(np.atleast_1d(items))
-        n_out = min(n, self.n_items_ if candidates is None else candidates.shape[0])
-        top = np.full((u.shape[0], n), -1, dtype=np.int64)
-        scores = np.full((u.shape[0], n), -np.inf, dtype=self.user_factors_.dtype)
-        for start in range(0, u.shape[0], _RECOMMEND_CHUNK):
-            chunk = u[start:start + _RECOMMEND_CHUNK]
-            s = self._score_users(chunk)
-            if filter_seen and getattr(self, "seen_", None) is not None:
-                rows = self.seen_[chunk]
-                seen_rows = np.repeat(np.arange(chunk.shape[0]), np.diff(rows.indptr))
-                s[seen_rows, rows.indices] = -np.inf
-            if candidates is not None:
-                s = s[:, candidates]
-            best = _top_n(s, n_out)
-            best_scores = np.take_along_axis(s, best, axis=1)
-            if candidates is not None:
-                best = candidates[best]
-            best = np.where(np.isneginf(best_scores), -1, best)
-            top[start:start + chunk.shape[0], :n_out] = best
-            scores[start:start + chunk.shape[0], :n_out] = best_scores
+        seen = self.seen_ if filter_seen and getattr(self, "seen_", None) is not None else None
+        if items is None:
+            top, scores = top_n(self.user_factors_[u], self.item_factors_, self.item_bias_, n,
+                                seen, exclude_rows=None if seen is None else u,
+                                n_threads=self._n_threads())
+            scores += (self.global_mean_ + self.user_bias_[u]).astype(scores.dtype)[:, None]
+        else:
+            top, scores = self._recommend_among(u, self._item_index(np.atleast_1d(items)), n,
+                                                seen)
         ids = np.where(top >= 0, self.item_ids_[np.maximum(top, 0)], _missing_id(self.item_ids_))
         return ids, scores
+
+    def _recommend_among(self, u, candidates, n, seen):
+        """recommend restricted to the item indices ``candidates``: scores chunk by chunk
+        (memory: 1024 * len(candidates)), seen pairs marked NaN (never ranked)."""
+        n_out = min(n, candidates.shape[0])
+        top = np.empty((u.shape[0], n_out), np.int64)
+        scores = np.empty((u.shape[0], n_out), self.user_factors_.dtype)
+        for start in range(0, u.shape[0], _RECOMMEND_CHUNK):
+            chunk = u[start:start + _RECOMMEND_CHUNK]
+            s = self._score_users(chunk)[:, candidates]
+            if seen is not None:
+                s[seen[chunk][:, candidates].toarray() != 0] = np.nan
+            best, best_scores = top_n_scores(s, n_out, n_threads=self._n_threads())
+            top[start:start + chunk.shape[0]] = np.where(best >= 0, candidates[best], -1)
+            scores[start:start + chunk.shape[0]] = best_scores
+        return top, scores
 
     def _score_users(self, u: np.ndarray) -> np.ndarray:
         return self.user_factors_[u] @ self.item_factors_.T + self.item_bias_[None, :] + (
