@@ -74,7 +74,7 @@ def transferred(client) -> int:
     def sent(dask_worker):
         return sum(size for entry in dask_worker.transfer_outgoing_log
                    for key, size in entry["keys"].items()
-                   if str(key).startswith("fastrec-item-block"))
+                   if isinstance(key, tuple) and key[0].startswith("fastrec-item-block"))
     return sum(client.run(sent).values())
 
 

@@ -35,9 +35,10 @@ def get_client(client):
                          ) from exc
 
 
-def task_key(name: str) -> str:
-    """A unique key whose prefix (``name``) is what the dashboard shows for the task."""
-    return f"{name}-{uuid.uuid4().hex}"
+def task_key(name: str) -> tuple[str, str]:
+    """A unique key in task group ``name`` (the dashboard's group view shows ``name``, e.g.
+    ``fastrec-sgd-stratum-3``; its task stream colours by the name without numbers)."""
+    return name, uuid.uuid4().hex
 
 
 def submit(client, fn, *args, name: str, **kwargs):
@@ -177,7 +178,8 @@ def wait_for(client, futures: list, owners, what: str):
 
     while True:
         try:
-            wait(futures, timeout=1.0)
+            with client.as_current():
+                wait(futures, timeout=1.0)
             break
         except TimeoutError:
             _check_workers(client, owners, what)

@@ -167,10 +167,10 @@ class NMF:
         k_pad = padded_rank(k)
         w, ht = pad_columns(w, k_pad), pad_columns(h.T, k_pad)
         row_bounds = np.cumsum([0, *summary["rows"]])
-        w_parts = [client.scatter([w[row_bounds[p]:row_bounds[p + 1]]], workers=[owners[p]],
-                                  hash=False)[0] for p in range(len(parts))]
-        bu_parts = [client.scatter([np.zeros(summary["rows"][p], dtype)], workers=[owners[p]],
-                                   hash=False)[0] for p in range(len(parts))]
+        # A partition's state (W rows, user biases) stays on its worker as one future.
+        states = [client.scatter([(w[row_bounds[p]:row_bounds[p + 1]],
+                                   np.zeros(summary["rows"][p], dtype))], workers=[owners[p]],
+                                 hash=False)[0] for p in range(len(parts))]
         ht_f = client.scatter([ht], hash=False)[0]
         bi_f = client.scatter([np.zeros(m, dtype)], hash=False)[0]
         del w, ht
@@ -185,12 +185,12 @@ class NMF:
                         reg_bias=float(self.reg_bias), backend=self.backend,
                         n_threads=int(self.n_threads or 1), k=k, dtype=np.dtype(dtype).str)
 
-        def objective(w_parts, bu_parts, ht_f, bi_f) -> tuple[float, float]:
+        def objective(states, ht_f, bi_f) -> tuple[float, float]:
             """(the local loop's error or objective, the data term)."""
             terms = wait_for(client, [
-                submit(client, _partition_objective, part, wp, bp, ht_f, bi_f, settings,
+                submit(client, _partition_objective, part, state, ht_f, bi_f, settings,
                        name="fastrec-nmf-loss", workers=[owner], allow_other_workers=False)
-                for part, wp, bp, owner in zip(parts, w_parts, bu_parts, owners, strict=True)
+                for part, state, owner in zip(parts, states, owners, strict=True)
             ] + [submit(client, _item_penalty, ht_f, bi_f, counts, settings,
                         name="fastrec-nmf-loss")], owners, "the loss")
             data_term = sum(t[0] for t in terms[:-1])
@@ -198,20 +198,21 @@ class NMF:
                 return math.sqrt(max(2.0 * data_term, 0.0)), data_term
             return data_term + sum(t[1] for t in terms), data_term
 
-        at_init = previous = objective(w_parts, bu_parts, ht_f, bi_f)[0]
+        at_init = previous = objective(states, ht_f, bi_f)[0]
         curve = [at_init]
         max_iter, tol = int(self.max_iter), float(self.tol)
         n_iter = 0
         with tqdm(total=max_iter, disable=not self.verbose, desc="fastrec.dask.NMF",
                   unit="iteration", leave=False) as bar:
             for n_iter in range(1, max_iter + 1):
-                w_parts, bu_parts = _w_step(client, parts, w_parts, bu_parts, ht_f, bi_f,
-                                            owners, settings)
-                ht_f, bi_f = _h_step(client, parts, w_parts, bu_parts, ht_f, bi_f, counts,
-                                     owners, settings)
+                states = [submit(client, _update_rows, part, state, ht_f, bi_f, settings,
+                                 name="fastrec-nmf-update-w", workers=[owner],
+                                 allow_other_workers=False)
+                          for part, state, owner in zip(parts, states, owners, strict=True)]
+                ht_f, bi_f = _h_step(client, parts, states, ht_f, bi_f, counts, owners, settings)
                 check = tol > 0 and n_iter % 10 == 0
                 if self.verbose or check:
-                    value = objective(w_parts, bu_parts, ht_f, bi_f)[0]
+                    value = objective(states, ht_f, bi_f)[0]
                     curve.append(value)
                     bar.set_postfix_str(f"objective {value:.6g}")
                     if check:
@@ -219,16 +220,13 @@ class NMF:
                             bar.update(1)
                             break
                         previous = value
-                else:
-                    wait_for(client, [ht_f], owners, f"iteration {n_iter}")
                 bar.update(1)
-        _, data_term = objective(w_parts, bu_parts, ht_f, bi_f)
-        gathered = wait_for(client, [*w_parts, *bu_parts, ht_f, bi_f], owners, "collection")
-        n_parts = len(parts)
-        w = np.concatenate(gathered[:n_parts])[:, :k]
+        _, data_term = objective(states, ht_f, bi_f)
+        gathered = wait_for(client, [*states, ht_f, bi_f], owners, "collection")
+        w = np.concatenate([state[0] for state in gathered[:-2]])[:, :k]
         ht = np.ascontiguousarray(gathered[-2][:, :k])
         self.user_factors_, self.item_factors_ = np.ascontiguousarray(w), ht
-        self.user_bias_ = np.concatenate(gathered[n_parts:2 * n_parts])
+        self.user_bias_ = np.concatenate([state[1] for state in gathered[:-2]])
         self.item_bias_ = gathered[-1]
         self.components_ = np.ascontiguousarray(ht.T)
         self.reconstruction_err_ = float(np.sqrt(max(2.0 * data_term, 0.0)))
@@ -292,28 +290,21 @@ class NMF:
 
 
 # -- client-side steps ---------------------------------------------------------------------------
-def _w_step(client, parts, w_parts, bu_parts, ht_f, bi_f, owners, settings):
-    outs = [submit(client, _update_rows, part, wp, bp, ht_f, bi_f, settings,
-                   name="fastrec-nmf-update-w", workers=[owner], allow_other_workers=False)
-            for part, wp, bp, owner in zip(parts, w_parts, bu_parts, owners, strict=True)]
-    w_new = [submit(client, _first, o, name="fastrec-nmf-w") for o in outs]
-    bu_new = [submit(client, _second, o, name="fastrec-nmf-bu") for o in outs]
-    return w_new, bu_new
-
-
-def _h_step(client, parts, w_parts, bu_parts, ht_f, bi_f, counts, owners, settings):
+def _h_step(client, parts, states, ht_f, bi_f, counts, owners, settings):
+    """Submit H's step: per-partition shares, reduced as a tree, one step task; returns the
+    futures of the new H^T and item biases."""
     if settings["biased"]:
         residuals = tree_reduce(client, [
-            submit(client, _item_residuals, part, wp, bp, ht_f, settings,
+            submit(client, _item_residuals, part, state, ht_f, settings,
                    name="fastrec-nmf-h-residuals", workers=[owner], allow_other_workers=False)
-            for part, wp, bp, owner in zip(parts, w_parts, bu_parts, owners, strict=True)],
+            for part, state, owner in zip(parts, states, owners, strict=True)],
             np.add, "fastrec-nmf-reduce")
         bi_f = submit(client, _solve_item_bias, residuals, counts, settings,
                       name="fastrec-nmf-item-bias")
     stats = tree_reduce(client, [
-        submit(client, _h_shares, part, wp, bp, ht_f, bi_f, settings,
+        submit(client, _h_shares, part, state, ht_f, bi_f, settings,
                name="fastrec-nmf-h-shares", workers=[owner], allow_other_workers=False)
-        for part, wp, bp, owner in zip(parts, w_parts, bu_parts, owners, strict=True)],
+        for part, state, owner in zip(parts, states, owners, strict=True)],
         _add_pair, "fastrec-nmf-reduce")
     ht_f = submit(client, _step_h, ht_f, stats, counts, settings, name="fastrec-nmf-update-h")
     return ht_f, bi_f
@@ -375,14 +366,6 @@ def _delayed(fn):
 
 
 # -- tasks (run on the workers) ------------------------------------------------------------------
-def _first(pair):
-    return pair[0]
-
-
-def _second(pair):
-    return pair[1]
-
-
 def _item(pieces, p):
     return pieces[p]
 
@@ -443,10 +426,10 @@ def _column_counts(matrix, n_items):
     return np.bincount(matrix.indices, minlength=n_items).astype(np.float64)
 
 
-def _update_rows(matrix, w, bu, ht, bi, settings):
+def _update_rows(matrix, state, ht, bi, settings):
     """The W step of one partition with the local kernel; returns new (W_p, b_u)."""
     backend = _worker_backend(settings["backend"], _KERNELS[settings["mode"]])
-    w, bu = pad_columns(w, w.shape[1]), bu.copy()
+    w, bu = pad_columns(state[0], state[0].shape[1]), state[1].copy()
     if settings["mode"] == "full":
         backend.nmf_update_full(*_csr_arrays(matrix), w, ht, settings["beta"], settings["l1_w"],
                                 settings["l2_w"], settings["n_threads"])
@@ -464,8 +447,9 @@ def _dots(matrix, w, ht):
     return np.einsum("nk,nk->n", w[rows].astype(np.float64), ht[matrix.indices].astype(np.float64))
 
 
-def _item_residuals(matrix, w, bu, ht, settings):
+def _item_residuals(matrix, state, ht, settings):
     """Per item: sum over the partition's observations of r - mu - b_u - w_u . h_i."""
+    w, bu = state
     rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
     residual = (matrix.data.astype(np.float64) - settings["mu"] - bu[rows].astype(np.float64)
                 - _dots(matrix, w, ht))
@@ -478,8 +462,9 @@ def _solve_item_bias(residuals, counts, settings):
     return np.where(counts > 0, residuals / scale, 0.0).astype(settings["dtype"])
 
 
-def _h_shares(matrix, w, bu, ht, bi, settings):
+def _h_shares(matrix, state, ht, bi, settings):
     """This partition's share of H's numerator and denominator sums, float64."""
+    w, bu = state
     w64 = w.astype(np.float64)
     transposed = matrix.T.tocsr()
     if settings["mode"] == "full":
@@ -526,8 +511,9 @@ def _step_h(ht, stats, counts, settings):
     return out
 
 
-def _partition_objective(matrix, w, bu, ht, bi, settings):
+def _partition_objective(matrix, state, ht, bi, settings):
     """(data term of the partition's rows, the W-side penalties of observed mode)."""
+    w, bu = state
     backend = _worker_backend(settings["backend"], _KERNELS[settings["mode"]])
     arrays = _csr_arrays(matrix)
     if settings["mode"] == "full":

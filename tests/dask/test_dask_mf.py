@@ -50,7 +50,7 @@ def _assert_same(local, model):
 def test_bitwise_equal_to_local(request, ratings, n_blocks, n_workers):
     require_backend("cython", "sgd_epoch")
     cluster_client = request.getfixturevalue("one_worker" if n_workers == 1 else "client")
-    params = dict(n_factors=12, n_epochs=3, n_blocks=n_blocks, random_state=3)
+    params = dict(n_factors=12, n_epochs=2, n_blocks=n_blocks, random_state=3)
     ddf = dd.from_pandas(ratings, npartitions=3)
     model = fastrec.dask.MF(backend="cython", client=cluster_client, **params).fit(ddf)
     assert model.layout_ties_ == 0
@@ -94,12 +94,19 @@ def test_parquet_input_and_save_load_round_trip(client, ratings, tmp_path):
 
 
 def test_task_names_show_the_schedule(client, ratings):
-    """The dashboard groups tasks by key prefix: one group per stratum of the schedule."""
-    model = fastrec.dask.MF(n_factors=4, n_epochs=1, n_blocks=2, client=client, random_state=0)
-    model.fit(dd.from_pandas(ratings, npartitions=2))
-    names = set(client.run_on_scheduler(
-        lambda dask_scheduler: list(dask_scheduler.task_prefixes)))
-    assert {"fastrec-sgd-stratum-0", "fastrec-sgd-stratum-1"} <= names
+    """The dashboard's task groups name the strata; a row block's tasks stay on one worker."""
+    from distributed import get_task_stream
+    from distributed.utils import key_split_group
+
+    model = fastrec.dask.MF(n_factors=4, n_epochs=2, n_blocks=2, client=client, random_state=0)
+    with get_task_stream(client=client) as stream:
+        model.fit(dd.from_pandas(ratings, npartitions=2))
+    strata = [t for t in stream.data
+              if key_split_group(t["key"]).startswith("fastrec-sgd-stratum-")]
+    assert {key_split_group(t["key"]) for t in strata} == {"fastrec-sgd-stratum-0",
+                                                           "fastrec-sgd-stratum-1"}
+    assert len(strata) == 2 * 2 * 2  # epochs x strata x blocks per stratum
+    assert len({t["worker"] for t in strata}) == 2
 
 
 @pytest.mark.parametrize("frame, message", [
@@ -142,8 +149,8 @@ def test_killed_worker_gives_an_error_naming_it(client, ratings):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             names = client.run_on_scheduler(
-                lambda dask_scheduler: list(dask_scheduler.task_prefixes))
-            if any(n.startswith("fastrec-sgd-stratum") for n in names):
+                lambda dask_scheduler: list(dask_scheduler.task_groups))
+            if any(str(n).startswith("fastrec-sgd-stratum") for n in names):
                 os.kill(pids[victim], signal.SIGKILL)
                 return
             time.sleep(0.05)
