@@ -30,25 +30,21 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 import fastrec
+from fastrec._algorithms.fit_loop import LR_SCHEDULES, learning_rate_at
 from fastrec._algorithms.sgd_schedule import BlockedRatings
-from fastrec._algorithms.training import (
-    LR_SCHEDULES,
-    DivergenceError,
-    diverged,
-    learning_rate_at,
-)
 from fastrec._array import aligned_zeros
 from fastrec.backends import available_backends, get_backend
 from fastrec.dask._data import get_client, global_index, load_ratings, submit, wait_for
 from fastrec.dask._exact import mean_from_plan, mean_plan, skip_tie_keys, slice_sums, tie_keys
-from fastrec.models._base import NotFittedError, check_dtype, check_positive
+from fastrec.exceptions import DivergenceError, NotFittedError
+from fastrec.models._base import check_dtype, check_positive
 
 log = logging.getLogger("fastrec")
 
 # The fitted attributes to_local() sets on a fastrec.MF (kept stable by the local estimator).
 FITTED = ("user_factors_", "item_factors_", "user_bias_", "item_bias_", "global_mean_",
           "user_ids_", "item_ids_", "n_users_", "n_items_", "loss_curve_", "validation_curve_",
-          "n_epochs_", "backend_", "fit_time_")
+          "n_epochs_", "backend_", "fit_time_", "timings_")
 
 
 class MF:
@@ -77,8 +73,8 @@ class MF:
                  init_std: float = 0.1, n_blocks: int | None = None, dtype="float32",
                  backend: str = "auto", n_threads: int | None = None,
                  random_state: int | None = None, early_stopping: bool = False,
-                 n_iter_no_change: int = 3, tol: float = 1e-4, verbose: bool = False,
-                 client=None):
+                 n_iter_no_change: int = 3, tol: float = 1e-4, callbacks=None,
+                 verbose: bool = False, client=None):
         self.n_factors = n_factors
         self.n_epochs = n_epochs
         self.learning_rate = learning_rate
@@ -97,6 +93,7 @@ class MF:
         self.early_stopping = early_stopping
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
+        self.callbacks = callbacks
         self.verbose = verbose
         self.client = client
 
@@ -229,6 +226,7 @@ class MF:
         self.backend_ = infos[0]["backend"]
         self._pattern = (client, row_blocks, owners, layout.user_rows, layout.item_rows)
         self.fit_time_ = time.perf_counter() - start
+        self.timings_ = {"prepare": self.fit_time_ - sum(epoch_times), "train": sum(epoch_times)}
         return self
 
     def _lr_bias(self) -> float:
@@ -254,8 +252,9 @@ class MF:
         curve: list[float] = []
         epoch_times: list[float] = []
         clock = time.perf_counter()
-        reference = None
-        in_flight = []  # (epoch, its loss futures), at most two epochs ahead of the check
+        lowest = math.inf
+        callbacks = list(self.callbacks or ())
+        in_flight = []  # (epoch, its loss futures, the states after it): at most two ahead
         epochs = int(self.n_epochs)
         with tqdm(total=epochs, disable=not self.verbose, desc="fastrec.dask.MF",
                   unit="epoch", leave=False) as bar:
@@ -265,9 +264,9 @@ class MF:
                     row_states, col_states, metas = self._submit_epoch(
                         client, layout.epoch_schedule(rng), epoch, row_blocks, row_states,
                         col_states, owners, hyper)
-                    in_flight.append((epoch, metas))
+                    in_flight.append((epoch, metas, (row_states, col_states)))
                     epoch += 1
-                done, metas = in_flight.pop(0)
+                done, metas, after = in_flight.pop(0)
                 results = wait_for(client, metas, owners, f"epoch {done + 1}")
                 tickets = np.zeros(g * g)
                 for sses, _ in results:
@@ -276,13 +275,14 @@ class MF:
                 sse = float(np.sum(tickets))
                 finite = all(ok for _, ok in results)
                 train_rmse = math.sqrt(sse / nnz) if math.isfinite(sse) else math.inf
-                reference = train_rmse if reference is None else min(reference, train_rmse)
-                if diverged(train_rmse, reference) or not finite:
-                    client.cancel([f for _, m in in_flight for f in m])
+                exploded = train_rmse > 10.0 * lowest and lowest > 0
+                if not math.isfinite(train_rmse) or exploded or not finite:
+                    client.cancel([f for _, m, _ in in_flight for f in m])
                     raise DivergenceError(
                         f"SGD diverged in epoch {done + 1} (training RMSE {train_rmse:.3g}): "
                         f"learning_rate={self.learning_rate} (lr_bias={self._lr_bias()}) is "
                         "too large for this data; lower it.")
+                lowest = min(lowest, train_rmse)
                 curve.append(train_rmse)
                 epoch_times.append(time.perf_counter() - clock)
                 clock = time.perf_counter()
@@ -290,6 +290,12 @@ class MF:
                     log.info("epoch %d: train RMSE %.4f", done + 1, train_rmse)
                 bar.set_postfix_str(f"train RMSE {train_rmse:.4f}")
                 bar.update(1)
+                stop = False
+                for callback in callbacks:
+                    stop = bool(callback(done + 1, {"loss": train_rmse})) or stop
+                if stop:
+                    client.cancel([f for _, m, _ in in_flight for f in m])
+                    return (*after, curve, epoch_times)
         return row_states, col_states, curve, epoch_times
 
     def _submit_epoch(self, client, schedule, epoch, row_blocks, row_states, col_states,
@@ -351,8 +357,8 @@ class MF:
 
 _PARAMS = ("n_factors", "n_epochs", "learning_rate", "lr_bias", "reg", "reg_bias",
            "lr_schedule", "lr_decay", "biased", "init_std", "n_blocks", "dtype", "backend",
-           "n_threads", "random_state", "early_stopping", "n_iter_no_change", "tol", "verbose",
-           "client")
+           "n_threads", "random_state", "early_stopping", "n_iter_no_change", "tol", "callbacks",
+           "verbose", "client")
 
 
 def _bounds(n: int, g: int) -> np.ndarray:

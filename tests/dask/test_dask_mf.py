@@ -81,16 +81,14 @@ def test_parquet_input_and_save_load_round_trip(client, ratings, tmp_path):
     ddf = dd.read_parquet(str(tmp_path / "part-*.parquet"))
     params = dict(n_factors=8, n_epochs=2, n_blocks=2, random_state=11)
     local_model = fastrec.dask.MF(backend="cython", client=client, **params).fit(ddf).to_local()
-    _assert_same(_local(ratings, **params), local_model)
-    path = local_model.save(tmp_path / "model.npz")
-    loaded = fastrec.MF.load(path)
-    users = ratings["userId"].to_numpy()[:20]
-    assert np.array_equal(loaded.predict(users, ratings["movieId"].to_numpy()[:20]),
-                          _local(ratings, **params).predict(users,
-                                                            ratings["movieId"].to_numpy()[:20]))
-    assert (loaded.seen_ != _local(ratings, **params).seen_).nnz == 0
-    top, _ = loaded.recommend(users[:3], n=5)
-    assert top.shape == (3, 5)
+    reference = _local(ratings, **params)
+    _assert_same(reference, local_model)
+    loaded = fastrec.MF.load(local_model.save(tmp_path / "model.npz"))
+    users, items = ratings["userId"].to_numpy()[:20], ratings["movieId"].to_numpy()[:20]
+    assert np.array_equal(loaded.predict(users, items), reference.predict(users, items))
+    assert (loaded.seen_ != reference.seen_).nnz == 0
+    assert np.array_equal(loaded.recommend(users[:3], n=5)[0],
+                          reference.recommend(users[:3], n=5)[0])
 
 
 def test_task_names_show_the_schedule(client, ratings):
