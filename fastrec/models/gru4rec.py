@@ -322,7 +322,7 @@ class GRU4Rec(Estimator):
         best = best[np.argsort(-scores[best], kind="stable")]
         return self.item_ids_[best], scores[best], to_host(hidden[:, 0]).copy()
 
-    def score(self, X) -> float:
+    def score(self, X, y=None) -> float:
         """Recall@eval_k of the next-item protocol on sessions ``X`` (higher is better, as
         scikit-learn's ``score``; see :meth:`evaluate`)."""
         return self.evaluate(X, k=int(self.eval_k))["recall"]

@@ -282,7 +282,7 @@ class _NCF(UserItemModel):
         ids = self._ids()
         return to_host(self._predict_indices(ids.user_index(users), ids.item_index(items)))
 
-    def score(self, X) -> float:
+    def score(self, X, y=None) -> float:
         """Higher-is-better score of held-out pairs ``X`` (scikit-learn's convention): HR@eval_k
         under the NCF protocol (each pair ranked among ``n_eval_negatives`` items the user has
         in neither the training data nor ``X``) for loss="bce", negative RMSE for
