@@ -86,6 +86,21 @@ def families():
     }
 
 
+CHOSEN: list[int] = []  # what the default thread count chose, fit by fit
+
+
+def record_default_choice() -> None:
+    import fastrec.models._base as base
+
+    choose = base.default_n_threads
+
+    def recording() -> int:
+        CHOSEN.append(choose())
+        return CHOSEN[-1]
+
+    base.default_n_threads = recording
+
+
 def time_fit(make, data, n_threads, backend) -> float:
     model = make(n_threads, backend)
     start = time.perf_counter()
@@ -106,6 +121,7 @@ def measure(mode: str, backend: str, repeats: int, only: list[str] | None) -> No
     settings = (None, usable_cores(), 1) if mode == "load" else (1, 2)
     fams = families()
     names = only or list(fams)
+    record_default_choice()
     get_backend(backend)  # loads the OpenMP runtime, after fastrec chose its wait policy
     busy = start_busy_process() if mode == "load" else None
     rows = []
@@ -121,6 +137,7 @@ def measure(mode: str, backend: str, repeats: int, only: list[str] | None) -> No
                 time_fit(make, data, t, backend)
             times = {t: [] for t in settings}
             idles = []
+            CHOSEN.clear()
             for rep in range(repeats):
                 idles.append(cpu_idle_share())
                 for t in settings if rep % 2 == 0 else settings[::-1]:
@@ -128,7 +145,9 @@ def measure(mode: str, backend: str, repeats: int, only: list[str] | None) -> No
             rows.append((name, {t: statistics.median(v) for t, v in times.items()},
                          statistics.median(idles)))
             print(f"  {name}: " + "; ".join(f"n_threads={t}: " + " ".join(f"{x:.2f}" for x in v)
-                                           for t, v in times.items()), flush=True)
+                                           for t, v in times.items())
+                  + (f"; default chose {CHOSEN[-repeats:]} threads" if mode == "load" else ""),
+                  flush=True)
     finally:
         if busy is not None:
             busy.kill()

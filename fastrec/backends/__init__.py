@@ -7,13 +7,12 @@ asked for (by a model, ``resolve("auto")`` or ``show_backends()``), and the outc
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastrec.backends._contract import CONTRACT
-from fastrec.backends.threads import default_n_threads, usable_cores
+from fastrec.backends.threads import default_n_threads, set_openmp_wait_policy, usable_cores
 
 __all__ = [
     "AUTO_ORDER",
@@ -72,12 +71,7 @@ def _probe(name: str) -> Backend:
         return _CACHE[name]
     if name not in AUTO_ORDER:
         raise ValueError(f"unknown backend {name!r}; choose one of {('auto', *AUTO_ORDER)}")
-    # libgomp reads this once, when the first OpenMP library loads. Its default spin (about
-    # 300k iterations at a barrier before sleeping) makes a thread that waits for a descheduled
-    # sibling burn the CPU that sibling needs: on a busy machine, kernels with a barrier per
-    # mini-batch (NCF) ran 10x slower with 2 threads than with 1. A short spin keeps the idle
-    # machine's wake-up fast and yields under load. The user's own setting wins.
-    os.environ.setdefault("GOMP_SPINCOUNT", "20000")
+    set_openmp_wait_policy()
     try:
         module = importlib.import_module(f"fastrec.backends.{_MODULES[name]}")
         version, details = module.probe()
