@@ -114,11 +114,15 @@ def start_busy_process() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code])
 
 
-def measure(mode: str, backend: str, repeats: int, only: list[str] | None) -> None:
+def measure(mode: str, backend: str, repeats: int, only: list[str] | None,
+            all_cores: bool = True) -> None:
     from fastrec.backends import default_n_threads, get_backend, usable_cores
 
     # Under load: today's default (every usable core) and the new one, each against 1 thread.
-    settings = (None, usable_cores(), 1) if mode == "load" else (1, 2)
+    if mode == "load":
+        settings = (None, usable_cores(), 1) if all_cores else (None, 1)
+    else:
+        settings = (1, 2)
     fams = families()
     names = only or list(fams)
     record_default_choice()
@@ -157,7 +161,8 @@ def measure(mode: str, backend: str, repeats: int, only: list[str] | None) -> No
               "| all cores / 1 thread | idle before rounds |")
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         for name, med, idle in rows:
-            d, a, one = (med[t] for t in settings)
+            d, one = med[None], med[1]
+            a = med.get(usable_cores(), float("nan"))
             print(f"| {name} | {d:.2f} | {a:.2f} | {one:.2f} | {d / one:.2f}x | {a / one:.2f}x "
                   f"| {idle:.0%} |")
     else:
@@ -173,8 +178,10 @@ def main(argv=None) -> None:
     parser.add_argument("--backend", default="cython")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", nargs="*", help="families to run (default: all)")
+    parser.add_argument("--all-cores", action=argparse.BooleanOptionalAction, default=True,
+                        help="load mode: also time every usable core (the old default)")
     args = parser.parse_args(argv)
-    measure(args.mode, args.backend, args.repeats, args.only)
+    measure(args.mode, args.backend, args.repeats, args.only, args.all_cores)
 
 
 if __name__ == "__main__":
