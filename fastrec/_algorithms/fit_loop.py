@@ -49,6 +49,8 @@ class Trainer:
     ``name``: shown in the progress bar and messages (e.g. ``"MF[cython]"``).
     ``loss_label``: what ``run_epoch`` returns (e.g. ``"train RMSE"``).
     ``hint``: what to change when training diverges for a reason other than the input's scale.
+    ``baseline_loss``: the loss of the untrained model where the family knows it (e.g. ln 2 for
+        a logistic loss at near-zero logits), so a first epoch that already explodes is caught.
     ``check_every``: epochs between snapshots and finiteness checks (1 for SGD-style training;
         NMF checks every 10 multiplicative updates, where copying the factors would cost a
         third of an update).
@@ -58,6 +60,7 @@ class Trainer:
     loss_label = "loss"
     check_every = 1
     hint = "learning_rate is too large for this data; lower it"
+    baseline_loss: float | None = None
 
     def state(self) -> dict:
         """The live arrays training updates in place (parameters and optimiser state)."""
@@ -109,7 +112,8 @@ def fit_epochs(trainer: Trainer, n_epochs: int, *, early_stopping: bool = False,
     history = History() if history is None else history
     callbacks = list(callbacks or ())
     stopper = _EarlyStopping(int(n_iter_no_change), float(tol))
-    best_state, good, lowest = None, None, math.inf
+    best_state, good = None, None
+    lowest = math.inf if trainer.baseline_loss is None else float(trainer.baseline_loss)
     start = time.perf_counter()
     try:
         with tqdm(total=n_epochs, disable=not verbose, desc=trainer.name, unit="epoch",

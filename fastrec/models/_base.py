@@ -79,7 +79,7 @@ class Estimator:
         from sklearn.utils import InputTags, Tags, TargetTags
 
         return Tags(estimator_type=None, target_tags=TargetTags(required=False),
-                    input_tags=InputTags(two_d_array=False, sparse=True, dataframe=True))
+                    input_tags=InputTags(two_d_array=False, sparse=True))
 
     # -- fitting as a transaction ----------------------------------------------------------
     def _fitted_names(self) -> list[str]:
@@ -433,8 +433,9 @@ class FactorModel(UserItemModel):
                + xp.where(known_i, self.item_bias_[ii], 0) + xp.where(known_u & known_i, dot, 0))
         return out.astype(self.user_factors_.dtype, copy=False)
 
-    def score(self, X) -> float:
+    def score(self, X, y=None) -> float:
         """Negative RMSE on ``X`` (higher is better, as scikit-learn's ``score``)."""
+        self._check_fitted()
         data = self._mapped(X, self.user_factors_.dtype, "score")
         pred = to_host(self._predict_indices(data.users, data.items))
         return -float(np.sqrt(np.mean((pred.astype(np.float64) - data.values) ** 2)))

@@ -10,6 +10,7 @@ the GRU and the scoring there and return host values, and ``save`` writes host a
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import numpy as np
@@ -234,6 +235,7 @@ class GRU4Rec(Estimator):
         self.n_items_ = data.n_items
         self.input_embedding_, self.gru_weights_, self.output_table_ = (params.emb, params.gru,
                                                                         params.out)
+        self.backend_ = backend.name  # validation scores the model while it trains
         trainer = _GRU4RecTrainer(self, backend, schedule_arrays, hidden, params, prob, alias,
                                   seed, validation, n_threads)
         history = History()
@@ -320,6 +322,11 @@ class GRU4Rec(Estimator):
         best = best[np.argsort(-scores[best], kind="stable")]
         return self.item_ids_[best], scores[best], to_host(hidden[:, 0]).copy()
 
+    def score(self, X, y=None) -> float:
+        """Recall@eval_k of the next-item protocol on sessions ``X`` (higher is better, as
+        scikit-learn's ``score``; see :meth:`evaluate`)."""
+        return self.evaluate(X, k=int(self.eval_k))["recall"]
+
     def evaluate(self, sessions, k: int = 20, eval_from: str = "second") -> dict[str, float]:
         """GRU4Rec's next-item protocol: each target event is ranked among all items given the
         session's earlier events. Rank = number of items scoring at least the target's score
@@ -397,6 +404,8 @@ class _GRU4RecTrainer(Trainer):
                      "it")
         self.n_blocks = int(schedule_arrays[0].shape[0]) // int(model.bptt)
         self.kernel_seconds, self.events = 0.0, 0
+        if model.loss == "cross-entropy":  # near-uniform scores over the batch's candidates
+            self.baseline_loss = math.log(int(model.batch_size) + int(model.n_sample))
 
     def state(self) -> dict:
         p = self.params

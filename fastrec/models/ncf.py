@@ -15,6 +15,7 @@ return numpy arrays, and ``save`` writes host arrays.
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import scipy.sparse as sp
@@ -281,6 +282,20 @@ class _NCF(UserItemModel):
         ids = self._ids()
         return to_host(self._predict_indices(ids.user_index(users), ids.item_index(items)))
 
+    def score(self, X, y=None) -> float:
+        """Higher-is-better score of held-out pairs ``X`` (scikit-learn's convention): HR@eval_k
+        under the NCF protocol (each pair ranked among ``n_eval_negatives`` items the user has
+        in neither the training data nor ``X``) for loss="bce", negative RMSE for
+        loss="squared"."""
+        self._check_fitted()
+        coo = to_host(self.seen_).tocoo()
+        train = Interactions(coo.row, coo.col, np.ones(coo.nnz, self._score_dtype()),
+                             self.user_ids_, self.item_ids_)
+        test = self._mapped(X, self._score_dtype(), "score")
+        value, lower_is_better, _ = self._validation_score(
+            self._validation(test, train, self._score_dtype()))
+        return -value if lower_is_better else value
+
     def _recommend_chunk(self) -> int:
         return max(1, _SCORE_BATCH // self.n_items_)
 
@@ -326,6 +341,9 @@ class _NCFTrainer(Trainer):
             model.user_embeddings_, model.item_embeddings_, model.dense_,
             0.1 if model.optimizer == "adagrad" else 0.0)
         self.eps = model.eps if model.optimizer == "adam" else max(model.eps, 1e-10)
+        # near-zero initial logits: the logistic loss starts at ln 2, the squared one at E[y^2]
+        self.baseline_loss = (math.log(2.0) if model.loss == "bce" else
+                              float(np.mean(np.square(targets, dtype=np.float64))))
 
     def state(self) -> dict:
         m = self.model

@@ -141,6 +141,25 @@ class NMF(FactorModel):
             raise ValueError("biased=True needs mode='observed' and beta_loss='frobenius'")
         return check_dtype(self.dtype), beta
 
+    def __sklearn_tags__(self):
+        from sklearn.utils import TransformerTags
+
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags = TransformerTags()
+        tags.input_tags.positive_only = True
+        tags.input_tags.two_d_array = self.mode == "full"
+        tags.transformer_tags.preserves_dtype = [np.dtype(self.dtype).name]
+        return tags
+
+    @property
+    def predict(self):
+        """``predict(users, items, unknown="raise")``: ratings of (user, item) pairs, observed
+        mode only (full mode is scikit-learn's transformer, which has no ``predict``)."""
+        if self.mode != "observed":
+            raise AttributeError("NMF(mode='full') is a transformer without predict(); use "
+                                 "transform / inverse_transform, or mode='observed'")
+        return super().predict
+
     def _set_sizes(self) -> None:
         super()._set_sizes()
         self.n_components_ = self.components_.shape[0]
@@ -321,7 +340,8 @@ class NMF(FactorModel):
         backend = self._resolve_backend(_KERNELS[self.mode])
         matrix = _check_full_input(X, self.components_.dtype, backend.name == "cuda")
         if matrix.shape[1] != self.n_items_:
-            raise ValueError(f"X has {matrix.shape[1]} features, the model {self.n_items_}")
+            raise ValueError(f"X has {matrix.shape[1]} features, but NMF is expecting "
+                             f"{self.n_items_} features as input")
         x = CSRPair.build(matrix, self.components_.dtype)
         return _where_input_is(self._solve_rows(backend, x, beta)[0], X)
 
@@ -368,6 +388,27 @@ class NMF(FactorModel):
                         self.item_factors_[xp.where(known, i, 0)])
         out = xp.where(known, dot, float(self.rating_mean_))
         return out.astype(self.user_factors_.dtype, copy=False)
+
+    def score(self, X, y=None) -> float:
+        """Higher is better, as scikit-learn's ``score``. Observed mode: negative RMSE of the
+        ratings in ``X``. Full mode: negative reconstruction error sqrt(2 * divergence) of
+        the rows of X, their W found by :meth:`transform`."""
+        if self.mode == "observed":
+            return super().score(X)
+        self._check_fitted()
+        _, beta = self._validate_params()
+        backend = self._resolve_backend(_KERNELS[self.mode])
+        matrix = _check_full_input(X, self.components_.dtype)
+        if matrix.shape[1] != self.n_items_:
+            raise ValueError(f"X has {matrix.shape[1]} features, but NMF is expecting "
+                             f"{self.n_items_} features as input")
+        x = CSRPair.build(matrix, self.components_.dtype)
+        w = to_host(self._solve_rows(backend, x, beta)[0])
+        k_pad = padded_rank(w.shape[1])
+        divergence = backend.nmf_loss_full(*x.rows, pad_columns(w, k_pad),
+                                           pad_columns(to_host(self.item_factors_), k_pad),
+                                           beta, self._n_threads())
+        return -float(np.sqrt(max(2.0 * divergence, 0.0)))
 
     def inverse_transform(self, X):
         """W [n, k] -> W @ H [n, n_features], computed where ``components_`` is (W is copied
@@ -436,7 +477,8 @@ def _sum(values) -> float:
 def _check_non_negative(values: np.ndarray) -> None:
     negative = int(array_module(values).count_nonzero(values < 0))
     if negative:
-        raise ValueError(f"X has {negative} negative entries; NMF needs non-negative data")
+        raise ValueError(f"Negative values in data passed to NMF: X has {negative} negative "
+                         "entries; NMF needs non-negative data")
 
 
 def _check_full_input(X, dtype, keep_device: bool = False) -> sp.csr_matrix:
@@ -451,12 +493,23 @@ def _check_full_input(X, dtype, keep_device: bool = False) -> sp.csr_matrix:
     else:
         array = X if xp is not np else np.asarray(X)
         if array.ndim != 2:
-            raise ValueError(f"X must be 2-D [n_samples, n_features], got shape {array.shape}")
+            raise ValueError(f"X must be 2-D [n_samples, n_features], got shape {array.shape}. "
+                             "Reshape your data (X.reshape(1, -1) for a single sample).")
+        if array.dtype.kind == "c":
+            raise ValueError("Complex data not supported: NMF needs real, non-negative X")
+        if array.dtype.kind == "O" and xp is np:
+            try:  # object arrays of numbers, as scikit-learn's check_array accepts them
+                array = array.astype(np.float64)
+            except TypeError as exc:
+                raise TypeError(f"X must be numeric, got dtype object: {exc}") from exc
+            except ValueError as exc:
+                raise ValueError(f"X must be numeric, got dtype object: {exc}") from exc
         if array.dtype.kind not in "biuf":
             raise ValueError(f"X must be numeric, got dtype {array.dtype}")
         matrix = xsp.csr_matrix(array.astype(dtype, copy=False))
     if min(matrix.shape) < 1:
-        raise ValueError(f"X is empty (shape {matrix.shape})")
+        raise ValueError(f"X is empty: found array with {matrix.shape[1]} feature(s) (shape="
+                         f"{matrix.shape}) while a minimum of 1 is required.")
     bad = int(xp.count_nonzero(~xp.isfinite(matrix.data)))
     if bad:
         raise ValueError(f"X has {bad} NaN or infinite entries")
