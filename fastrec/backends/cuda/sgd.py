@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from fastrec.backends._contract import INDEX_DTYPES, ContractError
+from fastrec.backends._contract import INDEX_DTYPES, ContractError, check_strata_disjoint
 from fastrec.backends.cuda._checks import check_like
 
 WARPS_PER_CTA = 8
@@ -109,7 +109,9 @@ def _check_device_arrays(users, items, ratings, block_ptr, schedule, user_factor
         check_like(name, arr, want_dtype, shape)
     if schedule.ndim != 2 or block_ptr.ndim != 1:
         raise ContractError("schedule must be 2-D and block_ptr 1-D")
-    _grid_side(block_ptr)
+    grid_side = _grid_side(block_ptr)
+    if isinstance(schedule, np.ndarray):  # a device schedule would cost a synchronisation
+        check_strata_disjoint(schedule, grid_side)
 
 
 def sgd_epoch(users, items, ratings, block_ptr, schedule, user_factors, item_factors,
