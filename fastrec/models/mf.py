@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from fastrec._algorithms.sgd_schedule import BlockedRatings, choose_n_blocks
+from fastrec._algorithms.sgd_schedule import BlockedRatings
 from fastrec._algorithms.training import (
     LR_SCHEDULES,
     DivergenceError,
@@ -40,8 +40,9 @@ class MF(FactorModel):
         (lr * (1 - lr_decay) ** epoch).
     biased : bool, False gives plain MF (no mean, no biases).
     init_std : float, factors start as N(0, init_std); biases at zero.
-    n_blocks : int or None, side of the stratified grid (None: 16, fewer for tiny data). Results
-        are bitwise identical at any thread count for a fixed ``n_blocks``.
+    n_blocks : int or None, side of the stratified grid (None: the backend's default, 16 on CPUs,
+        4 per SM of the device on CUDA; fewer for tiny data). Results are bitwise identical at
+        any thread count for a fixed ``n_blocks``.
     dtype : float32 (default) or float64.
     backend : "auto", "cython", "numba", "numpy" (reference, slow) or "cuda".
     n_threads : int or None (all usable cores).
@@ -143,7 +144,7 @@ class MF(FactorModel):
         if self.early_stopping and validation is None:
             raise ValueError("early_stopping=True needs validation_data")
 
-        g = self.n_blocks or choose_n_blocks(data.n_users, data.n_items)
+        g = self.n_blocks or backend.default_n_blocks(data.n_users, data.n_items)
         g = min(g, data.n_users, data.n_items)
         blocked = BlockedRatings.build(data.users, data.items, data.values, data.n_users,
                                        data.n_items, g, rng)

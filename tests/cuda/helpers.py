@@ -74,7 +74,13 @@ class DeviceArray(np.ndarray):
 DeviceArray.__module__ = "cupy.emulated"
 
 
+# The emulated device's multiprocessor count (what the SGD launcher sizes its CTAs by).
+EMULATED_SMS = 4
+
+
 class _FakeDevice:
+    id = 0
+
     def synchronize(self) -> None:
         """The host stand-ins run synchronously."""
 
@@ -82,9 +88,13 @@ class _FakeDevice:
 class FakeCupy:
     """numpy under CuPy's name: ``asarray`` makes device copies and every array a function
     returns is a :class:`DeviceArray` (so code under test cannot mix host and "device" arrays
-    silently). ``cuda.Device().synchronize()`` is a no-op."""
+    silently). ``cuda.Device().synchronize()`` is a no-op; the device has ``EMULATED_SMS``
+    multiprocessors."""
 
-    cuda = types.SimpleNamespace(Device=_FakeDevice)
+    cuda = types.SimpleNamespace(
+        Device=_FakeDevice,
+        runtime=types.SimpleNamespace(
+            getDeviceProperties=lambda device_id: {"multiProcessorCount": EMULATED_SMS}))
 
     @staticmethod
     def asarray(a, dtype=None):
