@@ -74,8 +74,10 @@ class DeviceArray(np.ndarray):
 DeviceArray.__module__ = "cupy.emulated"
 
 
-# The emulated device's multiprocessor count (what the SGD launcher sizes its CTAs by).
+# The emulated device's multiprocessors (what the SGD launcher sizes its CTAs by) and their
+# resident threads (few, so that a launch can hold more warps than fit at once).
 EMULATED_SMS = 4
+EMULATED_THREADS_PER_SM = 64
 
 
 class _FakeDevice:
@@ -94,7 +96,9 @@ class FakeCupy:
     cuda = types.SimpleNamespace(
         Device=_FakeDevice,
         runtime=types.SimpleNamespace(
-            getDeviceProperties=lambda device_id: {"multiProcessorCount": EMULATED_SMS}))
+            getDeviceProperties=lambda device_id: {
+                "multiProcessorCount": EMULATED_SMS,
+                "maxThreadsPerMultiProcessor": EMULATED_THREADS_PER_SM}))
 
     @staticmethod
     def asarray(a, dtype=None):
