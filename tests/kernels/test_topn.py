@@ -137,3 +137,24 @@ def test_asking_for_cython_without_the_extension_says_so(monkeypatch):
         top_n(np.zeros((1, 2)), np.zeros((3, 2)), backend="cython")
     ids, _ = top_n(np.zeros((1, 2)), np.zeros((3, 2)), n=2)  # auto falls back to the reference
     np.testing.assert_array_equal(ids, [[0, 1]])
+
+
+@pytest.mark.gpu
+def test_cuda_matches_reference():
+    from tests.cuda.helpers import gpu_unavailable_reason
+
+    reason = gpu_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    import cupy
+
+    query, items, bias, seen = _problem(37, 2500, 8, np.float32)
+    ids, scores = top_n(cupy.asarray(query), cupy.asarray(items), cupy.asarray(bias), 25, seen)
+    want_ids, want_scores = top_n(query, items, bias, 25, seen, backend="numpy")
+    np.testing.assert_array_equal(cupy.asnumpy(ids), want_ids)
+    np.testing.assert_array_equal(cupy.asnumpy(scores), want_scores)
+
+
+def test_cuda_backend_takes_device_arrays():
+    with pytest.raises(ValueError, match="CuPy arrays"):
+        top_n(np.zeros((1, 2)), np.zeros((3, 2)), backend="cuda")
