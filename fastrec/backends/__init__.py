@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,9 +53,21 @@ class Backend:
     version: str = ""
     details: dict[str, Any] = field(default_factory=dict)
     kernels: dict[str, Any] = field(default_factory=dict)
+    # The backend module's ``default_n_blocks(n_users, n_items)`` when it has one (CUDA sizes
+    # the SGD grid to the device); None: the CPU rule, ``sgd_schedule.choose_n_blocks``.
+    n_blocks_rule: Callable[[int, int], int] | None = None
 
     def has(self, *names: str) -> bool:
         return all(n in self.kernels for n in names)
+
+    def default_n_blocks(self, n_users: int, n_items: int) -> int:
+        """Side ``G`` of the SGD block grid this backend wants for an n_users x n_items matrix
+        (what ``MF(n_blocks=None)`` uses)."""
+        if self.n_blocks_rule is not None:
+            return self.n_blocks_rule(n_users, n_items)
+        from fastrec._algorithms.sgd_schedule import choose_n_blocks
+
+        return choose_n_blocks(n_users, n_items)
 
     def __getattr__(self, item: str):
         kernels = self.__dict__.get("kernels", {})
@@ -76,7 +89,8 @@ def _probe(name: str) -> Backend:
         module = importlib.import_module(f"fastrec.backends.{_MODULES[name]}")
         version, details = module.probe()
         kernels = {k: getattr(module, k) for k in CONTRACT if hasattr(module, k)}
-        backend = Backend(name, True, "", version, details, kernels)
+        backend = Backend(name, True, "", version, details, kernels,
+                          getattr(module, "default_n_blocks", None))
     except Exception as exc:  # noqa: BLE001 - any failure to load is a reason to report
         reason = f"{type(exc).__name__}: {exc}".strip()
         if "pip install" not in reason:  # the probe's own message may already say what to do
