@@ -57,7 +57,7 @@ NAME_EXPRESSIONS: dict[str, tuple[str, ...]] = {
           for i in ("int", "long long")),
         *(f"fastrec::cuda::{kernel}<{t}>"
           for kernel in ("ncf_bias_relu", "ncf_output_grads", "ncf_relu_bias_grad",
-                         "ncf_split_mlp_grads")
+                         "ncf_column_sums", "ncf_split_mlp_grads")
           for t in ("float", "double")),
     ),
 }
