@@ -6,8 +6,9 @@ For k in {32, 100}, 1 and 2 threads, Cython and Numba (compile excluded), it tim
 through the kernel contract, on factor tables laid out as ``MF`` lays them out (working row
 order, rows padded to whole 64-byte vectors: k=100 float32 runs 112 wide, see
 ``Backend.row_width("sgd", k, dtype)``), and prints the median, the Numba/Cython ratio and
-the 1->2 thread scaling. Backends are interleaved epoch by epoch so machine noise hits them alike; the idle
-share of the machine is printed first (figures taken on a busy machine are not comparable).
+the 1->2 thread scaling. Backends are interleaved epoch by epoch so machine noise hits them
+alike; the idle share of the machine is printed first (figures taken on a busy machine are not
+comparable).
 """
 
 from __future__ import annotations
