@@ -423,13 +423,7 @@ class NMF(FactorModel):
         """Non-negative factors (and bias) of a new user from their ratings, item side fixed:
         the same multiplicative updates as training, on one row (on the device with the CUDA
         backend). Returns (bias, factors [k]) on the host."""
-        self._check_fitted()
-        i = self._item_index(np.atleast_1d(items))
-        r = np.asarray(ratings, dtype=np.float64)
-        if r.shape != i.shape:
-            raise ValueError("items and ratings must have the same length")
-        if not np.all(np.isfinite(r)):
-            raise ValueError("ratings contain NaN or inf")
+        i, r = self._fold_in_ratings(items, ratings)
         _check_non_negative(r)
         row = sp.csr_matrix((r, (np.zeros_like(i), i)), shape=(1, self.n_items_))
         _, beta = self._validate_params()
