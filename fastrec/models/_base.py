@@ -121,6 +121,8 @@ class Estimator:
         self.loss_curve_ = list(history.loss_curve)
         self.validation_curve_ = list(history.validation_curve)
         self.n_epochs_ = history.n_epochs
+        # the epoch (from 1) whose weights early stopping kept, None without early stopping
+        self.best_epoch_ = None if history.best_epoch is None else history.best_epoch + 1
         self.backend_ = backend_name
         self._train_seconds = getattr(self, "_train_seconds", 0.0) + history.train_seconds
 
