@@ -23,10 +23,8 @@ import pytest
 import scipy.sparse as sp
 from numpy.testing import assert_array_equal
 
-from fastrec import GMF, MF, MLP, NMF, GRU4Rec, NeuMF
+from fastrec import GMF, MF, MLP, NMF, GRU4Rec, ModelFileError, NeuMF, NotFittedError
 from fastrec.backends import BackendUnavailable
-from fastrec.io import ModelFileError
-from fastrec.models._base import NotFittedError
 from tests.conftest import backend_or_skip
 from tests.cuda.helpers import gpu_unavailable_reason
 
