@@ -30,3 +30,18 @@ def assert_close(actual, desired, dtype=None, where: str = "host", scale: float 
     """``assert_allclose`` at the table's tolerance for ``dtype`` (default: ``desired``'s)."""
     dtype = np.asarray(desired).dtype if dtype is None else dtype
     assert_allclose(actual, desired, err_msg=err_msg, **tolerance(dtype, where, scale))
+
+
+def assert_gradient_matches(f, param, grad, rng, n_points=6, h=1e-6):
+    """Central differences of the scalar ``f()`` at ``n_points`` random entries of ``param``
+    (float64, perturbed in place and restored) against the analytic ``grad`` (same shape).
+    Truncation error ~h^2 and cancellation ~1e-16/h bound the agreement, not the dtype table."""
+    for flat in rng.choice(param.size, size=min(n_points, param.size), replace=False):
+        idx = np.unravel_index(flat, param.shape)
+        old = param[idx]
+        param[idx] = old + h
+        up = f()
+        param[idx] = old - h
+        down = f()
+        param[idx] = old
+        assert_allclose(grad[idx], (up - down) / (2 * h), rtol=1e-5, atol=1e-8, err_msg=str(idx))

@@ -13,6 +13,12 @@ from tests.tolerances import tolerance
 
 CUDA_KERNELS = ("nmf_update_full", "nmf_update_observed", "nmf_loss_full", "nmf_loss_observed")
 REG = (0.01, 0.02)
+MODEL_CASES = pytest.mark.parametrize("mode, beta_loss, biased", [
+    ("full", "frobenius", False),
+    ("full", "kullback-leibler", False),
+    ("observed", "frobenius", True),
+    ("observed", "kullback-leibler", False),
+])
 
 
 def _problem(dtype=np.float64, index_dtype=np.int32, k=24, seed=0):
@@ -114,12 +120,7 @@ def test_no_entries(cuda_backend):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("mode, beta_loss, biased", [
-    ("full", "frobenius", False),
-    ("full", "kullback-leibler", False),
-    ("observed", "frobenius", True),
-    ("observed", "kullback-leibler", False),
-])
+@MODEL_CASES
 def test_nmf_model_on_cuda_matches_cython(cuda_backend, mode, beta_loss, biased):
     from fastrec import NMF
     from tests.conftest import backend_or_skip
@@ -140,12 +141,7 @@ def test_nmf_model_on_cuda_matches_cython(cuda_backend, mode, beta_loss, biased)
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("mode, beta_loss, biased", [
-    ("full", "frobenius", False),
-    ("full", "kullback-leibler", False),
-    ("observed", "frobenius", True),
-    ("observed", "kullback-leibler", False),
-])
+@MODEL_CASES
 def test_nmf_fitted_on_cuda_stays_on_the_device(cuda_backend, tmp_path, mode, beta_loss, biased):
     """NMF(backend="cuda") fitted on CuPy / cupyx.scipy.sparse input: the fitted arrays are
     CuPy arrays equal (to device rounding) to a numpy-backend fit with the same seed; array

@@ -164,17 +164,13 @@ def test_sessions_from_arrays_and_splits():
     assert set(days.test.item_id) <= set(days.train.item_id)
 
 
-@pytest.mark.skipif(not (DATA / "sessions-diginetica-sample").is_dir(),
-                    reason="shared DIGINETICA sample not present")
-def test_load_diginetica_sample():
-    frame = load_diginetica(DATA / "sessions-diginetica-sample")
-    assert len(frame) == 12391
-    assert frame.session_id.nunique() == 2986 and frame.item_id.nunique() == 7139
-
-
-@pytest.mark.skipif(not (DATA / "sequences-sasrec-video").is_dir(),
-                    reason="shared SASRec video sequences not present")
-def test_load_sasrec_video():
-    frame = load_sasrec_sequences(DATA / "sequences-sasrec-video")
-    assert len(frame) == 287107
-    assert frame.session_id.nunique() == 31013 and frame.item_id.nunique() == 23715
+@pytest.mark.parametrize("loader, folder, n_rows, n_sessions, n_items", [
+    (load_diginetica, "sessions-diginetica-sample", 12391, 2986, 7139),
+    (load_sasrec_sequences, "sequences-sasrec-video", 287107, 31013, 23715),
+])
+def test_load_shared_session_data(loader, folder, n_rows, n_sessions, n_items):
+    if not (DATA / folder).is_dir():
+        pytest.skip(f"shared data {folder} not present")
+    frame = loader(DATA / folder)
+    assert len(frame) == n_rows
+    assert frame.session_id.nunique() == n_sessions and frame.item_id.nunique() == n_items

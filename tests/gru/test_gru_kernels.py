@@ -20,7 +20,7 @@ from fastrec.backends._contract import (
 )
 from fastrec.backends.reference import gru as ref
 from tests.conftest import backend_or_skip
-from tests.tolerances import tolerance
+from tests.tolerances import assert_gradient_matches, tolerance
 
 COMPILED = ("cython", "numba")
 LOSSES = tuple(LOSS_CODES.values())
@@ -51,16 +51,7 @@ def test_reference_gru_backward_matches_finite_differences(T, L):
     grads = ref.gru_backward(*args, hs, gates, G)
     rng = np.random.default_rng(1)
     for arg_index, grad in zip((0, 1, 3, 4, 5, 6), grads, strict=True):
-        param = args[arg_index]
-        for flat in rng.choice(param.size, size=min(6, param.size), replace=False):
-            idx = np.unravel_index(flat, param.shape)
-            old = param[idx]
-            param[idx] = old + 1e-6
-            up = loss()
-            param[idx] = old - 1e-6
-            down = loss()
-            param[idx] = old
-            assert_allclose(grad[idx], (up - down) / 2e-6, rtol=1e-5, atol=1e-8)
+        assert_gradient_matches(loss, args[arg_index], grad, rng)
 
 
 @pytest.mark.parametrize("loss", LOSSES)
@@ -78,15 +69,7 @@ def test_reference_output_loss_matches_finite_differences(loss):
         return ref.gru4rec_output_loss(hidden, table, samples, loss, 0.7, 1.0)[0]
 
     for param, grad in ((hidden, d_hidden), (table, d_table)):
-        for flat in rng.choice(param.size, size=8, replace=False):
-            idx = np.unravel_index(flat, param.shape)
-            old = param[idx]
-            param[idx] = old + 1e-6
-            up = f()
-            param[idx] = old - 1e-6
-            down = f()
-            param[idx] = old
-            assert_allclose(grad[idx], (up - down) / 2e-6, rtol=1e-5, atol=1e-8)
+        assert_gradient_matches(f, param, grad, rng, n_points=8)
 
 
 @pytest.mark.parametrize("name", COMPILED)
