@@ -12,14 +12,14 @@ cdef extern from "fastrec/data_cpu.h" namespace "fastrec" nogil:
     int64_t dense_ranks[R, I](const R *raw, int64_t n, int64_t max_id, uint8_t *present,
                               I *rank, int64_t *ids, I *index, int n_threads) except +
     int64_t user_pattern[I, P](const I *users, const I *items, int64_t nnz, int64_t n_users,
-                               int64_t *indptr, I *indices, P *order, int with_order,
+                               int64_t *indptr, I *indices, P *order,
                                int n_threads) except +
-    void block_layout[I, T, P](const I *users, const I *items, const T *ratings, int64_t nnz,
-                               const int64_t *user_rows, const int64_t *item_rows,
-                               int64_t n_users, int64_t n_items, int64_t grid,
-                               const uint32_t *keys, I *out_users, I *out_items,
-                               T *out_ratings, int64_t *block_ptr, P *perm,
-                               int n_threads) except +
+    void block_layout[I, T](const I *users, const I *items, const T *ratings, int64_t nnz,
+                            const int64_t *user_rows, const int64_t *item_rows,
+                            int64_t n_users, int64_t n_items, int64_t grid,
+                            const uint32_t *keys, I *out_users, I *out_items, T *out_ratings,
+                            int64_t *block_ptr, uint32_t *sorted_keys,
+                            int n_threads) except +
 
 _INT32_MAX = 2**31 - 1
 
@@ -59,30 +59,41 @@ def pattern(const index_t[::1] users, const index_t[::1] items, int64_t n_users,
     """User-major pattern of the pairs ``(users[j], items[j])`` (indices in range, not checked).
 
     Returns (indptr int64[n_users + 1], indices I[nnz] (each row's items ascending, repeats
-    kept), order int32/int64[nnz] (input position of each entry; pairs sorted by (user, item,
+    kept), order int32/int64[nnz] (input position of each entry, pairs sorted by (user, item,
     position); None unless ``with_order``), n_rows_with_repeats int).
     """
     cdef int64_t nnz = users.shape[0]
+    if items.shape[0] != nnz:
+        raise ValueError("users and items must have the same length")
     indptr_arr = np.empty(n_users + 1, dtype=np.int64)
     indices_arr = np.empty(nnz, dtype=np.asarray(items).dtype)
-    order_arr = np.empty(nnz, dtype=np.int32 if nnz <= _INT32_MAX else np.int64)
     cdef int64_t[::1] indptr = indptr_arr
     cdef index_t[::1] indices = indices_arr
     cdef int32_t[::1] order32
     cdef int64_t[::1] order64
     cdef int64_t repeated
-    if nnz <= _INT32_MAX:
+    cdef int32_t *no_order = NULL
+    order_arr = None
+    if nnz == 0:
+        indptr_arr[:] = 0
+        return indptr_arr, indices_arr, np.empty(0, np.int32) if with_order else None, 0
+    if with_order and nnz <= _INT32_MAX:
+        order_arr = np.empty(nnz, dtype=np.int32)
         order32 = order_arr
         with nogil:
-            repeated = user_pattern(&users[0] if nnz else NULL, &items[0] if nnz else NULL, nnz,
-                                    n_users, &indptr[0], &indices[0] if nnz else NULL,
-                                    &order32[0] if nnz else NULL, with_order, n_threads)
-    else:
+            repeated = user_pattern(&users[0], &items[0], nnz, n_users, &indptr[0],
+                                    &indices[0], &order32[0], n_threads)
+    elif with_order:
+        order_arr = np.empty(nnz, dtype=np.int64)
         order64 = order_arr
         with nogil:
             repeated = user_pattern(&users[0], &items[0], nnz, n_users, &indptr[0],
-                                    &indices[0], &order64[0], with_order, n_threads)
-    return indptr_arr, indices_arr, order_arr if with_order else None, int(repeated)
+                                    &indices[0], &order64[0], n_threads)
+    else:
+        with nogil:
+            repeated = user_pattern(&users[0], &items[0], nnz, n_users, &indptr[0],
+                                    &indices[0], no_order, n_threads)
+    return indptr_arr, indices_arr, order_arr, int(repeated)
 
 
 def layout(const index_t[::1] users, const index_t[::1] items, const floating[::1] ratings,
@@ -109,20 +120,11 @@ def layout(const index_t[::1] users, const index_t[::1] items, const floating[::
     cdef index_t[::1] out_items = out_items_arr
     cdef floating[::1] out_ratings = out_ratings_arr
     cdef int64_t[::1] block_ptr = block_ptr_arr
-    cdef int32_t[::1] perm32
-    cdef int64_t[::1] perm64
     if nnz == 0:
         return out_users_arr, out_items_arr, out_ratings_arr, block_ptr_arr
-    if nnz <= _INT32_MAX:
-        perm32 = np.empty(nnz, dtype=np.int32)
-        with nogil:
-            block_layout(&users[0], &items[0], &ratings[0], nnz, &user_rows[0], &item_rows[0],
-                         n_users, n_items, grid, &keys[0], &out_users[0], &out_items[0],
-                         &out_ratings[0], &block_ptr[0], &perm32[0], n_threads)
-    else:
-        perm64 = np.empty(nnz, dtype=np.int64)
-        with nogil:
-            block_layout(&users[0], &items[0], &ratings[0], nnz, &user_rows[0], &item_rows[0],
-                         n_users, n_items, grid, &keys[0], &out_users[0], &out_items[0],
-                         &out_ratings[0], &block_ptr[0], &perm64[0], n_threads)
+    cdef uint32_t[::1] sorted_keys = np.empty(nnz, dtype=np.uint32)
+    with nogil:
+        block_layout(&users[0], &items[0], &ratings[0], nnz, &user_rows[0], &item_rows[0],
+                     n_users, n_items, grid, &keys[0], &out_users[0], &out_items[0],
+                     &out_ratings[0], &block_ptr[0], &sorted_keys[0], n_threads)
     return out_users_arr, out_items_arr, out_ratings_arr, block_ptr_arr
