@@ -82,9 +82,11 @@ def test_layout_blocks_are_right_at_1024_blocks_and_9m_users():
 
 
 @pytest.mark.parametrize("index", [np.int32, np.int64])
-def test_rank_ids_is_unique_with_inverse(index):
-    raw = np.random.default_rng(0).integers(0, 5_000, 20_000).astype(index)
+@pytest.mark.parametrize("spacing", [1, 3])
+def test_rank_ids_is_unique_with_inverse(index, spacing):
+    raw = (np.random.default_rng(0).integers(0, 500, 20_000) * spacing).astype(index)
     ids, inverse = np.unique(raw, return_inverse=True)
+    assert (ids.size == raw.max() + 1) == (spacing == 1)  # both paths: identity and ranks
     for threads in (1, 2):
         got_index, got_ids = _datapath.rank_ids(raw, int(raw.max()), threads)
         np.testing.assert_array_equal(got_ids, ids)

@@ -19,7 +19,8 @@ inline void chunk_range(int64_t n, int64_t n_chunks, int64_t t, int64_t &begin, 
 // Dense indices of small non-negative integer ids without sorting: ``present`` (zeroed,
 // length max_id + 1) marks the ids that occur, its prefix count is each id's rank, and
 // index[j] = rank[raw[j]]. Writes the sorted distinct ids to ``ids`` (room for max_id + 1) and
-// returns their number. ``rank`` has length max_id + 1.
+// returns their number. ``rank`` has length max_id + 1. When every id in [0, max_id] occurs the
+// index is raw itself: ``index`` is then left untouched (the caller reuses raw).
 template <class R, class I>
 int64_t dense_ranks(const R *raw, int64_t n, int64_t max_id, uint8_t *present, I *rank,
                     int64_t *ids, I *index, int n_threads) {
@@ -33,6 +34,7 @@ int64_t dense_ranks(const R *raw, int64_t n, int64_t max_id, uint8_t *present, I
         rank[v] = static_cast<I>(n_ids);
         if (present[v]) ids[n_ids++] = v;
     }
+    if (n_ids == max_id + 1) return n_ids;
 #pragma omp parallel for schedule(static) num_threads(n_threads)
     for (int64_t j = 0; j < n; ++j) index[j] = rank[raw[j]];
     return n_ids;

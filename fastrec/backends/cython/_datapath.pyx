@@ -28,8 +28,9 @@ def rank_ids(const index_t[::1] raw, int64_t max_id, int n_threads):
     """Sorted distinct ids and each entry's rank among them, for ids in ``[0, max_id]``.
 
     raw : int32[n] or int64[n], every value in ``[0, max_id]`` (not checked here).
-    Returns (index int32[n] (int64 when max_id >= 2^31 - 1), ids int64[n_ids]); the same as
-    ``numpy.unique(raw, return_inverse=True)`` in O(n + max_id) without sorting.
+    Returns (index I[n], ids int64[n_ids]); the same as ``numpy.unique(raw,
+    return_inverse=True)`` in O(n + max_id) without sorting. I is int32 when max_id < 2^31 - 1,
+    else int64; when the ids are exactly 0..max_id, index is ``raw`` itself (no copy).
     """
     cdef int64_t n = raw.shape[0]
     cdef uint8_t[::1] present = np.zeros(max_id + 1, dtype=np.uint8)
@@ -39,19 +40,21 @@ def rank_ids(const index_t[::1] raw, int64_t max_id, int n_threads):
     cdef int64_t n_ids
     if max_id < _INT32_MAX:
         rank32 = np.empty(max_id + 1, dtype=np.int32)
-        index32 = np.empty(n, dtype=np.int32)
+        index = np.empty(n, dtype=np.int32)
+        index32 = index
         with nogil:
             n_ids = dense_ranks(&raw[0] if n else NULL, n, max_id, &present[0], &rank32[0],
                                 &ids[0], &index32[0] if n else NULL, n_threads)
-        index = index32.base
     else:
         rank64 = np.empty(max_id + 1, dtype=np.int64)
-        index64 = np.empty(n, dtype=np.int64)
+        index = np.empty(n, dtype=np.int64)
+        index64 = index
         with nogil:
             n_ids = dense_ranks(&raw[0] if n else NULL, n, max_id, &present[0], &rank64[0],
                                 &ids[0], &index64[0] if n else NULL, n_threads)
-        index = index64.base
-    return np.asarray(index), np.asarray(ids)[:n_ids].copy()
+    if n_ids == max_id + 1:
+        index = np.asarray(raw)
+    return index, np.asarray(ids)[:n_ids].copy()
 
 
 def pattern(const index_t[::1] users, const index_t[::1] items, int64_t n_users,
