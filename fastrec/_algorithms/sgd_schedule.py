@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastrec._array import aligned_zeros, array_module
-from fastrec.backends import default_n_threads
+from fastrec.backends.threads import usable_cores
 
 DEFAULT_N_BLOCKS = 16
 
@@ -76,7 +76,7 @@ class BlockedRatings:
             users, items, ratings, block_ptr = compiled(
                 np.ascontiguousarray(users), np.ascontiguousarray(items),
                 np.ascontiguousarray(ratings), user_rows, item_rows, g, keys,
-                n_threads or default_n_threads())
+                n_threads or usable_cores())
         else:
             users, items, ratings, block_ptr = _sorted_layout(
                 xp, users, items, ratings, user_rows, item_rows, g, xp.asarray(keys))

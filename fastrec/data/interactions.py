@@ -259,9 +259,11 @@ def _datapath():
 
 
 def _n_threads() -> int:
-    from fastrec.backends import default_n_threads
+    """All usable cores: the data path's loops share out work dynamically or in large chunks,
+    so a core that another process keeps busy costs its share, not a wait at every step."""
+    from fastrec.backends.threads import usable_cores
 
-    return default_n_threads()
+    return usable_cores()
 
 
 def _unique_pairs(data: Interactions, policy: str) -> Interactions:
