@@ -197,7 +197,7 @@ def test_bad_input(split):
         model.predict([0, 1], [0])
     with pytest.raises(DivergenceError, match="learning_rate"):
         GMF(loss="squared", n_negatives=0, learning_rate=1e30, optimizer="sgd", n_epochs=3,
-            random_state=0).fit((np.arange(50) % 7, np.arange(50) % 5, np.full(50, 5.0)))
+            random_state=0).fit((np.arange(50) % 10, np.arange(50) // 10, np.full(50, 5.0)))
 
 
 def test_leave_last_out_protocol():
