@@ -244,7 +244,7 @@ def _draw_negative(key, negative, u, seen_indptr, seen_indices, n_items):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _update_range(kind, w, s1, s2, g, sc):
-    """optimizer_update_range of optim_cpu.h: one optimiser step of w[:] with gradient g[:].
+    """optim_update_range of optim.h: one optimiser step of w[:] with gradient g[:].
     ``sc`` is T[8]: step_size, inv_sqrt_bc2, beta1, beta2, eps, 1 - beta1, 1 - beta2 (computed
     in T as in C), so every operation stays in T. The kind is tested once per range so that
     each loop vectorises."""
