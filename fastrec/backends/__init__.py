@@ -7,12 +7,13 @@ asked for (by a model, ``resolve("auto")`` or ``show_backends()``), and the outc
 from __future__ import annotations
 
 import importlib
-import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastrec.backends._contract import CONTRACT
+from fastrec.backends.threads import default_n_threads, set_openmp_wait_policy, usable_cores
 
 __all__ = [
     "AUTO_ORDER",
@@ -42,14 +43,6 @@ class BackendUnavailable(RuntimeError):
     """The requested backend cannot run here; the message says why and what to install."""
 
 
-def default_n_threads() -> int:
-    """Cores this process may run on (respects CPU affinity, e.g. taskset or cgroups)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 @dataclass
 class Backend:
     """A probed backend: its kernels as attributes, plus what ``show_backends`` reports."""
@@ -60,9 +53,21 @@ class Backend:
     version: str = ""
     details: dict[str, Any] = field(default_factory=dict)
     kernels: dict[str, Any] = field(default_factory=dict)
+    # The backend module's ``default_n_blocks(n_users, n_items)`` when it has one (CUDA sizes
+    # the SGD grid to the device); None: the CPU rule, ``sgd_schedule.choose_n_blocks``.
+    n_blocks_rule: Callable[[int, int], int] | None = None
 
     def has(self, *names: str) -> bool:
         return all(n in self.kernels for n in names)
+
+    def default_n_blocks(self, n_users: int, n_items: int) -> int:
+        """Side ``G`` of the SGD block grid this backend wants for an n_users x n_items matrix
+        (what ``MF(n_blocks=None)`` uses)."""
+        if self.n_blocks_rule is not None:
+            return self.n_blocks_rule(n_users, n_items)
+        from fastrec._algorithms.sgd_schedule import choose_n_blocks
+
+        return choose_n_blocks(n_users, n_items)
 
     def __getattr__(self, item: str):
         kernels = self.__dict__.get("kernels", {})
@@ -79,17 +84,13 @@ def _probe(name: str) -> Backend:
         return _CACHE[name]
     if name not in AUTO_ORDER:
         raise ValueError(f"unknown backend {name!r}; choose one of {('auto', *AUTO_ORDER)}")
-    # libgomp reads this once, when the first OpenMP library loads. Its default spin (about
-    # 300k iterations at a barrier before sleeping) makes a thread that waits for a descheduled
-    # sibling burn the CPU that sibling needs: on a busy machine, kernels with a barrier per
-    # mini-batch (NCF) ran 10x slower with 2 threads than with 1. A short spin keeps the idle
-    # machine's wake-up fast and yields under load. The user's own setting wins.
-    os.environ.setdefault("GOMP_SPINCOUNT", "20000")
+    set_openmp_wait_policy()
     try:
         module = importlib.import_module(f"fastrec.backends.{_MODULES[name]}")
         version, details = module.probe()
         kernels = {k: getattr(module, k) for k in CONTRACT if hasattr(module, k)}
-        backend = Backend(name, True, "", version, details, kernels)
+        backend = Backend(name, True, "", version, details, kernels,
+                          getattr(module, "default_n_blocks", None))
     except Exception as exc:  # noqa: BLE001 - any failure to load is a reason to report
         reason = f"{type(exc).__name__}: {exc}".strip()
         if "pip install" not in reason:  # the probe's own message may already say what to do
@@ -146,7 +147,7 @@ def show_backends(file=None) -> list[Backend]:
     out = file or sys.stdout
     backends = [_probe(n) for n in AUTO_ORDER]
     print(f"fastrec backends (auto order: {' > '.join(AUTO_ORDER)}; "
-          f"{default_n_threads()} usable cores)", file=out)
+          f"{usable_cores()} usable cores, {default_n_threads()} free now)", file=out)
     for b in backends:
         if b.available:
             extra = ", ".join(f"{k}={v}" for k, v in b.details.items())

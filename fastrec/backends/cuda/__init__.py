@@ -5,8 +5,9 @@ Probed only when asked for, never at ``import fastrec``. Kernels: ``sgd_epoch`` 
 updates and losses (:mod:`.nmf`); ``gru_forward``, ``gru_backward``, ``gru4rec_output_loss``,
 ``gru4rec_train_epoch`` (:mod:`.gru`); the NCF passes ``ncf_forward``, ``ncf_backward`` and
 ``ncf_train_epoch`` (:mod:`.ncf`); the optimiser steps ``adam_step``, ``sparse_adam_step`` and
-``sparse_adagrad_step`` (:mod:`.optim`). Contract functions accept CuPy arrays (zero-copy) or
-numpy arrays (copied to the device and back).
+``sparse_adagrad_step`` (:mod:`.optim`); ``default_n_blocks``, the SGD grid side sized to the
+device (the registry's ``Backend.default_n_blocks``). Contract functions accept CuPy arrays
+(zero-copy) or numpy arrays (copied to the device and back).
 """
 
 from fastrec.backends.cuda._loader import LAST_NVRTC_FOR_ARCH, SUPPORTED_ARCHS
@@ -24,10 +25,11 @@ from fastrec.backends.cuda.nmf import (
     nmf_update_observed,
 )
 from fastrec.backends.cuda.optim import adam_step, sparse_adagrad_step, sparse_adam_step
-from fastrec.backends.cuda.sgd import sgd_epoch
+from fastrec.backends.cuda.sgd import default_n_blocks, sgd_epoch
 
 __all__ = [
     "adam_step",
+    "default_n_blocks",
     "gru4rec_output_loss",
     "gru4rec_train_epoch",
     "gru_backward",
@@ -55,6 +57,10 @@ def probe():
     try:
         n_devices = cupy.cuda.runtime.getDeviceCount()
     except cupy.cuda.runtime.CUDARuntimeError as exc:
+        if not _have_driver() or exc.status == _CUDA_ERROR_NO_DEVICE:
+            # without libcuda the runtime reports "driver version is insufficient", which
+            # sends a user without any GPU looking for a driver update
+            raise RuntimeError("no NVIDIA driver or GPU found") from exc
         raise RuntimeError(f"no usable CUDA device or driver ({exc})") from exc
     if n_devices < 1:
         raise RuntimeError("CuPy found no CUDA device")
@@ -81,3 +87,18 @@ def probe():
                "compute_capability": arch, "nvrtc": nvrtc_version}
     version = f"cupy {cupy.__version__}, CUDA runtime {runtime // 1000}.{runtime % 1000 // 10}"
     return version, details
+
+
+_CUDA_ERROR_NO_DEVICE = 100  # cudaErrorNoDevice
+
+
+def _have_driver() -> bool:
+    """Whether the NVIDIA driver's user-space library (libcuda / nvcuda.dll) can be loaded."""
+    import ctypes
+    import sys
+
+    try:
+        ctypes.CDLL("nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1")
+    except OSError:
+        return False
+    return True
