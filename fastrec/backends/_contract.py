@@ -155,8 +155,10 @@ step      : int           1-based global step number
 
 The gradients of duplicate rows are summed (in position order) and every distinct row gets one
 Adam update; rows not in ``rows`` are left untouched (their moments do not decay).
-CUDA: a warp owns each distinct row (positions sorted by row), so the sum keeps position order:
-deterministic and bitwise equal to the CPU kernels. Arrays may be CuPy arrays (in place).
+CUDA: positions sorted by row; each run of a row is summed in pieces of 32 positions (a warp
+per piece, position order), then a warp per row adds the piece sums in order and updates it.
+Deterministic; rows repeated at most 32 times are bitwise equal to the CPU kernels, hotter rows
+agree to rounding. Arrays may be CuPy arrays (in place).
 """
 
 SPARSE_ADAGRAD_STEP_DOC = """sparse_adagrad_step(table, rows, row_grads, acc, lr, eps=1e-10,

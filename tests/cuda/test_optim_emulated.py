@@ -64,6 +64,23 @@ def test_dense_step_matches_reference(modules, order, dtype, kind):
         np.testing.assert_allclose(g, e, **tol(dtype))
 
 
+def sparse_steps(adam, get_kernel, other, table, rows, row_grads, s1, s2, step):
+    """(got, expected): [table, s1, s2] after the emulated lazy Adam (or Adagrad) step and after
+    ``other``'s (a backend module or the reference), each on copies."""
+    got = [table.copy(), s1.copy(), s2.copy()]
+    expected = [table.copy(), s1.copy(), s2.copy()]
+    if adam:
+        optim.launch_sparse_step(np, get_kernel, OPT_ADAM, got[0], rows, row_grads, got[1],
+                                 got[2], *ADAM, step)
+        other.sparse_adam_step(expected[0], rows, row_grads, expected[1], expected[2], step,
+                               *ADAM)
+    else:
+        optim.launch_sparse_step(np, get_kernel, OPT_ADAGRAD, got[0], rows, row_grads,
+                                 got[1], got[1], 0.05, 0.0, 0.0, 1e-10, 1)
+        other.sparse_adagrad_step(expected[0], rows, row_grads, expected[1], 0.05, 1e-10)
+    return got, expected
+
+
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("dtype, index_dtype", [(np.float32, np.int32), (np.float64, np.int64)])
 @pytest.mark.parametrize("d", [1, 5, 33, 70])
@@ -71,17 +88,8 @@ def test_dense_step_matches_reference(modules, order, dtype, kind):
 def test_sparse_steps_match_reference(modules, order, dtype, index_dtype, d, adam):
     table, rows, row_grads, s1, s2 = sparse_problem(dtype, index_dtype, d=d, seed=d)
     grads_before = row_grads.copy()
-    got = [table.copy(), s1.copy(), s2.copy()]
     get_kernel = emulated_getter(modules, dtype, index_dtype, order, d)
-    expected = [table.copy(), s1.copy(), s2.copy()]
-    if adam:
-        optim.launch_sparse_step(np, get_kernel, OPT_ADAM, got[0], rows, row_grads, got[1],
-                                 got[2], *ADAM, 4)
-        ref.sparse_adam_step(expected[0], rows, row_grads, expected[1], expected[2], 4, *ADAM)
-    else:
-        optim.launch_sparse_step(np, get_kernel, OPT_ADAGRAD, got[0], rows, row_grads,
-                                 got[1], got[1], 0.05, 0.0, 0.0, 1e-10, 1)
-        ref.sparse_adagrad_step(expected[0], rows, row_grads, expected[1], 0.05, 1e-10)
+    got, expected = sparse_steps(adam, get_kernel, ref, table, rows, row_grads, s1, s2, 4)
     for g, e in zip(got, expected, strict=True):
         np.testing.assert_allclose(g, e, **tol(dtype))
     untouched = np.setdiff1d(np.arange(table.shape[0]), rows)
@@ -93,23 +101,16 @@ def test_sparse_steps_match_reference(modules, order, dtype, index_dtype, d, ada
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("adam", [True, False], ids=["adam", "adagrad"])
 def test_sparse_steps_bitwise_equal_to_cython(modules, dtype, adam):
-    """The same per-row summation order and update formula, without FMA contraction on either
-    side: the emulated kernel reproduces the Cython kernel bit for bit."""
+    """Rows repeated at most OPTIM_PIECE times are one piece each, summed in position order like
+    the Cython kernel, with the same update formula and no FMA contraction on either side: the
+    emulated kernel reproduces the Cython kernel bit for bit."""
     from tests.conftest import require_backend
 
     cython = require_backend("cython", "sparse_adam_step")
     table, rows, row_grads, s1, s2 = sparse_problem(dtype, np.int32, d=37, n=90, seed=11)
-    got = [table.copy(), s1.copy(), s2.copy()]
-    expected = [table.copy(), s1.copy(), s2.copy()]
+    assert 1 < np.bincount(rows).max() <= optim.OPTIM_PIECE
     get_kernel = emulated_getter(modules, dtype, np.int32, "random", 1)
-    if adam:
-        optim.launch_sparse_step(np, get_kernel, OPT_ADAM, got[0], rows, row_grads, got[1],
-                                 got[2], *ADAM, 3)
-        cython.sparse_adam_step(expected[0], rows, row_grads, expected[1], expected[2], 3, *ADAM)
-    else:
-        optim.launch_sparse_step(np, get_kernel, OPT_ADAGRAD, got[0], rows, row_grads,
-                                 got[1], got[1], 0.05, 0.0, 0.0, 1e-10, 1)
-        cython.sparse_adagrad_step(expected[0], rows, row_grads, expected[1], 0.05, 1e-10)
+    got, expected = sparse_steps(adam, get_kernel, cython, table, rows, row_grads, s1, s2, 3)
     for g, e in zip(got, expected, strict=True):
         np.testing.assert_array_equal(g, e)
 
