@@ -5,12 +5,12 @@ import logging
 from fastrec import evaluation
 from fastrec.backends import BackendUnavailable, show_backends
 from fastrec.data import Interactions, Sessions, synthetic_ratings, synthetic_sessions
-from fastrec.models import GMF, MF, MLP, NMF, GRU4Rec, NeuMF
+from fastrec.models import GMF, MF, MLP, NMF, GRU4Rec, NeuMF, SVDpp
 
 __version__ = "0.1.0"
 
 logging.getLogger("fastrec").addHandler(logging.NullHandler())
 
 __all__ = ["GMF", "GRU4Rec", "MF", "MLP", "NMF", "BackendUnavailable", "Interactions", "NeuMF",
-           "Sessions", "__version__", "evaluation", "show_backends", "synthetic_ratings",
+           "Sessions", "SVDpp", "__version__", "evaluation", "show_backends", "synthetic_ratings",
            "synthetic_sessions"]

@@ -25,6 +25,7 @@ from fastrec.backends.cuda.nmf import (
 )
 from fastrec.backends.cuda.optim import adam_step, sparse_adagrad_step, sparse_adam_step
 from fastrec.backends.cuda.sgd import sgd_epoch
+from fastrec.backends.cuda.svdpp import svdpp_epoch
 
 __all__ = [
     "adam_step",
@@ -43,6 +44,7 @@ __all__ = [
     "sparse_adagrad_step",
     "sparse_adam_step",
     "sgd_epoch",
+    "svdpp_epoch",
 ]
 
 

@@ -16,6 +16,7 @@ from fastrec.backends.cython._nmf import (
 )
 from fastrec.backends.cython._optim import adam_step, sparse_adagrad_step, sparse_adam_step
 from fastrec.backends.cython._sgd import sgd_epoch
+from fastrec.backends.cython._svdpp import svdpp_epoch
 
 __all__ = [
     "adam_step",
@@ -34,6 +35,7 @@ __all__ = [
     "sgd_epoch",
     "sparse_adagrad_step",
     "sparse_adam_step",
+    "svdpp_epoch",
 ]
 
 

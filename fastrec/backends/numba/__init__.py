@@ -17,6 +17,7 @@ from fastrec.backends.numba.nmf import (
 )
 from fastrec.backends.numba.optim import adam_step, sparse_adagrad_step, sparse_adam_step
 from fastrec.backends.numba.sgd import sgd_epoch
+from fastrec.backends.numba.svdpp import svdpp_epoch
 
 __all__ = [
     "adam_step",
@@ -35,6 +36,7 @@ __all__ = [
     "sgd_epoch",
     "sparse_adagrad_step",
     "sparse_adam_step",
+    "svdpp_epoch",
 ]
 
 
