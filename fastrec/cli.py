@@ -1,4 +1,4 @@
-"""Command line: ``fastrec info | demo | fit | recommend`` (also ``python -m fastrec``)."""
+"""Command line: ``fastrec info | demo | fit | recommend | serve`` (also ``python -m fastrec``)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import time
+import traceback
 
 import numpy as np
 
@@ -50,9 +51,12 @@ def _cmd_demo(args) -> int:
     return 0
 
 
-def _read_ratings(path: str):
+def _read_ratings(path: str, header: bool, sep: str | None):
     from fastrec.data.loaders import load_csv, load_movielens
 
+    if header or sep is not None:
+        return load_csv(path, user_col=0, item_col=1, rating_col=2, sep=sep or ",",
+                        header=header)
     try:
         return load_movielens(path)
     except ValueError:
@@ -62,7 +66,7 @@ def _read_ratings(path: str):
 def _cmd_fit(args) -> int:
     from fastrec import MF
 
-    data = _read_ratings(args.ratings)
+    data = _read_ratings(args.ratings, args.header, args.sep)
     model = MF(n_factors=args.factors, n_epochs=args.epochs, learning_rate=args.lr,
                reg=args.reg, backend=args.backend, n_threads=args.threads,
                random_state=args.seed, verbose=args.verbose)
@@ -87,51 +91,103 @@ def _cmd_recommend(args) -> int:
     return 0
 
 
+def _cmd_serve(args) -> int:
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise RuntimeError(f"the service needs Starlette and uvicorn ({exc}): "
+                           "pip install 'fastrec[serve]'") from exc
+    from fastrec.serve import serve
+
+    serve(args.model, host=args.host, port=args.port,
+          log_level="info" if args.verbose else "warning")
+    return 0
+
+
 def _as_id(text: str, ids: np.ndarray):
     return int(text) if ids.dtype.kind in "iuf" else text
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake reported on one line (exit 2) like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fastrec", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="fastrec", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log progress; on an error also print the traceback")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     sub.add_parser("info", help="backends: availability, versions, threads, reasons")
 
     demo = sub.add_parser("demo", help="fit MF on built-in synthetic ratings on every backend")
-    demo.add_argument("--users", type=int, default=10_000)
-    demo.add_argument("--items", type=int, default=2_000)
-    demo.add_argument("--ratings", type=int, default=500_000)
-    demo.add_argument("--epochs", type=int, default=30)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--users", type=int, default=10_000, help="synthetic users (default 10000)")
+    demo.add_argument("--items", type=int, default=2_000, help="synthetic items (default 2000)")
+    demo.add_argument("--ratings", type=int, default=500_000,
+                      help="synthetic ratings (default 500000)")
+    demo.add_argument("--epochs", type=int, default=30, help="SGD epochs (default 30)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
     fit = sub.add_parser("fit", help="fit MF on a ratings file (MovieLens formats or CSV)")
-    fit.add_argument("ratings", help="u.data, ratings.dat, ratings.csv or user,item,rating CSV")
+    fit.add_argument("ratings", help="u.data, ratings.dat, ratings.csv or a user,item,rating "
+                                     "file (columns by position)")
     fit.add_argument("--out", required=True, help="model file to write (.npz)")
-    fit.add_argument("--factors", type=int, default=32)
-    fit.add_argument("--epochs", type=int, default=20)
-    fit.add_argument("--lr", type=float, default=0.02)
-    fit.add_argument("--reg", type=float, default=0.05)
-    fit.add_argument("--backend", default="auto")
-    fit.add_argument("--threads", type=int, default=None)
-    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--header", action="store_true",
+                     help="the first line of the file holds column names")
+    fit.add_argument("--sep", default=None,
+                     help="field separator of a user,item,rating file (default ',')")
+    fit.add_argument("--factors", type=int, default=32, help="latent factors k (default 32)")
+    fit.add_argument("--epochs", type=int, default=20, help="SGD epochs (default 20)")
+    fit.add_argument("--lr", type=float, default=0.02, help="learning rate (default 0.02)")
+    fit.add_argument("--reg", type=float, default=0.05,
+                     help="L2 regularisation of factors and biases (default 0.05)")
+    fit.add_argument("--backend", default="auto",
+                     help="auto, cython, numba, cuda or numpy (default auto)")
+    fit.add_argument("--threads", type=int, default=None,
+                     help="threads (default: the cores this process may use)")
+    fit.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
     rec = sub.add_parser("recommend", help="top-N items for users of a saved MF model")
     rec.add_argument("model", help="model file written by 'fastrec fit'")
     rec.add_argument("users", nargs="+", help="user ids as in the ratings file")
-    rec.add_argument("-n", type=int, default=10)
+    rec.add_argument("-n", type=int, default=10, help="items per user (default 10)")
     rec.add_argument("--include-seen", action="store_true", help="do not filter rated items")
+
+    srv = sub.add_parser("serve", help="serve a saved model over HTTP (needs fastrec[serve])",
+                         description="Endpoints /recommend, /predict, /similar, /next, /healthz "
+                                     "and /admin/reload (also SIGHUP): see fastrec.serve.")
+    srv.add_argument("model", help="model file written by save() or 'fastrec fit'")
+    srv.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default 127.0.0.1: this machine only)")
+    srv.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    known = (ValueError, TypeError, OSError, RuntimeError, LookupError)
+    return text if isinstance(exc, known) else f"{type(exc).__name__}: {text}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; every error is one line on stderr and exit status 2 (``-v`` adds the
+    traceback)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(name)s: %(message)s")
     handlers = {"info": _cmd_info, "demo": _cmd_demo, "fit": _cmd_fit,
-                "recommend": _cmd_recommend}
+                "recommend": _cmd_recommend, "serve": _cmd_serve}
     try:
         return handlers[args.command](args)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"fastrec {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"fastrec {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the command line reports, never dumps, errors
+        if args.verbose:
+            traceback.print_exc()
+        print(f"fastrec {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2

@@ -16,18 +16,23 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT_VERSION = 1
+from fastrec.exceptions import ModelFileError
+
+FORMAT_VERSION = 2  # 2: fitted metadata (``__fitted__``) and training curves
 
 
-class ModelFileError(ValueError):
-    """The file is not a fastrec model this version can read."""
+def model_path(path) -> Path:
+    """``path`` with the ``.npz`` suffix that :func:`save_arrays` writes (added when absent)."""
+    path = Path(path)
+    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
 
 
 def save_arrays(path, model_class: str, params: dict, arrays: dict[str, np.ndarray]) -> Path:
-    """Write atomically (temp file + rename), so a crash never leaves a half-written model."""
-    path = Path(path)
-    if path.suffix != ".npz":
-        path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
+    """Write atomically: a temp file in the same folder, fsynced, then renamed over ``path``,
+    so a crash never leaves a half-written model; the temp file is removed on any failure, and
+    one left by a killed process is never read (its name is not a model's). The file gets the
+    permissions the umask gives any new file."""
+    path = model_path(path)
     payload = {
         "__fastrec_format__": np.array([FORMAT_VERSION], dtype=np.int64),
         "__class__": np.array(model_class),
@@ -39,10 +44,13 @@ def save_arrays(path, model_class: str, params: dict, arrays: dict[str, np.ndarr
             raise TypeError(f"array {name!r} has dtype object, which cannot be saved safely")
         payload[name] = value
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".fastrec-", suffix=".npz", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -50,10 +58,27 @@ def save_arrays(path, model_class: str, params: dict, arrays: dict[str, np.ndarr
     return path
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where Linux shows it (setting and restoring
+    it would race with other threads creating files)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def load_arrays(path, expected_class: str | None = None) -> tuple[str, dict, dict]:
     """Return ``(model_class, params, arrays)``; raises :class:`ModelFileError` when the file is
     not a fastrec model (or not of ``expected_class``)."""
     path = Path(path)
+    if not path.is_file() and model_path(path).is_file():
+        path = model_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}")
     if not zipfile.is_zipfile(path):

@@ -1,5 +1,6 @@
 """Backend-agnostic NMF drivers: CSR layouts of X and X^T, initialisation, and the alternating
-multiplicative-update loop (W then H) with scikit-learn's every-10-iterations stopping test.
+multiplicative-update epoch (W then H) with scikit-learn's every-10-iterations stopping test,
+run by the shared fit loop.
 
 Factors are held row-major as ``W`` [n_rows, k] and ``Ht`` = H^T [n_cols, k], so one kernel
 updates either: ``update(X, W, Ht)`` for W and ``update(X^T, Ht, W)`` for H.
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from fastrec._algorithms.training import progress
+from fastrec._algorithms.fit_loop import Trainer
 from fastrec._array import (
     aligned_zeros,
     array_module,
@@ -198,10 +199,6 @@ def _products(x):
 
 
 # -- objectives -----------------------------------------------------------------------------
-def full_divergence(backend: Backend, x: CSRPair, w, ht, beta: int, n_threads: int) -> float:
-    return backend.nmf_loss_full(*x.rows, w, ht, beta, n_threads)
-
-
 @dataclass(frozen=True)
 class ObservedPenalty:
     """Per-observation penalties of observed mode (row u's are scaled by its count n_u)."""
@@ -228,84 +225,87 @@ def observed_objective(backend: Backend, x: CSRPair, w, ht, bu, bi, mu, beta, bi
     return total
 
 
-# -- loops ----------------------------------------------------------------------------------
-def _converged(tol: float, error: float, previous: float, at_init: float) -> bool:
-    """scikit-learn's test, run every 10 iterations: relative drop since the last test < tol."""
-    return tol > 0 and at_init > 0 and (previous - error) / at_init < tol
+# -- the multiplicative-update epochs ---------------------------------------------------------
+class MUTrainer(Trainer):
+    """One alternating multiplicative update per epoch (W, then H unless ``update_h`` is
+    False), in place, for :func:`fastrec._algorithms.fit_loop.fit_epochs`.
 
+    Full mode measures the error sqrt(2 * divergence), observed mode the objective the updates
+    never increase; both every 10 iterations for scikit-learn's stopping test (every iteration
+    when ``verbose``). ``check_nmf`` reads every index on the host, so with device (CuPy)
+    arrays the caller checks before moving them; the CUDA functions check dtypes, shapes and
+    layout per call.
+    """
 
-def run_full(backend: Backend, x: CSRPair, w, ht, beta: int, max_iter: int, tol: float,
-             l1_w: float, l2_w: float, l1_h: float, l2_h: float, update_h: bool,
-             n_threads: int, verbose: bool, desc: str) -> tuple[int, list[float]]:
-    """Alternating MU on every entry of X (W then H per iteration), in place.
-    Returns (iterations run, the errors sqrt(2 * divergence) measured along the way).
-    ``check_nmf`` reads every index on the host, so with device (CuPy) arrays the caller
-    checks before moving them; the CUDA functions check dtypes, shapes and layout per call."""
-    if not is_device_array(w):
-        check_nmf(*x.rows, w, ht, beta_loss=beta)
-    n_threads = effective_threads(n_threads, x.data.shape[0], w.shape[1])
+    check_every = 10  # copying W and H every update would cost a third of one
 
-    def error() -> float:
-        return math.sqrt(max(2.0 * full_divergence(backend, x, w, ht, beta, n_threads), 0.0))
+    def __init__(self, backend: Backend, x: CSRPair, w, ht, bu, bi, mu: float, beta: int,
+                 mode: str, biased: bool, pen: ObservedPenalty, tol: float, update_h: bool,
+                 n_threads: int, verbose: bool, name: str, validation=None):
+        if not is_device_array(w):
+            check_nmf(*x.rows, w, ht, bu, bi, beta_loss=beta)
+        self.backend, self.x, self.w, self.ht, self.bu, self.bi = backend, x, w, ht, bu, bi
+        self.mu, self.beta, self.mode, self.biased, self.pen = mu, beta, mode, biased, pen
+        self.tol, self.update_h, self.verbose, self.name = tol, update_h, verbose, name
+        self.validation_pairs = validation
+        self.n_threads = effective_threads(n_threads, x.data.shape[0], w.shape[1])
+        self.loss_label = "error" if mode == "full" else "objective"
+        self.at_init = self.previous = self.loss()
 
-    at_init = previous = error()
-    curve = [at_init]
-    n_iter = 0
-    with progress(max_iter, verbose, desc) as bar:
-        for n_iter in range(1, max_iter + 1):
-            backend.nmf_update_full(*x.rows, w, ht, beta, l1_w, l2_w, n_threads)
-            if update_h:
-                backend.nmf_update_full(*x.cols, ht, w, beta, l1_h, l2_h, n_threads)
-            bar.update(1)
-            check = tol > 0 and n_iter % 10 == 0
-            if verbose or check:
-                err = error()
-                curve.append(err)
-                bar.set_postfix_str(f"error {err:.6g}")
-                if verbose:
-                    log.info("iteration %d: error %.6g", n_iter, err)
-                if check:
-                    if _converged(tol, err, previous, at_init):
-                        break
-                    previous = err
-    return n_iter, curve
+    def state(self) -> dict:
+        return {"W": self.w, "H": self.ht, "user_bias": self.bu, "item_bias": self.bi}
 
+    def loss(self) -> float:
+        if self.mode == "full":
+            divergence = self.backend.nmf_loss_full(*self.x.rows, self.w, self.ht, self.beta,
+                                                    self.n_threads)
+            return math.sqrt(max(2.0 * divergence, 0.0))
+        return observed_objective(self.backend, self.x, self.w, self.ht, self.bu, self.bi,
+                                  self.mu, self.beta, self.biased, self.pen, self.n_threads)
 
-def run_observed(backend: Backend, x: CSRPair, w, ht, bu, bi, mu: float, beta: int,
-                 biased: bool, max_iter: int, tol: float, pen: ObservedPenalty,
-                 update_h: bool, n_threads: int, verbose: bool,
-                 desc: str) -> tuple[int, list[float]]:
-    """Alternating MU on the observed entries only (user side then item side), in place.
-    Returns (iterations run, the objective values measured along the way).
-    ``check_nmf`` reads every index on the host, so with device (CuPy) arrays the caller
-    checks before moving them; the CUDA functions check dtypes, shapes and layout per call."""
-    if not is_device_array(w):
-        check_nmf(*x.rows, w, ht, bu, bi, beta_loss=beta)
-    n_threads = effective_threads(n_threads, x.data.shape[0], w.shape[1])
+    def run_epoch(self, epoch: int) -> float | None:
+        b, x, p = self.backend, self.x, self.pen
+        if self.mode == "full":
+            b.nmf_update_full(*x.rows, self.w, self.ht, self.beta, p.l1_w, p.l2_w,
+                              self.n_threads)
+            if self.update_h:
+                b.nmf_update_full(*x.cols, self.ht, self.w, self.beta, p.l1_h, p.l2_h,
+                                  self.n_threads)
+        else:
+            b.nmf_update_observed(*x.rows, self.w, self.ht, self.bu, self.bi, self.mu, self.beta,
+                                  p.l1_w, p.l2_w, p.reg_bias, self.biased, self.n_threads)
+            if self.update_h:
+                b.nmf_update_observed(*x.cols, self.ht, self.w, self.bi, self.bu, self.mu,
+                                      self.beta, p.l1_h, p.l2_h, p.reg_bias, self.biased,
+                                      self.n_threads)
+        if self.verbose or self._testing(epoch):
+            return self.loss()
+        return None
 
-    def objective() -> float:
-        return observed_objective(backend, x, w, ht, bu, bi, mu, beta, biased, pen, n_threads)
+    def _testing(self, epoch: int) -> bool:
+        return self.tol > 0 and (epoch + 1) % 10 == 0
 
-    at_init = previous = objective()
-    curve = [at_init]
-    n_iter = 0
-    with progress(max_iter, verbose, desc) as bar:
-        for n_iter in range(1, max_iter + 1):
-            backend.nmf_update_observed(*x.rows, w, ht, bu, bi, mu, beta, pen.l1_w, pen.l2_w,
-                                        pen.reg_bias, biased, n_threads)
-            if update_h:
-                backend.nmf_update_observed(*x.cols, ht, w, bi, bu, mu, beta, pen.l1_h,
-                                            pen.l2_h, pen.reg_bias, biased, n_threads)
-            bar.update(1)
-            check = tol > 0 and n_iter % 10 == 0
-            if verbose or check:
-                value = objective()
-                curve.append(value)
-                bar.set_postfix_str(f"objective {value:.6g}")
-                if verbose:
-                    log.info("iteration %d: objective %.6g", n_iter, value)
-                if check:
-                    if _converged(tol, value, previous, at_init):
-                        break
-                    previous = value
-    return n_iter, curve
+    def converged(self, epoch: int, loss: float | None) -> bool:
+        """scikit-learn's test every 10 iterations: the relative drop since the last test,
+        against the initial value, is below ``tol``."""
+        if loss is None or not self._testing(epoch):
+            return False
+        if self.at_init > 0 and (self.previous - loss) / self.at_init < self.tol:
+            return True
+        self.previous = loss
+        return False
+
+    def validation(self) -> tuple[float, str, bool] | None:
+        if self.validation_pairs is None:
+            return None
+        users, items, values = self.validation_pairs
+        xp = array_module(self.w)
+        pred = xp.einsum("nk,nk->n", self.w[xp.asarray(users)], self.ht[xp.asarray(items)])
+        if self.biased:
+            pred = pred + self.mu + self.bu[users] + self.bi[items]
+        error = to_host(pred).astype(np.float64) - values
+        return float(np.sqrt(np.mean(error ** 2))), "RMSE", True
+
+    def input_scale(self) -> float:
+        data = self.x.data
+        return float(array_module(data).abs(data).max()) if data.size else 0.0

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastrec.backends._contract import CONTRACT
+from fastrec.backends.threads import default_n_threads, usable_cores
 
 __all__ = [
     "AUTO_ORDER",
@@ -40,14 +41,6 @@ _INSTALL_HINTS = {
 
 class BackendUnavailable(RuntimeError):
     """The requested backend cannot run here; the message says why and what to install."""
-
-
-def default_n_threads() -> int:
-    """Cores this process may run on (respects CPU affinity, e.g. taskset or cgroups)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 @dataclass
@@ -146,7 +139,7 @@ def show_backends(file=None) -> list[Backend]:
     out = file or sys.stdout
     backends = [_probe(n) for n in AUTO_ORDER]
     print(f"fastrec backends (auto order: {' > '.join(AUTO_ORDER)}; "
-          f"{default_n_threads()} usable cores)", file=out)
+          f"{usable_cores()} usable cores, {default_n_threads()} free now)", file=out)
     for b in backends:
         if b.available:
             extra = ", ".join(f"{k}={v}" for k, v in b.details.items())

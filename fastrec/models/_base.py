@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 import logging
+import time
 
 import numpy as np
 import scipy.sparse as sp
 
 from fastrec import io
+from fastrec._algorithms.fit_loop import History
 from fastrec._array import (
     array_module,
     host_data,
@@ -22,19 +25,31 @@ from fastrec._array import (
 )
 from fastrec.backends import Backend, auto_choice, default_n_threads, get_backend
 from fastrec.data.interactions import Interactions
+from fastrec.exceptions import DivergenceError, ModelFileError, NotFittedError
 
 log = logging.getLogger("fastrec")
 
 _RECOMMEND_CHUNK = 1024  # users scored at once: bounds memory at chunk * n_items floats
 
 
-class NotFittedError(RuntimeError):
-    """The estimator is used before ``fit``."""
-
-
 class Estimator:
     """scikit-learn conventions: ``__init__`` stores parameters, ``fit`` validates and returns
-    ``self``, fitted attributes end in ``_``."""
+    ``self``, fitted attributes end in ``_``.
+
+    Fitting is a transaction: the family's fit body runs on a scratch copy of the estimator
+    and its fitted attributes replace this estimator's only when it returns (or raises
+    :class:`DivergenceError`, whose documented promise is the last good epoch of the new fit).
+    Any other error leaves the previous fitted model exactly as it was.
+
+    Files: ``_ARRAYS`` (required fitted arrays) and ``_SCALARS`` (fitted numbers) are written by
+    :meth:`save` with the training metadata; :meth:`load` checks every array against
+    :meth:`_check_consistent` before returning.
+    """
+
+    _ARRAYS: tuple[str, ...] = ()
+    _SCALARS: tuple[str, ...] = ()
+    _METADATA = ("backend_", "fit_time_", "n_epochs_")
+    _CURVES = ("loss_curve_", "validation_curve_")
 
     @classmethod
     def _param_names(cls) -> list[str]:
@@ -58,14 +73,64 @@ class Estimator:
                    if defaults[k].default is not v and defaults[k].default != v]
         return f"{type(self).__name__}({', '.join(changed)})"
 
+    def __sklearn_tags__(self):
+        """scikit-learn's estimator tags (scikit-learn >= 1.6 asks every estimator for them;
+        scikit-learn stays optional, so it is imported only when scikit-learn asks)."""
+        from sklearn.utils import InputTags, Tags, TargetTags
+
+        return Tags(estimator_type=None, target_tags=TargetTags(required=False),
+                    input_tags=InputTags(two_d_array=False, sparse=True))
+
+    # -- fitting as a transaction ----------------------------------------------------------
+    def _fitted_names(self) -> list[str]:
+        return [name for name in vars(self) if name.endswith("_") and not name.startswith("_")]
+
+    def _transaction(self, body, *args, **kwargs):
+        """Run ``body(scratch, *args, **kwargs)`` on a copy of this estimator without fitted
+        state and adopt the copy's fitted attributes when it returns (or diverges)."""
+        scratch = copy.copy(self)
+        for name in scratch._fitted_names():
+            delattr(scratch, name)
+        scratch.__dict__.pop("_train_seconds", None)
+        start = time.perf_counter()
+        try:
+            result = body(scratch, *args, **kwargs)
+        except DivergenceError:
+            scratch._finish_timing(start)
+            self._adopt(scratch)
+            raise
+        scratch._finish_timing(start)
+        self._adopt(scratch)
+        return result
+
+    def _finish_timing(self, start: float) -> None:
+        total = time.perf_counter() - start
+        train = getattr(self, "_train_seconds", 0.0)
+        self.fit_time_ = total
+        self.timings_ = {"prepare": total - train, "train": train}
+
+    def _adopt(self, scratch: Estimator) -> None:
+        for name in self._fitted_names():
+            delattr(self, name)
+        for name in scratch._fitted_names():
+            setattr(self, name, getattr(scratch, name))
+
+    def _record(self, history: History, backend_name: str) -> None:
+        """Copy what the shared fit loop measured into the fitted attributes."""
+        self.loss_curve_ = list(history.loss_curve)
+        self.validation_curve_ = list(history.validation_curve)
+        self.n_epochs_ = history.n_epochs
+        self.backend_ = backend_name
+        self._train_seconds = getattr(self, "_train_seconds", 0.0) + history.train_seconds
+
     def _check_fitted(self) -> None:
-        if not hasattr(self, "n_users_"):
+        if "backend_" not in vars(self):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit first")
 
     def _fitted_array_names(self) -> list[str]:
-        return [name for name, value in vars(self).items()
-                if name.endswith("_") and not name.startswith("_")
-                and (isinstance(value, np.ndarray) or is_device_array(value))]
+        return [name for name in self._fitted_names()
+                if isinstance(getattr(self, name), np.ndarray)
+                or is_device_array(getattr(self, name))]
 
     @property
     def device_(self) -> str:
@@ -116,6 +181,65 @@ class Estimator:
             raise ValueError(f"n_threads must be >= 1, got {self.n_threads}")
         return int(self.n_threads)
 
+    # -- files -----------------------------------------------------------------------------
+    def save(self, path):
+        """Write the fitted model as an npz archive (no pickle; host arrays, also for a model
+        on the GPU). ``path`` gets the ``.npz`` suffix if it has none; :meth:`load` accepts
+        the path with or without it. Returns the path written."""
+        self._check_fitted()
+        arrays = {name: np.asarray(to_host(getattr(self, name))) for name in self._ARRAYS}
+        for name in self._SCALARS:
+            arrays[name] = np.asarray(getattr(self, name))
+        for name in self._CURVES:
+            arrays[name] = np.asarray(getattr(self, name, []), np.float64)
+        seen = getattr(self, "seen_", None)
+        if seen is not None:
+            seen = to_host(seen)
+            arrays["seen_indptr"], arrays["seen_indices"] = seen.indptr, seen.indices
+        fitted = {name: getattr(self, name, None) for name in self._METADATA}
+        arrays["__fitted__"] = np.array(json.dumps(fitted))
+        return io.save_arrays(path, type(self).__name__, _json_params(self.get_params()), arrays)
+
+    @classmethod
+    def load(cls, path):
+        """Read a model written by :meth:`save` (a CPU model). Refuses files that are not
+        fastrec models of this class, and files whose arrays do not fit together (shapes,
+        dtypes, index ranges), with :class:`ModelFileError`."""
+        _, params, arrays = io.load_arrays(path, expected_class=cls.__name__)
+        model = cls(**{k: v for k, v in params.items() if k in cls._param_names()})
+        missing = [n for n in (*cls._ARRAYS, *cls._SCALARS) if n not in arrays]
+        if missing:
+            raise ModelFileError(f"{path} lacks arrays {missing}")
+        for name in cls._ARRAYS:
+            setattr(model, name, arrays[name])
+        try:
+            for name in cls._SCALARS:
+                value = arrays[name]
+                setattr(model, name, value.item() if value.ndim == 0 else value)
+            fitted = json.loads(str(arrays.get("__fitted__", "{}")))
+            for name in cls._METADATA:
+                setattr(model, name, fitted.get(name))
+            if model.backend_ is None:
+                model.backend_ = "unknown"
+            for name in cls._CURVES:
+                setattr(model, name, [float(v) for v in arrays.get(name, np.zeros(0))])
+            model._set_sizes()
+            if "seen_indptr" in arrays:
+                model.seen_ = _checked_pattern(arrays["seen_indptr"], arrays["seen_indices"],
+                                               (model.n_users_, model.n_items_))
+            elif hasattr(model, "n_users_"):
+                model.seen_ = None
+            model._check_consistent()
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+            raise ModelFileError(f"{path} is inconsistent: {exc}") from exc
+        return model
+
+    def _set_sizes(self) -> None:
+        """Derive the size attributes (``n_users_``, ``n_items_``) from loaded arrays."""
+
+    def _check_consistent(self) -> None:
+        """Raise ValueError when the fitted arrays do not fit together."""
+
 
 def check_dtype(dtype) -> np.dtype:
     dtype = np.dtype(dtype)
@@ -134,16 +258,16 @@ def check_positive(name: str, value, integer: bool = False, allow_zero: bool = F
         raise ValueError(f"{name} must be a finite {kind} {bound}, got {value!r}")
 
 
-class FactorModel(Estimator):
-    """Shared fitted state of models that score ``mu + b_u + b_i + p_u . q_i``.
+class UserItemModel(Estimator):
+    """Models of users and items: id maps, validation data mapped with them, and the shared
+    top-N (``recommend``) over the family's ``_score_users``.
 
-    Fitted attributes: ``user_factors_`` T[n_users, k], ``item_factors_`` T[n_items, k],
-    ``user_bias_`` T[n_users], ``item_bias_`` T[n_items], ``global_mean_`` float,
-    ``user_ids_``/``item_ids_`` (original ids of each index), ``n_users_``, ``n_items_``.
+    Fitted attributes: ``user_ids_``/``item_ids_`` (original ids of each index), ``n_users_``,
+    ``n_items_``, ``seen_`` (CSR pattern of the training pairs, or None).
     """
 
-    _ARRAYS = ("user_factors_", "item_factors_", "user_bias_", "item_bias_", "user_ids_",
-               "item_ids_")
+    def _set_sizes(self) -> None:
+        self.n_users_, self.n_items_ = self.user_ids_.shape[0], self.item_ids_.shape[0]
 
     # -- data ------------------------------------------------------------------------------
     def _training_data(self, X, dtype, keep_device: bool = False) -> Interactions:
@@ -162,6 +286,9 @@ class FactorModel(Estimator):
                 raise ValueError(f"{what} matrix has shape {data.shape}, the model "
                                  f"{(self.n_users_, self.n_items_)}")
             return data
+        if isinstance(X, Interactions) and X.shape == (self.n_users_, self.n_items_) and (
+                X.user_ids is self.user_ids_ and X.item_ids is self.item_ids_):
+            return X
         data = Interactions.from_any(X, dtype=dtype)
         users = self._user_index(data.user_ids[data.users], missing="drop")
         items = self._item_index(data.item_ids[data.items], missing="drop")
@@ -182,6 +309,100 @@ class FactorModel(Estimator):
 
     def _item_index(self, items, missing="raise") -> np.ndarray:
         return self._id_space().item_index(items, "raise" if missing == "raise" else "-1")
+
+    def _score_users(self, u: np.ndarray):
+        """Scores of every item for user indices ``u``: T[len(u), n_items] (numpy or CuPy)."""
+        raise NotImplementedError
+
+    def _recommend_chunk(self) -> int:
+        """Users scored at once: bounds memory at chunk * n_items scores."""
+        return _RECOMMEND_CHUNK
+
+    @property
+    def padding_id_(self):
+        """The id that pads top-N rows with fewer eligible items than asked for (their score is
+        -inf): -1, NaN or "" by id type, or for integer ids that include -1, one below the
+        smallest id."""
+        return _padding_id(self.item_ids_)
+
+    def recommend(self, users, n: int = 10, filter_seen: bool = True, items=None):
+        """Top-``n`` items for each user (original ids), best first.
+
+        Returns ``(item_ids, scores)``, each [len(users), min(n, candidates)] where candidates
+        is the number of items (or of ``items``, which restricts them). Rows with fewer
+        eligible items (after filtering the seen ones) end with padding: score -inf and id
+        :attr:`padding_id_`, which is never a real item id. Memory is bounded by the scoring
+        chunk, not by ``n``. Thread-safe (reads fitted state only); for a model on the GPU the
+        scoring runs there and the selection on the host.
+        """
+        self._check_fitted()
+        check_positive("n", n, integer=True)
+        u = self._user_index(np.atleast_1d(to_host(users)))
+        candidates = None if items is None else self._item_index(np.atleast_1d(to_host(items)))
+        n_out = min(int(n), self.n_items_ if candidates is None else candidates.shape[0])
+        dtype = self._score_dtype()
+        top = np.full((u.shape[0], n_out), -1, dtype=np.int64)
+        scores = np.full((u.shape[0], n_out), -np.inf, dtype=dtype)
+        seen = to_host(getattr(self, "seen_", None)) if filter_seen else None
+        chunk = self._recommend_chunk()
+        for start in range(0, u.shape[0], chunk):
+            rows_u = u[start:start + chunk]
+            s = to_host(self._score_users(rows_u))
+            if seen is not None:
+                rows = seen[rows_u]
+                s[np.repeat(np.arange(rows_u.shape[0]), np.diff(rows.indptr)),
+                  rows.indices] = -np.inf
+            if candidates is not None:
+                s = s[:, candidates]
+            best = _top_n(s, n_out)
+            best_scores = np.take_along_axis(s, best, axis=1)
+            if candidates is not None:
+                best = candidates[best]
+            top[start:start + rows_u.shape[0]] = np.where(np.isneginf(best_scores), -1, best)
+            scores[start:start + rows_u.shape[0]] = best_scores
+        ids = self.item_ids_[np.maximum(top, 0)]
+        if (top < 0).any():
+            ids = ids.astype(np.result_type(ids.dtype, np.asarray(self.padding_id_).dtype))
+            ids[top < 0] = self.padding_id_
+        return ids, scores
+
+    def _score_dtype(self) -> np.dtype:
+        raise NotImplementedError
+
+
+class FactorModel(UserItemModel):
+    """Shared fitted state of models that score ``mu + b_u + b_i + p_u . q_i``.
+
+    Fitted attributes: ``user_factors_`` T[n_users, k], ``item_factors_`` T[n_items, k],
+    ``user_bias_`` T[n_users], ``item_bias_`` T[n_items], ``global_mean_`` float,
+    ``user_ids_``/``item_ids_`` (original ids of each index), ``n_users_``, ``n_items_``.
+    """
+
+    _ARRAYS = ("user_factors_", "item_factors_", "user_bias_", "item_bias_", "user_ids_",
+               "item_ids_")
+    _SCALARS = ("global_mean_",)
+
+    def _check_consistent(self) -> None:
+        p, q = self.user_factors_, self.item_factors_
+        if p.ndim != 2 or q.ndim != 2 or p.shape[1] != q.shape[1]:
+            raise ValueError(f"factor tables of shapes {p.shape} and {q.shape} do not match")
+        if p.shape[0] != self.n_users_ or q.shape[0] != self.n_items_:
+            raise ValueError("factor rows do not match the id maps")
+        if self.user_bias_.shape != (self.n_users_,) or self.item_bias_.shape != (
+                self.n_items_,):
+            raise ValueError("bias lengths do not match the id maps")
+        for name in ("user_factors_", "item_factors_", "user_bias_", "item_bias_"):
+            value = getattr(self, name)
+            if value.dtype != p.dtype or p.dtype not in (np.float32, np.float64):
+                raise ValueError(f"{name} has dtype {value.dtype}, the model {p.dtype}")
+            if not np.isfinite(value).all():
+                raise ValueError(f"{name} holds NaN or inf")
+        k = getattr(self, "n_factors", None)
+        if isinstance(k, (int, np.integer)) and p.shape[1] != k:
+            raise ValueError(f"factors are {p.shape[1]} wide, n_factors={k}")
+
+    def _score_dtype(self) -> np.dtype:
+        return self.user_factors_.dtype
 
     # -- prediction ------------------------------------------------------------------------
     def predict(self, users, items, unknown: str = "raise") -> np.ndarray:
@@ -212,46 +433,12 @@ class FactorModel(Estimator):
                + xp.where(known_i, self.item_bias_[ii], 0) + xp.where(known_u & known_i, dot, 0))
         return out.astype(self.user_factors_.dtype, copy=False)
 
-    def score(self, X) -> float:
+    def score(self, X, y=None) -> float:
         """Negative RMSE on ``X`` (higher is better, as scikit-learn's ``score``)."""
+        self._check_fitted()
         data = self._mapped(X, self.user_factors_.dtype, "score")
         pred = to_host(self._predict_indices(data.users, data.items))
         return -float(np.sqrt(np.mean((pred.astype(np.float64) - data.values) ** 2)))
-
-    def recommend(self, users, n: int = 10, filter_seen: bool = True, items=None):
-        """Top-``n`` items for each user, best first.
-
-        Returns ``(item_ids, scores)``, each [len(users), n]; when fewer than ``n`` items are
-        eligible the rows are padded with id -1 (or the id dtype's equivalent) and score -inf.
-        ``items`` restricts the candidates. Batched: memory is bounded by 1024 * n_items scores.
-        Thread-safe (reads fitted state only); the scoring GEMM releases the GIL.
-        """
-        self._check_fitted()
-        self._check_on_host("recommend")
-        check_positive("n", n, integer=True)
-        u = self._user_index(np.atleast_1d(users))
-        candidates = None if items is None else self._item_index(np.atleast_1d(items))
-        n_out = min(n, self.n_items_ if candidates is None else candidates.shape[0])
-        top = np.full((u.shape[0], n), -1, dtype=np.int64)
-        scores = np.full((u.shape[0], n), -np.inf, dtype=self.user_factors_.dtype)
-        for start in range(0, u.shape[0], _RECOMMEND_CHUNK):
-            chunk = u[start:start + _RECOMMEND_CHUNK]
-            s = self._score_users(chunk)
-            if filter_seen and getattr(self, "seen_", None) is not None:
-                rows = self.seen_[chunk]
-                seen_rows = np.repeat(np.arange(chunk.shape[0]), np.diff(rows.indptr))
-                s[seen_rows, rows.indices] = -np.inf
-            if candidates is not None:
-                s = s[:, candidates]
-            best = _top_n(s, n_out)
-            best_scores = np.take_along_axis(s, best, axis=1)
-            if candidates is not None:
-                best = candidates[best]
-            best = np.where(np.isneginf(best_scores), -1, best)
-            top[start:start + chunk.shape[0], :n_out] = best
-            scores[start:start + chunk.shape[0], :n_out] = best_scores
-        ids = np.where(top >= 0, self.item_ids_[np.maximum(top, 0)], _missing_id(self.item_ids_))
-        return ids, scores
 
     def _score_users(self, u: np.ndarray) -> np.ndarray:
         return self.user_factors_[u] @ self.item_factors_.T + self.item_bias_[None, :] + (
@@ -316,45 +503,6 @@ class FactorModel(Estimator):
         best = _top_n(s[None, :], min(n, self.n_items_))[0]
         return self.item_ids_[best], s[best]
 
-    # -- files -----------------------------------------------------------------------------
-    def save(self, path):
-        """Write the fitted model as an npz archive (no pickle). Returns the path written."""
-        self._check_fitted()
-        arrays = {name: to_host(getattr(self, name)) for name in self._ARRAYS}
-        arrays["global_mean_"] = np.array(self.global_mean_)
-        if getattr(self, "seen_", None) is not None:
-            seen = to_host(self.seen_)
-            arrays["seen_indptr"], arrays["seen_indices"] = seen.indptr, seen.indices
-        for name in getattr(self, "_EXTRA_ARRAYS", ()):
-            arrays[name] = np.asarray(to_host(getattr(self, name)))
-        params = {k: (v if not isinstance(v, type) and not isinstance(v, np.dtype) else
-                      np.dtype(v).name) for k, v in self.get_params().items()}
-        return io.save_arrays(path, type(self).__name__, params, arrays)
-
-    @classmethod
-    def load(cls, path):
-        """Read a model written by :meth:`save`; refuses files that are not fastrec models."""
-        _, params, arrays = io.load_arrays(path, expected_class=cls.__name__)
-        model = cls(**{k: v for k, v in params.items() if k in cls._param_names()})
-        missing = [n for n in cls._ARRAYS if n not in arrays]
-        if missing:
-            raise io.ModelFileError(f"{path} lacks arrays {missing}")
-        for name in (*cls._ARRAYS, *getattr(cls, "_EXTRA_ARRAYS", ())):
-            setattr(model, name, arrays[name])
-        model.global_mean_ = float(arrays["global_mean_"])
-        model.n_users_, model.n_items_ = model.user_ids_.shape[0], model.item_ids_.shape[0]
-        if model.user_factors_.shape[0] != model.n_users_ or (
-                model.item_factors_.shape[0] != model.n_items_):
-            raise io.ModelFileError(f"{path} is inconsistent: factor rows do not match id maps")
-        if "seen_indptr" in arrays:
-            indices = arrays["seen_indices"]
-            model.seen_ = sp.csr_matrix((np.ones(indices.shape[0], np.int8), indices,
-                                         arrays["seen_indptr"]),
-                                        shape=(model.n_users_, model.n_items_))
-        else:
-            model.seen_ = None
-        return model
-
 
 def seen_matrix(data: Interactions) -> sp.csr_matrix:
     """Boolean-ish CSR of the observed pairs (for filtering already-seen items), where the
@@ -388,9 +536,46 @@ def _top_n(scores: np.ndarray, n: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1)
 
 
-def _missing_id(ids: np.ndarray):
+def _padding_id(ids: np.ndarray):
+    """An id that is not among ``ids``, of a type that fits them."""
     if ids.dtype.kind in "iu":
-        return -1
+        if ids.size == 0 or ids.dtype.kind == "u" or -1 not in ids:
+            return -1 if ids.dtype.kind == "i" or ids.size == 0 else np.iinfo(np.int64).min
+        return int(ids.min()) - 1
     if ids.dtype.kind == "f":
         return np.nan
-    return ""
+    if ids.dtype.kind in "US" and "" not in ids:
+        return ""
+    return None
+
+
+def _json_params(params: dict) -> dict:
+    """Parameters as JSON values: dtypes by name, sequences as lists; what JSON cannot hold
+    (callables such as callbacks) is not saved and loads as the default."""
+    out = {}
+    for name, value in params.items():
+        if isinstance(value, (type, np.dtype)):
+            value = np.dtype(value).name
+        elif isinstance(value, (tuple, list, np.ndarray)):
+            value = [v.item() if isinstance(v, np.generic) else v for v in value]
+        elif isinstance(value, np.generic):
+            value = value.item()
+        try:
+            json.dumps(value)
+        except TypeError:
+            continue
+        out[name] = value
+    return out
+
+
+def _checked_pattern(indptr: np.ndarray, indices: np.ndarray, shape) -> sp.csr_matrix:
+    """The seen-items CSR of a model file, after checking it is a valid structure."""
+    if indptr.ndim != 1 or indices.ndim != 1 or indptr.shape[0] != shape[0] + 1:
+        raise ValueError("seen_ has the wrong number of rows")
+    if indptr.dtype.kind not in "iu" or indices.dtype.kind not in "iu":
+        raise ValueError("seen_ indices are not integers")
+    if indptr[0] != 0 or indptr[-1] != indices.shape[0] or (np.diff(indptr) < 0).any():
+        raise ValueError("seen_ row pointers are not monotone")
+    if indices.size and (indices.min() < 0 or indices.max() >= shape[1]):
+        raise ValueError("seen_ indices are out of range")
+    return pattern_matrix(indptr, indices, shape)

@@ -16,9 +16,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from fastrec import io
+from fastrec._algorithms.fit_loop import History, Trainer, fit_epochs
 from fastrec._algorithms.gru4rec import GRU4RecParams, alias_table, session_parallel_schedule
-from fastrec._algorithms.training import DivergenceError, progress, restore, snapshot
 from fastrec._array import array_module, host_data, to_device, to_host
 from fastrec.backends._contract import (
     LOSS_CODES,
@@ -29,7 +28,7 @@ from fastrec.backends._contract import (
 )
 from fastrec.backends.reference.gru import stack_forward
 from fastrec.data.sessions import Sessions, index_of
-from fastrec.models._base import Estimator, NotFittedError, check_dtype, check_positive
+from fastrec.models._base import Estimator, check_dtype, check_positive
 
 log = logging.getLogger("fastrec")
 
@@ -63,16 +62,23 @@ class GRU4Rec(Estimator):
         last layer's output (between stacked layers nothing is dropped).
     dtype, backend, n_threads, random_state, verbose : as every fastrec estimator. The same
         seed gives the same model on a backend; backends agree to rounding (same samples).
+    early_stopping, n_iter_no_change, tol : stop when Recall@eval_k on ``validation_data``
+        stops improving and keep the best epoch's weights.
+    eval_k : cut-off of the validation Recall.
+    callbacks : list of ``callback(epoch, metrics)`` called after each epoch; a truthy return
+        value stops the fit.
 
     Fitted attributes: ``item_ids_`` (original id of each item index), ``n_items_``,
     ``input_embedding_`` T[n_items, D], ``gru_weights_`` T[P] (flat, see
     ``fastrec.backends._contract.gru_layout``), ``output_table_`` T[n_items, H+1] (output item
     vectors with the bias in the last column), ``loss_curve_`` (mean training loss per epoch),
-    ``n_epochs_``, ``backend_``, ``fit_time_`` (s), ``events_per_second_`` (training events per
+    ``validation_curve_`` (Recall@eval_k per epoch with validation data), ``n_epochs_``,
+    ``backend_``, ``fit_time_`` (s), ``timings_``, ``events_per_second_`` (training events per
     second in the epoch kernels).
     """
 
     _ARRAYS = ("item_ids_", "input_embedding_", "gru_weights_", "output_table_")
+    _METADATA = (*Estimator._METADATA, "events_per_second_")
 
     def __init__(self, hidden_size: int = 100, n_layers: int = 1, embedding_size: int = 0,
                  loss: str = "cross-entropy", n_sample: int = 2048, sample_alpha: float = 0.5,
@@ -81,7 +87,8 @@ class GRU4Rec(Estimator):
                  eps: float | None = None, dropout_embed: float = 0.0,
                  dropout_hidden: float = 0.0, dtype="float32", backend: str = "auto",
                  n_threads: int | None = None, random_state: int | None = None,
-                 verbose: bool = False):
+                 early_stopping: bool = False, n_iter_no_change: int = 3, tol: float = 1e-4,
+                 eval_k: int = 20, callbacks=None, verbose: bool = False):
         self.hidden_size = hidden_size
         self.n_layers = n_layers
         self.embedding_size = embedding_size
@@ -102,6 +109,11 @@ class GRU4Rec(Estimator):
         self.backend = backend
         self.n_threads = n_threads
         self.random_state = random_state
+        self.early_stopping = early_stopping
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.eval_k = eval_k
+        self.callbacks = callbacks
         self.verbose = verbose
 
     # -- parameters -------------------------------------------------------------------------
@@ -158,7 +170,7 @@ class GRU4Rec(Estimator):
         raise TypeError("sessions must be a DataFrame (session id, item id[, timestamp]), a "
                         "(session_ids, item_ids[, timestamps]) tuple or fastrec Sessions")
 
-    def fit(self, X):
+    def fit(self, X, validation_data=None):
         """Train on sessions.
 
         X : DataFrame with session id, item id and (optional) timestamp columns, a
@@ -167,10 +179,18 @@ class GRU4Rec(Estimator):
             Events are sorted by session and time; sessions are taken in order of their first
             event (GRU4Rec's time order). Sessions with one event have nothing to predict and
             are skipped.
-        Returns self.
+        validation_data : held-out sessions (the same kinds), scored after each epoch with
+            :meth:`evaluate` (Recall@eval_k); needed by ``early_stopping``.
+        Returns self. A fit that raises leaves a previously fitted model as it was, except
+        :class:`fastrec.DivergenceError`, after which the model holds the last good epoch.
         """
-        start = time.perf_counter()
+        self._transaction(type(self)._fit, X, validation_data)
+        return self
+
+    def _fit(self, X, validation_data) -> None:
         dtype = self._validate_params()
+        if self.early_stopping and validation_data is None:
+            raise ValueError("early_stopping=True needs validation_data")
         data = self._sessions(X)
         backend = self._resolve_backend((_KERNEL,))
         n_threads = self._n_threads()
@@ -190,6 +210,9 @@ class GRU4Rec(Estimator):
         if schedule.n_steps < self.bptt:
             raise ValueError(f"the sessions give {schedule.n_steps} mini-batches, fewer than "
                              f"bptt={self.bptt}; lower batch_size or bptt")
+        validation = None
+        if validation_data is not None:
+            validation = self._sessions(validation_data, item_ids=data.item_ids, unknown="drop")
         rng = np.random.default_rng(self.random_state)
         seed = int(rng.integers(0, 2**63 - 1))
         support = np.bincount(data.items, minlength=data.n_items).astype(np.float64)
@@ -212,50 +235,20 @@ class GRU4Rec(Estimator):
         self.n_items_ = data.n_items
         self.input_embedding_, self.gru_weights_, self.output_table_ = (params.emb, params.gru,
                                                                         params.out)
-        self.backend_ = backend.name
-        self.loss_curve_ = []
-        n_blocks = schedule.n_steps // int(self.bptt)
-        kernel_time, events = 0.0, 0
-        arrays = {"emb": params.emb, "gru": params.gru, "out": params.out, **params.state}
-        with progress(int(self.n_epochs), self.verbose, f"GRU4Rec[{backend.name}]") as bar:
-            for epoch in range(int(self.n_epochs)):
-                good = snapshot(arrays)
-                hidden[...] = 0
-                tick = time.perf_counter()
-                total, n_events = backend.gru4rec_train_epoch(
-                    *schedule_arrays, hidden, params.emb,
-                    params.state["emb_s1"], params.state["emb_s2"], params.gru,
-                    params.state["gru_s1"], params.state["gru_s2"], params.out,
-                    params.state["out_s1"], params.state["out_s2"], prob, alias,
-                    self._spec(epoch, epoch * n_blocks, seed), n_threads)
-                kernel_time += time.perf_counter() - tick
-                events += n_events
-                mean_loss = total / max(n_events, 1)
-                if not math.isfinite(mean_loss) or not all(
-                        bool(array_module(a).isfinite(a).all())
-                        for a in (params.emb, params.gru, params.out)):
-                    restore(arrays, good)
-                    self.n_epochs_ = epoch
-                    self.fit_time_ = time.perf_counter() - start
-                    raise DivergenceError(
-                        f"GRU4Rec diverged in epoch {epoch + 1}: learning_rate="
-                        f"{self.learning_rate} is too large; lower it. The model keeps the state "
-                        "before that epoch.")
-                self.loss_curve_.append(mean_loss)
-                if self.verbose:
-                    log.info("epoch %d: loss %.4f", epoch + 1, mean_loss)
-                bar.set_postfix_str(f"loss {mean_loss:.4f}")
-                bar.update(1)
-        self.n_epochs_ = len(self.loss_curve_)
-        self.events_per_second_ = events / kernel_time if kernel_time > 0 else float("nan")
-        self.fit_time_ = time.perf_counter() - start
-        return self
+        self.backend_ = backend.name  # validation scores the model while it trains
+        trainer = _GRU4RecTrainer(self, backend, schedule_arrays, hidden, params, prob, alias,
+                                  seed, validation, n_threads)
+        history = History()
+        try:
+            fit_epochs(trainer, int(self.n_epochs), early_stopping=self.early_stopping,
+                       n_iter_no_change=self.n_iter_no_change, tol=self.tol,
+                       callbacks=self.callbacks, verbose=self.verbose, history=history)
+        finally:
+            self._record(history, backend.name)
+            self.events_per_second_ = (trainer.events / trainer.kernel_seconds
+                                       if trainer.kernel_seconds > 0 else float("nan"))
 
     # -- inference ------------------------------------------------------------------------------
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "output_table_"):
-            raise NotFittedError("this GRU4Rec is not fitted yet: call fit first")
-
     def _weights(self):
         H = int(self.hidden_size)
         D = self.input_embedding_.shape[1]
@@ -329,6 +322,11 @@ class GRU4Rec(Estimator):
         best = best[np.argsort(-scores[best], kind="stable")]
         return self.item_ids_[best], scores[best], to_host(hidden[:, 0]).copy()
 
+    def score(self, X, y=None) -> float:
+        """Recall@eval_k of the next-item protocol on sessions ``X`` (higher is better, as
+        scikit-learn's ``score``; see :meth:`evaluate`)."""
+        return self.evaluate(X, k=int(self.eval_k))["recall"]
+
     def evaluate(self, sessions, k: int = 20, eval_from: str = "second") -> dict[str, float]:
         """GRU4Rec's next-item protocol: each target event is ranked among all items given the
         session's earlier events. Rank = number of items scoring at least the target's score
@@ -375,34 +373,59 @@ class GRU4Rec(Estimator):
         return {"recall": hits / count, "mrr": rr / count, "n_events": count}
 
     # -- files ----------------------------------------------------------------------------------
-    def save(self, path):
-        """Write the fitted model as an npz archive (no pickle; host arrays, also for a model
-        on the GPU). Returns the path written; :meth:`load` gives a model on the CPU."""
-        self._check_fitted()
-        params = {k: (np.dtype(v).name if isinstance(v, (type, np.dtype)) else v)
-                  for k, v in self.get_params().items()}
-        arrays = {name: to_host(getattr(self, name)) for name in self._ARRAYS}
-        arrays["loss_curve_"] = np.asarray(self.loss_curve_, np.float64)
-        return io.save_arrays(path, type(self).__name__, params, arrays)
+    def _set_sizes(self) -> None:
+        self.n_items_ = self.item_ids_.shape[0]
 
-    @classmethod
-    def load(cls, path):
-        """Read a model written by :meth:`save`; refuses files that are not GRU4Rec models."""
-        _, params, arrays = io.load_arrays(path, expected_class=cls.__name__)
-        model = cls(**{k: v for k, v in params.items() if k in cls._param_names()})
-        missing = [n for n in cls._ARRAYS if n not in arrays]
-        if missing:
-            raise io.ModelFileError(f"{path} lacks arrays {missing}")
-        for name in cls._ARRAYS:
-            setattr(model, name, arrays[name])
-        model.loss_curve_ = arrays.get("loss_curve_", np.zeros(0)).tolist()
-        model.n_items_ = model.item_ids_.shape[0]
-        model.n_epochs_ = len(model.loss_curve_)
-        expected = gru_layout(int(model.n_layers), int(model.hidden_size),
-                              model.input_embedding_.shape[1], model.embedding_size > 0).size
-        if (model.output_table_.shape != (model.n_items_, model.hidden_size + 1)
-                or model.input_embedding_.shape[0] != model.n_items_
-                or model.gru_weights_.shape != (expected,)):
-            raise io.ModelFileError(f"{path} is inconsistent: array shapes do not match")
-        return model
+    def _check_consistent(self) -> None:
+        expected = gru_layout(int(self.n_layers), int(self.hidden_size),
+                              self.input_embedding_.shape[1], self.embedding_size > 0).size
+        if (self.output_table_.shape != (self.n_items_, self.hidden_size + 1)
+                or self.input_embedding_.shape[0] != self.n_items_
+                or self.gru_weights_.shape != (expected,)):
+            raise ValueError("array shapes do not match the parameters")
+        for name in ("input_embedding_", "gru_weights_", "output_table_"):
+            value = getattr(self, name)
+            if value.dtype != self.gru_weights_.dtype or value.dtype.kind != "f":
+                raise ValueError(f"{name} has dtype {value.dtype}")
+            if not np.isfinite(value).all():
+                raise ValueError(f"{name} holds NaN or inf")
 
+
+class _GRU4RecTrainer(Trainer):
+    """One epoch of session-parallel mini-batches (``gru4rec_train_epoch``)."""
+
+    def __init__(self, model: GRU4Rec, backend, schedule_arrays, hidden, params, prob, alias,
+                 seed, validation, n_threads):
+        self.model, self.backend, self.schedule_arrays = model, backend, schedule_arrays
+        self.hidden, self.params, self.prob, self.alias = hidden, params, prob, alias
+        self.seed, self.validation_sessions, self.n_threads = seed, validation, n_threads
+        self.name = f"GRU4Rec[{backend.name}]"
+        self.hint = (f"learning_rate={model.learning_rate} is too large for this data; lower "
+                     "it")
+        self.n_blocks = int(schedule_arrays[0].shape[0]) // int(model.bptt)
+        self.kernel_seconds, self.events = 0.0, 0
+        if model.loss == "cross-entropy":  # near-uniform scores over the batch's candidates
+            self.baseline_loss = math.log(int(model.batch_size) + int(model.n_sample))
+
+    def state(self) -> dict:
+        p = self.params
+        return {"emb": p.emb, "gru": p.gru, "out": p.out, **p.state}
+
+    def run_epoch(self, epoch: int) -> float:
+        p, state = self.params, self.params.state
+        self.hidden[...] = 0
+        tick = time.perf_counter()
+        total, n_events = self.backend.gru4rec_train_epoch(
+            *self.schedule_arrays, self.hidden, p.emb, state["emb_s1"], state["emb_s2"], p.gru,
+            state["gru_s1"], state["gru_s2"], p.out, state["out_s1"], state["out_s2"],
+            self.prob, self.alias, self.model._spec(epoch, epoch * self.n_blocks, self.seed),
+            self.n_threads)
+        self.kernel_seconds += time.perf_counter() - tick
+        self.events += n_events
+        return total / max(n_events, 1)
+
+    def validation(self) -> tuple[float, str, bool] | None:
+        if self.validation_sessions is None:
+            return None
+        k = int(self.model.eval_k)
+        return self.model.evaluate(self.validation_sessions, k=k)["recall"], f"Recall@{k}", False

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 
 import numpy as np
 
-from fastrec._algorithms.sgd_schedule import BlockedRatings, choose_n_blocks
-from fastrec._algorithms.training import (
+from fastrec._algorithms.fit_loop import (
     LR_SCHEDULES,
-    DivergenceError,
-    EarlyStopping,
-    diverged,
+    History,
+    Trainer,
+    fit_epochs,
     learning_rate_at,
-    progress,
-    restore,
-    snapshot,
 )
+from fastrec._algorithms.sgd_schedule import BlockedRatings, choose_n_blocks
 from fastrec._array import array_module, is_device_array, to_device, to_host
 from fastrec.backends._contract import check_sgd_epoch
 from fastrec.metrics import rmse
@@ -49,11 +45,14 @@ class MF(FactorModel):
     early_stopping : bool, stop when the validation RMSE stops improving (needs validation data
         in ``fit``); the best epoch's model is kept.
     n_iter_no_change, tol : patience and relative improvement for early stopping.
+    callbacks : list of ``callback(epoch, metrics)`` called after each epoch (``metrics`` has
+        ``loss`` and ``validation``); a truthy return value stops the fit.
     verbose : bool, progress bar and per-epoch log lines.
 
     Fitted attributes: those of :class:`FactorModel` plus ``loss_curve_`` (training RMSE per
     epoch, measured during the pass), ``validation_curve_`` (validation RMSE per epoch, empty
-    without validation data), ``n_epochs_``, ``backend_``, ``fit_time_`` (seconds), ``seen_``.
+    without validation data), ``n_epochs_``, ``backend_``, ``fit_time_`` (seconds),
+    ``timings_`` (``{"prepare": s, "train": s}``), ``seen_``.
     """
 
     def __init__(self, n_factors: int = 32, n_epochs: int = 20, learning_rate: float = 0.02,
@@ -62,7 +61,8 @@ class MF(FactorModel):
                  init_std: float = 0.1, n_blocks: int | None = None, dtype="float32",
                  backend: str = "auto", n_threads: int | None = None,
                  random_state: int | None = None, early_stopping: bool = False,
-                 n_iter_no_change: int = 3, tol: float = 1e-4, verbose: bool = False):
+                 n_iter_no_change: int = 3, tol: float = 1e-4, callbacks=None,
+                 verbose: bool = False):
         self.n_factors = n_factors
         self.n_epochs = n_epochs
         self.learning_rate = learning_rate
@@ -81,6 +81,7 @@ class MF(FactorModel):
         self.early_stopping = early_stopping
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
+        self.callbacks = callbacks
         self.verbose = verbose
 
     def _validate_params(self) -> np.dtype:
@@ -115,10 +116,16 @@ class MF(FactorModel):
             do), and host input is laid out on the host and copied to the device once. Other
             backends copy device input to the host (``to_host``).
         validation_data : the same kinds, mapped with the training ids (unseen ids dropped).
-        Returns self.
+        Returns self. A fit that raises leaves a previously fitted model as it was, except
+        :class:`fastrec.DivergenceError`, after which the model holds the last good epoch.
         """
-        start = time.perf_counter()
+        self._transaction(type(self)._fit, X, validation_data)
+        return self
+
+    def _fit(self, X, validation_data) -> None:
         dtype = self._validate_params()
+        if self.early_stopping and validation_data is None:
+            raise ValueError("early_stopping=True needs validation_data")
         backend = self._resolve_backend(("sgd_epoch",))
         data = self._training_data(X, dtype, keep_device=backend.name == "cuda")
         n_threads = self._n_threads()
@@ -135,13 +142,10 @@ class MF(FactorModel):
             "user_bias_": np.zeros(data.n_users, dtype),
             "item_bias_": np.zeros(data.n_items, dtype),
         }
-        self.__dict__.update(state)
         self.seen_ = seen_matrix(data)
         validation = None
         if validation_data is not None:
             validation = self._mapped(validation_data, dtype)
-        if self.early_stopping and validation is None:
-            raise ValueError("early_stopping=True needs validation_data")
 
         g = self.n_blocks or choose_n_blocks(data.n_users, data.n_items)
         g = min(g, data.n_users, data.n_items)
@@ -162,68 +166,54 @@ class MF(FactorModel):
         if validation is not None:
             validation = (blocked.user_rows[validation.users], blocked.item_rows[validation.items],
                           validation.values)
+        trainer = _SGDTrainer(self, backend, blocked, ratings, move, state, data, validation,
+                              n_threads, rng)
+        history = History()
         try:
-            self._run_epochs(backend, blocked, ratings, move, state, data.nnz, validation,
-                             n_threads, rng)
+            fit_epochs(trainer, int(self.n_epochs), early_stopping=self.early_stopping,
+                       n_iter_no_change=self.n_iter_no_change, tol=self.tol,
+                       callbacks=self.callbacks, verbose=self.verbose, history=history)
         finally:
             self.__dict__.update(blocked.to_id_order(state, k))
-            self.fit_time_ = time.perf_counter() - start
-        self.n_epochs_ = len(self.loss_curve_)
-        return self
-
-    def _run_epochs(self, backend, blocked, ratings, move, state, nnz, validation, n_threads,
-                    rng) -> None:
-        """The epoch loop on the working-order ``state`` (also the fitted attributes meanwhile):
-        learning-rate schedule, divergence rollback, validation and early stopping.
-        ``ratings`` are the layout's arrays where the kernel runs, ``move`` takes a schedule
-        there."""
-        lr_bias = self.learning_rate if self.lr_bias is None else self.lr_bias
-        self.loss_curve_, self.validation_curve_ = [], []
-        self.backend_ = backend.name
-        stopper = EarlyStopping(int(self.n_iter_no_change), float(self.tol))
-        best_state, reference = None, None
-        with progress(self.n_epochs, self.verbose, f"MF[{backend.name}]") as bar:
-            for epoch in range(int(self.n_epochs)):
-                lr = learning_rate_at(self.lr_schedule, self.learning_rate, self.lr_decay, epoch)
-                lr_b = learning_rate_at(self.lr_schedule, lr_bias, self.lr_decay, epoch)
-                good = snapshot(state)
-                sse = backend.sgd_epoch(
-                    *ratings, move(blocked.epoch_schedule(rng)), state["user_factors_"],
-                    state["item_factors_"],
-                    state["user_bias_"], state["item_bias_"], self.global_mean_, lr, lr_b,
-                    self.reg, self.reg_bias, bool(self.biased), n_threads)
-                train_rmse = math.sqrt(sse / nnz) if math.isfinite(sse) else math.inf
-                reference = train_rmse if reference is None else min(reference, train_rmse)
-                if diverged(train_rmse, reference) or not _all_finite(state):
-                    restore(state, good)
-                    self.n_epochs_ = epoch
-                    raise DivergenceError(
-                        f"SGD diverged in epoch {epoch + 1} (training RMSE {train_rmse:.3g}): "
-                        f"learning_rate={self.learning_rate} (lr_bias={lr_bias}) is too large "
-                        f"for this data; lower it. The model keeps the state before that epoch.")
-                self.loss_curve_.append(train_rmse)
-                message = f"epoch {epoch + 1}: train RMSE {train_rmse:.4f}"
-                if validation is not None:
-                    val = rmse(validation[2], to_host(self._predict_indices(*validation[:2])))
-                    self.validation_curve_.append(val)
-                    message += f", validation RMSE {val:.4f}"
-                    if self.early_stopping:
-                        improved, stop = stopper.update(val, epoch)
-                        if improved:
-                            best_state = snapshot(state)
-                        if stop:
-                            log.info("early stop after epoch %d (best %d)", epoch + 1,
-                                     stopper.best_epoch + 1)
-                            bar.update(1)
-                            break
-                if self.verbose:
-                    log.info(message)
-                bar.set_postfix_str(message.split(": ", 1)[1])
-                bar.update(1)
-        if best_state is not None:
-            restore(state, best_state)
+            self._record(history, backend.name)
 
 
-def _all_finite(state: dict[str, np.ndarray]) -> bool:
-    return all(bool(array_module(v).isfinite(v).all()) for v in state.values())
+class _SGDTrainer(Trainer):
+    """One stratified SGD epoch over the blocked ratings (working row order)."""
 
+    loss_label = "train RMSE"
+
+    def __init__(self, model: MF, backend, blocked, ratings, move, state, data, validation,
+                 n_threads, rng):
+        self.model, self.backend, self.blocked = model, backend, blocked
+        self.ratings, self.move, self.arrays = ratings, move, state
+        self.data, self.validation_pairs = data, validation
+        self.n_threads, self.rng = n_threads, rng
+        self.name = f"MF[{backend.name}]"
+        self.lr_bias = model.learning_rate if model.lr_bias is None else model.lr_bias
+        self.hint = (f"learning_rate={model.learning_rate} (lr_bias={self.lr_bias}) is too "
+                     "large for this data; lower it")
+
+    def state(self) -> dict:
+        return self.arrays
+
+    def run_epoch(self, epoch: int) -> float:
+        m = self.model
+        lr = learning_rate_at(m.lr_schedule, m.learning_rate, m.lr_decay, epoch)
+        lr_b = learning_rate_at(m.lr_schedule, self.lr_bias, m.lr_decay, epoch)
+        sse = self.backend.sgd_epoch(
+            *self.ratings, self.move(self.blocked.epoch_schedule(self.rng)),
+            self.arrays["user_factors_"], self.arrays["item_factors_"],
+            self.arrays["user_bias_"], self.arrays["item_bias_"], m.global_mean_, lr, lr_b,
+            m.reg, m.reg_bias, bool(m.biased), self.n_threads)
+        return math.sqrt(sse / self.data.nnz) if math.isfinite(sse) else math.inf
+
+    def validation(self) -> tuple[float, str, bool] | None:
+        if self.validation_pairs is None:
+            return None
+        users, items, values = self.validation_pairs
+        return rmse(values, to_host(self.model._predict_indices(users, items))), "RMSE", True
+
+    def input_scale(self) -> float:
+        values = self.data.values
+        return float(array_module(values).abs(values).max()) if values.size else 0.0

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 
 import numpy as np
 import scipy.sparse as sp
 
-from fastrec import io
+from fastrec._algorithms.fit_loop import History, Trainer, fit_epochs
 from fastrec._algorithms.ncf import (
     LOSSES,
     OPTIMIZERS,
@@ -32,26 +31,11 @@ from fastrec._algorithms.ncf import (
     epoch_order,
     init_params,
 )
-from fastrec._algorithms.training import (
-    DivergenceError,
-    EarlyStopping,
-    progress,
-    restore,
-    snapshot,
-)
 from fastrec._array import array_module, host_data, is_device_array, to_device, to_host
 from fastrec.backends import available_backends, get_backend
 from fastrec.backends._contract import check_ncf_net
 from fastrec.data.interactions import Interactions
-from fastrec.models._base import (
-    Estimator,
-    NotFittedError,
-    _missing_id,
-    _top_n,
-    check_dtype,
-    check_positive,
-    seen_matrix,
-)
+from fastrec.models._base import UserItemModel, check_dtype, check_positive, seen_matrix
 
 log = logging.getLogger("fastrec")
 
@@ -59,12 +43,12 @@ _KERNELS = ("ncf_forward", "ncf_train_epoch")
 _SCORE_BATCH = 1 << 17  # pairs per forward call when scoring: bounds the activation cache
 
 
-class _NCF(Estimator):
+class _NCF(UserItemModel):
     """Shared estimator machinery; the subclasses only fix which parts the network has."""
 
     _HAS_GMF = True
     _HAS_MLP = True
-    _HOST_ARRAYS = (*Estimator._HOST_ARRAYS, "layers_")  # the widths are read on the host
+    _HOST_ARRAYS = (*UserItemModel._HOST_ARRAYS, "layers_")  # the widths are read on the host
 
     def __init__(self, n_factors: int = 8, layers=(64, 32, 16, 8), n_epochs: int = 20,
                  batch_size: int = 256, learning_rate: float = 0.001, n_negatives: int = 4,
@@ -73,7 +57,8 @@ class _NCF(Estimator):
                  pretrain_alpha: float = 0.5, dtype="float32", backend: str = "auto",
                  n_threads: int | None = None, random_state: int | None = None,
                  early_stopping: bool = False, n_iter_no_change: int = 3, tol: float = 1e-4,
-                 eval_k: int = 10, n_eval_negatives: int = 99, verbose: bool = False):
+                 eval_k: int = 10, n_eval_negatives: int = 99, callbacks=None,
+                 verbose: bool = False):
         self.n_factors = n_factors
         self.layers = layers
         self.n_epochs = n_epochs
@@ -96,6 +81,7 @@ class _NCF(Estimator):
         self.tol = tol
         self.eval_k = eval_k
         self.n_eval_negatives = n_eval_negatives
+        self.callbacks = callbacks
         self.verbose = verbose
 
     # -- parameters -------------------------------------------------------------------------
@@ -138,10 +124,6 @@ class _NCF(Estimator):
         check_positive("n_eval_negatives", self.n_eval_negatives, integer=True)
         return check_dtype(self.dtype)
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "dense_"):
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit first")
-
     # -- training ---------------------------------------------------------------------------
     def fit(self, X, validation_data=None, **init_from):
         """Fit on interactions.
@@ -157,10 +139,16 @@ class _NCF(Estimator):
             :func:`fastrec.evaluation.leave_last_out`), scored each epoch with the NCF protocol
             (HR@eval_k among n_eval_negatives sampled items) for BCE, RMSE for squared loss;
             needed by ``early_stopping`` (the best epoch's weights are kept).
-        Returns self.
+        Returns self. A fit that raises leaves a previously fitted model as it was, except
+        :class:`fastrec.DivergenceError`, after which the model holds the last good epoch.
         """
-        start = time.perf_counter()
+        self._transaction(type(self)._fit, X, validation_data, init_from)
+        return self
+
+    def _fit(self, X, validation_data, init_from) -> None:
         dtype = self._validate_params()
+        if self.early_stopping and validation_data is None:
+            raise ValueError("early_stopping=True needs validation_data")
         n_gmf, layers = self._architecture()
         data = Interactions.from_any(host_data(X), dtype=dtype)
         backend = self._resolve_backend(_KERNELS)
@@ -177,83 +165,19 @@ class _NCF(Estimator):
         self.seen_ = seen_matrix(data)
         self.seen_.sort_indices()
         validation = self._validation(host_data(validation_data), data, dtype)
-        if self.early_stopping and validation is None:
-            raise ValueError("early_stopping=True needs validation_data")
-
-        index_dtype = data.users.dtype
-        pos_users = np.ascontiguousarray(data.users)
-        pos_items = np.ascontiguousarray(data.items.astype(index_dtype))
-        targets = (np.ones(data.nnz, dtype) if self.loss == "bce"
-                   else np.ascontiguousarray(data.values, dtype=dtype))
-        indptr = self.seen_.indptr.astype(np.int64)
-        indices = self.seen_.indices.astype(index_dtype)
-        seed = int(rng.integers(0, 2**63))
-        opt = OPTIMIZERS[self.optimizer]
         # On CUDA the data and the weights go to the device once (the optimiser state is made
         # there) and the fitted arrays stay there; only each epoch's sample order is copied.
         move = to_device if backend.name == "cuda" else (lambda a: a)
-        pos_users, pos_items, targets, indptr, indices = (
-            move(a) for a in (pos_users, pos_items, targets, indptr, indices))
         self.user_embeddings_, self.item_embeddings_, self.dense_ = (
             move(a) for a in (self.user_embeddings_, self.item_embeddings_, self.dense_))
-        state = OptimizerState.zeros(self.user_embeddings_, self.item_embeddings_, self.dense_,
-                                     0.1 if self.optimizer == "adagrad" else 0.0)
-        params = {"user_embeddings_": self.user_embeddings_,
-                  "item_embeddings_": self.item_embeddings_, "dense_": self.dense_}
-        eps = self.eps if self.optimizer == "adam" else max(self.eps, 1e-10)
-        n_neg = int(self.n_negatives)
-        self.loss_curve_, self.validation_curve_ = [], []
-        self.backend_ = backend.name
-        stopper = EarlyStopping(int(self.n_iter_no_change), float(self.tol))
-        best = None
-        name = type(self).__name__
-        with progress(self.n_epochs, self.verbose, f"{name}[{backend.name}]") as bar:
-            for epoch in range(int(self.n_epochs)):
-                order = epoch_order(data.nnz, n_neg, rng)
-                good = snapshot(params)
-                total = backend.ncf_train_epoch(
-                    pos_users, pos_items, targets, indptr, indices, move(order), n_neg, seed,
-                    epoch,
-                    self.user_embeddings_, self.item_embeddings_, self.dense_, layers, n_gmf,
-                    LOSSES[self.loss], opt, self.learning_rate, self.beta1, self.beta2, eps,
-                    state.step, state.dense1, state.dense2, state.user1, state.user2,
-                    state.item1, state.item2, int(self.batch_size), n_threads)
-                state.step += -(-order.shape[0] // int(self.batch_size))
-                mean_loss = total / order.shape[0]
-                if not math.isfinite(mean_loss) or not all(
-                        bool(array_module(p).isfinite(p).all()) for p in params.values()):
-                    restore(params, good)
-                    self.n_epochs_ = epoch
-                    self.fit_time_ = time.perf_counter() - start
-                    raise DivergenceError(
-                        f"{name} diverged in epoch {epoch + 1} (mean loss {mean_loss:.3g}): "
-                        f"learning_rate={self.learning_rate} is too large for this data; lower "
-                        f"it. The model keeps the weights from before that epoch.")
-                self.loss_curve_.append(mean_loss)
-                message = f"loss {mean_loss:.4f}"
-                if validation is not None:
-                    value, lower_is_better, label = self._validation_score(validation)
-                    self.validation_curve_.append(value)
-                    message += f", validation {label} {value:.4f}"
-                    if self.early_stopping:
-                        improved, stop = stopper.update(value if lower_is_better else -value,
-                                                        epoch)
-                        if improved:
-                            best = snapshot(params)
-                        if stop:
-                            log.info("early stop after epoch %d (best %d)", epoch + 1,
-                                     stopper.best_epoch + 1)
-                            bar.update(1)
-                            break
-                if self.verbose:
-                    log.info("epoch %d: %s", epoch + 1, message)
-                bar.set_postfix_str(message)
-                bar.update(1)
-        if best is not None:
-            restore(params, best)
-        self.n_epochs_ = len(self.loss_curve_)
-        self.fit_time_ = time.perf_counter() - start
-        return self
+        trainer = _NCFTrainer(self, backend, data, validation, move, n_threads, rng)
+        history = History()
+        try:
+            fit_epochs(trainer, int(self.n_epochs), early_stopping=self.early_stopping,
+                       n_iter_no_change=self.n_iter_no_change, tol=self.tol,
+                       callbacks=self.callbacks, verbose=self.verbose, history=history)
+        finally:
+            self._record(history, backend.name)
 
     def _init_from(self, **models) -> None:
         if models:
@@ -358,86 +282,97 @@ class _NCF(Estimator):
         ids = self._ids()
         return to_host(self._predict_indices(ids.user_index(users), ids.item_index(items)))
 
-    def recommend(self, users, n: int = 10, filter_seen: bool = True, items=None):
-        """Top-``n`` items for each user (original ids), best first.
-
-        Returns ``(item_ids [len(users), n], scores [len(users), n])``; rows with fewer than
-        ``n`` eligible items are padded with id -1 and score -inf. ``items`` restricts the
-        candidates. Scores a few users at a time (memory ~ 2^17 pairs of activations); for a
-        model on the GPU the scoring runs there and the top-n selection on the host.
-        """
+    def score(self, X, y=None) -> float:
+        """Higher-is-better score of held-out pairs ``X`` (scikit-learn's convention): HR@eval_k
+        under the NCF protocol (each pair ranked among ``n_eval_negatives`` items the user has
+        in neither the training data nor ``X``) for loss="bce", negative RMSE for
+        loss="squared"."""
         self._check_fitted()
-        check_positive("n", n, integer=True)
-        ids = self._ids()
-        u = ids.user_index(np.atleast_1d(to_host(users)))
-        candidates = None if items is None else ids.item_index(np.atleast_1d(to_host(items)))
-        n_out = min(n, self.n_items_ if candidates is None else candidates.shape[0])
-        top = np.full((u.shape[0], n), -1, dtype=np.int64)
-        scores = np.full((u.shape[0], n), -np.inf, dtype=self.dense_.dtype)
-        chunk = max(1, _SCORE_BATCH // self.n_items_)
-        for start in range(0, u.shape[0], chunk):
-            rows_u = u[start:start + chunk]
-            s = to_host(self._score_users(rows_u))
-            if filter_seen:
-                rows = self.seen_[rows_u]
-                s[np.repeat(np.arange(rows_u.shape[0]), np.diff(rows.indptr)),
-                  rows.indices] = -np.inf
-            if candidates is not None:
-                s = s[:, candidates]
-            best = _top_n(s, n_out)
-            best_scores = np.take_along_axis(s, best, axis=1)
-            if candidates is not None:
-                best = candidates[best]
-            top[start:start + rows_u.shape[0], :n_out] = np.where(np.isneginf(best_scores), -1,
-                                                                  best)
-            scores[start:start + rows_u.shape[0], :n_out] = best_scores
-        item_ids = np.where(top >= 0, self.item_ids_[np.maximum(top, 0)],
-                            _missing_id(self.item_ids_))
-        return item_ids, scores
+        coo = to_host(self.seen_).tocoo()
+        train = Interactions(coo.row, coo.col, np.ones(coo.nnz, self._score_dtype()),
+                             self.user_ids_, self.item_ids_)
+        test = self._mapped(X, self._score_dtype(), "score")
+        value, lower_is_better, _ = self._validation_score(
+            self._validation(test, train, self._score_dtype()))
+        return -value if lower_is_better else value
+
+    def _recommend_chunk(self) -> int:
+        return max(1, _SCORE_BATCH // self.n_items_)
+
+    def _score_dtype(self) -> np.dtype:
+        return self.dense_.dtype
 
     # -- files ------------------------------------------------------------------------------
     _ARRAYS = ("user_embeddings_", "item_embeddings_", "dense_", "layers_", "user_ids_",
                "item_ids_")
+    _SCALARS = ("n_gmf_",)
 
-    def save(self, path):
-        """Write the fitted model as an npz archive (no pickle; host arrays, also for a model
-        on the GPU). Returns the path written; :meth:`load` gives a model on the CPU."""
-        self._check_fitted()
-        arrays = {name: to_host(getattr(self, name)) for name in self._ARRAYS}
-        arrays["n_gmf_"] = np.array(self.n_gmf_)
-        arrays["seen_indptr"], arrays["seen_indices"] = self.seen_.indptr, self.seen_.indices
-        params = self.get_params()
-        if "layers" in params:
-            params["layers"] = [int(w) for w in np.atleast_1d(params["layers"])]
-        params["dtype"] = np.dtype(params["dtype"]).name
-        return io.save_arrays(path, type(self).__name__, params, arrays)
+    def _check_consistent(self) -> None:
+        check_ncf_net(self.user_embeddings_, self.item_embeddings_, self.dense_, self.layers_,
+                      int(self.n_gmf_))
+        if self.user_embeddings_.shape[0] != self.n_users_ or (
+                self.item_embeddings_.shape[0] != self.n_items_):
+            raise ValueError("embedding rows do not match the id maps")
+        for name in ("user_embeddings_", "item_embeddings_", "dense_"):
+            if not np.isfinite(getattr(self, name)).all():
+                raise ValueError(f"{name} holds NaN or inf")
 
-    @classmethod
-    def load(cls, path):
-        """Read a model written by :meth:`save`; refuses files that are not fastrec models."""
-        _, params, arrays = io.load_arrays(path, expected_class=cls.__name__)
-        model = cls(**{k: v for k, v in params.items() if k in cls._param_names()})
-        missing = [n for n in (*cls._ARRAYS, "n_gmf_", "seen_indptr", "seen_indices")
-                   if n not in arrays]
-        if missing:
-            raise io.ModelFileError(f"{path} lacks arrays {missing}")
-        for name in cls._ARRAYS:
-            setattr(model, name, arrays[name])
-        model.n_gmf_ = int(arrays["n_gmf_"])
-        model.n_users_, model.n_items_ = model.user_ids_.shape[0], model.item_ids_.shape[0]
-        try:
-            check_ncf_net(model.user_embeddings_, model.item_embeddings_, model.dense_,
-                          model.layers_, model.n_gmf_)
-        except ValueError as exc:
-            raise io.ModelFileError(f"{path} is inconsistent: {exc}") from exc
-        if model.user_embeddings_.shape[0] != model.n_users_ or (
-                model.item_embeddings_.shape[0] != model.n_items_):
-            raise io.ModelFileError(f"{path} is inconsistent: embedding rows do not match ids")
-        indices = arrays["seen_indices"]
-        model.seen_ = sp.csr_matrix((np.ones(indices.shape[0], np.int8), indices,
-                                     arrays["seen_indptr"]),
-                                    shape=(model.n_users_, model.n_items_))
-        return model
+
+class _NCFTrainer(Trainer):
+    """One epoch of NCF mini-batches (``ncf_train_epoch``) with its optimiser state."""
+
+    def __init__(self, model: _NCF, backend, data: Interactions, validation, move, n_threads,
+                 rng):
+        self.model, self.backend, self.validation_set = model, backend, validation
+        self.n_threads, self.rng, self.move = n_threads, rng, move
+        self.name = f"{type(model).__name__}[{backend.name}]"
+        self.hint = (f"learning_rate={model.learning_rate} is too large for this data; lower "
+                     "it")
+        dtype = model.dense_.dtype
+        index_dtype = data.users.dtype
+        self.nnz, self.values = data.nnz, data.values
+        targets = (np.ones(data.nnz, dtype) if model.loss == "bce"
+                   else np.ascontiguousarray(data.values, dtype=dtype))
+        self.data_arrays = tuple(move(a) for a in (
+            np.ascontiguousarray(data.users), np.ascontiguousarray(data.items.astype(index_dtype)),
+            targets, model.seen_.indptr.astype(np.int64), model.seen_.indices.astype(index_dtype)))
+        self.seed = int(rng.integers(0, 2**63))
+        self.optimizer_state = OptimizerState.zeros(
+            model.user_embeddings_, model.item_embeddings_, model.dense_,
+            0.1 if model.optimizer == "adagrad" else 0.0)
+        self.eps = model.eps if model.optimizer == "adam" else max(model.eps, 1e-10)
+        # near-zero initial logits: the logistic loss starts at ln 2, the squared one at E[y^2]
+        self.baseline_loss = (math.log(2.0) if model.loss == "bce" else
+                              float(np.mean(np.square(targets, dtype=np.float64))))
+
+    def state(self) -> dict:
+        m = self.model
+        return {"user_embeddings_": m.user_embeddings_, "item_embeddings_": m.item_embeddings_,
+                "dense_": m.dense_}
+
+    def run_epoch(self, epoch: int) -> float:
+        m, opt = self.model, self.optimizer_state
+        n_neg = int(m.n_negatives)
+        order = epoch_order(self.nnz, n_neg, self.rng)
+        total = self.backend.ncf_train_epoch(
+            *self.data_arrays, self.move(order), n_neg, self.seed, epoch,
+            m.user_embeddings_, m.item_embeddings_, m.dense_, m.layers_, m.n_gmf_,
+            LOSSES[m.loss], OPTIMIZERS[m.optimizer], m.learning_rate, m.beta1, m.beta2, self.eps,
+            opt.step, opt.dense1, opt.dense2, opt.user1, opt.user2, opt.item1, opt.item2,
+            int(m.batch_size), self.n_threads)
+        opt.step += -(-order.shape[0] // int(m.batch_size))
+        return total / order.shape[0]
+
+    def validation(self) -> tuple[float, str, bool] | None:
+        if self.validation_set is None:
+            return None
+        value, lower_is_better, label = self.model._validation_score(self.validation_set)
+        return value, label, lower_is_better
+
+    def input_scale(self) -> float | None:
+        if self.model.loss != "squared" or self.values.size == 0:
+            return None
+        return float(np.abs(self.values).max())
 
 
 class GMF(_NCF):
@@ -459,7 +394,7 @@ class GMF(_NCF):
                  backend: str = "auto", n_threads: int | None = None,
                  random_state: int | None = None, early_stopping: bool = False,
                  n_iter_no_change: int = 3, tol: float = 1e-4, eval_k: int = 10,
-                 n_eval_negatives: int = 99, verbose: bool = False):
+                 n_eval_negatives: int = 99, callbacks=None, verbose: bool = False):
         super().__init__(n_factors=n_factors, layers=(), n_epochs=n_epochs,
                          batch_size=batch_size, learning_rate=learning_rate,
                          n_negatives=n_negatives, loss=loss, optimizer=optimizer, beta1=beta1,
@@ -467,7 +402,7 @@ class GMF(_NCF):
                          n_threads=n_threads, random_state=random_state,
                          early_stopping=early_stopping, n_iter_no_change=n_iter_no_change,
                          tol=tol, eval_k=eval_k, n_eval_negatives=n_eval_negatives,
-                         verbose=verbose)
+                         callbacks=callbacks, verbose=verbose)
         del self.layers, self.pretrain_alpha
 
 
@@ -489,14 +424,15 @@ class MLP(_NCF):
                  backend: str = "auto", n_threads: int | None = None,
                  random_state: int | None = None, early_stopping: bool = False,
                  n_iter_no_change: int = 3, tol: float = 1e-4, eval_k: int = 10,
-                 n_eval_negatives: int = 99, verbose: bool = False):
+                 n_eval_negatives: int = 99, callbacks=None, verbose: bool = False):
         super().__init__(n_factors=0, layers=layers, n_epochs=n_epochs, batch_size=batch_size,
                          learning_rate=learning_rate, n_negatives=n_negatives, loss=loss,
                          optimizer=optimizer, beta1=beta1, beta2=beta2, eps=eps,
                          init_std=init_std, dtype=dtype, backend=backend, n_threads=n_threads,
                          random_state=random_state, early_stopping=early_stopping,
                          n_iter_no_change=n_iter_no_change, tol=tol, eval_k=eval_k,
-                         n_eval_negatives=n_eval_negatives, verbose=verbose)
+                         n_eval_negatives=n_eval_negatives, callbacks=callbacks,
+                         verbose=verbose)
         del self.n_factors, self.pretrain_alpha
 
 
@@ -522,6 +458,8 @@ class NeuMF(_NCF):
     random_state : int or None; the same seed gives the same model on a given backend.
     early_stopping, n_iter_no_change, tol : stop when the validation metric (HR@eval_k among
         n_eval_negatives sampled items; RMSE for squared loss) stops improving; keep the best.
+    callbacks : list of ``callback(epoch, metrics)`` called after each epoch; a truthy return
+        value stops the fit.
     verbose : progress bar and per-epoch log lines.
 
     ``fit(X, validation_data=None, gmf=None, mlp=None, mf=None)``: ``gmf``/``mlp`` are fitted

@@ -5,21 +5,21 @@ entries only (ratings, as Surprise's ``NMF`` after Luo et al. 2014)."""
 from __future__ import annotations
 
 import logging
-import time
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
 
+from fastrec._algorithms.fit_loop import History, fit_epochs
 from fastrec._algorithms.nmf_mu import (
     CSRPair,
+    MUTrainer,
     ObservedPenalty,
     beta_from_loss,
     nndsvd_init,
     pad_columns,
     padded_rank,
     random_init,
-    run_full,
-    run_observed,
 )
 from fastrec._array import array_module, is_device_array, sparse_module, to_device, to_host
 from fastrec.backends._contract import check_nmf
@@ -67,11 +67,17 @@ class NMF(FactorModel):
         fit, and the fitted arrays stay there afterwards (``device_ == "cuda"``; ``to("cpu")``
         or ``to_numpy()`` convert, ``save`` writes host arrays, ``load`` gives a CPU model).
     n_threads : int or None (all usable cores); results do not depend on it.
+    early_stopping, n_iter_no_change : stop when the RMSE on ``validation_data`` has not
+        improved by a relative ``tol`` for ``n_iter_no_change`` iterations; the best iterate
+        is kept.
+    callbacks : list of ``callback(iteration, metrics)`` called after each iteration; a truthy
+        return value stops the fit.
     verbose : bool, progress bar and the error at every iteration.
 
     Fitted attributes: ``components_`` H [k, n_features], ``reconstruction_err_``
     (sqrt(2 * objective), as scikit-learn), ``n_iter_``, ``n_components_``, ``loss_curve_``
-    (errors or observed objectives measured during the fit), ``backend_``, ``fit_time_`` and
+    (errors or observed objectives measured during the fit), ``validation_curve_``,
+    ``n_epochs_`` (= ``n_iter_``), ``backend_``, ``fit_time_``, ``timings_`` and
     the :class:`FactorModel` attributes (``user_factors_`` = W, ``item_factors_`` = H^T, biases,
     id maps), so ``predict``, ``recommend``, ``similar_items``, ``save``/``load`` work.
 
@@ -83,13 +89,15 @@ class NMF(FactorModel):
     cupyx.scipy.sparse input.
     """
 
-    _EXTRA_ARRAYS = ("components_", "rating_mean_")
+    _ARRAYS = (*FactorModel._ARRAYS, "components_")
+    _SCALARS = (*FactorModel._SCALARS, "rating_mean_", "reconstruction_err_", "n_iter_")
 
     def __init__(self, n_components: int | None = None, *, mode: str = "full",
                  beta_loss: str = "frobenius", init: str | None = None, max_iter: int = 200,
                  tol: float = 1e-4, alpha_W: float = 0.0, alpha_H="same", l1_ratio: float = 0.0,
                  biased: bool = False, reg_bias: float = 0.02, random_state: int | None = None,
                  dtype="float32", backend: str = "auto", n_threads: int | None = None,
+                 early_stopping: bool = False, n_iter_no_change: int = 10, callbacks=None,
                  verbose: bool = False):
         self.n_components = n_components
         self.mode = mode
@@ -106,6 +114,9 @@ class NMF(FactorModel):
         self.dtype = dtype
         self.backend = backend
         self.n_threads = n_threads
+        self.early_stopping = early_stopping
+        self.n_iter_no_change = n_iter_no_change
+        self.callbacks = callbacks
         self.verbose = verbose
 
     # -- validation --------------------------------------------------------------------------
@@ -130,6 +141,37 @@ class NMF(FactorModel):
             raise ValueError("biased=True needs mode='observed' and beta_loss='frobenius'")
         return check_dtype(self.dtype), beta
 
+    def __sklearn_tags__(self):
+        from sklearn.utils import TransformerTags
+
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags = TransformerTags()
+        tags.input_tags.positive_only = True
+        tags.input_tags.two_d_array = self.mode == "full"
+        tags.transformer_tags.preserves_dtype = [np.dtype(self.dtype).name]
+        return tags
+
+    @property
+    def predict(self):
+        """``predict(users, items, unknown="raise")``: ratings of (user, item) pairs, observed
+        mode only (full mode is scikit-learn's transformer, which has no ``predict``)."""
+        if self.mode != "observed":
+            raise AttributeError("NMF(mode='full') is a transformer without predict(); use "
+                                 "transform / inverse_transform, or mode='observed'")
+        return super().predict
+
+    def _set_sizes(self) -> None:
+        super()._set_sizes()
+        self.n_components_ = self.components_.shape[0]
+        self.n_features_in_ = self.n_items_
+
+    def _check_consistent(self) -> None:
+        super()._check_consistent()
+        if not np.array_equal(self.components_, self.item_factors_.T):
+            raise ValueError("components_ is not the transpose of item_factors_")
+        if (self.user_factors_ < 0).any() or (self.item_factors_ < 0).any():
+            raise ValueError("NMF factors must be non-negative")
+
     def _alphas(self) -> tuple[float, float, float, float]:
         """(l1_W, l2_W, l1_H, l2_H) before scaling by n_features / n_samples or row counts."""
         alpha_h = self.alpha_W if self.alpha_H == "same" else self.alpha_H
@@ -144,12 +186,12 @@ class NMF(FactorModel):
         return k
 
     # -- fitting -----------------------------------------------------------------------------
-    def fit(self, X, y=None, W=None, H=None):
+    def fit(self, X, y=None, W=None, H=None, validation_data=None):
         """Fit the model to X and return self (see :meth:`fit_transform`)."""
-        self.fit_transform(X, W=W, H=H)
+        self.fit_transform(X, W=W, H=H, validation_data=validation_data)
         return self
 
-    def fit_transform(self, X, y=None, W=None, H=None):
+    def fit_transform(self, X, y=None, W=None, H=None, validation_data=None):
         """Fit and return W [n_samples, k] (observed mode: the user factors).
 
         X : full mode: scipy.sparse matrix or 2-D array [n_samples, n_features], >= 0.
@@ -163,10 +205,20 @@ class NMF(FactorModel):
             input to the host (``to_host``).
         W, H : initial factors [n_samples, k] and [k, n_features] for ``init="custom"`` (numpy
             or CuPy).
-        Returns W [n_samples, k] (numpy, or CuPy for CuPy/cupyx input).
+        validation_data : held-out entries scored by RMSE after every iteration (needed by
+            ``early_stopping``): observed mode, ratings of the training users and items in any
+            form ``fit`` takes; full mode, a sparse matrix of X's shape whose stored entries
+            are the held-out values.
+        Returns W [n_samples, k] (numpy, or CuPy for CuPy/cupyx input). A fit that raises
+        leaves a previously fitted model as it was, except :class:`fastrec.DivergenceError`,
+        after which the model holds the last good iterate.
         """
-        start = time.perf_counter()
+        return self._transaction(type(self)._fit, X, W, H, validation_data)
+
+    def _fit(self, X, W, H, validation_data):
         dtype, beta = self._validate_params()
+        if self.early_stopping and validation_data is None:
+            raise ValueError("early_stopping=True needs validation_data")
         backend = self._resolve_backend(_KERNELS[self.mode])
         n_threads = self._n_threads()
         rng = np.random.default_rng(self.random_state)
@@ -200,34 +252,66 @@ class NMF(FactorModel):
             check_nmf(*x.rows, w, ht, bu, bi, beta_loss=beta)
         x = x.map_arrays(move)
         w, ht, bu, bi = (move(a) for a in (w, ht, bu, bi))
-        l1_w, l2_w, l1_h, l2_h = self._alphas()
-        desc = f"NMF[{backend.name}]"
+        self.n_users_, self.n_items_ = x.shape
+        validation = self._validation_pairs(validation_data, dtype)
+        trainer = MUTrainer(backend, x, w, ht, bu, bi, self.global_mean_, beta, self.mode,
+                            bool(self.biased), self._penalty(x.shape), float(self.tol), True,
+                            n_threads, self.verbose, f"NMF[{backend.name}]", validation)
+        history = History()
+        try:
+            fit_epochs(trainer, int(self.max_iter), early_stopping=self.early_stopping,
+                       n_iter_no_change=self.n_iter_no_change, tol=self.tol,
+                       callbacks=self.callbacks, verbose=self.verbose, history=history)
+        finally:
+            self._record(history, backend.name)
+            self._finish_fit(trainer, k, history)
+        if history.n_epochs == int(self.max_iter) and self.tol > 0 and not self.early_stopping:
+            _warn_not_converged(int(self.max_iter))
+        return _where_input_is(self.user_factors_, X)
+
+    def _finish_fit(self, trainer: MUTrainer, k: int, history) -> None:
+        """Fitted attributes from the trainer's arrays (the real k columns of the padded
+        factors)."""
+        w, ht = trainer.w, trainer.ht
         if self.mode == "full":
-            n, m = x.shape
-            self.n_iter_, curve = run_full(
-                backend, x, w, ht, beta, int(self.max_iter), float(self.tol), m * l1_w, m * l2_w,
-                n * l1_h, n * l2_h, True, n_threads, self.verbose, desc)
-            self.reconstruction_err_ = _full_error(backend, x, w, ht, beta, n_threads)
+            self.reconstruction_err_ = trainer.loss()
         else:
-            pen = ObservedPenalty(l1_w, l2_w, l1_h, l2_h, float(self.reg_bias))
-            self.n_iter_, curve = run_observed(
-                backend, x, w, ht, bu, bi, self.global_mean_, beta, bool(self.biased),
-                int(self.max_iter), float(self.tol), pen, True, n_threads, self.verbose, desc)
-            data_term = backend.nmf_loss_observed(*x.rows, w, ht, bu, bi, self.global_mean_,
-                                                  beta, bool(self.biased), n_threads)
+            data_term = trainer.backend.nmf_loss_observed(
+                *trainer.x.rows, w, ht, trainer.bu, trainer.bi, self.global_mean_, trainer.beta,
+                bool(self.biased), trainer.n_threads)
             self.reconstruction_err_ = float(np.sqrt(max(2.0 * data_term, 0.0)))
-        self.loss_curve_ = curve
+        self.loss_curve_ = [trainer.at_init, *self.loss_curve_]
+        self.n_iter_ = self.n_epochs_
         xp = array_module(w)
         w, ht = xp.ascontiguousarray(w[:, :k]), xp.ascontiguousarray(ht[:, :k])
         self.user_factors_, self.item_factors_ = w, ht
-        self.user_bias_, self.item_bias_ = bu, bi
-        self.n_users_, self.n_items_ = x.shape
+        self.user_bias_, self.item_bias_ = trainer.bu, trainer.bi
         self.components_ = xp.ascontiguousarray(ht.T)
         self.n_components_ = k
-        self.n_features_in_ = x.shape[1]
-        self.backend_ = backend.name
-        self.fit_time_ = time.perf_counter() - start
-        return _where_input_is(w, X)
+        self.n_features_in_ = trainer.x.shape[1]
+
+    def _penalty(self, shape) -> ObservedPenalty:
+        """Penalties per update: full mode scales W's by n_features and H's by n_samples (as
+        scikit-learn); observed mode scales by each row's count inside the kernels."""
+        l1_w, l2_w, l1_h, l2_h = self._alphas()
+        if self.mode == "full":
+            n, m = shape
+            return ObservedPenalty(m * l1_w, m * l2_w, n * l1_h, n * l2_h, 0.0)
+        return ObservedPenalty(l1_w, l2_w, l1_h, l2_h, float(self.reg_bias))
+
+    def _validation_pairs(self, validation_data, dtype):
+        """Held-out ``(users, items, values)`` in the fit's index space, or None."""
+        if validation_data is None:
+            return None
+        if self.mode == "full":
+            matrix = _check_full_input(validation_data, dtype)
+            if matrix.shape != (self.n_users_, self.n_items_):
+                raise ValueError(f"validation matrix has shape {matrix.shape}, X "
+                                 f"{(self.n_users_, self.n_items_)}")
+            coo = matrix.tocoo()
+            return coo.row, coo.col, coo.data.astype(np.float64)
+        data = self._mapped(validation_data, dtype)
+        return data.users, data.items, np.asarray(data.values, np.float64)
 
     def _initial_factors(self, x: CSRPair, matrix, k, W, H, rng, dtype):
         init = self.init
@@ -256,7 +340,8 @@ class NMF(FactorModel):
         backend = self._resolve_backend(_KERNELS[self.mode])
         matrix = _check_full_input(X, self.components_.dtype, backend.name == "cuda")
         if matrix.shape[1] != self.n_items_:
-            raise ValueError(f"X has {matrix.shape[1]} features, the model {self.n_items_}")
+            raise ValueError(f"X has {matrix.shape[1]} features, but NMF is expecting "
+                             f"{self.n_items_} features as input")
         x = CSRPair.build(matrix, self.components_.dtype)
         return _where_input_is(self._solve_rows(backend, x, beta)[0], X)
 
@@ -278,16 +363,10 @@ class NMF(FactorModel):
         x, w, bu = x.map_arrays(move), move(w), move(bu)
         ht = pad_columns(move(self.item_factors_).astype(dtype), k_pad)
         bi = move(self.item_bias_).astype(dtype)
-        l1_w, l2_w, l1_h, l2_h = self._alphas()
-        if self.mode == "full":
-            m = x.shape[1]
-            run_full(backend, x, w, ht, beta, int(self.max_iter), float(self.tol), m * l1_w,
-                     m * l2_w, 0.0, 0.0, False, self._n_threads(), False, "NMF transform")
-        else:
-            pen = ObservedPenalty(l1_w, l2_w, l1_h, l2_h, float(self.reg_bias))
-            run_observed(backend, x, w, ht, bu, bi, self.global_mean_, beta, bool(self.biased),
-                         int(self.max_iter), float(self.tol), pen, False, self._n_threads(),
-                         False, "NMF transform")
+        trainer = MUTrainer(backend, x, w, ht, bu, bi, self.global_mean_, beta, self.mode,
+                            bool(self.biased), self._penalty((n, x.shape[1])), float(self.tol),
+                            False, self._n_threads(), False, "NMF transform")
+        fit_epochs(trainer, int(self.max_iter))
         return array_module(w).ascontiguousarray(w[:, :k]), bu
 
     def _predict_indices(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
@@ -309,6 +388,27 @@ class NMF(FactorModel):
                         self.item_factors_[xp.where(known, i, 0)])
         out = xp.where(known, dot, float(self.rating_mean_))
         return out.astype(self.user_factors_.dtype, copy=False)
+
+    def score(self, X, y=None) -> float:
+        """Higher is better, as scikit-learn's ``score``. Observed mode: negative RMSE of the
+        ratings in ``X``. Full mode: negative reconstruction error sqrt(2 * divergence) of
+        the rows of X, their W found by :meth:`transform`."""
+        if self.mode == "observed":
+            return super().score(X)
+        self._check_fitted()
+        _, beta = self._validate_params()
+        backend = self._resolve_backend(_KERNELS[self.mode])
+        matrix = _check_full_input(X, self.components_.dtype)
+        if matrix.shape[1] != self.n_items_:
+            raise ValueError(f"X has {matrix.shape[1]} features, but NMF is expecting "
+                             f"{self.n_items_} features as input")
+        x = CSRPair.build(matrix, self.components_.dtype)
+        w = to_host(self._solve_rows(backend, x, beta)[0])
+        k_pad = padded_rank(w.shape[1])
+        divergence = backend.nmf_loss_full(*x.rows, pad_columns(w, k_pad),
+                                           pad_columns(to_host(self.item_factors_), k_pad),
+                                           beta, self._n_threads())
+        return -float(np.sqrt(max(2.0 * divergence, 0.0)))
 
     def inverse_transform(self, X):
         """W [n, k] -> W @ H [n, n_features], computed where ``components_`` is (W is copied
@@ -339,6 +439,17 @@ class NMF(FactorModel):
         return float(bu[0]), to_host(w[0])
 
 
+def _warn_not_converged(max_iter: int) -> None:
+    """scikit-learn's ConvergenceWarning when scikit-learn is installed (so its filters
+    apply), a RuntimeWarning otherwise."""
+    try:
+        from sklearn.exceptions import ConvergenceWarning as category
+    except ImportError:
+        category = RuntimeWarning
+    warnings.warn(f"maximum number of iterations {max_iter} reached; increase max_iter to "
+                  "improve the fit", category, stacklevel=5)
+
+
 def _mover(backend):
     """Where the MU loop's arrays must be for ``backend``: the device for CUDA (CuPy arrays
     pass unchanged), the host otherwise (numpy arrays pass unchanged)."""
@@ -366,7 +477,8 @@ def _sum(values) -> float:
 def _check_non_negative(values: np.ndarray) -> None:
     negative = int(array_module(values).count_nonzero(values < 0))
     if negative:
-        raise ValueError(f"X has {negative} negative entries; NMF needs non-negative data")
+        raise ValueError(f"Negative values in data passed to NMF: X has {negative} negative "
+                         "entries; NMF needs non-negative data")
 
 
 def _check_full_input(X, dtype, keep_device: bool = False) -> sp.csr_matrix:
@@ -381,12 +493,23 @@ def _check_full_input(X, dtype, keep_device: bool = False) -> sp.csr_matrix:
     else:
         array = X if xp is not np else np.asarray(X)
         if array.ndim != 2:
-            raise ValueError(f"X must be 2-D [n_samples, n_features], got shape {array.shape}")
+            raise ValueError(f"X must be 2-D [n_samples, n_features], got shape {array.shape}. "
+                             "Reshape your data (X.reshape(1, -1) for a single sample).")
+        if array.dtype.kind == "c":
+            raise ValueError("Complex data not supported: NMF needs real, non-negative X")
+        if array.dtype.kind == "O" and xp is np:
+            try:  # object arrays of numbers, as scikit-learn's check_array accepts them
+                array = array.astype(np.float64)
+            except TypeError as exc:
+                raise TypeError(f"X must be numeric, got dtype object: {exc}") from exc
+            except ValueError as exc:
+                raise ValueError(f"X must be numeric, got dtype object: {exc}") from exc
         if array.dtype.kind not in "biuf":
             raise ValueError(f"X must be numeric, got dtype {array.dtype}")
         matrix = xsp.csr_matrix(array.astype(dtype, copy=False))
     if min(matrix.shape) < 1:
-        raise ValueError(f"X is empty (shape {matrix.shape})")
+        raise ValueError(f"X is empty: found array with {matrix.shape[1]} feature(s) (shape="
+                         f"{matrix.shape}) while a minimum of 1 is required.")
     bad = int(xp.count_nonzero(~xp.isfinite(matrix.data)))
     if bad:
         raise ValueError(f"X has {bad} NaN or infinite entries")

@@ -5,22 +5,18 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 
 import numpy as np
 import scipy.sparse as sp
 
-from fastrec._algorithms.sgd_schedule import BlockedRatings, choose_n_blocks
-from fastrec._algorithms.training import (
+from fastrec._algorithms.fit_loop import (
     LR_SCHEDULES,
-    DivergenceError,
-    EarlyStopping,
-    diverged,
+    History,
+    Trainer,
+    fit_epochs,
     learning_rate_at,
-    progress,
-    restore,
-    snapshot,
 )
+from fastrec._algorithms.sgd_schedule import BlockedRatings, choose_n_blocks
 from fastrec._array import array_module, sparse_module, to_device, to_host
 from fastrec.backends._contract import check_svdpp_epoch
 from fastrec.metrics import rmse
@@ -55,7 +51,7 @@ class SVDpp(FactorModel):
     backend : "auto", "cython", "numba", "numpy" (reference, slow) or "cuda".
     n_threads : int or None (all usable cores).
     random_state : int or None; the same seed gives the same model on a given backend.
-    early_stopping, n_iter_no_change, tol, verbose : as :class:`fastrec.MF`.
+    early_stopping, n_iter_no_change, tol, callbacks, verbose : as :class:`fastrec.MF`.
 
     The defaults were chosen on a validation split carved from the training part of
     ml-latest-small (random 80/20 with ``default_rng(0)``; validation = a random 10% of the
@@ -65,10 +61,10 @@ class SVDpp(FactorModel):
     Fitted attributes: those of :class:`FactorModel` (``user_factors_`` are the p_u) plus
     ``implicit_factors_`` T[n_items, k] (the y_j), ``user_implicit_`` T[n_users, k] (each user's
     implicit sum, from the final y), ``loss_curve_``, ``validation_curve_``, ``n_epochs_``,
-    ``backend_``, ``fit_time_``, ``seen_`` (the N(u) as CSR).
+    ``backend_``, ``fit_time_``, ``timings_``, ``seen_`` (the N(u) as CSR).
     """
 
-    _EXTRA_ARRAYS = ("implicit_factors_", "user_implicit_")
+    _ARRAYS = (*FactorModel._ARRAYS, "implicit_factors_", "user_implicit_")
 
     def __init__(self, n_factors: int = 32, n_epochs: int = 20, learning_rate: float = 0.02,
                  lr_bias: float | None = None, reg: float = 0.05, reg_bias: float = 0.02,
@@ -76,7 +72,8 @@ class SVDpp(FactorModel):
                  lr_decay: float = 0.05, init_std: float = 0.1, n_blocks: int | None = None,
                  dtype="float32", backend: str = "auto", n_threads: int | None = None,
                  random_state: int | None = None, early_stopping: bool = False,
-                 n_iter_no_change: int = 3, tol: float = 1e-4, verbose: bool = False):
+                 n_iter_no_change: int = 3, tol: float = 1e-4, callbacks=None,
+                 verbose: bool = False):
         self.n_factors = n_factors
         self.n_epochs = n_epochs
         self.learning_rate = learning_rate
@@ -95,6 +92,7 @@ class SVDpp(FactorModel):
         self.early_stopping = early_stopping
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
+        self.callbacks = callbacks
         self.verbose = verbose
 
     def _validate_params(self) -> np.dtype:
@@ -123,18 +121,21 @@ class SVDpp(FactorModel):
             a pandas DataFrame or :class:`fastrec.data.Interactions` (device input is copied to
             the host, laid out there, and with ``backend="cuda"`` moved to the device once).
         validation_data : the same kinds, mapped with the training ids (unseen ids dropped).
-        Returns self. The fitted state is replaced only when training succeeds (a raised
-        :class:`DivergenceError` leaves the state of the last good epoch, as MF).
+        Returns self. A fit that raises leaves a previously fitted model as it was, except
+        :class:`fastrec.DivergenceError`, after which the model holds the last good epoch.
         """
-        start = time.perf_counter()
+        self._transaction(type(self)._fit, X, validation_data)
+        return self
+
+    def _fit(self, X, validation_data) -> None:
         dtype = self._validate_params()
+        if self.early_stopping and validation_data is None:
+            raise ValueError("early_stopping=True needs validation_data")
         backend = self._resolve_backend(("svdpp_epoch",))
         data = self._training_data(X, dtype)
         n_threads = self._n_threads()
         rng = np.random.default_rng(self.random_state)
         k = int(self.n_factors)
-        if self.early_stopping and validation_data is None:
-            raise ValueError("early_stopping=True needs validation_data")
 
         self.n_users_, self.n_items_ = data.shape
         self.user_ids_, self.item_ids_ = data.user_ids, data.item_ids
@@ -150,6 +151,7 @@ class SVDpp(FactorModel):
         check_svdpp_epoch(*ratings[:4], blocked.epoch_schedule(np.random.default_rng(0)),
                           *ratings[4:], state["user_factors_"], state["item_factors_"],
                           state["implicit_factors_"], state["user_bias_"], state["item_bias_"])
+        # On CUDA the layout goes to the device once and the fitted arrays stay there.
         move = to_device if backend.name == "cuda" else (lambda a: a)
         state = {name: move(table) for name, table in state.items()}
         ratings = tuple(move(a) for a in ratings)
@@ -158,16 +160,18 @@ class SVDpp(FactorModel):
         if validation is not None:
             validation = (blocked.user_rows[validation.users], blocked.item_rows[validation.items],
                           validation.values)
+        trainer = _SVDppTrainer(self, backend, blocked, ratings, move, state, data, validation,
+                                n_threads, rng)
+        history = History()
         try:
-            self._run_epochs(backend, blocked, ratings, move, state, data.nnz, validation,
-                             n_threads, rng)
+            fit_epochs(trainer, int(self.n_epochs), early_stopping=self.early_stopping,
+                       n_iter_no_change=self.n_iter_no_change, tol=self.tol,
+                       callbacks=self.callbacks, verbose=self.verbose, history=history)
         finally:
             state["user_implicit_"] = self._implicit_sums(state["implicit_factors_"])
             self.__dict__.update(blocked.to_id_order(state, k))
             del self._implicit_matrix
-            self.fit_time_ = time.perf_counter() - start
-        self.n_epochs_ = len(self.loss_curve_)
-        return self
+            self._record(history, backend.name)
 
     def _initial_state(self, rng, shape, k, dtype) -> dict[str, np.ndarray]:
         """The trained arrays before the first epoch, in id order (names as fitted)."""
@@ -180,68 +184,21 @@ class SVDpp(FactorModel):
             "item_bias_": np.zeros(n_items, dtype),
         }
 
-    def _epoch(self, backend, ratings, schedule, state, epoch, n_threads) -> float:
-        """One ``svdpp_epoch`` on ``state`` at epoch ``epoch``'s learning rates; returns the
-        SSE."""
-        lr_bias = self.learning_rate if self.lr_bias is None else self.lr_bias
-        lr = learning_rate_at(self.lr_schedule, self.learning_rate, self.lr_decay, epoch)
-        lr_b = learning_rate_at(self.lr_schedule, lr_bias, self.lr_decay, epoch)
-        users, items, values, block_ptr, user_ptr, user_items, item_ptr, item_users = ratings
-        return backend.svdpp_epoch(
-            users, items, values, block_ptr, schedule, user_ptr, user_items, item_ptr,
-            item_users, state["user_factors_"], state["item_factors_"],
-            state["implicit_factors_"], state["user_bias_"], state["item_bias_"],
-            self.global_mean_, lr, lr_b, self.reg, self.reg_bias, self.reg_implicit, True,
-            n_threads)
-
-    def _run_epochs(self, backend, blocked, ratings, move, state, nnz, validation, n_threads,
-                    rng) -> None:
-        """MF's epoch loop (divergence rollback, validation, early stopping) around
-        :meth:`_epoch`."""
-        self.loss_curve_, self.validation_curve_ = [], []
-        self.backend_ = backend.name
-        stopper = EarlyStopping(int(self.n_iter_no_change), float(self.tol))
-        best_state, reference = None, None
-        with progress(self.n_epochs, self.verbose, f"SVDpp[{backend.name}]") as bar:
-            for epoch in range(int(self.n_epochs)):
-                good = snapshot(state)
-                sse = self._epoch(backend, ratings, move(blocked.epoch_schedule(rng)), state,
-                                  epoch, n_threads)
-                train_rmse = math.sqrt(sse / nnz) if math.isfinite(sse) else math.inf
-                reference = train_rmse if reference is None else min(reference, train_rmse)
-                if diverged(train_rmse, reference) or not _all_finite(state):
-                    restore(state, good)
-                    raise DivergenceError(
-                        f"SGD diverged in epoch {epoch + 1} (training RMSE {train_rmse:.3g}): "
-                        f"learning_rate={self.learning_rate} is too large for this data; lower "
-                        f"it. The model keeps the state before that epoch.")
-                self.loss_curve_.append(train_rmse)
-                message = f"epoch {epoch + 1}: train RMSE {train_rmse:.4f}"
-                if validation is not None:
-                    self.user_implicit_ = self._implicit_sums(state["implicit_factors_"])
-                    val = rmse(validation[2], to_host(self._predict_indices(*validation[:2])))
-                    self.validation_curve_.append(val)
-                    message += f", validation RMSE {val:.4f}"
-                    if self.early_stopping:
-                        improved, stop = stopper.update(val, epoch)
-                        if improved:
-                            best_state = snapshot(state)
-                        if stop:
-                            log.info("early stop after epoch %d (best %d)", epoch + 1,
-                                     stopper.best_epoch + 1)
-                            bar.update(1)
-                            break
-                if self.verbose:
-                    log.info(message)
-                bar.set_postfix_str(message.split(": ", 1)[1])
-                bar.update(1)
-        if best_state is not None:
-            restore(state, best_state)
-
     def _implicit_sums(self, implicit_factors):
         """z_u = |N(u)|^-1/2 sum_{j in N(u)} y_j for every user (working order during fit)."""
         return (self._implicit_matrix @ implicit_factors.astype(np.float64)).astype(
             implicit_factors.dtype)
+
+    def _check_consistent(self) -> None:
+        super()._check_consistent()
+        shape = self.item_factors_.shape
+        for name, want in (("implicit_factors_", shape),
+                           ("user_implicit_", self.user_factors_.shape)):
+            value = getattr(self, name)
+            if value.shape != want or value.dtype != self.item_factors_.dtype:
+                raise ValueError(f"{name} is {value.dtype}{value.shape}, expected {want}")
+            if not np.isfinite(value).all():
+                raise ValueError(f"{name} holds NaN or inf")
 
     # -- prediction ------------------------------------------------------------------------
     def _predict_indices(self, u, i):
@@ -276,6 +233,49 @@ class SVDpp(FactorModel):
         return bias, p + z
 
 
+class _SVDppTrainer(Trainer):
+    """One SVD++ epoch over the blocked ratings (working row order) for the shared fit loop."""
+
+    loss_label = "train RMSE"
+
+    def __init__(self, model: SVDpp, backend, blocked, ratings, move, state, data, validation,
+                 n_threads, rng):
+        self.model, self.backend, self.blocked = model, backend, blocked
+        self.ratings, self.move, self.arrays = ratings, move, state
+        self.data, self.validation_pairs = data, validation
+        self.n_threads, self.rng = n_threads, rng
+        self.name = f"SVDpp[{backend.name}]"
+        self.lr_bias = model.learning_rate if model.lr_bias is None else model.lr_bias
+        self.hint = (f"learning_rate={model.learning_rate} (lr_bias={self.lr_bias}) is too "
+                     "large for this data; lower it")
+
+    def state(self) -> dict:
+        return self.arrays
+
+    def run_epoch(self, epoch: int) -> float:
+        m, a = self.model, self.arrays
+        lr = learning_rate_at(m.lr_schedule, m.learning_rate, m.lr_decay, epoch)
+        lr_b = learning_rate_at(m.lr_schedule, self.lr_bias, m.lr_decay, epoch)
+        sse = self.backend.svdpp_epoch(
+            *self.ratings[:4], self.move(self.blocked.epoch_schedule(self.rng)),
+            *self.ratings[4:], a["user_factors_"], a["item_factors_"], a["implicit_factors_"],
+            a["user_bias_"], a["item_bias_"], m.global_mean_, lr, lr_b, m.reg, m.reg_bias,
+            m.reg_implicit, True, self.n_threads)
+        return math.sqrt(sse / self.data.nnz) if math.isfinite(sse) else math.inf
+
+    def validation(self) -> tuple[float, str, bool] | None:
+        if self.validation_pairs is None:
+            return None
+        users, items, values = self.validation_pairs
+        m = self.model
+        m.user_implicit_ = m._implicit_sums(self.arrays["implicit_factors_"])
+        return rmse(values, to_host(m._predict_indices(users, items))), "RMSE", True
+
+    def input_scale(self) -> float:
+        values = self.data.values
+        return float(np.abs(values).max()) if values.size else 0.0
+
+
 def _implicit_layout(blocked: BlockedRatings, shape) -> tuple[np.ndarray, ...]:
     """``(user_ptr, user_items, item_ptr, item_users)`` of the distinct training pairs in working
     order, indices in the ratings' index dtype."""
@@ -297,6 +297,3 @@ def _implicit_operator(user_ptr, user_items, shape):
     values = xp.repeat(norm, counts.astype(np.int64))
     return xsp.csr_matrix((values, user_items, user_ptr), shape=shape)
 
-
-def _all_finite(state) -> bool:
-    return all(bool(array_module(v).isfinite(v).all()) for v in state.values())

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from fastrec import GRU4Rec
+from fastrec import GRU4Rec, ModelFileError, NotFittedError
 from fastrec.backends import _probe
 from fastrec.data import (
     Sessions,
@@ -18,8 +18,6 @@ from fastrec.data import (
     split_last_item,
     synthetic_sessions,
 )
-from fastrec.io import ModelFileError
-from fastrec.models._base import NotFittedError
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 SMALL = dict(hidden_size=24, n_sample=16, batch_size=16, n_epochs=4, learning_rate=0.1,

@@ -6,8 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 import fastrec
-from fastrec import MF
-from fastrec._algorithms.training import DivergenceError
+from fastrec import MF, DivergenceError
 from fastrec.backends import BackendUnavailable
 from fastrec.data import synthetic_ratings
 from fastrec.io import ModelFileError
@@ -102,7 +101,7 @@ def test_estimator_conventions():
     assert not hasattr(model, "user_factors_")
     with pytest.raises(ValueError, match="invalid parameter"):
         model.set_params(nope=1)
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(fastrec.NotFittedError, match="not fitted"):
         model.predict([0], [0])
 
 

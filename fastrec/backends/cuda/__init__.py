@@ -57,6 +57,10 @@ def probe():
     try:
         n_devices = cupy.cuda.runtime.getDeviceCount()
     except cupy.cuda.runtime.CUDARuntimeError as exc:
+        if not _have_driver() or exc.status == _CUDA_ERROR_NO_DEVICE:
+            # without libcuda the runtime reports "driver version is insufficient", which
+            # sends a user without any GPU looking for a driver update
+            raise RuntimeError("no NVIDIA driver or GPU found") from exc
         raise RuntimeError(f"no usable CUDA device or driver ({exc})") from exc
     if n_devices < 1:
         raise RuntimeError("CuPy found no CUDA device")
@@ -83,3 +87,18 @@ def probe():
                "compute_capability": arch, "nvrtc": nvrtc_version}
     version = f"cupy {cupy.__version__}, CUDA runtime {runtime // 1000}.{runtime % 1000 // 10}"
     return version, details
+
+
+_CUDA_ERROR_NO_DEVICE = 100  # cudaErrorNoDevice
+
+
+def _have_driver() -> bool:
+    """Whether the NVIDIA driver's user-space library (libcuda / nvcuda.dll) can be loaded."""
+    import ctypes
+    import sys
+
+    try:
+        ctypes.CDLL("nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1")
+    except OSError:
+        return False
+    return True
