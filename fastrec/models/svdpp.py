@@ -3,7 +3,6 @@ trained by stratified parallel SGD."""
 
 from __future__ import annotations
 
-import logging
 import math
 
 import numpy as np
@@ -21,8 +20,6 @@ from fastrec._array import array_module, sparse_module, to_device, to_host
 from fastrec.backends._contract import check_svdpp_epoch
 from fastrec.metrics import rmse
 from fastrec.models._base import FactorModel, check_dtype, check_positive, seen_matrix
-
-log = logging.getLogger("fastrec")
 
 
 class SVDpp(FactorModel):
