@@ -80,7 +80,8 @@ def test_deterministic_across_thread_orders_and_launch_shapes(svdpp_module):
     data, state, scalars = make_svdpp_problem(dtype=np.float32, n_blocks=5, nnz=250, k=9)
     runs = [run_emulated(svdpp_module, data, state, scalars, order=order, seed=3,
                          warps_per_cta=per_cta)
-            for order in ("forward", "reverse", "random") for per_cta in (1, 2, 8)]
+            for order, per_cta in (("forward", 8), ("reverse", 1), ("random", 2),
+                                   ("random", 8))]
     for sse, got in runs[1:]:
         assert sse == runs[0][0]
         for name in got:

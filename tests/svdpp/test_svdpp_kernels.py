@@ -16,7 +16,7 @@ TOLERANCE = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-10
 @pytest.mark.parametrize("backend", COMPILED_BACKENDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
-@pytest.mark.parametrize("k", [1, 5, 37])
+@pytest.mark.parametrize("k", [1, 37])
 def test_epoch_matches_reference(backend, dtype, index_dtype, k):
     kernel = require_backend(backend, "svdpp_epoch").svdpp_epoch
     for implicit, biased in (("rated", True), ("more", False), ("random", True)):
