@@ -21,6 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from fastrec._array import array_module
+
 SGD_EPOCH_DOC = """sgd_epoch(users, items, ratings, block_ptr, schedule, user_factors, item_factors,
           user_bias, item_bias, global_mean, lr, lr_bias, reg, reg_bias, biased, n_threads)
     -> float
@@ -32,8 +34,10 @@ ratings      : T[nnz]
 block_ptr    : int64[G*G+1]     ratings of block b are ``block_ptr[b]:block_ptr[b+1]``; block b
                holds users of user block ``b // G`` and items of item block ``b % G``
 schedule     : int64[n_strata, width] block ids; -1 entries are skipped. Strata run in order;
-               the blocks of one stratum must touch pairwise disjoint users and items, so a
-               backend may run them concurrently.
+               a stratum uses each row block (``b // G``) and each column block (``b % G``) at
+               most once, so its blocks touch pairwise disjoint users and items and a backend
+               may run them concurrently (CUDA's dataflow driver records one predecessor per row
+               and column block and stratum: a repeat would leave one unwaited for, a race).
 user_factors : T[n_users, k]    modified in place
 item_factors : T[n_items, k]    modified in place
 user_bias    : T[n_users]       modified in place when ``biased``
@@ -401,6 +405,7 @@ def check_sgd_epoch(users, items, ratings, block_ptr, schedule, user_factors, it
         raise ContractError("block_ptr must rise from 0 to nnz")
     if schedule.size and (schedule.max() >= n_blocks or schedule.min() < -1):
         raise ContractError("schedule holds a block id outside [-1, n_blocks)")
+    check_strata_disjoint(schedule, round(n_blocks ** 0.5))
     if nnz:
         if users.min() < 0 or users.max() >= n_users:
             raise ContractError(f"user index out of range [0, {n_users})")
@@ -427,6 +432,23 @@ def check_svdpp_epoch(users, items, ratings, block_ptr, schedule, user_ptr, user
             raise ContractError(f"{name} indices out of range [0, {cols})")
     if user_items.shape[0] != item_users.shape[0]:
         raise ContractError("user_items and item_users must hold the same pairs")
+
+
+def check_strata_disjoint(schedule, grid_side: int) -> None:
+    """Raise unless every stratum (row of ``schedule``, int64[n_strata, width], numpy or CuPy)
+    uses each row block and each column block of the ``grid_side`` x ``grid_side`` grid at most
+    once (-1 entries ignored)."""
+    xp = array_module(schedule)
+    stratum = xp.broadcast_to(xp.arange(schedule.shape[0])[:, None], schedule.shape)
+    used = schedule >= 0
+    for name, line in (("row", schedule // grid_side), ("column", schedule % grid_side)):
+        keys = xp.sort((stratum * grid_side + line)[used])
+        repeated = xp.flatnonzero(keys[1:] == keys[:-1])
+        if repeated.size:
+            key = int(keys[int(repeated[0])])
+            raise ContractError(f"stratum {key // grid_side} of the schedule uses {name} block "
+                                f"{key % grid_side} more than once: the blocks of a stratum must "
+                                "share no row or column block")
 
 
 # -- GRU4Rec shared definitions ------------------------------------------------------------------

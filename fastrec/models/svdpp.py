@@ -15,7 +15,7 @@ from fastrec._algorithms.fit_loop import (
     fit_epochs,
     learning_rate_at,
 )
-from fastrec._algorithms.sgd_schedule import BlockedRatings, choose_n_blocks
+from fastrec._algorithms.sgd_schedule import BlockedRatings
 from fastrec._array import array_module, sparse_module, to_device, to_host
 from fastrec.backends._contract import check_svdpp_epoch
 from fastrec.metrics import rmse
@@ -43,7 +43,7 @@ class SVDpp(FactorModel):
     reg_implicit : float, L2 penalty of y, counted once per (user, rated item) pair per epoch.
     lr_schedule, lr_decay : as :class:`fastrec.MF`.
     init_std : float, p, q and y start as N(0, init_std); biases at zero.
-    n_blocks : int or None, side of the stratified grid (None: 16, fewer for tiny data).
+    n_blocks : int or None, side of the stratified grid (None: the backend's default, as MF).
     dtype : float32 (default) or float64.
     backend : "auto", "cython", "numba", "numpy" (reference, slow) or "cuda".
     n_threads : int or None (all usable cores).
@@ -141,10 +141,11 @@ class SVDpp(FactorModel):
         validation = None if validation_data is None else self._mapped(validation_data, dtype)
         self.global_mean_ = float(np.mean(data.values, dtype=np.float64))
         self.seen_ = seen_matrix(data)
-        g = min(self.n_blocks or choose_n_blocks(*data.shape), *data.shape)
+        g = min(self.n_blocks or backend.default_n_blocks(*data.shape), *data.shape)
         blocked = BlockedRatings.build(data.users, data.items, data.values, data.n_users,
                                        data.n_items, g, rng)
-        state = blocked.to_working_order(self._initial_state(rng, data.shape, k, dtype))
+        state = blocked.to_working_order(self._initial_state(rng, data.shape, k, dtype),
+                                         backend.row_width("sgd", k, dtype))
         ratings = (blocked.users, blocked.items, blocked.ratings, blocked.block_ptr,
                    *_implicit_layout(blocked, data.shape))
         check_svdpp_epoch(*ratings[:4], blocked.epoch_schedule(np.random.default_rng(0)),

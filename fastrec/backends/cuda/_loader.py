@@ -49,6 +49,11 @@ NAME_EXPRESSIONS: dict[str, tuple[str, ...]] = {
         *(f"fastrec::cuda::optim_sparse_step<{t}, {i}>"
           for t in ("float", "double") for i in ("int", "long long")),
     ),
+    "topn": (
+        *(f"fastrec::cuda::topn_mark_excluded<{t}, {i}>"
+          for t in ("float", "double") for i in ("int", "long long")),
+        *(f"fastrec::cuda::topn_rows<{t}>" for t in ("float", "double")),
+    ),
     "ncf": (
         *(f"fastrec::cuda::{kernel}<{t}, {i}>"
           for kernel in ("ncf_gather_pairs", "ncf_sample_gather", "ncf_score")
@@ -56,7 +61,7 @@ NAME_EXPRESSIONS: dict[str, tuple[str, ...]] = {
           for i in ("int", "long long")),
         *(f"fastrec::cuda::{kernel}<{t}>"
           for kernel in ("ncf_bias_relu", "ncf_output_grads", "ncf_relu_bias_grad",
-                         "ncf_split_mlp_grads")
+                         "ncf_column_sums", "ncf_split_mlp_grads")
           for t in ("float", "double")),
     ),
 }

@@ -1,0 +1,200 @@
+"""Ratings held by a Dask cluster: partitions validated and id-mapped where they live.
+
+Every partition becomes a :class:`fastrec.data.Interactions` on its worker (the local
+estimators' validation, with their error messages). Only the distinct ids (merged as a tree on
+the workers), the partition lengths and O(1) summaries reach the client; the ratings never do.
+"""
+
+from __future__ import annotations
+
+import operator
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastrec.data.interactions import Interactions
+
+
+class WorkerLostError(RuntimeError):
+    """A worker holding part of a distributed fit left the cluster; the fit was abandoned and
+    the estimator keeps its previous state. The message names the worker."""
+
+
+def get_client(client):
+    """``client``, or the current default Dask client (as ``xgboost.dask`` and LightGBM)."""
+    if client is not None:
+        return client
+    from distributed import default_client
+
+    try:
+        return default_client()
+    except ValueError as exc:
+        raise ValueError("fastrec.dask needs a Dask client: pass client=Client(...) or create "
+                         "one first (e.g. Client(LocalCluster()) or Client('tcp://host:8786'))"
+                         ) from exc
+
+
+def task_key(name: str) -> tuple[str, str]:
+    """A unique key in task group ``name`` (the dashboard's group view shows ``name``, e.g.
+    ``fastrec-sgd-stratum-3``; its task stream colours by the name without numbers)."""
+    return name, uuid.uuid4().hex
+
+
+def submit(client, fn, *args, name: str, **kwargs):
+    return client.submit(fn, *args, key=task_key(name), pure=False, **kwargs)
+
+
+def tree_reduce(client, futures: list, fn, name: str):
+    """Combine ``futures`` pairwise, level by level, on the workers; returns one future."""
+    level = list(futures)
+    while len(level) > 1:
+        pairs = zip(level[::2], level[1::2], strict=False)
+        nxt = [submit(client, fn, a, b, name=name) for a, b in pairs]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+@dataclass
+class DistributedRatings:
+    """Validated partitions on the cluster (futures of :class:`Interactions`, each with its
+    partition's own id maps), with the global id maps and partition lengths on the client."""
+
+    parts: list
+    lengths: list[int]
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+
+    @property
+    def nnz(self) -> int:
+        return int(sum(self.lengths))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.user_ids.shape[0]), int(self.item_ids.shape[0])
+
+
+def load_ratings(client, X, dtype, columns=None) -> DistributedRatings:
+    """Validate and summarise ratings given as a ``dask.dataframe.DataFrame`` (user, item and
+    optional rating columns, found by the local loaders' names or given as ``columns``), a Dask
+    array [nnz, 2 or 3] of COO triples (user, item[, rating]), or a tuple of three 1-D Dask
+    arrays with the same chunks. Raises the local estimators' errors for bad data."""
+    delayed_parts = _partitions(X, dtype, columns)
+    parts = client.compute(delayed_parts)
+    lengths = [submit(client, operator.attrgetter("nnz"), p, name="fastrec-count")
+               for p in parts]
+    ids = []
+    for field in ("user_ids", "item_ids"):
+        pieces = [submit(client, operator.attrgetter(field), p, name="fastrec-distinct-ids")
+                  for p in parts]
+        ids.append(tree_reduce(client, pieces, np.union1d, "fastrec-merge-ids"))
+    lengths, user_ids, item_ids = client.gather([lengths, *ids])
+    if sum(lengths) == 0:
+        raise ValueError("no interactions: the data is empty")
+    return DistributedRatings(parts, [int(n) for n in lengths], _integral(user_ids),
+                              _integral(item_ids))
+
+
+def _integral(ids: np.ndarray) -> np.ndarray:
+    """Float ids that are all whole numbers become int64, as the local id mapping does for the
+    whole column (partitions may disagree: one all-integral, another not)."""
+    if ids.dtype.kind == "f" and bool((ids == np.round(ids)).all()):
+        return ids.astype(np.int64)
+    return ids
+
+
+def global_index(data: Interactions, user_ids: np.ndarray, item_ids: np.ndarray):
+    """int64 indices of a partition's users and items in the global (sorted) id maps."""
+    users = np.searchsorted(user_ids, data.user_ids.astype(user_ids.dtype, copy=False))
+    items = np.searchsorted(item_ids, data.item_ids.astype(item_ids.dtype, copy=False))
+    return users[data.users].astype(np.int64), items[data.items].astype(np.int64)
+
+
+def _partitions(X, dtype, columns):
+    import dask
+    import dask.array as da
+    import dask.dataframe as dd
+
+    if isinstance(X, dd.DataFrame):
+        # The column lookup (and its error) runs on the client on the empty metadata frame.
+        picked = _frame_columns(X._meta, dtype, columns)
+        frame = X[[c for c in picked if c is not None]]
+        return [dask.delayed(_from_frame)(p, picked, dtype) for p in frame.to_delayed()]
+    if isinstance(X, da.Array):
+        if X.ndim != 2 or X.shape[1] not in (2, 3):
+            raise ValueError("a Dask array of COO triples must have shape [nnz, 3] (user, "
+                             f"item, rating) or [nnz, 2], got {X.shape}")
+        blocks = X.rechunk({1: X.shape[1]}).to_delayed().ravel()
+        return [dask.delayed(_from_block)(b, dtype) for b in blocks]
+    if isinstance(X, (tuple, list)) and len(X) == 3 and all(isinstance(a, da.Array) for a in X):
+        if any(a.ndim != 1 for a in X) or len({a.chunks for a in X}) != 1:
+            raise ValueError("users, items and ratings must be 1-D Dask arrays with the same "
+                             "chunks")
+        return [dask.delayed(_from_triple)(u, i, r, dtype) for u, i, r in
+                zip(*(a.to_delayed() for a in X), strict=True)]
+    raise TypeError("fastrec.dask estimators take a dask.dataframe.DataFrame, a Dask array "
+                    "[nnz, 3] of (user, item, rating) triples or a tuple of three Dask arrays, "
+                    f"got {type(X).__name__}; fit in-memory data with fastrec.MF / fastrec.NMF")
+
+
+def _frame_columns(meta, dtype, columns):
+    """(user, item, rating-or-None) column names, found as ``Interactions.from_frame`` does."""
+    if columns is not None:
+        if len(columns) != 3 or any(c not in meta.columns for c in columns):
+            raise ValueError(f"columns must name (user, item, rating) columns of the frame, "
+                             f"got {columns!r} for columns {list(meta.columns)}")
+        return tuple(columns)
+    Interactions.from_frame(meta, dtype)  # raises the local estimators' error for a missing column
+    lower = {str(c).lower(): c for c in meta.columns}
+    from fastrec.data import interactions as names
+
+    picked = []
+    for options in (names._USER_COLUMNS, names._ITEM_COLUMNS, names._VALUE_COLUMNS):
+        picked.append(next((lower[n] for n in options if n in lower), None))
+    return tuple(picked)
+
+
+def _from_frame(frame, picked, dtype) -> Interactions:
+    user, item, rating = picked
+    values = frame[rating].to_numpy() if rating is not None else np.ones(len(frame))
+    return Interactions.from_ids(frame[user].to_numpy(), frame[item].to_numpy(), values, dtype)
+
+
+def _from_block(block, dtype) -> Interactions:
+    values = block[:, 2] if block.shape[1] == 3 else np.ones(block.shape[0])
+    return Interactions.from_ids(block[:, 0], block[:, 1], values, dtype)
+
+
+def _from_triple(users, items, ratings, dtype) -> Interactions:
+    return Interactions.from_ids(users, items, ratings, dtype)
+
+
+def wait_for(client, futures: list, owners, what: str):
+    """Gather ``futures``; if a worker of ``owners`` leaves meanwhile, raise
+    :class:`WorkerLostError` naming it (tasks pinned to a lost worker would wait forever)."""
+    from distributed import wait
+
+    while True:
+        try:
+            with client.as_current():
+                wait(futures, timeout=1.0)
+            break
+        except TimeoutError:
+            _check_workers(client, owners, what)
+    try:
+        return client.gather(futures)
+    except Exception as exc:
+        _check_workers(client, owners, what, cause=exc)
+        raise
+
+
+def _check_workers(client, owners, what: str, cause=None) -> None:
+    alive = set(client.nthreads())
+    lost = sorted(set(owners) - alive)
+    if lost:
+        raise WorkerLostError(
+            f"worker {', '.join(lost)} left the cluster during {what}; it held row blocks of "
+            "this fit, so the fit was abandoned and the estimator keeps its previous state. "
+            "Fit again (the remaining workers take over).") from cause

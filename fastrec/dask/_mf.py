@@ -1,0 +1,474 @@
+"""Distributed stratified SGD (DSGD, Gemulla et al. 2011) for biased MF on a Dask cluster.
+
+The grid, relabelling, block order and per-epoch stratum schedule are those of the local fit
+(:class:`fastrec._algorithms.sgd_schedule.BlockedRatings`), drawn from the same generator in
+the same order, so the result equals ``fastrec.MF`` bit for bit for the same seed and
+``n_blocks``, at any worker count:
+
+- row block ``r`` (its ratings, user factors and user biases) lives on worker ``r mod W``;
+- in stratum ``s`` of an epoch, row block ``r`` meets column block ``c`` as in the local
+  schedule; the column block (item factors and biases) travels to ``r``'s worker, where
+  fastrec's own ``sgd_epoch`` kernel runs that one block (a 1 x 1 schedule);
+- a worker runs the blocks of a stratum it owns concurrently on its threads; blocks of one
+  stratum share no user and no item, so this is exactly the local order of updates.
+
+Tasks are pure (they copy the tables they update), so Dask may recompute any of them after a
+failure and get the same bits, and the state at the start of an epoch stays available for the
+divergence rollback. A worker that holds row blocks and leaves the cluster ends the fit with
+:class:`WorkerLostError` naming it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import operator
+import time
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+import fastrec
+from fastrec._algorithms.fit_loop import LR_SCHEDULES, learning_rate_at
+from fastrec._algorithms.sgd_schedule import BlockedRatings
+from fastrec._array import aligned_zeros
+from fastrec.backends import available_backends, get_backend
+from fastrec.backends._cpu_layout import row_width
+from fastrec.dask._data import get_client, global_index, load_ratings, submit, wait_for
+from fastrec.dask._exact import mean_from_plan, mean_plan, skip_tie_keys, slice_sums, tie_keys
+from fastrec.exceptions import DivergenceError, NotFittedError
+from fastrec.models._base import check_dtype, check_positive
+
+log = logging.getLogger("fastrec")
+
+# The fitted attributes to_local() sets on a fastrec.MF (kept stable by the local estimator).
+FITTED = ("user_factors_", "item_factors_", "user_bias_", "item_bias_", "global_mean_",
+          "user_ids_", "item_ids_", "n_users_", "n_items_", "loss_curve_", "validation_curve_",
+          "n_epochs_", "backend_", "fit_time_", "timings_")
+
+
+class MF:
+    """Biased MF trained by distributed stratified SGD on a Dask cluster.
+
+    Parameters: those of :class:`fastrec.MF` (same meanings and defaults), plus ``client``
+    (a ``distributed.Client``; None: the current default client). ``n_threads`` is the
+    kernel's thread count per block (None: 1, since a worker runs one block per thread).
+    ``n_blocks`` is the grid side G (None: the cluster's total thread count, at least 1 and
+    capped at the numbers of users and items, as locally). Row block ``r`` lives on worker
+    ``r mod W`` (workers sorted by address), so a G that is a multiple of the worker count
+    balances the load. ``early_stopping`` needs validation data, which this estimator does not
+    take (fit with ``validation_data`` locally on a sample, or use ``n_epochs``).
+
+    Fitted attributes (numpy, on the client, O((users + items) k)): those of
+    :class:`fastrec.MF` listed in ``FITTED``; ``n_blocks_``, ``layout_ties_`` (rating pairs
+    with equal layout keys: 0 means the equality with the local fit is guaranteed, see
+    :meth:`fit`), ``epoch_times_`` (seconds between successive epochs' losses reaching the
+    client; the next epoch is already queued, so after the first these are the cluster's
+    epoch times). :meth:`to_local` returns a fitted ``fastrec.MF``.
+    """
+
+    def __init__(self, n_factors: int = 32, n_epochs: int = 20, learning_rate: float = 0.02,
+                 lr_bias: float | None = None, reg: float = 0.05, reg_bias: float = 0.02,
+                 lr_schedule: str = "inverse", lr_decay: float = 0.05, biased: bool = True,
+                 init_std: float = 0.1, n_blocks: int | None = None, dtype="float32",
+                 backend: str = "auto", n_threads: int | None = None,
+                 random_state: int | None = None, early_stopping: bool = False,
+                 n_iter_no_change: int = 3, tol: float = 1e-4, callbacks=None,
+                 verbose: bool = False, client=None):
+        self.n_factors = n_factors
+        self.n_epochs = n_epochs
+        self.learning_rate = learning_rate
+        self.lr_bias = lr_bias
+        self.reg = reg
+        self.reg_bias = reg_bias
+        self.lr_schedule = lr_schedule
+        self.lr_decay = lr_decay
+        self.biased = biased
+        self.init_std = init_std
+        self.n_blocks = n_blocks
+        self.dtype = dtype
+        self.backend = backend
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.early_stopping = early_stopping
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.callbacks = callbacks
+        self.verbose = verbose
+        self.client = client
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {name: getattr(self, name) for name in _PARAMS}
+
+    def _validate_params(self) -> np.dtype:
+        check_positive("n_factors", self.n_factors, integer=True)
+        check_positive("n_epochs", self.n_epochs, integer=True)
+        check_positive("learning_rate", self.learning_rate)
+        if self.lr_bias is not None:
+            check_positive("lr_bias", self.lr_bias, allow_zero=True)
+        check_positive("reg", self.reg, allow_zero=True)
+        check_positive("reg_bias", self.reg_bias, allow_zero=True)
+        check_positive("init_std", self.init_std)
+        check_positive("lr_decay", self.lr_decay, allow_zero=True)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.lr_schedule == "exponential" and self.lr_decay >= 1:
+            raise ValueError("lr_decay must be < 1 for the exponential schedule")
+        if self.n_blocks is not None:
+            check_positive("n_blocks", self.n_blocks, integer=True)
+        if self.n_threads is not None:
+            check_positive("n_threads", self.n_threads, integer=True)
+        if self.early_stopping:
+            raise ValueError("early_stopping=True needs validation data, which fastrec.dask.MF "
+                             "does not take; set n_epochs instead")
+        if self.backend == "cuda":
+            raise ValueError("fastrec.dask runs the CPU kernels on the workers: backend must be "
+                             "'auto', 'cython', 'numba' or 'numpy'")
+        return check_dtype(self.dtype)
+
+    def fit(self, X, columns=None):
+        """Fit on ratings held by the cluster.
+
+        X : ``dask.dataframe.DataFrame`` with user, item and rating columns (found by the names
+            the local loaders know, or given as ``columns=(user, item, rating)``), a Dask array
+            [nnz, 3] of (user, item, rating) triples, or a tuple of three 1-D Dask arrays.
+            Partition order is rating order: the fit equals ``fastrec.MF().fit`` on the
+            concatenated partitions. Ids are mapped by the cluster; ratings stay on it.
+
+        Equality with the local fit holds whenever the layout's sort keys (block, user, 20
+        random bits) are distinct (``layout_ties_ == 0``, the common case: a tie needs one user
+        with two ratings in one block drawing the same 20 bits). Tied ratings keep their input
+        order here, where numpy's unstable sort in the local layout may swap them.
+        Returns self.
+        """
+        start = time.perf_counter()
+        dtype = self._validate_params()
+        client = get_client(self.client)
+        rng = np.random.default_rng(self.random_state)
+        if not isinstance(rng.bit_generator, np.random.PCG64):
+            raise ValueError("random_state must be an int, None or a PCG64 Generator")
+        workers = sorted(client.nthreads())
+        if not workers:
+            raise ValueError("the Dask cluster has no workers")
+        data = load_ratings(client, X, dtype, columns)
+        n_users, n_items = data.shape
+        k = int(self.n_factors)
+        g = min(self.n_blocks or max(1, sum(client.nthreads().values())), n_users, n_items)
+        owners = [workers[r % len(workers)] for r in range(g)]
+
+        # The local fit's draws, in its order: factors, relabellings, tie keys, schedules.
+        state = {
+            "user_factors_": rng.normal(0.0, self.init_std, (n_users, k)).astype(dtype),
+            "item_factors_": rng.normal(0.0, self.init_std, (n_items, k)).astype(dtype),
+            "user_bias_": np.zeros(n_users, dtype),
+            "item_bias_": np.zeros(n_items, dtype),
+        }
+        index_dtype = np.int32 if max(n_users, n_items) < np.iinfo(np.int32).max else np.int64
+        empty = np.empty(0, index_dtype)
+        layout = BlockedRatings.build(empty, empty, np.empty(0, dtype), n_users, n_items, g, rng)
+        tie_state = rng.bit_generator.state
+        skip_tie_keys(rng, data.nnz)
+        mean = self._global_mean(client, data, dtype)
+
+        maps = client.scatter([data.user_ids, data.item_ids, layout.user_rows,
+                               layout.item_rows], broadcast=True, hash=False)
+        offsets = np.concatenate([[0], np.cumsum(data.lengths)])
+        pieces = [submit(client, _row_block_pieces, part, *maps, index_dtype, g, n_users,
+                         n_items, tie_state, int(offsets[p]), name="fastrec-map-ids")
+                  for p, part in enumerate(data.parts)]
+        row_blocks = [
+            submit(client, _build_row_block, r, g, n_users, n_items, self.backend,
+                   *[submit(client, operator.itemgetter(r), piece, name="fastrec-shuffle")
+                     for piece in pieces], name="fastrec-row-block", workers=[owners[r]],
+                   allow_other_workers=False)
+            for r in range(g)]
+        infos = wait_for(client, [submit(client, operator.itemgetter(1), rb,
+                                         name="fastrec-row-block-info") for rb in row_blocks],
+                         owners, "the data shuffle")
+        del pieces
+        data.parts = []  # the row blocks hold the ratings now
+        ties = int(sum(i["ties"] for i in infos))
+        if ties:
+            log.warning("%d rating pairs share a layout key; their order follows the input, "
+                        "so the fit may differ from the local one in the last bits", ties)
+
+        working = layout.to_working_order(state, row_width("sgd", k, dtype))  # CPU workers
+        rows = _bounds(n_users, g)
+        cols = _bounds(n_items, g)
+        row_states = [client.scatter(
+            [((working["user_factors_"][rows[r]:rows[r + 1]],
+               working["user_bias_"][rows[r]:rows[r + 1]], ()),)],
+            workers=[owners[r]], hash=False)[0] for r in range(g)]
+        col_states = [client.scatter(
+            [(working["item_factors_"][cols[c]:cols[c + 1]],
+              working["item_bias_"][cols[c]:cols[c + 1]])], hash=False)[0] for c in range(g)]
+        del working, state
+
+        hyper = (float(mean), float(self.reg), float(self.reg_bias),
+                 bool(self.biased), int(self.n_threads or 1), infos[0]["backend"])
+        row_states, col_states, curve, epoch_times = self._run_epochs(
+            client, layout, rng, row_blocks, row_states, col_states, owners, hyper, data.nnz)
+        tables = wait_for(client, [submit(client, _row_tables, s, name="fastrec-collect")
+                                   for s in row_states] + col_states, owners, "collection")
+        working = {
+            "user_factors_": np.concatenate([t[0] for t in tables[:g]]),
+            "user_bias_": np.concatenate([t[1] for t in tables[:g]]),
+            "item_factors_": np.concatenate([t[0] for t in tables[g:]]),
+            "item_bias_": np.concatenate([t[1] for t in tables[g:]]),
+        }
+        self.__dict__.update(layout.to_id_order(working, k))
+        self.user_ids_, self.item_ids_ = data.user_ids, data.item_ids
+        self.n_users_, self.n_items_ = n_users, n_items
+        self.loss_curve_, self.validation_curve_ = curve, []
+        self.n_epochs_ = len(curve)
+        self.n_blocks_, self.layout_ties_, self.epoch_times_ = g, ties, epoch_times
+        self.global_mean_ = mean
+        self.backend_ = infos[0]["backend"]
+        self._pattern = (client, row_blocks, owners, layout.user_rows, layout.item_rows)
+        self.fit_time_ = time.perf_counter() - start
+        self.timings_ = {"prepare": self.fit_time_ - sum(epoch_times), "train": sum(epoch_times)}
+        return self
+
+    def _lr_bias(self) -> float:
+        return float(self.learning_rate if self.lr_bias is None else self.lr_bias)
+
+    def _global_mean(self, client, data, dtype) -> float:
+        """numpy's float64 mean of the concatenated ratings, bit for bit (see ``_exact``)."""
+        if not self.biased:
+            return 0.0
+        roots, requests = mean_plan(data.lengths, dtype)
+        answers = client.gather([
+            submit(client, _slice_sums, part, req, name="fastrec-mean")
+            for part, req in zip(data.parts, requests, strict=True)])
+        return mean_from_plan(roots, answers, data.nnz)
+
+    def _run_epochs(self, client, layout, rng, row_blocks, row_states, col_states, owners,
+                    hyper, nnz):
+        """Submit epoch after epoch (one epoch ahead of the one being checked) and check each
+        epoch's loss as the local loop does; returns the final row/column states, the
+        training RMSE curve and the epoch times. Raises DivergenceError (the estimator is left
+        as it was: the fit is a transaction)."""
+        g = layout.n_blocks
+        curve: list[float] = []
+        epoch_times: list[float] = []
+        clock = time.perf_counter()
+        lowest = math.inf
+        callbacks = list(self.callbacks or ())
+        in_flight = []  # (epoch, its loss futures, the states after it): at most two ahead
+        epochs = int(self.n_epochs)
+        with tqdm(total=epochs, disable=not self.verbose, desc="fastrec.dask.MF",
+                  unit="epoch", leave=False) as bar:
+            epoch = 0
+            while epoch < epochs or in_flight:
+                while epoch < epochs and len(in_flight) < 2:
+                    row_states, col_states, metas = self._submit_epoch(
+                        client, layout.epoch_schedule(rng), epoch, row_blocks, row_states,
+                        col_states, owners, hyper)
+                    in_flight.append((epoch, metas, (row_states, col_states)))
+                    epoch += 1
+                done, metas, after = in_flight.pop(0)
+                results = wait_for(client, metas, owners, f"epoch {done + 1}")
+                tickets = np.zeros(g * g)
+                for sses, _ in results:
+                    for ticket, sse in sses:
+                        tickets[ticket] = sse
+                sse = float(np.sum(tickets))
+                finite = all(ok for _, ok in results)
+                train_rmse = math.sqrt(sse / nnz) if math.isfinite(sse) else math.inf
+                exploded = train_rmse > 10.0 * lowest and lowest > 0
+                if not math.isfinite(train_rmse) or exploded or not finite:
+                    client.cancel([f for _, m, _ in in_flight for f in m])
+                    raise DivergenceError(
+                        f"SGD diverged in epoch {done + 1} (training RMSE {train_rmse:.3g}): "
+                        f"learning_rate={self.learning_rate} (lr_bias={self._lr_bias()}) is "
+                        "too large for this data; lower it.")
+                lowest = min(lowest, train_rmse)
+                curve.append(train_rmse)
+                epoch_times.append(time.perf_counter() - clock)
+                clock = time.perf_counter()
+                if self.verbose:
+                    log.info("epoch %d: train RMSE %.4f", done + 1, train_rmse)
+                bar.set_postfix_str(f"train RMSE {train_rmse:.4f}")
+                bar.update(1)
+                stop = False
+                for callback in callbacks:
+                    stop = bool(callback(done + 1, {"loss": train_rmse})) or stop
+                if stop:
+                    client.cancel([f for _, m, _ in in_flight for f in m])
+                    return (*after, curve, epoch_times)
+        return row_states, col_states, curve, epoch_times
+
+    def _submit_epoch(self, client, schedule, epoch, row_blocks, row_states, col_states,
+                      owners, hyper):
+        """Submit one epoch's tasks; returns the new state futures and the per-row-block
+        (ticket SSEs, finite) futures of the epoch."""
+        g = schedule.shape[0]
+        lr = learning_rate_at(self.lr_schedule, self.learning_rate, self.lr_decay, epoch)
+        lr_b = learning_rate_at(self.lr_schedule, self._lr_bias(), self.lr_decay, epoch)
+        row_states, col_states = list(row_states), list(col_states)
+        for s in range(g):
+            for b in range(g):
+                block = int(schedule[s, b])
+                r, c = divmod(block, g)
+                out = submit(client, _sgd_block, row_states[r], col_states[c], row_blocks[r], c,
+                             s * g + b, s == 0, lr, lr_b, hyper,
+                             name=f"fastrec-sgd-stratum-{s}", workers=[owners[r]],
+                             allow_other_workers=False)
+                row_states[r] = out
+                col_states[c] = submit(client, operator.itemgetter(1), out,
+                                       name=f"fastrec-item-block-{c}")
+        metas = [submit(client, _epoch_meta, row_states[r], name="fastrec-epoch-loss")
+                 for r in range(g)]
+        return row_states, col_states, metas
+
+    def to_local(self, include_seen: bool = True):
+        """A fitted :class:`fastrec.MF` with this model's parameters and fitted attributes
+        (``FITTED``). ``include_seen`` also gathers the (user, item) pattern of the training
+        ratings (O(nnz) indices, no ratings) as ``seen_``, which ``recommend`` uses to skip
+        seen items; without it ``seen_`` is None."""
+        if not hasattr(self, "n_users_"):
+            raise NotFittedError(
+                "this fastrec.dask.MF is not fitted yet: call fit first")
+        params = self.get_params()
+        params.pop("client")
+        model = fastrec.MF(**params)
+        for name in FITTED:
+            value = getattr(self, name)
+            setattr(model, name, value.copy() if isinstance(value, (np.ndarray, list)) else value)
+        model.seen_ = self._seen_pattern() if include_seen else None
+        return model
+
+    def _seen_pattern(self) -> sp.csr_matrix:
+        client, row_blocks, owners, user_rows, item_rows = self._pattern
+        g = len(row_blocks)
+        inverse = client.scatter([np.argsort(user_rows), np.argsort(item_rows)],
+                                 broadcast=True, hash=False)
+        parts = wait_for(client, [
+            submit(client, _pattern, rb, r, g, self.n_users_, self.n_items_, *inverse,
+                   name="fastrec-seen") for r, rb in enumerate(row_blocks)], owners, "to_local")
+        users = np.concatenate([p[0] for p in parts])
+        items = np.concatenate([p[1] for p in parts])
+        seen = sp.csr_matrix((np.ones(users.shape[0], np.int8), (users, items)),
+                             shape=(self.n_users_, self.n_items_))
+        seen.sum_duplicates()
+        seen.data[:] = 1
+        return seen
+
+
+_PARAMS = ("n_factors", "n_epochs", "learning_rate", "lr_bias", "reg", "reg_bias",
+           "lr_schedule", "lr_decay", "biased", "init_std", "n_blocks", "dtype", "backend",
+           "n_threads", "random_state", "early_stopping", "n_iter_no_change", "tol", "callbacks",
+           "verbose", "client")
+
+
+def _bounds(n: int, g: int) -> np.ndarray:
+    """int64[g + 1]: block b of the layout holds working rows ``bounds[b]:bounds[b + 1]``
+    (rows ``u`` with ``u * g // n == b``)."""
+    return (np.arange(g + 1, dtype=np.int64) * n + g - 1) // g
+
+
+# -- tasks (run on the workers) ------------------------------------------------------------------
+def _slice_sums(data, slices):
+    return slice_sums(data.values, slices)
+
+
+def _row_block_pieces(data, user_ids, item_ids, user_rows, item_rows, index_dtype, g, n_users,
+                      n_items, tie_state, offset):
+    """A partition's ratings in working order with their tie keys, split by row block (input
+    order kept within each piece): a list of g tuples (users, items, ratings, keys)."""
+    users, items = global_index(data, user_ids, item_ids)
+    users = user_rows[users].astype(index_dtype)
+    items = item_rows[items].astype(index_dtype)
+    keys = tie_keys(tie_state, offset, data.nnz)
+    row_block = users.astype(np.int64) * g // n_users
+    order = np.argsort(row_block, kind="stable")
+    cuts = np.searchsorted(row_block[order], np.arange(g + 1))
+    return [tuple(a[order[cuts[r]:cuts[r + 1]]] for a in (users, items, data.values, keys))
+            for r in range(g)]
+
+
+def _build_row_block(r, g, n_users, n_items, backend, *pieces):
+    """Row block ``r`` laid out as ``BlockedRatings.build`` lays out the whole matrix: sorted by
+    (block, user, tie key), each block's two halves interleaved. Returns ``(arrays, info)``:
+    arrays = (users - first row, items - first column of the block, ratings, ptr[g + 1]) with
+    column block c at ``ptr[c]:ptr[c + 1]``; info = {"ties", "counts", "backend"}."""
+    users, items, ratings, keys = (np.concatenate(a) for a in zip(*pieces, strict=True))
+    users64, items64 = users.astype(np.int64), items.astype(np.int64)
+    col_block = items64 * g // n_items
+    block = r * g + col_block
+    by_user = ((block * n_users + users64) << 20) | keys
+    order = np.argsort(by_user, kind="stable")  # ties (rare) keep their input order
+    ties = int(np.count_nonzero(np.diff(by_user[order]) == 0))
+    counts = np.bincount(col_block, minlength=g)
+    ptr = np.zeros(g + 1, np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    sorted_col = col_block[order]
+    start = ptr[sorted_col]
+    position = np.arange(order.shape[0]) - start
+    half = (counts[sorted_col] + 1) // 2
+    slot = np.where(position < half, 2 * position, 2 * (position - half) + 1)
+    interleaved = np.empty_like(order)
+    interleaved[start + slot] = order
+    order = interleaved
+    first_row = int(_bounds(n_users, g)[r])
+    first_col = _bounds(n_items, g)[col_block[order]]
+    arrays = (np.ascontiguousarray((users[order] - first_row).astype(users.dtype)),
+              np.ascontiguousarray((items64[order] - first_col).astype(items.dtype)),
+              np.ascontiguousarray(ratings[order]), ptr)
+    return arrays, {"ties": ties, "counts": counts, "backend": _worker_backend(backend).name}
+
+
+def _worker_backend(name: str, require: tuple[str, ...] = ("sgd_epoch",)):
+    """The worker's own CPU backend with the ``require`` kernels (``auto``: its fastest CPU
+    one; the CUDA kernels take device arrays, which these tasks do not hold)."""
+    if name == "auto":
+        cpu = [n for n in available_backends(require) if n != "cuda"]
+        name = cpu[0] if cpu else "numpy"
+    return get_backend(name, require)
+
+
+def _aligned_copy(table: np.ndarray) -> np.ndarray:
+    out = aligned_zeros(table.shape, table.dtype)
+    out[...] = table
+    return out
+
+
+def _sgd_block(previous, column, row_block, c, ticket, first, lr, lr_b, hyper):
+    """One block of a stratum: row block state from ``previous`` (the row's last task output,
+    or its initial state), column block ``c``'s state ``column``. Returns new copies
+    ``((P, b_u, ticket SSEs of this epoch), (Q, b_i), finite)``; the inputs are unchanged."""
+    mean, reg, reg_b, biased, n_threads, backend = hyper
+    (user_factors, user_bias, sses), (item_factors, item_bias) = previous[0], column
+    arrays, _ = row_block
+    users, items, ratings, ptr = arrays
+    a, b = int(ptr[c]), int(ptr[c + 1])
+    sses = () if first else sses
+    if a == b:
+        return (user_factors, user_bias, (*sses, (ticket, 0.0))), column, True
+    user_factors, item_factors = _aligned_copy(user_factors), _aligned_copy(item_factors)
+    user_bias, item_bias = user_bias.copy(), item_bias.copy()
+    sse = _worker_backend(backend).sgd_epoch(
+        users[a:b], items[a:b], ratings[a:b], np.array([0, b - a], np.int64),
+        np.zeros((1, 1), np.int64), user_factors, item_factors, user_bias, item_bias, mean, lr,
+        lr_b, reg, reg_b, biased, n_threads)
+    finite = bool(np.isfinite(user_factors).all() and np.isfinite(item_factors).all()
+                  and np.isfinite(user_bias).all() and np.isfinite(item_bias).all())
+    return (user_factors, user_bias, (*sses, (ticket, sse))), (item_factors, item_bias), finite
+
+
+def _epoch_meta(out):
+    """(ticket SSEs of the epoch, finite) of a row block's last task of the epoch."""
+    return out[0][2], out[2]
+
+
+def _row_tables(out):
+    return out[0][0], out[0][1]
+
+
+def _pattern(row_block, r, g, n_users, n_items, user_of_row, item_of_row):
+    """(user index, item index) of row block ``r``'s ratings, in id order."""
+    (users, items, _, ptr), _ = row_block
+    first_col = np.repeat(_bounds(n_items, g)[:g], np.diff(ptr))
+    return (user_of_row[users.astype(np.int64) + _bounds(n_users, g)[r]],
+            item_of_row[items.astype(np.int64) + first_col])

@@ -1,0 +1,164 @@
+"""fastrec.dask.MF against the local fastrec.MF: bit for bit, from every kind of Dask input, on
+one and two worker processes; worker loss; bad input; to_local() through save/load."""
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("distributed")
+dd = pytest.importorskip("dask.dataframe")
+da = pytest.importorskip("dask.array")
+
+import fastrec  # noqa: E402
+import fastrec.dask  # noqa: E402
+from tests.conftest import require_backend  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ratings():
+    """Ratings with string user ids and integer item ids, in no particular order."""
+    rng = np.random.default_rng(7)
+    n = 6000
+    users = np.array([f"u{x}" for x in rng.integers(0, 400, n)])
+    items = rng.integers(0, 150, n) * 3 + 1
+    values = rng.integers(1, 11, n) / 2.0
+    return pd.DataFrame({"userId": users, "movieId": items, "rating": values})
+
+
+def _local(frame, **params):
+    triple = (frame["userId"].to_numpy(), frame["movieId"].to_numpy(), frame["rating"].to_numpy())
+    return fastrec.MF(backend="cython", **params).fit(triple)
+
+
+def _assert_same(local, model):
+    for name in ("user_factors_", "item_factors_", "user_bias_", "item_bias_", "user_ids_",
+                 "item_ids_"):
+        a, b = getattr(local, name), getattr(model, name)
+        assert a.dtype == b.dtype, name
+        assert np.array_equal(a, b), name
+    assert local.global_mean_ == model.global_mean_
+    assert local.loss_curve_ == model.loss_curve_
+
+
+@pytest.mark.parametrize("n_blocks", [2, 4, 8])
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_bitwise_equal_to_local(request, ratings, n_blocks, n_workers):
+    require_backend("cython", "sgd_epoch")
+    cluster_client = request.getfixturevalue("one_worker" if n_workers == 1 else "client")
+    params = dict(n_factors=12, n_epochs=2, n_blocks=n_blocks, random_state=3)
+    ddf = dd.from_pandas(ratings, npartitions=3)
+    model = fastrec.dask.MF(backend="cython", client=cluster_client, **params).fit(ddf)
+    assert model.layout_ties_ == 0
+    assert model.n_blocks_ == n_blocks
+    _assert_same(_local(ratings, **params), model.to_local())
+
+
+def test_padded_rank_float64_unbiased_and_array_input(client):
+    """k=100 (rows padded to 112), float64, no biases, COO triples as a Dask array."""
+    require_backend("cython", "sgd_epoch")
+    rng = np.random.default_rng(1)
+    triples = np.column_stack([rng.integers(0, 90, 3000), rng.integers(0, 60, 3000),
+                               rng.normal(3.0, 1.0, 3000)])
+    params = dict(n_factors=100, n_epochs=2, n_blocks=4, dtype="float64", biased=False,
+                  random_state=5, learning_rate=0.01)
+    model = fastrec.dask.MF(backend="cython", client=client, **params).fit(
+        da.from_array(triples, chunks=(700, 3)))
+    local = fastrec.MF(backend="cython", **params).fit(
+        (triples[:, 0], triples[:, 1], triples[:, 2]))
+    _assert_same(local, model.to_local())
+
+
+def test_parquet_input_and_save_load_round_trip(client, ratings, tmp_path):
+    require_backend("cython", "sgd_epoch")
+    parts = [ratings.iloc[a:a + 1500] for a in range(0, len(ratings), 1500)]
+    for p, part in enumerate(parts):
+        part.to_parquet(tmp_path / f"part-{p}.parquet")
+    ddf = dd.read_parquet(str(tmp_path / "part-*.parquet"))
+    params = dict(n_factors=8, n_epochs=2, n_blocks=2, random_state=11)
+    local_model = fastrec.dask.MF(backend="cython", client=client, **params).fit(ddf).to_local()
+    reference = _local(ratings, **params)
+    _assert_same(reference, local_model)
+    loaded = fastrec.MF.load(local_model.save(tmp_path / "model.npz"))
+    users, items = ratings["userId"].to_numpy()[:20], ratings["movieId"].to_numpy()[:20]
+    assert np.array_equal(loaded.predict(users, items), reference.predict(users, items))
+    assert (loaded.seen_ != reference.seen_).nnz == 0
+    assert np.array_equal(loaded.recommend(users[:3], n=5)[0],
+                          reference.recommend(users[:3], n=5)[0])
+
+
+def test_task_names_show_the_schedule(client, ratings):
+    """The dashboard's task groups name the strata; a row block's tasks stay on one worker."""
+    from distributed import get_task_stream
+    from distributed.utils import key_split_group
+
+    model = fastrec.dask.MF(n_factors=4, n_epochs=2, n_blocks=2, client=client, random_state=0)
+    with get_task_stream(client=client) as stream:
+        model.fit(dd.from_pandas(ratings, npartitions=2))
+    strata = [t for t in stream.data
+              if key_split_group(t["key"]).startswith("fastrec-sgd-stratum-")]
+    assert {key_split_group(t["key"]) for t in strata} == {"fastrec-sgd-stratum-0",
+                                                           "fastrec-sgd-stratum-1"}
+    assert len(strata) == 2 * 2 * 2  # epochs x strata x blocks per stratum
+    assert len({t["worker"] for t in strata}) == 2
+
+
+@pytest.mark.parametrize("frame, message", [
+    (pd.DataFrame({"user": [1, 2], "item": [1, 2], "rating": [1.0, np.nan]}), "NaN or inf"),
+    (pd.DataFrame({"user": [1, 2], "thing": [1, 2], "rating": [1.0, 2.0]}), "no item column"),
+    (pd.DataFrame({"user": [1.0, np.nan], "item": [1, 2], "rating": [1.0, 2.0]}),
+     "user ids contain NaN"),
+    (pd.DataFrame({"user": [1, 2], "item": [1, 2], "rating": ["a", "b"]}), "numeric"),
+])
+def test_bad_input_raises_the_local_error(client, frame, message):
+    with pytest.raises(ValueError, match=message):
+        fastrec.MF().fit(frame)
+    with pytest.raises(ValueError, match=message):
+        fastrec.dask.MF(client=client).fit(dd.from_pandas(frame, npartitions=1))
+
+
+def test_bad_parameters_and_types(client, ratings):
+    ddf = dd.from_pandas(ratings, npartitions=1)
+    with pytest.raises(ValueError, match="n_factors"):
+        fastrec.dask.MF(n_factors=0, client=client).fit(ddf)
+    with pytest.raises(ValueError, match="learning_rate"):
+        fastrec.dask.MF(learning_rate=-1.0, client=client).fit(ddf)
+    with pytest.raises(TypeError, match="dask.dataframe.DataFrame"):
+        fastrec.dask.MF(client=client).fit(ratings)
+    empty = dd.from_pandas(ratings.iloc[:0], npartitions=1)
+    with pytest.raises(ValueError, match="empty"):
+        fastrec.dask.MF(client=client).fit(empty)
+
+
+def test_killed_worker_gives_an_error_naming_it(client, ratings):
+    """SIGKILL a worker process mid-fit: the fit ends with WorkerLostError naming it (its row
+    blocks are gone), and the estimator is left unfitted rather than wrong."""
+    client.wait_for_workers(2)
+    pids = client.run(os.getpid)
+    victim = sorted(pids)[0]
+    model = fastrec.dask.MF(n_factors=4, n_epochs=400, n_blocks=2, client=client,
+                            random_state=0)
+
+    def kill_when_training():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            names = client.run_on_scheduler(
+                lambda dask_scheduler: list(dask_scheduler.task_groups))
+            if any(str(n).startswith("fastrec-sgd-stratum") for n in names):
+                os.kill(pids[victim], signal.SIGKILL)
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_when_training)
+    killer.start()
+    try:
+        with pytest.raises(fastrec.dask.WorkerLostError, match=victim):
+            model.fit(dd.from_pandas(ratings, npartitions=2))
+    finally:
+        killer.join()
+    assert not hasattr(model, "user_factors_")
+    client.wait_for_workers(2, timeout=60)
