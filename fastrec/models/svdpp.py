@@ -19,7 +19,13 @@ from fastrec._algorithms.sgd_schedule import BlockedRatings
 from fastrec._array import array_module, sparse_module, to_device, to_host
 from fastrec.backends._contract import check_svdpp_epoch
 from fastrec.metrics import rmse
-from fastrec.models._base import FactorModel, check_dtype, check_positive, seen_matrix
+from fastrec.models._base import (
+    FactorModel,
+    UserItemModel,
+    check_dtype,
+    check_positive,
+    seen_matrix,
+)
 
 
 class SVDpp(FactorModel):
@@ -216,6 +222,11 @@ class SVDpp(FactorModel):
         users = self.user_factors_[u] + self.user_implicit_[u]
         return users @ self.item_factors_.T + self.item_bias_[None, :] + (
             self.global_mean_ + self.user_bias_[u])[:, None]
+
+    def _top_items(self, u, n, seen):
+        # FactorModel's fused path ranks user_factors_ rows alone; SVD++ users are p_u + z_u,
+        # so take the shared path over _score_users.
+        return UserItemModel._top_items(self, u, n, seen)
 
     def fold_in(self, items, ratings):
         """A new user's ``(user_bias, p_u + z_u)`` from their ratings (N = the rated items):

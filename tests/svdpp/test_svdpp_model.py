@@ -89,9 +89,8 @@ def test_predictions_follow_the_svdpp_formula(planted):
     top, scores = model.recommend(train.user_ids[test.users[:3]], n=5)
     best = model._item_index(top[0])
     assert not model.seen_[u[0]].toarray()[0, best].any()
-    np.testing.assert_allclose(scores[0], model.predict(np.repeat(top[0][:1] * 0, 5) +
-                                                        train.user_ids[test.users[0]], top[0]),
-                               rtol=1e-5)
+    user_id = train.user_ids[test.users[0]]
+    np.testing.assert_allclose(scores[0], model.predict(np.full(5, user_id), top[0]), rtol=1e-5)
 
 
 def test_implicit_penalty_changes_the_model(planted):
