@@ -195,13 +195,20 @@ class MF:
         working = layout.to_working_order(state)
         rows = _bounds(n_users, g)
         cols = _bounds(n_items, g)
-        row_states = [client.scatter(
-            [((working["user_factors_"][rows[r]:rows[r + 1]],
-               working["user_bias_"][rows[r]:rows[r + 1]], ()),)],
-            workers=[owners[r]], hash=False)[0] for r in range(g)]
-        col_states = [client.scatter(
-            [(working["item_factors_"][cols[c]:cols[c + 1]],
-              working["item_bias_"][cols[c]:cols[c + 1]])], hash=False)[0] for c in range(g)]
+        # One scatter per worker: each round trip costs more than these tables take to send.
+        row_states = [None] * g
+        for owner in workers:
+            mine = [r for r in range(g) if owners[r] == owner]
+            if not mine:
+                continue
+            sent = client.scatter([((working["user_factors_"][rows[r]:rows[r + 1]],
+                                     working["user_bias_"][rows[r]:rows[r + 1]], ()),)
+                                   for r in mine], workers=[owner], hash=False)
+            for r, future in zip(mine, sent, strict=True):
+                row_states[r] = future
+        col_states = client.scatter([(working["item_factors_"][cols[c]:cols[c + 1]],
+                                      working["item_bias_"][cols[c]:cols[c + 1]])
+                                     for c in range(g)], hash=False)
         del working, state
 
         hyper = (float(mean), float(self.reg), float(self.reg_bias),
