@@ -86,6 +86,21 @@ def families():
     }
 
 
+CHOSEN: list[int] = []  # what the default thread count chose, fit by fit
+
+
+def record_default_choice() -> None:
+    import fastrec.models._base as base
+
+    choose = base.default_n_threads
+
+    def recording() -> int:
+        CHOSEN.append(choose())
+        return CHOSEN[-1]
+
+    base.default_n_threads = recording
+
+
 def time_fit(make, data, n_threads, backend) -> float:
     model = make(n_threads, backend)
     start = time.perf_counter()
@@ -99,13 +114,18 @@ def start_busy_process() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code])
 
 
-def measure(mode: str, backend: str, repeats: int, only: list[str] | None) -> None:
+def measure(mode: str, backend: str, repeats: int, only: list[str] | None,
+            all_cores: bool = True) -> None:
     from fastrec.backends import default_n_threads, get_backend, usable_cores
 
     # Under load: today's default (every usable core) and the new one, each against 1 thread.
-    settings = (None, usable_cores(), 1) if mode == "load" else (1, 2)
+    if mode == "load":
+        settings = (None, usable_cores(), 1) if all_cores else (None, 1)
+    else:
+        settings = (1, 2)
     fams = families()
     names = only or list(fams)
+    record_default_choice()
     get_backend(backend)  # loads the OpenMP runtime, after fastrec chose its wait policy
     busy = start_busy_process() if mode == "load" else None
     rows = []
@@ -121,6 +141,7 @@ def measure(mode: str, backend: str, repeats: int, only: list[str] | None) -> No
                 time_fit(make, data, t, backend)
             times = {t: [] for t in settings}
             idles = []
+            CHOSEN.clear()
             for rep in range(repeats):
                 idles.append(cpu_idle_share())
                 for t in settings if rep % 2 == 0 else settings[::-1]:
@@ -128,7 +149,9 @@ def measure(mode: str, backend: str, repeats: int, only: list[str] | None) -> No
             rows.append((name, {t: statistics.median(v) for t, v in times.items()},
                          statistics.median(idles)))
             print(f"  {name}: " + "; ".join(f"n_threads={t}: " + " ".join(f"{x:.2f}" for x in v)
-                                           for t, v in times.items()), flush=True)
+                                           for t, v in times.items())
+                  + (f"; default chose {CHOSEN[-repeats:]} threads" if mode == "load" else ""),
+                  flush=True)
     finally:
         if busy is not None:
             busy.kill()
@@ -138,7 +161,8 @@ def measure(mode: str, backend: str, repeats: int, only: list[str] | None) -> No
               "| all cores / 1 thread | idle before rounds |")
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         for name, med, idle in rows:
-            d, a, one = (med[t] for t in settings)
+            d, one = med[None], med[1]
+            a = med.get(usable_cores(), float("nan"))
             print(f"| {name} | {d:.2f} | {a:.2f} | {one:.2f} | {d / one:.2f}x | {a / one:.2f}x "
                   f"| {idle:.0%} |")
     else:
@@ -154,8 +178,10 @@ def main(argv=None) -> None:
     parser.add_argument("--backend", default="cython")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", nargs="*", help="families to run (default: all)")
+    parser.add_argument("--all-cores", action=argparse.BooleanOptionalAction, default=True,
+                        help="load mode: also time every usable core (the old default)")
     args = parser.parse_args(argv)
-    measure(args.mode, args.backend, args.repeats, args.only)
+    measure(args.mode, args.backend, args.repeats, args.only, args.all_cores)
 
 
 if __name__ == "__main__":

@@ -33,3 +33,17 @@ def test_proc_readers():
     assert threads._runnable_in_process() >= 1  # the calling thread is running
     assert threads._runnable_on_machine() >= 1
     assert 1 <= threads.default_n_threads() <= threads.usable_cores()
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, threads.OPENMP_SPIN_COUNT),
+    ({"GOMP_SPINCOUNT": "5"}, "5"),
+    ({"OMP_WAIT_POLICY": "passive"}, None),  # GOMP_SPINCOUNT would override the user's policy
+])
+def test_openmp_wait_policy_respects_the_user(monkeypatch, env, expected):
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    threads.set_openmp_wait_policy()
+    assert threads.os.environ.get("GOMP_SPINCOUNT") == expected

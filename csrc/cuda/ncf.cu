@@ -11,15 +11,19 @@
 //   ncf_score        a warp per row: the output logit (lanes' partial sums, shuffle tree), the
 //       loss and d loss / d logit on lane 0, then the lanes write the GMF embedding gradients
 //       and the top MLP layer's delta.
-//   ncf_output_grads, ncf_relu_bias_grad  column reductions over the batch in 32 x 8 tiles:
-//       thread (x, y) sums rows y, y + 8, ... of column x in order, then thread (x, 0) adds the
-//       eight partial sums in order (one block per 32 columns; no atomics).
+//   ncf_output_grads, ncf_relu_bias_grad, then ncf_column_sums  column reductions over the
+//       batch in two passes, so the batch's rows spread over many blocks: pass 1 cuts the rows
+//       into chunks of NCF_CHUNK_ROWS and gives each (32-column tile, chunk) a 32 x 8 block:
+//       thread (x, y) sums the chunk's rows y, y + 8, ... of column x in order, thread (x, 0)
+//       adds the eight partial sums in order into partial[chunk, column]; pass 2, a thread per
+//       column, adds the chunks' sums in chunk order (no atomics). A batch of at most
+//       NCF_CHUNK_ROWS rows sums exactly as the former one-pass kernels did.
 //   ncf_split_mlp_grads  a thread per element: the MLP input's gradient into the embedding
 //       gradients' MLP columns.
 //
 // Determinism: every output element is written by one thread in a fixed order that depends only
-// on blockDim (fixed by the launcher), never on timing, and there are no atomics: a pass repeats
-// bit for bit (the GEMMs are cuBLAS's, deterministic for given shapes on a given GPU).
+// on blockDim and the chunk size (fixed by the launcher and NCF_CHUNK_ROWS), never on the grid
+// or on timing, and there are no atomics: a pass repeats bit for bit (the GEMMs are cuBLAS's, deterministic for given shapes on a given GPU).
 #include "fastrec/ncf.h"
 
 namespace fastrec {
@@ -30,6 +34,11 @@ constexpr unsigned NCF_FULL_MASK = 0xffffffffu;
 // Column-reduction tile: NCF_TILE_COLS columns by NCF_TILE_ROWS row groups (blockDim).
 constexpr int NCF_TILE_COLS = 32;
 constexpr int NCF_TILE_ROWS = 8;
+// Rows per chunk of the column reductions' first pass (a multiple of NCF_TILE_ROWS; the
+// launcher's CHUNK_ROWS): each thread sums 4 rows per chunk, and a batch of 1024 rows gives 32
+// chunks, so even a layer of 32 columns fills 32 blocks instead of one.
+constexpr long long NCF_CHUNK_ROWS = 32;
+static_assert(NCF_CHUNK_ROWS % NCF_TILE_ROWS == 0, "a chunk must be whole tile rows");
 
 // Gathers row r's embeddings: gmf[r] = p_u * q_i (GMF columns), x0[r] = [p_u ; q_i] (MLP
 // columns). gmf is the cache's GMF block [batch, n_gmf], x0 its MLP input block [batch, 2 n_mlp].
@@ -216,57 +225,81 @@ __global__ void ncf_score(const I *__restrict__ users, const I *__restrict__ ite
   }
 }
 
-// Column sums of value(r, c) over rows [0, rows) for the columns of this block's tile, in a fixed
-// order: thread (x, y) sums rows y, y + NCF_TILE_ROWS, ...; thread (x, 0) then adds the partial
-// sums of y = 0, 1, ... Returns the total on threads with threadIdx.y == 0 (every thread of the
-// block must call it: it holds a barrier).
+// Column sums of value(r, c) over rows [begin, end) for the columns of this block's tile, in a
+// fixed order: thread (x, y) sums rows begin + y, begin + y + NCF_TILE_ROWS, ...; thread (x, 0)
+// then adds the partial sums of y = 0, 1, ... Returns the total on threads with threadIdx.y == 0
+// (every thread of the block must call it: it holds barriers).
 template <typename T, typename Value>
-__device__ __forceinline__ T ncf_tile_column_sum(long long rows, long long column, bool valid,
-                                                 Value value) {
+__device__ __forceinline__ T ncf_tile_column_sum(long long begin, long long end, long long column,
+                                                 bool valid, Value value) {
   __shared__ T partial[NCF_TILE_ROWS][NCF_TILE_COLS];
   T sum = T(0);
   if (valid)
-    for (long long r = threadIdx.y; r < rows; r += NCF_TILE_ROWS) sum += value(r, column);
+    for (long long r = begin + threadIdx.y; r < end; r += NCF_TILE_ROWS) sum += value(r, column);
   partial[threadIdx.y][threadIdx.x] = sum;
   __syncthreads();
   T total = T(0);
   if (threadIdx.y == 0)
     for (int y = 0; y < NCF_TILE_ROWS; ++y) total += partial[y][threadIdx.x];
+  // The next chunk's sums overwrite `partial`: every thread (x, 0) must have read it first.
+  __syncthreads();
   return total;
 }
 
-// Gradient of the output layer: grad_h[f] = sum_r dz[r] gmf[r, f] (f < n_gmf),
-// grad_h[n_gmf + j] = sum_r dz[r] act[r, j] (j < last), grad_h[n_gmf + last] = sum_r dz[r].
-// blockDim = (NCF_TILE_COLS, NCF_TILE_ROWS), a block per NCF_TILE_COLS columns.
+// Pass 1 of a column reduction over rows [0, rows): for each chunk c of NCF_CHUNK_ROWS rows
+// (blockIdx.y, grid-stride), partial[c * n_columns + column] = the chunk's column sum.
+// blockDim = (NCF_TILE_COLS, NCF_TILE_ROWS), gridDim.x = the column tiles.
+template <typename T, typename Value>
+__device__ __forceinline__ void ncf_chunk_column_sums(long long rows, long long n_columns,
+                                                      T *__restrict__ partial, Value value) {
+  const long long column = (long long)blockIdx.x * NCF_TILE_COLS + threadIdx.x;
+  const long long n_chunks = (rows + NCF_CHUNK_ROWS - 1) / NCF_CHUNK_ROWS;
+  for (long long chunk = blockIdx.y; chunk < n_chunks; chunk += gridDim.y) {
+    const long long begin = chunk * NCF_CHUNK_ROWS;
+    const long long end = begin + NCF_CHUNK_ROWS < rows ? begin + NCF_CHUNK_ROWS : rows;
+    const T total = ncf_tile_column_sum<T>(begin, end, column, column < n_columns, value);
+    if (threadIdx.y == 0 && column < n_columns) partial[chunk * n_columns + column] = total;
+  }
+}
+
+// Pass 1 of the output layer's gradient: the chunk sums of dz[r] gmf[r, f] (f < n_gmf),
+// dz[r] act[r, j] (column n_gmf + j, j < last) and dz[r] (column n_gmf + last) into
+// partial [n_chunks, n_gmf + last + 1]; ncf_column_sums finishes grad_h.
 template <typename T>
 __global__ void ncf_output_grads(const T *__restrict__ dz, const T *__restrict__ gmf,
                                  const T *__restrict__ act, long long batch, long long n_gmf,
-                                 long long last, T *__restrict__ grad_h) {
-  const long long column = (long long)blockIdx.x * NCF_TILE_COLS + threadIdx.x;
-  const long long n_columns = n_gmf + last + 1;
-  const T total = ncf_tile_column_sum<T>(
-      batch, column, column < n_columns, [=](long long r, long long c) {
-        if (c < n_gmf) return dz[r] * gmf[r * n_gmf + c];
-        if (c < n_gmf + last) return dz[r] * act[r * last + c - n_gmf];
-        return dz[r];
-      });
-  if (threadIdx.y == 0 && column < n_columns) grad_h[column] = total;
+                                 long long last, T *__restrict__ partial) {
+  ncf_chunk_column_sums<T>(batch, n_gmf + last + 1, partial, [=](long long r, long long c) {
+    if (c < n_gmf) return dz[r] * gmf[r * n_gmf + c];
+    if (c < n_gmf + last) return dz[r] * act[r * last + c - n_gmf];
+    return dz[r];
+  });
 }
 
-// Backward through ReLU and the bias of one dense layer: dy[r, c] = 0 where y[r, c] <= 0
-// (in place), grad_b[c] = sum_r dy[r, c]. blockDim = (NCF_TILE_COLS, NCF_TILE_ROWS), a block per
-// NCF_TILE_COLS columns; each element of dy is masked by the one thread that sums it.
+// Pass 1 of the backward through ReLU and the bias of one dense layer: dy[r, c] = 0 where
+// y[r, c] <= 0 (in place; each element by the one thread that sums it) and the chunk sums of
+// dy into partial [n_chunks, cols]; ncf_column_sums finishes grad_b.
 template <typename T>
 __global__ void ncf_relu_bias_grad(T *__restrict__ dy, const T *__restrict__ y, long long rows,
-                                   long long cols, T *__restrict__ grad_b) {
-  const long long column = (long long)blockIdx.x * NCF_TILE_COLS + threadIdx.x;
-  const T total = ncf_tile_column_sum<T>(rows, column, column < cols,
-                                         [=](long long r, long long c) {
-                                           const long long k = r * cols + c;
-                                           if (!(y[k] > T(0))) dy[k] = T(0);
-                                           return dy[k];
-                                         });
-  if (threadIdx.y == 0 && column < cols) grad_b[column] = total;
+                                   long long cols, T *__restrict__ partial) {
+  ncf_chunk_column_sums<T>(rows, cols, partial, [=](long long r, long long c) {
+    const long long k = r * cols + c;
+    if (!(y[k] > T(0))) dy[k] = T(0);
+    return dy[k];
+  });
+}
+
+// Pass 2: out[c] = partial[0, c] + partial[1, c] + ... in chunk order (partial [n_chunks, cols],
+// n_chunks >= 1), a thread per column (grid-stride).
+template <typename T>
+__global__ void ncf_column_sums(const T *__restrict__ partial, long long n_chunks, long long cols,
+                                T *__restrict__ out) {
+  const long long stride = (long long)gridDim.x * blockDim.x;
+  for (long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += stride) {
+    T total = partial[c];
+    for (long long chunk = 1; chunk < n_chunks; ++chunk) total += partial[chunk * cols + c];
+    out[c] = total;
+  }
 }
 
 // The MLP input's gradient dx0 [batch, 2 n_mlp] into the MLP columns of user_grads and

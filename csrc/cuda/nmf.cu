@@ -65,9 +65,13 @@ __device__ __forceinline__ long long nmf_n_warps() {
 // den[r * den_stride + f] (W (H H^T), den_stride = k). beta 1: phase 1 writes the KL ratio of
 // every entry to ratios[nnz] and the numerator sums ratio * other; den is H's column sums
 // (den_stride = 0). blockDim.x: a multiple of 32.
+// `data` is not __restrict__: phase 2 reads through `weights`, which is `data` or `ratios`, and a
+// restrict-qualified candidate lets the compiler read it through the non-coherent read-only path
+// (ld.global.nc) while lane 0 writes `ratios`, so a warp could read a ratio line that a
+// neighbouring row's warp left stale in L1 (tests/cuda/test_ptx_readonly.py keeps this fixed).
 template <typename T, typename I>
 __global__ void nmf_full_rows(const I *__restrict__ indptr, const I *__restrict__ indices,
-                              const T *__restrict__ data, T *factors,
+                              const T *data, T *factors,
                               const T *__restrict__ other, const T *__restrict__ den,
                               long long den_stride, T *ratios, long long n_rows, long long k,
                               int beta, T l1, T l2) {

@@ -14,12 +14,15 @@ with index :data:`PAD_INDEX` (-1) and score ``-inf``. Ties rank the lower item i
 from __future__ import annotations
 
 import functools
+import logging
 
 import numpy as np
 import scipy.sparse as sp
 
 from fastrec._array import is_device_array
 from fastrec.backends import BackendUnavailable, default_n_threads
+
+log = logging.getLogger("fastrec")
 
 PAD_INDEX = -1
 
@@ -102,8 +105,9 @@ def _exclusion(exclude, exclude_rows, b: int, n_items: int, xp):
     if exclude is None:
         empty = xp.zeros(1, np.int32)
         return empty, empty[:0], xp.zeros(0, np.int64)
-    if xp is np and not sp.issparse(exclude):
-        raise ValueError(f"exclude must be a scipy.sparse CSR matrix, got {type(exclude)}")
+    if not (sp.issparse(exclude) or (xp is not np and hasattr(exclude, "tocsr"))):
+        raise ValueError("exclude must be a scipy.sparse (or, for CuPy arrays, "
+                         f"cupyx.scipy.sparse) CSR matrix, got {type(exclude)}")
     exclude = exclude.tocsr()
     if exclude.shape[1] != n_items:
         raise ValueError(f"exclude has {exclude.shape[1]} columns, there are {n_items} items")
@@ -115,14 +119,14 @@ def _exclusion(exclude, exclude_rows, b: int, n_items: int, xp):
                              "exclude_rows")
         rows = xp.arange(b, dtype=np.int64)
     else:
-        rows = xp.ascontiguousarray(exclude_rows, dtype=np.int64)
+        rows = xp.ascontiguousarray(xp.asarray(exclude_rows), dtype=np.int64)
         if rows.shape != (b,):
             raise ValueError(f"exclude_rows must have shape ({b},), got {rows.shape}")
         if b and (int(rows.min()) < 0 or int(rows.max()) >= exclude.shape[0]):
             raise ValueError(f"exclude_rows must lie in [0, {exclude.shape[0]})")
     index_dtype = np.result_type(exclude.indptr.dtype, exclude.indices.dtype)
-    return (xp.ascontiguousarray(exclude.indptr, dtype=index_dtype),
-            xp.ascontiguousarray(exclude.indices, dtype=index_dtype), rows)
+    return (xp.ascontiguousarray(xp.asarray(exclude.indptr), dtype=index_dtype),
+            xp.ascontiguousarray(xp.asarray(exclude.indices), dtype=index_dtype), rows)
 
 
 class _Host:
@@ -157,8 +161,14 @@ def _kernels(backend: str, array):
     device = is_device_array(array)
     if backend == "auto":
         backend = "cuda" if device else ("cython" if _compiled() is not None else "numpy")
-    if backend not in ("cython", "numpy"):
+    if backend not in ("cython", "cuda", "numpy"):
         raise ValueError(f"backend must be 'auto', 'cython', 'cuda' or 'numpy', got {backend!r}")
+    if backend == "cuda":
+        if not device:
+            raise ValueError("backend 'cuda' takes CuPy arrays")
+        from fastrec.backends.cuda import topn as cuda_topn
+
+        return cuda_topn
     if device:
         raise ValueError(f"backend {backend!r} runs on the host: pass numpy arrays")
     if backend == "cython":
@@ -176,6 +186,8 @@ def _kernels(backend: str, array):
 def _compiled():
     try:
         from fastrec.backends.cython import _topn
-    except ImportError:
+    except ImportError as exc:
+        log.warning("the compiled top-n is not built (%s): top-n runs on the numpy reference, "
+                    "which is much slower; reinstall fastrec with a C++17 compiler", exc)
         return None
     return _topn

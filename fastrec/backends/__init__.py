@@ -7,13 +7,13 @@ asked for (by a model, ``resolve("auto")`` or ``show_backends()``), and the outc
 from __future__ import annotations
 
 import importlib
-import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastrec.backends._contract import CONTRACT
-from fastrec.backends.threads import default_n_threads, usable_cores
+from fastrec.backends.threads import default_n_threads, set_openmp_wait_policy, usable_cores
 
 __all__ = [
     "AUTO_ORDER",
@@ -53,9 +53,29 @@ class Backend:
     version: str = ""
     details: dict[str, Any] = field(default_factory=dict)
     kernels: dict[str, Any] = field(default_factory=dict)
+    # The backend module's ``default_n_blocks(n_users, n_items)`` when it has one (CUDA sizes
+    # the SGD grid to the device); None: the CPU rule, ``sgd_schedule.choose_n_blocks``.
+    n_blocks_rule: Callable[[int, int], int] | None = None
+    # The backend module's ``row_width(kind, k, dtype)`` when its kernels want padded factor
+    # rows (the CPU backends); None: rows are k wide.
+    row_width_rule: Callable[[str, int, Any], int] | None = None
 
     def has(self, *names: str) -> bool:
         return all(n in self.kernels for n in names)
+
+    def default_n_blocks(self, n_users: int, n_items: int) -> int:
+        """Side ``G`` of the SGD block grid this backend wants for an n_users x n_items matrix
+        (what ``MF(n_blocks=None)`` uses)."""
+        if self.n_blocks_rule is not None:
+            return self.n_blocks_rule(n_users, n_items)
+        from fastrec._algorithms.sgd_schedule import choose_n_blocks
+
+        return choose_n_blocks(n_users, n_items)
+
+    def row_width(self, kind: str, k: int, dtype) -> int:
+        """Width of the rank-``k`` factor rows this backend's ``kind`` kernels ("sgd", "nmf")
+        update: ``k``, or more zero-padded columns where the kernels vectorise over them."""
+        return k if self.row_width_rule is None else self.row_width_rule(kind, k, dtype)
 
     def __getattr__(self, item: str):
         kernels = self.__dict__.get("kernels", {})
@@ -72,17 +92,14 @@ def _probe(name: str) -> Backend:
         return _CACHE[name]
     if name not in AUTO_ORDER:
         raise ValueError(f"unknown backend {name!r}; choose one of {('auto', *AUTO_ORDER)}")
-    # libgomp reads this once, when the first OpenMP library loads. Its default spin (about
-    # 300k iterations at a barrier before sleeping) makes a thread that waits for a descheduled
-    # sibling burn the CPU that sibling needs: on a busy machine, kernels with a barrier per
-    # mini-batch (NCF) ran 10x slower with 2 threads than with 1. A short spin keeps the idle
-    # machine's wake-up fast and yields under load. The user's own setting wins.
-    os.environ.setdefault("GOMP_SPINCOUNT", "20000")
+    set_openmp_wait_policy()
     try:
         module = importlib.import_module(f"fastrec.backends.{_MODULES[name]}")
         version, details = module.probe()
         kernels = {k: getattr(module, k) for k in CONTRACT if hasattr(module, k)}
-        backend = Backend(name, True, "", version, details, kernels)
+        backend = Backend(name, True, "", version, details, kernels,
+                          getattr(module, "default_n_blocks", None),
+                          getattr(module, "row_width", None))
     except Exception as exc:  # noqa: BLE001 - any failure to load is a reason to report
         reason = f"{type(exc).__name__}: {exc}".strip()
         if "pip install" not in reason:  # the probe's own message may already say what to do

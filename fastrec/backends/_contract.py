@@ -21,6 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from fastrec._array import array_module
+
 SGD_EPOCH_DOC = """sgd_epoch(users, items, ratings, block_ptr, schedule, user_factors, item_factors,
           user_bias, item_bias, global_mean, lr, lr_bias, reg, reg_bias, biased, n_threads)
     -> float
@@ -32,8 +34,10 @@ ratings      : T[nnz]
 block_ptr    : int64[G*G+1]     ratings of block b are ``block_ptr[b]:block_ptr[b+1]``; block b
                holds users of user block ``b // G`` and items of item block ``b % G``
 schedule     : int64[n_strata, width] block ids; -1 entries are skipped. Strata run in order;
-               the blocks of one stratum must touch pairwise disjoint users and items, so a
-               backend may run them concurrently.
+               a stratum uses each row block (``b // G``) and each column block (``b % G``) at
+               most once, so its blocks touch pairwise disjoint users and items and a backend
+               may run them concurrently (CUDA's dataflow driver records one predecessor per row
+               and column block and stratum: a repeat would leave one unwaited for, a race).
 user_factors : T[n_users, k]    modified in place
 item_factors : T[n_items, k]    modified in place
 user_bias    : T[n_users]       modified in place when ``biased``
@@ -151,8 +155,10 @@ step      : int           1-based global step number
 
 The gradients of duplicate rows are summed (in position order) and every distinct row gets one
 Adam update; rows not in ``rows`` are left untouched (their moments do not decay).
-CUDA: a warp owns each distinct row (positions sorted by row), so the sum keeps position order:
-deterministic and bitwise equal to the CPU kernels. Arrays may be CuPy arrays (in place).
+CUDA: positions sorted by row; each run of a row is summed in pieces of 32 positions (a warp
+per piece, position order), then a warp per row adds the piece sums in order and updates it.
+Deterministic; rows repeated at most 32 times are bitwise equal to the CPU kernels, hotter rows
+agree to rounding. Arrays may be CuPy arrays (in place).
 """
 
 SPARSE_ADAGRAD_STEP_DOC = """sparse_adagrad_step(table, rows, row_grads, acc, lr, eps=1e-10,
@@ -178,7 +184,7 @@ logit    : z = h . [p_u * q_i (GMF part) ; mlp_L] + b_out, with
 cache    : T[B * (n_gmf + sum(layers))], block-major: gmf [B, n_gmf], then mlp_0 [B, layers[0]],
            ..., mlp_L [B, layers[-1]], each block a C-contiguous matrix.
 loss     : 0 = binary cross-entropy with logits (targets in [0, 1]); 1 = squared error (z - y)^2.
-optimizer: 0 = Adam (lazy on embedding rows), 1 = Adagrad, 2 = SGD (optim.h).
+optimizer: an OPTIMIZERS code: Adam (lazy on embedding rows), Adagrad or SGD (optim.h).
 Math of the activations and losses: ``csrc/include/fastrec/ncf.h``.
 """
 
@@ -325,6 +331,11 @@ CONTRACT: dict[str, str] = {
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
+# Optimizer codes: OptimizerKind in csrc/include/fastrec/optim.h, the only other definition
+# (tests/kernels/test_optimizer_codes.py checks that the two agree).
+OPT_ADAM, OPT_ADAGRAD, OPT_SGD = 0, 1, 2
+OPTIMIZERS = {"adam": OPT_ADAM, "adagrad": OPT_ADAGRAD, "sgd": OPT_SGD}
+
 
 class ContractError(ValueError):
     """Raised when arguments to a kernel break the contract (a bug in the caller)."""
@@ -370,6 +381,7 @@ def check_sgd_epoch(users, items, ratings, block_ptr, schedule, user_factors, it
         raise ContractError("block_ptr must rise from 0 to nnz")
     if schedule.size and (schedule.max() >= n_blocks or schedule.min() < -1):
         raise ContractError("schedule holds a block id outside [-1, n_blocks)")
+    check_strata_disjoint(schedule, round(n_blocks ** 0.5))
     if nnz:
         if users.min() < 0 or users.max() >= n_users:
             raise ContractError(f"user index out of range [0, {n_users})")
@@ -377,13 +389,29 @@ def check_sgd_epoch(users, items, ratings, block_ptr, schedule, user_factors, it
             raise ContractError(f"item index out of range [0, {n_items})")
 
 
+def check_strata_disjoint(schedule, grid_side: int) -> None:
+    """Raise unless every stratum (row of ``schedule``, int64[n_strata, width], numpy or CuPy)
+    uses each row block and each column block of the ``grid_side`` x ``grid_side`` grid at most
+    once (-1 entries ignored)."""
+    xp = array_module(schedule)
+    stratum = xp.broadcast_to(xp.arange(schedule.shape[0])[:, None], schedule.shape)
+    used = schedule >= 0
+    for name, line in (("row", schedule // grid_side), ("column", schedule % grid_side)):
+        keys = xp.sort((stratum * grid_side + line)[used])
+        repeated = xp.flatnonzero(keys[1:] == keys[:-1])
+        if repeated.size:
+            key = int(keys[int(repeated[0])])
+            raise ContractError(f"stratum {key // grid_side} of the schedule uses {name} block "
+                                f"{key % grid_side} more than once: the blocks of a stratum must "
+                                "share no row or column block")
+
+
 # -- GRU4Rec shared definitions ------------------------------------------------------------------
 LOSS_CROSS_ENTROPY, LOSS_BPR_MAX, LOSS_TOP1_MAX = 0, 1, 2
 LOSS_CODES = {"cross-entropy": LOSS_CROSS_ENTROPY, "bpr-max": LOSS_BPR_MAX,
               "top1-max": LOSS_TOP1_MAX}
-# The same codes as OptimizerKind in csrc/include/fastrec/optim_cpu.h.
-OPT_ADAM, OPT_ADAGRAD = 0, 1
-OPTIMIZER_CODES = {"adagrad": OPT_ADAGRAD, "adam": OPT_ADAM}
+# GRU4Rec trains with Adagrad (optionally with momentum) or Adam.
+OPTIMIZER_CODES = {name: OPTIMIZERS[name] for name in ("adagrad", "adam")}
 
 
 class GRU4RecSpec(NamedTuple):

@@ -83,3 +83,21 @@ def default_n_threads() -> int:
     """Threads for a fit whose ``n_threads`` is None (see the module docstring)."""
     cores = usable_cores()
     return threads_for(cores, os.cpu_count() or cores, busy_elsewhere())
+
+
+# libgomp's spin at a barrier or between parallel regions before it sleeps on a futex, in
+# iterations (about 100000 per millisecond by libgomp's own estimate): 20000 is about 0.2 ms,
+# long enough to catch the next region of an epoch on an idle machine without a wake-up, short
+# enough that a waiting thread soon gives its core back on a busy machine. libgomp's default
+# when nothing is set is 300000 (about 3 ms).
+OPENMP_SPIN_COUNT = "20000"
+
+
+def set_openmp_wait_policy() -> None:
+    """Bound libgomp's spinning, unless the user chose a policy (``OMP_WAIT_POLICY`` or
+    ``GOMP_SPINCOUNT``; libgomp lets GOMP_SPINCOUNT override OMP_WAIT_POLICY, so setting it
+    beside a user's policy would silently replace theirs). libgomp reads the environment once,
+    when it is loaded, so this runs before the first OpenMP extension is imported; the Cython
+    kernels and Numba's ``omp`` threading layer share that one libgomp."""
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("GOMP_SPINCOUNT", OPENMP_SPIN_COUNT)

@@ -15,6 +15,7 @@ import scipy.sparse as sp
 
 from fastrec import io
 from fastrec._algorithms.fit_loop import History
+from fastrec._algorithms.topn import top_n, top_n_scores
 from fastrec._array import (
     array_module,
     host_data,
@@ -120,6 +121,8 @@ class Estimator:
         self.loss_curve_ = list(history.loss_curve)
         self.validation_curve_ = list(history.validation_curve)
         self.n_epochs_ = history.n_epochs
+        # the epoch (from 1) whose weights early stopping kept, None without early stopping
+        self.best_epoch_ = None if history.best_epoch is None else history.best_epoch + 1
         self.backend_ = backend_name
         self._train_seconds = getattr(self, "_train_seconds", 0.0) + history.train_seconds
 
@@ -340,26 +343,11 @@ class UserItemModel(Estimator):
         u = self._user_index(np.atleast_1d(to_host(users)))
         candidates = None if items is None else self._item_index(np.atleast_1d(to_host(items)))
         n_out = min(int(n), self.n_items_ if candidates is None else candidates.shape[0])
-        dtype = self._score_dtype()
-        top = np.full((u.shape[0], n_out), -1, dtype=np.int64)
-        scores = np.full((u.shape[0], n_out), -np.inf, dtype=dtype)
         seen = to_host(getattr(self, "seen_", None)) if filter_seen else None
-        chunk = self._recommend_chunk()
-        for start in range(0, u.shape[0], chunk):
-            rows_u = u[start:start + chunk]
-            s = to_host(self._score_users(rows_u))
-            if seen is not None:
-                rows = seen[rows_u]
-                s[np.repeat(np.arange(rows_u.shape[0]), np.diff(rows.indptr)),
-                  rows.indices] = -np.inf
-            if candidates is not None:
-                s = s[:, candidates]
-            best = _top_n(s, n_out)
-            best_scores = np.take_along_axis(s, best, axis=1)
-            if candidates is not None:
-                best = candidates[best]
-            top[start:start + rows_u.shape[0]] = np.where(np.isneginf(best_scores), -1, best)
-            scores[start:start + rows_u.shape[0]] = best_scores
+        if candidates is None:
+            top, scores = self._top_items(u, n_out, seen)
+        else:
+            top, scores = self._top_candidates(u, n_out, seen, candidates)
         ids = self.item_ids_[np.maximum(top, 0)]
         if (top < 0).any():
             ids = ids.astype(np.result_type(ids.dtype, np.asarray(self.padding_id_).dtype))
@@ -368,6 +356,34 @@ class UserItemModel(Estimator):
 
     def _score_dtype(self) -> np.dtype:
         raise NotImplementedError
+
+    def _top_items(self, u: np.ndarray, n: int, seen):
+        """Best ``n`` item indices and scores per user index (padding: index -1, score -inf),
+        from the family's scores, a chunk of users at a time, by the compiled top-n."""
+        tops, scores = [], []
+        for start in range(0, u.shape[0], self._recommend_chunk()):
+            rows_u = u[start:start + self._recommend_chunk()]
+            best, best_scores = top_n_scores(to_host(self._score_users(rows_u)), n, seen,
+                                             rows_u, self._n_threads())
+            tops.append(to_host(best))
+            scores.append(to_host(best_scores))
+        return _stack(tops, (0, n), np.int64), _stack(scores, (0, n), self._score_dtype())
+
+    def _top_candidates(self, u: np.ndarray, n: int, seen, candidates: np.ndarray):
+        """:meth:`_top_items` among the item indices ``candidates`` only."""
+        tops, scores = [], []
+        for start in range(0, u.shape[0], self._recommend_chunk()):
+            rows_u = u[start:start + self._recommend_chunk()]
+            s = to_host(self._score_users(rows_u))
+            if seen is not None:
+                rows = seen[rows_u]
+                s[np.repeat(np.arange(rows_u.shape[0]), np.diff(rows.indptr)),
+                  rows.indices] = -np.inf
+            best, best_scores = top_n_scores(s[:, candidates], n, None, None, self._n_threads())
+            best = np.where(best >= 0, candidates[np.maximum(best, 0)], -1)
+            tops.append(best)
+            scores.append(best_scores)
+        return _stack(tops, (0, n), np.int64), _stack(scores, (0, n), self._score_dtype())
 
 
 class FactorModel(UserItemModel):
@@ -403,6 +419,15 @@ class FactorModel(UserItemModel):
 
     def _score_dtype(self) -> np.dtype:
         return self.user_factors_.dtype
+
+    def _top_items(self, u: np.ndarray, n: int, seen):
+        # mu + b_u is the same for every item of a row: rank p_u . q_i + b_i, then add it.
+        xp = array_module(self.user_factors_)
+        best, best_scores = top_n(self.user_factors_[xp.asarray(u)], self.item_factors_,
+                                  self.item_bias_, n, seen, u, self._n_threads())
+        best, best_scores = to_host(best), to_host(best_scores)
+        shift = (self.global_mean_ + to_host(self.user_bias_)[u]).astype(best_scores.dtype)
+        return best, best_scores + shift[:, None]
 
     # -- prediction ------------------------------------------------------------------------
     def predict(self, users, items, unknown: str = "raise") -> np.ndarray:
@@ -446,18 +471,21 @@ class FactorModel(UserItemModel):
 
     def similar_items(self, items, n: int = 10):
         """The ``n`` most similar items to each item by cosine similarity of item factors,
-        excluding the item itself. Returns ``(item_ids, similarities)``, each [len(items), n]."""
+        excluding the item itself. Returns ``(item_ids, similarities)``, each
+        [len(items), min(n, n_items - 1)]; by the compiled top-n, on the factors' device."""
         self._check_fitted()
-        self._check_on_host("similar_items")
         check_positive("n", n, integer=True)
-        i = self._item_index(np.atleast_1d(items))
-        norms = np.linalg.norm(self.item_factors_, axis=1)
-        normed = self.item_factors_ / np.maximum(norms, np.finfo(norms.dtype).tiny)[:, None]
-        sims = normed[i] @ normed.T
-        sims[np.arange(i.shape[0]), i] = -np.inf
-        n_out = min(n, self.n_items_ - 1)
-        best = _top_n(sims, n_out)
-        return self.item_ids_[best], np.take_along_axis(sims, best, axis=1)
+        i = self._item_index(np.atleast_1d(to_host(items)))
+        if self.n_items_ < 2:
+            raise ValueError("similar_items needs a model with at least two items")
+        xp = array_module(self.item_factors_)
+        norms = xp.linalg.norm(self.item_factors_, axis=1)
+        normed = self.item_factors_ / xp.maximum(norms, np.finfo(norms.dtype).tiny)[:, None]
+        itself = sp.csr_matrix((np.ones(i.shape[0], np.int8), i, np.arange(i.shape[0] + 1)),
+                               shape=(i.shape[0], self.n_items_))
+        best, sims = top_n(normed[xp.asarray(i)], normed, None, min(int(n), self.n_items_ - 1),
+                           itself, None, self._n_threads())
+        return self.item_ids_[to_host(best)], to_host(sims)
 
     # -- fold-in ---------------------------------------------------------------------------
     def fold_in(self, items, ratings) -> tuple[float, np.ndarray]:
@@ -467,14 +495,8 @@ class FactorModel(UserItemModel):
         fixed (regularisation scaled by the number of ratings, as SGD's per-rating penalty).
         Returns ``(user_bias, user_factors: float[k])``.
         """
-        self._check_fitted()
         self._check_on_host("fold_in")
-        i = self._item_index(np.atleast_1d(items))
-        r = np.asarray(ratings, dtype=np.float64)
-        if r.shape != i.shape:
-            raise ValueError("items and ratings must have the same length")
-        if not np.all(np.isfinite(r)):
-            raise ValueError("ratings contain NaN or inf")
+        i, r = self._fold_in_ratings(items, ratings)
         q = self.item_factors_[i].astype(np.float64)
         target = r - self.global_mean_ - self.item_bias_[i]
         reg_f, reg_b = self._fold_in_regularisation()
@@ -487,6 +509,17 @@ class FactorModel(UserItemModel):
         if biased:
             return float(solution[0]), solution[1:].astype(self.user_factors_.dtype)
         return 0.0, solution.astype(self.user_factors_.dtype)
+
+    def _fold_in_ratings(self, items, ratings) -> tuple[np.ndarray, np.ndarray]:
+        """Item indices and float64 ratings of a new user, checked."""
+        self._check_fitted()
+        i = self._item_index(np.atleast_1d(items))
+        r = np.asarray(ratings, dtype=np.float64)
+        if r.shape != i.shape:
+            raise ValueError("items and ratings must have the same length")
+        if not np.all(np.isfinite(r)):
+            raise ValueError("ratings contain NaN or inf")
+        return i, r
 
     def _fold_in_regularisation(self) -> tuple[float, float]:
         return float(self.reg), float(getattr(self, "reg_bias", self.reg))
@@ -525,6 +558,10 @@ def pattern_matrix(indptr, indices, shape) -> sp.csr_matrix:
 
 def _pattern_dtype(xp):
     return np.int8 if xp is np else np.float32
+
+
+def _stack(parts: list, empty_shape, dtype) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(empty_shape, dtype)
 
 
 def _top_n(scores: np.ndarray, n: int) -> np.ndarray:

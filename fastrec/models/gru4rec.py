@@ -18,6 +18,7 @@ import pandas as pd
 
 from fastrec._algorithms.fit_loop import History, Trainer, fit_epochs
 from fastrec._algorithms.gru4rec import GRU4RecParams, alias_table, session_parallel_schedule
+from fastrec._algorithms.topn import top_n
 from fastrec._array import array_module, host_data, to_device, to_host
 from fastrec.backends._contract import (
     LOSS_CODES,
@@ -316,11 +317,21 @@ class GRU4Rec(Estimator):
         hidden = state[:, None, :].copy()
         for item in index:
             hidden = self._advance(np.array([item]), hidden)
-        scores = to_host(self._scores(hidden[-1])[0])
-        n_out = min(int(n), self.n_items_)
-        best = np.argpartition(-scores, n_out - 1)[:n_out]
-        best = best[np.argsort(-scores[best], kind="stable")]
-        return self.item_ids_[best], scores[best], to_host(hidden[:, 0]).copy()
+        vectors, bias = self._output_parts()
+        best, scores = top_n(hidden[-1], vectors, bias, int(n), n_threads=1)
+        return (self.item_ids_[to_host(best)[0]], to_host(scores)[0],
+                to_host(hidden[:, 0]).copy())
+
+    def _output_parts(self):
+        """The output table split into contiguous item vectors T[n_items, H] and biases
+        T[n_items], made once per fitted table (the compiled top-n reads them per request)."""
+        cache = self.__dict__.get("_output_cache")
+        if cache is None or cache[0] is not self.output_table_:
+            xp = array_module(self.output_table_)
+            cache = (self.output_table_, xp.ascontiguousarray(self.output_table_[:, :-1]),
+                     xp.ascontiguousarray(self.output_table_[:, -1]))
+            self._output_cache = cache
+        return cache[1], cache[2]
 
     def score(self, X, y=None) -> float:
         """Recall@eval_k of the next-item protocol on sessions ``X`` (higher is better, as

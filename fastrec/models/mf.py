@@ -14,7 +14,7 @@ from fastrec._algorithms.fit_loop import (
     fit_epochs,
     learning_rate_at,
 )
-from fastrec._algorithms.sgd_schedule import BlockedRatings, choose_n_blocks
+from fastrec._algorithms.sgd_schedule import BlockedRatings
 from fastrec._array import array_module, is_device_array, to_device, to_host
 from fastrec.backends._contract import check_sgd_epoch
 from fastrec.metrics import rmse
@@ -36,8 +36,9 @@ class MF(FactorModel):
         (lr * (1 - lr_decay) ** epoch).
     biased : bool, False gives plain MF (no mean, no biases).
     init_std : float, factors start as N(0, init_std); biases at zero.
-    n_blocks : int or None, side of the stratified grid (None: 16, fewer for tiny data). Results
-        are bitwise identical at any thread count for a fixed ``n_blocks``.
+    n_blocks : int or None, side of the stratified grid (None: the backend's default, 16 on CPUs,
+        4 per SM of the device on CUDA; fewer for tiny data). Results are bitwise identical at
+        any thread count for a fixed ``n_blocks``.
     dtype : float32 (default) or float64.
     backend : "auto", "cython", "numba", "numpy" (reference, slow) or "cuda".
     n_threads : int or None (all usable cores).
@@ -147,13 +148,13 @@ class MF(FactorModel):
         if validation_data is not None:
             validation = self._mapped(validation_data, dtype)
 
-        g = self.n_blocks or choose_n_blocks(data.n_users, data.n_items)
+        g = self.n_blocks or backend.default_n_blocks(data.n_users, data.n_items)
         g = min(g, data.n_users, data.n_items)
         blocked = BlockedRatings.build(data.users, data.items, data.values, data.n_users,
                                        data.n_items, g, rng)
         # The kernels see the factor tables in the layout's working row order; the fitted
         # attributes are put back in id order whatever happens (finally below).
-        state = blocked.to_working_order(state)
+        state = blocked.to_working_order(state, backend.row_width("sgd", k, dtype))
         if not is_device_array(blocked.ratings):  # device layouts: checked per launch
             check_sgd_epoch(blocked.users, blocked.items, blocked.ratings, blocked.block_ptr,
                             blocked.epoch_schedule(np.random.default_rng(0)), *state.values())

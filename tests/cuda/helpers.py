@@ -74,7 +74,15 @@ class DeviceArray(np.ndarray):
 DeviceArray.__module__ = "cupy.emulated"
 
 
+# The emulated device's multiprocessors (what the SGD launcher sizes its CTAs by) and their
+# resident threads (few, so that a launch can hold more warps than fit at once).
+EMULATED_SMS = 4
+EMULATED_THREADS_PER_SM = 64
+
+
 class _FakeDevice:
+    id = 0
+
     def synchronize(self) -> None:
         """The host stand-ins run synchronously."""
 
@@ -82,9 +90,15 @@ class _FakeDevice:
 class FakeCupy:
     """numpy under CuPy's name: ``asarray`` makes device copies and every array a function
     returns is a :class:`DeviceArray` (so code under test cannot mix host and "device" arrays
-    silently). ``cuda.Device().synchronize()`` is a no-op."""
+    silently). ``cuda.Device().synchronize()`` is a no-op; the device has ``EMULATED_SMS``
+    multiprocessors."""
 
-    cuda = types.SimpleNamespace(Device=_FakeDevice)
+    cuda = types.SimpleNamespace(
+        Device=_FakeDevice,
+        runtime=types.SimpleNamespace(
+            getDeviceProperties=lambda device_id: {
+                "multiProcessorCount": EMULATED_SMS,
+                "maxThreadsPerMultiProcessor": EMULATED_THREADS_PER_SM}))
 
     @staticmethod
     def asarray(a, dtype=None):

@@ -357,15 +357,21 @@ def test_the_tile_barrier_is_needed_and_caught(emulator, tmp_path):
     assert barrier in source
     mutated = tmp_path / "ncf_no_barrier.cu"
     mutated.write_text(source.replace(barrier, "  partial[threadIdx.y][threadIdx.x] = sum;\n"))
-    expression = "fastrec::cuda::ncf_relu_bias_grad<double>"
-    module = emulator.EmulatedModule(mutated, _loader.compile_options(), (expression,))
+    expressions = tuple(f"fastrec::cuda::{name}<double>"
+                        for name in ("ncf_relu_bias_grad", "ncf_column_sums"))
+    module = emulator.EmulatedModule(mutated, _loader.compile_options(), expressions)
     rng = np.random.default_rng(0)
     y = rng.normal(size=(50, 40))
     expected = np.where(y > 0, 1.0, 0.0).sum(axis=0)
     mismatches = 0
     for order in ORDERS:
         dy, grad_b = np.ones_like(y), np.zeros(40)
-        module.get_function(expression, order=order, seed=1)(
-            (2,), ncf.TILE, (dy, y, np.int64(50), np.int64(40), grad_b))
+        partial = np.zeros(ncf.n_chunks(50) * 40)
+
+        def get_kernel(name, order=order):
+            return module.get_function(f"fastrec::cuda::{name}<double>", order=order, seed=1)
+
+        ncf._column_sums(get_kernel, "ncf_relu_bias_grad", (dy, y, np.int64(50), np.int64(40)),
+                         50, grad_b, partial)
         mismatches += not np.allclose(grad_b, expected)
     assert mismatches > 0

@@ -5,8 +5,9 @@ Probed only when asked for, never at ``import fastrec``. Kernels: ``sgd_epoch`` 
 updates and losses (:mod:`.nmf`); ``gru_forward``, ``gru_backward``, ``gru4rec_output_loss``,
 ``gru4rec_train_epoch`` (:mod:`.gru`); the NCF passes ``ncf_forward``, ``ncf_backward`` and
 ``ncf_train_epoch`` (:mod:`.ncf`); the optimiser steps ``adam_step``, ``sparse_adam_step`` and
-``sparse_adagrad_step`` (:mod:`.optim`). Contract functions accept CuPy arrays (zero-copy) or
-numpy arrays (copied to the device and back).
+``sparse_adagrad_step`` (:mod:`.optim`); ``default_n_blocks``, the SGD grid side sized to the
+device (the registry's ``Backend.default_n_blocks``). Contract functions accept CuPy arrays
+(zero-copy) or numpy arrays (copied to the device and back).
 """
 
 from fastrec.backends.cuda._loader import LAST_NVRTC_FOR_ARCH, SUPPORTED_ARCHS
@@ -24,10 +25,11 @@ from fastrec.backends.cuda.nmf import (
     nmf_update_observed,
 )
 from fastrec.backends.cuda.optim import adam_step, sparse_adagrad_step, sparse_adam_step
-from fastrec.backends.cuda.sgd import sgd_epoch
+from fastrec.backends.cuda.sgd import default_n_blocks, sgd_epoch
 
 __all__ = [
     "adam_step",
+    "default_n_blocks",
     "gru4rec_output_loss",
     "gru4rec_train_epoch",
     "gru_backward",

@@ -9,7 +9,8 @@ A mini-batch is a handful of launches (``csrc/cuda/ncf.cu`` for the thread mappi
   / d logit, the GMF embedding gradients and the top layer's delta);
 - backward: one reduction for the output layer's gradient, per dense layer a fused ReLU-mask +
   bias-gradient reduction and two GEMMs, one copy of the MLP input gradient into the embedding
-  gradients;
+  gradients; the column reductions run in two fixed-shape passes (chunks of ``CHUNK_ROWS`` rows,
+  then the chunks in order), so they use many blocks and stay deterministic;
 - optimiser: one dense step and two lazy sparse steps (``fastrec.backends.cuda.optim``).
 
 ``ncf_train_epoch`` loops over the mini-batches on the host without synchronising (the per-row
@@ -36,11 +37,13 @@ WARP_SIZE = 32
 THREADS = 256  # threads per block of the row-wise and elementwise kernels
 MAX_BLOCKS = 4096
 TILE = (32, 8)  # the column reductions' block (NCF_TILE_COLS, NCF_TILE_ROWS in ncf.cu)
+CHUNK_ROWS = 32  # rows per chunk of their first pass (NCF_CHUNK_ROWS in ncf.cu)
+MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y (the first pass loops over further chunks)
 
 KERNEL_TEMPLATES = {
     "ncf_gather_pairs": "TI", "ncf_sample_gather": "TI", "ncf_score": "TI",
     "ncf_bias_relu": "T", "ncf_output_grads": "T", "ncf_relu_bias_grad": "T",
-    "ncf_split_mlp_grads": "T", **optim.KERNEL_TEMPLATES,
+    "ncf_column_sums": "T", "ncf_split_mlp_grads": "T", **optim.KERNEL_TEMPLATES,
 }
 
 
@@ -121,8 +124,21 @@ def _elementwise_blocks(n: int) -> tuple[int]:
     return (max(1, min(-(-n // THREADS), MAX_BLOCKS)),)
 
 
-def _column_blocks(cols: int) -> tuple[int]:
-    return (max(1, -(-cols // TILE[0])),)
+def n_chunks(rows: int) -> int:
+    """Chunks of the column reductions' first pass (at least one)."""
+    return max(1, -(-rows // CHUNK_ROWS))
+
+
+def _column_sums(get_kernel, first_pass: str, args, rows: int, out, partial) -> None:
+    """out[c] = sum over rows of column c, in two passes: ``first_pass`` (called with ``args``
+    then the partial sums) writes a sum per chunk and column into ``partial``, then
+    ncf_column_sums adds the chunks in order. partial: at least n_chunks(rows) * cols."""
+    cols, chunks = out.shape[0], n_chunks(rows)
+    sums = partial[:chunks * cols]
+    get_kernel(first_pass)((max(1, -(-cols // TILE[0])), min(chunks, MAX_GRID_Y)), TILE,
+                           (*args, sums))
+    get_kernel("ncf_column_sums")(_elementwise_blocks(cols), (THREADS,),
+                                  (sums, np.int64(chunks), np.int64(cols), out))
 
 
 def _mlp_forward(xp, get_kernel, shape: NcfShape, acts, dense, batch: int) -> None:
@@ -157,15 +173,16 @@ def _mlp_backward(xp, get_kernel, shape: NcfShape, blocks, grads, dense, dense_g
     g_weights, g_h = shape.dense_views(dense_grad)
     acts = blocks[1:]
     act = acts[-1] if shape.widths else blocks[0]
-    get_kernel("ncf_output_grads")(
-        _column_blocks(g_h.shape[0]), TILE,
-        (dz, blocks[0], act, np.int64(batch), np.int64(shape.n_gmf), np.int64(shape.last), g_h))
+    partial = xp.empty(n_chunks(batch) * max(g_h.shape[0], *shape.widths[1:], 1), dense.dtype)
+    _column_sums(get_kernel, "ncf_output_grads",
+                 (dz, blocks[0], act, np.int64(batch), np.int64(shape.n_gmf),
+                  np.int64(shape.last)), batch, g_h, partial)
     for layer in range(len(weights), 0, -1):
         w, _ = weights[layer - 1]
         g_w, g_b = g_weights[layer - 1]
         dy, y, x = grads[layer], acts[layer], acts[layer - 1]
-        get_kernel("ncf_relu_bias_grad")(
-            _column_blocks(y.shape[1]), TILE, (dy, y, np.int64(batch), np.int64(y.shape[1]), g_b))
+        _column_sums(get_kernel, "ncf_relu_bias_grad",
+                     (dy, y, np.int64(batch), np.int64(y.shape[1])), batch, g_b, partial)
         xp.matmul(x.T, dy, out=g_w)
         xp.matmul(dy, w.T, out=grads[layer - 1])
     if shape.widths:
