@@ -26,6 +26,7 @@ from fastrec.backends.cuda.nmf import (
 )
 from fastrec.backends.cuda.optim import adam_step, sparse_adagrad_step, sparse_adam_step
 from fastrec.backends.cuda.sgd import default_n_blocks, sgd_epoch
+from fastrec.backends.cuda.svdpp import svdpp_epoch
 
 __all__ = [
     "adam_step",
@@ -45,6 +46,7 @@ __all__ = [
     "sparse_adagrad_step",
     "sparse_adam_step",
     "sgd_epoch",
+    "svdpp_epoch",
 ]
 
 
