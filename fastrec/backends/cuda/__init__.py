@@ -1,7 +1,8 @@
 """CUDA backend: CuPy custom kernels from ``csrc/cuda``, compiled by NVRTC at first use.
 
 Probed only when asked for, never at ``import fastrec``. Kernels: ``sgd_epoch`` (see
-:mod:`fastrec.backends.cuda.sgd` for the thread mapping and its determinism promise); the NMF
+:mod:`fastrec.backends.cuda.sgd` for the thread mapping and its determinism promise);
+``svdpp_epoch`` (:mod:`.svdpp`); the NMF
 updates and losses (:mod:`.nmf`); ``gru_forward``, ``gru_backward``, ``gru4rec_output_loss``,
 ``gru4rec_train_epoch`` (:mod:`.gru`); the NCF passes ``ncf_forward``, ``ncf_backward`` and
 ``ncf_train_epoch`` (:mod:`.ncf`); the optimiser steps ``adam_step``, ``sparse_adam_step`` and
