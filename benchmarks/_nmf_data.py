@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from fastrec._algorithms.nmf_mu import CSRPair, pad_columns, padded_rank
+from fastrec._algorithms.nmf_mu import CSRPair, pad_columns
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ML_SMALL = DATA_DIR / "ml-latest-small" / "ratings.csv"
@@ -35,7 +35,8 @@ def fastrec_iteration(backend, x: sp.csr_matrix, k: int, beta: int, dtype, n_thr
     pair = CSRPair.build(x, dtype)
     w, h = initial_factors(x.shape, k, dtype)
     # The tables as the NMF estimator lays them out (padded rank, 64-byte aligned rows).
-    w, ht = pad_columns(w, padded_rank(k)), pad_columns(h.T, padded_rank(k))
+    width = backend.row_width("nmf", k, dtype)
+    w, ht = pad_columns(w, width), pad_columns(h.T, width)
 
     def run():
         backend.nmf_update_full(*pair.rows, w, ht, beta, 0.0, 0.0, n_threads)

@@ -50,12 +50,12 @@ def local_epochs(data, epochs: int, n_threads: int) -> list[float]:
     g = choose_n_blocks(data.n_users, data.n_items)
     blocked = BlockedRatings.build(data.users, data.items, data.values, data.n_users,
                                    data.n_items, g, rng)
+    backend = get_backend("cython", ("sgd_epoch",))
     state = blocked.to_working_order({
         "user_factors_": rng.normal(0, 0.1, (data.n_users, K)).astype(np.float32),
         "item_factors_": rng.normal(0, 0.1, (data.n_items, K)).astype(np.float32),
         "user_bias_": np.zeros(data.n_users, np.float32),
-        "item_bias_": np.zeros(data.n_items, np.float32)})
-    backend = get_backend("cython", ("sgd_epoch",))
+        "item_bias_": np.zeros(data.n_items, np.float32)}, backend.row_width("sgd", K, np.float32))
     mean = float(data.values.mean(dtype=np.float64))
     times = []
     for _ in range(epochs):

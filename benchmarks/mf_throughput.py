@@ -5,9 +5,10 @@
 For k in {32, 100}, 1 and 2 threads, Cython and Numba (compile excluded), it times whole epochs
 through the kernel contract, on factor tables laid out as ``MF`` lays them out (working row
 order, rows padded to whole 64-byte vectors: k=100 float32 runs 112 wide, see
-``sgd_schedule.padded_width``), and prints the median, the Numba/Cython ratio and the 1->2 thread
-scaling. Backends are interleaved epoch by epoch so machine noise hits them alike; the idle
-share of the machine is printed first (figures taken on a busy machine are not comparable).
+``Backend.row_width("sgd", k, dtype)``), and prints the median, the Numba/Cython ratio and
+the 1->2 thread scaling. Backends are interleaved epoch by epoch so machine noise hits them
+alike; the idle share of the machine is printed first (figures taken on a busy machine are not
+comparable).
 """
 
 from __future__ import annotations
@@ -49,11 +50,12 @@ def main() -> None:
             state = {}
             times = {b: [] for b in backends}
             for b in backends:
+                width = get_backend(b).row_width("sgd", k, np.float32)
                 tables = blocked.to_working_order({
                     "user_factors": rng.normal(0, 0.1, (data.n_users, k)).astype(np.float32),
                     "item_factors": rng.normal(0, 0.1, (data.n_items, k)).astype(np.float32),
                     "user_bias": np.zeros(data.n_users, np.float32),
-                    "item_bias": np.zeros(data.n_items, np.float32)})
+                    "item_bias": np.zeros(data.n_items, np.float32)}, width)
                 state[b] = list(tables.values())
             for epoch in range(args.epochs + 1):
                 schedule = blocked.epoch_schedule(rng)

@@ -13,11 +13,13 @@ Compile/warm-up calls are excluded.
 from __future__ import annotations
 
 import argparse
+import os
 import threading
 import time
 
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from fastrec._algorithms.topn import top_n
 
@@ -88,6 +90,9 @@ def main():
     parser.add_argument("--calls", type=int, default=40, help="calls per throughput run")
     args = parser.parse_args()
 
+    # implicit asks for a single-threaded BLAS (its threads split the batch; it warns
+    # otherwise); fastrec's kernel limits BLAS itself while it runs. Same setting for both.
+    threadpool_limits(1, user_api="blas")
     user_factors, item_factors, seen = make_problem(args.users, args.items, args.k, args.seen)
     rng = np.random.default_rng(1)
     batches = {size: [np.sort(rng.choice(args.users, size, replace=False)) for _ in range(8)]
@@ -101,8 +106,6 @@ def main():
 
     def implicit_fn(model):
         return lambda users: model.recommend(users, seen[users], N=10)
-
-    import os
 
     cores = len(os.sched_getaffinity(0))
     implicit_all, implicit_one = (implicit_model(user_factors, item_factors, t)

@@ -97,19 +97,7 @@ class CSRPair:
         return array_module(self.t_indptr).diff(self.t_indptr).astype(np.float64)
 
 
-# -- rank padding -----------------------------------------------------------------------------
-# Ranks the CPU kernels hold in vector registers (csrc/include/fastrec/nmf_cpu.h).
-VECTOR_RANKS = (16, 32, 48, 64, 96, 128)
-
-
-def padded_rank(k: int) -> int:
-    """The smallest register-resident rank >= k (k itself above 128). Extra columns are zeros
-    and stay zero under multiplicative updates (0 * ratio), and they add nothing to any product
-    or penalty, so the real columns follow the same iterates as an unpadded run (up to the
-    rounding order of the dot products) while the kernels take their vectorised path."""
-    return next((r for r in VECTOR_RANKS if r >= k), k)
-
-
+# -- rank padding (to the width a backend asks for: Backend.row_width("nmf", k, dtype)) ------
 def pad_columns(a, k_pad: int):
     """C-contiguous copy of a [n, k] with zero columns appended up to k_pad (on a's device; on
     the host 64-byte aligned, so the kernels' vector rows never straddle cache lines: ~20%

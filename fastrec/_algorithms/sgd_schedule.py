@@ -81,14 +81,16 @@ class BlockedRatings:
         return cls(xp.ascontiguousarray(users[order]), xp.ascontiguousarray(items[order]),
                    xp.ascontiguousarray(ratings[order]), block_ptr, g, user_rows, item_rows)
 
-    def to_working_order(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def to_working_order(self, state: dict[str, np.ndarray],
+                         width: int | None = None) -> dict[str, np.ndarray]:
         """Copies of user tables (names starting with "user") and item tables in working order;
-        factor tables (2-D) also get the kernels' row width (:func:`padded_width`, zero
-        columns) in 64-byte aligned memory."""
+        factor tables (2-D) get ``width`` columns (the kernels' row width,
+        ``Backend.row_width("sgd", k, dtype)``; default k), zero-padded, in 64-byte aligned
+        memory."""
         out = {}
         for name, table in state.items():
             if table.ndim == 2:
-                width = padded_width(table.shape[1], table.dtype)
+                width = table.shape[1] if width is None else max(width, table.shape[1])
                 out[name] = aligned_zeros((table.shape[0], width), table.dtype)
                 out[name][self._rows(name), :table.shape[1]] = table
             else:
@@ -115,17 +117,6 @@ class BlockedRatings:
         b = np.arange(g)
         schedule = rows[None, :] * g + cols[(b[None, :] + strata[:, None]) % g]
         return np.ascontiguousarray(schedule, dtype=np.int64)
-
-
-def padded_width(k: int, dtype) -> int:
-    """Row width of the factor tables the kernels update: ``k`` rounded up to whole 64-byte
-    vectors when that costs at most k/8 extra columns (LIBMF pads k the same way). Rows then
-    start on cache-line boundaries, so no vector load or store straddles two lines (at k=100
-    float32, 112-wide aligned rows train ~1.6x faster than 100-wide ones). The extra columns are
-    zero and stay zero: they add nothing to the dot products and get no updates."""
-    lanes = 64 // np.dtype(dtype).itemsize
-    padded = -(-k // lanes) * lanes
-    return padded if (padded - k) * 8 <= k else k
 
 
 def _random_rows(n: int, rng) -> np.ndarray:

@@ -14,12 +14,15 @@ with index :data:`PAD_INDEX` (-1) and score ``-inf``. Ties rank the lower item i
 from __future__ import annotations
 
 import functools
+import logging
 
 import numpy as np
 import scipy.sparse as sp
 
 from fastrec._array import is_device_array
 from fastrec.backends import BackendUnavailable, default_n_threads
+
+log = logging.getLogger("fastrec")
 
 PAD_INDEX = -1
 
@@ -183,6 +186,8 @@ def _kernels(backend: str, array):
 def _compiled():
     try:
         from fastrec.backends.cython import _topn
-    except ImportError:
+    except ImportError as exc:
+        log.warning("the compiled top-n is not built (%s): top-n runs on the numpy reference, "
+                    "which is much slower; reinstall fastrec with a C++17 compiler", exc)
         return None
     return _topn

@@ -56,6 +56,9 @@ class Backend:
     # The backend module's ``default_n_blocks(n_users, n_items)`` when it has one (CUDA sizes
     # the SGD grid to the device); None: the CPU rule, ``sgd_schedule.choose_n_blocks``.
     n_blocks_rule: Callable[[int, int], int] | None = None
+    # The backend module's ``row_width(kind, k, dtype)`` when its kernels want padded factor
+    # rows (the CPU backends); None: rows are k wide.
+    row_width_rule: Callable[[str, int, Any], int] | None = None
 
     def has(self, *names: str) -> bool:
         return all(n in self.kernels for n in names)
@@ -68,6 +71,11 @@ class Backend:
         from fastrec._algorithms.sgd_schedule import choose_n_blocks
 
         return choose_n_blocks(n_users, n_items)
+
+    def row_width(self, kind: str, k: int, dtype) -> int:
+        """Width of the rank-``k`` factor rows this backend's ``kind`` kernels ("sgd", "nmf")
+        update: ``k``, or more zero-padded columns where the kernels vectorise over them."""
+        return k if self.row_width_rule is None else self.row_width_rule(kind, k, dtype)
 
     def __getattr__(self, item: str):
         kernels = self.__dict__.get("kernels", {})
@@ -90,7 +98,8 @@ def _probe(name: str) -> Backend:
         version, details = module.probe()
         kernels = {k: getattr(module, k) for k in CONTRACT if hasattr(module, k)}
         backend = Backend(name, True, "", version, details, kernels,
-                          getattr(module, "default_n_blocks", None))
+                          getattr(module, "default_n_blocks", None),
+                          getattr(module, "row_width", None))
     except Exception as exc:  # noqa: BLE001 - any failure to load is a reason to report
         reason = f"{type(exc).__name__}: {exc}".strip()
         if "pip install" not in reason:  # the probe's own message may already say what to do

@@ -155,8 +155,10 @@ step      : int           1-based global step number
 
 The gradients of duplicate rows are summed (in position order) and every distinct row gets one
 Adam update; rows not in ``rows`` are left untouched (their moments do not decay).
-CUDA: a warp owns each distinct row (positions sorted by row), so the sum keeps position order:
-deterministic and bitwise equal to the CPU kernels. Arrays may be CuPy arrays (in place).
+CUDA: positions sorted by row; each run of a row is summed in pieces of 32 positions (a warp
+per piece, position order), then a warp per row adds the piece sums in order and updates it.
+Deterministic; rows repeated at most 32 times are bitwise equal to the CPU kernels, hotter rows
+agree to rounding. Arrays may be CuPy arrays (in place).
 """
 
 SPARSE_ADAGRAD_STEP_DOC = """sparse_adagrad_step(table, rows, row_grads, acc, lr, eps=1e-10,
@@ -182,7 +184,7 @@ logit    : z = h . [p_u * q_i (GMF part) ; mlp_L] + b_out, with
 cache    : T[B * (n_gmf + sum(layers))], block-major: gmf [B, n_gmf], then mlp_0 [B, layers[0]],
            ..., mlp_L [B, layers[-1]], each block a C-contiguous matrix.
 loss     : 0 = binary cross-entropy with logits (targets in [0, 1]); 1 = squared error (z - y)^2.
-optimizer: 0 = Adam (lazy on embedding rows), 1 = Adagrad, 2 = SGD (optim.h).
+optimizer: an OPTIMIZERS code: Adam (lazy on embedding rows), Adagrad or SGD (optim.h).
 Math of the activations and losses: ``csrc/include/fastrec/ncf.h``.
 """
 
@@ -329,6 +331,11 @@ CONTRACT: dict[str, str] = {
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
+# Optimizer codes: OptimizerKind in csrc/include/fastrec/optim.h, the only other definition
+# (tests/kernels/test_optimizer_codes.py checks that the two agree).
+OPT_ADAM, OPT_ADAGRAD, OPT_SGD = 0, 1, 2
+OPTIMIZERS = {"adam": OPT_ADAM, "adagrad": OPT_ADAGRAD, "sgd": OPT_SGD}
+
 
 class ContractError(ValueError):
     """Raised when arguments to a kernel break the contract (a bug in the caller)."""
@@ -403,9 +410,8 @@ def check_strata_disjoint(schedule, grid_side: int) -> None:
 LOSS_CROSS_ENTROPY, LOSS_BPR_MAX, LOSS_TOP1_MAX = 0, 1, 2
 LOSS_CODES = {"cross-entropy": LOSS_CROSS_ENTROPY, "bpr-max": LOSS_BPR_MAX,
               "top1-max": LOSS_TOP1_MAX}
-# The same codes as OptimizerKind in csrc/include/fastrec/optim_cpu.h.
-OPT_ADAM, OPT_ADAGRAD = 0, 1
-OPTIMIZER_CODES = {"adagrad": OPT_ADAGRAD, "adam": OPT_ADAM}
+# GRU4Rec trains with Adagrad (optionally with momentum) or Adam.
+OPTIMIZER_CODES = {name: OPTIMIZERS[name] for name in ("adagrad", "adam")}
 
 
 class GRU4RecSpec(NamedTuple):

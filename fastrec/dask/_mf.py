@@ -34,6 +34,7 @@ from fastrec._algorithms.fit_loop import LR_SCHEDULES, learning_rate_at
 from fastrec._algorithms.sgd_schedule import BlockedRatings
 from fastrec._array import aligned_zeros
 from fastrec.backends import available_backends, get_backend
+from fastrec.backends._cpu_layout import row_width
 from fastrec.dask._data import get_client, global_index, load_ratings, submit, wait_for
 from fastrec.dask._exact import mean_from_plan, mean_plan, skip_tie_keys, slice_sums, tie_keys
 from fastrec.exceptions import DivergenceError, NotFittedError
@@ -192,7 +193,7 @@ class MF:
             log.warning("%d rating pairs share a layout key; their order follows the input, "
                         "so the fit may differ from the local one in the last bits", ties)
 
-        working = layout.to_working_order(state)
+        working = layout.to_working_order(state, row_width("sgd", k, dtype))  # CPU workers
         rows = _bounds(n_users, g)
         cols = _bounds(n_items, g)
         row_states = [client.scatter(

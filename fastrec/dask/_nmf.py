@@ -28,7 +28,8 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 import fastrec
-from fastrec._algorithms.nmf_mu import beta_from_loss, pad_columns, padded_rank, random_init
+from fastrec._algorithms.nmf_mu import beta_from_loss, pad_columns, random_init
+from fastrec.backends._cpu_layout import row_width
 from fastrec.dask._data import (
     get_client,
     global_index,
@@ -172,7 +173,7 @@ class NMF:
                              f"{min(shape)} of X with shape {shape}")
         rating_mean = summary["sum"] / summary["nnz"] if summary["nnz"] else 0.0
         w, h = self._initial_factors(shape, k, W, H, rng, dtype, summary)
-        k_pad = padded_rank(k)
+        k_pad = row_width("nmf", k, dtype)  # the workers run CPU kernels
         w, ht = pad_columns(w, k_pad), pad_columns(h.T, k_pad)
         row_bounds = np.cumsum([0, *summary["rows"]])
         # A partition's state (W rows, user biases) stays on its worker as one future.

@@ -121,6 +121,8 @@ class Estimator:
         self.loss_curve_ = list(history.loss_curve)
         self.validation_curve_ = list(history.validation_curve)
         self.n_epochs_ = history.n_epochs
+        # the epoch (from 1) whose weights early stopping kept, None without early stopping
+        self.best_epoch_ = None if history.best_epoch is None else history.best_epoch + 1
         self.backend_ = backend_name
         self._train_seconds = getattr(self, "_train_seconds", 0.0) + history.train_seconds
 
@@ -493,14 +495,8 @@ class FactorModel(UserItemModel):
         fixed (regularisation scaled by the number of ratings, as SGD's per-rating penalty).
         Returns ``(user_bias, user_factors: float[k])``.
         """
-        self._check_fitted()
         self._check_on_host("fold_in")
-        i = self._item_index(np.atleast_1d(items))
-        r = np.asarray(ratings, dtype=np.float64)
-        if r.shape != i.shape:
-            raise ValueError("items and ratings must have the same length")
-        if not np.all(np.isfinite(r)):
-            raise ValueError("ratings contain NaN or inf")
+        i, r = self._fold_in_ratings(items, ratings)
         q = self.item_factors_[i].astype(np.float64)
         target = r - self.global_mean_ - self.item_bias_[i]
         reg_f, reg_b = self._fold_in_regularisation()
@@ -513,6 +509,17 @@ class FactorModel(UserItemModel):
         if biased:
             return float(solution[0]), solution[1:].astype(self.user_factors_.dtype)
         return 0.0, solution.astype(self.user_factors_.dtype)
+
+    def _fold_in_ratings(self, items, ratings) -> tuple[np.ndarray, np.ndarray]:
+        """Item indices and float64 ratings of a new user, checked."""
+        self._check_fitted()
+        i = self._item_index(np.atleast_1d(items))
+        r = np.asarray(ratings, dtype=np.float64)
+        if r.shape != i.shape:
+            raise ValueError("items and ratings must have the same length")
+        if not np.all(np.isfinite(r)):
+            raise ValueError("ratings contain NaN or inf")
+        return i, r
 
     def _fold_in_regularisation(self) -> tuple[float, float]:
         return float(self.reg), float(getattr(self, "reg_bias", self.reg))

@@ -154,7 +154,7 @@ class MF(FactorModel):
                                        data.n_items, g, rng)
         # The kernels see the factor tables in the layout's working row order; the fitted
         # attributes are put back in id order whatever happens (finally below).
-        state = blocked.to_working_order(state)
+        state = blocked.to_working_order(state, backend.row_width("sgd", k, dtype))
         if not is_device_array(blocked.ratings):  # device layouts: checked per launch
             check_sgd_epoch(blocked.users, blocked.items, blocked.ratings, blocked.block_ptr,
                             blocked.epoch_schedule(np.random.default_rng(0)), *state.values())

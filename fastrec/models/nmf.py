@@ -18,7 +18,6 @@ from fastrec._algorithms.nmf_mu import (
     beta_from_loss,
     nndsvd_init,
     pad_columns,
-    padded_rank,
     random_init,
 )
 from fastrec._array import array_module, is_device_array, sparse_module, to_device, to_host
@@ -239,7 +238,7 @@ class NMF(FactorModel):
             self.seen_ = pattern_matrix(x.indptr, x.indices, x.shape)
         k = self._n_components(x.shape)
         w, h = self._initial_factors(x, matrix, k, W, H, rng, dtype)
-        k_pad = padded_rank(k)
+        k_pad = backend.row_width("nmf", k, dtype)
         w, ht = pad_columns(w, k_pad), pad_columns(h.T, k_pad)
         bu, bi = np.zeros(x.shape[0], dtype), np.zeros(x.shape[1], dtype)
         # Surprise's answer for pairs the model cannot score: the training mean.
@@ -356,7 +355,7 @@ class NMF(FactorModel):
             mean = _sum(x.data) / max(n * x.shape[1], 1)
         else:
             mean = _mean(x.data)
-        k_pad = padded_rank(k)
+        k_pad = backend.row_width("nmf", k, dtype)
         w = pad_columns(np.full((n, k), np.sqrt(max(mean, 0.0) / k), dtype=dtype), k_pad)
         bu = np.zeros(n, dtype)
         move = _mover(backend)
@@ -404,7 +403,7 @@ class NMF(FactorModel):
                              f"{self.n_items_} features as input")
         x = CSRPair.build(matrix, self.components_.dtype)
         w = to_host(self._solve_rows(backend, x, beta)[0])
-        k_pad = padded_rank(w.shape[1])
+        k_pad = backend.row_width("nmf", w.shape[1], w.dtype)
         divergence = backend.nmf_loss_full(*x.rows, pad_columns(w, k_pad),
                                            pad_columns(to_host(self.item_factors_), k_pad),
                                            beta, self._n_threads())
@@ -424,13 +423,7 @@ class NMF(FactorModel):
         """Non-negative factors (and bias) of a new user from their ratings, item side fixed:
         the same multiplicative updates as training, on one row (on the device with the CUDA
         backend). Returns (bias, factors [k]) on the host."""
-        self._check_fitted()
-        i = self._item_index(np.atleast_1d(items))
-        r = np.asarray(ratings, dtype=np.float64)
-        if r.shape != i.shape:
-            raise ValueError("items and ratings must have the same length")
-        if not np.all(np.isfinite(r)):
-            raise ValueError("ratings contain NaN or inf")
+        i, r = self._fold_in_ratings(items, ratings)
         _check_non_negative(r)
         row = sp.csr_matrix((r, (np.zeros_like(i), i)), shape=(1, self.n_items_))
         _, beta = self._validate_params()

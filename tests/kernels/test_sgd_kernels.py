@@ -205,11 +205,11 @@ def test_blocks_cover_contiguous_row_ranges_and_orders_round_trip():
 def test_factor_tables_are_padded_to_whole_aligned_vectors(k, dtype, width):
     """Working tables get whole 64-byte rows (when that costs at most k/8 columns) on a 64-byte
     boundary, with zero padding; padded and unpadded epochs give the same model."""
-    from fastrec._algorithms.sgd_schedule import padded_width
+    from fastrec.backends._cpu_layout import sgd_row_width
 
-    assert padded_width(k, dtype) == width
+    assert sgd_row_width(k, dtype) == width
     blocked, state, rng = make_problem(n_users=60, n_items=40, nnz=900, k=k, g=4, dtype=dtype)
-    working = blocked.to_working_order(state)
+    working = blocked.to_working_order(state, width)
     table = working["user_factors"]
     assert table.shape[1] == width and table.ctypes.data % 64 == 0
     assert not table[:, k:].any()

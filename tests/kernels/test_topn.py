@@ -30,7 +30,8 @@ def _problem(b, m, k, dtype, seed=0, seen_density=0.05, index_dtype=np.int32):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 def test_matches_reference_across_blocks_and_tiles(backend, dtype, index_dtype):
-    # 37 rows: 3 tiles of 16 (the last partial); 2500 items: 3 blocks of 1024 (the last partial)
+    # 37 rows on 2 threads: 2 tiles of 19 and 18 (GEMM); 2500 items: 3 blocks of 1024, the last
+    # partial. (Batches under 8 rows take the matrix-vector path: the other tests.)
     query, items, bias, seen = _problem(37, 2500, 8, dtype, index_dtype=index_dtype)
     ids, scores = top_n(query, items, bias, 25, seen, backend=backend, n_threads=2)
     want_ids, want_scores = top_n(query, items, bias, 25, seen, backend="numpy")

@@ -61,6 +61,7 @@ def test_early_stopping_keeps_the_best_epoch(family, ratings, sessions):
     higher_is_better = family in ("GMF", "GRU4Rec")
     best = int(np.argmax(curve) if higher_is_better else np.argmin(curve))
     assert best < model.n_epochs_ - 1, "stopped at its best epoch: nothing to restore"
+    assert model.best_epoch_ == best + 1
     if metric is not None:
         assert metric(model) == pytest.approx(curve[best], rel=1e-6)
     else:  # GMF: the loop's HR on its own sampled negatives, recomputed from the weights

@@ -30,17 +30,17 @@ NAME_EXPRESSIONS: dict[str, tuple[str, ...]] = {
     "gru": (
         *(f"fastrec::cuda::{kernel}<{t}>"
           for kernel in ("gru_gates_rz", "gru_gates_n", "gru_grad_gates_zn", "gru_grad_gates_r",
-                         "gru_saved_states", "gru_dropout", "gru4rec_loss_rows",
-                         "gru_dense_step")
+                         "gru_saved_states", "gru_dropout", "gru4rec_loss_rows")
           for t in ("float", "double")),
-        *(f"fastrec::cuda::{kernel}<{t}, {i}>"
-          for kernel in ("gru4rec_embed_rows", "gru_sparse_rows_step")
+        *(f"fastrec::cuda::gru4rec_embed_rows<{t}, {i}>"
           for t in ("float", "double")
           for i in ("int", "long long")),
         *(f"fastrec::cuda::gru4rec_draw_samples<{i}>" for i in ("int", "long long")),
     ),
     "optim": (
-        *(f"fastrec::cuda::optim_dense_step<{t}>" for t in ("float", "double")),
+        *(f"fastrec::cuda::{kernel}<{t}>"
+          for kernel in ("optim_dense_step", "optim_sparse_pieces")
+          for t in ("float", "double")),
         *(f"fastrec::cuda::optim_sort_keys<{i}>" for i in ("int", "long long")),
         *(f"fastrec::cuda::optim_sparse_step<{t}, {i}>"
           for t in ("float", "double") for i in ("int", "long long")),

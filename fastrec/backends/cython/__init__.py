@@ -1,5 +1,6 @@
 """Cython + OpenMP kernels (compiled at install); the per-element math is in csrc/include."""
 
+from fastrec.backends._cpu_layout import row_width
 from fastrec.backends.cython._gru import (
     gru4rec_output_loss,
     gru4rec_train_epoch,
@@ -31,6 +32,7 @@ __all__ = [
     "nmf_update_full",
     "nmf_update_observed",
     "probe",
+    "row_width",
     "sgd_epoch",
     "sparse_adagrad_step",
     "sparse_adam_step",

@@ -13,7 +13,7 @@ from cython.parallel cimport prange, threadid
 from libc.math cimport INFINITY, NAN
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy
-from scipy.linalg.cython_blas cimport dgemm, sgemm
+from scipy.linalg.cython_blas cimport dgemm, dgemv, sgemm, sgemv
 
 from fastrec.backends.cython._types cimport floating, index_t
 
@@ -21,8 +21,9 @@ import numpy as np
 
 from fastrec.backends._blas import single_threaded_blas
 
-DEF _TILE_ROWS = 16
+DEF _TILE_ROWS = 64
 DEF _ITEM_BLOCK = 1024
+DEF _GEMV_ROWS = 8
 
 
 cdef extern from "fastrec/topn.h" namespace "fastrec" nogil:
@@ -37,8 +38,20 @@ cdef void _block_scores(const floating *query, const floating *items, int64_t k,
     [rows, width]): in BLAS's column-major terms out^T = items_block^T' * query^T."""
     cdef char transa = b"T"
     cdef char transb = b"N"
-    cdef int m_ = <int>width, n_ = <int>rows, k_ = <int>k
+    cdef int m_ = <int>width, n_ = <int>rows, k_ = <int>k, inc = 1
     cdef floating one = 1, zero = 0
+    cdef int64_t r
+    if rows < _GEMV_ROWS:
+        # a GEMM packs the item block for every call, which costs more than the product when
+        # there are only a few rows: matrix-vector products read it in place
+        for r in range(rows):
+            if floating is float:
+                sgemv(&transa, &k_, &m_, &one, <float *>items, &k_, <float *>query + r * k,
+                      &inc, &zero, out + r * width, &inc)
+            else:
+                dgemv(&transa, &k_, &m_, &one, <double *>items, &k_, <double *>query + r * k,
+                      &inc, &zero, out + r * width, &inc)
+        return
     if floating is float:
         sgemm(&transa, &transb, &m_, &n_, &k_, &one, <float *>items, &k_, <float *>query, &k_,
               &zero, out, &m_)

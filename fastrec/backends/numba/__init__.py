@@ -51,6 +51,8 @@ with _caching_to_user_folder():
     from fastrec.backends.numba.optim import adam_step, sparse_adagrad_step, sparse_adam_step
     from fastrec.backends.numba.sgd import sgd_epoch
 
+from fastrec.backends._cpu_layout import row_width  # noqa: E402 - padded rows
+
 __all__ = [
     "adam_step",
     "gru4rec_output_loss",
@@ -66,6 +68,7 @@ __all__ = [
     "nmf_update_observed",
     "numba_cache_dir",
     "probe",
+    "row_width",
     "sgd_epoch",
     "sparse_adagrad_step",
     "sparse_adam_step",

@@ -47,7 +47,7 @@ def _splat(builder, value, vty):
 
 
 # Row widths that get straight-line code (LLVM unrolls loops of a constant trip count): the
-# Cython kernel's constant-K cases, as padded by sgd_schedule.padded_width.
+# Cython kernel's constant-K cases, as padded by _cpu_layout.sgd_row_width.
 SPECIALISED_WIDTHS = (16, 32, 64, 96, 112, 128)
 
 
