@@ -23,6 +23,10 @@ NAME_EXPRESSIONS: dict[str, tuple[str, ...]] = {
           for t in ("float", "double")
           for i in ("int", "long long")),
     ),
+    "svdpp": tuple(f"fastrec::cuda::{kernel}<{t}, {i}>"
+                   for kernel in ("svdpp_implicit_sums", "svdpp_stratum", "svdpp_implicit_update")
+                   for t in ("float", "double")
+                   for i in ("int", "long long")),
     "nmf": tuple(f"fastrec::cuda::{kernel}<{t}, {i}>"
                  for kernel in ("nmf_full_rows", "nmf_observed_rows", "nmf_loss_rows")
                  for t in ("float", "double")
