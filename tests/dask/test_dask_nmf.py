@@ -12,7 +12,7 @@ da = pytest.importorskip("dask.array")
 
 import fastrec  # noqa: E402
 import fastrec.dask  # noqa: E402
-from tests.conftest import require_backend  # noqa: E402
+from tests.conftest import backend_or_skip  # noqa: E402
 
 # Relative difference of the factors after 10 iterations: float64 sums in another order
 # (observed ~1e-15); float32 (observed ~1e-6).
@@ -30,7 +30,7 @@ def _relative(a, b) -> float:
     ("observed", "kullback-leibler", False, "float64"),
 ])
 def test_matches_the_local_fit(client, mode, beta_loss, biased, dtype):
-    require_backend("cython", "nmf_update_full")
+    backend_or_skip("cython", "nmf_update_full")
     rng = np.random.default_rng(2)
     params = dict(n_components=5, mode=mode, beta_loss=beta_loss, biased=biased, init="random",
                   max_iter=10, tol=0.0, alpha_W=0.01, random_state=0, dtype=dtype,
@@ -41,8 +41,8 @@ def test_matches_the_local_fit(client, mode, beta_loss, biased, dtype):
             da.from_array(X.toarray(), chunks=(35, 50)))
         local = fastrec.NMF(**params).fit(X)
     else:
-        frame = pd.DataFrame({"user": rng.integers(0, 100, 1500),
-                              "item": rng.integers(0, 40, 1500),
+        pairs = rng.choice(100 * 40, 1500, replace=False)  # distinct (user, item) pairs
+        frame = pd.DataFrame({"user": pairs // 40, "item": pairs % 40,
                               "rating": rng.integers(1, 11, 1500) / 2.0})
         model = fastrec.dask.NMF(client=client, **params).fit(
             dd.from_pandas(frame, npartitions=3), n_partitions=3)
