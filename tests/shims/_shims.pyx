@@ -35,7 +35,7 @@ cdef extern from "fastrec/rng.h" namespace "fastrec" nogil:
     uint64_t rng_below(uint64_t bits, uint64_t n)
     double rng_uniform(uint64_t bits)
 
-cdef extern from "fastrec/optim_cpu.h" namespace "fastrec" nogil:
+cdef extern from "fastrec/optim.h" namespace "fastrec" nogil:
     void adam_update[T](T &w, T &m, T &v, T g, T step_size, T inv_sqrt_bc2, T beta1, T beta2,
                         T eps)
     void adagrad_update[T](T &w, T &acc, T g, T lr, T eps)
