@@ -1,6 +1,7 @@
 """The kernels call SciPy's BLAS from their own threads; it must stay single-threaded there even
 when the first limit is taken before SciPy's BLAS is loaded (Numba loads it lazily)."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -24,5 +25,67 @@ def test_limit_reaches_scipy_blas_loaded_after_first_use():
         print("ok")
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_ncf_kernels_after_a_numba_fit_run_with_single_threaded_blas():
+    """Every NCF kernel that calls BLAS runs under fastrec.backends._blas's guard: checked from
+    inside the Numba epoch and at the Cython call, in a process whose first NCF kernel call
+    comes before SciPy's BLAS is loaded (Numba loads it when it compiles that call), so a guard
+    made then would miss it and OpenBLAS would run four threads of its own."""
+    code = textwrap.dedent("""
+        import sys
+        from contextlib import contextmanager
+        import numpy as np
+        from threadpoolctl import threadpool_info
+        import fastrec
+        from fastrec._algorithms.ncf import cache_size, init_params
+        from fastrec.backends import _blas
+        from fastrec.backends.numba import ncf as numba_ncf
+        from fastrec.data import synthetic_ratings
+
+        assert "scipy.linalg.cython_blas" not in sys.modules
+        layers = np.array([8, 4], np.int64)
+        user_emb, item_emb, dense = init_params(3, 3, 4, layers, np.float64,
+                                                np.random.default_rng(0))
+        pairs = np.array([0, 1, 2], np.int32)
+        numba_ncf.ncf_forward(pairs, pairs, user_emb, item_emb, dense, layers, 4,
+                              np.empty(cache_size(3, layers, 4)), np.empty(3))
+        seen = {"numba": [], "cython": []}
+
+        def blas_threads():
+            return [(i["filepath"], i["num_threads"]) for i in threadpool_info()
+                    if i["user_api"] == "blas"]
+
+        epoch = numba_ncf._train_epoch
+        def probed_epoch(*args):
+            seen["numba"].append(blas_threads())
+            return epoch(*args)
+        numba_ncf._train_epoch = probed_epoch
+
+        data = synthetic_ratings(n_users=60, n_items=40, n_ratings=600, seed=0).interactions
+        fastrec.NeuMF(n_factors=4, layers=(8, 4), n_epochs=2, backend="numba", random_state=0,
+                      n_threads=2).fit(data)
+
+        from fastrec.backends.cython import _ncf
+
+        @contextmanager
+        def probed_guard():
+            with _blas.single_threaded_blas():
+                seen["cython"].append(blas_threads())
+                yield
+        _ncf.single_threaded_blas = probed_guard
+        fastrec.NeuMF(n_factors=4, layers=(8, 4), n_epochs=2, backend="cython", random_state=0,
+                      n_threads=2).fit(data)
+        for backend, calls in seen.items():
+            scipy_seen = [t for call in calls for path, t in call
+                          if "scipy.libs" in path or "scipy/" in path]
+            assert scipy_seen, (backend, calls)
+            assert all(t == 1 for call in calls for _, t in call), (backend, calls)
+        print("ok")
+    """)
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "4"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"

@@ -3,7 +3,7 @@
 exceptions may come out (never another exception, a crash or a hang), and input that is
 accepted must give a consistent result (nothing bad accepted silently).
 
-Bounded for CI (``FASTREC_FUZZ_EXAMPLES`` examples per target, default 60, no per-example
+Bounded for CI (``FASTREC_FUZZ_EXAMPLES`` examples per target, default 40, no per-example
 deadline on a shared machine); a longer run for a report:
 ``FASTREC_FUZZ_EXAMPLES=2000 python -m pytest tests/test_fuzz.py --hypothesis-show-statistics``.
 """
@@ -29,7 +29,10 @@ from fastrec.data.interactions import Interactions  # noqa: E402
 from fastrec.exceptions import ModelFileError  # noqa: E402
 from fastrec.models._base import check_dtype, check_positive  # noqa: E402
 
-FUZZ = settings(max_examples=int(os.environ.get("FASTREC_FUZZ_EXAMPLES", "60")), deadline=None,
+# derandomize: CI runs the same examples every time (a fuzz finding is reproduced with a larger
+# FASTREC_FUZZ_EXAMPLES, then pinned below as a regression test), never a random red build.
+FUZZ = settings(max_examples=int(os.environ.get("FASTREC_FUZZ_EXAMPLES", "40")), deadline=None,
+                derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
 
@@ -98,8 +101,11 @@ _values = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.tex
                                                                           st.integers(-9, 9)))
 
 
+# ints beyond 64 bits are left out while their finding is open (pinned at the end)
 @FUZZ
-@given(value=_values, integer=st.booleans(), allow_zero=st.booleans())
+@given(value=st.one_of(_values.filter(lambda v: type(v) is not int),
+                       st.integers(-(2**63), 2**63 - 1)),
+       integer=st.booleans(), allow_zero=st.booleans())
 def test_check_positive_accepts_exactly_finite_positive_numbers(value, integer, allow_zero):
     try:
         check_positive("x", value, integer=integer, allow_zero=allow_zero)
@@ -198,7 +204,10 @@ def _crafted(tmp_path_factory, arrays, data, names):
 @given(data=st.data())
 def test_load_of_crafted_model_arrays_raises_model_file_error(tmp_path_factory, mf_arrays, data):
     arrays = mf_arrays[1]
-    _crafted(tmp_path_factory, arrays, data, sorted(set(arrays) - set(_HEADER)))
+    # global_mean_ and the id maps are left out while their findings are open (pinned at the
+    # end of this file)
+    _crafted(tmp_path_factory, arrays, data,
+             sorted(set(arrays) - set(_HEADER) - {"global_mean_", "user_ids_", "item_ids_"}))
 
 
 @pytest.mark.xfail(strict=True, reason="fastrec/io.py load_arrays reads the header entries "
@@ -209,3 +218,39 @@ def test_load_of_crafted_model_arrays_raises_model_file_error(tmp_path_factory, 
 @given(data=st.data())
 def test_load_of_a_crafted_header_raises_model_file_error(tmp_path_factory, mf_arrays, data):
     _crafted(tmp_path_factory, mf_arrays[1], data, list(_HEADER))
+
+
+# -- findings of the long fuzz run, pinned (strict: they pass once the bug is fixed) ------------
+@pytest.mark.xfail(strict=True, raises=TypeError, reason="models/_base.py check_positive: "
+                   "np.isfinite raises TypeError on an int beyond 64 bits, not ValueError")
+def test_check_positive_refuses_a_huge_int_with_value_error():
+    with pytest.raises(ValueError):
+        check_positive("x", -(2**63) - 1)
+
+
+@pytest.mark.xfail(strict=True, reason="models/_base.py load: the scalar global_mean_ is not "
+                   "checked, so a crafted file with an array or a string there loads and "
+                   "recommend then fails")
+@pytest.mark.parametrize("value", [np.zeros((1, 1, 2)), np.array(["ab"])])
+def test_load_refuses_a_global_mean_that_is_not_a_number(tmp_path, mf_arrays, value):
+    arrays = dict(mf_arrays[1], global_mean_=value)
+    path = tmp_path / "m.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(ModelFileError):
+        fastrec.MF.load(path)
+
+
+@pytest.mark.xfail(strict=True, reason="models/_base.py load: id maps are not checked to be 1-D, "
+                   "sorted and unique; lookups then fail or answer 2-D ids")
+@pytest.mark.parametrize("name, value", [
+    ("item_ids_", np.arange(12).reshape(12, 1)),
+    ("item_ids_", np.zeros(12, np.int64)),
+    ("item_ids_", np.arange(12)[::-1].copy()),
+    ("user_ids_", np.zeros(20, np.int64)),
+])
+def test_load_refuses_id_maps_that_are_not_sorted_unique_vectors(tmp_path, mf_arrays, name,
+                                                                 value):
+    path = tmp_path / "m.npz"
+    np.savez(path, **dict(mf_arrays[1], **{name: value}))
+    with pytest.raises(ModelFileError):
+        fastrec.MF.load(path)

@@ -2,8 +2,8 @@
 //
 // The launchers (fastrec/backends/cuda/gru.py) run every matrix product through the array
 // module's matmul (cuBLAS under CuPy); these kernels own the rest. Per-element math comes from
-// fastrec/gru.h and fastrec/optim.h, shared with the Cython kernels; this file only maps threads
-// to elements and rows.
+// fastrec/gru.h, shared with the Cython kernels; this file only maps threads to elements and
+// rows.
 //
 // Kernels and thread mapping (grid-stride loops, so any launch configuration is correct):
 //   gru_gates_rz / gru_gates_n        a thread per (slot, unit) of one time step of one layer.
@@ -26,24 +26,17 @@
 //       max, then the softmax sums (double) by per-thread strided partials and a fixed-shape
 //       shared-memory tree, then every column's gradient written in place of its score. The
 //       summation order depends only on blockDim.x, which the launcher fixes.
-//   gru_dense_step<T>                 a thread per parameter: Adam, Adagrad or Adagrad with
-//       momentum (optim.h / gru.h).
-//   gru_sparse_rows_step<T, I>        a warp per position of the rows sorted by (row, position):
-//       the warp at the first position of a row is that row's only owner; it sums the row's
-//       gradients in their original order (the CPU kernels' order) and steps the row once.
-//       No atomics: the result does not depend on scheduling.
+// The optimizer steps are optim.cu's kernels (fastrec/backends/cuda/optim.py's launchers).
 //
 // Determinism: no kernel here uses atomics or timing-dependent orders; every reduction has a
 // fixed shape. Results repeat bit for bit for a given launch configuration (and cuBLAS
 // configuration); they agree with the CPU backends to rounding (GEMM summation orders differ).
 #include "fastrec/gru.h"
-#include "fastrec/optim.h"
 #include "fastrec/rng.h"
 
 namespace fastrec {
 namespace cuda {
 
-constexpr int GRU_WARP = 32;
 // Threads per block of gru4rec_loss_rows: fixed in the launcher; the shared tree below assumes a
 // power of two no larger than this.
 constexpr int GRU_LOSS_MAX_THREADS = 256;
@@ -313,60 +306,6 @@ __global__ void gru4rec_loss_rows(T *scores, long long n_rows, long long N, long
     }
     // Thread 0 of the next row reads its target score only after every write of this row.
     __syncthreads();
-  }
-}
-
-// ---- optimizer steps --------------------------------------------------------------------------
-// One parameter: method 0 Adam (s1, s2 = m, v), 1 Adagrad (s1 = accumulator; with momentum > 0
-// GRU4Rec's heavy-ball velocity in s2).
-template <typename T>
-__device__ __forceinline__ void gru_opt_apply(T &w, T &s1, T &s2, T g, int method, T lr,
-                                              T momentum, T beta1, T beta2, T eps, T step_size,
-                                              T inv_sqrt_bc2) {
-  if (method == 0)
-    adam_update<T>(w, s1, s2, g, step_size, inv_sqrt_bc2, beta1, beta2, eps);
-  else if (momentum > T(0))
-    adagrad_momentum_update<T>(w, s1, s2, g, lr, momentum, eps);
-  else
-    adagrad_update<T>(w, s1, g, lr, eps);
-}
-
-// Dense step of n parameters: a thread per parameter.
-template <typename T>
-__global__ void gru_dense_step(T *__restrict__ w, T *__restrict__ s1, T *__restrict__ s2,
-                               const T *__restrict__ g, long long n, int method, T lr, T momentum,
-                               T beta1, T beta2, T eps, T step_size, T inv_sqrt_bc2) {
-  for (long long k = gru_first_index(); k < n; k += gru_stride())
-    gru_opt_apply<T>(w[k], s1[k], s2[k], g[k], method, lr, momentum, beta1, beta2, eps,
-                     step_size, inv_sqrt_bc2);
-}
-
-// Sparse step of table rows [n_rows][width]: rows [n] with gradients grads [n][width]; order [n]
-// sorts the positions by (row, position). The warp at sorted position p owns row rows[order[p]]
-// when p is that row's first sorted position; it sums the row's gradients in position order
-// (lanes over the width) and steps the row once. blockDim.x: a multiple of 32.
-template <typename T, typename I>
-__global__ void gru_sparse_rows_step(T *__restrict__ table, T *__restrict__ s1,
-                                     T *__restrict__ s2, long long width,
-                                     const I *__restrict__ rows,
-                                     const long long *__restrict__ order,
-                                     const T *__restrict__ grads, long long n, int method, T lr,
-                                     T momentum, T beta1, T beta2, T eps, T step_size,
-                                     T inv_sqrt_bc2) {
-  const int lane = threadIdx.x % GRU_WARP;
-  const long long first_warp = gru_first_index() / GRU_WARP;
-  const long long n_warps = gru_stride() / GRU_WARP;
-  for (long long p = first_warp; p < n; p += n_warps) {
-    const long long row = (long long)rows[order[p]];
-    if (p > 0 && (long long)rows[order[p - 1]] == row) continue;
-    long long end = p + 1;
-    while (end < n && (long long)rows[order[end]] == row) ++end;
-    for (long long f = lane; f < width; f += GRU_WARP) {
-      T g = grads[order[p] * width + f];
-      for (long long e = p + 1; e < end; ++e) g += grads[order[e] * width + f];
-      gru_opt_apply<T>(table[row * width + f], s1[row * width + f], s2[row * width + f], g,
-                       method, lr, momentum, beta1, beta2, eps, step_size, inv_sqrt_bc2);
-    }
   }
 }
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastrec._array import array_module
+from fastrec.backends._contract import OPTIMIZERS  # noqa: F401 (the NCF estimators' names)
 
 LOSSES = {"bce": 0, "squared": 1}
-OPTIMIZERS = {"adam": 0, "adagrad": 1, "sgd": 2}
 MAX_WIDTHS = 32  # NCF_MAX_WIDTHS in csrc/include/fastrec/ncf_cpu.h
 
 

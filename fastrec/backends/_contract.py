@@ -57,6 +57,36 @@ bitwise equal to a CPU kernel built with -ffp-contract=off. Arrays may be CuPy a
 """
 
 
+SVDPP_EPOCH_DOC = """svdpp_epoch(users, items, ratings, block_ptr, schedule, user_ptr, user_items,
+            item_ptr, item_users, user_factors, item_factors, implicit_factors, user_bias,
+            item_bias, global_mean, lr, lr_bias, reg, reg_bias, reg_implicit, biased, n_threads)
+    -> float
+
+One SGD epoch of SVD++, ``r_hat = mu + b_u + b_i + q_i . (p_u + |N(u)|^-1/2 sum_{j in N(u)} y_j)``
+(math and update order: ``csrc/include/fastrec/svdpp.h``). The ratings, blocks and schedule are
+those of ``sgd_epoch``.
+
+users, items, ratings, block_ptr, schedule : as in ``sgd_epoch``
+user_ptr, user_items : int64[n_users+1], I[n_implicit]  CSR of N(u): the items of user u are
+               ``user_items[user_ptr[u]:user_ptr[u+1]]`` (no duplicates)
+item_ptr, item_users : int64[n_items+1], I[n_implicit]  the same pairs by item (CSC), users
+               ascending within an item
+user_factors, item_factors, implicit_factors : T[n_users, k], T[n_items, k], T[n_items, k]
+               modified in place
+user_bias, item_bias : T[n_users], T[n_items]  modified in place when ``biased``
+global_mean, lr, lr_bias, reg, reg_bias, reg_implicit : float scalars (cast to T)
+biased, n_threads : as in ``sgd_epoch``
+
+Semantics: (1) z_u = |N(u)|^-1/2 sum_j y_j for every user, from y at the start of the epoch;
+(2) sequential SGD over the ratings in schedule order as ``sgd_epoch``, with p_u + z_u in
+place of p_u, g_u += e q_i accumulated per user and z_u += lr e q_i (when N(u) is not empty);
+(3) y_j = (y_j + lr sum_{u: j in
+N(u)} |N(u)|^-1/2 g_u) / (1 + lr reg_implicit n_j), n_j = the number of users of item j. The
+result does not depend on ``n_threads``. Returns the SSE of the ratings, each measured just
+before its own update. CUDA: arrays may be CuPy arrays (in place).
+"""
+
+
 GRU_FORWARD_DOC = """gru_forward(X, h0, reset, Wx0, Wx_rest, Wh, b, n_threads) -> (hs, gates)
 
 Stacked GRU over a block of T steps of B parallel sequences (math: ``csrc/include/fastrec/gru.h``,
@@ -155,8 +185,10 @@ step      : int           1-based global step number
 
 The gradients of duplicate rows are summed (in position order) and every distinct row gets one
 Adam update; rows not in ``rows`` are left untouched (their moments do not decay).
-CUDA: a warp owns each distinct row (positions sorted by row), so the sum keeps position order:
-deterministic and bitwise equal to the CPU kernels. Arrays may be CuPy arrays (in place).
+CUDA: positions sorted by row; each run of a row is summed in pieces of 32 positions (a warp
+per piece, position order), then a warp per row adds the piece sums in order and updates it.
+Deterministic; rows repeated at most 32 times are bitwise equal to the CPU kernels, hotter rows
+agree to rounding. Arrays may be CuPy arrays (in place).
 """
 
 SPARSE_ADAGRAD_STEP_DOC = """sparse_adagrad_step(table, rows, row_grads, acc, lr, eps=1e-10,
@@ -182,7 +214,7 @@ logit    : z = h . [p_u * q_i (GMF part) ; mlp_L] + b_out, with
 cache    : T[B * (n_gmf + sum(layers))], block-major: gmf [B, n_gmf], then mlp_0 [B, layers[0]],
            ..., mlp_L [B, layers[-1]], each block a C-contiguous matrix.
 loss     : 0 = binary cross-entropy with logits (targets in [0, 1]); 1 = squared error (z - y)^2.
-optimizer: 0 = Adam (lazy on embedding rows), 1 = Adagrad, 2 = SGD (optim.h).
+optimizer: an OPTIMIZERS code: Adam (lazy on embedding rows), Adagrad or SGD (optim.h).
 Math of the activations and losses: ``csrc/include/fastrec/ncf.h``.
 """
 
@@ -310,6 +342,7 @@ Arguments as ``nmf_update_observed``; the regularisation is added by the caller.
 
 CONTRACT: dict[str, str] = {
     "sgd_epoch": SGD_EPOCH_DOC,
+    "svdpp_epoch": SVDPP_EPOCH_DOC,
     "gru_forward": GRU_FORWARD_DOC,
     "gru_backward": GRU_BACKWARD_DOC,
     "gru4rec_output_loss": GRU4REC_OUTPUT_LOSS_DOC,
@@ -328,6 +361,11 @@ CONTRACT: dict[str, str] = {
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
+
+# Optimizer codes: OptimizerKind in csrc/include/fastrec/optim.h, the only other definition
+# (tests/kernels/test_optimizer_codes.py checks that the two agree).
+OPT_ADAM, OPT_ADAGRAD, OPT_SGD = 0, 1, 2
+OPTIMIZERS = {"adam": OPT_ADAM, "adagrad": OPT_ADAGRAD, "sgd": OPT_SGD}
 
 
 class ContractError(ValueError):
@@ -382,6 +420,27 @@ def check_sgd_epoch(users, items, ratings, block_ptr, schedule, user_factors, it
             raise ContractError(f"item index out of range [0, {n_items})")
 
 
+def check_svdpp_epoch(users, items, ratings, block_ptr, schedule, user_ptr, user_items, item_ptr,
+                      item_users, user_factors, item_factors, implicit_factors, user_bias,
+                      item_bias) -> None:
+    """Validate the array arguments of ``svdpp_epoch`` (O(nnz) range checks)."""
+    check_sgd_epoch(users, items, ratings, block_ptr, schedule, user_factors, item_factors,
+                    user_bias, item_bias)
+    n_users, n_items = user_factors.shape[0], item_factors.shape[0]
+    _check_array("implicit_factors", implicit_factors, user_factors.dtype, 2,
+                 item_factors.shape)
+    for name, ptr, indices, rows, cols in (("user", user_ptr, user_items, n_users, n_items),
+                                           ("item", item_ptr, item_users, n_items, n_users)):
+        _check_array(f"{name}_ptr", ptr, np.int64, 1, (rows + 1,))
+        _check_array(f"{name} indices", indices, users.dtype, 1)
+        if ptr[0] != 0 or ptr[-1] != indices.shape[0] or np.any(np.diff(ptr) < 0):
+            raise ContractError(f"{name}_ptr must rise from 0 to {indices.shape[0]}")
+        if indices.size and (indices.min() < 0 or indices.max() >= cols):
+            raise ContractError(f"{name} indices out of range [0, {cols})")
+    if user_items.shape[0] != item_users.shape[0]:
+        raise ContractError("user_items and item_users must hold the same pairs")
+
+
 def check_strata_disjoint(schedule, grid_side: int) -> None:
     """Raise unless every stratum (row of ``schedule``, int64[n_strata, width], numpy or CuPy)
     uses each row block and each column block of the ``grid_side`` x ``grid_side`` grid at most
@@ -403,9 +462,8 @@ def check_strata_disjoint(schedule, grid_side: int) -> None:
 LOSS_CROSS_ENTROPY, LOSS_BPR_MAX, LOSS_TOP1_MAX = 0, 1, 2
 LOSS_CODES = {"cross-entropy": LOSS_CROSS_ENTROPY, "bpr-max": LOSS_BPR_MAX,
               "top1-max": LOSS_TOP1_MAX}
-# The same codes as OptimizerKind in csrc/include/fastrec/optim_cpu.h.
-OPT_ADAM, OPT_ADAGRAD = 0, 1
-OPTIMIZER_CODES = {"adagrad": OPT_ADAGRAD, "adam": OPT_ADAM}
+# GRU4Rec trains with Adagrad (optionally with momentum) or Adam.
+OPTIMIZER_CODES = {name: OPTIMIZERS[name] for name in ("adagrad", "adam")}
 
 
 class GRU4RecSpec(NamedTuple):

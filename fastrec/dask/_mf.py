@@ -34,7 +34,6 @@ from fastrec._algorithms.fit_loop import LR_SCHEDULES, learning_rate_at
 from fastrec._algorithms.sgd_schedule import BlockedRatings
 from fastrec._array import aligned_zeros
 from fastrec.backends import available_backends, get_backend
-from fastrec.backends._cpu_layout import row_width
 from fastrec.dask._data import get_client, global_index, load_ratings, submit, wait_for
 from fastrec.dask._exact import mean_from_plan, mean_plan, skip_tie_keys, slice_sums, tie_keys
 from fastrec.exceptions import DivergenceError, NotFittedError
@@ -178,7 +177,7 @@ class MF:
                          n_items, tie_state, int(offsets[p]), name="fastrec-map-ids")
                   for p, part in enumerate(data.parts)]
         row_blocks = [
-            submit(client, _build_row_block, r, g, n_users, n_items, self.backend,
+            submit(client, _build_row_block, r, g, n_users, n_items, self.backend, (k, dtype),
                    *[submit(client, operator.itemgetter(r), piece, name="fastrec-shuffle")
                      for piece in pieces], name="fastrec-row-block", workers=[owners[r]],
                    allow_other_workers=False)
@@ -193,16 +192,23 @@ class MF:
             log.warning("%d rating pairs share a layout key; their order follows the input, "
                         "so the fit may differ from the local one in the last bits", ties)
 
-        working = layout.to_working_order(state, row_width("sgd", k, dtype))  # CPU workers
+        working = layout.to_working_order(state, infos[0]["width"])
         rows = _bounds(n_users, g)
         cols = _bounds(n_items, g)
-        row_states = [client.scatter(
-            [((working["user_factors_"][rows[r]:rows[r + 1]],
-               working["user_bias_"][rows[r]:rows[r + 1]], ()),)],
-            workers=[owners[r]], hash=False)[0] for r in range(g)]
-        col_states = [client.scatter(
-            [(working["item_factors_"][cols[c]:cols[c + 1]],
-              working["item_bias_"][cols[c]:cols[c + 1]])], hash=False)[0] for c in range(g)]
+        # One scatter per worker: each round trip costs more than these tables take to send.
+        row_states = [None] * g
+        for owner in workers:
+            mine = [r for r in range(g) if owners[r] == owner]
+            if not mine:
+                continue
+            sent = client.scatter([((working["user_factors_"][rows[r]:rows[r + 1]],
+                                     working["user_bias_"][rows[r]:rows[r + 1]], ()),)
+                                   for r in mine], workers=[owner], hash=False)
+            for r, future in zip(mine, sent, strict=True):
+                row_states[r] = future
+        col_states = client.scatter([(working["item_factors_"][cols[c]:cols[c + 1]],
+                                      working["item_bias_"][cols[c]:cols[c + 1]])
+                                     for c in range(g)], hash=False)
         del working, state
 
         hyper = (float(mean), float(self.reg), float(self.reg_bias),
@@ -388,11 +394,12 @@ def _row_block_pieces(data, user_ids, item_ids, user_rows, item_rows, index_dtyp
             for r in range(g)]
 
 
-def _build_row_block(r, g, n_users, n_items, backend, *pieces):
+def _build_row_block(r, g, n_users, n_items, backend, rank, *pieces):
     """Row block ``r`` laid out as ``BlockedRatings.build`` lays out the whole matrix: sorted by
     (block, user, tie key), each block's two halves interleaved. Returns ``(arrays, info)``:
     arrays = (users - first row, items - first column of the block, ratings, ptr[g + 1]) with
-    column block c at ``ptr[c]:ptr[c + 1]``; info = {"ties", "counts", "backend"}."""
+    column block c at ``ptr[c]:ptr[c + 1]``; info = {"ties", "counts", "backend", "width"}
+    (the worker's backend and the row width its kernel wants for ``rank = (k, dtype)``)."""
     users, items, ratings, keys = (np.concatenate(a) for a in zip(*pieces, strict=True))
     users64, items64 = users.astype(np.int64), items.astype(np.int64)
     col_block = items64 * g // n_items
@@ -416,7 +423,9 @@ def _build_row_block(r, g, n_users, n_items, backend, *pieces):
     arrays = (np.ascontiguousarray((users[order] - first_row).astype(users.dtype)),
               np.ascontiguousarray((items64[order] - first_col).astype(items.dtype)),
               np.ascontiguousarray(ratings[order]), ptr)
-    return arrays, {"ties": ties, "counts": counts, "backend": _worker_backend(backend).name}
+    kernels = _worker_backend(backend)
+    return arrays, {"ties": ties, "counts": counts, "backend": kernels.name,
+                    "width": kernels.row_width("sgd", *rank)}
 
 
 def _worker_backend(name: str, require: tuple[str, ...] = ("sgd_epoch",)):

@@ -29,7 +29,6 @@ from tqdm.auto import tqdm
 
 import fastrec
 from fastrec._algorithms.nmf_mu import beta_from_loss, pad_columns, random_init
-from fastrec.backends._cpu_layout import row_width
 from fastrec.dask._data import (
     get_client,
     global_index,
@@ -173,7 +172,8 @@ class NMF:
                              f"{min(shape)} of X with shape {shape}")
         rating_mean = summary["sum"] / summary["nnz"] if summary["nnz"] else 0.0
         w, h = self._initial_factors(shape, k, W, H, rng, dtype, summary)
-        k_pad = row_width("nmf", k, dtype)  # the workers run CPU kernels
+        backend_name, k_pad = client.submit(_backend_width, self.backend, self.mode, k,
+                                            dtype).result()
         w, ht = pad_columns(w, k_pad), pad_columns(h.T, k_pad)
         row_bounds = np.cumsum([0, *summary["rows"]])
         # A partition's state (W rows, user biases) stays on its worker as one future.
@@ -251,7 +251,7 @@ class NMF:
         self.user_ids_, self.item_ids_ = user_ids, item_ids
         self.n_users_, self.n_items_ = n, m
         self.n_components_, self.n_features_in_ = k, m
-        self.backend_ = client.submit(_backend_name, self.backend, self.mode).result()
+        self.backend_ = backend_name
         self._pattern = (client, parts, owners, row_bounds)
         self.fit_time_ = time.perf_counter() - start
         self.timings_ = {"prepare": prepared - start, "train": self.fit_time_ - (prepared - start)}
@@ -435,8 +435,10 @@ def _csr_arrays(matrix):
             np.ascontiguousarray(matrix.data))
 
 
-def _backend_name(name, mode):
-    return _worker_backend(name, _KERNELS[mode]).name
+def _backend_width(name, mode, k, dtype):
+    """(a worker's backend for ``mode``, the NMF row width its kernels want at rank k)."""
+    backend = _worker_backend(name, _KERNELS[mode])
+    return backend.name, backend.row_width("nmf", k, dtype)
 
 
 def _column_counts(matrix, n_items):

@@ -4,5 +4,6 @@ from fastrec.models.gru4rec import GRU4Rec
 from fastrec.models.mf import MF
 from fastrec.models.ncf import GMF, MLP, NeuMF
 from fastrec.models.nmf import NMF
+from fastrec.models.svdpp import SVDpp
 
-__all__ = ["GMF", "GRU4Rec", "MF", "MLP", "NMF", "NeuMF"]
+__all__ = ["GMF", "GRU4Rec", "MF", "MLP", "NMF", "NeuMF", "SVDpp"]

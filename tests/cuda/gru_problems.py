@@ -11,6 +11,7 @@ from fastrec.backends._contract import LOSS_CODES, OPT_ADAGRAD, OPT_ADAM, GRU4Re
 from fastrec.backends.cuda import _loader
 from fastrec.backends.cuda.gru import (
     kernel_expression,
+    kernel_source,
     launch_output_loss,
     launch_saved_states,
     launch_stack_backward,
@@ -20,16 +21,18 @@ from fastrec.backends.cuda.gru import (
 from fastrec.backends.reference import gru as ref
 
 
-def gru_module(emulator, asan=False):
-    """``csrc/cuda/gru.cu`` built in the emulator with the loader's options and names."""
-    return emulator.EmulatedModule(_loader.kernel_path("gru"), _loader.compile_options(),
-                                   _loader.NAME_EXPRESSIONS["gru"], asan=asan)
+def gru_modules(emulator, asan=False):
+    """``csrc/cuda/gru.cu`` and ``optim.cu`` (its optimizer steps) built in the emulator with the
+    loader's options and names, by loader name."""
+    return {name: emulator.EmulatedModule(_loader.kernel_path(name), _loader.compile_options(),
+                                          _loader.NAME_EXPRESSIONS[name], asan=asan)
+            for name in ("gru", "optim")}
 
 
-def gru_kernels(module, dtype, index_dtype=np.int32, order="forward", seed=0):
+def gru_kernels(modules, dtype, index_dtype=np.int32, order="forward", seed=0):
     def get_kernel(name):
-        return module.get_function(kernel_expression(name, dtype, index_dtype), order=order,
-                                   seed=seed)
+        return modules[kernel_source(name)].get_function(
+            kernel_expression(name, dtype, index_dtype), order=order, seed=seed)
 
     return get_kernel
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastrec._algorithms.ncf import OptimizerState, cache_size, epoch_order, init_params
+from fastrec.backends._contract import OPT_ADAGRAD, OPT_ADAM
 from tests.cuda import helpers
 
 # (n_gmf, layers): NeuMF, MLP, GMF, NeuMF without hidden layers, widths past a warp / a tile
@@ -155,7 +156,7 @@ def run_optim_under_sanitizers(emulator) -> None:
         params, grads = rng.normal(size=(2, 77)).astype(dtype)
         m, v = rng.uniform(0.01, 0.1, (2, 77)).astype(dtype)
         got, expected = [params.copy(), m.copy(), v.copy()], [params.copy(), m.copy(), v.copy()]
-        optim.launch_dense_step(get_kernel, optim.OPT_ADAM, *got[:1], grads, *got[1:], 0.01,
+        optim.launch_dense_step(get_kernel, OPT_ADAM, *got[:1], grads, *got[1:], 0.01,
                                 0.9, 0.999, 1e-8, 2)
         ref.adam_step(expected[0], grads, expected[1], expected[2], 2, 0.01)
         for g, e in zip(got, expected, strict=True):
@@ -165,10 +166,10 @@ def run_optim_under_sanitizers(emulator) -> None:
         row_grads = rng.normal(size=(45, d)).astype(dtype)
         s1, s2 = rng.uniform(0.01, 0.1, (2, 20, d)).astype(dtype)
         got, expected = [table.copy(), s1.copy(), s2.copy()], [table.copy(), s1.copy(), s2.copy()]
-        optim.launch_sparse_step(np, get_kernel, optim.OPT_ADAM, got[0], rows, row_grads, got[1],
+        optim.launch_sparse_step(np, get_kernel, OPT_ADAM, got[0], rows, row_grads, got[1],
                                  got[2], 0.01, 0.9, 0.999, 1e-8, 3)
         ref.sparse_adam_step(expected[0], rows, row_grads, expected[1], expected[2], 3, 0.01)
-        optim.launch_sparse_step(np, get_kernel, optim.OPT_ADAGRAD, got[0], rows, row_grads,
+        optim.launch_sparse_step(np, get_kernel, OPT_ADAGRAD, got[0], rows, row_grads,
                                  got[1], got[1], 0.05, 0.0, 0.0, 1e-10, 1)
         ref.sparse_adagrad_step(expected[0], rows, row_grads, expected[1], 0.05, 1e-10)
         for g, e in zip(got, expected, strict=True):

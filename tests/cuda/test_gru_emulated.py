@@ -11,7 +11,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from fastrec.backends._contract import LOSS_CODES, OPT_ADAGRAD, OPT_ADAM
-from fastrec.backends.cuda.gru import launch_sparse_rows_step, optimizer_scalars
+from fastrec.backends.cuda import optim
 from fastrec.backends.reference import gru as ref
 from tests.cuda.gru_problems import (
     EPOCH_CASES,
@@ -21,7 +21,7 @@ from tests.cuda.gru_problems import (
     epoch_problem,
     epoch_spec,
     gru_kernels,
-    gru_module,
+    gru_modules,
     gru_problem,
     loss_problem,
     run_epoch,
@@ -34,7 +34,7 @@ RTOL = {np.float32: 2e-4, np.float64: 1e-10}
 
 @pytest.fixture(scope="module")
 def module(emulator):
-    return gru_module(emulator)
+    return gru_modules(emulator)
 
 
 @pytest.mark.parametrize("order", ORDERS)
@@ -87,6 +87,7 @@ def test_output_loss_many_samples_per_thread(module):
 @pytest.mark.parametrize("dtype, index_dtype", [(np.float64, np.int64), (np.float32, np.int32)])
 def test_sparse_rows_step_sums_duplicates_once(module, dtype, index_dtype, method, momentum,
                                                order):
+    """GRU4Rec's optimizers (momentum included) through optim.cu's sparse step."""
     rng = np.random.default_rng(7)
     table = rng.normal(size=(6, 37)).astype(dtype)  # width > a warp
     s1 = rng.uniform(0, 1, table.shape).astype(dtype)
@@ -96,13 +97,13 @@ def test_sparse_rows_step_sums_duplicates_once(module, dtype, index_dtype, metho
         s2 = np.abs(s2)
     rows = np.array([4, 1, 4, 0, 4, 1, 5], index_dtype)
     grads = rng.normal(size=(rows.size, 37)).astype(dtype)
-    opt = (method, 0.1, momentum, 0.9, 0.99, 1e-6, 3)
+    lr, beta1, beta2, eps, step = 0.1, 0.9, 0.99, 1e-6, 3
     expected = [a.copy() for a in (table, s1, s2)]
-    ref._step_rows(*expected, rows, grads, *opt)
+    ref._step_rows(*expected, rows, grads, method, lr, momentum, beta1, beta2, eps, step)
     got = [a.copy() for a in (table, s1, s2)]
     get_kernel = gru_kernels(module, dtype, index_dtype, order=order, seed=3)
-    launch_sparse_rows_step(np, get_kernel, *got, rows, grads.copy(),
-                            optimizer_scalars(dtype, *opt))
+    optim.launch_sparse_step(np, get_kernel, method, got[0], rows, grads.copy(), got[1], got[2],
+                             lr, beta1, beta2, eps, step, momentum)
     for e, g in zip(expected, got, strict=True):
         assert_allclose(g, e, rtol=RTOL[dtype] / 10, atol=RTOL[dtype] / 10)
     assert np.array_equal(got[0][[2, 3]], table[[2, 3]])  # rows not sampled are untouched
@@ -148,8 +149,9 @@ def test_gru_is_clean_under_address_and_undefined_behaviour_sanitizers(emulator)
     from tests.cuda.test_sgd_emulated import _run_under_asan
 
     # build here (not load: a sanitized library needs libasan preloaded), the subprocess loads it
-    emulator.build(_loader.kernel_path("gru"), _loader.compile_options(),
-                   _loader.NAME_EXPRESSIONS["gru"], asan=True)
+    for name in ("gru", "optim"):
+        emulator.build(_loader.kernel_path(name), _loader.compile_options(),
+                       _loader.NAME_EXPRESSIONS[name], asan=True)
     result = _run_under_asan(emulator, "gru")
     assert result.returncode == 0, result.stderr[-4000:]
     assert "AddressSanitizer" not in result.stderr
@@ -163,7 +165,7 @@ def emulated_cupy(module, monkeypatch):
     order); the registry sees an available CUDA backend with the real contract functions."""
     import fastrec.backends.cuda as cuda_backend
 
-    patch_cupy(monkeypatch, lambda source, expression: module.get_function(
+    patch_cupy(monkeypatch, lambda source, expression: module[source].get_function(
         expression, order="random", seed=1))
     register_emulated_cuda(monkeypatch)
     return cuda_backend

@@ -1,14 +1,15 @@
 """The real csrc/cuda/optim.cu run in the CUDA-semantics emulator through the shared launchers
 (``launch_dense_step``, ``launch_sparse_step``) against the numpy reference under forward,
-reverse and random thread orders. Duplicate rows are summed in position order by the one warp
-that owns the row, so the results also equal the Cython kernels' bit for bit."""
+reverse and random thread orders. Duplicate rows are summed in fixed pieces of OPTIM_PIECE
+positions, each in position order, so rows repeated at most that often equal the Cython
+kernels' bit for bit, and hot rows give the two-pass sum's bits whatever the thread order."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from fastrec.backends._contract import ContractError
+from fastrec.backends._contract import OPT_ADAGRAD, OPT_ADAM, OPT_SGD, ContractError
 from fastrec.backends.cuda import optim
 from fastrec.backends.reference import optim as ref
 from tests.cuda.ncf_helpers import emulated_getter, emulated_modules, patch_cupy
@@ -45,22 +46,39 @@ def sparse_problem(dtype, index_dtype, n_rows=30, d=5, n=60, seed=0):
 
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("kind", [optim.OPT_ADAM, optim.OPT_ADAGRAD, optim.OPT_SGD])
+@pytest.mark.parametrize("kind", [OPT_ADAM, OPT_ADAGRAD, OPT_SGD])
 def test_dense_step_matches_reference(modules, order, dtype, kind):
     params, grads, m, v = dense_problem(dtype, seed=kind)
     got = [params.copy(), m.copy(), v.copy()]
     optim.launch_dense_step(emulated_getter(modules, dtype, None, order, 3), kind, got[0], grads,
                             got[1], got[2], *ADAM, 7)
     expected = [params.copy(), m.copy(), v.copy()]
-    if kind == optim.OPT_ADAM:
+    if kind == OPT_ADAM:
         ref.adam_step(expected[0], grads, expected[1], expected[2], 7, *ADAM)
-    elif kind == optim.OPT_ADAGRAD:
+    elif kind == OPT_ADAGRAD:
         expected[1] += grads * grads
         expected[0] -= dtype(0.01) * grads / (np.sqrt(expected[1]) + dtype(1e-8))
     else:
         expected[0] -= dtype(0.01) * grads
     for g, e in zip(got, expected, strict=True):
         np.testing.assert_allclose(g, e, **tol(dtype))
+
+
+def sparse_steps(adam, get_kernel, other, table, rows, row_grads, s1, s2, step):
+    """(got, expected): [table, s1, s2] after the emulated lazy Adam (or Adagrad) step and after
+    ``other``'s (a backend module or the reference), each on copies."""
+    got = [table.copy(), s1.copy(), s2.copy()]
+    expected = [table.copy(), s1.copy(), s2.copy()]
+    if adam:
+        optim.launch_sparse_step(np, get_kernel, OPT_ADAM, got[0], rows, row_grads, got[1],
+                                 got[2], *ADAM, step)
+        other.sparse_adam_step(expected[0], rows, row_grads, expected[1], expected[2], step,
+                               *ADAM)
+    else:
+        optim.launch_sparse_step(np, get_kernel, OPT_ADAGRAD, got[0], rows, row_grads,
+                                 got[1], got[1], 0.05, 0.0, 0.0, 1e-10, 1)
+        other.sparse_adagrad_step(expected[0], rows, row_grads, expected[1], 0.05, 1e-10)
+    return got, expected
 
 
 @pytest.mark.parametrize("order", ORDERS)
@@ -70,17 +88,8 @@ def test_dense_step_matches_reference(modules, order, dtype, kind):
 def test_sparse_steps_match_reference(modules, order, dtype, index_dtype, d, adam):
     table, rows, row_grads, s1, s2 = sparse_problem(dtype, index_dtype, d=d, seed=d)
     grads_before = row_grads.copy()
-    got = [table.copy(), s1.copy(), s2.copy()]
     get_kernel = emulated_getter(modules, dtype, index_dtype, order, d)
-    expected = [table.copy(), s1.copy(), s2.copy()]
-    if adam:
-        optim.launch_sparse_step(np, get_kernel, optim.OPT_ADAM, got[0], rows, row_grads, got[1],
-                                 got[2], *ADAM, 4)
-        ref.sparse_adam_step(expected[0], rows, row_grads, expected[1], expected[2], 4, *ADAM)
-    else:
-        optim.launch_sparse_step(np, get_kernel, optim.OPT_ADAGRAD, got[0], rows, row_grads,
-                                 got[1], got[1], 0.05, 0.0, 0.0, 1e-10, 1)
-        ref.sparse_adagrad_step(expected[0], rows, row_grads, expected[1], 0.05, 1e-10)
+    got, expected = sparse_steps(adam, get_kernel, ref, table, rows, row_grads, s1, s2, 4)
     for g, e in zip(got, expected, strict=True):
         np.testing.assert_allclose(g, e, **tol(dtype))
     untouched = np.setdiff1d(np.arange(table.shape[0]), rows)
@@ -92,38 +101,53 @@ def test_sparse_steps_match_reference(modules, order, dtype, index_dtype, d, ada
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("adam", [True, False], ids=["adam", "adagrad"])
 def test_sparse_steps_bitwise_equal_to_cython(modules, dtype, adam):
-    """The same per-row summation order and update formula, without FMA contraction on either
-    side: the emulated kernel reproduces the Cython kernel bit for bit."""
+    """Rows repeated at most OPTIM_PIECE times are one piece each, summed in position order like
+    the Cython kernel, with the same update formula and no FMA contraction on either side: the
+    emulated kernel reproduces the Cython kernel bit for bit."""
     from tests.conftest import require_backend
 
     cython = require_backend("cython", "sparse_adam_step")
     table, rows, row_grads, s1, s2 = sparse_problem(dtype, np.int32, d=37, n=90, seed=11)
-    got = [table.copy(), s1.copy(), s2.copy()]
-    expected = [table.copy(), s1.copy(), s2.copy()]
+    assert 1 < np.bincount(rows).max() <= optim.OPTIM_PIECE
     get_kernel = emulated_getter(modules, dtype, np.int32, "random", 1)
-    if adam:
-        optim.launch_sparse_step(np, get_kernel, optim.OPT_ADAM, got[0], rows, row_grads, got[1],
-                                 got[2], *ADAM, 3)
-        cython.sparse_adam_step(expected[0], rows, row_grads, expected[1], expected[2], 3, *ADAM)
-    else:
-        optim.launch_sparse_step(np, get_kernel, optim.OPT_ADAGRAD, got[0], rows, row_grads,
-                                 got[1], got[1], 0.05, 0.0, 0.0, 1e-10, 1)
-        cython.sparse_adagrad_step(expected[0], rows, row_grads, expected[1], 0.05, 1e-10)
+    got, expected = sparse_steps(adam, get_kernel, cython, table, rows, row_grads, s1, s2, 3)
     for g, e in zip(got, expected, strict=True):
         np.testing.assert_array_equal(g, e)
 
 
-def test_a_row_repeated_across_the_whole_batch(modules):
-    """Every position on one row (a popular item): one warp sums them all, in order."""
-    table, _, row_grads, s1, s2 = sparse_problem(np.float64, np.int32, d=40, n=70, seed=2)
-    rows = np.full(70, 3, np.int32)
+def two_pass_sum(grads: np.ndarray, piece: int) -> np.ndarray:
+    """optim.cu's order: each piece of ``piece`` rows summed in order, then the piece sums."""
+    parts = []
+    for start in range(0, grads.shape[0], piece):
+        part = grads[start].copy()
+        for g in grads[start + 1:start + piece]:
+            part += g
+        parts.append(part)
+    total = parts[0]
+    for part in parts[1:]:
+        total += part
+    return total
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_hot_rows_sum_in_fixed_pieces(modules, dtype):
+    """Rows repeated 70 times (three pieces: 32, 32, 6), 40 times and 5 times in one batch:
+    each equals one Cython step with its two-pass gradient sum, bit for bit."""
+    from tests.conftest import require_backend
+
+    cython = require_backend("cython", "sparse_adam_step")
+    rng = np.random.default_rng(2)
+    rows = rng.permutation(np.repeat(np.array([3, 2, 1], np.int32), [70, 40, 5]))
+    table, _, row_grads, s1, s2 = sparse_problem(dtype, np.int32, d=40, n=rows.size, seed=2)
     got = [table.copy(), s1.copy(), s2.copy()]
-    optim.launch_sparse_step(np, emulated_getter(modules, np.float64, np.int32, "reverse"),
-                             optim.OPT_ADAM, got[0], rows, row_grads, got[1], got[2], *ADAM, 2)
+    optim.launch_sparse_step(np, emulated_getter(modules, dtype, np.int32, "reverse"),
+                             OPT_ADAM, got[0], rows, row_grads, got[1], got[2], *ADAM, 2)
     expected = [table.copy(), s1.copy(), s2.copy()]
-    ref.sparse_adam_step(expected[0], rows, row_grads, expected[1], expected[2], 2, *ADAM)
+    distinct = np.array([3, 2, 1], np.int32)
+    summed = np.stack([two_pass_sum(row_grads[rows == r], optim.OPTIM_PIECE) for r in distinct])
+    cython.sparse_adam_step(expected[0], distinct, summed, expected[1], expected[2], 2, *ADAM)
     for g, e in zip(got, expected, strict=True):
-        np.testing.assert_allclose(g, e, **tol(np.float64))
+        np.testing.assert_array_equal(g, e)
 
 
 def test_sparse_step_is_bitwise_independent_of_thread_order(modules):
@@ -132,7 +156,7 @@ def test_sparse_step_is_bitwise_independent_of_thread_order(modules):
     for order, seed in (("forward", 0), ("reverse", 0), ("random", 1), ("random", 2)):
         got = [table.copy(), s1.copy(), s2.copy()]
         optim.launch_sparse_step(np, emulated_getter(modules, np.float32, np.int64, order, seed),
-                                 optim.OPT_ADAM, got[0], rows, row_grads, got[1], got[2], *ADAM,
+                                 OPT_ADAM, got[0], rows, row_grads, got[1], got[2], *ADAM,
                                  5)
         runs.append(got)
     for run in runs[1:]:

@@ -1,6 +1,6 @@
 // Per-element math of GRU4Rec: alias sampling on the counter-based RNG (rng.h), exp/sigmoid/tanh,
-// GRU gates forward and backward, the sampled-output losses (cross-entropy, BPR-max, TOP1-max)
-// and Adagrad with momentum (plain Adagrad and Adam come from optim.h).
+// GRU gates forward and backward and the sampled-output losses (cross-entropy, BPR-max,
+// TOP1-max); the optimizer is optim.h's.
 // Included by the Cython kernels (through gru_cpu.h) and the CUDA kernels (csrc/cuda/gru.cu); the Numba mirror in
 // fastrec/backends/numba/gru_scalar.py keeps the same names and order of operations.
 //
@@ -15,7 +15,6 @@
 #endif
 
 #include "fastrec/common.h"
-#include "fastrec/optim.h"
 #include "fastrec/rng.h"
 
 namespace fastrec {
@@ -124,16 +123,6 @@ FASTREC_HD T bpr_max_grad_negative(T s, T sig, T r, T P, T R, T bpreg) {
 template <typename T>
 FASTREC_HD T top1_max_grad_negative(T s, T u, T v, T r, T F) {
   return s * (u + v - F) + s * (u * (T(1) - u) + T(2) * r * v * (T(1) - v));
-}
-
-// ---- optimizer ------------------------------------------------------------------------------
-// GRU4Rec's Adagrad with momentum: optim.h's adagrad_update step (lr g / (sqrt(acc) + eps)) fed
-// into a heavy-ball velocity. Without momentum the kernels call adagrad_update itself.
-template <typename T>
-FASTREC_HD void adagrad_momentum_update(T &w, T &acc, T &vel, T g, T lr, T momentum, T eps) {
-  acc = acc + g * g;
-  vel = momentum * vel - lr * g / (sqrt(acc) + eps);
-  w = w + vel;
 }
 
 }  // namespace fastrec

@@ -1,27 +1,18 @@
 // CPU passes of GRU4Rec: stacked GRU forward and BPTT backward over a block, sampled-output loss,
-// optimizer steps and the session-parallel training epoch. GEMMs go through BLAS function
-// pointers handed in by the Cython module (scipy.linalg.cython_blas, so no link-time BLAS
-// dependency); the caller keeps BLAS single-threaded, and OpenMP splits every pass into chunks of
-// fixed size, so results do not depend on the thread count. Per-element math: gru.h.
+// optimizer steps and the session-parallel training epoch. GEMMs go through the BLAS pointers of
+// blas_cpu.h (kept single-threaded by the caller), and OpenMP splits every pass into chunks of
+// fixed size, so results do not depend on the thread count. Per-element math: gru.h and
+// optim.h.
 #pragma once
 
 #include <algorithm>
-#include <type_traits>
 #include <vector>
 
+#include "fastrec/blas_cpu.h"
 #include "fastrec/gru.h"
+#include "fastrec/optim.h"
 
 namespace fastrec {
-
-typedef void (*sgemm_fn)(char *, char *, int *, int *, int *, float *, float *, int *, float *,
-                         int *, float *, float *, int *);
-typedef void (*dgemm_fn)(char *, char *, int *, int *, int *, double *, double *, int *,
-                         double *, int *, double *, double *, int *);
-
-struct BlasFns {
-  sgemm_fn sgemm;
-  dgemm_fn dgemm;
-};
 
 // Fixed chunk sizes: rows of a batch per task, and sampled items per task in the output layer.
 constexpr int GRU_ROW_CHUNK = 16;
@@ -42,28 +33,9 @@ static inline int gru_threads(int n_threads, int n_chunks, double work) {
 // loop body before inlining, so clones of the caller would not reach it.
 #define FASTREC_GRU_CLONE FASTREC_CPU_CLONES __attribute__((flatten, noinline))
 
-// Row-major C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C, as the column-major C^T = B^T A^T.
-template <typename T>
-static inline void gemm_rm(const BlasFns &blas, bool ta, bool tb, int M, int N, int K, T alpha,
-                           const T *A, int lda, const T *B, int ldb, T beta, T *C, int ldc) {
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0) {
-    for (int i = 0; i < M; ++i)
-      for (int j = 0; j < N; ++j) C[(int64_t)i * ldc + j] = beta == T(0) ? T(0) : beta * C[(int64_t)i * ldc + j];
-    return;
-  }
-  char ca = ta ? 'T' : 'N', cb = tb ? 'T' : 'N';
-  if constexpr (std::is_same<T, float>::value)
-    blas.sgemm(&cb, &ca, &N, &M, &K, &alpha, const_cast<T *>(B), &ldb, const_cast<T *>(A), &lda,
-               &beta, C, &ldc);
-  else
-    blas.dgemm(&cb, &ca, &N, &M, &K, &alpha, const_cast<T *>(B), &ldb, const_cast<T *>(A), &lda,
-               &beta, C, &ldc);
-}
-
 // The same product split over fixed row chunks of C (by_rows) or column chunks, in parallel.
 template <typename T>
-static void gemm_par(const BlasFns &blas, bool by_rows, bool ta, bool tb, int M, int N, int K,
+static void gemm_par(const Blas &blas, bool by_rows, bool ta, bool tb, int M, int N, int K,
                      T alpha, const T *A, int lda, const T *B, int ldb, T beta, T *C, int ldc,
                      int n_threads) {
   const int extent = by_rows ? M : N;
@@ -104,7 +76,7 @@ struct GruWork {
 
 // One layer over the block, slots [b0, b1): the recurrence of a slot never reads another slot.
 template <typename T>
-static void layer_forward_rows(const BlasFns &blas, GruWork<T> &w, int layer, const T *A,
+static void layer_forward_rows(const Blas &blas, GruWork<T> &w, int layer, const T *A,
                                const T *h0, const uint8_t *reset, const T *Wh, int b0, int b1) {
   const int B = w.B, H = w.H, m = b1 - b0;
   const int64_t off = (int64_t)layer * w.steps * B;
@@ -151,7 +123,7 @@ static void layer_forward_rows(const BlasFns &blas, GruWork<T> &w, int layer, co
 }
 
 #define FASTREC_GRU_LAYER_FORWARD(T)                                                              \
-  FASTREC_GRU_CLONE void layer_forward_rows_isa(const BlasFns &blas, GruWork<T> &w, int layer,    \
+  FASTREC_GRU_CLONE void layer_forward_rows_isa(const Blas &blas, GruWork<T> &w, int layer,    \
                                                 const T *A, const T *h0, const uint8_t *reset,    \
                                                 const T *Wh, int b0, int b1) {                    \
     layer_forward_rows<T>(blas, w, layer, A, h0, reset, Wh, b0, b1);                              \
@@ -163,7 +135,7 @@ FASTREC_GRU_LAYER_FORWARD(double)
 // Forward through all layers. A0: layer 0's input projections [steps*B][3H] (bias included).
 // Wx_rest [L-1][H][3H], Wh [L][H][3H], b [L][3H]; h0 [L][B][H]. Outputs stay in the workspace.
 template <typename T>
-static void stack_forward(const BlasFns &blas, GruWork<T> &w, const T *A0, const T *h0,
+static void stack_forward(const Blas &blas, GruWork<T> &w, const T *A0, const T *h0,
                           const uint8_t *reset, const T *Wx_rest, const T *Wh, const T *b,
                           int n_threads) {
   const int B = w.B, H = w.H, n = w.steps * B;
@@ -190,7 +162,7 @@ static void stack_forward(const BlasFns &blas, GruWork<T> &w, const T *A0, const
 // BPTT through one layer for slots [b0, b1), given w.d_out (gradient on this layer's outputs);
 // writes w.dA and, when dh0 is not null, the gradient on the initial state.
 template <typename T>
-static void layer_backward_rows(const BlasFns &blas, GruWork<T> &w, int layer,
+static void layer_backward_rows(const Blas &blas, GruWork<T> &w, int layer,
                                 const uint8_t *reset, const T *Wh, T *dh0, int b0, int b1) {
   const int B = w.B, H = w.H, m = b1 - b0;
   const int64_t off = (int64_t)layer * w.steps * B;
@@ -236,7 +208,7 @@ static void layer_backward_rows(const BlasFns &blas, GruWork<T> &w, int layer,
 }
 
 #define FASTREC_GRU_LAYER_BACKWARD(T)                                                             \
-  FASTREC_GRU_CLONE void layer_backward_rows_isa(const BlasFns &blas, GruWork<T> &w, int layer,   \
+  FASTREC_GRU_CLONE void layer_backward_rows_isa(const Blas &blas, GruWork<T> &w, int layer,   \
                                                  const uint8_t *reset, const T *Wh, T *dh0,       \
                                                  int b0, int b1) {                                \
     layer_backward_rows<T>(blas, w, layer, reset, Wh, dh0, b0, b1);                               \
@@ -262,7 +234,7 @@ static void column_sums(const T *a, int64_t rows, int cols, T *out, int n_thread
 // Backward through all layers given d_top [steps*B][H]. Leaves dA0 in w.dA; writes dWx_rest,
 // dWh, db (overwritten) and dh0 [L][B][H] when not null.
 template <typename T>
-static void stack_backward(const BlasFns &blas, GruWork<T> &w, const T *d_top, const uint8_t *reset,
+static void stack_backward(const Blas &blas, GruWork<T> &w, const T *d_top, const uint8_t *reset,
                            const T *Wx_rest, const T *Wh, T *dWx_rest, T *dWh, T *db, T *dh0,
                            int n_threads) {
   const int B = w.B, H = w.H, n = w.steps * B;
@@ -313,7 +285,7 @@ struct OutWork {
 // What the sample-chunk passes of output_loss share.
 template <typename T, typename I>
 struct OutPass {
-  const BlasFns *blas;
+  const Blas *blas;
   OutWork<T> *ow;
   const T *out_table;
   const I *samples;
@@ -416,7 +388,7 @@ FASTREC_GRU_OUTPUT_PASS(double, int64_t)
 // samples run as vector operations across the N rows. Writes d_hidden [N][H] and the gradients
 // of the sampled rows d_rows [S][H+1]; returns the summed loss.
 template <typename T, typename I>
-static double output_loss(const BlasFns &blas, OutWork<T> &ow, const T *hidden, int N, int H,
+static double output_loss(const Blas &blas, OutWork<T> &ow, const T *hidden, int N, int H,
                           const T *out_table, const I *samples, int S, int loss, T bpreg,
                           T grad_scale, T *d_hidden, T *d_rows, int n_threads) {
   const int H1 = H + 1;
@@ -469,52 +441,18 @@ static double output_loss(const BlasFns &blas, OutWork<T> &ow, const T *hidden, 
   return total;
 }
 
-// ---- optimizers -------------------------------------------------------------------------------
-// Optimizer scalars of one step (method codes as OptimizerKind in optim_cpu.h: 0 Adam,
-// 1 Adagrad).
-template <typename T>
-struct GruOpt {
-  int method;
-  T lr, momentum, beta1, beta2, eps, step_size, inv_sqrt_bc2;
-};
-
-template <typename T>
-static GruOpt<T> make_opt(int method, double lr, double momentum, double beta1, double beta2,
-                          double eps, int64_t t) {
-  const bool adam = method == 0;
-  return GruOpt<T>{method, (T)lr, (T)momentum, (T)beta1, (T)beta2, (T)eps,
-                   (T)(adam ? adam_step_size(lr, beta1, t) : lr),
-                   (T)(adam ? adam_inv_sqrt_bc2(beta2, t) : 1.0)};
-}
-
-// One step of n contiguous parameters; the method is chosen once per call so the loop over the
-// elements vectorises.
-template <typename T>
-static inline void opt_apply_n(T *__restrict w, T *__restrict s1, T *__restrict s2,
-                               const T *__restrict g, int64_t n, const GruOpt<T> &o) {
-  if (o.method == 0) {
-    for (int64_t k = 0; k < n; ++k)
-      adam_update<T>(w[k], s1[k], s2[k], g[k], o.step_size, o.inv_sqrt_bc2, o.beta1, o.beta2,
-                     o.eps);
-  } else if (o.momentum > T(0)) {
-    for (int64_t k = 0; k < n; ++k)
-      adagrad_momentum_update<T>(w[k], s1[k], s2[k], g[k], o.lr, o.momentum, o.eps);
-  } else {
-    for (int64_t k = 0; k < n; ++k) adagrad_update<T>(w[k], s1[k], g[k], o.lr, o.eps);
-  }
-}
-
+// ---- optimizer steps (optim.h) ----------------------------------------------------------------
 #define FASTREC_GRU_OPT_APPLY(T)                                                                  \
-  FASTREC_GRU_CLONE void opt_apply_isa(T *w, T *s1, T *s2, const T *g, int64_t n,                  \
-                                       const GruOpt<T> &o) {                                      \
-    opt_apply_n<T>(w, s1, s2, g, n, o);                                                           \
+  FASTREC_GRU_CLONE void opt_apply_isa(T *w, T *s1, T *s2, const T *g, int64_t n,                 \
+                                       const OptimStep<T> &o) {                                   \
+    optim_update_range<T>(o, w, s1, s2, g, n);                                                    \
   }
 FASTREC_GRU_OPT_APPLY(float)
 FASTREC_GRU_OPT_APPLY(double)
 #undef FASTREC_GRU_OPT_APPLY
 
 template <typename T>
-static void gru_dense_update(T *w, T *s1, T *s2, const T *g, int64_t n, const GruOpt<T> &o,
+static void gru_dense_update(T *w, T *s1, T *s2, const T *g, int64_t n, const OptimStep<T> &o,
                              int n_threads) {
   const int64_t chunk = 4096, n_chunks = (n + chunk - 1) / chunk;
 #pragma omp parallel for num_threads(n_threads) schedule(static) \
@@ -531,7 +469,7 @@ static void gru_dense_update(T *w, T *s1, T *s2, const T *g, int64_t n, const Gr
 // count. slot_of [n_rows] must be all -1 on entry and is restored.
 template <typename T, typename I>
 static void rows_update_part(T *table, T *s1, T *s2, int64_t width, const I *rows, T *grads,
-                             int64_t n, int64_t *slot_of, const GruOpt<T> &o, int part,
+                             int64_t n, int64_t *slot_of, const OptimStep<T> &o, int part,
                              int parts) {
   for (int64_t k = 0; k < n; ++k) {
     const int64_t i = rows[k];
@@ -547,7 +485,8 @@ static void rows_update_part(T *table, T *s1, T *s2, int64_t width, const I *row
   for (int64_t k = 0; k < n; ++k) {
     const int64_t i = rows[k];
     if (i % parts != part || slot_of[i] != k) continue;
-    opt_apply_n<T>(table + i * width, s1 + i * width, s2 + i * width, grads + k * width, width, o);
+    optim_update_range<T>(o, table + i * width, s1 + i * width, s2 + i * width, grads + k * width,
+                          width);
     slot_of[i] = -1;
   }
 }
@@ -555,8 +494,8 @@ static void rows_update_part(T *table, T *s1, T *s2, int64_t width, const I *row
 #define FASTREC_GRU_ROWS_PART(T, I)                                                               \
   FASTREC_GRU_CLONE void rows_update_part_isa(T *table, T *s1, T *s2, int64_t width,              \
                                               const I *rows, T *grads, int64_t n,                 \
-                                              int64_t *slot_of, const GruOpt<T> &o, int part,     \
-                                              int parts) {                                        \
+                                              int64_t *slot_of, const OptimStep<T> &o,            \
+                                              int part, int parts) {                              \
     rows_update_part<T, I>(table, s1, s2, width, rows, grads, n, slot_of, o, part, parts);        \
   }
 FASTREC_GRU_ROWS_PART(float, int32_t)
@@ -567,7 +506,7 @@ FASTREC_GRU_ROWS_PART(double, int64_t)
 
 template <typename T, typename I>
 static void gru_rows_update(T *table, T *s1, T *s2, int64_t width, const I *rows, T *grads,
-                            int64_t n, int64_t *slot_of, const GruOpt<T> &o, int n_threads) {
+                            int64_t n, int64_t *slot_of, const OptimStep<T> &o, int n_threads) {
   const int parts = (double)n * width >= GRU_PARALLEL_MIN_ELEMENTS ? std::max(1, n_threads) : 1;
 #pragma omp parallel for num_threads(parts) schedule(static, 1) if (parts > 1)
   for (int part = 0; part < parts; ++part)
@@ -583,7 +522,7 @@ struct GruSpec {
 };
 
 template <typename T, typename I>
-static double gru4rec_epoch_impl(const BlasFns &blas, const I *inputs, const I *targets,
+static double gru4rec_epoch_impl(const Blas &blas, const I *inputs, const I *targets,
                                  const uint8_t *reset, int64_t n_steps, int B, int L, int H,
                                  T *hidden, T *emb, T *emb_s1, T *emb_s2, int64_t D, T *gru,
                                  T *gru_s1, T *gru_s2, int64_t n_gru, T *out, T *out_s1,
@@ -681,8 +620,8 @@ static double gru4rec_epoch_impl(const BlasFns &blas, const I *inputs, const I *
     } else {
       std::copy(w.dA.begin(), w.dA.begin() + n * H3, dX.begin());
     }
-    const GruOpt<T> o = make_opt<T>(spec.method, spec.lr, spec.momentum, spec.beta1,
-                                       spec.beta2, spec.eps, spec.step0 + blk + 1);
+    const OptimStep<T> o = make_optim_step<T>(spec.method, spec.lr, spec.beta1, spec.beta2,
+                                              spec.eps, spec.momentum, spec.step0 + blk + 1);
     gru_dense_update<T>(gru, gru_s1, gru_s2, grads.data(), n_gru, o, n_threads);
     std::copy(x_items, x_items + n, in_rows.begin());
     gru_rows_update<T, I>(emb, emb_s1, emb_s2, D, in_rows.data(), dX.data(), n, slot_of.data(),
@@ -727,7 +666,7 @@ static void restore_work(GruWork<T> &w, const T *h0, const uint8_t *reset, const
 
 #define FASTREC_GRU_ENTRY_T(T)                                                                    \
   FASTREC_GRU_ENTRY                                                                               \
-  void gru_stack_forward(const BlasFns &blas, int steps, int B, int L, int H, const T *A0,        \
+  void gru_stack_forward(const Blas &blas, int steps, int B, int L, int H, const T *A0,        \
                          const T *h0, const uint8_t *reset, const T *Wx_rest, const T *Wh,        \
                          const T *b, T *hs, T *gates, int n_threads) {                            \
     GruWork<T> w;                                                                                 \
@@ -737,7 +676,7 @@ static void restore_work(GruWork<T> &w, const T *h0, const uint8_t *reset, const
     std::copy(w.gates.begin(), w.gates.end(), gates);                                             \
   }                                                                                               \
   FASTREC_GRU_ENTRY                                                                               \
-  void gru_stack_backward(const BlasFns &blas, int steps, int B, int L, int H, const T *h0,       \
+  void gru_stack_backward(const Blas &blas, int steps, int B, int L, int H, const T *h0,       \
                           const uint8_t *reset, const T *Wx_rest, const T *Wh, const T *hs,       \
                           const T *gates, const T *d_top, T *dA0, T *dh0, T *dWx_rest, T *dWh,    \
                           T *db, int n_threads) {                                                 \
@@ -750,7 +689,7 @@ static void restore_work(GruWork<T> &w, const T *h0, const uint8_t *reset, const
 
 #define FASTREC_GRU_ENTRY_TI(T, I)                                                                \
   FASTREC_GRU_ENTRY                                                                               \
-  double gru_output_loss(const BlasFns &blas, const T *hidden, int N, int H, const T *out_table,  \
+  double gru_output_loss(const Blas &blas, const T *hidden, int N, int H, const T *out_table,  \
                          const I *samples, int S, int loss, double bpreg, double grad_scale,      \
                          T *d_hidden, T *d_rows, int n_threads) {                                 \
     OutWork<T> ow;                                                                                \
@@ -759,7 +698,7 @@ static void restore_work(GruWork<T> &w, const T *h0, const uint8_t *reset, const
                              (T)grad_scale, d_hidden, d_rows, n_threads);                         \
   }                                                                                               \
   FASTREC_GRU_ENTRY                                                                               \
-  double gru4rec_epoch(const BlasFns &blas, const I *inputs, const I *targets,                    \
+  double gru4rec_epoch(const Blas &blas, const I *inputs, const I *targets,                    \
                        const uint8_t *reset, int64_t n_steps, int B, int L, int H, T *hidden,     \
                        T *emb, T *emb_s1, T *emb_s2, int64_t D, T *gru, T *gru_s1, T *gru_s2,     \
                        int64_t n_gru, T *out, T *out_s1, T *out_s2, int64_t n_items,              \

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "fastrec/blas_cpu.h"
 #include "fastrec/ncf.h"
 #include "fastrec/optim_cpu.h"
 
@@ -28,38 +29,9 @@ constexpr int64_t NCF_CHUNK = 64;
 constexpr int64_t NCF_MAX_WIDTHS = 32;
 constexpr int64_t NCF_DENSE_BLOCK = 1024;
 
-typedef void (*sgemm_fn)(char *, char *, int *, int *, int *, float *, float *, int *, float *,
-                         int *, float *, float *, int *);
-typedef void (*dgemm_fn)(char *, char *, int *, int *, int *, double *, double *, int *,
-                         double *, int *, double *, double *, int *);
-
 // Entry points get the runtime ISA dispatch of the other CPU kernels; flatten inlines the row
 // passes and optimiser loops into each clone so they are compiled for that ISA too.
 #define FASTREC_NCF_ENTRY FASTREC_CPU_CLONES __attribute__((flatten))
-
-struct Blas {
-  sgemm_fn sgemm;
-  dgemm_fn dgemm;
-};
-
-// Row-major C[M, N] = op(A)[M, K] op(B)[K, N] + beta C, as the column-major product C^T =
-// op(B)^T op(A)^T (no copies: a row-major matrix is its transpose in column-major).
-static inline void gemm_rm(const Blas &blas, bool ta, bool tb, int M, int N, int K,
-                           const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                           int ldc) {
-  char ca = ta ? 'T' : 'N', cb = tb ? 'T' : 'N';
-  float alpha = 1.0f;
-  blas.sgemm(&cb, &ca, &N, &M, &K, &alpha, (float *)B, &ldb, (float *)A, &lda, &beta, C, &ldc);
-}
-
-static inline void gemm_rm(const Blas &blas, bool ta, bool tb, int M, int N, int K,
-                           const double *A, int lda, const double *B, int ldb, double beta,
-                           double *C, int ldc) {
-  char ca = ta ? 'T' : 'N', cb = tb ? 'T' : 'N';
-  double alpha = 1.0;
-  blas.dgemm(&cb, &ca, &N, &M, &K, &alpha, (double *)B, &ldb, (double *)A, &lda, &beta, C,
-             &ldc);
-}
 
 // Shape of a network and the offsets derived from it.
 struct NcfShape {
@@ -119,8 +91,8 @@ static inline void ncf_forward_rows(const Blas &blas, const NcfShape &s, const I
     T *y = cache + s.cache_block(l, batch) + r0 * out;
     const T *W = dense + s.w_off[l];
     const T *b = W + in * out;
-    gemm_rm(blas, false, false, (int)n, (int)out, (int)in, x, (int)in, W, (int)out, T(0), y,
-            (int)out);
+    gemm_rm<T>(blas, false, false, (int)n, (int)out, (int)in, T(1), x, (int)in, W, (int)out,
+               T(0), y, (int)out);
     for (int64_t r = 0; r < n; ++r)
       for (int64_t j = 0; j < out; ++j) y[r * out + j] = ncf_relu<T>(y[r * out + j] + b[j]);
     x = y;
@@ -186,12 +158,12 @@ static inline double ncf_backward_rows(const Blas &blas, const NcfShape &s, cons
     const T *W = dense + s.w_off[l];
     T *gW = chunk_grad + s.w_off[l];
     T *gb = gW + in * out;
-    gemm_rm(blas, true, false, (int)in, (int)out, (int)n, x, (int)in, dy, (int)out, T(0), gW,
-            (int)out);
+    gemm_rm<T>(blas, true, false, (int)in, (int)out, (int)n, T(1), x, (int)in, dy, (int)out,
+               T(0), gW, (int)out);
     for (int64_t r = 0; r < n; ++r)
       for (int64_t j = 0; j < out; ++j) gb[j] += dy[r * out + j];
-    gemm_rm(blas, false, true, (int)n, (int)in, (int)out, dy, (int)out, W, (int)out, T(0), dx,
-            (int)in);
+    gemm_rm<T>(blas, false, true, (int)n, (int)in, (int)out, T(1), dy, (int)out, W, (int)out,
+               T(0), dx, (int)in);
   }
   if (s.n_widths) {
     const T *dx0 = grad_work + s.grad_block(0, batch) + r0 * 2 * e;
@@ -322,7 +294,8 @@ FASTREC_NCF_ENTRY double ncf_train_epoch_cpu(
           item_emb, dense, cache.data(), logits.data(), loss_kind, scale, grad_work.data(),
           chunk_grads.data() + c * s.n_dense, user_grads.data(), item_grads.data());
     }
-    const StepScalars<T> st = make_step_scalars<T>(optimizer, lr, beta1, beta2, eps, step + b + 1);
+    const OptimStep<T> st =
+        make_optim_step<T>(optimizer, lr, beta1, beta2, eps, 0.0, step + b + 1);
     // Chunk 0's slice becomes the batch gradient (chunks summed in order), then one step; the
     // dense vector is cut into blocks so each thread runs straight, vectorisable loops.
     const int64_t n_blocks = (s.n_dense + NCF_DENSE_BLOCK - 1) / NCF_DENSE_BLOCK;
@@ -334,7 +307,7 @@ FASTREC_NCF_ENTRY double ncf_train_epoch_cpu(
         const T *part = chunk_grads.data() + c * s.n_dense + j0;
         for (int64_t j = 0; j < len; ++j) sum[j] += part[j];
       }
-      optimizer_update_range<T>(st, dense + j0, dense_s1 + j0, dense_s2 + j0, sum, len);
+      optim_update_range<T>(st, dense + j0, dense_s1 + j0, dense_s2 + j0, sum, len);
     }
 #pragma omp single
     {

@@ -12,59 +12,6 @@
 
 namespace fastrec {
 
-enum OptimizerKind { OPT_ADAM = 0, OPT_ADAGRAD = 1, OPT_SGD = 2 };
-
-// Scalars of one optimiser step in the parameters' type. For Adam, step_size and inv_sqrt_bc2
-// come from adam_step_size / adam_inv_sqrt_bc2; for Adagrad and SGD step_size is the learning
-// rate and the other fields are unused (eps is Adagrad's).
-template <typename T>
-struct StepScalars {
-  int kind;
-  T step_size, inv_sqrt_bc2, beta1, beta2, eps;
-};
-
-template <typename T>
-static inline StepScalars<T> make_step_scalars(int kind, double lr, double beta1, double beta2,
-                                               double eps, int64_t step) {
-  StepScalars<T> s;
-  s.kind = kind;
-  s.step_size = (T)(kind == OPT_ADAM ? adam_step_size(lr, beta1, step) : lr);
-  s.inv_sqrt_bc2 = (T)(kind == OPT_ADAM ? adam_inv_sqrt_bc2(beta2, step) : 1.0);
-  s.beta1 = (T)beta1;
-  s.beta2 = (T)beta2;
-  s.eps = (T)eps;
-  return s;
-}
-
-// One optimiser step of parameter w with gradient g; s1/s2 are its state (Adam: m, v;
-// Adagrad: s1 is the accumulator; SGD: unused).
-template <typename T>
-static inline void optimizer_update(const StepScalars<T> &s, T &w, T &s1, T &s2, T g) {
-  if (s.kind == OPT_ADAM)
-    adam_update<T>(w, s1, s2, g, s.step_size, s.inv_sqrt_bc2, s.beta1, s.beta2, s.eps);
-  else if (s.kind == OPT_ADAGRAD)
-    adagrad_update<T>(w, s1, g, s.step_size, s.eps);
-  else
-    sgd_update<T>(w, g, s.step_size);
-}
-
-// optimizer_update over n contiguous parameters; the kind is tested once so that each loop is a
-// straight elementwise loop the compiler vectorises.
-template <typename T>
-static inline void optimizer_update_range(const StepScalars<T> &s, T *__restrict w,
-                                          T *__restrict s1, T *__restrict s2,
-                                          const T *__restrict g, int64_t n) {
-  if (s.kind == OPT_ADAM) {
-    for (int64_t f = 0; f < n; ++f)
-      adam_update<T>(w[f], s1[f], s2[f], g[f], s.step_size, s.inv_sqrt_bc2, s.beta1, s.beta2,
-                     s.eps);
-  } else if (s.kind == OPT_ADAGRAD) {
-    for (int64_t f = 0; f < n; ++f) adagrad_update<T>(w[f], s1[f], g[f], s.step_size, s.eps);
-  } else {
-    for (int64_t f = 0; f < n; ++f) sgd_update<T>(w[f], g[f], s.step_size);
-  }
-}
-
 // Groups duplicate rows of a batch: returns the number of distinct rows; leaders[0:count] are
 // their first positions and next[] chains later positions of the same row (-1 ends a chain).
 // stamp[r] must differ from batch_id for every row not yet seen in this batch (e.g. -1 at the
@@ -90,7 +37,7 @@ static inline int64_t link_rows(const I *rows, int64_t n, int64_t *stamp, int64_
 // Updates the row of batch position `leader` once with the sum of the gradients along its
 // chain. The sum is accumulated into row_grads[leader] (scratch afterwards).
 template <typename T, typename I>
-static inline void sparse_apply_row(const StepScalars<T> &s, int64_t leader, const I *rows,
+static inline void sparse_apply_row(const OptimStep<T> &s, int64_t leader, const I *rows,
                                     T *row_grads, const int64_t *next, int64_t d, T *table,
                                     T *state1, T *state2) {
   T *g = row_grads + leader * d;
@@ -99,17 +46,17 @@ static inline void sparse_apply_row(const StepScalars<T> &s, int64_t leader, con
     for (int64_t f = 0; f < d; ++f) g[f] += gb[f];
   }
   const int64_t off = (int64_t)rows[leader] * d;
-  optimizer_update_range<T>(s, table + off, state1 + off, state2 + off, g, d);
+  optim_update_range<T>(s, table + off, state1 + off, state2 + off, g, d);
 }
 
-// One optimiser step over a flat parameter vector (state arrays as in optimizer_update).
+// One optimiser step over a flat parameter vector (state arrays as in optim_update).
 template <typename T>
 static inline void dense_step(int kind, double lr, double beta1, double beta2, double eps,
                               int64_t step, T *params, const T *grads, T *state1, T *state2,
                               int64_t n, int n_threads) {
-  const StepScalars<T> s = make_step_scalars<T>(kind, lr, beta1, beta2, eps, step);
+  const OptimStep<T> s = make_optim_step<T>(kind, lr, beta1, beta2, eps, 0.0, step);
 #pragma omp parallel for num_threads(n_threads) schedule(static) if (n > 4096)
-  for (int64_t j = 0; j < n; ++j) optimizer_update<T>(s, params[j], state1[j], state2[j], grads[j]);
+  for (int64_t j = 0; j < n; ++j) optim_update<T>(s, params[j], state1[j], state2[j], grads[j]);
 }
 
 // One lazy optimiser step of the rows of `table` (T[n_rows, d]) listed in rows[0:n] with the
@@ -121,7 +68,7 @@ static inline void sparse_step(int kind, double lr, double beta1, double beta2, 
                                T *row_grads, T *state1, T *state2, int64_t *stamp, int64_t *tail,
                                int64_t *next, int64_t *leaders, int64_t batch_id,
                                int n_threads) {
-  const StepScalars<T> s = make_step_scalars<T>(kind, lr, beta1, beta2, eps, step);
+  const OptimStep<T> s = make_optim_step<T>(kind, lr, beta1, beta2, eps, 0.0, step);
   const int64_t count = link_rows<I>(rows, n, stamp, tail, next, leaders, batch_id);
 #pragma omp parallel for num_threads(n_threads) schedule(static) if (count * d > 4096)
   for (int64_t j = 0; j < count; ++j)

@@ -1,7 +1,8 @@
 """CUDA backend: CuPy custom kernels from ``csrc/cuda``, compiled by NVRTC at first use.
 
 Probed only when asked for, never at ``import fastrec``. Kernels: ``sgd_epoch`` (see
-:mod:`fastrec.backends.cuda.sgd` for the thread mapping and its determinism promise); the NMF
+:mod:`fastrec.backends.cuda.sgd` for the thread mapping and its determinism promise);
+``svdpp_epoch`` (:mod:`.svdpp`); the NMF
 updates and losses (:mod:`.nmf`); ``gru_forward``, ``gru_backward``, ``gru4rec_output_loss``,
 ``gru4rec_train_epoch`` (:mod:`.gru`); the NCF passes ``ncf_forward``, ``ncf_backward`` and
 ``ncf_train_epoch`` (:mod:`.ncf`); the optimiser steps ``adam_step``, ``sparse_adam_step`` and
@@ -26,6 +27,7 @@ from fastrec.backends.cuda.nmf import (
 )
 from fastrec.backends.cuda.optim import adam_step, sparse_adagrad_step, sparse_adam_step
 from fastrec.backends.cuda.sgd import default_n_blocks, sgd_epoch
+from fastrec.backends.cuda.svdpp import svdpp_epoch
 
 __all__ = [
     "adam_step",
@@ -45,6 +47,7 @@ __all__ = [
     "sparse_adagrad_step",
     "sparse_adam_step",
     "sgd_epoch",
+    "svdpp_epoch",
 ]
 
 

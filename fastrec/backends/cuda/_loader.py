@@ -23,6 +23,10 @@ NAME_EXPRESSIONS: dict[str, tuple[str, ...]] = {
           for t in ("float", "double")
           for i in ("int", "long long")),
     ),
+    "svdpp": tuple(f"fastrec::cuda::{kernel}<{t}, {i}>"
+                   for kernel in ("svdpp_implicit_sums", "svdpp_stratum", "svdpp_implicit_update")
+                   for t in ("float", "double")
+                   for i in ("int", "long long")),
     "nmf": tuple(f"fastrec::cuda::{kernel}<{t}, {i}>"
                  for kernel in ("nmf_full_rows", "nmf_observed_rows", "nmf_loss_rows")
                  for t in ("float", "double")
@@ -30,17 +34,17 @@ NAME_EXPRESSIONS: dict[str, tuple[str, ...]] = {
     "gru": (
         *(f"fastrec::cuda::{kernel}<{t}>"
           for kernel in ("gru_gates_rz", "gru_gates_n", "gru_grad_gates_zn", "gru_grad_gates_r",
-                         "gru_saved_states", "gru_dropout", "gru4rec_loss_rows",
-                         "gru_dense_step")
+                         "gru_saved_states", "gru_dropout", "gru4rec_loss_rows")
           for t in ("float", "double")),
-        *(f"fastrec::cuda::{kernel}<{t}, {i}>"
-          for kernel in ("gru4rec_embed_rows", "gru_sparse_rows_step")
+        *(f"fastrec::cuda::gru4rec_embed_rows<{t}, {i}>"
           for t in ("float", "double")
           for i in ("int", "long long")),
         *(f"fastrec::cuda::gru4rec_draw_samples<{i}>" for i in ("int", "long long")),
     ),
     "optim": (
-        *(f"fastrec::cuda::optim_dense_step<{t}>" for t in ("float", "double")),
+        *(f"fastrec::cuda::{kernel}<{t}>"
+          for kernel in ("optim_dense_step", "optim_sparse_pieces")
+          for t in ("float", "double")),
         *(f"fastrec::cuda::optim_sort_keys<{i}>" for i in ("int", "long long")),
         *(f"fastrec::cuda::optim_sparse_step<{t}, {i}>"
           for t in ("float", "double") for i in ("int", "long long")),

@@ -11,28 +11,26 @@ Per time step and layer the forward pass runs two GEMMs and two gate kernels (GR
 reset gate before the candidate's recurrent product, so the candidate's GEMM must wait for r);
 the backward pass the same in reverse. The output layer scores the T steps of a block with one
 batched GEMM, one fused loss-and-gradient kernel (a thread block per score row) and three GEMMs
-for the gradients. Sparse optimizer steps sort the (row, position) pairs and give each distinct
-row one owning warp that sums its gradients in position order: no atomics, so a training epoch
-repeats bit for bit on a device, and agrees with the CPU backends to rounding (same samples,
-same dropout masks; GEMM summation orders differ).
+for the gradients. The optimizer steps are ``fastrec.backends.cuda.optim``'s (``optim.cu``),
+shared with NCF: no atomics, so a training epoch repeats bit for bit on a device, and agrees
+with the CPU backends to rounding (same samples, same dropout masks; GEMM summation orders
+differ).
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
 from fastrec.backends._contract import (
     FLOAT_DTYPES,
     INDEX_DTYPES,
-    OPT_ADAM,
     ContractError,
     check_gru,
     check_gru4rec_epoch,
     gru_layout,
     rng_streams,
 )
+from fastrec.backends.cuda import optim
 from fastrec.backends.cuda._checks import check_like
 from fastrec.backends.reference.rng import rng_key
 
@@ -42,8 +40,8 @@ MAX_BLOCKS = 4096
 WARP_SIZE = 32
 
 T_KERNELS = ("gru_gates_rz", "gru_gates_n", "gru_grad_gates_zn", "gru_grad_gates_r",
-             "gru_saved_states", "gru_dropout", "gru4rec_loss_rows", "gru_dense_step")
-TI_KERNELS = ("gru4rec_embed_rows", "gru_sparse_rows_step")
+             "gru_saved_states", "gru_dropout", "gru4rec_loss_rows")
+TI_KERNELS = ("gru4rec_embed_rows",)
 I_KERNELS = ("gru4rec_draw_samples",)
 
 
@@ -51,10 +49,18 @@ def _grid(n_threads: int, threads: int = THREADS) -> tuple[int]:
     return (max(1, min(-(-int(n_threads) // threads), MAX_BLOCKS)),)
 
 
+def kernel_source(name: str) -> str:
+    """The ``csrc/cuda`` source (loader name) that holds kernel ``name``: the optimizer steps
+    are ``optim.cu``'s."""
+    return "optim" if name in optim.KERNEL_TEMPLATES else "gru"
+
+
 def kernel_expression(name: str, dtype, index_dtype=np.int32) -> str:
     """The NVRTC name expression of kernel ``name`` for the given dtypes."""
     from fastrec.backends.cuda._loader import _C_TYPES
 
+    if name in optim.KERNEL_TEMPLATES:
+        return optim.kernel_expression(name, optim.KERNEL_TEMPLATES[name], dtype, index_dtype)
     t = _C_TYPES[np.dtype(dtype).name]
     i = _C_TYPES[np.dtype(index_dtype).name]
     if name in T_KERNELS:
@@ -173,36 +179,6 @@ def launch_output_loss(xp, get_kernel, hidden, out_table, samples, loss, bpreg, 
     xp.matmul(scores.transpose(0, 2, 1), augmented, out=d_rows)
 
 
-# -- optimizer steps ---------------------------------------------------------------------------
-def optimizer_scalars(dtype, method, lr, momentum, beta1, beta2, eps, step):
-    """Kernel arguments of one optimizer step (Adam's bias corrections in double, as optim.h's
-    adam_step_size / adam_inv_sqrt_bc2, then cast to T)."""
-    t = np.dtype(dtype).type
-    adam = int(method) == OPT_ADAM
-    step_size = lr / (1.0 - beta1 ** int(step)) if adam else lr
-    inv_sqrt_bc2 = 1.0 / math.sqrt(1.0 - beta2 ** int(step)) if adam else 1.0
-    return (np.int32(method), t(lr), t(momentum), t(beta1), t(beta2), t(eps), t(step_size),
-            t(inv_sqrt_bc2))
-
-
-def launch_dense_step(xp, get_kernel, params, s1, s2, grads, opt):
-    get_kernel("gru_dense_step")(_grid(params.size), (THREADS,),
-                                 (params, s1, s2, grads, np.int64(params.size), *opt))
-
-
-def launch_sparse_rows_step(xp, get_kernel, table, s1, s2, rows, grads, opt):
-    """Step the distinct rows of ``table`` [n_rows, width] once each with the sum of their
-    gradients grads [n, width] (rows I[n] may repeat; sums in position order)."""
-    n = rows.shape[0]
-    if n == 0:
-        return
-    keys = rows.astype(np.int64) * n + xp.arange(n, dtype=np.int64)
-    order = xp.argsort(keys).astype(np.int64, copy=False)  # distinct keys: one possible order
-    get_kernel("gru_sparse_rows_step")(
-        _grid(n * WARP_SIZE), (THREADS,),
-        (table, s1, s2, np.int64(table.shape[1]), rows, order, grads, np.int64(n), *opt))
-
-
 # -- training epoch --------------------------------------------------------------------------
 def launch_train_epoch(xp, get_kernel, inputs, targets, reset, hidden, emb, emb_s1, emb_s2,
                        gru_params, gru_s1, gru_s2, out_table, out_s1, out_s2, neg_prob,
@@ -279,13 +255,12 @@ def launch_train_epoch(xp, get_kernel, inputs, targets, reset, hidden, emb, emb_
                                                   np.uint64(s0 * B * D), p_emb, keep_emb, dX))
         else:
             dX = dA0_flat
-        opt = optimizer_scalars(dtype, spec.method, spec.lr, spec.momentum, spec.beta1,
-                                spec.beta2, spec.eps, spec.step0 + block + 1)
-        launch_dense_step(xp, get_kernel, gru_params, gru_s1, gru_s2, grads, opt)
-        launch_sparse_rows_step(xp, get_kernel, emb, emb_s1, emb_s2, x_items.reshape(n), dX,
-                                opt)
-        launch_sparse_rows_step(xp, get_kernel, out_table, out_s1, out_s2,
-                                samples.reshape(T * S), d_rows.reshape(T * S, H + 1), opt)
+        opt = (spec.lr, spec.beta1, spec.beta2, spec.eps, spec.step0 + block + 1, spec.momentum)
+        optim.launch_dense_step(get_kernel, spec.method, gru_params, grads, gru_s1, gru_s2, *opt)
+        optim.launch_sparse_step(xp, get_kernel, spec.method, emb, x_items.reshape(n), dX,
+                                 emb_s1, emb_s2, *opt)
+        optim.launch_sparse_step(xp, get_kernel, spec.method, out_table, samples.reshape(T * S),
+                                 d_rows.reshape(T * S, H + 1), out_s1, out_s2, *opt)
         hidden[...] = hs[:, T - 1]
     return loss_sum, n_blocks * n
 
@@ -320,7 +295,7 @@ def _getter(dtype, index_dtype=np.int32):
     from fastrec.backends.cuda._loader import get_function
 
     def get_kernel(name):
-        return get_function("gru", kernel_expression(name, dtype, index_dtype))
+        return get_function(kernel_source(name), kernel_expression(name, dtype, index_dtype))
 
     return get_kernel
 

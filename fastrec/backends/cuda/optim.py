@@ -1,4 +1,5 @@
-"""CUDA optimiser steps (``csrc/cuda/optim.cu``): dense Adam and lazy sparse Adam / Adagrad.
+"""CUDA optimiser steps (``csrc/cuda/optim.cu``): dense and lazy sparse Adam / Adagrad (with
+GRU4Rec's momentum) / SGD, the optimiser of ``csrc/include/fastrec/optim.h``.
 
 The launchers ``launch_dense_step`` and ``launch_sparse_step`` are shared by every model family
 that trains on the GPU (NCF, GRU4Rec): they take device arrays of the array module ``xp`` and a
@@ -6,25 +7,35 @@ that trains on the GPU (NCF, GRU4Rec): they take device arrays of the array modu
 call's dtypes (see :func:`kernel_expression`).
 
 Thread mapping and determinism: the dense step runs a thread per parameter. A sparse step sorts
-the batch positions by (row, position) (distinct keys, so any sort gives the same order), then a
-warp owns each distinct row: its lanes own the columns, sum the row's gradients in position order
-and update it once. No float atomics: results repeat bit for bit and equal the CPU kernels'.
+the batch positions by (row, position) (distinct keys, so any sort gives the same order) and
+finds each row's run in the sorted order; pass 1 sums every piece of ``OPTIM_PIECE`` positions
+of a run (a warp per piece, gradients in position order), pass 2 adds a run's piece sums in order
+(a warp per distinct row) and updates the row once. No float atomics: results repeat bit for bit;
+rows repeated at most ``OPTIM_PIECE`` times equal the CPU kernels' bit for bit.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from fastrec.backends._contract import FLOAT_DTYPES, INDEX_DTYPES, ContractError
+from fastrec.backends._contract import (
+    FLOAT_DTYPES,
+    INDEX_DTYPES,
+    OPT_ADAGRAD,
+    OPT_ADAM,
+    ContractError,
+)
 from fastrec.backends.cuda._checks import check_like
 
-OPT_ADAM, OPT_ADAGRAD, OPT_SGD = 0, 1, 2  # OptimizerKind in csrc/include/fastrec/optim_cpu.h
 THREADS = 256
 WARP_SIZE = 32
 MAX_BLOCKS = 4096
 
+OPTIM_PIECE = 32  # positions per piece of a row's run (OPTIM_PIECE in optim.cu)
+
 # Template parameters of each kernel: T (float type) and/or I (index type).
-KERNEL_TEMPLATES = {"optim_dense_step": "T", "optim_sort_keys": "I", "optim_sparse_step": "TI"}
+KERNEL_TEMPLATES = {"optim_dense_step": "T", "optim_sort_keys": "I", "optim_sparse_pieces": "T",
+                    "optim_sparse_step": "TI"}
 
 _C_TYPES = {"float32": "float", "float64": "double", "int32": "int", "int64": "long long"}
 
@@ -42,22 +53,24 @@ def _blocks(n: int, per_block: int) -> tuple[int]:
 
 
 def launch_dense_step(get_kernel, kind, params, grads, state1, state2, lr, beta1, beta2, eps,
-                      step) -> None:
-    """One optimiser step (``kind``: OPT_ADAM, OPT_ADAGRAD or OPT_SGD) of a flat parameter
-    vector, in place; does not synchronise. ``state2`` may be ``state1`` (Adagrad, SGD)."""
+                      step, momentum=0.0) -> None:
+    """One optimiser step (``kind``: an ``OPTIMIZERS`` code of ``_contract``) of a flat parameter
+    vector, in place; does not synchronise. ``state2`` may be ``state1`` (SGD, and Adagrad
+    without ``momentum``)."""
     n = params.shape[0]
     if n == 0:
         return
     get_kernel("optim_dense_step")(
         _blocks(n, THREADS), (THREADS,),
         (np.int32(kind), params, grads, state1, state2, np.int64(n), np.float64(lr),
-         np.float64(beta1), np.float64(beta2), np.float64(eps), np.int64(step)))
+         np.float64(beta1), np.float64(beta2), np.float64(eps), np.float64(momentum),
+         np.int64(step)))
 
 
 def launch_sparse_step(xp, get_kernel, kind, table, rows, row_grads, state1, state2, lr, beta1,
-                       beta2, eps, step) -> None:
+                       beta2, eps, step, momentum=0.0) -> None:
     """One lazy optimiser step of the rows of ``table`` (T[n_rows, d]) listed in ``rows``
-    (I[n], duplicates summed in position order) with per-position gradients ``row_grads``
+    (I[n], duplicates summed in pieces, see above) with per-position gradients ``row_grads``
     (T[n, d], not modified); ``state1``/``state2`` shaped like ``table``, in place. Does not
     synchronise."""
     n = rows.shape[0]
@@ -67,10 +80,21 @@ def launch_sparse_step(xp, get_kernel, kind, table, rows, row_grads, state1, sta
     keys = xp.empty(n, dtype=np.int64)
     get_kernel("optim_sort_keys")(_blocks(n, THREADS), (THREADS,), (rows, np.int64(n), keys))
     order = xp.argsort(keys).astype(np.int64, copy=False)
+    sorted_rows = rows[order]
+    run_start = xp.searchsorted(sorted_rows, sorted_rows, side="left").astype(np.int64,
+                                                                              copy=False)
+    run_end = xp.searchsorted(sorted_rows, sorted_rows, side="right").astype(np.int64,
+                                                                             copy=False)
+    partials = xp.empty_like(row_grads)
+    grid = _blocks(n * WARP_SIZE, THREADS)
+    get_kernel("optim_sparse_pieces")(
+        grid, (THREADS,), (order, run_start, run_end, np.int64(n), row_grads, np.int64(d),
+                           partials))
     get_kernel("optim_sparse_step")(
-        _blocks(n * WARP_SIZE, THREADS), (THREADS,),
-        (np.int32(kind), table, np.int64(d), rows, order, np.int64(n), row_grads, state1, state2,
-         np.float64(lr), np.float64(beta1), np.float64(beta2), np.float64(eps), np.int64(step)))
+        grid, (THREADS,),
+        (np.int32(kind), table, np.int64(d), rows, order, run_start, run_end, np.int64(n),
+         partials, state1, state2, np.float64(lr), np.float64(beta1), np.float64(beta2),
+         np.float64(eps), np.float64(momentum), np.int64(step)))
 
 
 

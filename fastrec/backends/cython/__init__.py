@@ -17,6 +17,7 @@ from fastrec.backends.cython._nmf import (
 )
 from fastrec.backends.cython._optim import adam_step, sparse_adagrad_step, sparse_adam_step
 from fastrec.backends.cython._sgd import sgd_epoch
+from fastrec.backends.cython._svdpp import svdpp_epoch
 
 __all__ = [
     "adam_step",
@@ -36,6 +37,7 @@ __all__ = [
     "sgd_epoch",
     "sparse_adagrad_step",
     "sparse_adam_step",
+    "svdpp_epoch",
 ]
 
 

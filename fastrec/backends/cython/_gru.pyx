@@ -2,12 +2,12 @@
 # (Neither changes a result: no code here tests FP exception flags or errno. They let GCC
 # if-convert the float selects of gru.h (exp's clamp, target masks) and inline sqrt, so the loops
 # over a batch vectorise.)
-"""GRU4Rec passes on the CPU: thin wrappers around csrc/include/fastrec/gru_cpu.h, with BLAS
-from scipy.linalg.cython_blas handed in as function pointers."""
+"""GRU4Rec passes on the CPU: thin wrappers around csrc/include/fastrec/gru_cpu.h, with SciPy's
+BLAS handed in as function pointers (_blas_cpu.pxd), kept single-threaded while they run."""
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
-from scipy.linalg.cython_blas cimport dgemm, sgemm
 
+from fastrec.backends.cython._blas_cpu cimport Blas, scipy_blas
 from fastrec.backends.cython._types cimport floating, index_t
 
 import numpy as np
@@ -16,96 +16,80 @@ from fastrec.backends._blas import single_threaded_blas
 
 
 cdef extern from "fastrec/gru_cpu.h" namespace "fastrec" nogil:
-    ctypedef void (*sgemm_fn)(char *, char *, int *, int *, int *, float *, float *, int *,
-                              float *, int *, float *, float *, int *)
-    ctypedef void (*dgemm_fn)(char *, char *, int *, int *, int *, double *, double *, int *,
-                              double *, int *, double *, double *, int *)
-
-    cdef struct BlasFns:
-        sgemm_fn sgemm
-        dgemm_fn dgemm
-
     cdef struct GruSpec:
         int embedded, loss, n_sample, bptt, method
         double bpreg, dropout_embed, dropout_hidden, lr, momentum, beta1, beta2, eps
         int64_t step0
         uint64_t seed, epoch
 
-    void gru_stack_forward(const BlasFns &blas, int steps, int B, int L, int H, const float *A0,
+    void gru_stack_forward(const Blas &blas, int steps, int B, int L, int H, const float *A0,
                            const float *h0, const uint8_t *reset, const float *Wx_rest,
                            const float *Wh, const float *b, float *hs, float *gates,
                            int n_threads) except +
-    void gru_stack_forward(const BlasFns &blas, int steps, int B, int L, int H, const double *A0,
+    void gru_stack_forward(const Blas &blas, int steps, int B, int L, int H, const double *A0,
                            const double *h0, const uint8_t *reset, const double *Wx_rest,
                            const double *Wh, const double *b, double *hs, double *gates,
                            int n_threads) except +
-    void gru_stack_backward(const BlasFns &blas, int steps, int B, int L, int H, const float *h0,
+    void gru_stack_backward(const Blas &blas, int steps, int B, int L, int H, const float *h0,
                             const uint8_t *reset, const float *Wx_rest, const float *Wh,
                             const float *hs, const float *gates, const float *d_top, float *dA0,
                             float *dh0, float *dWx_rest, float *dWh, float *db,
                             int n_threads) except +
-    void gru_stack_backward(const BlasFns &blas, int steps, int B, int L, int H,
+    void gru_stack_backward(const Blas &blas, int steps, int B, int L, int H,
                             const double *h0, const uint8_t *reset, const double *Wx_rest,
                             const double *Wh, const double *hs, const double *gates,
                             const double *d_top, double *dA0, double *dh0, double *dWx_rest,
                             double *dWh, double *db, int n_threads) except +
-    double gru_output_loss(const BlasFns &blas, const float *hidden, int N, int H,
+    double gru_output_loss(const Blas &blas, const float *hidden, int N, int H,
                                  const float *out_table, const int32_t *samples, int S, int loss,
                                  double bpreg, double grad_scale, float *d_hidden, float *d_rows,
                                  int n_threads) except +
-    double gru4rec_epoch(const BlasFns &blas, const int32_t *inputs, const int32_t *targets,
+    double gru4rec_epoch(const Blas &blas, const int32_t *inputs, const int32_t *targets,
                                const uint8_t *reset, int64_t n_steps, int B, int L, int H,
                                float *hidden, float *emb, float *emb_s1, float *emb_s2, int64_t D, float *gru,
                                float *gru_s1, float *gru_s2, int64_t n_gru, float *out, float *out_s1,
                                float *out_s2, int64_t n_items, const double *neg_prob,
                                const int32_t *neg_alias, const GruSpec &spec, int n_threads,
                                int64_t *n_events) except +
-    double gru_output_loss(const BlasFns &blas, const float *hidden, int N, int H,
+    double gru_output_loss(const Blas &blas, const float *hidden, int N, int H,
                                  const float *out_table, const int64_t *samples, int S, int loss,
                                  double bpreg, double grad_scale, float *d_hidden, float *d_rows,
                                  int n_threads) except +
-    double gru4rec_epoch(const BlasFns &blas, const int64_t *inputs, const int64_t *targets,
+    double gru4rec_epoch(const Blas &blas, const int64_t *inputs, const int64_t *targets,
                                const uint8_t *reset, int64_t n_steps, int B, int L, int H,
                                float *hidden, float *emb, float *emb_s1, float *emb_s2, int64_t D, float *gru,
                                float *gru_s1, float *gru_s2, int64_t n_gru, float *out, float *out_s1,
                                float *out_s2, int64_t n_items, const double *neg_prob,
                                const int64_t *neg_alias, const GruSpec &spec, int n_threads,
                                int64_t *n_events) except +
-    double gru_output_loss(const BlasFns &blas, const double *hidden, int N, int H,
+    double gru_output_loss(const Blas &blas, const double *hidden, int N, int H,
                                  const double *out_table, const int32_t *samples, int S, int loss,
                                  double bpreg, double grad_scale, double *d_hidden, double *d_rows,
                                  int n_threads) except +
-    double gru4rec_epoch(const BlasFns &blas, const int32_t *inputs, const int32_t *targets,
+    double gru4rec_epoch(const Blas &blas, const int32_t *inputs, const int32_t *targets,
                                const uint8_t *reset, int64_t n_steps, int B, int L, int H,
                                double *hidden, double *emb, double *emb_s1, double *emb_s2, int64_t D, double *gru,
                                double *gru_s1, double *gru_s2, int64_t n_gru, double *out, double *out_s1,
                                double *out_s2, int64_t n_items, const double *neg_prob,
                                const int32_t *neg_alias, const GruSpec &spec, int n_threads,
                                int64_t *n_events) except +
-    double gru_output_loss(const BlasFns &blas, const double *hidden, int N, int H,
+    double gru_output_loss(const Blas &blas, const double *hidden, int N, int H,
                                  const double *out_table, const int64_t *samples, int S, int loss,
                                  double bpreg, double grad_scale, double *d_hidden, double *d_rows,
                                  int n_threads) except +
-    double gru4rec_epoch(const BlasFns &blas, const int64_t *inputs, const int64_t *targets,
+    double gru4rec_epoch(const Blas &blas, const int64_t *inputs, const int64_t *targets,
                                const uint8_t *reset, int64_t n_steps, int B, int L, int H,
                                double *hidden, double *emb, double *emb_s1, double *emb_s2, int64_t D, double *gru,
                                double *gru_s1, double *gru_s2, int64_t n_gru, double *out, double *out_s1,
                                double *out_s2, int64_t n_items, const double *neg_prob,
                                const int64_t *neg_alias, const GruSpec &spec, int n_threads,
                                int64_t *n_events) except +
-
-
-cdef BlasFns _blas():
-    cdef BlasFns fns
-    fns.sgemm = <sgemm_fn>sgemm
-    fns.dgemm = <dgemm_fn>dgemm
-    return fns
 
 
 def _stack_forward(floating[:, :, ::1] A0, floating[:, :, ::1] h0, const uint8_t[:, ::1] reset,
                    floating[:, :, ::1] Wx_rest, floating[:, :, ::1] Wh, floating[:, ::1] b,
                    floating[:, :, :, ::1] hs, floating[:, :, :, ::1] gates, int n_threads):
-    cdef BlasFns blas = _blas()
+    cdef Blas blas = scipy_blas()
     cdef int steps = A0.shape[0], B = A0.shape[1], L = Wh.shape[0], H = Wh.shape[1]
     cdef floating *wx = &Wx_rest[0, 0, 0] if Wx_rest.shape[0] > 0 else NULL
     with nogil:
@@ -133,7 +117,7 @@ def _stack_backward(floating[:, :, ::1] h0, const uint8_t[:, ::1] reset,
                     floating[:, :, ::1] d_top, floating[:, :, ::1] dA0, floating[:, :, ::1] dh0,
                     floating[:, :, ::1] dWx_rest, floating[:, :, ::1] dWh, floating[:, ::1] db,
                     int n_threads):
-    cdef BlasFns blas = _blas()
+    cdef Blas blas = scipy_blas()
     cdef int steps = hs.shape[1], B = hs.shape[2], L = Wh.shape[0], H = Wh.shape[1]
     cdef floating *wx = &Wx_rest[0, 0, 0] if Wx_rest.shape[0] > 0 else NULL
     cdef floating *dwx = &dWx_rest[0, 0, 0] if dWx_rest.shape[0] > 0 else NULL
@@ -162,7 +146,7 @@ def gru_backward(X, h0, reset, Wx0, Wx_rest, Wh, b, hs, gates, d_top, int n_thre
 def _output_loss(floating[:, ::1] hidden, floating[:, ::1] out_table, const index_t[::1] samples,
                  int loss, double bpreg, double grad_scale, floating[:, ::1] d_hidden,
                  floating[:, ::1] d_rows, int n_threads):
-    cdef BlasFns blas = _blas()
+    cdef Blas blas = scipy_blas()
     cdef double total
     cdef int N = hidden.shape[0], H = hidden.shape[1], S = samples.shape[0]
     with nogil:
@@ -189,7 +173,7 @@ def _epoch(const index_t[:, ::1] inputs, const index_t[:, ::1] targets,
            floating[::1] gru_s1, floating[::1] gru_s2, floating[:, ::1] out_table,
            floating[:, ::1] out_s1, floating[:, ::1] out_s2, const double[::1] neg_prob,
            const index_t[::1] neg_alias, spec, int n_threads):
-    cdef BlasFns blas = _blas()
+    cdef Blas blas = scipy_blas()
     cdef GruSpec c
     cdef double total
     cdef int64_t n_events = 0

@@ -3,39 +3,19 @@
 # scalar)
 """NCF passes (forward, backward, whole training epoch) over csrc/include/fastrec/ncf_cpu.h.
 
-GEMMs go through scipy's BLAS (``scipy.linalg.cython_blas``), passed to the C++ code as function
-pointers; callers keep BLAS single-threaded (``threadpool_limits``) since the threads here are
-OpenMP's.
+GEMMs go through SciPy's BLAS handed in as function pointers (_blas_cpu.pxd), kept
+single-threaded while they run (the threads here are OpenMP's).
 """
 
 from libc.stdint cimport int64_t, uint64_t
-from scipy.linalg.cython_blas cimport dgemm, sgemm
 
+from fastrec.backends.cython._blas_cpu cimport Blas, scipy_blas
 from fastrec.backends.cython._types cimport floating, index_t
 
-from threadpoolctl import ThreadpoolController
-
-_controller = None
-
-
-def _single_threaded_blas():
-    """BLAS limited to one thread for the duration of a call (the controller is built once:
-    scanning the loaded libraries is the slow part of threadpoolctl)."""
-    global _controller
-    if _controller is None:
-        _controller = ThreadpoolController()
-    return _controller.limit(limits=1, user_api="blas")
+from fastrec.backends._blas import single_threaded_blas
 
 
 cdef extern from "fastrec/ncf_cpu.h" namespace "fastrec" nogil:
-    ctypedef void (*sgemm_fn)(char *, char *, int *, int *, int *, float *, float *, int *,
-                              float *, int *, float *, float *, int *) noexcept nogil
-    ctypedef void (*dgemm_fn)(char *, char *, int *, int *, int *, double *, double *, int *,
-                              double *, int *, double *, double *, int *) noexcept nogil
-    cdef struct Blas:
-        sgemm_fn sgemm
-        dgemm_fn dgemm
-
     void ncf_forward_batch[T, I](const Blas &blas, const I *users, const I *items, int64_t batch,
                                  const T *user_emb, const T *item_emb, const T *dense,
                                  const int64_t *layers, int64_t n_widths, int64_t n_gmf,
@@ -56,13 +36,6 @@ cdef extern from "fastrec/ncf_cpu.h" namespace "fastrec" nogil:
         T *user_s2, T *item_s1, T *item_s2, int64_t batch_size, int n_threads)
 
 
-cdef Blas _blas():
-    cdef Blas blas
-    blas.sgemm = <sgemm_fn>sgemm
-    blas.dgemm = <dgemm_fn>dgemm
-    return blas
-
-
 cdef const int64_t *_ptr64(const int64_t[::1] a) noexcept nogil:
     return &a[0] if a.shape[0] > 0 else NULL
 
@@ -72,11 +45,11 @@ def ncf_forward(const index_t[::1] users, const index_t[::1] items,
                 const floating[::1] dense, const int64_t[::1] layers, int64_t n_gmf,
                 floating[::1] cache, floating[::1] logits, int n_threads=1):
     """See ``fastrec.backends._contract.NCF_FORWARD_DOC``."""
-    cdef Blas blas = _blas()
+    cdef Blas blas = scipy_blas()
     cdef int64_t batch = users.shape[0]
     if batch == 0:
         return
-    with _single_threaded_blas(), nogil:
+    with single_threaded_blas(), nogil:
         ncf_forward_batch(blas, &users[0], &items[0], batch, &user_emb[0, 0], &item_emb[0, 0],
                           &dense[0], _ptr64(layers), layers.shape[0], n_gmf, &cache[0],
                           &logits[0], n_threads)
@@ -89,13 +62,13 @@ def ncf_backward(const index_t[::1] users, const index_t[::1] items,
                  const floating[::1] logits, int loss, floating[::1] dense_grad,
                  floating[:, ::1] user_grads, floating[:, ::1] item_grads, int n_threads=1):
     """See ``fastrec.backends._contract.NCF_BACKWARD_DOC``."""
-    cdef Blas blas = _blas()
+    cdef Blas blas = scipy_blas()
     cdef int64_t batch = users.shape[0]
     cdef double total
     if batch == 0:
         dense_grad[:] = 0
         return 0.0
-    with _single_threaded_blas(), nogil:
+    with single_threaded_blas(), nogil:
         total = ncf_backward_batch(blas, &users[0], &items[0], &targets[0], batch,
                                    &user_emb[0, 0], &item_emb[0, 0], &dense[0], _ptr64(layers),
                                    layers.shape[0], n_gmf, &cache[0], &logits[0], loss,
@@ -116,14 +89,14 @@ def ncf_train_epoch(const index_t[::1] pos_users, const index_t[::1] pos_items,
                     floating[:, ::1] item_state1, floating[:, ::1] item_state2,
                     int64_t batch_size, int n_threads=1):
     """See ``fastrec.backends._contract.NCF_TRAIN_EPOCH_DOC``."""
-    cdef Blas blas = _blas()
+    cdef Blas blas = scipy_blas()
     cdef double total
     cdef int64_t n_samples = order.shape[0]
     cdef index_t dummy_index = 0
     cdef const index_t *seen = &seen_indices[0] if seen_indices.shape[0] > 0 else &dummy_index
     if n_samples == 0:
         return 0.0
-    with _single_threaded_blas(), nogil:
+    with single_threaded_blas(), nogil:
         total = ncf_train_epoch_cpu(
             blas, &pos_users[0], &pos_items[0], &pos_targets[0], &seen_indptr[0], seen,
             &order[0], n_samples, n_negatives, seed, epoch, &user_emb[0, 0], user_emb.shape[0],

@@ -50,6 +50,7 @@ with _caching_to_user_folder():
     )
     from fastrec.backends.numba.optim import adam_step, sparse_adagrad_step, sparse_adam_step
     from fastrec.backends.numba.sgd import sgd_epoch
+    from fastrec.backends.numba.svdpp import svdpp_epoch
 
 from fastrec.backends._cpu_layout import row_width  # noqa: E402 - padded rows
 
@@ -72,6 +73,7 @@ __all__ = [
     "sgd_epoch",
     "sparse_adagrad_step",
     "sparse_adam_step",
+    "svdpp_epoch",
 ]
 
 

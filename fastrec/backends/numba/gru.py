@@ -18,7 +18,6 @@ from numba.extending import intrinsic
 
 from fastrec.backends._blas import single_threaded_blas
 from fastrec.backends.numba.gru_scalar import (
-    adagrad_momentum_update,
     bpr_max_grad_negative,
     cast_like,
     gru_candidate,
@@ -34,6 +33,7 @@ from fastrec.backends.numba.gru_scalar import (
     top1_max_grad_negative,
 )
 from fastrec.backends.numba.optim import (
+    adagrad_momentum_update,
     adagrad_update,
     adam_inv_sqrt_bc2,
     adam_step_size,

@@ -137,14 +137,6 @@ def top1_max_grad_negative(s, u, v, r, F):
     return s * (u + v - F) + s * (u * (one - u) + cast_like(s, 2.0) * r * v * (one - v))
 
 
-@njit(inline="always", cache=True)
-def adagrad_momentum_update(w, acc, vel, g, lr, momentum, eps):
-    """Returns the new (w, acc, vel)."""
-    acc = acc + g * g
-    vel = momentum * vel - lr * g / (np.sqrt(acc) + eps)
-    return w + vel, acc, vel
-
-
 _LOW32 = np.uint64(0xFFFFFFFF)
 
 

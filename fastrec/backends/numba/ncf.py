@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
-from threadpoolctl import ThreadpoolController
 
+from fastrec.backends._blas import single_threaded_blas
+from fastrec.backends._contract import OPT_ADAGRAD, OPT_ADAM
 from fastrec.backends.numba.optim import link_rows
 from fastrec.backends.numba.rng import rng_at, rng_below, rng_key
 from fastrec.backends.numba.threads import thread_limit
@@ -20,17 +21,6 @@ NCF_LOSS_BCE, NCF_LOSS_SQUARED = 0, 1
 NCF_NEGATIVE_TRIES = 64
 NCF_CHUNK = 64
 DENSE_BLOCK = 1024  # NCF_DENSE_BLOCK of ncf_cpu.h
-OPT_ADAM, OPT_ADAGRAD, OPT_SGD = 0, 1, 2
-
-_controller = None
-
-
-def _single_threaded_blas():
-    global _controller
-    if _controller is None:
-        _controller = ThreadpoolController()
-    return _controller.limit(limits=1, user_api="blas")
-
 
 # -- scalar mirror of ncf.h ------------------------------------------------------------------
 @njit(inline="always", cache=True, error_model="numpy")
@@ -254,7 +244,7 @@ def _draw_negative(key, negative, u, seen_indptr, seen_indices, n_items):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _update_range(kind, w, s1, s2, g, sc):
-    """optimizer_update_range of optim_cpu.h: one optimiser step of w[:] with gradient g[:].
+    """optim_update_range of optim.h: one optimiser step of w[:] with gradient g[:].
     ``sc`` is T[8]: step_size, inv_sqrt_bc2, beta1, beta2, eps, 1 - beta1, 1 - beta2 (computed
     in T as in C), so every operation stays in T. The kind is tested once per range so that
     each loop vectorises."""
@@ -370,7 +360,7 @@ def ncf_forward(users, items, user_emb, item_emb, dense, layers, n_gmf, cache, l
     if users.shape[0] == 0:
         return
     widths, w_off, act_sum, n_mlp, last, out_offset, _, _ = _shape(layers, n_gmf)
-    with _single_threaded_blas(), thread_limit(n_threads):
+    with single_threaded_blas(), thread_limit(n_threads):
         _forward_batch(users, items, user_emb, item_emb, dense, widths, w_off, act_sum,
                        int(n_gmf), n_mlp, last, out_offset, cache, logits)
 
@@ -386,7 +376,7 @@ def ncf_backward(users, items, targets, user_emb, item_emb, dense, layers, n_gmf
     n_chunks = (batch + NCF_CHUNK - 1) // NCF_CHUNK
     grad_work = np.empty(batch * grad_width, dense.dtype)
     chunk_grads = np.empty((n_chunks, n_dense), dense.dtype)
-    with _single_threaded_blas(), thread_limit(n_threads):
+    with single_threaded_blas(), thread_limit(n_threads):
         return float(_backward_batch(users, items, targets, user_emb, item_emb, dense, widths,
                                      w_off, act_sum, int(n_gmf), n_mlp, last, out_offset, cache,
                                      logits, int(loss), dense.dtype.type(1.0 / batch), grad_work,
@@ -424,7 +414,7 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
     max_chunks = (batch_size + NCF_CHUNK - 1) // NCF_CHUNK
     index_dtype = pos_users.dtype
     key = np.uint64(rng_key(np.uint64(seed), np.uint64(epoch)))
-    with _single_threaded_blas(), thread_limit(n_threads):
+    with single_threaded_blas(), thread_limit(n_threads):
         return float(_train_epoch(
             pos_users, pos_items, pos_targets, seen_indptr, seen_indices, order,
             int(n_negatives), key, user_emb, item_emb, dense, widths, w_off, act_sum,

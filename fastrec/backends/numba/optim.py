@@ -40,6 +40,14 @@ def adagrad_update(w, acc, g, lr, eps):
     return w - lr * g / (np.sqrt(acc) + eps), acc
 
 
+@njit(inline="always", cache=True)
+def adagrad_momentum_update(w, acc, vel, g, lr, momentum, eps):
+    """Returns the new (w, acc, vel)."""
+    acc = acc + g * g
+    vel = momentum * vel - lr * g / (np.sqrt(acc) + eps)
+    return w + vel, acc, vel
+
+
 @njit(inline="always", cache=True, error_model="numpy")
 def sgd_update(w, g, lr):
     return w - lr * g

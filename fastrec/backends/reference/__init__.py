@@ -17,6 +17,7 @@ from fastrec.backends.reference.nmf import (
 )
 from fastrec.backends.reference.optim import adam_step, sparse_adagrad_step, sparse_adam_step
 from fastrec.backends.reference.sgd import sgd_epoch
+from fastrec.backends.reference.svdpp import svdpp_epoch
 
 __all__ = [
     "adam_step",
@@ -35,6 +36,7 @@ __all__ = [
     "sgd_epoch",
     "sparse_adagrad_step",
     "sparse_adam_step",
+    "svdpp_epoch",
 ]
 
 

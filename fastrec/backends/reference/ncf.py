@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastrec.backends._contract import OPT_ADAGRAD, OPT_ADAM
 from fastrec.backends.reference import optim
 from fastrec.backends.reference.rng import rng_at, rng_below, rng_key
 
 LOSS_BCE, LOSS_SQUARED = 0, 1
-OPT_ADAM, OPT_ADAGRAD, OPT_SGD = 0, 1, 2
 NCF_NEGATIVE_TRIES = 64
 
 

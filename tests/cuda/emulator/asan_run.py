@@ -53,7 +53,7 @@ def run_gru() -> None:
     from fastrec.backends.reference import gru as ref
     from tests.cuda import gru_problems as gp
 
-    module = gp.gru_module(cuda_emulator, asan=True)
+    module = gp.gru_modules(cuda_emulator, asan=True)
     for dtype, index_dtype, (T, L) in ((np.float64, np.int32, (1, 1)),
                                        (np.float32, np.int64, (3, 2))):
         get_kernel = gp.gru_kernels(module, dtype, index_dtype, order="random", seed=T)
