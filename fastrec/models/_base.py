@@ -422,9 +422,8 @@ class FactorModel(UserItemModel):
 
     def _top_items(self, u: np.ndarray, n: int, seen):
         # mu + b_u is the same for every item of a row: rank p_u . q_i + b_i, then add it.
-        xp = array_module(self.user_factors_)
-        best, best_scores = top_n(self.user_factors_[xp.asarray(u)], self.item_factors_,
-                                  self.item_bias_, n, seen, u, self._n_threads())
+        best, best_scores = top_n(self._user_vectors(u), self.item_factors_, self.item_bias_,
+                                  n, seen, u, self._n_threads())
         best, best_scores = to_host(best), to_host(best_scores)
         shift = (self.global_mean_ + to_host(self.user_bias_)[u]).astype(best_scores.dtype)
         return best, best_scores + shift[:, None]
@@ -464,6 +463,10 @@ class FactorModel(UserItemModel):
         data = self._mapped(X, self.user_factors_.dtype, "score")
         pred = to_host(self._predict_indices(data.users, data.items))
         return -float(np.sqrt(np.mean((pred.astype(np.float64) - data.values) ** 2)))
+
+    def _user_vectors(self, u: np.ndarray):
+        """The vectors user indices ``u`` score items with (``p_u``), on the factors' device."""
+        return self.user_factors_[array_module(self.user_factors_).asarray(u)]
 
     def _score_users(self, u: np.ndarray) -> np.ndarray:
         return self.user_factors_[u] @ self.item_factors_.T + self.item_bias_[None, :] + (
