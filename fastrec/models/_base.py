@@ -218,7 +218,9 @@ class Estimator:
         try:
             for name in cls._SCALARS:
                 value = arrays[name]
-                setattr(model, name, value.item() if value.ndim == 0 else value)
+                if value.ndim != 0 or value.dtype.kind not in "biuf":
+                    raise ValueError(f"{name} is not a number")
+                setattr(model, name, value.item())
             fitted = json.loads(str(arrays.get("__fitted__", "{}")))
             for name in cls._METADATA:
                 setattr(model, name, fitted.get(name))
@@ -252,9 +254,10 @@ def check_dtype(dtype) -> np.dtype:
 
 
 def check_positive(name: str, value, integer: bool = False, allow_zero: bool = False) -> None:
-    ok = isinstance(value, (int, np.integer)) if integer else isinstance(
-        value, (int, float, np.integer, np.floating))
-    if not ok or isinstance(value, bool) or not np.isfinite(value) or value < 0 or (
+    is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    ok = is_int or (not integer and isinstance(value, (float, np.floating)))
+    # Python ints of any size are finite; np.isfinite cannot take those beyond 64 bits
+    if not ok or (not is_int and not np.isfinite(value)) or value < 0 or (
             value == 0 and not allow_zero):
         kind = "integer" if integer else "number"
         bound = ">= 0" if allow_zero else "> 0"
@@ -270,6 +273,12 @@ class UserItemModel(Estimator):
     """
 
     def _set_sizes(self) -> None:
+        for name in ("user_ids_", "item_ids_"):
+            ids = getattr(self, name)
+            if ids.ndim != 1 or ids.dtype.kind not in "iufUS":
+                raise ValueError(f"{name} is not a vector of ids")
+            if ids.size > 1 and not (ids[1:] > ids[:-1]).all():
+                raise ValueError(f"{name} is not sorted and unique")
         self.n_users_, self.n_items_ = self.user_ids_.shape[0], self.item_ids_.shape[0]
 
     # -- data ------------------------------------------------------------------------------
