@@ -176,16 +176,20 @@ def wait_for(client, futures: list, owners, what: str):
     :class:`WorkerLostError` naming it (tasks pinned to a lost worker would wait forever)."""
     from distributed import wait
 
-    while True:
-        try:
-            with client.as_current():
-                wait(futures, timeout=1.0)
-            break
-        except TimeoutError:
-            _check_workers(client, owners, what)
     try:
+        while True:
+            try:
+                with client.as_current():
+                    wait(futures, timeout=1.0)
+                break
+            except TimeoutError:
+                _check_workers(client, owners, what)
         return client.gather(futures)
+    except WorkerLostError:
+        raise
     except Exception as exc:
+        # Futures cancelled because their data died with a worker, or a task error: name the
+        # lost worker when there is one, else let the task's own error through.
         _check_workers(client, owners, what, cause=exc)
         raise
 

@@ -139,7 +139,8 @@ class MF:
         random bits) are distinct (``layout_ties_ == 0``, the common case: a tie needs one user
         with two ratings in one block drawing the same 20 bits). Tied ratings keep their input
         order here, where numpy's unstable sort in the local layout may swap them.
-        Returns self.
+        A fit that raises (bad input, :class:`WorkerLostError`, ``DivergenceError``) leaves
+        the estimator as it was. Returns self.
         """
         start = time.perf_counter()
         dtype = self._validate_params()
