@@ -146,8 +146,12 @@ def measure(mode: str, backend: str, repeats: int, only: list[str] | None,
                 idles.append(cpu_idle_share())
                 for t in settings if rep % 2 == 0 else settings[::-1]:
                     times[t].append(time_fit(make, data, t, backend))
+            # the ratio within each round (fits minutes apart may see different loads):
+            # default / 1 thread under load, 1 thread / 2 threads (the speed-up) when quiet
+            num, den = (times[None], times[1]) if mode == "load" else (times[1], times[2])
+            paired = statistics.median(x / y for x, y in zip(num, den, strict=True))
             rows.append((name, {t: statistics.median(v) for t, v in times.items()},
-                         statistics.median(idles)))
+                         statistics.median(idles), paired))
             print(f"  {name}: " + "; ".join(f"n_threads={t}: " + " ".join(f"{x:.2f}" for x in v)
                                            for t, v in times.items())
                   + (f"; default chose {CHOSEN[-repeats:]} threads" if mode == "load" else ""),
@@ -158,18 +162,20 @@ def measure(mode: str, backend: str, repeats: int, only: list[str] | None,
             busy.wait()
     if mode == "load":
         print("\n| family | default s | all cores s | 1 thread s | default / 1 thread "
-              "| all cores / 1 thread | idle before rounds |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-        for name, med, idle in rows:
+              "| same, per round | all cores / 1 thread | idle before rounds |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for name, med, idle, paired in rows:
             d, one = med[None], med[1]
             a = med.get(usable_cores(), float("nan"))
-            print(f"| {name} | {d:.2f} | {a:.2f} | {one:.2f} | {d / one:.2f}x | {a / one:.2f}x "
-                  f"| {idle:.0%} |")
+            print(f"| {name} | {d:.2f} | {a:.2f} | {one:.2f} | {d / one:.2f}x | {paired:.2f}x "
+                  f"| {a / one:.2f}x | {idle:.0%} |")
     else:
-        print("\n| family | 1 thread s | 2 threads s | speed-up | idle before rounds |")
-        print("| --- | ---: | ---: | ---: | ---: |")
-        for name, med, idle in rows:
-            print(f"| {name} | {med[1]:.2f} | {med[2]:.2f} | {med[1] / med[2]:.2f}x | {idle:.0%} |")
+        print("\n| family | 1 thread s | 2 threads s | speed-up | same, per round "
+              "| idle before rounds |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for name, med, idle, paired in rows:
+            print(f"| {name} | {med[1]:.2f} | {med[2]:.2f} | {med[1] / med[2]:.2f}x "
+                  f"| {paired:.2f}x | {idle:.0%} |")
 
 
 def main(argv=None) -> None:

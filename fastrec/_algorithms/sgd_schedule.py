@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastrec._array import aligned_zeros, array_module
+from fastrec.backends.threads import usable_cores
 
 DEFAULT_N_BLOCKS = 16
 
@@ -51,35 +52,35 @@ class BlockedRatings:
     item_rows: np.ndarray  # int64[n_items]: working row of each item (numpy)
 
     @classmethod
-    def build(cls, users, items, ratings, n_users, n_items, n_blocks, rng) -> BlockedRatings:
+    def build(cls, users, items, ratings, n_users, n_items, n_blocks, rng,
+              n_threads: int | None = None) -> BlockedRatings:
         """The layout of ``users``, ``items``, ``ratings`` (numpy, or CuPy: then the first four
-        fields are CuPy arrays too, built on the device; the draws of ``rng`` are uploaded)."""
+        fields are CuPy arrays too, built on the device; the draws of ``rng`` are uploaded).
+
+        The order is defined as a sort: blocks in row-major grid order, and within a block by
+        (working user row, a random 20-bit key per rating, input position), then the block's
+        halves interleaved. Host ratings go through the compiled counting sort
+        (``_datapath.layout``, ``n_threads`` threads, default all usable cores; the same layout
+        at any count), device ratings through two stable sorts, which give the same layout.
+        No sort key packs two fields, so nothing overflows for any ``G <= 4096`` and up to
+        2^42 users or items.
+        """
         xp = array_module(ratings)
         g = n_blocks
         nnz = users.shape[0]
         # A random relabelling balances popular users and items across the contiguous blocks.
         user_rows, item_rows = _random_rows(n_users, rng), _random_rows(n_items, rng)
-        users = xp.asarray(user_rows)[users].astype(users.dtype)
-        items = xp.asarray(item_rows)[items].astype(items.dtype)
-        block = (users.astype(np.int64) * g // n_users) * g + items.astype(np.int64) * g // n_items
-        counts = xp.bincount(block, minlength=g * g)
-        block_ptr = xp.zeros(g * g + 1, dtype=np.int64)
-        xp.cumsum(counts, out=block_ptr[1:])
-
-        # Sort by (block, user); 20 random low bits order a user's ratings within a block.
-        by_user = ((block * n_users + users) << 20) | xp.asarray(rng.integers(0, 1 << 20, nnz))
-        order = xp.argsort(by_user)
-        # Interleave the block's two halves: position j of the first half (length h) goes to
-        # slot 2j, position j of the second half to slot 2(j - h) + 1; a bijection, no sort.
-        start = block_ptr[block[order]]
-        position = xp.arange(nnz) - start
-        half = (counts[block[order]] + 1) // 2
-        slot = xp.where(position < half, 2 * position, 2 * (position - half) + 1)
-        interleaved = xp.empty_like(order)
-        interleaved[start + slot] = order
-        order = interleaved
-        return cls(xp.ascontiguousarray(users[order]), xp.ascontiguousarray(items[order]),
-                   xp.ascontiguousarray(ratings[order]), block_ptr, g, user_rows, item_rows)
+        keys = rng.integers(0, 1 << 20, nnz, dtype=np.uint32)
+        compiled = _compiled_layout() if xp is np else None
+        if compiled is not None:
+            users, items, ratings, block_ptr = compiled(
+                np.ascontiguousarray(users), np.ascontiguousarray(items),
+                np.ascontiguousarray(ratings), user_rows, item_rows, g, keys,
+                n_threads or usable_cores())
+        else:
+            users, items, ratings, block_ptr = _sorted_layout(
+                xp, users, items, ratings, user_rows, item_rows, g, xp.asarray(keys))
+        return cls(users, items, ratings, block_ptr, g, user_rows, item_rows)
 
     def to_working_order(self, state: dict[str, np.ndarray],
                          width: int | None = None) -> dict[str, np.ndarray]:
@@ -117,6 +118,41 @@ class BlockedRatings:
         b = np.arange(g)
         schedule = rows[None, :] * g + cols[(b[None, :] + strata[:, None]) % g]
         return np.ascontiguousarray(schedule, dtype=np.int64)
+
+
+def _sorted_layout(xp, users, items, ratings, user_rows, item_rows, g, keys):
+    """:meth:`BlockedRatings.build`'s layout by array sorts (CuPy input, or no compiled path):
+    a stable sort by key, then a stable one by (block, user) (< G^2 * n_users <= 2^55)."""
+    n_users, n_items = user_rows.shape[0], item_rows.shape[0]
+    nnz = users.shape[0]
+    users = xp.asarray(user_rows)[users].astype(users.dtype)
+    items = xp.asarray(item_rows)[items].astype(items.dtype)
+    block = (users.astype(np.int64) * g // n_users) * g + items.astype(np.int64) * g // n_items
+    counts = xp.bincount(block, minlength=g * g)
+    block_ptr = xp.zeros(g * g + 1, dtype=np.int64)
+    xp.cumsum(counts, out=block_ptr[1:])
+    order = xp.argsort(keys, kind="stable")
+    order = order[xp.argsort((block * n_users + users)[order], kind="stable")]
+    # Interleave the block's two halves: position j of the first half (length h) goes to
+    # slot 2j, position j of the second half to slot 2(j - h) + 1; a bijection, no sort.
+    start = block_ptr[block[order]]
+    position = xp.arange(nnz) - start
+    half = (counts[block[order]] + 1) // 2
+    slot = xp.where(position < half, 2 * position, 2 * (position - half) + 1)
+    interleaved = xp.empty_like(order)
+    interleaved[start + slot] = order
+    order = interleaved
+    return (xp.ascontiguousarray(users[order]), xp.ascontiguousarray(items[order]),
+            xp.ascontiguousarray(ratings[order]), block_ptr)
+
+
+def _compiled_layout():
+    """``_datapath.layout`` when the Cython extensions are built, else None."""
+    try:
+        from fastrec.backends.cython import _datapath
+    except ImportError:
+        return None
+    return _datapath.layout
 
 
 def _random_rows(n: int, rng) -> np.ndarray:

@@ -85,12 +85,17 @@ def default_n_threads() -> int:
     return threads_for(cores, os.cpu_count() or cores, busy_elsewhere())
 
 
-# libgomp's spin at a barrier or between parallel regions before it sleeps on a futex, in
-# iterations (about 100000 per millisecond by libgomp's own estimate): 20000 is about 0.2 ms,
-# long enough to catch the next region of an epoch on an idle machine without a wake-up, short
-# enough that a waiting thread soon gives its core back on a busy machine. libgomp's default
-# when nothing is set is 300000 (about 3 ms).
-OPENMP_SPIN_COUNT = "20000"
+# libgomp's spin at a barrier, or after a parallel region, before its thread sleeps on a futex,
+# in iterations of a pause-and-check loop (a pause took 27 ns on this project's AMD EPYC VM, so
+# 2000 iterations are about 50 us). Long enough for the work imbalance at a barrier of an idle
+# machine's epoch (NCF's chunks of 64 rows take some 30 us), short enough that a thread waiting
+# for a descheduled sibling soon gives its core back. Measured (2-core VM shared with other
+# jobs, 0% idle, a busy-loop process beside, GMF 1 epoch on 150k interactions, cython, two
+# rounds): 2 threads took 48-58 s at libgomp's default 300000, 30-35 s at 20000 (fastrec's
+# earlier setting), 4.6-6.0 s at 2000 and 1.3-1.4 s at 0 (passive), against 2.9-3.3 s on one
+# thread. 0 would cost a futex wake-up at nearly every barrier of an idle machine, where the
+# other settings spin through them.
+OPENMP_SPIN_COUNT = "2000"
 
 
 def set_openmp_wait_policy() -> None:

@@ -128,7 +128,7 @@ def _sniff_movielens(file: Path) -> str:
 def load_csv(path: str | os.PathLike, user_col: str | int, item_col: str | int,
              rating_col: str | int | None = None, timestamp_col: str | int | None = None,
              sep: str = ",", header: bool | Literal["infer"] = "infer",
-             dtype=np.float32) -> Interactions:
+             dtype=np.float32, duplicates: str = "raise") -> Interactions:
     """Read interactions from a delimited text file (compressed files are inflated by pandas).
 
     Parameters
@@ -142,6 +142,8 @@ def load_csv(path: str | os.PathLike, user_col: str | int, item_col: str | int,
     header : True if the first line holds column names, False if not; ``"infer"`` means True
         when any column is given by name and False when all are positions.
     dtype : float dtype of the ratings.
+    duplicates : a repeated (user, item) pair is an error ("raise"), or merged: "mean", "sum"
+        (e.g. event logs counted per pair) or "last" (see :meth:`Interactions.from_any`).
 
     Returns
     -------
@@ -177,7 +179,7 @@ def load_csv(path: str | os.PathLike, user_col: str | int, item_col: str | int,
     values = frame["rating"].to_numpy() if "rating" in columns else np.ones(frame.shape[0])
     times = frame["timestamp"].to_numpy() if "timestamp" in columns else None
     return Interactions.from_ids(frame["user"].to_numpy(), frame["item"].to_numpy(), values,
-                                 dtype, timestamps=times)
+                                 dtype, timestamps=times, duplicates=duplicates)
 
 
 # -- shared parsing and validation -----------------------------------------------------------------

@@ -24,8 +24,9 @@ def ratings():
     """Ratings with string user ids and integer item ids, in no particular order."""
     rng = np.random.default_rng(7)
     n = 6000
-    users = np.array([f"u{x}" for x in rng.integers(0, 400, n)])
-    items = rng.integers(0, 150, n) * 3 + 1
+    pairs = rng.choice(400 * 150, n, replace=False)  # distinct: repeats are an input error
+    users = np.array([f"u{x}" for x in pairs // 150])
+    items = pairs % 150 * 3 + 1
     values = rng.integers(1, 11, n) / 2.0
     return pd.DataFrame({"userId": users, "movieId": items, "rating": values})
 
@@ -62,8 +63,8 @@ def test_padded_rank_float64_unbiased_and_array_input(client):
     """k=100 (rows padded to 112), float64, no biases, COO triples as a Dask array."""
     require_backend("cython", "sgd_epoch")
     rng = np.random.default_rng(1)
-    triples = np.column_stack([rng.integers(0, 90, 3000), rng.integers(0, 60, 3000),
-                               rng.normal(3.0, 1.0, 3000)])
+    pairs = rng.choice(90 * 60, 3000, replace=False)
+    triples = np.column_stack([pairs // 60, pairs % 60, rng.normal(3.0, 1.0, 3000)])
     params = dict(n_factors=100, n_epochs=2, n_blocks=4, dtype="float64", biased=False,
                   random_state=5, learning_rate=0.01)
     model = fastrec.dask.MF(backend="cython", client=client, **params).fit(
@@ -111,7 +112,7 @@ def test_task_names_show_the_schedule(client, ratings):
     (pd.DataFrame({"user": [1, 2], "item": [1, 2], "rating": [1.0, np.nan]}), "NaN or inf"),
     (pd.DataFrame({"user": [1, 2], "thing": [1, 2], "rating": [1.0, 2.0]}), "no item column"),
     (pd.DataFrame({"user": [1.0, np.nan], "item": [1, 2], "rating": [1.0, 2.0]}),
-     "user ids contain NaN"),
+     r"user ids: missing id nan at row 1"),
     (pd.DataFrame({"user": [1, 2], "item": [1, 2], "rating": ["a", "b"]}), "numeric"),
 ])
 def test_bad_input_raises_the_local_error(client, frame, message):

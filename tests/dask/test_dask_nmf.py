@@ -41,8 +41,8 @@ def test_matches_the_local_fit(client, mode, beta_loss, biased, dtype):
             da.from_array(X.toarray(), chunks=(35, 50)))
         local = fastrec.NMF(**params).fit(X)
     else:
-        frame = pd.DataFrame({"user": rng.integers(0, 100, 1500),
-                              "item": rng.integers(0, 40, 1500),
+        pairs = rng.choice(100 * 40, 1500, replace=False)  # distinct (user, item) pairs
+        frame = pd.DataFrame({"user": pairs // 40, "item": pairs % 40,
                               "rating": rng.integers(1, 11, 1500) / 2.0})
         model = fastrec.dask.NMF(client=client, **params).fit(
             dd.from_pandas(frame, npartitions=3), n_partitions=3)

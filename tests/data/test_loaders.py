@@ -135,6 +135,15 @@ def test_load_csv_positions_without_header_is_implicit(tmp_path):
     assert data.timestamps is None
 
 
+def test_load_csv_repeated_pairs_raise_or_merge(tmp_path):
+    path = write(tmp_path / "clicks.txt", "3 1\n1 2\n3 1\n")
+    with pytest.raises(ValueError, match=r"duplicate \(user, item\) pair \(3, 1\) at entry 2"):
+        load_csv(path, 0, 1, sep=" ")
+    data = load_csv(path, 0, 1, sep=" ", duplicates="sum")
+    assert dict(zip(data.user_ids[data.users].tolist(), data.values.tolist(), strict=True)) == \
+        {3: 2.0, 1: 1.0}
+
+
 def test_load_csv_positions_with_header(tmp_path):
     path = write(tmp_path / "r.csv", "u,i,r\n1,2,5\n2,2,4\n")
     data = load_csv(path, 0, 1, rating_col=2, header=True)

@@ -10,10 +10,11 @@ ML_LATEST_SMALL = SHARED_DATA / "ml-latest-small"
 
 
 def random_interactions(seed=0, n_users=30, n_items=20, nnz=400, timestamps=True):
-    """Random data with many equal timestamps, so tie-breaking is exercised."""
+    """Random distinct pairs (repeats are an error by default) with many equal timestamps, so
+    tie-breaking is exercised."""
     rng = np.random.default_rng(seed)
-    users = rng.integers(0, n_users, nnz)
-    items = rng.integers(0, n_items, nnz)
+    pairs = rng.choice(n_users * n_items, nnz, replace=False)
+    users, items = pairs // n_items, pairs % n_items
     values = rng.random(nnz)
     times = rng.integers(0, 10, nnz) if timestamps else None
     return Interactions.from_ids(users * 10 + 3, items, values, timestamps=times)

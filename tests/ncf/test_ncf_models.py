@@ -153,7 +153,8 @@ def test_early_stopping_keeps_best_epoch(split):
 def test_explicit_ratings_with_squared_loss():
     rng = np.random.default_rng(0)
     users = np.repeat(np.arange(60), 10)
-    items = rng.integers(0, 40, users.shape[0])
+    # Ten distinct items per user: repeated (user, item) pairs are an input error.
+    items = np.concatenate([rng.choice(40, 10, replace=False) for _ in range(60)])
     ratings = 1.0 + 4.0 * ((users % 2) == (items % 2))  # planted: parity match rates 5, else 1
     model = GMF(n_factors=4, loss="squared", n_negatives=0, n_epochs=30, learning_rate=0.02,
                 batch_size=32, random_state=0).fit((users, items, ratings),
@@ -196,7 +197,7 @@ def test_bad_input(split):
         model.predict([0, 1], [0])
     with pytest.raises(DivergenceError, match="learning_rate"):
         GMF(loss="squared", n_negatives=0, learning_rate=1e30, optimizer="sgd", n_epochs=3,
-            random_state=0).fit((np.arange(50) % 7, np.arange(50) % 5, np.full(50, 5.0)))
+            random_state=0).fit((np.arange(50) % 10, np.arange(50) // 10, np.full(50, 5.0)))
 
 
 def test_leave_last_out_protocol():
