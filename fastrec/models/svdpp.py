@@ -21,7 +21,6 @@ from fastrec.backends._contract import check_svdpp_epoch
 from fastrec.metrics import rmse
 from fastrec.models._base import (
     FactorModel,
-    UserItemModel,
     check_dtype,
     check_positive,
     seen_matrix,
@@ -223,10 +222,8 @@ class SVDpp(FactorModel):
         return users @ self.item_factors_.T + self.item_bias_[None, :] + (
             self.global_mean_ + self.user_bias_[u])[:, None]
 
-    def _top_items(self, u, n, seen):
-        # FactorModel's fused path ranks user_factors_ rows alone; SVD++ users are p_u + z_u,
-        # so take the shared path over _score_users.
-        return UserItemModel._top_items(self, u, n, seen)
+    def _user_vectors(self, u):
+        return self.user_factors_[u] + self.user_implicit_[u]
 
     def fold_in(self, items, ratings):
         """A new user's ``(user_bias, p_u + z_u)`` from their ratings (N = the rated items):
