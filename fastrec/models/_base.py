@@ -286,7 +286,8 @@ class UserItemModel(Estimator):
         """Interactions from anything ``Interactions.from_any`` takes. CuPy arrays and
         cupyx.scipy.sparse matrices are copied to the host, or with ``keep_device`` (a fit on
         the GPU) stay on the device, mapped and validated there."""
-        return Interactions.from_any(X, dtype=dtype, keep_device=keep_device)
+        return Interactions.from_any(X, dtype=dtype, keep_device=keep_device,
+                                     duplicates=getattr(self, "duplicates", "raise"))
 
     def _mapped(self, X, dtype, what: str = "validation") -> Interactions:
         """Data mapped with the fitted id maps; pairs with unseen ids are dropped (logged).
@@ -301,7 +302,8 @@ class UserItemModel(Estimator):
         if isinstance(X, Interactions) and X.shape == (self.n_users_, self.n_items_) and (
                 X.user_ids is self.user_ids_ and X.item_ids is self.item_ids_):
             return X
-        data = Interactions.from_any(X, dtype=dtype)
+        data = Interactions.from_any(X, dtype=dtype,
+                                     duplicates=getattr(self, "duplicates", "raise"))
         users = self._user_index(data.user_ids[data.users], missing="drop")
         items = self._item_index(data.item_ids[data.items], missing="drop")
         keep = (users >= 0) & (items >= 0)
@@ -553,6 +555,8 @@ def seen_matrix(data: Interactions) -> sp.csr_matrix:
     """Boolean-ish CSR of the observed pairs (for filtering already-seen items), where the
     interactions are: scipy (int8 ones) or, for device interactions, cupyx.scipy.sparse
     (float32 ones: cuSPARSE has no int8 type); only its indptr and indices are read."""
+    if not is_device_array(data.users):
+        return data.seen_csr()
     xp, xsp = array_module(data.users), sparse_module(data.users)
     ones = xp.ones(data.nnz, _pattern_dtype(xp))
     m = xsp.csr_matrix((ones, (data.users, data.items)), shape=data.shape)

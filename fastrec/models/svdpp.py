@@ -53,7 +53,8 @@ class SVDpp(FactorModel):
     backend : "auto", "cython", "numba", "numpy" (reference, slow) or "cuda".
     n_threads : int or None (all usable cores).
     random_state : int or None; the same seed gives the same model on a given backend.
-    early_stopping, n_iter_no_change, tol, callbacks, verbose : as :class:`fastrec.MF`.
+    early_stopping, n_iter_no_change, tol, callbacks, duplicates, verbose : as
+        :class:`fastrec.MF`.
 
     The defaults (k=32, 20 epochs, learning_rate 0.02, reg 0.1, reg_implicit 10) were chosen on
     a validation split carved from the training part of ml-latest-small (random 80/20 with
@@ -77,7 +78,7 @@ class SVDpp(FactorModel):
                  dtype="float32", backend: str = "auto", n_threads: int | None = None,
                  random_state: int | None = None, early_stopping: bool = False,
                  n_iter_no_change: int = 3, tol: float = 1e-4, callbacks=None,
-                 verbose: bool = False):
+                 duplicates: str = "raise", verbose: bool = False):
         self.n_factors = n_factors
         self.n_epochs = n_epochs
         self.learning_rate = learning_rate
@@ -97,6 +98,7 @@ class SVDpp(FactorModel):
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
         self.callbacks = callbacks
+        self.duplicates = duplicates
         self.verbose = verbose
 
     def _validate_params(self) -> np.dtype:
@@ -148,7 +150,7 @@ class SVDpp(FactorModel):
         self.seen_ = seen_matrix(data)
         g = min(self.n_blocks or backend.default_n_blocks(*data.shape), *data.shape)
         blocked = BlockedRatings.build(data.users, data.items, data.values, data.n_users,
-                                       data.n_items, g, rng)
+                                       data.n_items, g, rng, n_threads)
         state = blocked.to_working_order(self._initial_state(rng, data.shape, k, dtype),
                                          backend.row_width("sgd", k, dtype))
         ratings = (blocked.users, blocked.items, blocked.ratings, blocked.block_ptr,
