@@ -21,6 +21,23 @@ from fastrec.exceptions import ModelFileError
 FORMAT_VERSION = 2  # 2: fitted metadata (``__fitted__``) and training curves
 
 
+def _header(path, arrays: dict) -> tuple[int, str, dict]:
+    """(format version, model class, parameters) from an archive's header entries, checked."""
+    version, model_class, params = (arrays.pop(name, None) for name in
+                                    ("__fastrec_format__", "__class__", "__params__"))
+    if (version is None or version.shape != (1,) or version.dtype.kind not in "iu"
+            or model_class is None or model_class.shape != () or model_class.dtype.kind != "U"
+            or params is None or params.shape != () or params.dtype.kind != "U"):
+        raise ModelFileError(f"{path} has a damaged fastrec header")
+    try:
+        params = json.loads(str(params))
+    except ValueError as exc:
+        raise ModelFileError(f"{path} has damaged parameters: {exc}") from exc
+    if not isinstance(params, dict):
+        raise ModelFileError(f"{path} has damaged parameters: not a JSON object")
+    return int(version[0]), str(model_class), params
+
+
 def model_path(path) -> Path:
     """``path`` with the ``.npz`` suffix that :func:`save_arrays` writes (added when absent)."""
     path = Path(path)
@@ -94,12 +111,10 @@ def load_arrays(path, expected_class: str | None = None) -> tuple[str, dict, dic
         raise ModelFileError(f"{path} holds data that would need unpickling; refused") from exc
     except (OSError, zipfile.BadZipFile, KeyError) as exc:
         raise ModelFileError(f"{path} is not a readable fastrec model: {exc}") from exc
-    version = int(arrays.pop("__fastrec_format__")[0])
+    version, model_class, params = _header(path, arrays)
     if version > FORMAT_VERSION:
         raise ModelFileError(f"{path} has format version {version}; this fastrec reads up to "
                              f"{FORMAT_VERSION}: upgrade fastrec")
-    model_class = str(arrays.pop("__class__"))
-    params = json.loads(str(arrays.pop("__params__")))
     if expected_class is not None and model_class != expected_class:
         raise ModelFileError(f"{path} holds a {model_class} model, not a {expected_class}")
     return model_class, params, arrays

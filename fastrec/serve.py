@@ -4,11 +4,11 @@ Built on Starlette (ASGI) and served by uvicorn (``pip install "fastrec[serve]"`
 all JSON:
 
 - ``GET /healthz``: ``{"status": "ok", "model": class, "path", "generation", ...}``.
-- ``POST /recommend`` ``{"users": [id, ...], "n": 10, "filter_seen": true}`` (MF, NMF in
-  observed mode, GMF/MLP/NeuMF): ``{"items": [[id, ...], ...], "scores": [[...], ...]}``. Rows
+- ``POST /recommend`` ``{"users": [id, ...], "n": 10, "filter_seen": true}`` (MF, SVDpp, NMF
+  in observed mode, GMF/MLP/NeuMF): ``{"items": [[id, ...], ...], "scores": [[...], ...]}``. Rows
   with fewer than ``n`` eligible items are padded with ``null`` ids and scores.
 - ``POST /predict`` ``{"users": [...], "items": [...]}`` (same models): ``{"predictions": [...]}``.
-- ``POST /similar`` ``{"items": [...], "n": 10}`` (MF, NMF):
+- ``POST /similar`` ``{"items": [...], "n": 10}`` (MF, SVDpp, NMF):
   ``{"items": [[...]], "scores": [[...]]}``.
 - ``POST /next`` ``{"session": [item, ...], "n": 20}`` (GRU4Rec):
   ``{"items": [...], "scores": [...]}``.
@@ -44,6 +44,7 @@ MAX_N = 10_000  # items per answer row
 _ENDPOINTS = {
     "MF": ("recommend", "predict", "similar"),
     "NMF": ("recommend", "predict", "similar"),
+    "SVDpp": ("recommend", "predict", "similar"),
     "GMF": ("recommend", "predict"),
     "MLP": ("recommend", "predict"),
     "NeuMF": ("recommend", "predict"),

@@ -101,10 +101,8 @@ _values = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.tex
                                                                           st.integers(-9, 9)))
 
 
-# ints beyond 64 bits are left out while their finding is open (pinned at the end)
 @FUZZ
-@given(value=st.one_of(_values.filter(lambda v: type(v) is not int),
-                       st.integers(-(2**63), 2**63 - 1)),
+@given(value=st.one_of(_values, st.integers()),
        integer=st.booleans(), allow_zero=st.booleans())
 def test_check_positive_accepts_exactly_finite_positive_numbers(value, integer, allow_zero):
     try:
@@ -204,33 +202,21 @@ def _crafted(tmp_path_factory, arrays, data, names):
 @given(data=st.data())
 def test_load_of_crafted_model_arrays_raises_model_file_error(tmp_path_factory, mf_arrays, data):
     arrays = mf_arrays[1]
-    # global_mean_ and the id maps are left out while their findings are open (pinned at the
-    # end of this file)
-    _crafted(tmp_path_factory, arrays, data,
-             sorted(set(arrays) - set(_HEADER) - {"global_mean_", "user_ids_", "item_ids_"}))
+    _crafted(tmp_path_factory, arrays, data, sorted(set(arrays) - set(_HEADER)))
 
 
-@pytest.mark.xfail(strict=True, reason="fastrec/io.py load_arrays reads the header entries "
-                   "unchecked: a missing __class__/__params__ (KeyError), __params__ that is "
-                   "not a JSON object (JSONDecodeError, AttributeError) or a 0-d "
-                   "__fastrec_format__ (IndexError) escape as other exceptions")
 @FUZZ
 @given(data=st.data())
 def test_load_of_a_crafted_header_raises_model_file_error(tmp_path_factory, mf_arrays, data):
     _crafted(tmp_path_factory, mf_arrays[1], data, list(_HEADER))
 
 
-# -- findings of the long fuzz run, pinned (strict: they pass once the bug is fixed) ------------
-@pytest.mark.xfail(strict=True, raises=TypeError, reason="models/_base.py check_positive: "
-                   "np.isfinite raises TypeError on an int beyond 64 bits, not ValueError")
+# -- findings of the long fuzz run, fixed: kept as regression tests -----------------------------
 def test_check_positive_refuses_a_huge_int_with_value_error():
     with pytest.raises(ValueError):
         check_positive("x", -(2**63) - 1)
 
 
-@pytest.mark.xfail(strict=True, reason="models/_base.py load: the scalar global_mean_ is not "
-                   "checked, so a crafted file with an array or a string there loads and "
-                   "recommend then fails")
 @pytest.mark.parametrize("value", [np.zeros((1, 1, 2)), np.array(["ab"])])
 def test_load_refuses_a_global_mean_that_is_not_a_number(tmp_path, mf_arrays, value):
     arrays = dict(mf_arrays[1], global_mean_=value)
@@ -240,8 +226,6 @@ def test_load_refuses_a_global_mean_that_is_not_a_number(tmp_path, mf_arrays, va
         fastrec.MF.load(path)
 
 
-@pytest.mark.xfail(strict=True, reason="models/_base.py load: id maps are not checked to be 1-D, "
-                   "sorted and unique; lookups then fail or answer 2-D ids")
 @pytest.mark.parametrize("name, value", [
     ("item_ids_", np.arange(12).reshape(12, 1)),
     ("item_ids_", np.zeros(12, np.int64)),

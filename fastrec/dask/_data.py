@@ -23,9 +23,13 @@ class WorkerLostError(RuntimeError):
 
 def get_client(client):
     """``client``, or the current default Dask client (as ``xgboost.dask`` and LightGBM)."""
+    try:
+        from distributed import default_client
+    except ImportError as exc:
+        raise ImportError("fastrec.dask needs Dask's distributed scheduler: "
+                          'pip install "fastrec[dask]"') from exc
     if client is not None:
         return client
-    from distributed import default_client
 
     try:
         return default_client()

@@ -60,11 +60,10 @@ class MF:
     take (fit with ``validation_data`` locally on a sample, or use ``n_epochs``).
 
     Fitted attributes (numpy, on the client, O((users + items) k)): those of
-    :class:`fastrec.MF` listed in ``FITTED``; ``n_blocks_``, ``layout_ties_`` (rating pairs
-    with equal layout keys: 0 means the equality with the local fit is guaranteed, see
-    :meth:`fit`), ``epoch_times_`` (seconds between successive epochs' losses reaching the
-    client; the next epoch is already queued, so after the first these are the cluster's
-    epoch times). :meth:`to_local` returns a fitted ``fastrec.MF``.
+    :class:`fastrec.MF` listed in ``FITTED``; ``n_blocks_``, ``epoch_times_`` (seconds
+    between successive epochs' losses reaching the client; the next epoch is already queued,
+    so after the first these are the cluster's epoch times). :meth:`to_local` returns a
+    fitted ``fastrec.MF``.
     """
 
     def __init__(self, n_factors: int = 32, n_epochs: int = 20, learning_rate: float = 0.02,
@@ -135,12 +134,10 @@ class MF:
             Partition order is rating order: the fit equals ``fastrec.MF().fit`` on the
             concatenated partitions. Ids are mapped by the cluster; ratings stay on it.
 
-        Equality with the local fit holds whenever the layout's sort keys (block, user, 20
-        random bits) are distinct (``layout_ties_ == 0``, the common case: a tie needs one user
-        with two ratings in one block drawing the same 20 bits). Tied ratings keep their input
-        order here, where numpy's unstable sort in the local layout may swap them.
-        A fit that raises (bad input, :class:`WorkerLostError`, ``DivergenceError``) leaves
-        the estimator as it was. Returns self.
+        The layout is the local one's sort (block, user, 20 random bits, input position), so
+        the equality with the local fit holds for any data. A fit that raises (bad input,
+        :class:`WorkerLostError`, ``DivergenceError``) leaves the estimator as it was.
+        Returns self.
         """
         start = time.perf_counter()
         dtype = self._validate_params()
@@ -188,10 +185,7 @@ class MF:
                          owners, "the data shuffle")
         del pieces
         data.parts = []  # the row blocks hold the ratings now
-        ties = int(sum(i["ties"] for i in infos))
-        if ties:
-            log.warning("%d rating pairs share a layout key; their order follows the input, "
-                        "so the fit may differ from the local one in the last bits", ties)
+        _check_repeats(infos, layout, data)
 
         working = layout.to_working_order(state, infos[0]["width"])
         rows = _bounds(n_users, g)
@@ -229,7 +223,7 @@ class MF:
         self.n_users_, self.n_items_ = n_users, n_items
         self.loss_curve_, self.validation_curve_ = curve, []
         self.n_epochs_ = len(curve)
-        self.n_blocks_, self.layout_ties_, self.epoch_times_ = g, ties, epoch_times
+        self.n_blocks_, self.epoch_times_ = g, epoch_times
         self.global_mean_ = mean
         self.backend_ = infos[0]["backend"]
         self._pattern = (client, row_blocks, owners, layout.user_rows, layout.item_rows)
@@ -369,6 +363,19 @@ _PARAMS = ("n_factors", "n_epochs", "learning_rate", "lr_bias", "reg", "reg_bias
            "verbose", "client")
 
 
+def _check_repeats(infos, layout, data) -> None:
+    """The local estimators' error for repeated (user, item) pairs, with global entries."""
+    found = [i["repeats"] for i in infos if i["repeats"] is not None]
+    if not found:
+        return
+    _, at, earlier, user_row, item_row = min(found, key=lambda f: f[1])
+    pair = (data.user_ids[np.argsort(layout.user_rows)[user_row]].item(),
+            data.item_ids[np.argsort(layout.item_rows)[item_row]].item())
+    raise ValueError(f"duplicate (user, item) pair {pair!r} at entry {at} (first at entry "
+                     f"{earlier}): {sum(f[0] for f in found)} repeated pairs in the data; merge "
+                     "them before fitting")
+
+
 def _bounds(n: int, g: int) -> np.ndarray:
     """int64[g + 1]: block b of the layout holds working rows ``bounds[b]:bounds[b + 1]``
     (rows ``u`` with ``u * g // n == b``)."""
@@ -391,23 +398,26 @@ def _row_block_pieces(data, user_ids, item_ids, user_rows, item_rows, index_dtyp
     row_block = users.astype(np.int64) * g // n_users
     order = np.argsort(row_block, kind="stable")
     cuts = np.searchsorted(row_block[order], np.arange(g + 1))
-    return [tuple(a[order[cuts[r]:cuts[r + 1]]] for a in (users, items, data.values, keys))
-            for r in range(g)]
+    entries = np.arange(offset, offset + data.nnz, dtype=np.int64)
+    return [tuple(a[order[cuts[r]:cuts[r + 1]]]
+                  for a in (users, items, data.values, keys, entries)) for r in range(g)]
 
 
 def _build_row_block(r, g, n_users, n_items, backend, rank, *pieces):
     """Row block ``r`` laid out as ``BlockedRatings.build`` lays out the whole matrix: sorted by
-    (block, user, tie key), each block's two halves interleaved. Returns ``(arrays, info)``:
+    (block, user, tie key, input position), each block's two halves interleaved. Returns
+    ``(arrays, info)``:
     arrays = (users - first row, items - first column of the block, ratings, ptr[g + 1]) with
-    column block c at ``ptr[c]:ptr[c + 1]``; info = {"ties", "counts", "backend", "width"}
+    column block c at ``ptr[c]:ptr[c + 1]``; info = {"counts", "backend", "width"}
     (the worker's backend and the row width its kernel wants for ``rank = (k, dtype)``)."""
-    users, items, ratings, keys = (np.concatenate(a) for a in zip(*pieces, strict=True))
+    users, items, ratings, keys, entries = (np.concatenate(a)
+                                            for a in zip(*pieces, strict=True))
     users64, items64 = users.astype(np.int64), items.astype(np.int64)
     col_block = items64 * g // n_items
     block = r * g + col_block
     by_user = ((block * n_users + users64) << 20) | keys
-    order = np.argsort(by_user, kind="stable")  # ties (rare) keep their input order
-    ties = int(np.count_nonzero(np.diff(by_user[order]) == 0))
+    order = np.argsort(by_user, kind="stable")  # pieces arrive in input order
+    repeats = _repeated_pairs(users, items, entries, n_items)
     counts = np.bincount(col_block, minlength=g)
     ptr = np.zeros(g + 1, np.int64)
     np.cumsum(counts, out=ptr[1:])
@@ -425,8 +435,26 @@ def _build_row_block(r, g, n_users, n_items, backend, rank, *pieces):
               np.ascontiguousarray((items64[order] - first_col).astype(items.dtype)),
               np.ascontiguousarray(ratings[order]), ptr)
     kernels = _worker_backend(backend)
-    return arrays, {"ties": ties, "counts": counts, "backend": kernels.name,
+    return arrays, {"counts": counts, "repeats": repeats, "backend": kernels.name,
                     "width": kernels.row_width("sgd", *rank)}
+
+
+def _repeated_pairs(users, items, entries, n_items):
+    """(count, the earliest repeat's entry, the entry of that pair's first occurrence, its
+    working user row, item row) of repeated (user, item) pairs in a row block (every rating of
+    a user is in one), or None."""
+    key = users.astype(np.int64) * n_items + items
+    order = np.lexsort((entries, key))
+    repeat = np.zeros(order.shape[0], bool)
+    repeat[1:] = key[order[1:]] == key[order[:-1]]
+    if not repeat.any():
+        return None
+    positions = np.flatnonzero(repeat)
+    j = positions[np.argmin(entries[order[positions]])]
+    group_start = np.flatnonzero(~repeat[:j + 1])[-1]
+    at = order[j]
+    return (int(positions.shape[0]), int(entries[at]), int(entries[order[group_start]]),
+            int(users[at]), int(items[at]))
 
 
 def _worker_backend(name: str, require: tuple[str, ...] = ("sgd_epoch",)):

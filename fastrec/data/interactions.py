@@ -128,7 +128,7 @@ class Interactions:
         n_users, n_items = matrix.shape
         index_dtype = _index_dtype(max(n_users, n_items))
         canonical = matrix.format == "csr" and xsp is sp and matrix.has_canonical_format
-        coo = matrix.tocoo(copy=False)
+        coo = matrix.tocoo(copy=False) if xsp is sp else xsp.coo_matrix(matrix)
         if canonical:
             # Rows of a canonical CSR matrix are sorted and repeat-free: its structure is the
             # pattern.

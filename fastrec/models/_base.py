@@ -218,7 +218,9 @@ class Estimator:
         try:
             for name in cls._SCALARS:
                 value = arrays[name]
-                setattr(model, name, value.item() if value.ndim == 0 else value)
+                if value.ndim != 0 or value.dtype.kind not in "biuf":
+                    raise ValueError(f"{name} is not a number")
+                setattr(model, name, value.item())
             fitted = json.loads(str(arrays.get("__fitted__", "{}")))
             for name in cls._METADATA:
                 setattr(model, name, fitted.get(name))
@@ -252,9 +254,10 @@ def check_dtype(dtype) -> np.dtype:
 
 
 def check_positive(name: str, value, integer: bool = False, allow_zero: bool = False) -> None:
-    ok = isinstance(value, (int, np.integer)) if integer else isinstance(
-        value, (int, float, np.integer, np.floating))
-    if not ok or isinstance(value, bool) or not np.isfinite(value) or value < 0 or (
+    is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    ok = is_int or (not integer and isinstance(value, (float, np.floating)))
+    # Python ints of any size are finite; np.isfinite cannot take those beyond 64 bits
+    if not ok or (not is_int and not np.isfinite(value)) or value < 0 or (
             value == 0 and not allow_zero):
         kind = "integer" if integer else "number"
         bound = ">= 0" if allow_zero else "> 0"
@@ -270,6 +273,12 @@ class UserItemModel(Estimator):
     """
 
     def _set_sizes(self) -> None:
+        for name in ("user_ids_", "item_ids_"):
+            ids = getattr(self, name)
+            if ids.ndim != 1 or ids.dtype.kind not in "iufUS":
+                raise ValueError(f"{name} is not a vector of ids")
+            if ids.size > 1 and not (ids[1:] > ids[:-1]).all():
+                raise ValueError(f"{name} is not sorted and unique")
         self.n_users_, self.n_items_ = self.user_ids_.shape[0], self.item_ids_.shape[0]
 
     # -- data ------------------------------------------------------------------------------
@@ -277,7 +286,8 @@ class UserItemModel(Estimator):
         """Interactions from anything ``Interactions.from_any`` takes. CuPy arrays and
         cupyx.scipy.sparse matrices are copied to the host, or with ``keep_device`` (a fit on
         the GPU) stay on the device, mapped and validated there."""
-        return Interactions.from_any(X, dtype=dtype, keep_device=keep_device)
+        return Interactions.from_any(X, dtype=dtype, keep_device=keep_device,
+                                     duplicates=getattr(self, "duplicates", "raise"))
 
     def _mapped(self, X, dtype, what: str = "validation") -> Interactions:
         """Data mapped with the fitted id maps; pairs with unseen ids are dropped (logged).
@@ -292,7 +302,8 @@ class UserItemModel(Estimator):
         if isinstance(X, Interactions) and X.shape == (self.n_users_, self.n_items_) and (
                 X.user_ids is self.user_ids_ and X.item_ids is self.item_ids_):
             return X
-        data = Interactions.from_any(X, dtype=dtype)
+        data = Interactions.from_any(X, dtype=dtype,
+                                     duplicates=getattr(self, "duplicates", "raise"))
         users = self._user_index(data.user_ids[data.users], missing="drop")
         items = self._item_index(data.item_ids[data.items], missing="drop")
         keep = (users >= 0) & (items >= 0)
@@ -422,9 +433,8 @@ class FactorModel(UserItemModel):
 
     def _top_items(self, u: np.ndarray, n: int, seen):
         # mu + b_u is the same for every item of a row: rank p_u . q_i + b_i, then add it.
-        xp = array_module(self.user_factors_)
-        best, best_scores = top_n(self.user_factors_[xp.asarray(u)], self.item_factors_,
-                                  self.item_bias_, n, seen, u, self._n_threads())
+        best, best_scores = top_n(self._user_vectors(u), self.item_factors_, self.item_bias_,
+                                  n, seen, u, self._n_threads())
         best, best_scores = to_host(best), to_host(best_scores)
         shift = (self.global_mean_ + to_host(self.user_bias_)[u]).astype(best_scores.dtype)
         return best, best_scores + shift[:, None]
@@ -464,6 +474,10 @@ class FactorModel(UserItemModel):
         data = self._mapped(X, self.user_factors_.dtype, "score")
         pred = to_host(self._predict_indices(data.users, data.items))
         return -float(np.sqrt(np.mean((pred.astype(np.float64) - data.values) ** 2)))
+
+    def _user_vectors(self, u: np.ndarray):
+        """The vectors user indices ``u`` score items with (``p_u``), on the factors' device."""
+        return self.user_factors_[array_module(self.user_factors_).asarray(u)]
 
     def _score_users(self, u: np.ndarray) -> np.ndarray:
         return self.user_factors_[u] @ self.item_factors_.T + self.item_bias_[None, :] + (
@@ -541,6 +555,8 @@ def seen_matrix(data: Interactions) -> sp.csr_matrix:
     """Boolean-ish CSR of the observed pairs (for filtering already-seen items), where the
     interactions are: scipy (int8 ones) or, for device interactions, cupyx.scipy.sparse
     (float32 ones: cuSPARSE has no int8 type); only its indptr and indices are read."""
+    if not is_device_array(data.users):
+        return data.seen_csr()
     xp, xsp = array_module(data.users), sparse_module(data.users)
     ones = xp.ones(data.nnz, _pattern_dtype(xp))
     m = xsp.csr_matrix((ones, (data.users, data.items)), shape=data.shape)

@@ -46,6 +46,8 @@ class MF(FactorModel):
     early_stopping : bool, stop when the validation RMSE stops improving (needs validation data
         in ``fit``); the best epoch's model is kept.
     n_iter_no_change, tol : patience and relative improvement for early stopping.
+    duplicates : what repeated (user, item) pairs in the training data mean: "raise" (an
+        error naming the first one, the default), "mean", "last" or "sum" of their values.
     callbacks : list of ``callback(epoch, metrics)`` called after each epoch (``metrics`` has
         ``loss`` and ``validation``); a truthy return value stops the fit.
     verbose : bool, progress bar and per-epoch log lines.
@@ -63,7 +65,7 @@ class MF(FactorModel):
                  backend: str = "auto", n_threads: int | None = None,
                  random_state: int | None = None, early_stopping: bool = False,
                  n_iter_no_change: int = 3, tol: float = 1e-4, callbacks=None,
-                 verbose: bool = False):
+                 duplicates: str = "raise", verbose: bool = False):
         self.n_factors = n_factors
         self.n_epochs = n_epochs
         self.learning_rate = learning_rate
@@ -83,6 +85,7 @@ class MF(FactorModel):
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
         self.callbacks = callbacks
+        self.duplicates = duplicates
         self.verbose = verbose
 
     def _validate_params(self) -> np.dtype:
@@ -151,7 +154,7 @@ class MF(FactorModel):
         g = self.n_blocks or backend.default_n_blocks(data.n_users, data.n_items)
         g = min(g, data.n_users, data.n_items)
         blocked = BlockedRatings.build(data.users, data.items, data.values, data.n_users,
-                                       data.n_items, g, rng)
+                                       data.n_items, g, rng, n_threads)
         # The kernels see the factor tables in the layout's working row order; the fitted
         # attributes are put back in id order whatever happens (finally below).
         state = blocked.to_working_order(state, backend.row_width("sgd", k, dtype))

@@ -58,7 +58,7 @@ class _NCF(UserItemModel):
                  n_threads: int | None = None, random_state: int | None = None,
                  early_stopping: bool = False, n_iter_no_change: int = 3, tol: float = 1e-4,
                  eval_k: int = 10, n_eval_negatives: int = 99, callbacks=None,
-                 verbose: bool = False):
+                 duplicates: str = "raise", verbose: bool = False):
         self.n_factors = n_factors
         self.layers = layers
         self.n_epochs = n_epochs
@@ -82,6 +82,7 @@ class _NCF(UserItemModel):
         self.eval_k = eval_k
         self.n_eval_negatives = n_eval_negatives
         self.callbacks = callbacks
+        self.duplicates = duplicates
         self.verbose = verbose
 
     # -- parameters -------------------------------------------------------------------------
@@ -150,7 +151,7 @@ class _NCF(UserItemModel):
         if self.early_stopping and validation_data is None:
             raise ValueError("early_stopping=True needs validation_data")
         n_gmf, layers = self._architecture()
-        data = Interactions.from_any(host_data(X), dtype=dtype)
+        data = self._training_data(host_data(X), dtype)
         backend = self._resolve_backend(_KERNELS)
         n_threads = self._n_threads()
         rng = np.random.default_rng(self.random_state)
@@ -199,6 +200,7 @@ class _NCF(UserItemModel):
                                  f"data {train.shape}")
         else:
             val = Interactions.from_any(validation_data, dtype=dtype, user_ids=train.user_ids,
+                                        duplicates=self.duplicates,
                                         item_ids=train.item_ids)
         if self.loss == "squared":
             return val
@@ -394,7 +396,8 @@ class GMF(_NCF):
                  backend: str = "auto", n_threads: int | None = None,
                  random_state: int | None = None, early_stopping: bool = False,
                  n_iter_no_change: int = 3, tol: float = 1e-4, eval_k: int = 10,
-                 n_eval_negatives: int = 99, callbacks=None, verbose: bool = False):
+                 n_eval_negatives: int = 99, callbacks=None, duplicates: str = "raise",
+                 verbose: bool = False):
         super().__init__(n_factors=n_factors, layers=(), n_epochs=n_epochs,
                          batch_size=batch_size, learning_rate=learning_rate,
                          n_negatives=n_negatives, loss=loss, optimizer=optimizer, beta1=beta1,
@@ -402,7 +405,7 @@ class GMF(_NCF):
                          n_threads=n_threads, random_state=random_state,
                          early_stopping=early_stopping, n_iter_no_change=n_iter_no_change,
                          tol=tol, eval_k=eval_k, n_eval_negatives=n_eval_negatives,
-                         callbacks=callbacks, verbose=verbose)
+                         callbacks=callbacks, duplicates=duplicates, verbose=verbose)
         del self.layers, self.pretrain_alpha
 
 
@@ -424,7 +427,8 @@ class MLP(_NCF):
                  backend: str = "auto", n_threads: int | None = None,
                  random_state: int | None = None, early_stopping: bool = False,
                  n_iter_no_change: int = 3, tol: float = 1e-4, eval_k: int = 10,
-                 n_eval_negatives: int = 99, callbacks=None, verbose: bool = False):
+                 n_eval_negatives: int = 99, callbacks=None, duplicates: str = "raise",
+                 verbose: bool = False):
         super().__init__(n_factors=0, layers=layers, n_epochs=n_epochs, batch_size=batch_size,
                          learning_rate=learning_rate, n_negatives=n_negatives, loss=loss,
                          optimizer=optimizer, beta1=beta1, beta2=beta2, eps=eps,
@@ -432,7 +436,7 @@ class MLP(_NCF):
                          random_state=random_state, early_stopping=early_stopping,
                          n_iter_no_change=n_iter_no_change, tol=tol, eval_k=eval_k,
                          n_eval_negatives=n_eval_negatives, callbacks=callbacks,
-                         verbose=verbose)
+                         duplicates=duplicates, verbose=verbose)
         del self.n_factors, self.pretrain_alpha
 
 
@@ -458,6 +462,8 @@ class NeuMF(_NCF):
     random_state : int or None; the same seed gives the same model on a given backend.
     early_stopping, n_iter_no_change, tol : stop when the validation metric (HR@eval_k among
         n_eval_negatives sampled items; RMSE for squared loss) stops improving; keep the best.
+    duplicates : what repeated (user, item) pairs in the training data mean: "raise" (an
+        error naming the first one, the default), "mean", "last" or "sum" of their values.
     callbacks : list of ``callback(epoch, metrics)`` called after each epoch; a truthy return
         value stops the fit.
     verbose : progress bar and per-epoch log lines.

@@ -69,6 +69,8 @@ class NMF(FactorModel):
     early_stopping, n_iter_no_change : stop when the RMSE on ``validation_data`` has not
         improved by a relative ``tol`` for ``n_iter_no_change`` iterations; the best iterate
         is kept.
+    duplicates : what repeated (user, item) pairs in the training data mean: "raise" (an
+        error naming the first one, the default), "mean", "last" or "sum" of their values.
     callbacks : list of ``callback(iteration, metrics)`` called after each iteration; a truthy
         return value stops the fit.
     verbose : bool, progress bar and the error at every iteration.
@@ -97,7 +99,7 @@ class NMF(FactorModel):
                  biased: bool = False, reg_bias: float = 0.02, random_state: int | None = None,
                  dtype="float32", backend: str = "auto", n_threads: int | None = None,
                  early_stopping: bool = False, n_iter_no_change: int = 10, callbacks=None,
-                 verbose: bool = False):
+                 duplicates: str = "raise", verbose: bool = False):
         self.n_components = n_components
         self.mode = mode
         self.beta_loss = beta_loss
@@ -116,6 +118,7 @@ class NMF(FactorModel):
         self.early_stopping = early_stopping
         self.n_iter_no_change = n_iter_no_change
         self.callbacks = callbacks
+        self.duplicates = duplicates
         self.verbose = verbose
 
     # -- validation --------------------------------------------------------------------------

@@ -21,7 +21,6 @@ from fastrec.backends._contract import check_svdpp_epoch
 from fastrec.metrics import rmse
 from fastrec.models._base import (
     FactorModel,
-    UserItemModel,
     check_dtype,
     check_positive,
     seen_matrix,
@@ -54,7 +53,8 @@ class SVDpp(FactorModel):
     backend : "auto", "cython", "numba", "numpy" (reference, slow) or "cuda".
     n_threads : int or None (all usable cores).
     random_state : int or None; the same seed gives the same model on a given backend.
-    early_stopping, n_iter_no_change, tol, callbacks, verbose : as :class:`fastrec.MF`.
+    early_stopping, n_iter_no_change, tol, callbacks, duplicates, verbose : as
+        :class:`fastrec.MF`.
 
     The defaults (k=32, 20 epochs, learning_rate 0.02, reg 0.1, reg_implicit 10) were chosen on
     a validation split carved from the training part of ml-latest-small (random 80/20 with
@@ -78,7 +78,7 @@ class SVDpp(FactorModel):
                  dtype="float32", backend: str = "auto", n_threads: int | None = None,
                  random_state: int | None = None, early_stopping: bool = False,
                  n_iter_no_change: int = 3, tol: float = 1e-4, callbacks=None,
-                 verbose: bool = False):
+                 duplicates: str = "raise", verbose: bool = False):
         self.n_factors = n_factors
         self.n_epochs = n_epochs
         self.learning_rate = learning_rate
@@ -98,6 +98,7 @@ class SVDpp(FactorModel):
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
         self.callbacks = callbacks
+        self.duplicates = duplicates
         self.verbose = verbose
 
     def _validate_params(self) -> np.dtype:
@@ -149,7 +150,7 @@ class SVDpp(FactorModel):
         self.seen_ = seen_matrix(data)
         g = min(self.n_blocks or backend.default_n_blocks(*data.shape), *data.shape)
         blocked = BlockedRatings.build(data.users, data.items, data.values, data.n_users,
-                                       data.n_items, g, rng)
+                                       data.n_items, g, rng, n_threads)
         state = blocked.to_working_order(self._initial_state(rng, data.shape, k, dtype),
                                          backend.row_width("sgd", k, dtype))
         ratings = (blocked.users, blocked.items, blocked.ratings, blocked.block_ptr,
@@ -223,10 +224,8 @@ class SVDpp(FactorModel):
         return users @ self.item_factors_.T + self.item_bias_[None, :] + (
             self.global_mean_ + self.user_bias_[u])[:, None]
 
-    def _top_items(self, u, n, seen):
-        # FactorModel's fused path ranks user_factors_ rows alone; SVD++ users are p_u + z_u,
-        # so take the shared path over _score_users.
-        return UserItemModel._top_items(self, u, n, seen)
+    def _user_vectors(self, u):
+        return self.user_factors_[u] + self.user_implicit_[u]
 
     def fold_in(self, items, ratings):
         """A new user's ``(user_bias, p_u + z_u)`` from their ratings (N = the rated items):

@@ -54,7 +54,6 @@ def test_bitwise_equal_to_local(request, ratings, n_blocks, n_workers):
     params = dict(n_factors=12, n_epochs=2, n_blocks=n_blocks, random_state=3)
     ddf = dd.from_pandas(ratings, npartitions=3)
     model = fastrec.dask.MF(backend="cython", client=cluster_client, **params).fit(ddf)
-    assert model.layout_ties_ == 0
     assert model.n_blocks_ == n_blocks
     _assert_same(_local(ratings, **params), model.to_local())
 
@@ -120,6 +119,17 @@ def test_bad_input_raises_the_local_error(client, frame, message):
         fastrec.MF().fit(frame)
     with pytest.raises(ValueError, match=message):
         fastrec.dask.MF(client=client).fit(dd.from_pandas(frame, npartitions=1))
+
+
+def test_repeated_pair_across_partitions(client):
+    """A pair repeated in another partition is found where the user's row block meets."""
+    frame = pd.DataFrame({"user": [1, 2, 3, 2], "item": [1, 2, 3, 2],
+                          "rating": [1.0, 2.0, 3.0, 4.0]})
+    message = r"duplicate \(user, item\) pair \(2, 2\) at entry 3 \(first at entry 1\)"
+    with pytest.raises(ValueError, match=message):
+        fastrec.MF().fit(frame)
+    with pytest.raises(ValueError, match=message):
+        fastrec.dask.MF(client=client).fit(dd.from_pandas(frame, npartitions=2))
 
 
 def test_bad_parameters_and_types(client, ratings):

@@ -206,3 +206,15 @@ def _umask():
     from fastrec.io import _umask
 
     return _umask()
+
+
+@pytest.mark.parametrize("make", [lambda **kw: MF(n_epochs=1, **kw),
+                                  lambda **kw: NMF(2, mode="observed", max_iter=2, **kw),
+                                  lambda **kw: GMF(n_epochs=1, **kw)])
+def test_estimators_pass_the_duplicates_policy_through(make):
+    users, items = np.array([0, 0, 1, 1, 2]), np.array([0, 0, 1, 2, 0])
+    ratings = np.array([4.0, 5.0, 3.0, 2.0, 1.0])
+    with pytest.raises(ValueError, match="repeated|duplicate"):
+        make().fit((users, items, ratings))
+    model = make(duplicates="mean").fit((users, items, ratings))
+    assert model.seen_.nnz == 4
