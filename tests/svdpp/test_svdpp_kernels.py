@@ -7,7 +7,7 @@ import pytest
 from fastrec.backends._contract import ContractError, check_svdpp_epoch
 from fastrec.backends.reference import sgd_epoch as reference_sgd_epoch
 from fastrec.backends.reference import svdpp_epoch as reference_epoch
-from tests.conftest import COMPILED_BACKENDS, require_backend
+from tests.conftest import COMPILED_BACKENDS, backend_or_skip
 from tests.svdpp.problems import make_svdpp_problem, run_epoch
 
 TOLERANCE = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}
@@ -18,7 +18,7 @@ TOLERANCE = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-10
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("k", [1, 37])
 def test_epoch_matches_reference(backend, dtype, index_dtype, k):
-    kernel = require_backend(backend, "svdpp_epoch").svdpp_epoch
+    kernel = backend_or_skip(backend, "svdpp_epoch").svdpp_epoch
     for implicit, biased in (("rated", True), ("more", False), ("random", True)):
         data, state, scalars = make_svdpp_problem(k=k, dtype=dtype, index_dtype=index_dtype,
                                                   implicit=implicit, seed=k)
@@ -63,7 +63,7 @@ def test_implicit_factors_learn_from_all_their_users_ratings():
     z = norm * y.sum(axis=0)
     err = data["ratings"][0] - (mu + state["user_bias"][0] + state["item_bias"][i] + (p + z) @ q)
     for backend in ("numpy", *COMPILED_BACKENDS):
-        kernel = require_backend(backend, "svdpp_epoch").svdpp_epoch
+        kernel = backend_or_skip(backend, "svdpp_epoch").svdpp_epoch
         _, got = run_epoch(kernel, data, state, scalars)
         np.testing.assert_allclose(got["implicit_factors"],
                                    (y + lr * norm * err * q) / (1 + lr * reg_y), rtol=1e-12)
@@ -74,8 +74,8 @@ def test_implicit_factors_learn_from_all_their_users_ratings():
 def test_numba_equals_cython_bit_for_bit(dtype, k):
     """Both compiled CPU backends run the header's operations in the same order (16-lane dot,
     sums in CSR/CSC order, no FMA contraction), so they agree exactly."""
-    cython = require_backend("cython", "svdpp_epoch").svdpp_epoch
-    numba = require_backend("numba", "svdpp_epoch").svdpp_epoch
+    cython = backend_or_skip("cython", "svdpp_epoch").svdpp_epoch
+    numba = backend_or_skip("numba", "svdpp_epoch").svdpp_epoch
     data, state, scalars = make_svdpp_problem(n_users=300, n_items=200, nnz=6000, k=k,
                                               n_blocks=8, dtype=dtype, implicit="more")
     sse_c, by_cython = run_epoch(cython, data, state, scalars)
@@ -87,7 +87,7 @@ def test_numba_equals_cython_bit_for_bit(dtype, k):
 
 @pytest.mark.parametrize("backend", COMPILED_BACKENDS)
 def test_bitwise_identical_at_any_thread_count(backend):
-    kernel = require_backend(backend, "svdpp_epoch").svdpp_epoch
+    kernel = backend_or_skip(backend, "svdpp_epoch").svdpp_epoch
     data, state, scalars = make_svdpp_problem(n_users=200, n_items=150, nnz=3000, k=16,
                                               n_blocks=6, dtype=np.float32)
     runs = [run_epoch(kernel, data, state, scalars, n_threads=n) for n in (1, 2, 4)]

@@ -6,7 +6,7 @@ import pytest
 
 from fastrec import MF, SVDpp
 from fastrec.data import synthetic_ratings
-from tests.conftest import CPU_BACKENDS, require_backend
+from tests.conftest import CPU_BACKENDS, backend_or_skip
 
 NOISE = 0.3
 
@@ -28,7 +28,7 @@ def small_model(backend="cython", **kw):
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_learns_planted_signal(backend, planted):
-    require_backend(backend, "svdpp_epoch")
+    backend_or_skip(backend, "svdpp_epoch")
     train, test = planted
     if backend == "numpy":  # the reference loops in Python: a smaller problem
         data = synthetic_ratings(n_users=120, n_items=60, n_ratings=3_000, rank=2,
@@ -49,7 +49,7 @@ def test_learns_planted_signal(backend, planted):
 
 @pytest.mark.parametrize("backend", ["cython", "numba"])
 def test_deterministic_at_any_thread_count(backend, planted):
-    require_backend(backend, "svdpp_epoch")
+    backend_or_skip(backend, "svdpp_epoch")
     train, _ = planted
     one = small_model(backend, n_epochs=4, n_threads=1).fit(train)
     two = small_model(backend, n_epochs=4, n_threads=2).fit(train)
@@ -63,8 +63,8 @@ def test_deterministic_at_any_thread_count(backend, planted):
 
 
 def test_cython_and_numba_fit_the_same_model(planted):
-    require_backend("cython", "svdpp_epoch")
-    require_backend("numba", "svdpp_epoch")
+    backend_or_skip("cython", "svdpp_epoch")
+    backend_or_skip("numba", "svdpp_epoch")
     train, _ = planted
     by_cython = small_model("cython", n_epochs=3).fit(train)
     by_numba = small_model("numba", n_epochs=3).fit(train)
@@ -73,7 +73,7 @@ def test_cython_and_numba_fit_the_same_model(planted):
 
 
 def test_predictions_follow_the_svdpp_formula(planted):
-    require_backend("cython", "svdpp_epoch")
+    backend_or_skip("cython", "svdpp_epoch")
     train, test = planted
     model = small_model(n_epochs=3).fit(train)
     seen = model.seen_.tocsr()
@@ -94,7 +94,7 @@ def test_predictions_follow_the_svdpp_formula(planted):
 
 
 def test_implicit_penalty_changes_the_model(planted):
-    require_backend("cython", "svdpp_epoch")
+    backend_or_skip("cython", "svdpp_epoch")
     train, _ = planted
     loose = small_model(n_epochs=3, reg_implicit=0.0).fit(train)
     tight = small_model(n_epochs=3, reg_implicit=50.0).fit(train)
@@ -102,7 +102,7 @@ def test_implicit_penalty_changes_the_model(planted):
 
 
 def test_fold_in_of_a_trained_user_predicts_like_the_model(planted):
-    require_backend("cython", "svdpp_epoch")
+    backend_or_skip("cython", "svdpp_epoch")
     train, _ = planted
     model = small_model().fit(train)
     user = 0
@@ -115,7 +115,7 @@ def test_fold_in_of_a_trained_user_predicts_like_the_model(planted):
 
 
 def test_save_load_round_trip(tmp_path, planted):
-    require_backend("cython", "svdpp_epoch")
+    backend_or_skip("cython", "svdpp_epoch")
     train, test = planted
     model = small_model(n_epochs=3).fit(train)
     loaded = SVDpp.load(model.save(tmp_path / "svdpp.npz"))
@@ -128,7 +128,7 @@ def test_save_load_round_trip(tmp_path, planted):
 
 
 def test_early_stopping_and_bad_parameters(planted):
-    require_backend("cython", "svdpp_epoch")
+    backend_or_skip("cython", "svdpp_epoch")
     train, test = planted
     model = small_model(n_epochs=40, early_stopping=True, n_iter_no_change=2,
                         learning_rate=0.05).fit(train, validation_data=test)
