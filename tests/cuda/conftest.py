@@ -33,6 +33,15 @@ def emulator():
 
 
 @pytest.fixture(scope="session")
+def topn_module(emulator):
+    """``csrc/cuda/topn.cu`` in the emulator: what model-level tests need for recommend."""
+    from fastrec.backends.cuda import _loader
+
+    return emulator.EmulatedModule(_loader.kernel_path("topn"), _loader.compile_options(),
+                                   _loader.NAME_EXPRESSIONS["topn"])
+
+
+@pytest.fixture(scope="session")
 def sgd_module(emulator):
     """``csrc/cuda/sgd.cu`` built in the emulator with the loader's options and names."""
     from fastrec.backends.cuda import _loader

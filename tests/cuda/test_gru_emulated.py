@@ -33,8 +33,8 @@ ORDERS = ("forward", "reverse", "random")
 
 
 @pytest.fixture(scope="module")
-def module(emulator):
-    return gru_modules(emulator)
+def module(emulator, topn_module):
+    return {**gru_modules(emulator), "topn": topn_module}  # topn: recommend_next
 
 
 @pytest.mark.parametrize("order", ORDERS)

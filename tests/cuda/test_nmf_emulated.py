@@ -204,10 +204,11 @@ def test_no_entries(nmf_module):
 
 # -- the public contract functions and the NMF model, with CuPy replaced by host arrays --------
 @pytest.fixture
-def fake_cupy(nmf_module, monkeypatch):
+def fake_cupy(nmf_module, topn_module, monkeypatch):
     """The CUDA backend with CuPy replaced by host arrays and NVRTC by the emulator."""
-    patch_cupy(monkeypatch, lambda source, expression: nmf_module.get_function(expression,
-                                                                               order="random"))
+    modules = {"nmf": nmf_module, "topn": topn_module}
+    patch_cupy(monkeypatch, lambda source, expression: modules[source].get_function(
+        expression, order="random"))
 
 
 def test_public_functions_copy_host_arrays_back(fake_cupy):
@@ -278,9 +279,9 @@ def test_nmf_fitted_on_cuda_keeps_its_arrays_on_the_device(fake_cupy, monkeypatc
     """``NMF(backend="cuda")`` end to end through the emulated kernels, fitted on device
     (``DeviceArray``) input: X and the factors go to the "device" once, the fitted arrays stay
     there and equal the numpy backend's (same initialisation and iterations) to rounding;
-    transform, inverse_transform, fold_in, predict and score run on the device, each array
-    result where its input is; to_numpy, save/load and to("cpu") give host arrays; CPU-only
-    methods say what to do."""
+    transform, inverse_transform, fold_in, predict and score (observed mode), recommend and
+    similar_items run on the device, each array result where its input is; to_numpy,
+    save/load and to("cpu") give host arrays; CPU-only methods say what to do."""
     from fastrec import NMF
     from tests.cuda.helpers import DeviceArray, register_emulated_cuda
 
@@ -319,16 +320,19 @@ def test_nmf_fitted_on_cuda_keeps_its_arrays_on_the_device(fake_cupy, monkeypatc
     assert bias == pytest.approx(cpu_bias, abs=1e-12)
 
     users, items = gpu.user_ids_[np.arange(10) % 6], gpu.item_ids_[np.arange(10) % 7]
-    pred = gpu.predict(users, items)
-    assert type(pred) is np.ndarray
-    np.testing.assert_allclose(pred, cpu.predict(users, items), **close)
     ratings = _model_input(x, "observed", on_device=False)
-    if mode == "observed":
+    if mode == "observed":  # full mode is scikit-learn's transformer: no pairwise predict
+        pred = gpu.predict(users, items)
+        assert type(pred) is np.ndarray
+        np.testing.assert_allclose(pred, cpu.predict(users, items), **close)
         assert gpu.score(ratings) == pytest.approx(cpu.score(ratings), rel=1e-9)
-    for method, args in (("recommend", (users[:2],)), ("similar_items", (items[:2],)),
-                         ("recommend_from_ratings", ([1, 4], [2.0, 3.5]))):
-        with pytest.raises(RuntimeError, match="to\\('cpu'\\)"):
-            getattr(gpu, method)(*args)
+    for method, args in (("recommend", (users[:2],)), ("similar_items", (items[:2],))):
+        (got_ids, got), (want_ids, want) = (getattr(m, method)(*args) for m in (gpu, cpu))
+        assert type(got) is np.ndarray  # scored and selected on the device, returned on host
+        np.testing.assert_allclose(got, want, **close)
+        np.testing.assert_array_equal(got_ids, want_ids)
+    with pytest.raises(RuntimeError, match="to\\('cpu'\\)"):
+        gpu.recommend_from_ratings([1, 4], [2.0, 3.5])
 
     host = gpu.to_numpy()
     assert host.device_ == "cpu" and gpu.device_ == "cuda"

@@ -225,17 +225,19 @@ def test_public_sgd_epoch_copies_host_arrays_back(sgd_module, monkeypatch, drive
     assert_matches((sse, got), run_reference(data, factors, scalars, True), np.float64)
 
 
-def test_mf_fitted_on_cuda_keeps_its_arrays_on_the_device(sgd_module, monkeypatch, tmp_path):
+def test_mf_fitted_on_cuda_keeps_its_arrays_on_the_device(sgd_module, topn_module, monkeypatch,
+                                                          tmp_path):
     """MF(backend="cuda") through the emulated kernels with CuPy replaced by host stand-ins:
     the ratings and factors go to the "device" once, the fitted arrays stay there
     (``device_ == "cuda"``), the model equals the numpy backend's to rounding, predict and
-    score run on the device and return host values, ``to_numpy()`` copies back, save writes
-    host arrays, CPU-only methods say what to do."""
+    score and recommend run on the device and return host values, ``to_numpy()`` copies back,
+    save writes host arrays, CPU-only methods say what to do."""
     from fastrec import MF
     from fastrec.data import synthetic_ratings
     from tests.cuda.helpers import DeviceArray, register_emulated_cuda
 
-    patch_cupy(monkeypatch, lambda source, expression: sgd_module.get_function(
+    modules = {"sgd": sgd_module, "topn": topn_module}
+    patch_cupy(monkeypatch, lambda source, expression: modules[source].get_function(
         expression, order="random", seed=3))
     register_emulated_cuda(monkeypatch)
     data = synthetic_ratings(40, 30, 500, seed=1).interactions
@@ -255,8 +257,11 @@ def test_mf_fitted_on_cuda_keeps_its_arrays_on_the_device(sgd_module, monkeypatc
     assert type(pred) is np.ndarray
     np.testing.assert_allclose(pred, cpu.predict(ratings[0][:20], ratings[1][:20]), rtol=1e-10)
     assert gpu.score(ratings) == pytest.approx(cpu.score(ratings), rel=1e-10)
+    (got_ids, got), (want_ids, want) = (m.recommend(ratings[0][:2]) for m in (gpu, cpu))
+    np.testing.assert_allclose(got, want, rtol=1e-10)  # top-n on the device, host results
+    np.testing.assert_array_equal(got_ids, want_ids)
     with pytest.raises(RuntimeError, match="to\\('cpu'\\)"):
-        gpu.recommend(ratings[0][:2])
+        gpu.fold_in(ratings[1][:2], [4.0, 3.0])
     loaded = MF.load(gpu.save(tmp_path / "gpu.npz"))
     assert type(loaded.user_factors_) is np.ndarray
     np.testing.assert_array_equal(loaded.user_factors_, host.user_factors_)

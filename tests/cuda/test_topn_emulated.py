@@ -8,15 +8,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from fastrec.backends.cuda import _loader
 from fastrec.backends.cuda.topn import launch_topn
 from fastrec.backends.reference import topn as reference
-
-
-@pytest.fixture(scope="module")
-def topn_module(emulator):
-    return emulator.EmulatedModule(_loader.kernel_path("topn"), _loader.compile_options(),
-                                   _loader.NAME_EXPRESSIONS["topn"])
 
 
 def _problem(b, m, dtype, index_dtype, seed=0, density=0.2):
