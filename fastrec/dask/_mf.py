@@ -37,7 +37,7 @@ from fastrec.backends import available_backends, get_backend
 from fastrec.dask._data import get_client, global_index, load_ratings, submit, wait_for
 from fastrec.dask._exact import mean_from_plan, mean_plan, skip_tie_keys, slice_sums, tie_keys
 from fastrec.exceptions import DivergenceError, NotFittedError
-from fastrec.models._base import check_dtype, check_positive
+from fastrec.models._base import check_dtype, check_positive, store_params
 
 log = logging.getLogger("fastrec")
 
@@ -74,27 +74,7 @@ class MF:
                  random_state: int | None = None, early_stopping: bool = False,
                  n_iter_no_change: int = 3, tol: float = 1e-4, callbacks=None,
                  verbose: bool = False, client=None):
-        self.n_factors = n_factors
-        self.n_epochs = n_epochs
-        self.learning_rate = learning_rate
-        self.lr_bias = lr_bias
-        self.reg = reg
-        self.reg_bias = reg_bias
-        self.lr_schedule = lr_schedule
-        self.lr_decay = lr_decay
-        self.biased = biased
-        self.init_std = init_std
-        self.n_blocks = n_blocks
-        self.dtype = dtype
-        self.backend = backend
-        self.n_threads = n_threads
-        self.random_state = random_state
-        self.early_stopping = early_stopping
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.callbacks = callbacks
-        self.verbose = verbose
-        self.client = client
+        store_params(self, locals())
 
     def get_params(self, deep: bool = True) -> dict:
         return {name: getattr(self, name) for name in _PARAMS}

@@ -40,7 +40,7 @@ from fastrec.dask._data import (
 from fastrec.dask._exact import mean_from_plan, mean_plan, slice_sums
 from fastrec.dask._mf import _bounds, _worker_backend
 from fastrec.exceptions import NotFittedError
-from fastrec.models._base import check_dtype, check_positive
+from fastrec.models._base import check_dtype, check_positive, store_params
 
 NMF_EPSILON = 1.1920928955078125e-07  # csrc/include/fastrec/nmf.h: float32's machine epsilon
 _KERNELS = {"full": ("nmf_update_full", "nmf_loss_full"),
@@ -76,26 +76,7 @@ class NMF:
                  dtype="float32", backend: str = "auto", n_threads: int | None = None,
                  early_stopping: bool = False, n_iter_no_change: int = 10, callbacks=None,
                  verbose: bool = False, client=None):
-        self.n_components = n_components
-        self.mode = mode
-        self.beta_loss = beta_loss
-        self.init = init
-        self.max_iter = max_iter
-        self.tol = tol
-        self.alpha_W = alpha_W
-        self.alpha_H = alpha_H
-        self.l1_ratio = l1_ratio
-        self.biased = biased
-        self.reg_bias = reg_bias
-        self.random_state = random_state
-        self.dtype = dtype
-        self.backend = backend
-        self.n_threads = n_threads
-        self.early_stopping = early_stopping
-        self.n_iter_no_change = n_iter_no_change
-        self.callbacks = callbacks
-        self.verbose = verbose
-        self.client = client
+        store_params(self, locals())
 
     def get_params(self, deep: bool = True) -> dict:
         return {name: getattr(self, name) for name in _PARAMS}

@@ -246,6 +246,14 @@ class Estimator:
         """Raise ValueError when the fitted arrays do not fit together."""
 
 
+def store_params(estimator, arguments: dict) -> None:
+    """Store an ``__init__``'s arguments (its ``locals()``) as attributes of the same names,
+    unchanged, as scikit-learn's estimator convention asks (``get_params`` reads them back)."""
+    for name, value in arguments.items():
+        if name not in ("self", "__class__"):
+            setattr(estimator, name, value)
+
+
 def check_dtype(dtype) -> np.dtype:
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):

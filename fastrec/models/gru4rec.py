@@ -29,7 +29,7 @@ from fastrec.backends._contract import (
     gru_layout,
 )
 from fastrec.data.sessions import Sessions, index_of
-from fastrec.models._base import Estimator, check_dtype, check_positive
+from fastrec.models._base import Estimator, check_dtype, check_positive, store_params
 
 log = logging.getLogger("fastrec")
 
@@ -90,32 +90,7 @@ class GRU4Rec(Estimator):
                  n_threads: int | None = None, random_state: int | None = None,
                  early_stopping: bool = False, n_iter_no_change: int = 3, tol: float = 1e-4,
                  eval_k: int = 20, callbacks=None, verbose: bool = False):
-        self.hidden_size = hidden_size
-        self.n_layers = n_layers
-        self.embedding_size = embedding_size
-        self.loss = loss
-        self.n_sample = n_sample
-        self.sample_alpha = sample_alpha
-        self.bpreg = bpreg
-        self.batch_size = batch_size
-        self.bptt = bptt
-        self.n_epochs = n_epochs
-        self.optimizer = optimizer
-        self.learning_rate = learning_rate
-        self.momentum = momentum
-        self.eps = eps
-        self.dropout_embed = dropout_embed
-        self.dropout_hidden = dropout_hidden
-        self.dtype = dtype
-        self.backend = backend
-        self.n_threads = n_threads
-        self.random_state = random_state
-        self.early_stopping = early_stopping
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.eval_k = eval_k
-        self.callbacks = callbacks
-        self.verbose = verbose
+        store_params(self, locals())
 
     # -- parameters -------------------------------------------------------------------------
     def _validate_params(self) -> np.dtype:

@@ -35,7 +35,13 @@ from fastrec._array import array_module, host_data, is_device_array, to_device, 
 from fastrec.backends import available_backends, get_backend
 from fastrec.backends._contract import check_ncf_net
 from fastrec.data.interactions import Interactions
-from fastrec.models._base import UserItemModel, check_dtype, check_positive, seen_matrix
+from fastrec.models._base import (
+    UserItemModel,
+    check_dtype,
+    check_positive,
+    seen_matrix,
+    store_params,
+)
 
 log = logging.getLogger("fastrec")
 
@@ -59,31 +65,7 @@ class _NCF(UserItemModel):
                  early_stopping: bool = False, n_iter_no_change: int = 3, tol: float = 1e-4,
                  eval_k: int = 10, n_eval_negatives: int = 99, callbacks=None,
                  duplicates: str = "raise", verbose: bool = False):
-        self.n_factors = n_factors
-        self.layers = layers
-        self.n_epochs = n_epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.n_negatives = n_negatives
-        self.loss = loss
-        self.optimizer = optimizer
-        self.beta1 = beta1
-        self.beta2 = beta2
-        self.eps = eps
-        self.init_std = init_std
-        self.pretrain_alpha = pretrain_alpha
-        self.dtype = dtype
-        self.backend = backend
-        self.n_threads = n_threads
-        self.random_state = random_state
-        self.early_stopping = early_stopping
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.eval_k = eval_k
-        self.n_eval_negatives = n_eval_negatives
-        self.callbacks = callbacks
-        self.duplicates = duplicates
-        self.verbose = verbose
+        store_params(self, locals())
 
     # -- parameters -------------------------------------------------------------------------
     def _architecture(self) -> tuple[int, np.ndarray]:

@@ -28,6 +28,7 @@ from fastrec.models._base import (
     check_positive,
     pattern_matrix,
     seen_matrix,
+    store_params,
 )
 
 log = logging.getLogger("fastrec")
@@ -100,26 +101,7 @@ class NMF(FactorModel):
                  dtype="float32", backend: str = "auto", n_threads: int | None = None,
                  early_stopping: bool = False, n_iter_no_change: int = 10, callbacks=None,
                  duplicates: str = "raise", verbose: bool = False):
-        self.n_components = n_components
-        self.mode = mode
-        self.beta_loss = beta_loss
-        self.init = init
-        self.max_iter = max_iter
-        self.tol = tol
-        self.alpha_W = alpha_W
-        self.alpha_H = alpha_H
-        self.l1_ratio = l1_ratio
-        self.biased = biased
-        self.reg_bias = reg_bias
-        self.random_state = random_state
-        self.dtype = dtype
-        self.backend = backend
-        self.n_threads = n_threads
-        self.early_stopping = early_stopping
-        self.n_iter_no_change = n_iter_no_change
-        self.callbacks = callbacks
-        self.duplicates = duplicates
-        self.verbose = verbose
+        store_params(self, locals())
 
     # -- validation --------------------------------------------------------------------------
     def _validate_params(self) -> tuple[np.dtype, int]:

@@ -24,6 +24,7 @@ from fastrec.models._base import (
     check_dtype,
     check_positive,
     seen_matrix,
+    store_params,
 )
 
 
@@ -79,27 +80,7 @@ class SVDpp(FactorModel):
                  random_state: int | None = None, early_stopping: bool = False,
                  n_iter_no_change: int = 3, tol: float = 1e-4, callbacks=None,
                  duplicates: str = "raise", verbose: bool = False):
-        self.n_factors = n_factors
-        self.n_epochs = n_epochs
-        self.learning_rate = learning_rate
-        self.lr_bias = lr_bias
-        self.reg = reg
-        self.reg_bias = reg_bias
-        self.reg_implicit = reg_implicit
-        self.lr_schedule = lr_schedule
-        self.lr_decay = lr_decay
-        self.init_std = init_std
-        self.n_blocks = n_blocks
-        self.dtype = dtype
-        self.backend = backend
-        self.n_threads = n_threads
-        self.random_state = random_state
-        self.early_stopping = early_stopping
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.callbacks = callbacks
-        self.duplicates = duplicates
-        self.verbose = verbose
+        store_params(self, locals())
 
     def _validate_params(self) -> np.dtype:
         check_positive("n_factors", self.n_factors, integer=True)
