@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from fastrec import io
-from fastrec._algorithms.fit_loop import History
+from fastrec._algorithms.fit_loop import History, fit_epochs
 from fastrec._algorithms.topn import top_n, top_n_scores
 from fastrec._array import (
     array_module,
@@ -115,6 +115,22 @@ class Estimator:
             delattr(self, name)
         for name in scratch._fitted_names():
             setattr(self, name, getattr(scratch, name))
+
+    def _train(self, trainer, n_epochs: int, backend_name: str, finish=None) -> History:
+        """Run the shared fit loop with this estimator's loop parameters (``early_stopping``,
+        ``n_iter_no_change``, ``tol``, ``callbacks``, ``verbose``); whatever happens, record
+        what it measured and then call ``finish()`` (the family's fitted attributes from the
+        trained arrays)."""
+        history = History()
+        try:
+            fit_epochs(trainer, n_epochs, early_stopping=self.early_stopping,
+                       n_iter_no_change=self.n_iter_no_change, tol=self.tol,
+                       callbacks=self.callbacks, verbose=self.verbose, history=history)
+        finally:
+            self._record(history, backend_name)
+            if finish is not None:
+                finish()
+        return history
 
     def _record(self, history: History, backend_name: str) -> None:
         """Copy what the shared fit loop measured into the fitted attributes."""

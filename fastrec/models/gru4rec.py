@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from fastrec._algorithms.fit_loop import History, Trainer, fit_epochs
+from fastrec._algorithms.fit_loop import Trainer
 from fastrec._algorithms.gru4rec import GRU4RecParams, alias_table, session_parallel_schedule
 from fastrec._algorithms.gru_forward import gru_step
 from fastrec._algorithms.topn import top_n
@@ -214,15 +214,11 @@ class GRU4Rec(Estimator):
         self.backend_ = backend.name  # validation scores the model while it trains
         trainer = _GRU4RecTrainer(self, backend, schedule_arrays, hidden, params, prob, alias,
                                   seed, validation, n_threads)
-        history = History()
-        try:
-            fit_epochs(trainer, int(self.n_epochs), early_stopping=self.early_stopping,
-                       n_iter_no_change=self.n_iter_no_change, tol=self.tol,
-                       callbacks=self.callbacks, verbose=self.verbose, history=history)
-        finally:
-            self._record(history, backend.name)
+        def finish():
             self.events_per_second_ = (trainer.events / trainer.kernel_seconds
                                        if trainer.kernel_seconds > 0 else float("nan"))
+
+        self._train(trainer, int(self.n_epochs), backend.name, finish)
 
     # -- inference ------------------------------------------------------------------------------
     def _weights(self):

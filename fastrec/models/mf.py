@@ -9,9 +9,7 @@ import numpy as np
 
 from fastrec._algorithms.fit_loop import (
     LR_SCHEDULES,
-    History,
     Trainer,
-    fit_epochs,
     learning_rate_at,
 )
 from fastrec._algorithms.sgd_schedule import BlockedRatings
@@ -158,14 +156,8 @@ class MF(FactorModel):
                           validation.values)
         trainer = _SGDTrainer(self, backend, blocked, ratings, move, state, data, validation,
                               n_threads, rng)
-        history = History()
-        try:
-            fit_epochs(trainer, int(self.n_epochs), early_stopping=self.early_stopping,
-                       n_iter_no_change=self.n_iter_no_change, tol=self.tol,
-                       callbacks=self.callbacks, verbose=self.verbose, history=history)
-        finally:
-            self.__dict__.update(blocked.to_id_order(state, k))
-            self._record(history, backend.name)
+        self._train(trainer, int(self.n_epochs), backend.name,
+                    lambda: self.__dict__.update(blocked.to_id_order(state, k)))
 
 
 class _SGDTrainer(Trainer):

@@ -20,7 +20,7 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-from fastrec._algorithms.fit_loop import History, Trainer, fit_epochs
+from fastrec._algorithms.fit_loop import Trainer
 from fastrec._algorithms.ncf import (
     LOSSES,
     OPTIMIZERS,
@@ -154,13 +154,7 @@ class _NCF(UserItemModel):
         self.user_embeddings_, self.item_embeddings_, self.dense_ = (
             move(a) for a in (self.user_embeddings_, self.item_embeddings_, self.dense_))
         trainer = _NCFTrainer(self, backend, data, validation, move, n_threads, rng)
-        history = History()
-        try:
-            fit_epochs(trainer, int(self.n_epochs), early_stopping=self.early_stopping,
-                       n_iter_no_change=self.n_iter_no_change, tol=self.tol,
-                       callbacks=self.callbacks, verbose=self.verbose, history=history)
-        finally:
-            self._record(history, backend.name)
+        self._train(trainer, int(self.n_epochs), backend.name)
 
     def _init_from(self, **models) -> None:
         if models:

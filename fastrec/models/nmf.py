@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 
-from fastrec._algorithms.fit_loop import History, fit_epochs
+from fastrec._algorithms.fit_loop import fit_epochs
 from fastrec._algorithms.nmf_mu import (
     CSRPair,
     MUTrainer,
@@ -241,19 +241,13 @@ class NMF(FactorModel):
         trainer = MUTrainer(backend, x, w, ht, bu, bi, self.global_mean_, beta, self.mode,
                             bool(self.biased), self._penalty(x.shape), float(self.tol), True,
                             n_threads, self.verbose, f"NMF[{backend.name}]", validation)
-        history = History()
-        try:
-            fit_epochs(trainer, int(self.max_iter), early_stopping=self.early_stopping,
-                       n_iter_no_change=self.n_iter_no_change, tol=self.tol,
-                       callbacks=self.callbacks, verbose=self.verbose, history=history)
-        finally:
-            self._record(history, backend.name)
-            self._finish_fit(trainer, k, history)
+        history = self._train(trainer, int(self.max_iter), backend.name,
+                              lambda: self._finish_fit(trainer, k))
         if history.n_epochs == int(self.max_iter) and self.tol > 0 and not self.early_stopping:
             _warn_not_converged(int(self.max_iter))
         return _where_input_is(self.user_factors_, X)
 
-    def _finish_fit(self, trainer: MUTrainer, k: int, history) -> None:
+    def _finish_fit(self, trainer: MUTrainer, k: int) -> None:
         """Fitted attributes from the trainer's arrays (the real k columns of the padded
         factors)."""
         w, ht = trainer.w, trainer.ht

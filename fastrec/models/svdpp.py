@@ -10,9 +10,7 @@ import scipy.sparse as sp
 
 from fastrec._algorithms.fit_loop import (
     LR_SCHEDULES,
-    History,
     Trainer,
-    fit_epochs,
     learning_rate_at,
 )
 from fastrec._algorithms.sgd_schedule import BlockedRatings
@@ -150,16 +148,12 @@ class SVDpp(FactorModel):
                           validation.values)
         trainer = _SVDppTrainer(self, backend, blocked, ratings, move, state, data, validation,
                                 n_threads, rng)
-        history = History()
-        try:
-            fit_epochs(trainer, int(self.n_epochs), early_stopping=self.early_stopping,
-                       n_iter_no_change=self.n_iter_no_change, tol=self.tol,
-                       callbacks=self.callbacks, verbose=self.verbose, history=history)
-        finally:
+        def finish():
             state["user_implicit_"] = self._implicit_sums(state["implicit_factors_"])
             self.__dict__.update(blocked.to_id_order(state, k))
             del self._implicit_matrix
-            self._record(history, backend.name)
+
+        self._train(trainer, int(self.n_epochs), backend.name, finish)
 
     def _initial_state(self, rng, shape, k, dtype) -> dict[str, np.ndarray]:
         """The trained arrays before the first epoch, in id order (names as fitted)."""
