@@ -171,7 +171,7 @@ class _SGDTrainer(Trainer):
         self.ratings, self.move, self.arrays = ratings, move, state
         self.data, self.validation_pairs = data, validation
         self.n_threads, self.rng = n_threads, rng
-        self.name = f"MF[{backend.name}]"
+        self.name = f"{type(model).__name__}[{backend.name}]"
         self.lr_bias = model.learning_rate if model.lr_bias is None else model.lr_bias
         self.hint = (f"learning_rate={model.learning_rate} (lr_bias={self.lr_bias}) is too "
                      "large for this data; lower it")
@@ -181,8 +181,7 @@ class _SGDTrainer(Trainer):
 
     def run_epoch(self, epoch: int) -> float:
         m = self.model
-        lr = learning_rate_at(m.lr_schedule, m.learning_rate, m.lr_decay, epoch)
-        lr_b = learning_rate_at(m.lr_schedule, self.lr_bias, m.lr_decay, epoch)
+        lr, lr_b = self.learning_rates(epoch)
         sse = self.backend.sgd_epoch(
             *self.ratings, self.move(self.blocked.epoch_schedule(self.rng)),
             self.arrays["user_factors_"], self.arrays["item_factors_"],
@@ -195,6 +194,12 @@ class _SGDTrainer(Trainer):
             return None
         users, items, values = self.validation_pairs
         return rmse(values, to_host(self.model._predict_indices(users, items))), "RMSE", True
+
+    def learning_rates(self, epoch: int) -> tuple[float, float]:
+        """The schedule's factor and bias learning rates of ``epoch``."""
+        m = self.model
+        return (learning_rate_at(m.lr_schedule, m.learning_rate, m.lr_decay, epoch),
+                learning_rate_at(m.lr_schedule, self.lr_bias, m.lr_decay, epoch))
 
     def input_scale(self) -> float:
         values = self.data.values

@@ -10,13 +10,10 @@ import scipy.sparse as sp
 
 from fastrec._algorithms.fit_loop import (
     LR_SCHEDULES,
-    Trainer,
-    learning_rate_at,
 )
 from fastrec._algorithms.sgd_schedule import BlockedRatings
-from fastrec._array import array_module, sparse_module, to_device, to_host
+from fastrec._array import array_module, sparse_module, to_device
 from fastrec.backends._contract import check_svdpp_epoch
-from fastrec.metrics import rmse
 from fastrec.models._base import (
     FactorModel,
     check_dtype,
@@ -24,6 +21,7 @@ from fastrec.models._base import (
     seen_matrix,
     store_params,
 )
+from fastrec.models.mf import _SGDTrainer
 
 
 class SVDpp(FactorModel):
@@ -218,29 +216,13 @@ class SVDpp(FactorModel):
         return bias, p + z
 
 
-class _SVDppTrainer(Trainer):
-    """One SVD++ epoch over the blocked ratings (working row order) for the shared fit loop."""
-
-    loss_label = "train RMSE"
-
-    def __init__(self, model: SVDpp, backend, blocked, ratings, move, state, data, validation,
-                 n_threads, rng):
-        self.model, self.backend, self.blocked = model, backend, blocked
-        self.ratings, self.move, self.arrays = ratings, move, state
-        self.data, self.validation_pairs = data, validation
-        self.n_threads, self.rng = n_threads, rng
-        self.name = f"SVDpp[{backend.name}]"
-        self.lr_bias = model.learning_rate if model.lr_bias is None else model.lr_bias
-        self.hint = (f"learning_rate={model.learning_rate} (lr_bias={self.lr_bias}) is too "
-                     "large for this data; lower it")
-
-    def state(self) -> dict:
-        return self.arrays
+class _SVDppTrainer(_SGDTrainer):
+    """One SVD++ epoch over the blocked ratings (working row order) for the shared fit loop;
+    the rest as MF's."""
 
     def run_epoch(self, epoch: int) -> float:
         m, a = self.model, self.arrays
-        lr = learning_rate_at(m.lr_schedule, m.learning_rate, m.lr_decay, epoch)
-        lr_b = learning_rate_at(m.lr_schedule, self.lr_bias, m.lr_decay, epoch)
+        lr, lr_b = self.learning_rates(epoch)
         sse = self.backend.svdpp_epoch(
             *self.ratings[:4], self.move(self.blocked.epoch_schedule(self.rng)),
             *self.ratings[4:], a["user_factors_"], a["item_factors_"], a["implicit_factors_"],
@@ -249,16 +231,9 @@ class _SVDppTrainer(Trainer):
         return math.sqrt(sse / self.data.nnz) if math.isfinite(sse) else math.inf
 
     def validation(self) -> tuple[float, str, bool] | None:
-        if self.validation_pairs is None:
-            return None
-        users, items, values = self.validation_pairs
-        m = self.model
-        m.user_implicit_ = m._implicit_sums(self.arrays["implicit_factors_"])
-        return rmse(values, to_host(m._predict_indices(users, items))), "RMSE", True
-
-    def input_scale(self) -> float:
-        values = self.data.values
-        return float(np.abs(values).max()) if values.size else 0.0
+        if self.validation_pairs is not None:  # predictions read the users' implicit sums
+            self.model.user_implicit_ = self.model._implicit_sums(self.arrays["implicit_factors_"])
+        return super().validation()
 
 
 def _implicit_layout(blocked: BlockedRatings, shape) -> tuple[np.ndarray, ...]:
