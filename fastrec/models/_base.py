@@ -361,7 +361,7 @@ class UserItemModel(Estimator):
         """The id that pads top-N rows with fewer eligible items than asked for (their score is
         -inf): -1, NaN or "" by id type, or for integer ids that include -1, one below the
         smallest id."""
-        return _padding_id(self.item_ids_)
+        return padding_id(self.item_ids_)
 
     def recommend(self, users, n: int = 10, filter_seen: bool = True, items=None):
         """Top-``n`` items for each user (original ids), best first.
@@ -383,11 +383,7 @@ class UserItemModel(Estimator):
             top, scores = self._top_items(u, n_out, seen)
         else:
             top, scores = self._top_candidates(u, n_out, seen, candidates)
-        ids = self.item_ids_[np.maximum(top, 0)]
-        if (top < 0).any():
-            ids = ids.astype(np.result_type(ids.dtype, np.asarray(self.padding_id_).dtype))
-            ids[top < 0] = self.padding_id_
-        return ids, scores
+        return item_ids_padded(self.item_ids_, top), scores
 
     def _score_dtype(self) -> np.dtype:
         raise NotImplementedError
@@ -613,7 +609,18 @@ def _top_n(scores: np.ndarray, n: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1)
 
 
-def _padding_id(ids: np.ndarray):
+def item_ids_padded(item_ids: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """The original ids of top-N item indices, where index -1 (padding) becomes
+    :func:`padding_id` of ``item_ids``."""
+    ids = item_ids[np.maximum(top, 0)]
+    if (top < 0).any():
+        pad = padding_id(item_ids)
+        ids = ids.astype(np.result_type(ids.dtype, np.asarray(pad).dtype))
+        ids[top < 0] = pad
+    return ids
+
+
+def padding_id(ids: np.ndarray):
     """An id that is not among ``ids``, of a type that fits them."""
     if ids.dtype.kind in "iu":
         if ids.size == 0 or ids.dtype.kind == "u" or -1 not in ids:

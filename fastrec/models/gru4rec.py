@@ -29,7 +29,14 @@ from fastrec.backends._contract import (
     gru_layout,
 )
 from fastrec.data.sessions import Sessions, index_of
-from fastrec.models._base import Estimator, check_dtype, check_positive, store_params
+from fastrec.models._base import (
+    Estimator,
+    check_dtype,
+    check_positive,
+    item_ids_padded,
+    padding_id,
+    store_params,
+)
 
 log = logging.getLogger("fastrec")
 
@@ -288,8 +295,15 @@ class GRU4Rec(Estimator):
             hidden = self._advance(np.array([item]), hidden)
         vectors, bias = self._output_parts()
         best, scores = top_n(hidden[-1], vectors, bias, int(n), n_threads=1)
-        return (self.item_ids_[to_host(best)[0]], to_host(scores)[0],
+        return (item_ids_padded(self.item_ids_, to_host(best)[0]), to_host(scores)[0],
                 to_host(hidden[:, 0]).copy())
+
+    @property
+    def padding_id_(self):
+        """The id that pads top-N lists (score -inf), never a real item id; see
+        ``MF.padding_id_``. ``recommend_next`` ranks every item, so it pads only where scores
+        are not numbers."""
+        return padding_id(self.item_ids_)
 
     def _output_parts(self):
         """The output table split into contiguous item vectors T[n_items, H] and biases

@@ -56,7 +56,6 @@ def test_cuda_launcher_rejects_a_repeated_row_block_before_any_launch():
                   True)
 
 
-@pytest.mark.xfail(strict=True, reason="fixed by the data-path rewrite")
 def test_layout_at_a_gpu_grid_side_with_millions_of_users():
     """G = 1024 with 9M users: G^2 * n_users >= 2^43, where a (block, user) sort key shifted by
     20 bits overflows int64. Every block must hold exactly its row and column block's ratings

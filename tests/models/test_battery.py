@@ -6,10 +6,6 @@ parity, every user has interacted with all items of their own class but ``HELD_O
 ratings, rated some items of the other class low). A model that learned anything recommends
 exactly the held-out items of the user's class first. Sessions have a planted successor
 (item i is always followed by i + 1 mod n), so the next-item answer is exact too.
-
-Cases marked ``xfail(strict=True)`` state the intended uniform behaviour (issues 13 and 15) that
-some families do not have yet; they turn into failures the day they start passing, so the
-marks come off with the fix.
 """
 
 from __future__ import annotations
@@ -153,13 +149,6 @@ def fitted(family, backend):
     return fit_once(family, backend)[0]
 
 
-def known_gap(request, family, names, reason):
-    """Mark this case xfail(strict) for the families ``names``: ``reason`` is the gap between
-    today's behaviour and the battery's intended uniform one."""
-    if family[0] in names:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-
-
 def fitted_arrays(model) -> dict[str, np.ndarray]:
     return {k: v for k, v in vars(model).items()
             if k.endswith("_") and not k.startswith("_") and isinstance(v, np.ndarray)}
@@ -232,11 +221,9 @@ def top_n_of_first_user(model, n):
     return ids[None], scores[None]
 
 
-def test_top_n_is_as_wide_as_the_candidates_and_padded(request, family, fitted):
+def test_top_n_is_as_wide_as_the_candidates_and_padded(family, fitted):
     """Asking for more items than exist gives min(n, candidates) columns; the slots no eligible
     item fills hold ``padding_id_`` (never a real id) and score -inf."""
-    known_gap(request, family, ("GRU4Rec",), "GRU4Rec has no padding_id_ (README: every top-N "
-              "pads with model.padding_id_)")
     ids, scores = top_n_of_first_user(fitted, N_ITEMS + 3)
     assert ids.shape == scores.shape == (1, N_ITEMS)
     eligible = np.count_nonzero(np.isfinite(scores[0]))
