@@ -30,14 +30,14 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 import fastrec
-from fastrec._algorithms.fit_loop import LR_SCHEDULES, learning_rate_at
+from fastrec._algorithms.fit_loop import learning_rate_at
 from fastrec._algorithms.sgd_schedule import BlockedRatings
 from fastrec._array import aligned_zeros
 from fastrec.backends import available_backends, get_backend
 from fastrec.dask._data import get_client, global_index, load_ratings, submit, wait_for
 from fastrec.dask._exact import mean_from_plan, mean_plan, skip_tie_keys, slice_sums, tie_keys
 from fastrec.exceptions import DivergenceError, NotFittedError
-from fastrec.models._base import check_dtype, check_positive, store_params
+from fastrec.models._base import check_positive, store_params
 
 log = logging.getLogger("fastrec")
 
@@ -80,21 +80,8 @@ class MF:
         return {name: getattr(self, name) for name in _PARAMS}
 
     def _validate_params(self) -> np.dtype:
-        check_positive("n_factors", self.n_factors, integer=True)
-        check_positive("n_epochs", self.n_epochs, integer=True)
-        check_positive("learning_rate", self.learning_rate)
-        if self.lr_bias is not None:
-            check_positive("lr_bias", self.lr_bias, allow_zero=True)
-        check_positive("reg", self.reg, allow_zero=True)
-        check_positive("reg_bias", self.reg_bias, allow_zero=True)
-        check_positive("init_std", self.init_std)
-        check_positive("lr_decay", self.lr_decay, allow_zero=True)
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.lr_schedule == "exponential" and self.lr_decay >= 1:
-            raise ValueError("lr_decay must be < 1 for the exponential schedule")
-        if self.n_blocks is not None:
-            check_positive("n_blocks", self.n_blocks, integer=True)
+        # the local estimator's rules (they read only parameters), then the cluster's own
+        dtype = fastrec.MF._validate_params(self)
         if self.n_threads is not None:
             check_positive("n_threads", self.n_threads, integer=True)
         if self.early_stopping:
@@ -103,7 +90,7 @@ class MF:
         if self.backend == "cuda":
             raise ValueError("fastrec.dask runs the CPU kernels on the workers: backend must be "
                              "'auto', 'cython', 'numba' or 'numpy'")
-        return check_dtype(self.dtype)
+        return dtype
 
     def fit(self, X, columns=None):
         """Fit on ratings held by the cluster.

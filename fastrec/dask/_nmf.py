@@ -28,7 +28,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 import fastrec
-from fastrec._algorithms.nmf_mu import beta_from_loss, pad_columns, random_init
+from fastrec._algorithms.nmf_mu import pad_columns, random_init
 from fastrec.dask._data import (
     get_client,
     global_index,
@@ -40,7 +40,7 @@ from fastrec.dask._data import (
 from fastrec.dask._exact import mean_from_plan, mean_plan, slice_sums
 from fastrec.dask._mf import _bounds, _worker_backend
 from fastrec.exceptions import NotFittedError
-from fastrec.models._base import check_dtype, check_positive, store_params
+from fastrec.models._base import check_positive, store_params
 
 NMF_EPSILON = 1.1920928955078125e-07  # csrc/include/fastrec/nmf.h: float32's machine epsilon
 _KERNELS = {"full": ("nmf_update_full", "nmf_loss_full"),
@@ -82,27 +82,11 @@ class NMF:
         return {name: getattr(self, name) for name in _PARAMS}
 
     def _validate_params(self) -> tuple[np.dtype, int]:
-        if self.mode not in _KERNELS:
-            raise ValueError(f"mode must be one of {tuple(_KERNELS)}, got {self.mode!r}")
-        beta = beta_from_loss(self.beta_loss)
         if self.init in ("nndsvd", "nndsvda"):
             raise ValueError(f"init={self.init!r} needs an SVD of all of X, which fastrec.dask "
                              "does not distribute: use init='random' or 'custom'")
-        if self.init not in (None, "random", "custom"):
-            raise ValueError(f"init must be None, 'random' or 'custom', got {self.init!r}")
-        if self.n_components is not None:
-            check_positive("n_components", self.n_components, integer=True)
-        check_positive("max_iter", self.max_iter, integer=True)
-        check_positive("tol", self.tol, allow_zero=True)
-        check_positive("alpha_W", self.alpha_W, allow_zero=True)
-        if self.alpha_H != "same":
-            check_positive("alpha_H", self.alpha_H, allow_zero=True)
-        check_positive("l1_ratio", self.l1_ratio, allow_zero=True)
-        if self.l1_ratio > 1:
-            raise ValueError(f"l1_ratio must be in [0, 1], got {self.l1_ratio}")
-        check_positive("reg_bias", self.reg_bias, allow_zero=True)
-        if self.biased and (self.mode != "observed" or beta != 2):
-            raise ValueError("biased=True needs mode='observed' and beta_loss='frobenius'")
+        # the local estimator's rules (they read only parameters), then the cluster's own
+        dtype, beta = fastrec.NMF._validate_params(self)
         if self.n_threads is not None:
             check_positive("n_threads", self.n_threads, integer=True)
         if self.early_stopping:
@@ -111,12 +95,10 @@ class NMF:
         if self.backend == "cuda":
             raise ValueError("fastrec.dask runs the CPU kernels on the workers: backend must be "
                              "'auto', 'cython', 'numba' or 'numpy'")
-        return check_dtype(self.dtype), beta
+        return dtype, beta
 
     def _alphas(self) -> tuple[float, float, float, float]:
-        alpha_h = self.alpha_W if self.alpha_H == "same" else self.alpha_H
-        r = float(self.l1_ratio)
-        return self.alpha_W * r, self.alpha_W * (1 - r), alpha_h * r, alpha_h * (1 - r)
+        return fastrec.NMF._alphas(self)
 
     def fit(self, X, y=None, W=None, H=None, columns=None, n_partitions: int | None = None):
         """Fit and return self.
