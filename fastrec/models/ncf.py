@@ -562,7 +562,10 @@ class JointNeuMF(NeuMF):
     nonnegative : project ``p`` and ``q`` onto >= 0 after every optimiser step (as NMF's
         factors; the embeddings then start at ``|N(0, init_std)|``).
     Others as :class:`NeuMF` (``loss`` must be "bce": the ratings enter through the rating
-    term).
+    term). The defaults (``n_factors=16``, ``rating_weight=3``, ``rating_reg=0.05``, NeuMF's
+    schedule) were chosen on a validation split of ml-latest-small's training part (each
+    user's latest training rating held out): ``benchmarks/joint_report.py tune``, table in
+    ``benchmarks/results/joint_report.md``.
 
     ``fit(X, ...)`` needs the ratings as the values of ``X`` (a sparse matrix, a
     ``(user_ids, item_ids, ratings)`` triple, a DataFrame with ratings or an Interactions);
@@ -575,7 +578,7 @@ class JointNeuMF(NeuMF):
     _JOINT = True
     _SCALARS = (*NeuMF._SCALARS, "rating_mean_")
 
-    def __init__(self, n_factors: int = 8, layers=(64, 32, 16, 8), rating_weight: float = 1.0,
+    def __init__(self, n_factors: int = 16, layers=(64, 32, 16, 8), rating_weight: float = 3.0,
                  rating_reg: float = 0.05, nonnegative: bool = False, n_epochs: int = 20,
                  batch_size: int = 256, learning_rate: float = 0.001, n_negatives: int = 4,
                  loss: str = "bce", optimizer: str = "adam", beta1: float = 0.9,
