@@ -13,7 +13,7 @@ from fastrec._algorithms.fit_loop import (
     learning_rate_at,
 )
 from fastrec._algorithms.sgd_schedule import BlockedRatings
-from fastrec._array import array_module, is_device_array, to_device, to_host
+from fastrec._array import array_module, to_device, to_host
 from fastrec.backends._contract import check_sgd_epoch
 from fastrec.metrics import rmse
 from fastrec.models._base import (
@@ -142,9 +142,8 @@ class MF(FactorModel):
         # The kernels see the factor tables in the layout's working row order; the fitted
         # attributes are put back in id order whatever happens (finally below).
         state = blocked.to_working_order(state, backend.row_width("sgd", k, dtype))
-        if not is_device_array(blocked.ratings):  # device layouts: checked per launch
-            check_sgd_epoch(blocked.users, blocked.items, blocked.ratings, blocked.block_ptr,
-                            blocked.epoch_schedule(np.random.default_rng(0)), *state.values())
+        check_sgd_epoch(blocked.users, blocked.items, blocked.ratings, blocked.block_ptr,
+                        blocked.epoch_schedule(np.random.default_rng(0)), *state.values())
         # On CUDA the ratings go to the device once and the fitted arrays stay there.
         move = to_device if backend.name == "cuda" else (lambda a: a)
         state = {name: move(table) for name, table in state.items()}
