@@ -35,8 +35,8 @@ SEEDS = (0, 1, 2)
 CONFIGS = ("8:1:0", "8:1:0.05", "8:1:0.2", "32:1:0.1", "8:3:0.1", "8:10:0.1", "16:3:0.05")
 
 
-def load() -> Interactions:
-    frame = pd.read_csv(DATA)
+def load(path: Path = DATA) -> Interactions:
+    frame = pd.read_csv(path)
     return Interactions.from_ids(frame["userId"].to_numpy(), frame["movieId"].to_numpy(),
                                  frame["rating"].to_numpy(),
                                  timestamps=frame["timestamp"].to_numpy())
@@ -88,11 +88,12 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("what", choices=("tune", "report"))
     parser.add_argument("--backend", default="auto")
+    parser.add_argument("--data", type=Path, default=DATA, help="ml-latest-small's ratings.csv")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS),
                         help="JointNeuMF settings to tune, n_factors:rating_weight:rating_reg")
     args = parser.parse_args()
-    data = load()
+    data = load(args.data)
     train, test = leave_last_out(data, single="train")
     b = args.backend
     if args.what == "tune":
