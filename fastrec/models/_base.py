@@ -86,16 +86,19 @@ class Estimator:
     def _fitted_names(self) -> list[str]:
         return [name for name in vars(self) if name.endswith("_") and not name.startswith("_")]
 
-    def _transaction(self, body, *args, **kwargs):
-        """Run ``body(scratch, *args, **kwargs)`` on a copy of this estimator without fitted
-        state and adopt the copy's fitted attributes when it returns (or diverges)."""
+    def _transaction(self, body, *args, validation_data=None):
+        """Run ``body(scratch, *args, validation_data=validation_data)`` on a copy of this
+        estimator without fitted state and adopt the copy's fitted attributes when it returns
+        (or diverges). Early stopping without validation data is refused before any work."""
+        if self.early_stopping and validation_data is None:
+            raise ValueError("early_stopping=True needs validation_data")
         scratch = copy.copy(self)
         for name in scratch._fitted_names():
             delattr(scratch, name)
         scratch.__dict__.pop("_train_seconds", None)
         start = time.perf_counter()
         try:
-            result = body(scratch, *args, **kwargs)
+            result = body(scratch, *args, validation_data=validation_data)
         except DivergenceError:
             scratch._finish_timing(start)
             self._adopt(scratch)

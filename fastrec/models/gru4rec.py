@@ -167,13 +167,11 @@ class GRU4Rec(Estimator):
         Returns self. A fit that raises leaves a previously fitted model as it was, except
         :class:`fastrec.DivergenceError`, after which the model holds the last good epoch.
         """
-        self._transaction(type(self)._fit, X, validation_data)
+        self._transaction(type(self)._fit, X, validation_data=validation_data)
         return self
 
     def _fit(self, X, validation_data) -> None:
         dtype = self._validate_params()
-        if self.early_stopping and validation_data is None:
-            raise ValueError("early_stopping=True needs validation_data")
         data = self._sessions(X)
         backend = self._resolve_backend((_KERNEL,))
         n_threads = self._n_threads()

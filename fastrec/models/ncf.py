@@ -125,13 +125,11 @@ class _NCF(UserItemModel):
         Returns self. A fit that raises leaves a previously fitted model as it was, except
         :class:`fastrec.DivergenceError`, after which the model holds the last good epoch.
         """
-        self._transaction(type(self)._fit, X, validation_data, init_from)
+        self._transaction(type(self)._fit, X, init_from, validation_data=validation_data)
         return self
 
-    def _fit(self, X, validation_data, init_from) -> None:
+    def _fit(self, X, init_from, validation_data) -> None:
         dtype = self._validate_params()
-        if self.early_stopping and validation_data is None:
-            raise ValueError("early_stopping=True needs validation_data")
         n_gmf, layers = self._architecture()
         data = self._training_data(host_data(X), dtype)
         backend = self._resolve_backend(_KERNELS)

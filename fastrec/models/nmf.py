@@ -197,12 +197,10 @@ class NMF(FactorModel):
         leaves a previously fitted model as it was, except :class:`fastrec.DivergenceError`,
         after which the model holds the last good iterate.
         """
-        return self._transaction(type(self)._fit, X, W, H, validation_data)
+        return self._transaction(type(self)._fit, X, W, H, validation_data=validation_data)
 
     def _fit(self, X, W, H, validation_data):
         dtype, beta = self._validate_params()
-        if self.early_stopping and validation_data is None:
-            raise ValueError("early_stopping=True needs validation_data")
         backend = self._resolve_backend(_KERNELS[self.mode])
         n_threads = self._n_threads()
         rng = np.random.default_rng(self.random_state)
