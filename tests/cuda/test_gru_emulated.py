@@ -12,11 +12,10 @@ from numpy.testing import assert_allclose
 
 from fastrec.backends._contract import LOSS_CODES, OPT_ADAGRAD, OPT_ADAM
 from fastrec.backends.cuda import optim
+from fastrec.backends.cuda.gru import run_stack_backward, run_stack_forward
 from fastrec.backends.reference import gru as ref
 from tests.cuda.gru_problems import (
     EPOCH_CASES,
-    emulated_backward,
-    emulated_forward,
     emulated_output_loss,
     epoch_problem,
     epoch_spec,
@@ -44,12 +43,12 @@ def test_forward_and_backward_match_reference(module, T, L, dtype, order):
     args, d_top = gru_problem(T, L, dtype)
     get_kernel = gru_kernels(module, dtype, order=order, seed=T + L)
     expected = ref.gru_forward(*args)
-    got = emulated_forward(get_kernel, *args)
+    got = run_stack_forward(np, get_kernel, *args)
     for e, g in zip(expected, got, strict=True):
         assert g.dtype == dtype
         assert_allclose(g, e, **tolerance(dtype))
     expected_grads = ref.gru_backward(*args, *expected, d_top)
-    got_grads = emulated_backward(get_kernel, *args, *expected, d_top)
+    got_grads = run_stack_backward(np, get_kernel, *args, *expected, d_top)
     for name, e, g in zip(("dX", "dh0", "dWx0", "dWx_rest", "dWh", "db"), expected_grads,
                           got_grads, strict=True):
         assert g.shape == e.shape and g.dtype == dtype
