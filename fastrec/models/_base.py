@@ -17,6 +17,7 @@ from fastrec import io
 from fastrec._algorithms.fit_loop import History, fit_epochs
 from fastrec._algorithms.topn import top_n, top_n_scores
 from fastrec._array import (
+    Placement,
     array_module,
     host_data,
     is_device_array,
@@ -27,6 +28,7 @@ from fastrec._array import (
 from fastrec.backends import Backend, auto_choice, default_n_threads, get_backend
 from fastrec.data.interactions import Interactions
 from fastrec.exceptions import DivergenceError, ModelFileError, NotFittedError
+from fastrec.model_selection import LeaveLastOut, RatingSplit
 
 log = logging.getLogger("fastrec")
 
@@ -86,19 +88,16 @@ class Estimator:
     def _fitted_names(self) -> list[str]:
         return [name for name in vars(self) if name.endswith("_") and not name.startswith("_")]
 
-    def _transaction(self, body, *args, validation_data=None):
-        """Run ``body(scratch, *args, validation_data=validation_data)`` on a copy of this
-        estimator without fitted state and adopt the copy's fitted attributes when it returns
-        (or diverges). Early stopping without validation data is refused before any work."""
-        if self.early_stopping and validation_data is None:
-            raise ValueError("early_stopping=True needs validation_data")
+    def _transaction(self, body, *args, **kwargs):
+        """Run ``body(scratch, *args, **kwargs)`` on a copy of this estimator without fitted
+        state and adopt the copy's fitted attributes when it returns (or diverges)."""
         scratch = copy.copy(self)
         for name in scratch._fitted_names():
             delattr(scratch, name)
         scratch.__dict__.pop("_train_seconds", None)
         start = time.perf_counter()
         try:
-            result = body(scratch, *args, validation_data=validation_data)
+            result = body(scratch, *args, **kwargs)
         except DivergenceError:
             scratch._finish_timing(start)
             self._adopt(scratch)
@@ -118,6 +117,30 @@ class Estimator:
             delattr(self, name)
         for name in scratch._fitted_names():
             setattr(self, name, getattr(scratch, name))
+
+    def _holdout(self, X, validation_data):
+        """``(X, validation_data)`` to fit on: unchanged unless ``early_stopping`` has no
+        ``validation_data``. Then, as scikit-learn's ``MLPClassifier``, a
+        ``validation_fraction`` of ``X`` is held out, seeded by ``random_state``, the way the
+        family is evaluated (:meth:`_split_off`), and the model trains on the rest."""
+        if not self.early_stopping or validation_data is not None:
+            return X, validation_data
+        fraction = self.validation_fraction
+        whole = self._HOLDOUT == "latest"  # every user's latest is still a fraction of X
+        number = isinstance(fraction, (float, int, np.floating)) and not isinstance(fraction, bool)
+        if not number or not (0.0 < fraction < 1.0 or (whole and fraction == 1.0)):
+            raise ValueError(f"validation_fraction must be in (0, 1{']' if whole else ')'}, "
+                             f"got {fraction!r}")
+        return self._split_off(X, float(fraction))
+
+    # How _split_off holds validation data out: "ratings" (a random fraction of the ratings,
+    # Surprise's protocol), "latest" (the latest interaction of a random fraction of the users,
+    # NCF's) or "sessions" (the latest fraction of the sessions, GRU4Rec's).
+    _HOLDOUT = "ratings"
+
+    def _split_off(self, X, fraction: float):
+        """``(training part, validation part)`` of the fit input ``X``."""
+        raise NotImplementedError
 
     def _train(self, trainer, n_epochs: int, backend_name: str, finish=None) -> History:
         """Run the shared fit loop with this estimator's loop parameters (``early_stopping``,
@@ -195,6 +218,11 @@ class Estimator:
             for name, why in passed_over.items():
                 log.info("backend %s not used: %s", name, why)
         return backend
+
+    def _placement(self, backend: Backend) -> Placement:
+        """Where this call's arrays live, from the backend: the one device decision of a fit
+        (the same policy for every family; see :class:`fastrec._array.Placement`)."""
+        return Placement(backend.on_device)
 
     def _n_threads(self) -> int:
         if self.n_threads is None:
@@ -309,11 +337,28 @@ class UserItemModel(Estimator):
         self.n_users_, self.n_items_ = self.user_ids_.shape[0], self.item_ids_.shape[0]
 
     # -- data ------------------------------------------------------------------------------
-    def _training_data(self, X, dtype, keep_device: bool = False) -> Interactions:
-        """Interactions from anything ``Interactions.from_any`` takes. CuPy arrays and
-        cupyx.scipy.sparse matrices are copied to the host, or with ``keep_device`` (a fit on
-        the GPU) stay on the device, mapped and validated there."""
-        return Interactions.from_any(X, dtype=dtype, keep_device=keep_device,
+    def _split_off(self, X, fraction: float) -> tuple[Interactions, Interactions]:
+        """Both parts keep the id maps of all of ``X`` (an id seen only in validation is a
+        known, untrained one); device input is split on the host."""
+        data = Interactions.from_any(host_data(X), dtype=check_dtype(self.dtype),
+                                     duplicates=getattr(self, "duplicates", "raise"))
+        if self._HOLDOUT == "ratings":
+            fit_rows, held = next(RatingSplit(1, fraction, self.random_state).split(
+                range(data.nnz)))
+        else:
+            fit_rows, held = next(LeaveLastOut().split(data))
+            if fraction < 1.0:
+                chosen = np.random.default_rng(self.random_state).random(held.shape[0]) < fraction
+                fit_rows, held = np.sort(np.r_[fit_rows, held[~chosen]]), held[chosen]
+        if held.size == 0 or fit_rows.size == 0:
+            raise ValueError(f"validation_fraction={fraction} of {data.nnz} interactions leaves "
+                             "an empty training or validation part: pass validation_data")
+        return data.subset(fit_rows), data.subset(held)
+
+    def _training_data(self, X, dtype) -> Interactions:
+        """Interactions from anything ``Interactions.from_any`` takes, already placed
+        (:meth:`_placement`): validated and mapped where its arrays are."""
+        return Interactions.from_any(X, dtype=dtype, keep_device=True,
                                      duplicates=getattr(self, "duplicates", "raise"))
 
     def _mapped(self, X, dtype, what: str = "validation") -> Interactions:
@@ -581,7 +626,7 @@ def seen_matrix(data: Interactions) -> sp.csr_matrix:
     if not is_device_array(data.users):
         return data.seen_csr()
     xp, xsp = array_module(data.users), sparse_module(data.users)
-    ones = xp.ones(data.nnz, _pattern_dtype(xp))
+    ones = xp.ones(data.nnz, pattern_dtype(xp))
     m = xsp.csr_matrix((ones, (data.users, data.items)), shape=data.shape)
     m.sum_duplicates()
     m.data[:] = 1
@@ -591,11 +636,13 @@ def seen_matrix(data: Interactions) -> sp.csr_matrix:
 def pattern_matrix(indptr, indices, shape) -> sp.csr_matrix:
     """:func:`seen_matrix` of a CSR structure whose rows are sorted and free of duplicates."""
     xp, xsp = array_module(indices), sparse_module(indices)
-    ones = xp.ones(indices.shape[0], _pattern_dtype(xp))
+    ones = xp.ones(indices.shape[0], pattern_dtype(xp))
     return xsp.csr_matrix((ones, indices, indptr), shape=shape)
 
 
-def _pattern_dtype(xp):
+def pattern_dtype(xp):
+    """Dtype of the ones of a pattern matrix in array module ``xp``: int8 on the host, float32
+    on the device (cuSPARSE has no int8 type)."""
     return np.int8 if xp is np else np.float32
 
 

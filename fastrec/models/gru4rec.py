@@ -20,7 +20,7 @@ from fastrec._algorithms.fit_loop import Trainer
 from fastrec._algorithms.gru4rec import GRU4RecParams, alias_table, session_parallel_schedule
 from fastrec._algorithms.gru_forward import gru_step
 from fastrec._algorithms.topn import top_n
-from fastrec._array import array_module, host_data, to_device, to_host
+from fastrec._array import array_module, host_data, to_host
 from fastrec.backends._contract import (
     LOSS_CODES,
     OPTIMIZER_CODES,
@@ -29,6 +29,7 @@ from fastrec.backends._contract import (
     gru_layout,
 )
 from fastrec.data.sessions import Sessions, index_of
+from fastrec.model_selection import SessionSplit
 from fastrec.models._base import (
     Estimator,
     check_dtype,
@@ -70,8 +71,12 @@ class GRU4Rec(Estimator):
         last layer's output (between stacked layers nothing is dropped).
     dtype, backend, n_threads, random_state, verbose : as every fastrec estimator. The same
         seed gives the same model on a backend; backends agree to rounding (same samples).
-    early_stopping, n_iter_no_change, tol : stop when Recall@eval_k on ``validation_data``
-        stops improving and keep the best epoch's weights.
+    early_stopping, n_iter_no_change, tol : stop when Recall@eval_k on the validation
+        sessions stops improving and keep the best epoch's weights. The validation sessions
+        are ``fit``'s ``validation_data``, or without it the latest ``validation_fraction`` of
+        the sessions (by first timestamp), held out of training.
+    validation_fraction : float in (0, 1), share of the sessions held out for early stopping
+        when ``fit`` gets no ``validation_data`` (unused otherwise).
     eval_k : cut-off of the validation Recall.
     callbacks : list of ``callback(epoch, metrics)`` called after each epoch; a truthy return
         value stops the fit.
@@ -95,8 +100,9 @@ class GRU4Rec(Estimator):
                  eps: float | None = None, dropout_embed: float = 0.0,
                  dropout_hidden: float = 0.0, dtype="float32", backend: str = "auto",
                  n_threads: int | None = None, random_state: int | None = None,
-                 early_stopping: bool = False, n_iter_no_change: int = 3, tol: float = 1e-4,
-                 eval_k: int = 20, callbacks=None, verbose: bool = False):
+                 early_stopping: bool = False, validation_fraction: float = 0.1,
+                 n_iter_no_change: int = 3, tol: float = 1e-4, eval_k: int = 20,
+                 callbacks=None, verbose: bool = False):
         store_params(self, locals())
 
     # -- parameters -------------------------------------------------------------------------
@@ -141,7 +147,9 @@ class GRU4Rec(Estimator):
     # -- data -------------------------------------------------------------------------------
     @staticmethod
     def _sessions(X, item_ids=None, unknown="raise") -> Sessions:
-        X = host_data(X)  # CuPy arrays: the sessions are prepared on the host
+        # The session-parallel schedule is a sequential walk over the sessions: CuPy input is
+        # copied to the host once to build it, whatever the placement.
+        X = host_data(X)
         if isinstance(X, Sessions):
             if item_ids is not None and not np.array_equal(X.item_ids, item_ids):
                 raise ValueError("these Sessions use another item index than the model")
@@ -167,13 +175,15 @@ class GRU4Rec(Estimator):
         Returns self. A fit that raises leaves a previously fitted model as it was, except
         :class:`fastrec.DivergenceError`, after which the model holds the last good epoch.
         """
-        self._transaction(type(self)._fit, X, validation_data=validation_data)
+        self._transaction(type(self)._fit, X, validation_data)
         return self
 
     def _fit(self, X, validation_data) -> None:
         dtype = self._validate_params()
-        data = self._sessions(X)
+        X, validation_data = self._holdout(X, validation_data)
         backend = self._resolve_backend((_KERNEL,))
+        place = self._placement(backend)
+        data = self._sessions(X)
         n_threads = self._n_threads()
         usable = int(np.sum(data.lengths >= 2))
         if usable == 0:
@@ -206,7 +216,7 @@ class GRU4Rec(Estimator):
                             params.emb, params.gru, params.out, prob, alias, self._spec(0, 0, 0))
         # On CUDA everything the epochs read or update goes to the device once; the fitted
         # arrays stay there.
-        move = to_device if backend.name == "cuda" else (lambda a: a)
+        move = place.move
         schedule_arrays = tuple(move(a) for a in (schedule.inputs, schedule.targets,
                                                   schedule.reset))
         hidden, prob, alias = move(hidden), move(prob), move(alias)
@@ -224,6 +234,18 @@ class GRU4Rec(Estimator):
                                        if trainer.kernel_seconds > 0 else float("nan"))
 
         self._train(trainer, int(self.n_epochs), backend.name, finish)
+
+    _HOLDOUT = "sessions"
+
+    def _split_off(self, X, fraction: float) -> tuple[Sessions, Sessions]:
+        """The latest ``fraction`` of the sessions of ``X`` and the others, with one item
+        index (the validation part's items are known to the model, if untrained)."""
+        data = self._sessions(X)
+        fit_sessions, held = next(SessionSplit(test_size=fraction).split(data))
+        if fit_sessions.size == 0:
+            raise ValueError(f"validation_fraction={fraction} of {data.n_sessions} sessions "
+                             "leaves no training session: pass validation_data")
+        return data.subset(fit_sessions), data.subset(held)
 
     # -- inference ------------------------------------------------------------------------------
     def _weights(self):

@@ -13,7 +13,7 @@ from fastrec._algorithms.fit_loop import (
     learning_rate_at,
 )
 from fastrec._algorithms.sgd_schedule import BlockedRatings
-from fastrec._array import array_module, is_device_array, to_device, to_host
+from fastrec._array import array_module, to_host
 from fastrec.backends._contract import check_sgd_epoch
 from fastrec.metrics import rmse
 from fastrec.models._base import (
@@ -29,15 +29,14 @@ log = logging.getLogger("fastrec")
 
 class _SGDModel(FactorModel):
     """What MF and SVD++ share: the SGD parameters and their checks, ``fit``, and the fit's
-    first steps (backend, training data and ids, the blocked layout, validation pairs). A family
-    names its epoch kernel (``_KERNEL``), its penalties (``_PENALTIES``) and whether its layout
-    can be built from device data (``_DEVICE_LAYOUT``), and fits in ``_fit_blocked(data,
-    validation, backend, dtype, k, n_threads, rng)``: initial state, layout, trainer, training
-    (``validation``: the mapped validation Interactions or None)."""
+    first steps (internal holdout, backend, placement, training data and ids, validation pairs,
+    the blocked layout). A family names its epoch kernel (``_KERNEL``) and penalties
+    (``_PENALTIES``) and fits in ``_fit_blocked(data, validation, backend, place, dtype, k,
+    n_threads, rng)``: initial state, layout, trainer, training (``validation``: the mapped
+    validation Interactions or None)."""
 
     _KERNEL = "sgd_epoch"
     _PENALTIES = ("reg", "reg_bias")
-    _DEVICE_LAYOUT = True
 
     def _validate_params(self) -> np.dtype:
         check_positive("n_factors", self.n_factors, integer=True)
@@ -63,28 +62,28 @@ class _SGDModel(FactorModel):
         X : scipy.sparse matrix [n_users, n_items] (stored entries are ratings), a
             ``(user_ids, item_ids, ratings)`` tuple of arbitrary ids, a pandas DataFrame with
             user/item/rating columns, or :class:`fastrec.data.Interactions`. A
-            cupyx.scipy.sparse matrix or CuPy arrays in the tuple are accepted too. With MF and
+            cupyx.scipy.sparse matrix or CuPy arrays in the tuple are accepted too. With
             ``backend="cuda"`` they stay on the device: validation, id mapping and the blocked
             layout run there (only the id maps and the random draws cross, the ratings never
-            do), and host input is laid out on the host and copied to the device once. SVD++
-            lays device input out on the host, then moves it to the device once; other
-            backends copy device input to the host (``to_host``).
+            do), and host input is laid out on the host and copied to the device once. Other
+            backends copy device input to the host once.
         validation_data : the same kinds, mapped with the training ids (unseen ids dropped).
         Returns self. A fit that raises leaves a previously fitted model as it was, except
         :class:`fastrec.DivergenceError`, after which the model holds the last good epoch.
         """
-        self._transaction(type(self)._fit, X, validation_data=validation_data)
+        self._transaction(type(self)._fit, X, validation_data)
         return self
 
     def _fit(self, X, validation_data) -> None:
         dtype = self._validate_params()
+        X, validation_data = self._holdout(X, validation_data)
         backend = self._resolve_backend((self._KERNEL,))
-        data = self._training_data(X, dtype,
-                                   keep_device=self._DEVICE_LAYOUT and backend.name == "cuda")
+        place = self._placement(backend)
+        data = self._training_data(place.inputs(X), dtype)
         self.n_users_, self.n_items_ = data.shape
         self.user_ids_, self.item_ids_ = data.user_ids, data.item_ids
         validation = None if validation_data is None else self._mapped(validation_data, dtype)
-        self._fit_blocked(data, validation, backend, dtype, int(self.n_factors),
+        self._fit_blocked(data, validation, backend, place, dtype, int(self.n_factors),
                           self._n_threads(), np.random.default_rng(self.random_state))
 
     def _blocked(self, backend, data, rng, n_threads) -> BlockedRatings:
@@ -101,12 +100,6 @@ def _working_rows(blocked: BlockedRatings, validation):
         return None
     return (blocked.user_rows[validation.users], blocked.item_rows[validation.items],
             validation.values)
-
-
-def _mover(backend):
-    """``move(array)``: to the device for the cuda backend (once, at the start of a fit), else
-    the array itself."""
-    return to_device if backend.name == "cuda" else (lambda a: a)
 
 
 class MF(_SGDModel):
@@ -129,8 +122,12 @@ class MF(_SGDModel):
     backend : "auto", "cython", "numba", "numpy" (reference, slow) or "cuda".
     n_threads : int or None (all usable cores).
     random_state : int or None; the same seed gives the same model on a given backend.
-    early_stopping : bool, stop when the validation RMSE stops improving (needs validation data
-        in ``fit``); the best epoch's model is kept.
+    early_stopping : bool, stop when the validation RMSE stops improving; the best epoch's
+        model is kept. The validation data is ``fit``'s ``validation_data``, or without it a
+        random ``validation_fraction`` of the ratings held out of training (seeded by
+        ``random_state``).
+    validation_fraction : float in (0, 1), share of the ratings held out for early stopping
+        when ``fit`` gets no ``validation_data`` (unused otherwise).
     n_iter_no_change, tol : patience and relative improvement for early stopping.
     duplicates : what repeated (user, item) pairs in the training data mean: "raise" (an
         error naming the first one, the default), "mean", "last" or "sum" of their values.
@@ -150,11 +147,12 @@ class MF(_SGDModel):
                  init_std: float = 0.1, n_blocks: int | None = None, dtype="float32",
                  backend: str = "auto", n_threads: int | None = None,
                  random_state: int | None = None, early_stopping: bool = False,
-                 n_iter_no_change: int = 3, tol: float = 1e-4, callbacks=None,
-                 duplicates: str = "raise", verbose: bool = False):
+                 validation_fraction: float = 0.1, n_iter_no_change: int = 3,
+                 tol: float = 1e-4, callbacks=None, duplicates: str = "raise",
+                 verbose: bool = False):
         store_params(self, locals())
 
-    def _fit_blocked(self, data, validation, backend, dtype, k, n_threads, rng) -> None:
+    def _fit_blocked(self, data, validation, backend, place, dtype, k, n_threads, rng) -> None:
         self.global_mean_ = float(array_module(data.values).mean(data.values, dtype=np.float64)) \
             if self.biased else 0.0
         state = {
@@ -168,11 +166,10 @@ class MF(_SGDModel):
         # The kernels see the factor tables in the layout's working row order; the fitted
         # attributes are put back in id order whatever happens (finally below).
         state = blocked.to_working_order(state, backend.row_width("sgd", k, dtype))
-        if not is_device_array(blocked.ratings):  # device layouts: checked per launch
-            check_sgd_epoch(blocked.users, blocked.items, blocked.ratings, blocked.block_ptr,
-                            blocked.epoch_schedule(np.random.default_rng(0)), *state.values())
+        check_sgd_epoch(blocked.users, blocked.items, blocked.ratings, blocked.block_ptr,
+                        blocked.epoch_schedule(np.random.default_rng(0)), *state.values())
         # On CUDA the ratings go to the device once and the fitted arrays stay there.
-        move = _mover(backend)
+        move = place.move
         state = {name: move(table) for name, table in state.items()}
         ratings = tuple(move(a) for a in (blocked.users, blocked.items, blocked.ratings,
                                           blocked.block_ptr))

@@ -21,7 +21,6 @@ from fastrec._algorithms.nmf_mu import (
     random_init,
 )
 from fastrec._array import array_module, is_device_array, sparse_module, to_device, to_host
-from fastrec.backends._contract import check_nmf
 from fastrec.models._base import (
     FactorModel,
     check_dtype,
@@ -197,20 +196,23 @@ class NMF(FactorModel):
         leaves a previously fitted model as it was, except :class:`fastrec.DivergenceError`,
         after which the model holds the last good iterate.
         """
-        return self._transaction(type(self)._fit, X, W, H, validation_data=validation_data)
+        return self._transaction(type(self)._fit, X, W, H, validation_data)
 
     def _fit(self, X, W, H, validation_data):
         dtype, beta = self._validate_params()
+        if self.early_stopping and validation_data is None:
+            raise ValueError("early_stopping=True needs validation_data")
         backend = self._resolve_backend(_KERNELS[self.mode])
         n_threads = self._n_threads()
         rng = np.random.default_rng(self.random_state)
-        keep_device = backend.name == "cuda"
+        place = self._placement(backend)
+        X_placed = place.inputs(X)
         if self.mode == "full":
-            matrix = _check_full_input(X, dtype, keep_device)
+            matrix = _check_full_input(X_placed, dtype)
             self.user_ids_, self.item_ids_ = np.arange(matrix.shape[0]), np.arange(matrix.shape[1])
             self.global_mean_ = 0.0
         else:
-            data = self._training_data(X, dtype, keep_device)
+            data = self._training_data(X_placed, dtype)
             _check_non_negative(data.values)
             matrix = data.to_csr()
             self.user_ids_, self.item_ids_ = data.user_ids, data.item_ids
@@ -227,11 +229,8 @@ class NMF(FactorModel):
         # Surprise's answer for pairs the model cannot score: the training mean.
         self.rating_mean_ = _mean(x.data)
         # The factors start on the host (the same seed gives the same start on every backend);
-        # on CUDA, host X and the state are checked there, go to the device once and the fitted
-        # arrays stay. Device X is already there (checked by the launchers).
-        move = _mover(backend)
-        if backend.name == "cuda" and not is_device_array(x.data):
-            check_nmf(*x.rows, w, ht, bu, bi, beta_loss=beta)
+        # on CUDA they and host X go to the device once and the fitted arrays stay there.
+        move = place.move
         x = x.map_arrays(move)
         w, ht, bu, bi = (move(a) for a in (w, ht, bu, bi))
         self.n_users_, self.n_items_ = x.shape
@@ -280,7 +279,7 @@ class NMF(FactorModel):
         if validation_data is None:
             return None
         if self.mode == "full":
-            matrix = _check_full_input(validation_data, dtype)
+            matrix = _check_full_input(to_host(validation_data), dtype)
             if matrix.shape != (self.n_users_, self.n_items_):
                 raise ValueError(f"validation matrix has shape {matrix.shape}, X "
                                  f"{(self.n_users_, self.n_items_)}")
@@ -314,7 +313,7 @@ class NMF(FactorModel):
         self._check_fitted()
         _, beta = self._validate_params()
         backend = self._resolve_backend(_KERNELS[self.mode])
-        matrix = _check_full_input(X, self.components_.dtype, backend.name == "cuda")
+        matrix = _check_full_input(self._placement(backend).inputs(X), self.components_.dtype)
         if matrix.shape[1] != self.n_items_:
             raise ValueError(f"X has {matrix.shape[1]} features, but NMF is expecting "
                              f"{self.n_items_} features as input")
@@ -335,7 +334,7 @@ class NMF(FactorModel):
         k_pad = backend.row_width("nmf", k, dtype)
         w = pad_columns(np.full((n, k), np.sqrt(max(mean, 0.0) / k), dtype=dtype), k_pad)
         bu = np.zeros(n, dtype)
-        move = _mover(backend)
+        move = self._placement(backend).move
         x, w, bu = x.map_arrays(move), move(w), move(bu)
         ht = pad_columns(move(self.item_factors_).astype(dtype), k_pad)
         bi = move(self.item_bias_).astype(dtype)
@@ -374,7 +373,7 @@ class NMF(FactorModel):
         self._check_fitted()
         _, beta = self._validate_params()
         backend = self._resolve_backend(_KERNELS[self.mode])
-        matrix = _check_full_input(X, self.components_.dtype)
+        matrix = _check_full_input(to_host(X), self.components_.dtype)
         if matrix.shape[1] != self.n_items_:
             raise ValueError(f"X has {matrix.shape[1]} features, but NMF is expecting "
                              f"{self.n_items_} features as input")
@@ -420,12 +419,6 @@ def _warn_not_converged(max_iter: int) -> None:
                   "improve the fit", category, stacklevel=5)
 
 
-def _mover(backend):
-    """Where the MU loop's arrays must be for ``backend``: the device for CUDA (CuPy arrays
-    pass unchanged), the host otherwise (numpy arrays pass unchanged)."""
-    return to_device if backend.name == "cuda" else to_host
-
-
 def _where_input_is(result, like):
     """``result`` on the device of ``like``: CuPy when ``like`` is a CuPy array or cupyx
     sparse matrix (or a ``(users, items, ratings)`` tuple holding one), else numpy (each a
@@ -451,12 +444,10 @@ def _check_non_negative(values: np.ndarray) -> None:
                          "entries; NMF needs non-negative data")
 
 
-def _check_full_input(X, dtype, keep_device: bool = False) -> sp.csr_matrix:
-    """CSR float copy of X (sparse or dense), finite and non-negative, explicit zeros dropped:
-    scipy, or with ``keep_device`` cupyx.scipy.sparse for device X (CuPy, cupyx), made and
-    checked on the device."""
-    if not keep_device:
-        X = to_host(X)
+def _check_full_input(X, dtype) -> sp.csr_matrix:
+    """CSR float copy of X (sparse or dense), finite and non-negative, explicit zeros dropped,
+    made and checked where X is: scipy for host X, cupyx.scipy.sparse for device X (CuPy,
+    cupyx)."""
     xp, xsp = array_module(X), sparse_module(X)
     if xsp.issparse(X):
         matrix = xsp.csr_matrix(X, dtype=dtype, copy=True)

@@ -6,17 +6,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.sparse as sp
 
 from fastrec._algorithms.sgd_schedule import BlockedRatings
 from fastrec._array import array_module, sparse_module
 from fastrec.backends._contract import check_svdpp_epoch
 from fastrec.models._base import (
     FactorModel,
+    pattern_dtype,
     seen_matrix,
     store_params,
 )
-from fastrec.models.mf import _mover, _SGDModel, _SGDTrainer, _working_rows
+from fastrec.models.mf import _SGDModel, _SGDTrainer, _working_rows
 
 
 class SVDpp(_SGDModel):
@@ -45,8 +45,8 @@ class SVDpp(_SGDModel):
     backend : "auto", "cython", "numba", "numpy" (reference, slow) or "cuda".
     n_threads : int or None (all usable cores).
     random_state : int or None; the same seed gives the same model on a given backend.
-    early_stopping, n_iter_no_change, tol, callbacks, duplicates, verbose : as
-        :class:`fastrec.MF`.
+    early_stopping, validation_fraction, n_iter_no_change, tol, callbacks, duplicates,
+        verbose : as :class:`fastrec.MF`.
 
     The defaults (k=32, 20 epochs, learning_rate 0.02, reg 0.1, reg_implicit 10) were chosen on
     a validation split carved from the training part of ml-latest-small (random 80/20 with
@@ -64,7 +64,6 @@ class SVDpp(_SGDModel):
     _ARRAYS = (*FactorModel._ARRAYS, "implicit_factors_", "user_implicit_")
     _KERNEL = "svdpp_epoch"
     _PENALTIES = ("reg", "reg_bias", "reg_implicit")
-    _DEVICE_LAYOUT = False  # the implicit layout is built by scipy on the host
 
     def __init__(self, n_factors: int = 32, n_epochs: int = 20, learning_rate: float = 0.02,
                  lr_bias: float | None = None, reg: float = 0.1, reg_bias: float = 0.02,
@@ -72,12 +71,14 @@ class SVDpp(_SGDModel):
                  lr_decay: float = 0.05, init_std: float = 0.1, n_blocks: int | None = None,
                  dtype="float32", backend: str = "auto", n_threads: int | None = None,
                  random_state: int | None = None, early_stopping: bool = False,
-                 n_iter_no_change: int = 3, tol: float = 1e-4, callbacks=None,
-                 duplicates: str = "raise", verbose: bool = False):
+                 validation_fraction: float = 0.1, n_iter_no_change: int = 3,
+                 tol: float = 1e-4, callbacks=None, duplicates: str = "raise",
+                 verbose: bool = False):
         store_params(self, locals())
 
-    def _fit_blocked(self, data, validation, backend, dtype, k, n_threads, rng) -> None:
-        self.global_mean_ = float(np.mean(data.values, dtype=np.float64))
+    def _fit_blocked(self, data, validation, backend, place, dtype, k, n_threads, rng) -> None:
+        xp = array_module(data.values)
+        self.global_mean_ = float(xp.mean(data.values, dtype=np.float64))
         self.seen_ = seen_matrix(data)
         blocked = self._blocked(backend, data, rng, n_threads)
         state = blocked.to_working_order(self._initial_state(rng, data.shape, k, dtype),
@@ -88,7 +89,7 @@ class SVDpp(_SGDModel):
                           *ratings[4:], state["user_factors_"], state["item_factors_"],
                           state["implicit_factors_"], state["user_bias_"], state["item_bias_"])
         # On CUDA the layout goes to the device once and the fitted arrays stay there.
-        move = _mover(backend)
+        move = place.move
         state = {name: move(table) for name, table in state.items()}
         ratings = tuple(move(a) for a in ratings)
         self._implicit_matrix = _implicit_operator(ratings[4], ratings[5], data.shape)
@@ -187,9 +188,10 @@ class _SVDppTrainer(_SGDTrainer):
 
 def _implicit_layout(blocked: BlockedRatings, shape) -> tuple[np.ndarray, ...]:
     """``(user_ptr, user_items, item_ptr, item_users)`` of the distinct training pairs in working
-    order, indices in the ratings' index dtype."""
-    m = sp.csr_matrix((np.ones(blocked.users.shape[0], np.int8), (blocked.users, blocked.items)),
-                      shape=shape)
+    order, indices in the ratings' index dtype, where the ratings are."""
+    xp, xsp = array_module(blocked.users), sparse_module(blocked.users)
+    ones = xp.ones(blocked.users.shape[0], pattern_dtype(xp))
+    m = xsp.csr_matrix((ones, (blocked.users, blocked.items)), shape=shape)
     m.sum_duplicates()
     by_item = m.T.tocsr()
     by_item.sort_indices()
