@@ -5,6 +5,13 @@ MRR@20 on the shared session datasets with the same hyperparameters.
     python benchmarks/gru4rec_report.py speed    [--threads 2] [--repeats 3]
     python benchmarks/gru4rec_report.py raw      [--threads 2]
     python benchmarks/gru4rec_report.py accuracy [--threads 2] [--epochs 3] [--seeds 0 1 2]
+    python benchmarks/gru4rec_report.py defaults [--threads 2] [--seeds 0 1 2] [--only torch]
+
+``defaults``: ``fastrec.GRU4Rec()`` with its defaults (early stopping on its internal split of
+the training part) against the PyTorch GRU4Rec with ``accuracy``'s hyperparameters at its best
+of 1-10 epochs, chosen by Recall@20 on the same kind of validation split (the latest 10% of the
+training sessions, every next click scored; PyTorch trains on the other 90%), test Recall@20 and
+MRR@20 reported at that epoch.
 
 Needs ``pip install torch==2.13.0`` and ../shared/data. Speed: medians of ``--repeats``
 rounds, each contender timed in a fresh process (interleaved, so they see the same machine):
@@ -34,6 +41,7 @@ from fastrec.data import (  # noqa: E402
     split_last_days,
     split_last_item,
 )
+from fastrec.model_selection import SessionSplit  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 HIDDEN, EMBEDDING = 100, 64
@@ -165,12 +173,7 @@ def _mean_std(values):
 def accuracy(args):
     from gru4rec_torch import to_fastrec, train_torch
 
-    sets = {
-        "sessions-diginetica-sample (last 7 days)": (
-            split_last_days(load_diginetica(DATA / "sessions-diginetica-sample"), 7.0)),
-        "sequences-sasrec-video (last item)": (
-            split_last_item(load_sasrec_sequences(DATA / "sequences-sasrec-video"))),
-    }
+    sets = _test_sets()
     params = dict(hidden_size=HIDDEN, embedding_size=EMBEDDING, loss=args.loss,
                   n_sample=args.n_sample, batch_size=args.batch, n_epochs=args.epochs,
                   learning_rate=args.lr, eps=args.eps)
@@ -208,10 +211,74 @@ def accuracy(args):
                   f"MRR@20 {_mean_std(diff_mrr)}", flush=True)
 
 
+def _test_sets():
+    return {
+        "sessions-diginetica-sample (last 7 days)": (
+            split_last_days(load_diginetica(DATA / "sessions-diginetica-sample"), 7.0)),
+        "sequences-sasrec-video (last item)": (
+            split_last_item(load_sasrec_sequences(DATA / "sequences-sasrec-video"))),
+    }
+
+
+def torch_best_epoch(split, args, seed):
+    """The PyTorch GRU4Rec of ``accuracy`` trained up to 10 epochs on the training part minus
+    its latest 10% of sessions; returns (test metrics at the best validation epoch, that epoch,
+    seconds)."""
+    from gru4rec_torch import to_fastrec, train_torch
+
+    data = Sessions.from_frame(split.train)
+    fit_sessions, held = next(SessionSplit(test_size=0.1).split(data))
+    fit_part, validation = data.subset(fit_sessions), data.subset(held)
+    per_epoch = []
+
+    def score(epoch, net):
+        model = to_fastrec(net, data.item_ids, HIDDEN, EMBEDDING)
+        per_epoch.append((model.evaluate(validation, k=20)["recall"], epoch,
+                          model.evaluate(split.test, k=20, eval_from=split.eval_from)))
+
+    _, _, seconds = train_torch(fit_part, hidden=HIDDEN, embedding=EMBEDDING, loss=args.loss,
+                                n_sample=args.n_sample, batch_size=args.batch, n_epochs=10,
+                                learning_rate=args.lr, eps=args.eps, n_threads=args.threads,
+                                seed=seed, after_epoch=score)
+    _, epoch, test = max(per_epoch, key=lambda row: (row[0], -row[1]))
+    return test, epoch, seconds
+
+
+def defaults(args):
+    sides = ("fastrec", "torch") if args.only is None else (args.only,)
+    print(f"fastrec.GRU4Rec() defaults vs PyTorch GRU4Rec (hidden {HIDDEN}, embedding "
+          f"{EMBEDDING}, {args.loss}, n_sample {args.n_sample}, batch {args.batch}, lr {args.lr}) "
+          f"at its best of 1-10 epochs on validation; seeds {args.seeds}; {args.threads} "
+          "threads; the machine is shared")
+    for title, split in _test_sets().items():
+        results = {side: [] for side in sides}
+        for seed in args.seeds:
+            if "fastrec" in sides:
+                model = fastrec.GRU4Rec(n_threads=args.threads, random_state=seed).fit(
+                    split.train)
+                ours = model.evaluate(split.test, k=20, eval_from=split.eval_from)
+                results["fastrec"].append(ours)
+                print(f"{title} seed {seed}: fastrec defaults Recall@20 {ours['recall']:.4f} "
+                      f"MRR@20 {ours['mrr']:.4f} (best epoch {model.best_epoch_} of "
+                      f"{model.n_epochs_} run, fit {model.fit_time_:.1f} s)", flush=True)
+            if "torch" in sides:
+                theirs, epoch, seconds = torch_best_epoch(split, args, seed)
+                results["torch"].append(theirs)
+                print(f"{title} seed {seed}: pytorch Recall@20 {theirs['recall']:.4f} MRR@20 "
+                      f"{theirs['mrr']:.4f} (best epoch {epoch}, train {seconds:.1f} s)",
+                      flush=True)
+        for side, runs in results.items():
+            print(f"{title}: {side} mean of {len(runs)} seeds: Recall@20 "
+                  f"{_mean_std([r['recall'] for r in runs])}  MRR@20 "
+                  f"{_mean_std([r['mrr'] for r in runs])}", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("speed", "raw", "accuracy", "rate"))
+    parser.add_argument("what", choices=("speed", "raw", "accuracy", "rate", "defaults"))
+    parser.add_argument("--only", choices=("fastrec", "torch"),
+                        help="defaults: run one side only")
     parser.add_argument("--impl", choices=("cython", "numba", "torch"), default="cython",
                         help="rate: which implementation")
     parser.add_argument("--threads", type=int, default=2)
@@ -229,7 +296,8 @@ def main():
                         help="accuracy: fastrec random_state and the peer's seed; several "
                         "seeds print mean +- std")
     args = parser.parse_args()
-    {"speed": speed, "raw": raw, "accuracy": accuracy, "rate": rate}[args.what](args)
+    {"speed": speed, "raw": raw, "accuracy": accuracy, "rate": rate,
+     "defaults": defaults}[args.what](args)
 
 
 if __name__ == "__main__":

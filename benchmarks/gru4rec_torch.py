@@ -78,9 +78,12 @@ class TorchGRU4Rec(torch.nn.Module):
 
 def train_torch(data, *, hidden=100, embedding=64, loss="cross-entropy", n_sample=2048,
                 sample_alpha=0.5, bpreg=1.0, batch_size=32, n_epochs=1, learning_rate=0.05,
-                eps=1e-6, n_threads=2, seed=0, max_steps=None, dtype=np.float32):
+                eps=1e-6, n_threads=2, seed=0, max_steps=None, dtype=np.float32,
+                after_epoch=None):
     """Train on fastrec ``Sessions``; returns (model, events_per_second, seconds). ``seed``
-    plays fastrec's ``random_state``: same initial weights, same negatives."""
+    plays fastrec's ``random_state``: same initial weights, same negatives. ``after_epoch``
+    (if given) is called as ``after_epoch(epoch, model)`` after each epoch (from 1), outside
+    the timing."""
     torch.set_num_threads(n_threads)
     order = np.argsort(data.start_times, kind="stable") if data.start_times is not None else None
     schedule = session_parallel_schedule(data.items, data.offsets, batch_size, order)
@@ -108,6 +111,8 @@ def train_torch(data, *, hidden=100, embedding=64, loss="cross-entropy", n_sampl
             opt.step()
         seconds += time.perf_counter() - tick
         events += n_steps * batch_size
+        if after_epoch is not None:
+            after_epoch(epoch + 1, model)
     return model, events / seconds, seconds
 
 
@@ -123,4 +128,5 @@ def to_fastrec(model: TorchGRU4Rec, item_ids, hidden: int, embedding: int) -> GR
                                        model.b.detach().numpy().ravel()]).astype(dtype)
     est.output_table_ = model.out.weight.detach().numpy().copy()
     est.loss_curve_ = []
+    est.backend_ = "pytorch"  # fitted (by PyTorch): evaluate and recommend_next accept it
     return est

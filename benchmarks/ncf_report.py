@@ -3,6 +3,7 @@ networks in PyTorch, and HR@10/NDCG@10 on ml-latest-small (NCF protocol) for bot
 
     python benchmarks/ncf_report.py throughput --threads 2 --repeats 5
     python benchmarks/ncf_report.py accuracy --epochs 10
+    python benchmarks/ncf_report.py defaults --epochs 10 --seeds 0 1 2
 
 Throughput: one epoch slice on ml-latest-small's training positives (synthetic data of the same
 shape when the dataset is absent) with 4 negatives per positive; fastrec's time includes
@@ -167,9 +168,67 @@ class TorchScorer:
         return scores(self.model, users, items)
 
 
-def accuracy(args):
+def torch_neumf(train, ranking, n_gmf, layers, epochs, seed, sparse):
+    """PyTorch NeuMF (Adam, lr 1e-3, batch 256) trained ``epochs`` epochs with the same
+    initial weights, positives, negatives and order as ``NeuMF(random_state=seed).fit`` draws;
+    returns (metrics on ``ranking`` at the last epoch, seconds)."""
     import torch
     from ncf_torch import TorchNCF, train_epoch
+
+    rng = np.random.default_rng(seed)
+    user_emb, item_emb, dense = init_params(train.n_users, train.n_items, n_gmf, layers,
+                                            np.float32, rng, 0.01)
+    sample_seed = int(rng.integers(0, 2**63))
+    net = TorchNCF(user_emb, item_emb, dense, layers, n_gmf, sparse)
+    optimizers = net.optimizers(1e-3, sparse)
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        problem = Problem(train, None, sample_seed, epoch)
+        problem.order = epoch_order(train.nnz, N_NEG, rng)
+        u, i, y = problem.samples()
+        train_epoch(net, optimizers, torch.from_numpy(u.astype(np.int64)),
+                    torch.from_numpy(i.astype(np.int64)), torch.from_numpy(y), 256)
+    return evaluate_sampled(TorchScorer(net), ranking), time.perf_counter() - start
+
+
+def defaults(args):
+    """``NeuMF()`` with its defaults (early stopping on each user's latest training
+    interaction) against the PyTorch NeuMF of ``accuracy`` at its last epoch, per seed."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    train, test, source = load_split()
+    ranking = SampledRanking.build(train, test, 99, seed=0)
+    layers = np.array([64, 32, 16, 8], np.int64)
+    print(f"# NeuMF() defaults vs PyTorch NeuMF (n_factors {args.factors}, layers "
+          f"{layers.tolist()}, {args.epochs} epochs, Adam lr 1e-3, batch 256, {N_NEG} negatives) "
+          f"at its last epoch on {source}: leave-last-out by timestamp, "
+          f"{ranking.users.shape[0]} test users, 99 sampled negatives; seeds {args.seeds}; "
+          f"{args.threads} threads; the machine is shared")
+    sides = ("fastrec", "torch") if args.only is None else (args.only,)
+    results = {side: [] for side in sides}
+    for seed in args.seeds:
+        if "fastrec" in sides:
+            model = NeuMF(n_threads=args.threads, random_state=seed).fit(train)
+            metrics = evaluate_sampled(model, ranking)
+            results["fastrec"].append(metrics["hr@10"])
+            print(f"seed {seed}: fastrec NeuMF() HR@10 {metrics['hr@10']:.4f} NDCG@10 "
+                  f"{metrics['ndcg@10']:.4f} (best epoch {model.best_epoch_} of "
+                  f"{model.n_epochs_} run, fit {model.fit_time_:.1f} s)", flush=True)
+        if "torch" in sides:
+            metrics, seconds = torch_neumf(train, ranking, args.factors, layers, args.epochs,
+                                           seed, False)
+            results["torch"].append(metrics["hr@10"])
+            print(f"seed {seed}: pytorch NeuMF HR@10 {metrics['hr@10']:.4f} NDCG@10 "
+                  f"{metrics['ndcg@10']:.4f} (epoch {args.epochs}, train {seconds:.1f} s)",
+                  flush=True)
+    for side, runs in results.items():
+        print(f"{side}: mean HR@10 over {len(runs)} seeds {np.mean(runs):.4f} "
+              f"(per seed {[round(v, 4) for v in runs]})")
+
+
+def accuracy(args):
+    import torch
 
     torch.set_num_threads(args.threads)
     train, test, source = load_split()
@@ -186,25 +245,10 @@ def accuracy(args):
         results[f"fastrec-{backend}"] = (evaluate_sampled(model, ranking),
                                          time.perf_counter() - start)
         print(f"fastrec[{backend}]", results[f"fastrec-{backend}"], flush=True)
-    # PyTorch: the same initial weights, positives, negatives and order as NeuMF.fit draws.
-    seen = seen_matrix(train)
-    seen.sort_indices()
     for sparse in (False, True):
-        rng = np.random.default_rng(args.seed)
-        user_emb, item_emb, dense = init_params(train.n_users, train.n_items, n_gmf, layers,
-                                                np.float32, rng, 0.01)
-        seed = int(rng.integers(0, 2**63))
-        net = TorchNCF(user_emb, item_emb, dense, layers, n_gmf, sparse)
-        optimizers = net.optimizers(1e-3, sparse)
-        start = time.perf_counter()
-        for epoch in range(args.epochs):
-            problem = Problem(train, None, seed, epoch)
-            problem.order = epoch_order(train.nnz, N_NEG, rng)
-            u, i, y = problem.samples()
-            train_epoch(net, optimizers, torch.from_numpy(u.astype(np.int64)),
-                        torch.from_numpy(i.astype(np.int64)), torch.from_numpy(y), 256)
         name = "torch-sparse-adam" if sparse else "torch-adam"
-        results[name] = (evaluate_sampled(TorchScorer(net), ranking), time.perf_counter() - start)
+        results[name] = torch_neumf(train, ranking, n_gmf, layers, args.epochs, args.seed,
+                                    sparse)
         print(name, results[name], flush=True)
     for name, (metrics, seconds) in results.items():
         print(f"{name:20s} HR@10 {metrics['hr@10']:.4f}  NDCG@10 {metrics['ndcg@10']:.4f}  "
@@ -214,7 +258,11 @@ def accuracy(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("throughput", "accuracy"))
+    parser.add_argument("what", choices=("throughput", "accuracy", "defaults"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="defaults: the random_state of each run")
+    parser.add_argument("--only", choices=("fastrec", "torch"),
+                        help="defaults: run one side only")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--samples", type=int, default=200_000)
@@ -225,7 +273,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0, help="random_state of the models")
     parser.add_argument("--models", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     args = parser.parse_args()
-    throughput(args) if args.what == "throughput" else accuracy(args)
+    {"throughput": throughput, "accuracy": accuracy, "defaults": defaults}[args.what](args)
 
 
 if __name__ == "__main__":

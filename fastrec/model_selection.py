@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastrec.data.interactions import Interactions
-from fastrec.data.sessions import _SESSION_COLUMNS, _TIME_COLUMNS, _pick
+from fastrec.data.sessions import _SESSION_COLUMNS, _TIME_COLUMNS, Sessions, _pick
 
 
 def _check_splits(n_splits) -> int:
@@ -87,7 +87,10 @@ class LeaveLastOut:
 
 class SessionSplit:
     """The latest ``test_size`` of the sessions (by their first timestamp when the frame has
-    one, else by order of appearance) are held out whole: GRU4Rec's protocol. One split."""
+    one, else by order of appearance) are held out whole: GRU4Rec's protocol. One split.
+
+    ``split`` of a DataFrame yields row indices; of :class:`fastrec.data.Sessions`, session
+    indices (for ``Sessions.subset``)."""
 
     n_splits = 1
 
@@ -100,11 +103,16 @@ class SessionSplit:
     def split(self, X, y=None, groups=None):
         if not 0 < float(self.test_size) < 1:
             raise ValueError(f"test_size must be in (0, 1), got {self.test_size!r}")
-        session_col = _pick(X, _SESSION_COLUMNS, "session")
-        time_col = _pick(X, _TIME_COLUMNS, "timestamp", required=False)
-        sessions = np.asarray(X[session_col])
-        keys, first = np.unique(sessions, return_index=True)
-        start = np.asarray(X[time_col])[first] if time_col is not None else first
+        if isinstance(X, Sessions):
+            sessions = np.arange(X.n_sessions)
+            keys, first = sessions, X.offsets[:-1]
+            start = X.start_times if X.start_times is not None else first
+        else:
+            session_col = _pick(X, _SESSION_COLUMNS, "session")
+            time_col = _pick(X, _TIME_COLUMNS, "timestamp", required=False)
+            sessions = np.asarray(X[session_col])
+            keys, first = np.unique(sessions, return_index=True)
+            start = np.asarray(X[time_col])[first] if time_col is not None else first
         ranked = keys[np.lexsort((first, start))]
         n_test = max(1, int(round(float(self.test_size) * keys.shape[0])))
         test = np.isin(sessions, ranked[-n_test:])

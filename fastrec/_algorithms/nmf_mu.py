@@ -220,9 +220,8 @@ class MUTrainer(Trainer):
 
     Full mode measures the error sqrt(2 * divergence), observed mode the objective the updates
     never increase; both every 10 iterations for scikit-learn's stopping test (every iteration
-    when ``verbose``). ``check_nmf`` reads every index on the host, so with device (CuPy)
-    arrays the caller checks before moving them; the CUDA functions check dtypes, shapes and
-    layout per call.
+    when ``verbose``). The arrays are checked once here, where they live (numpy or CuPy); the
+    CUDA functions check dtypes, shapes and layout per call.
     """
 
     check_every = 10  # copying W and H every update would cost a third of one
@@ -230,8 +229,7 @@ class MUTrainer(Trainer):
     def __init__(self, backend: Backend, x: CSRPair, w, ht, bu, bi, mu: float, beta: int,
                  mode: str, biased: bool, pen: ObservedPenalty, tol: float, update_h: bool,
                  n_threads: int, verbose: bool, name: str, validation=None):
-        if not is_device_array(w):
-            check_nmf(*x.rows, w, ht, bu, bi, beta_loss=beta)
+        check_nmf(*x.rows, w, ht, bu, bi, beta_loss=beta)
         self.backend, self.x, self.w, self.ht, self.bu, self.bi = backend, x, w, ht, bu, bi
         self.mu, self.beta, self.mode, self.biased, self.pen = mu, beta, mode, biased, pen
         self.tol, self.update_h, self.verbose, self.name = tol, update_h, verbose, name

@@ -17,11 +17,12 @@ what each one has.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 
-from fastrec._array import array_module
+from fastrec._array import array_module, is_device_array
 
 SGD_EPOCH_DOC = """sgd_epoch(users, items, ratings, block_ptr, schedule, user_factors, item_factors,
           user_bias, item_bias, global_mean, lr, lr_bias, reg, reg_bias, biased, n_threads)
@@ -372,9 +373,21 @@ class ContractError(ValueError):
     """Raised when arguments to a kernel break the contract (a bug in the caller)."""
 
 
-def _check_array(name: str, arr: np.ndarray, dtype, ndim: int, shape=None) -> None:
-    if not isinstance(arr, np.ndarray):
-        raise ContractError(f"{name} must be a numpy array, got {type(arr).__name__}")
+VALUES = """The validators take numpy or CuPy arrays (any mix a backend accepts) and give the same
+messages for both. Dtypes, shapes and layout are read from the array headers. With ``values``
+(the default) they also read the arrays' contents (index ranges, monotone row pointers, the
+schedule's strata), O(n) reductions in the arrays' own module, which on a device end in a
+synchronisation: the models validate once per fit with ``values``; the CUDA backend validates
+every launch without them for device arrays (index ranges on the device are the caller's duty,
+as for any CUDA kernel) and with them for host arrays."""
+
+
+def check_array(name: str, arr, dtype, ndim: int, shape=None) -> None:
+    """``arr`` is a numpy or CuPy array of ``dtype``, ``ndim`` dimensions, C order and (unless
+    None) ``shape``. Reads only the array's header: never its values, so it costs no device
+    synchronisation."""
+    if not (isinstance(arr, np.ndarray) or is_device_array(arr)):
+        raise ContractError(f"{name} must be a numpy or CuPy array, got {type(arr).__name__}")
     if arr.dtype != dtype:
         raise ContractError(f"{name} must have dtype {np.dtype(dtype)}, got {arr.dtype}")
     if arr.ndim != ndim:
@@ -385,9 +398,21 @@ def _check_array(name: str, arr: np.ndarray, dtype, ndim: int, shape=None) -> No
         raise ContractError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
 
 
+def _out_of_range(indices, stop: int) -> bool:
+    """True when an entry of ``indices`` (numpy or CuPy) is outside [0, stop)."""
+    return indices.size > 0 and (int(indices.min()) < 0 or int(indices.max()) >= stop)
+
+
+def _rises(ptr, start: int, stop: int) -> bool:
+    """True when the row pointers ``ptr`` (numpy or CuPy) go from ``start`` to ``stop`` without
+    falling."""
+    xp = array_module(ptr)
+    return int(ptr[0]) == start and int(ptr[-1]) == stop and not bool(xp.any(xp.diff(ptr) < 0))
+
+
 def check_sgd_epoch(users, items, ratings, block_ptr, schedule, user_factors, item_factors,
-                    user_bias, item_bias) -> None:
-    """Validate the array arguments of ``sgd_epoch`` (O(nnz) only for the index range check)."""
+                    user_bias, item_bias, values: bool = True) -> None:
+    """Validate the array arguments of ``sgd_epoch``, numpy or CuPy (see :data:`VALUES`)."""
     dtype = user_factors.dtype
     if dtype not in FLOAT_DTYPES:
         raise ContractError(f"factors must be float32 or float64, got {dtype}")
@@ -396,46 +421,47 @@ def check_sgd_epoch(users, items, ratings, block_ptr, schedule, user_factors, it
     nnz = users.shape[0]
     n_users, k = user_factors.shape
     n_items = item_factors.shape[0]
-    _check_array("users", users, users.dtype, 1)
-    _check_array("items", items, users.dtype, 1, (nnz,))
-    _check_array("ratings", ratings, dtype, 1, (nnz,))
-    _check_array("block_ptr", block_ptr, np.int64, 1)
-    _check_array("schedule", schedule, np.int64, 2)
-    _check_array("user_factors", user_factors, dtype, 2)
-    _check_array("item_factors", item_factors, dtype, 2, (n_items, k))
-    _check_array("user_bias", user_bias, dtype, 1, (n_users,))
-    _check_array("item_bias", item_bias, dtype, 1, (n_items,))
+    check_array("users", users, users.dtype, 1)
+    check_array("items", items, users.dtype, 1, (nnz,))
+    check_array("ratings", ratings, dtype, 1, (nnz,))
+    check_array("block_ptr", block_ptr, np.int64, 1)
+    check_array("schedule", schedule, np.int64, 2)
+    check_array("user_factors", user_factors, dtype, 2)
+    check_array("item_factors", item_factors, dtype, 2, (n_items, k))
+    check_array("user_bias", user_bias, dtype, 1, (n_users,))
+    check_array("item_bias", item_bias, dtype, 1, (n_items,))
     n_blocks = block_ptr.shape[0] - 1
-    if round(n_blocks ** 0.5) ** 2 != n_blocks:
+    if n_blocks < 0 or math.isqrt(max(n_blocks, 0)) ** 2 != n_blocks:
         raise ContractError("block_ptr must describe a square G x G grid (G*G + 1 entries)")
-    if n_blocks < 0 or block_ptr[0] != 0 or block_ptr[-1] != nnz or np.any(np.diff(block_ptr) < 0):
+    if not values:
+        return
+    if not _rises(block_ptr, 0, nnz):
         raise ContractError("block_ptr must rise from 0 to nnz")
-    if schedule.size and (schedule.max() >= n_blocks or schedule.min() < -1):
+    if _out_of_range(schedule + 1, n_blocks + 1):
         raise ContractError("schedule holds a block id outside [-1, n_blocks)")
-    check_strata_disjoint(schedule, round(n_blocks ** 0.5))
-    if nnz:
-        if users.min() < 0 or users.max() >= n_users:
-            raise ContractError(f"user index out of range [0, {n_users})")
-        if items.min() < 0 or items.max() >= n_items:
-            raise ContractError(f"item index out of range [0, {n_items})")
+    check_strata_disjoint(schedule, math.isqrt(n_blocks))
+    if _out_of_range(users, n_users):
+        raise ContractError(f"user index out of range [0, {n_users})")
+    if _out_of_range(items, n_items):
+        raise ContractError(f"item index out of range [0, {n_items})")
 
 
 def check_svdpp_epoch(users, items, ratings, block_ptr, schedule, user_ptr, user_items, item_ptr,
                       item_users, user_factors, item_factors, implicit_factors, user_bias,
-                      item_bias) -> None:
-    """Validate the array arguments of ``svdpp_epoch`` (O(nnz) range checks)."""
+                      item_bias, values: bool = True) -> None:
+    """Validate the array arguments of ``svdpp_epoch``, numpy or CuPy (see :data:`VALUES`)."""
     check_sgd_epoch(users, items, ratings, block_ptr, schedule, user_factors, item_factors,
-                    user_bias, item_bias)
+                    user_bias, item_bias, values)
     n_users, n_items = user_factors.shape[0], item_factors.shape[0]
-    _check_array("implicit_factors", implicit_factors, user_factors.dtype, 2,
-                 item_factors.shape)
+    check_array("implicit_factors", implicit_factors, user_factors.dtype, 2,
+                item_factors.shape)
     for name, ptr, indices, rows, cols in (("user", user_ptr, user_items, n_users, n_items),
                                            ("item", item_ptr, item_users, n_items, n_users)):
-        _check_array(f"{name}_ptr", ptr, np.int64, 1, (rows + 1,))
-        _check_array(f"{name} indices", indices, users.dtype, 1)
-        if ptr[0] != 0 or ptr[-1] != indices.shape[0] or np.any(np.diff(ptr) < 0):
+        check_array(f"{name}_ptr", ptr, np.int64, 1, (rows + 1,))
+        check_array(f"{name} indices", indices, users.dtype, 1)
+        if values and not _rises(ptr, 0, indices.shape[0]):
             raise ContractError(f"{name}_ptr must rise from 0 to {indices.shape[0]}")
-        if indices.size and (indices.min() < 0 or indices.max() >= cols):
+        if values and _out_of_range(indices, cols):
             raise ContractError(f"{name} indices out of range [0, {cols})")
     if user_items.shape[0] != item_users.shape[0]:
         raise ContractError("user_items and item_users must hold the same pairs")
@@ -550,42 +576,55 @@ def check_gru(X, h0, reset, Wx0, Wx_rest, Wh, b) -> None:
     L, H = Wh.shape[:2]
     if T < 1 or L < 1 or H < 1:
         raise ContractError("T, L and H must be >= 1")
-    _check_array("X", X, dtype, 3)
-    _check_array("h0", h0, dtype, 3, (L, B, H))
-    _check_array("reset", reset, np.uint8, 2, (T, B))
-    _check_array("Wx0", Wx0, dtype, 2, (D, 3 * H))
-    _check_array("Wx_rest", Wx_rest, dtype, 3, (L - 1, H, 3 * H))
-    _check_array("Wh", Wh, dtype, 3, (L, H, 3 * H))
-    _check_array("b", b, dtype, 2, (L, 3 * H))
+    check_array("X", X, dtype, 3)
+    check_array("h0", h0, dtype, 3, (L, B, H))
+    check_array("reset", reset, np.uint8, 2, (T, B))
+    check_array("Wx0", Wx0, dtype, 2, (D, 3 * H))
+    check_array("Wx_rest", Wx_rest, dtype, 3, (L - 1, H, 3 * H))
+    check_array("Wh", Wh, dtype, 3, (L, H, 3 * H))
+    check_array("b", b, dtype, 2, (L, 3 * H))
+
+
+def check_output_loss(hidden, out_table, samples) -> None:
+    """Validate the arguments of ``gru4rec_output_loss``."""
+    if hidden.dtype not in FLOAT_DTYPES:
+        raise ContractError(f"hidden must be float32 or float64, got {hidden.dtype}")
+    if samples.dtype not in INDEX_DTYPES:
+        raise ContractError(f"samples must be int32 or int64, got {samples.dtype}")
+    check_array("hidden", hidden, hidden.dtype, 2)
+    check_array("out_table", out_table, hidden.dtype, 2, (out_table.shape[0],
+                                                          hidden.shape[1] + 1))
+    check_array("samples", samples, samples.dtype, 1)
+    if samples.shape[0] < hidden.shape[0]:
+        raise ContractError(f"samples must hold at least the N={hidden.shape[0]} targets")
 
 
 def check_gru4rec_epoch(inputs, targets, reset, hidden, emb, gru_params, out_table, neg_prob,
-                        neg_alias, spec: GRU4RecSpec) -> None:
-    """Validate the arguments of ``gru4rec_train_epoch`` (O(n_events) index range check)."""
+                        neg_alias, spec: GRU4RecSpec, values: bool = True) -> None:
+    """Validate the arguments of ``gru4rec_train_epoch``, numpy or CuPy (see :data:`VALUES`)."""
     dtype = gru_params.dtype
     if dtype not in FLOAT_DTYPES:
         raise ContractError(f"parameters must be float32 or float64, got {dtype}")
     if inputs.dtype not in INDEX_DTYPES:
         raise ContractError(f"item indices must be int32 or int64, got {inputs.dtype}")
-    _check_array("inputs", inputs, inputs.dtype, 2)
-    _check_array("targets", targets, inputs.dtype, 2, inputs.shape)
-    _check_array("reset", reset, np.uint8, 2, inputs.shape)
-    _check_array("hidden", hidden, dtype, 3)
+    check_array("inputs", inputs, inputs.dtype, 2)
+    check_array("targets", targets, inputs.dtype, 2, inputs.shape)
+    check_array("reset", reset, np.uint8, 2, inputs.shape)
+    check_array("hidden", hidden, dtype, 3)
     L, B, H = hidden.shape
     if B != inputs.shape[1]:
         raise ContractError(f"hidden has {B} slots, the schedule {inputs.shape[1]}")
-    _check_array("emb", emb, dtype, 2)
+    check_array("emb", emb, dtype, 2)
     n_items, D = emb.shape
     if not spec.embedded and D != 3 * H:
         raise ContractError(f"without embedding, emb must be [n_items, 3H={3 * H}], got {D}")
-    _check_array("gru_params", gru_params, dtype, 1, (gru_layout(L, H, D, spec.embedded).size,))
-    _check_array("out_table", out_table, dtype, 2, (n_items, H + 1))
-    _check_array("neg_prob", neg_prob, np.float64, 1, (n_items,))
-    _check_array("neg_alias", neg_alias, inputs.dtype, 1, (n_items,))
+    check_array("gru_params", gru_params, dtype, 1, (gru_layout(L, H, D, spec.embedded).size,))
+    check_array("out_table", out_table, dtype, 2, (n_items, H + 1))
+    check_array("neg_prob", neg_prob, np.float64, 1, (n_items,))
+    check_array("neg_alias", neg_alias, inputs.dtype, 1, (n_items,))
     if spec.bptt < 1 or spec.n_sample < 0:
         raise ContractError("bptt must be >= 1 and n_sample >= 0")
-    if inputs.size and (min(inputs.min(), targets.min()) < 0
-                        or max(inputs.max(), targets.max()) >= n_items):
+    if values and (_out_of_range(inputs, n_items) or _out_of_range(targets, n_items)):
         raise ContractError(f"item index out of range [0, {n_items})")
 
 
@@ -593,65 +632,68 @@ def check_adam_step(params, grads, m, v, step) -> None:
     """Validate the arguments of ``adam_step``."""
     if params.dtype not in FLOAT_DTYPES:
         raise ContractError(f"params must be float32 or float64, got {params.dtype}")
-    _check_array("params", params, params.dtype, 1)
+    check_array("params", params, params.dtype, 1)
     for name, arr in (("grads", grads), ("m", m), ("v", v)):
-        _check_array(name, arr, params.dtype, 1, params.shape)
+        check_array(name, arr, params.dtype, 1, params.shape)
     if int(step) < 1:
         raise ContractError(f"step must be >= 1, got {step}")
 
 
-def check_sparse_step(table, rows, row_grads, *states) -> None:
-    """Validate the arguments of ``sparse_adam_step`` / ``sparse_adagrad_step``."""
+def check_sparse_step(table, rows, row_grads, *states, values: bool = True) -> None:
+    """Validate the arguments of ``sparse_adam_step`` / ``sparse_adagrad_step``, numpy or CuPy
+    (see :data:`VALUES`)."""
     if table.dtype not in FLOAT_DTYPES:
         raise ContractError(f"table must be float32 or float64, got {table.dtype}")
     if rows.dtype not in INDEX_DTYPES:
         raise ContractError(f"rows must be int32 or int64, got {rows.dtype}")
-    _check_array("table", table, table.dtype, 2)
-    _check_array("rows", rows, rows.dtype, 1)
-    _check_array("row_grads", row_grads, table.dtype, 2, (rows.shape[0], table.shape[1]))
+    check_array("table", table, table.dtype, 2)
+    check_array("rows", rows, rows.dtype, 1)
+    check_array("row_grads", row_grads, table.dtype, 2, (rows.shape[0], table.shape[1]))
     for j, state in enumerate(states):
-        _check_array(f"optimizer state {j}", state, table.dtype, 2, table.shape)
-    if rows.size and (rows.min() < 0 or rows.max() >= table.shape[0]):
+        check_array(f"optimizer state {j}", state, table.dtype, 2, table.shape)
+    if values and _out_of_range(rows, table.shape[0]):
         raise ContractError(f"row index out of range [0, {table.shape[0]})")
 
 
 def check_ncf_net(user_emb, item_emb, dense, layers, n_gmf) -> None:
-    """Validate an NCF network's arrays against the layout (NCF_LAYOUT_DOC)."""
+    """Validate an NCF network's arrays (numpy or CuPy) against the layout (NCF_LAYOUT_DOC);
+    ``layers`` is read (a few integers)."""
     dtype = dense.dtype
     if dtype not in FLOAT_DTYPES:
         raise ContractError(f"dense must be float32 or float64, got {dtype}")
-    _check_array("layers", layers, np.int64, 1)
-    n_mlp = int(layers[0]) // 2 if layers.shape[0] else 0
-    if layers.shape[0] and (layers.min() < 1 or layers[0] % 2):
-        raise ContractError(f"layers must be positive with an even layers[0], got {layers}")
-    if n_gmf < 0 or (n_gmf == 0 and layers.shape[0] == 0):
+    check_array("layers", layers, np.int64, 1)
+    widths = [int(w) for w in layers.tolist()]
+    n_mlp = widths[0] // 2 if widths else 0
+    if widths and (min(widths) < 1 or widths[0] % 2):
+        raise ContractError(f"layers must be positive with an even layers[0], got {widths}")
+    if n_gmf < 0 or (n_gmf == 0 and not widths):
         raise ContractError("the network needs n_gmf > 0 or MLP layers")
-    _check_array("user_emb", user_emb, dtype, 2)
-    _check_array("item_emb", item_emb, dtype, 2, (item_emb.shape[0], n_gmf + n_mlp))
+    check_array("user_emb", user_emb, dtype, 2)
+    check_array("item_emb", item_emb, dtype, 2, (item_emb.shape[0], n_gmf + n_mlp))
     if user_emb.shape[1] != n_gmf + n_mlp:
         raise ContractError(f"embedding rows must have n_gmf + layers[0] / 2 = {n_gmf + n_mlp}"
                             f" columns, got {user_emb.shape[1]}")
-    weights = sum(int(a) * int(b) + int(b) for a, b in zip(layers[:-1], layers[1:], strict=False))
-    last = int(layers[-1]) if layers.shape[0] else 0
-    _check_array("dense", dense, dtype, 1, (weights + n_gmf + last + 1,))
+    weights = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=False))
+    last = widths[-1] if widths else 0
+    check_array("dense", dense, dtype, 1, (weights + n_gmf + last + 1,))
 
 
-def check_ncf_batch(users, items, user_emb, item_emb) -> None:
-    """Validate a batch's index arrays (O(B) range check)."""
+def check_ncf_batch(users, items, user_emb, item_emb, values: bool = True) -> None:
+    """Validate a batch's index arrays, numpy or CuPy (see :data:`VALUES`)."""
     if users.dtype not in INDEX_DTYPES:
         raise ContractError(f"indices must be int32 or int64, got {users.dtype}")
-    _check_array("users", users, users.dtype, 1)
-    _check_array("items", items, users.dtype, 1, users.shape)
-    if users.size:
-        if users.min() < 0 or users.max() >= user_emb.shape[0]:
+    check_array("users", users, users.dtype, 1)
+    check_array("items", items, users.dtype, 1, users.shape)
+    if values:
+        if _out_of_range(users, user_emb.shape[0]):
             raise ContractError(f"user index out of range [0, {user_emb.shape[0]})")
-        if items.min() < 0 or items.max() >= item_emb.shape[0]:
+        if _out_of_range(items, item_emb.shape[0]):
             raise ContractError(f"item index out of range [0, {item_emb.shape[0]})")
 
 
 def check_nmf(indptr, indices, data, factors, other, bias=None, other_bias=None,
-              beta_loss: int = 2) -> None:
-    """Validate the array arguments of the NMF kernels (O(nnz) for the index range check)."""
+              beta_loss: int = 2, values: bool = True) -> None:
+    """Validate the array arguments of the NMF kernels, numpy or CuPy (see :data:`VALUES`)."""
     dtype = factors.dtype
     if dtype not in FLOAT_DTYPES:
         raise ContractError(f"factors must be float32 or float64, got {dtype}")
@@ -660,19 +702,21 @@ def check_nmf(indptr, indices, data, factors, other, bias=None, other_bias=None,
     if beta_loss not in (1, 2):
         raise ContractError(f"beta_loss must be 1 or 2, got {beta_loss!r}")
     n_rows, k = factors.shape if factors.ndim == 2 else (-1, -1)
-    _check_array("factors", factors, dtype, 2)
+    check_array("factors", factors, dtype, 2)
     if k < 1:
         raise ContractError("factors must have at least one column")
-    _check_array("other", other, dtype, 2, (other.shape[0] if other.ndim == 2 else -1, k))
-    _check_array("indptr", indptr, indptr.dtype, 1, (n_rows + 1,))
-    nnz = int(indptr[-1])
-    _check_array("indices", indices, indptr.dtype, 1, (nnz,))
-    _check_array("data", data, dtype, 1, (nnz,))
-    if indptr[0] != 0 or np.any(np.diff(indptr) < 0):
-        raise ContractError("indptr must rise from 0 to nnz")
-    if nnz and (indices.min() < 0 or indices.max() >= other.shape[0]):
-        raise ContractError(f"column index out of range [0, {other.shape[0]})")
+    check_array("other", other, dtype, 2, (other.shape[0] if other.ndim == 2 else -1, k))
+    check_array("indptr", indptr, indptr.dtype, 1, (n_rows + 1,))
+    check_array("indices", indices, indptr.dtype, 1)
+    nnz = indices.shape[0]
+    check_array("data", data, dtype, 1, (nnz,))
     if bias is not None:
-        _check_array("bias", bias, dtype, 1, (n_rows,))
+        check_array("bias", bias, dtype, 1, (n_rows,))
     if other_bias is not None:
-        _check_array("other_bias", other_bias, dtype, 1, (other.shape[0],))
+        check_array("other_bias", other_bias, dtype, 1, (other.shape[0],))
+    if not values:
+        return
+    if not _rises(indptr, 0, nnz):
+        raise ContractError("indptr must rise from 0 to nnz")
+    if _out_of_range(indices, other.shape[0]):
+        raise ContractError(f"column index out of range [0, {other.shape[0]})")

@@ -27,6 +27,7 @@ from fastrec._array import (
 from fastrec.backends import Backend, auto_choice, default_n_threads, get_backend
 from fastrec.data.interactions import Interactions
 from fastrec.exceptions import DivergenceError, ModelFileError, NotFittedError
+from fastrec.model_selection import LeaveLastOut, RatingSplit
 
 log = logging.getLogger("fastrec")
 
@@ -115,6 +116,30 @@ class Estimator:
             delattr(self, name)
         for name in scratch._fitted_names():
             setattr(self, name, getattr(scratch, name))
+
+    def _holdout(self, X, validation_data):
+        """``(X, validation_data)`` to fit on: unchanged unless ``early_stopping`` has no
+        ``validation_data``. Then, as scikit-learn's ``MLPClassifier``, a
+        ``validation_fraction`` of ``X`` is held out, seeded by ``random_state``, the way the
+        family is evaluated (:meth:`_split_off`), and the model trains on the rest."""
+        if not self.early_stopping or validation_data is not None:
+            return X, validation_data
+        fraction = self.validation_fraction
+        whole = self._HOLDOUT == "latest"  # every user's latest is still a fraction of X
+        number = isinstance(fraction, (float, int, np.floating)) and not isinstance(fraction, bool)
+        if not number or not (0.0 < fraction < 1.0 or (whole and fraction == 1.0)):
+            raise ValueError(f"validation_fraction must be in (0, 1{']' if whole else ')'}, "
+                             f"got {fraction!r}")
+        return self._split_off(X, float(fraction))
+
+    # How _split_off holds validation data out: "ratings" (a random fraction of the ratings,
+    # Surprise's protocol), "latest" (the latest interaction of a random fraction of the users,
+    # NCF's) or "sessions" (the latest fraction of the sessions, GRU4Rec's).
+    _HOLDOUT = "ratings"
+
+    def _split_off(self, X, fraction: float):
+        """``(training part, validation part)`` of the fit input ``X``."""
+        raise NotImplementedError
 
     def _train(self, trainer, n_epochs: int, backend_name: str, finish=None) -> History:
         """Run the shared fit loop with this estimator's loop parameters (``early_stopping``,
@@ -306,6 +331,24 @@ class UserItemModel(Estimator):
         self.n_users_, self.n_items_ = self.user_ids_.shape[0], self.item_ids_.shape[0]
 
     # -- data ------------------------------------------------------------------------------
+    def _split_off(self, X, fraction: float) -> tuple[Interactions, Interactions]:
+        """Both parts keep the id maps of all of ``X`` (an id seen only in validation is a
+        known, untrained one); device input is split on the host."""
+        data = Interactions.from_any(host_data(X), dtype=check_dtype(self.dtype),
+                                     duplicates=getattr(self, "duplicates", "raise"))
+        if self._HOLDOUT == "ratings":
+            fit_rows, held = next(RatingSplit(1, fraction, self.random_state).split(
+                range(data.nnz)))
+        else:
+            fit_rows, held = next(LeaveLastOut().split(data))
+            if fraction < 1.0:
+                chosen = np.random.default_rng(self.random_state).random(held.shape[0]) < fraction
+                fit_rows, held = np.sort(np.r_[fit_rows, held[~chosen]]), held[chosen]
+        if held.size == 0 or fit_rows.size == 0:
+            raise ValueError(f"validation_fraction={fraction} of {data.nnz} interactions leaves "
+                             "an empty training or validation part: pass validation_data")
+        return data.subset(fit_rows), data.subset(held)
+
     def _training_data(self, X, dtype, keep_device: bool = False) -> Interactions:
         """Interactions from anything ``Interactions.from_any`` takes. CuPy arrays and
         cupyx.scipy.sparse matrices are copied to the host, or with ``keep_device`` (a fit on

@@ -29,6 +29,7 @@ from fastrec.backends._contract import (
     gru_layout,
 )
 from fastrec.data.sessions import Sessions, index_of
+from fastrec.model_selection import SessionSplit
 from fastrec.models._base import (
     Estimator,
     check_dtype,
@@ -70,8 +71,12 @@ class GRU4Rec(Estimator):
         last layer's output (between stacked layers nothing is dropped).
     dtype, backend, n_threads, random_state, verbose : as every fastrec estimator. The same
         seed gives the same model on a backend; backends agree to rounding (same samples).
-    early_stopping, n_iter_no_change, tol : stop when Recall@eval_k on ``validation_data``
-        stops improving and keep the best epoch's weights.
+    early_stopping, n_iter_no_change, tol : stop when Recall@eval_k on the validation
+        sessions stops improving and keep the best epoch's weights. The validation sessions
+        are ``fit``'s ``validation_data``, or without it the latest ``validation_fraction`` of
+        the sessions (by first timestamp), held out of training.
+    validation_fraction : float in (0, 1), share of the sessions held out for early stopping
+        when ``fit`` gets no ``validation_data`` (unused otherwise).
     eval_k : cut-off of the validation Recall.
     callbacks : list of ``callback(epoch, metrics)`` called after each epoch; a truthy return
         value stops the fit.
@@ -95,8 +100,9 @@ class GRU4Rec(Estimator):
                  eps: float | None = None, dropout_embed: float = 0.0,
                  dropout_hidden: float = 0.0, dtype="float32", backend: str = "auto",
                  n_threads: int | None = None, random_state: int | None = None,
-                 early_stopping: bool = False, n_iter_no_change: int = 3, tol: float = 1e-4,
-                 eval_k: int = 20, callbacks=None, verbose: bool = False):
+                 early_stopping: bool = False, validation_fraction: float = 0.1,
+                 n_iter_no_change: int = 3, tol: float = 1e-4, eval_k: int = 20,
+                 callbacks=None, verbose: bool = False):
         store_params(self, locals())
 
     # -- parameters -------------------------------------------------------------------------
@@ -172,8 +178,7 @@ class GRU4Rec(Estimator):
 
     def _fit(self, X, validation_data) -> None:
         dtype = self._validate_params()
-        if self.early_stopping and validation_data is None:
-            raise ValueError("early_stopping=True needs validation_data")
+        X, validation_data = self._holdout(X, validation_data)
         data = self._sessions(X)
         backend = self._resolve_backend((_KERNEL,))
         n_threads = self._n_threads()
@@ -226,6 +231,18 @@ class GRU4Rec(Estimator):
                                        if trainer.kernel_seconds > 0 else float("nan"))
 
         self._train(trainer, int(self.n_epochs), backend.name, finish)
+
+    _HOLDOUT = "sessions"
+
+    def _split_off(self, X, fraction: float) -> tuple[Sessions, Sessions]:
+        """The latest ``fraction`` of the sessions of ``X`` and the others, with one item
+        index (the validation part's items are known to the model, if untrained)."""
+        data = self._sessions(X)
+        fit_sessions, held = next(SessionSplit(test_size=fraction).split(data))
+        if fit_sessions.size == 0:
+            raise ValueError(f"validation_fraction={fraction} of {data.n_sessions} sessions "
+                             "leaves no training session: pass validation_data")
+        return data.subset(fit_sessions), data.subset(held)
 
     # -- inference ------------------------------------------------------------------------------
     def _weights(self):

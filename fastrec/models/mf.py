@@ -13,7 +13,7 @@ from fastrec._algorithms.fit_loop import (
     learning_rate_at,
 )
 from fastrec._algorithms.sgd_schedule import BlockedRatings
-from fastrec._array import array_module, is_device_array, to_device, to_host
+from fastrec._array import array_module, to_device, to_host
 from fastrec.backends._contract import check_sgd_epoch
 from fastrec.metrics import rmse
 from fastrec.models._base import (
@@ -47,8 +47,12 @@ class MF(FactorModel):
     backend : "auto", "cython", "numba", "numpy" (reference, slow) or "cuda".
     n_threads : int or None (all usable cores).
     random_state : int or None; the same seed gives the same model on a given backend.
-    early_stopping : bool, stop when the validation RMSE stops improving (needs validation data
-        in ``fit``); the best epoch's model is kept.
+    early_stopping : bool, stop when the validation RMSE stops improving; the best epoch's
+        model is kept. The validation data is ``fit``'s ``validation_data``, or without it a
+        random ``validation_fraction`` of the ratings held out of training (seeded by
+        ``random_state``).
+    validation_fraction : float in (0, 1), share of the ratings held out for early stopping
+        when ``fit`` gets no ``validation_data`` (unused otherwise).
     n_iter_no_change, tol : patience and relative improvement for early stopping.
     duplicates : what repeated (user, item) pairs in the training data mean: "raise" (an
         error naming the first one, the default), "mean", "last" or "sum" of their values.
@@ -68,8 +72,9 @@ class MF(FactorModel):
                  init_std: float = 0.1, n_blocks: int | None = None, dtype="float32",
                  backend: str = "auto", n_threads: int | None = None,
                  random_state: int | None = None, early_stopping: bool = False,
-                 n_iter_no_change: int = 3, tol: float = 1e-4, callbacks=None,
-                 duplicates: str = "raise", verbose: bool = False):
+                 validation_fraction: float = 0.1, n_iter_no_change: int = 3,
+                 tol: float = 1e-4, callbacks=None, duplicates: str = "raise",
+                 verbose: bool = False):
         store_params(self, locals())
 
     def _validate_params(self) -> np.dtype:
@@ -112,8 +117,7 @@ class MF(FactorModel):
 
     def _fit(self, X, validation_data) -> None:
         dtype = self._validate_params()
-        if self.early_stopping and validation_data is None:
-            raise ValueError("early_stopping=True needs validation_data")
+        X, validation_data = self._holdout(X, validation_data)
         backend = self._resolve_backend(("sgd_epoch",))
         data = self._training_data(X, dtype, keep_device=backend.name == "cuda")
         n_threads = self._n_threads()
@@ -142,9 +146,8 @@ class MF(FactorModel):
         # The kernels see the factor tables in the layout's working row order; the fitted
         # attributes are put back in id order whatever happens (finally below).
         state = blocked.to_working_order(state, backend.row_width("sgd", k, dtype))
-        if not is_device_array(blocked.ratings):  # device layouts: checked per launch
-            check_sgd_epoch(blocked.users, blocked.items, blocked.ratings, blocked.block_ptr,
-                            blocked.epoch_schedule(np.random.default_rng(0)), *state.values())
+        check_sgd_epoch(blocked.users, blocked.items, blocked.ratings, blocked.block_ptr,
+                        blocked.epoch_schedule(np.random.default_rng(0)), *state.values())
         # On CUDA the ratings go to the device once and the fitted arrays stay there.
         move = to_device if backend.name == "cuda" else (lambda a: a)
         state = {name: move(table) for name, table in state.items()}

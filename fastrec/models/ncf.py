@@ -54,6 +54,7 @@ class _NCF(UserItemModel):
 
     _HAS_GMF = True
     _HAS_MLP = True
+    _HOLDOUT = "latest"
     _HOST_ARRAYS = (*UserItemModel._HOST_ARRAYS, "layers_")  # the widths are read on the host
 
     def __init__(self, n_factors: int = 8, layers=(64, 32, 16, 8), n_epochs: int = 20,
@@ -62,9 +63,10 @@ class _NCF(UserItemModel):
                  beta2: float = 0.999, eps: float = 1e-8, init_std: float = 0.01,
                  pretrain_alpha: float = 0.5, dtype="float32", backend: str = "auto",
                  n_threads: int | None = None, random_state: int | None = None,
-                 early_stopping: bool = False, n_iter_no_change: int = 3, tol: float = 1e-4,
-                 eval_k: int = 10, n_eval_negatives: int = 99, callbacks=None,
-                 duplicates: str = "raise", verbose: bool = False):
+                 early_stopping: bool = False, validation_fraction: float = 1.0,
+                 n_iter_no_change: int = 3, tol: float = 1e-4, eval_k: int = 10,
+                 n_eval_negatives: int = 99, callbacks=None, duplicates: str = "raise",
+                 verbose: bool = False):
         store_params(self, locals())
 
     # -- parameters -------------------------------------------------------------------------
@@ -130,8 +132,7 @@ class _NCF(UserItemModel):
 
     def _fit(self, X, validation_data, init_from) -> None:
         dtype = self._validate_params()
-        if self.early_stopping and validation_data is None:
-            raise ValueError("early_stopping=True needs validation_data")
+        X, validation_data = self._holdout(X, validation_data)
         n_gmf, layers = self._architecture()
         data = self._training_data(host_data(X), dtype)
         backend = self._resolve_backend(_KERNELS)
@@ -371,17 +372,19 @@ class GMF(_NCF):
                  eps: float = 1e-8, init_std: float = 0.01, dtype="float32",
                  backend: str = "auto", n_threads: int | None = None,
                  random_state: int | None = None, early_stopping: bool = False,
-                 n_iter_no_change: int = 3, tol: float = 1e-4, eval_k: int = 10,
-                 n_eval_negatives: int = 99, callbacks=None, duplicates: str = "raise",
-                 verbose: bool = False):
+                 validation_fraction: float = 1.0, n_iter_no_change: int = 3,
+                 tol: float = 1e-4, eval_k: int = 10, n_eval_negatives: int = 99,
+                 callbacks=None, duplicates: str = "raise", verbose: bool = False):
         super().__init__(n_factors=n_factors, layers=(), n_epochs=n_epochs,
                          batch_size=batch_size, learning_rate=learning_rate,
                          n_negatives=n_negatives, loss=loss, optimizer=optimizer, beta1=beta1,
                          beta2=beta2, eps=eps, init_std=init_std, dtype=dtype, backend=backend,
                          n_threads=n_threads, random_state=random_state,
-                         early_stopping=early_stopping, n_iter_no_change=n_iter_no_change,
-                         tol=tol, eval_k=eval_k, n_eval_negatives=n_eval_negatives,
-                         callbacks=callbacks, duplicates=duplicates, verbose=verbose)
+                         early_stopping=early_stopping,
+                         validation_fraction=validation_fraction,
+                         n_iter_no_change=n_iter_no_change, tol=tol, eval_k=eval_k,
+                         n_eval_negatives=n_eval_negatives, callbacks=callbacks,
+                         duplicates=duplicates, verbose=verbose)
         del self.layers, self.pretrain_alpha
 
 
@@ -402,14 +405,15 @@ class MLP(_NCF):
                  eps: float = 1e-8, init_std: float = 0.01, dtype="float32",
                  backend: str = "auto", n_threads: int | None = None,
                  random_state: int | None = None, early_stopping: bool = False,
-                 n_iter_no_change: int = 3, tol: float = 1e-4, eval_k: int = 10,
-                 n_eval_negatives: int = 99, callbacks=None, duplicates: str = "raise",
-                 verbose: bool = False):
+                 validation_fraction: float = 1.0, n_iter_no_change: int = 3,
+                 tol: float = 1e-4, eval_k: int = 10, n_eval_negatives: int = 99,
+                 callbacks=None, duplicates: str = "raise", verbose: bool = False):
         super().__init__(n_factors=0, layers=layers, n_epochs=n_epochs, batch_size=batch_size,
                          learning_rate=learning_rate, n_negatives=n_negatives, loss=loss,
                          optimizer=optimizer, beta1=beta1, beta2=beta2, eps=eps,
                          init_std=init_std, dtype=dtype, backend=backend, n_threads=n_threads,
                          random_state=random_state, early_stopping=early_stopping,
+                         validation_fraction=validation_fraction,
                          n_iter_no_change=n_iter_no_change, tol=tol, eval_k=eval_k,
                          n_eval_negatives=n_eval_negatives, callbacks=callbacks,
                          duplicates=duplicates, verbose=verbose)
@@ -438,6 +442,14 @@ class NeuMF(_NCF):
     random_state : int or None; the same seed gives the same model on a given backend.
     early_stopping, n_iter_no_change, tol : stop when the validation metric (HR@eval_k among
         n_eval_negatives sampled items; RMSE for squared loss) stops improving; keep the best.
+        The validation pairs are ``fit``'s ``validation_data``, or without it each user's
+        latest interaction (by timestamp when the data has them, else the last stored) for a
+        random ``validation_fraction`` of the users with two or more (seeded by
+        ``random_state``), held out of training.
+    validation_fraction : float in (0, 1], share of the users whose latest interaction is held
+        out for early stopping when ``fit`` gets no ``validation_data`` (unused otherwise).
+        The default, every user, keeps HR@eval_k's sampling noise low while holding out one
+        interaction per user.
     duplicates : what repeated (user, item) pairs in the training data mean: "raise" (an
         error naming the first one, the default), "mean", "last" or "sum" of their values.
     callbacks : list of ``callback(epoch, metrics)`` called after each epoch; a truthy return

@@ -21,7 +21,6 @@ from fastrec._algorithms.nmf_mu import (
     random_init,
 )
 from fastrec._array import array_module, is_device_array, sparse_module, to_device, to_host
-from fastrec.backends._contract import check_nmf
 from fastrec.models._base import (
     FactorModel,
     check_dtype,
@@ -229,11 +228,8 @@ class NMF(FactorModel):
         # Surprise's answer for pairs the model cannot score: the training mean.
         self.rating_mean_ = _mean(x.data)
         # The factors start on the host (the same seed gives the same start on every backend);
-        # on CUDA, host X and the state are checked there, go to the device once and the fitted
-        # arrays stay. Device X is already there (checked by the launchers).
+        # on CUDA they and host X go to the device once and the fitted arrays stay there.
         move = _mover(backend)
-        if backend.name == "cuda" and not is_device_array(x.data):
-            check_nmf(*x.rows, w, ht, bu, bi, beta_loss=beta)
         x = x.map_arrays(move)
         w, ht, bu, bi = (move(a) for a in (w, ht, bu, bi))
         self.n_users_, self.n_items_ = x.shape

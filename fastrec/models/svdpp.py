@@ -50,8 +50,8 @@ class SVDpp(FactorModel):
     backend : "auto", "cython", "numba", "numpy" (reference, slow) or "cuda".
     n_threads : int or None (all usable cores).
     random_state : int or None; the same seed gives the same model on a given backend.
-    early_stopping, n_iter_no_change, tol, callbacks, duplicates, verbose : as
-        :class:`fastrec.MF`.
+    early_stopping, validation_fraction, n_iter_no_change, tol, callbacks, duplicates,
+        verbose : as :class:`fastrec.MF`.
 
     The defaults (k=32, 20 epochs, learning_rate 0.02, reg 0.1, reg_implicit 10) were chosen on
     a validation split carved from the training part of ml-latest-small (random 80/20 with
@@ -74,8 +74,9 @@ class SVDpp(FactorModel):
                  lr_decay: float = 0.05, init_std: float = 0.1, n_blocks: int | None = None,
                  dtype="float32", backend: str = "auto", n_threads: int | None = None,
                  random_state: int | None = None, early_stopping: bool = False,
-                 n_iter_no_change: int = 3, tol: float = 1e-4, callbacks=None,
-                 duplicates: str = "raise", verbose: bool = False):
+                 validation_fraction: float = 0.1, n_iter_no_change: int = 3,
+                 tol: float = 1e-4, callbacks=None, duplicates: str = "raise",
+                 verbose: bool = False):
         store_params(self, locals())
 
     def _validate_params(self) -> np.dtype:
@@ -112,8 +113,7 @@ class SVDpp(FactorModel):
 
     def _fit(self, X, validation_data) -> None:
         dtype = self._validate_params()
-        if self.early_stopping and validation_data is None:
-            raise ValueError("early_stopping=True needs validation_data")
+        X, validation_data = self._holdout(X, validation_data)
         backend = self._resolve_backend(("svdpp_epoch",))
         data = self._training_data(X, dtype)
         n_threads = self._n_threads()

@@ -240,7 +240,7 @@ def test_public_functions_copy_host_arrays_back(fake_cupy):
 
 @pytest.mark.parametrize("change, message", [
     (lambda a: {**a, "data": a["data"].astype(np.float32)}, "data must have dtype"),
-    (lambda a: {**a, "indices": a["indices"].astype(np.int64)}, "share an int32 or int64"),
+    (lambda a: {**a, "indices": a["indices"].astype(np.int64)}, "indices must have dtype int32"),
     (lambda a: {**a, "other": a["other"][:, :3].copy()}, "other must have shape"),
     (lambda a: {**a, "factors": np.asfortranarray(a["factors"])}, "C-contiguous"),
     (lambda a: {**a, "indptr": a["indptr"][:-1]}, "indptr must have shape"),

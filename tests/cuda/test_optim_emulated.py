@@ -202,7 +202,7 @@ def test_public_functions_copy_host_arrays_back(modules, monkeypatch):
                                      p.reshape(10, 2), p.reshape(10, 2), 1, 0.1),
      "row index out of range"),
     (lambda c, p: c.sparse_adagrad_step(p.reshape(10, 2), np.array([1.0]), np.zeros((1, 2)),
-                                        p.reshape(10, 2), 0.1), "rows must be 1-D int32"),
+                                        p.reshape(10, 2), 0.1), "rows must be int32 or int64"),
     (lambda c, p: c.sparse_adagrad_step(p.reshape(10, 2), np.array([1]), np.zeros((1, 3)),
                                         p.reshape(10, 2), 0.1), "row_grads must have shape"),
 ])

@@ -35,7 +35,7 @@ def test_import_fastrec_does_not_touch_cuda():
 
 @pytest.mark.parametrize("change, message", [
     (lambda d, f: ({**d, "ratings": d["ratings"].astype(np.float32)}, f), "ratings must have"),
-    (lambda d, f: ({**d, "items": d["items"].astype(np.int64)}, f), "share an int32 or int64"),
+    (lambda d, f: ({**d, "items": d["items"].astype(np.int64)}, f), "items must have dtype int32"),
     (lambda d, f: (d, (f[0], f[1][:, :3].copy(), *f[2:])), "item_factors must have shape"),
     (lambda d, f: (d, (f[0], np.asfortranarray(f[1]), *f[2:])), "C-contiguous"),
     (lambda d, f: ({**d, "block_ptr": d["block_ptr"][:-2]}, f), "square G x G grid"),

@@ -266,8 +266,8 @@ def test_early_stopping_keeps_best_epoch(planted):
     assert model.n_epochs_ < 200
     best = min(model.validation_curve_)
     assert -model.score(test) == pytest.approx(best, rel=1e-5)
-    with pytest.raises(ValueError, match="validation_data"):
-        small_model(early_stopping=True).fit(train)
+    with pytest.raises(ValueError, match="validation_fraction"):
+        small_model(early_stopping=True, validation_fraction=1.0).fit(train)
 
 
 def test_unavailable_backend_says_why(planted):

@@ -178,8 +178,8 @@ def test_bad_input(split):
         GMF(dtype="int8").fit(train)
     with pytest.raises(ValueError, match="empty"):
         GMF().fit((np.array([], int), np.array([], int)))
-    with pytest.raises(ValueError, match="early_stopping"):
-        GMF(early_stopping=True).fit(train)
+    with pytest.raises(ValueError, match="validation_fraction"):
+        GMF(early_stopping=True, validation_fraction=0).fit(train)
     with pytest.raises(NotFittedError, match="not fitted"):
         GMF().predict([0], [0])
     model = make(GMF, "auto", n_epochs=1).fit(train)

@@ -137,5 +137,5 @@ def test_early_stopping_and_bad_parameters(planted):
     assert -model.score(test) == pytest.approx(model.validation_curve_[best], rel=1e-5)
     with pytest.raises(ValueError, match="reg_implicit"):
         SVDpp(reg_implicit=-1.0).fit(train)
-    with pytest.raises(ValueError, match="early_stopping"):
-        SVDpp(early_stopping=True).fit(train)
+    with pytest.raises(ValueError, match="validation_fraction"):
+        SVDpp(early_stopping=True, validation_fraction=-0.1).fit(train)

@@ -1,18 +1,12 @@
-"""Contract checks of device arrays that need no device synchronisation (values and index
-ranges are the caller's duty on the device, as for any CUDA kernel)."""
+"""When the CUDA contract functions let the shared validators read array contents."""
 
 from __future__ import annotations
 
-import numpy as np
-
-from fastrec.backends._contract import ContractError
+from fastrec._array import is_device_array
 
 
-def check_like(name: str, arr, dtype, shape) -> None:
-    """``arr`` has ``dtype``, ``shape`` and C order."""
-    if arr.dtype != dtype:
-        raise ContractError(f"{name} must have dtype {np.dtype(dtype)}, got {arr.dtype}")
-    if tuple(arr.shape) != tuple(shape):
-        raise ContractError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
-    if not arr.flags.c_contiguous:
-        raise ContractError(f"{name} must be C-contiguous")
+def host_values(*arrays) -> bool:
+    """True when no argument is a device array: the validators' ``values`` (index ranges, row
+    pointers) are then read on the host, as the CPU backends' callers do; on the device they
+    would cost a reduction and a synchronisation per launch (see ``_contract.VALUES``)."""
+    return not any(is_device_array(a) for a in arrays)

@@ -23,16 +23,15 @@ import numpy as np
 
 from fastrec._algorithms.rng import rng_key
 from fastrec.backends._contract import (
-    FLOAT_DTYPES,
-    INDEX_DTYPES,
-    ContractError,
+    check_array,
     check_gru,
     check_gru4rec_epoch,
+    check_output_loss,
     gru_layout,
     rng_streams,
 )
 from fastrec.backends.cuda import optim
-from fastrec.backends.cuda._checks import check_like
+from fastrec.backends.cuda._checks import host_values
 
 THREADS = 256
 LOSS_THREADS = 128  # a power of two <= GRU_LOSS_MAX_THREADS of gru.cu
@@ -270,27 +269,6 @@ def _is_host(*arrays) -> bool:
     return all(isinstance(a, np.ndarray) for a in arrays)
 
 
-
-
-def _check_gru_device(X, h0, reset, Wx0, Wx_rest, Wh, b) -> None:
-    if X.dtype not in FLOAT_DTYPES or X.ndim != 3 or Wh.ndim != 3:
-        raise ContractError("X and Wh must be 3-D float32 or float64 arrays")
-    T, B, D = X.shape
-    L, H = Wh.shape[:2]
-    if T < 1 or L < 1 or H < 1:
-        raise ContractError("T, L and H must be >= 1")
-    for name, arr, dtype, shape in (
-            ("X", X, X.dtype, X.shape), ("h0", h0, X.dtype, (L, B, H)),
-            ("reset", reset, np.uint8, (T, B)), ("Wx0", Wx0, X.dtype, (D, 3 * H)),
-            ("Wx_rest", Wx_rest, X.dtype, (L - 1, H, 3 * H)), ("Wh", Wh, X.dtype, (L, H, 3 * H)),
-            ("b", b, X.dtype, (L, 3 * H))):
-        check_like(name, arr, dtype, shape)
-
-
-def _check(host, checker, device_checker, *arrays) -> None:
-    (checker if host else device_checker)(*arrays)
-
-
 def _getter(dtype, index_dtype=np.int32):
     from fastrec.backends.cuda._loader import get_function
 
@@ -304,7 +282,7 @@ def gru_forward(X, h0, reset, Wx0, Wx_rest, Wh, b, n_threads=1):
     """See ``fastrec.backends._contract.GRU_FORWARD_DOC``. Returns CuPy arrays for CuPy inputs,
     numpy arrays for numpy inputs. ``n_threads`` is ignored."""
     host = _is_host(X, h0, reset, Wx0, Wx_rest, Wh, b)
-    _check(host, check_gru, _check_gru_device, X, h0, reset, Wx0, Wx_rest, Wh, b)
+    check_gru(X, h0, reset, Wx0, Wx_rest, Wh, b)
     import cupy
 
     X, h0, reset, Wx0, Wx_rest, Wh, b = (cupy.asarray(a) for a in (X, h0, reset, Wx0, Wx_rest,
@@ -323,12 +301,12 @@ def gru_backward(X, h0, reset, Wx0, Wx_rest, Wh, b, hs, gates, d_top, n_threads=
     """See ``fastrec.backends._contract.GRU_BACKWARD_DOC``. Returns CuPy arrays for CuPy inputs,
     numpy arrays for numpy inputs. ``n_threads`` is ignored."""
     host = _is_host(X, h0, reset, Wx0, Wx_rest, Wh, b, hs, gates, d_top)
-    _check(host, check_gru, _check_gru_device, X, h0, reset, Wx0, Wx_rest, Wh, b)
+    check_gru(X, h0, reset, Wx0, Wx_rest, Wh, b)
     T, B, D = X.shape
     L, H = Wh.shape[:2]
     for name, arr, shape in (("hs", hs, (L, T, B, H)), ("gates", gates, (L, T, B, 3 * H)),
                              ("d_top", d_top, (T, B, H))):
-        check_like(name, arr, X.dtype, shape)
+        check_array(name, arr, X.dtype, len(shape), shape)
     import cupy
 
     arrays = [cupy.asarray(a) for a in (X, h0, reset, Wx0, Wx_rest, Wh, b, hs, gates, d_top)]
@@ -348,23 +326,10 @@ def gru_backward(X, h0, reset, Wx0, Wx_rest, Wh, b, hs, gates, d_top, n_threads=
     return tuple(a.get() for a in out) if host else out
 
 
-def _check_output_loss(hidden, out_table, samples) -> None:
-    if hidden.dtype not in FLOAT_DTYPES or hidden.ndim != 2:
-        raise ContractError("hidden must be a 2-D float32 or float64 array")
-    if samples.dtype not in INDEX_DTYPES or samples.ndim != 1:
-        raise ContractError("samples must be a 1-D int32 or int64 array")
-    N, H = hidden.shape
-    check_like("hidden", hidden, hidden.dtype, (N, H))
-    check_like("out_table", out_table, hidden.dtype, (out_table.shape[0], H + 1))
-    check_like("samples", samples, samples.dtype, samples.shape)
-    if samples.shape[0] < N:
-        raise ContractError(f"samples must hold at least the N={N} targets")
-
-
 def gru4rec_output_loss(hidden, out_table, samples, loss, bpreg, grad_scale, n_threads=1):
     """See ``fastrec.backends._contract.GRU4REC_OUTPUT_LOSS_DOC``. Returns CuPy gradients for
     CuPy inputs, numpy gradients for numpy inputs; the loss as a float (synchronises)."""
-    _check_output_loss(hidden, out_table, samples)
+    check_output_loss(hidden, out_table, samples)
     host = _is_host(hidden, out_table, samples)
     import cupy
 
@@ -391,16 +356,13 @@ def gru4rec_train_epoch(inputs, targets, reset, hidden, emb, emb_s1, emb_s2, gru
     ``n_threads`` is ignored. Returns ``(loss_sum, n_events)`` (synchronises once)."""
     arrays = (inputs, targets, reset, hidden, emb, emb_s1, emb_s2, gru_params, gru_s1, gru_s2,
               out_table, out_s1, out_s2, neg_prob, neg_alias)
-    if _is_host(*arrays):
-        check_gru4rec_epoch(inputs, targets, reset, hidden, emb, gru_params, out_table,
-                            neg_prob, neg_alias, spec)
-        for name, state, param in (("emb", (emb_s1, emb_s2), emb),
-                                   ("gru", (gru_s1, gru_s2), gru_params),
-                                   ("out", (out_s1, out_s2), out_table)):
-            for s in state:
-                check_like(f"{name} optimizer state", s, param.dtype, param.shape)
-    else:
-        _check_epoch_device(*arrays, spec)
+    check_gru4rec_epoch(inputs, targets, reset, hidden, emb, gru_params, out_table, neg_prob,
+                        neg_alias, spec, values=host_values(*arrays))
+    for name, state, param in (("emb", (emb_s1, emb_s2), emb),
+                               ("gru", (gru_s1, gru_s2), gru_params),
+                               ("out", (out_s1, out_s2), out_table)):
+        for s in state:
+            check_array(f"{name} optimizer state", s, param.dtype, param.ndim, param.shape)
     import cupy
 
     device = [cupy.asarray(a) for a in arrays]
@@ -410,33 +372,3 @@ def gru4rec_train_epoch(inputs, targets, reset, hidden, emb, emb_s1, emb_s2, gru
         if isinstance(host, np.ndarray):
             dev.get(out=host)
     return float(loss_sum), int(n_events)
-
-
-def _check_epoch_device(inputs, targets, reset, hidden, emb, emb_s1, emb_s2, gru_params, gru_s1,
-                        gru_s2, out_table, out_s1, out_s2, neg_prob, neg_alias, spec) -> None:
-    dtype = gru_params.dtype
-    if dtype not in FLOAT_DTYPES or inputs.dtype not in INDEX_DTYPES:
-        raise ContractError("parameters must be float32/float64 and items int32/int64")
-    if hidden.ndim != 3 or emb.ndim != 2 or inputs.ndim != 2:
-        raise ContractError("hidden must be 3-D, emb and inputs 2-D")
-    L, B, H = hidden.shape
-    n_items, D = emb.shape
-    if not spec.embedded and D != 3 * H:
-        raise ContractError(f"without embedding, emb must be [n_items, 3H={3 * H}], got {D}")
-    for name, arr, want, shape in (
-            ("inputs", inputs, inputs.dtype, (inputs.shape[0], B)),
-            ("targets", targets, inputs.dtype, inputs.shape), ("reset", reset, np.uint8,
-                                                               inputs.shape),
-            ("hidden", hidden, dtype, (L, B, H)), ("emb", emb, dtype, (n_items, D)),
-            ("emb_s1", emb_s1, dtype, emb.shape), ("emb_s2", emb_s2, dtype, emb.shape),
-            ("gru_params", gru_params, dtype, (gru_layout(L, H, D, spec.embedded).size,)),
-            ("gru_s1", gru_s1, dtype, gru_params.shape),
-            ("gru_s2", gru_s2, dtype, gru_params.shape),
-            ("out_table", out_table, dtype, (n_items, H + 1)),
-            ("out_s1", out_s1, dtype, out_table.shape), ("out_s2", out_s2, dtype,
-                                                         out_table.shape),
-            ("neg_prob", neg_prob, np.float64, (n_items,)),
-            ("neg_alias", neg_alias, inputs.dtype, (n_items,))):
-        check_like(name, arr, want, shape)
-    if spec.bptt < 1 or spec.n_sample < 0:
-        raise ContractError("bptt must be >= 1 and n_sample >= 0")

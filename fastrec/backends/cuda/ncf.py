@@ -29,9 +29,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastrec.backends._contract import FLOAT_DTYPES, INDEX_DTYPES, ContractError
+from fastrec.backends._contract import ContractError, check_array, check_ncf_batch, check_ncf_net
 from fastrec.backends.cuda import optim
-from fastrec.backends.cuda._checks import check_like
+from fastrec.backends.cuda._checks import host_values
 
 WARP_SIZE = 32
 THREADS = 256  # threads per block of the row-wise and elementwise kernels
@@ -289,35 +289,16 @@ def launch_ncf_train_epoch(xp, get_kernel, pos_users, pos_items, pos_targets, se
 
 
 def _check_net(user_emb, item_emb, dense, layers, n_gmf) -> NcfShape:
-    """Dtype, shape and layout checks that need no device synchronisation (index ranges are the
-    caller's duty for device arrays, as for any CUDA kernel)."""
-    if dense.dtype not in FLOAT_DTYPES:
-        raise ContractError(f"dense must be float32 or float64, got {dense.dtype}")
-    if layers.dtype != np.int64 or layers.ndim != 1:
-        raise ContractError(f"layers must be 1-D int64, got {layers.dtype} {layers.shape}")
-    shape = network_shape(layers, n_gmf)
-    if shape.widths and (min(shape.widths) < 1 or shape.widths[0] % 2):
-        raise ContractError(f"layers must be positive with an even layers[0], got "
-                            f"{list(shape.widths)}")
-    if shape.n_gmf < 0 or (shape.n_gmf == 0 and not shape.widths):
-        raise ContractError("the network needs n_gmf > 0 or MLP layers")
-    if user_emb.ndim != 2 or item_emb.ndim != 2:
-        raise ContractError("user_emb and item_emb must be 2-D")
-    check_like("user_emb", user_emb, dense.dtype, (user_emb.shape[0], shape.d))
-    check_like("item_emb", item_emb, dense.dtype, (item_emb.shape[0], shape.d))
-    check_like("dense", dense, dense.dtype, (shape.n_dense,))
-    return shape
+    check_ncf_net(user_emb, item_emb, dense, layers, n_gmf)
+    return network_shape(layers, n_gmf)
 
 
 def _check_pairs(users, items, user_emb, item_emb) -> None:
-    if users.dtype not in INDEX_DTYPES or users.ndim != 1:
-        raise ContractError(f"users must be 1-D int32 or int64, got {users.dtype}")
-    check_like("users", users, users.dtype, users.shape)
-    check_like("items", items, users.dtype, users.shape)
-    for name, idx, table in (("user", users, user_emb), ("item", items, item_emb)):
-        if isinstance(idx, np.ndarray) and idx.size and (idx.min() < 0
-                                                         or idx.max() >= table.shape[0]):
-            raise ContractError(f"{name} index out of range [0, {table.shape[0]})")
+    check_ncf_batch(users, items, user_emb, item_emb, values=host_values(users, items))
+
+
+def _check_like(name, arr, dtype, shape) -> None:
+    check_array(name, arr, dtype, len(shape), shape)
 
 
 def _device_getter(dtype, index_dtype):
@@ -336,8 +317,8 @@ def ncf_forward(users, items, user_emb, item_emb, dense, layers, n_gmf, cache, l
     shape = _check_net(user_emb, item_emb, dense, layers, n_gmf)
     _check_pairs(users, items, user_emb, item_emb)
     batch = users.shape[0]
-    check_like("cache", cache, dense.dtype, (batch * shape.cache_width,))
-    check_like("logits", logits, dense.dtype, (batch,))
+    _check_like("cache", cache, dense.dtype, (batch * shape.cache_width,))
+    _check_like("logits", logits, dense.dtype, (batch,))
     if batch == 0:
         return
     import cupy
@@ -354,12 +335,12 @@ def ncf_backward(users, items, targets, user_emb, item_emb, dense, layers, n_gmf
     shape = _check_net(user_emb, item_emb, dense, layers, n_gmf)
     _check_pairs(users, items, user_emb, item_emb)
     batch, dtype = users.shape[0], dense.dtype
-    check_like("targets", targets, dtype, (batch,))
-    check_like("cache", cache, dtype, (batch * shape.cache_width,))
-    check_like("logits", logits, dtype, (batch,))
-    check_like("dense_grad", dense_grad, dtype, dense.shape)
-    check_like("user_grads", user_grads, dtype, (batch, shape.d))
-    check_like("item_grads", item_grads, dtype, (batch, shape.d))
+    _check_like("targets", targets, dtype, (batch,))
+    _check_like("cache", cache, dtype, (batch * shape.cache_width,))
+    _check_like("logits", logits, dtype, (batch,))
+    _check_like("dense_grad", dense_grad, dtype, dense.shape)
+    _check_like("user_grads", user_grads, dtype, (batch, shape.d))
+    _check_like("item_grads", item_grads, dtype, (batch, shape.d))
     if int(loss) not in (0, 1):
         raise ContractError(f"loss must be 0 (BCE) or 1 (squared), got {loss}")
     import cupy
@@ -385,24 +366,24 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
     dtype = dense.dtype
     _check_pairs(pos_users, pos_items, user_emb, item_emb)
     n_pos = pos_users.shape[0]
-    check_like("pos_targets", pos_targets, dtype, (n_pos,))
-    check_like("seen_indptr", seen_indptr, np.int64, (user_emb.shape[0] + 1,))
-    check_like("seen_indices", seen_indices, pos_users.dtype, (seen_indices.shape[0],))
-    check_like("order", order, np.int64, (order.shape[0],))
+    _check_like("pos_targets", pos_targets, dtype, (n_pos,))
+    _check_like("seen_indptr", seen_indptr, np.int64, (user_emb.shape[0] + 1,))
+    _check_like("seen_indices", seen_indices, pos_users.dtype, (seen_indices.shape[0],))
+    _check_like("order", order, np.int64, (order.shape[0],))
     for name, arr, like in (("dense_state1", dense_state1, dense),
                             ("dense_state2", dense_state2, dense),
                             ("user_state1", user_state1, user_emb),
                             ("user_state2", user_state2, user_emb),
                             ("item_state1", item_state1, item_emb),
                             ("item_state2", item_state2, item_emb)):
-        check_like(name, arr, dtype, like.shape)
+        _check_like(name, arr, dtype, like.shape)
     if int(batch_size) < 1 or int(n_negatives) < 0:
         raise ContractError("batch_size must be >= 1 and n_negatives >= 0")
     if int(loss) not in (0, 1) or int(optimizer) not in (0, 1, 2):
         raise ContractError(f"unknown loss {loss} or optimizer {optimizer}")
     if not 0 < item_emb.shape[0] <= 2**32:
         raise ContractError("the negative draw needs 1 <= n_items <= 2**32")
-    if isinstance(order, np.ndarray) and order.size and (
+    if host_values(order) and order.size and (
             order.min() < 0 or order.max() >= n_pos * (int(n_negatives) + 1)):
         raise ContractError("order holds a slot outside [0, P * (n_negatives + 1))")
     if order.shape[0] == 0:

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastrec.backends._contract import INDEX_DTYPES, ContractError
-from fastrec.backends.cuda._checks import check_like
+from fastrec.backends._contract import ContractError, check_nmf
+from fastrec.backends.cuda._checks import host_values
 
 WARPS_PER_CTA = 8
 WARP_SIZE = 32
@@ -129,37 +129,10 @@ def launch_nmf_loss_observed(xp, get_kernel, indptr, indices, data, factors, oth
 
 
 # -- public contract functions ------------------------------------------------------------------
-def _check_device_arrays(indptr, indices, data, factors, other, bias=None, other_bias=None,
-                         beta_loss=2) -> None:
-    """Dtype, shape and layout checks that need no device synchronisation (index ranges and
-    indptr's monotonicity are the caller's duty on the device, as for any CUDA kernel)."""
-    dtype = factors.dtype
-    if dtype not in (np.float32, np.float64):
-        raise ContractError(f"factors must be float32 or float64, got {dtype}")
-    if indptr.dtype not in INDEX_DTYPES or indices.dtype != indptr.dtype:
-        raise ContractError(f"indptr and indices must share an int32 or int64 dtype, got "
-                            f"{indptr.dtype} and {indices.dtype}")
-    if beta_loss not in (1, 2):
-        raise ContractError(f"beta_loss must be 1 or 2, got {beta_loss!r}")
-    if factors.ndim != 2 or factors.shape[1] < 1:
-        raise ContractError(f"factors must be 2-D with at least one column, got "
-                            f"{factors.shape}")
-    n_rows, k = factors.shape
-    n_cols = other.shape[0] if other.ndim == 2 else -1
-    nnz = indices.shape[0] if indices.ndim == 1 else -1
-    expected = {
-        "indptr": (indptr, indptr.dtype, (n_rows + 1,)),
-        "indices": (indices, indptr.dtype, (nnz,)),
-        "data": (data, dtype, (nnz,)),
-        "factors": (factors, dtype, (n_rows, k)),
-        "other": (other, dtype, (n_cols, k)),
-    }
-    if bias is not None:
-        expected["bias"] = (bias, dtype, (n_rows,))
-    if other_bias is not None:
-        expected["other_bias"] = (other_bias, dtype, (n_cols,))
-    for name, (arr, want_dtype, shape) in expected.items():
-        check_like(name, arr, want_dtype, shape)
+def _check(indptr, indices, data, factors, other, bias=None, other_bias=None,
+           beta_loss=2) -> None:
+    arrays = (indptr, indices, data, factors, other, bias, other_bias)
+    check_nmf(*arrays, beta_loss=beta_loss, values=host_values(*arrays))
 
 
 def _device_call(launch, arrays, outputs, *args, **kwargs):
@@ -191,7 +164,7 @@ def nmf_update_full(indptr, indices, data, factors, other, beta_loss, l1_reg, l2
     to the device; ``factors`` is copied back). ``n_threads`` is ignored: the launch shape is
     fixed and does not change the result.
     """
-    _check_device_arrays(indptr, indices, data, factors, other, beta_loss=beta_loss)
+    _check(indptr, indices, data, factors, other, beta_loss=beta_loss)
     _device_call(launch_nmf_update_full, (indptr, indices, data, factors, other), (3,),
                  beta_loss, l1_reg, l2_reg)
 
@@ -200,7 +173,7 @@ def nmf_update_observed(indptr, indices, data, factors, other, bias, other_bias,
                         beta_loss, l1_reg, l2_reg, reg_bias, biased, n_threads=1) -> None:
     """See ``fastrec.backends._contract.NMF_UPDATE_OBSERVED_DOC``; arrays as
     :func:`nmf_update_full` (``factors`` and ``bias`` are the outputs)."""
-    _check_device_arrays(indptr, indices, data, factors, other, bias, other_bias, beta_loss)
+    _check(indptr, indices, data, factors, other, bias, other_bias, beta_loss)
     if biased and beta_loss != 2:
         raise ContractError("biased needs beta_loss 2 (Frobenius)")
     _device_call(launch_nmf_update_observed,
@@ -211,7 +184,7 @@ def nmf_update_observed(indptr, indices, data, factors, other, bias, other_bias,
 
 def nmf_loss_full(indptr, indices, data, factors, other, beta_loss, n_threads=1) -> float:
     """See ``fastrec.backends._contract.NMF_LOSS_FULL_DOC`` (synchronises the device)."""
-    _check_device_arrays(indptr, indices, data, factors, other, beta_loss=beta_loss)
+    _check(indptr, indices, data, factors, other, beta_loss=beta_loss)
     return _device_call(launch_nmf_loss_full, (indptr, indices, data, factors, other), (),
                         beta_loss)
 
@@ -219,7 +192,7 @@ def nmf_loss_full(indptr, indices, data, factors, other, beta_loss, n_threads=1)
 def nmf_loss_observed(indptr, indices, data, factors, other, bias, other_bias, global_mean,
                       beta_loss, biased, n_threads=1) -> float:
     """See ``fastrec.backends._contract.NMF_LOSS_OBSERVED_DOC`` (synchronises the device)."""
-    _check_device_arrays(indptr, indices, data, factors, other, bias, other_bias, beta_loss)
+    _check(indptr, indices, data, factors, other, bias, other_bias, beta_loss)
     return _device_call(launch_nmf_loss_observed,
                         (indptr, indices, data, factors, other, bias, other_bias), (),
                         global_mean, beta_loss, biased)

@@ -19,13 +19,13 @@ from __future__ import annotations
 import numpy as np
 
 from fastrec.backends._contract import (
-    FLOAT_DTYPES,
-    INDEX_DTYPES,
     OPT_ADAGRAD,
     OPT_ADAM,
     ContractError,
+    check_adam_step,
+    check_sparse_step,
 )
-from fastrec.backends.cuda._checks import check_like
+from fastrec.backends.cuda._checks import host_values
 
 THREADS = 256
 WARP_SIZE = 32
@@ -99,11 +99,6 @@ def launch_sparse_step(xp, get_kernel, kind, table, rows, row_grads, state1, sta
 
 
 
-def _check_float(name, arr) -> None:
-    if arr.dtype not in FLOAT_DTYPES:
-        raise ContractError(f"{name} must be float32 or float64, got {arr.dtype}")
-
-
 def _device_getter(source: str, dtype, index_dtype):
     from fastrec.backends.cuda._loader import get_function
 
@@ -128,11 +123,7 @@ def adam_step(params, grads, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
               n_threads=1) -> None:
     """See ``fastrec.backends._contract.ADAM_STEP_DOC``. CuPy arrays are updated in place; numpy
     arrays are copied to the device and the results back. ``n_threads`` is ignored."""
-    _check_float("params", params)
-    for name, arr in (("params", params), ("grads", grads), ("m", m), ("v", v)):
-        check_like(name, arr, params.dtype, (params.shape[0],))
-    if int(step) < 1:
-        raise ContractError(f"step must be >= 1, got {step}")
+    check_adam_step(params, grads, m, v, step)
     import cupy
 
     d_params, d_grads, d_m, d_v = _to_device(cupy, (params, grads, m, v))
@@ -142,19 +133,7 @@ def adam_step(params, grads, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
 
 
 def _sparse(kind, table, rows, row_grads, state1, state2, step, lr, beta1, beta2, eps) -> None:
-    _check_float("table", table)
-    if table.ndim != 2:
-        raise ContractError(f"table must be 2-D, got shape {table.shape}")
-    if rows.dtype not in INDEX_DTYPES or rows.ndim != 1:
-        raise ContractError(f"rows must be 1-D int32 or int64, got {rows.dtype} {rows.shape}")
-    check_like("table", table, table.dtype, table.shape)
-    check_like("rows", rows, rows.dtype, rows.shape)
-    check_like("row_grads", row_grads, table.dtype, (rows.shape[0], table.shape[1]))
-    for j, state in enumerate((state1, state2)):
-        check_like(f"optimizer state {j}", state, table.dtype, table.shape)
-    if isinstance(rows, np.ndarray) and rows.size and (rows.min() < 0
-                                                       or rows.max() >= table.shape[0]):
-        raise ContractError(f"row index out of range [0, {table.shape[0]})")
+    check_sparse_step(table, rows, row_grads, state1, state2, values=host_values(rows))
     import cupy
 
     same_state = state2 is state1

@@ -20,8 +20,8 @@ import math
 
 import numpy as np
 
-from fastrec.backends._contract import INDEX_DTYPES, ContractError, check_strata_disjoint
-from fastrec.backends.cuda._checks import check_like
+from fastrec.backends._contract import ContractError, check_sgd_epoch
+from fastrec.backends.cuda._checks import host_values
 
 WARPS_PER_CTA = 8
 WARP_SIZE = 32
@@ -121,38 +121,6 @@ def _grid_side(block_ptr) -> int:
     return grid_side
 
 
-def _check_device_arrays(users, items, ratings, block_ptr, schedule, user_factors, item_factors,
-                         user_bias, item_bias) -> None:
-    """Dtype, shape and layout checks that need no device synchronisation (index ranges are the
-    caller's duty on the device, as for any CUDA kernel)."""
-    dtype = user_factors.dtype
-    if dtype not in (np.float32, np.float64):
-        raise ContractError(f"factors must be float32 or float64, got {dtype}")
-    if users.dtype not in INDEX_DTYPES or items.dtype != users.dtype:
-        raise ContractError(f"users and items must share an int32 or int64 dtype, got "
-                            f"{users.dtype} and {items.dtype}")
-    nnz = users.shape[0]
-    n_users, k = user_factors.shape
-    n_items = item_factors.shape[0]
-    expected = {
-        "users": (users, users.dtype, (nnz,)),
-        "items": (items, users.dtype, (nnz,)),
-        "ratings": (ratings, dtype, (nnz,)),
-        "block_ptr": (block_ptr, np.int64, (block_ptr.shape[0],)),
-        "schedule": (schedule, np.int64, schedule.shape),
-        "item_factors": (item_factors, dtype, (n_items, k)),
-        "user_bias": (user_bias, dtype, (n_users,)),
-        "item_bias": (item_bias, dtype, (n_items,)),
-    }
-    for name, (arr, want_dtype, shape) in expected.items():
-        check_like(name, arr, want_dtype, shape)
-    if schedule.ndim != 2 or block_ptr.ndim != 1:
-        raise ContractError("schedule must be 2-D and block_ptr 1-D")
-    grid_side = _grid_side(block_ptr)
-    if isinstance(schedule, np.ndarray):  # a device schedule would cost a synchronisation
-        check_strata_disjoint(schedule, grid_side)
-
-
 def sgd_epoch(users, items, ratings, block_ptr, schedule, user_factors, item_factors,
               user_bias, item_bias, global_mean, lr, lr_bias, reg, reg_bias, biased,
               n_threads=1, *, order="dataflow") -> float:
@@ -163,8 +131,10 @@ def sgd_epoch(users, items, ratings, block_ptr, schedule, user_factors, item_fac
     ignored: the launch configuration is fixed and does not change the result. ``order`` picks
     the driver (see the module docstring). Returns the SSE (synchronises the device).
     """
-    _check_device_arrays(users, items, ratings, block_ptr, schedule, user_factors,
-                         item_factors, user_bias, item_bias)
+    arrays = (users, items, ratings, block_ptr, schedule, user_factors, item_factors, user_bias,
+              item_bias)
+    check_sgd_epoch(*arrays, values=host_values(*arrays))
+    _grid_side(block_ptr)
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
     import cupy

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastrec.backends._contract import ContractError
-from fastrec.backends.cuda._checks import check_like
-from fastrec.backends.cuda.sgd import _check_device_arrays, _grid_side
+from fastrec.backends._contract import check_svdpp_epoch
+from fastrec.backends.cuda._checks import host_values
+from fastrec.backends.cuda.sgd import _grid_side
 
 WARPS_PER_CTA = 8
 WARP_SIZE = 32
@@ -66,18 +66,6 @@ def launch_svdpp_epoch(xp, get_kernel, users, items, ratings, block_ptr, schedul
          dtype(lr), dtype(reg_implicit)))
 
 
-def _check_implicit_arrays(users, user_ptr, user_items, item_ptr, item_users, user_factors,
-                           item_factors, implicit_factors) -> None:
-    n_users, n_items = user_factors.shape[0], item_factors.shape[0]
-    check_like("implicit_factors", implicit_factors, user_factors.dtype, item_factors.shape)
-    check_like("user_ptr", user_ptr, np.int64, (n_users + 1,))
-    check_like("item_ptr", item_ptr, np.int64, (n_items + 1,))
-    check_like("user_items", user_items, users.dtype, user_items.shape)
-    check_like("item_users", item_users, users.dtype, user_items.shape)
-    if user_items.ndim != 1:
-        raise ContractError("user_items and item_users must be 1-D")
-
-
 def svdpp_epoch(users, items, ratings, block_ptr, schedule, user_ptr, user_items, item_ptr,
                 item_users, user_factors, item_factors, implicit_factors, user_bias, item_bias,
                 global_mean, lr, lr_bias, reg, reg_bias, reg_implicit, biased,
@@ -88,10 +76,9 @@ def svdpp_epoch(users, items, ratings, block_ptr, schedule, user_ptr, user_items
     modified arrays are copied back into the given numpy arrays). ``n_threads`` is ignored.
     Returns the SSE (synchronises the device).
     """
-    _check_device_arrays(users, items, ratings, block_ptr, schedule, user_factors, item_factors,
-                         user_bias, item_bias)
-    _check_implicit_arrays(users, user_ptr, user_items, item_ptr, item_users, user_factors,
-                           item_factors, implicit_factors)
+    arrays = (users, items, ratings, block_ptr, schedule, user_ptr, user_items, item_ptr,
+              item_users, user_factors, item_factors, implicit_factors, user_bias, item_bias)
+    check_svdpp_epoch(*arrays, values=host_values(*arrays))
     _grid_side(block_ptr)
     import cupy
 
