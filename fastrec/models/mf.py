@@ -13,7 +13,7 @@ from fastrec._algorithms.fit_loop import (
     learning_rate_at,
 )
 from fastrec._algorithms.sgd_schedule import BlockedRatings
-from fastrec._array import array_module, to_device, to_host
+from fastrec._array import array_module, to_host
 from fastrec.backends._contract import check_sgd_epoch
 from fastrec.metrics import rmse
 from fastrec.models._base import (
@@ -119,7 +119,8 @@ class MF(FactorModel):
         dtype = self._validate_params()
         X, validation_data = self._holdout(X, validation_data)
         backend = self._resolve_backend(("sgd_epoch",))
-        data = self._training_data(X, dtype, keep_device=backend.name == "cuda")
+        place = self._placement(backend)
+        data = self._training_data(place.inputs(X), dtype)
         n_threads = self._n_threads()
         rng = np.random.default_rng(self.random_state)
         k = int(self.n_factors)
@@ -149,7 +150,7 @@ class MF(FactorModel):
         check_sgd_epoch(blocked.users, blocked.items, blocked.ratings, blocked.block_ptr,
                         blocked.epoch_schedule(np.random.default_rng(0)), *state.values())
         # On CUDA the ratings go to the device once and the fitted arrays stay there.
-        move = to_device if backend.name == "cuda" else (lambda a: a)
+        move = place.move
         state = {name: move(table) for name, table in state.items()}
         ratings = tuple(move(a) for a in (blocked.users, blocked.items, blocked.ratings,
                                           blocked.block_ptr))

@@ -6,18 +6,18 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.sparse as sp
 
 from fastrec._algorithms.fit_loop import (
     LR_SCHEDULES,
 )
 from fastrec._algorithms.sgd_schedule import BlockedRatings
-from fastrec._array import array_module, sparse_module, to_device
+from fastrec._array import array_module, sparse_module
 from fastrec.backends._contract import check_svdpp_epoch
 from fastrec.models._base import (
     FactorModel,
     check_dtype,
     check_positive,
+    pattern_dtype,
     seen_matrix,
     store_params,
 )
@@ -102,8 +102,10 @@ class SVDpp(FactorModel):
         """Fit on explicit ratings; N(u) is the set of items each user rated in ``X``.
 
         X : scipy.sparse matrix [n_users, n_items], a ``(user_ids, item_ids, ratings)`` tuple,
-            a pandas DataFrame or :class:`fastrec.data.Interactions` (device input is copied to
-            the host, laid out there, and with ``backend="cuda"`` moved to the device once).
+            a pandas DataFrame or :class:`fastrec.data.Interactions`. With ``backend="cuda"``
+            CuPy / cupyx.scipy.sparse input stays on the device and is laid out there, host
+            input is laid out on the host and moved to the device once; other backends copy
+            device input to the host once.
         validation_data : the same kinds, mapped with the training ids (unseen ids dropped).
         Returns self. A fit that raises leaves a previously fitted model as it was, except
         :class:`fastrec.DivergenceError`, after which the model holds the last good epoch.
@@ -115,7 +117,8 @@ class SVDpp(FactorModel):
         dtype = self._validate_params()
         X, validation_data = self._holdout(X, validation_data)
         backend = self._resolve_backend(("svdpp_epoch",))
-        data = self._training_data(X, dtype)
+        place = self._placement(backend)
+        data = self._training_data(place.inputs(X), dtype)
         n_threads = self._n_threads()
         rng = np.random.default_rng(self.random_state)
         k = int(self.n_factors)
@@ -123,7 +126,8 @@ class SVDpp(FactorModel):
         self.n_users_, self.n_items_ = data.shape
         self.user_ids_, self.item_ids_ = data.user_ids, data.item_ids
         validation = None if validation_data is None else self._mapped(validation_data, dtype)
-        self.global_mean_ = float(np.mean(data.values, dtype=np.float64))
+        xp = array_module(data.values)
+        self.global_mean_ = float(xp.mean(data.values, dtype=np.float64))
         self.seen_ = seen_matrix(data)
         g = min(self.n_blocks or backend.default_n_blocks(*data.shape), *data.shape)
         blocked = BlockedRatings.build(data.users, data.items, data.values, data.n_users,
@@ -136,7 +140,7 @@ class SVDpp(FactorModel):
                           *ratings[4:], state["user_factors_"], state["item_factors_"],
                           state["implicit_factors_"], state["user_bias_"], state["item_bias_"])
         # On CUDA the layout goes to the device once and the fitted arrays stay there.
-        move = to_device if backend.name == "cuda" else (lambda a: a)
+        move = place.move
         state = {name: move(table) for name, table in state.items()}
         ratings = tuple(move(a) for a in ratings)
         self._implicit_matrix = _implicit_operator(ratings[4], ratings[5], data.shape)
@@ -238,9 +242,10 @@ class _SVDppTrainer(_SGDTrainer):
 
 def _implicit_layout(blocked: BlockedRatings, shape) -> tuple[np.ndarray, ...]:
     """``(user_ptr, user_items, item_ptr, item_users)`` of the distinct training pairs in working
-    order, indices in the ratings' index dtype."""
-    m = sp.csr_matrix((np.ones(blocked.users.shape[0], np.int8), (blocked.users, blocked.items)),
-                      shape=shape)
+    order, indices in the ratings' index dtype, where the ratings are."""
+    xp, xsp = array_module(blocked.users), sparse_module(blocked.users)
+    ones = xp.ones(blocked.users.shape[0], pattern_dtype(xp))
+    m = xsp.csr_matrix((ones, (blocked.users, blocked.items)), shape=shape)
     m.sum_duplicates()
     by_item = m.T.tocsr()
     by_item.sort_indices()
