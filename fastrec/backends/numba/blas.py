@@ -4,7 +4,7 @@ the same calls as the Cython ones. Callers hold ``fastrec.backends._blas.single_
 
 GEMMs go through ``numba_xxgemm``, the symbol Numba's own ``np.dot`` uses (it forwards to
 scipy.linalg.cython_blas); SYRK, which Numba has no helper for, through SciPy's own function
-registered under a symbol name at import. Both are called by name, so the kernels stay
+registered under a symbol name (``register_syrk``). Both are called by name, so the kernels stay
 cacheable, unlike a ctypes function pointer baked into the code.
 """
 
@@ -20,11 +20,21 @@ _xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
 
 # Fortran ?syrk(uplo, trans, n, k, alpha, a, lda, beta, c, ldc): every argument by address.
 _SYRK_SIGNATURE = types.void(*(types.voidptr,) * 10)
-for _name in ("ssyrk", "dsyrk"):
-    binding.add_symbol(f"fastrec_scipy_{_name}",
-                       get_cython_function_address("scipy.linalg.cython_blas", _name))
 _ssyrk = types.ExternalFunction("fastrec_scipy_ssyrk", _SYRK_SIGNATURE)
 _dsyrk = types.ExternalFunction("fastrec_scipy_dsyrk", _SYRK_SIGNATURE)
+_registered = False
+
+
+def register_syrk() -> None:
+    """Bind the SYRK symbols to SciPy's functions; call before a kernel that uses
+    :func:`syrk_upper_rm` is compiled or loaded from the cache. Not done at import: loading
+    SciPy's BLAS is left to the first kernel that needs it (see fastrec.backends._blas)."""
+    global _registered
+    if not _registered:
+        for name in ("ssyrk", "dsyrk"):
+            binding.add_symbol(f"fastrec_scipy_{name}",
+                               get_cython_function_address("scipy.linalg.cython_blas", name))
+        _registered = True
 
 _N, _T = np.int8(ord("N")), np.int8(ord("T"))
 _S, _D = np.int8(ord("s")), np.int8(ord("d"))

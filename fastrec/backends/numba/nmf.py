@@ -9,7 +9,7 @@ from numba import njit, prange
 
 from fastrec.backends._blas import single_threaded_blas
 from fastrec.backends._cpu_layout import NMF_BLAS_MIN_RANK
-from fastrec.backends.numba.blas import gemm_rm, syrk_upper_rm
+from fastrec.backends.numba.blas import gemm_rm, register_syrk, syrk_upper_rm
 from fastrec.backends.numba.scalar import (
     NMF_EPSILON,
     nmf_bias_solve,
@@ -141,6 +141,7 @@ def _stats(other, beta, n_threads):
     n_chunks = (n + chunk - 1) // chunk
     partial = np.zeros((max(n_chunks, 1), k * k if beta == 2 else k), dtype=other.dtype)
     if blas:
+        register_syrk()
         with single_threaded_blas(), thread_limit(n_threads):
             _gram_partial_blas(other, chunk, partial[:n_chunks])
     else:
