@@ -134,7 +134,6 @@ class MF(FactorModel):
             "user_bias_": np.zeros(data.n_users, dtype),
             "item_bias_": np.zeros(data.n_items, dtype),
         }
-        self.seen_ = seen_matrix(data)
         validation = None
         if validation_data is not None:
             validation = self._mapped(validation_data, dtype)
@@ -143,6 +142,8 @@ class MF(FactorModel):
         g = min(g, data.n_users, data.n_items)
         blocked = BlockedRatings.build(data.users, data.items, data.values, data.n_users,
                                        data.n_items, g, rng, n_threads)
+        # made after the layout, the largest temporary of the fit, so as not to add to its peak
+        self.seen_ = seen_matrix(data)
         # The kernels see the factor tables in the layout's working row order; the fitted
         # attributes are put back in id order whatever happens (finally below).
         state = blocked.to_working_order(state, backend.row_width("sgd", k, dtype))
