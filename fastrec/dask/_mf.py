@@ -467,8 +467,12 @@ class RowBlock:
         try:
             return _RESIDENT[self.fit, self.r]
         except KeyError:
-            raise WorkerLostError(f"row block {self.r} of this fit is not on this worker "
-                                  "(it restarted): fit again") from None
+            from distributed import get_worker
+
+            raise WorkerLostError(
+                f"worker {get_worker().address} lost row block {self.r} of this fit (it "
+                "restarted); the fit was abandoned and the estimator keeps its previous "
+                "state. Fit again.") from None
 
 
 def _register_row_block(fit, r, row_block, tables, backend):
