@@ -102,8 +102,10 @@ class SVDpp(FactorModel):
         """Fit on explicit ratings; N(u) is the set of items each user rated in ``X``.
 
         X : scipy.sparse matrix [n_users, n_items], a ``(user_ids, item_ids, ratings)`` tuple,
-            a pandas DataFrame or :class:`fastrec.data.Interactions` (device input is copied to
-            the host, laid out there, and with ``backend="cuda"`` moved to the device once).
+            a pandas DataFrame or :class:`fastrec.data.Interactions`. With ``backend="cuda"``
+            CuPy / cupyx.scipy.sparse input stays on the device and is laid out there, host
+            input is laid out on the host and moved to the device once; other backends copy
+            device input to the host once.
         validation_data : the same kinds, mapped with the training ids (unseen ids dropped).
         Returns self. A fit that raises leaves a previously fitted model as it was, except
         :class:`fastrec.DivergenceError`, after which the model holds the last good epoch.
