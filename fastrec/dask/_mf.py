@@ -112,6 +112,8 @@ class MF:
             [nnz, 3] of (user, item, rating) triples, or a tuple of three 1-D Dask arrays.
             Partition order is rating order: the fit equals ``fastrec.MF().fit`` on the
             concatenated partitions. Ids are mapped by the cluster; ratings stay on it.
+            Repeated (user, item) pairs, in one partition or several, follow ``duplicates``
+            as locally (checked, or merged, on the cluster before any epoch).
 
         The layout is the local one's sort (block, user, 20 random bits, input position), so
         the equality with the local fit holds for any data. A fit that raises (bad input,
