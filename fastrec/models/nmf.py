@@ -184,7 +184,8 @@ class NMF(FactorModel):
             too. With ``backend="cuda"`` they stay on the device: validation, the CSR layouts of
             X and X^T (a transposed copy on the device) and the initialisation's reductions run
             there; only NNDSVD's small dense SVD (X up to 250k entries) reads X on the host
-            (larger X: the SVD's products with X run on the device). Other backends copy device
+            (larger X: the truncated SVD's products with X run on the device, blocks of
+            vectors cross). Other backends copy device
             input to the host (``to_host``).
         W, H : initial factors [n_samples, k] and [k, n_features] for ``init="custom"`` (numpy
             or CuPy).
@@ -218,11 +219,11 @@ class NMF(FactorModel):
             self.user_ids_, self.item_ids_ = data.user_ids, data.item_ids
             self.global_mean_ = _mean(data.values) if self.biased else 0.0
             self.seen_ = seen_matrix(data)
-        x = CSRPair.build(matrix, dtype)
+        x = CSRPair.build(matrix, dtype, n_threads)
         if self.mode == "full":
             self.seen_ = pattern_matrix(x.indptr, x.indices, x.shape)
         k = self._n_components(x.shape)
-        w, h = self._initial_factors(x, matrix, k, W, H, rng, dtype)
+        w, h = self._initial_factors(x, k, W, H, rng, dtype, n_threads)
         k_pad = backend.row_width("nmf", k, dtype)
         w, ht = pad_columns(w, k_pad), pad_columns(h.T, k_pad)
         bu, bi = np.zeros(x.shape[0], dtype), np.zeros(x.shape[1], dtype)
@@ -288,7 +289,7 @@ class NMF(FactorModel):
         data = self._mapped(validation_data, dtype)
         return data.users, data.items, np.asarray(data.values, np.float64)
 
-    def _initial_factors(self, x: CSRPair, matrix, k, W, H, rng, dtype):
+    def _initial_factors(self, x: CSRPair, k, W, H, rng, dtype, n_threads):
         init = self.init
         if init is None:
             init = "nndsvda" if k <= min(x.shape) else "random"
@@ -300,7 +301,7 @@ class NMF(FactorModel):
             mean = _mean(x.data) if self.mode == "observed" else _sum(x.data) / (
                 x.shape[0] * x.shape[1])
             return random_init(mean, (x.shape[0], k), (k, x.shape[1]), rng, dtype)
-        return nndsvd_init(matrix, k, init, rng, dtype)
+        return nndsvd_init(x, k, init, rng, dtype, n_threads)
 
     # -- scikit-learn transforms ---------------------------------------------------------------
     def transform(self, X):
@@ -317,7 +318,7 @@ class NMF(FactorModel):
         if matrix.shape[1] != self.n_items_:
             raise ValueError(f"X has {matrix.shape[1]} features, but NMF is expecting "
                              f"{self.n_items_} features as input")
-        x = CSRPair.build(matrix, self.components_.dtype)
+        x = CSRPair.build(matrix, self.components_.dtype, self._n_threads())
         return _where_input_is(self._solve_rows(backend, x, beta)[0], X)
 
     def _solve_rows(self, backend, x: CSRPair, beta: int):
@@ -377,7 +378,7 @@ class NMF(FactorModel):
         if matrix.shape[1] != self.n_items_:
             raise ValueError(f"X has {matrix.shape[1]} features, but NMF is expecting "
                              f"{self.n_items_} features as input")
-        x = CSRPair.build(matrix, self.components_.dtype)
+        x = CSRPair.build(matrix, self.components_.dtype, self._n_threads())
         w = to_host(self._solve_rows(backend, x, beta)[0])
         k_pad = backend.row_width("nmf", w.shape[1], w.dtype)
         divergence = backend.nmf_loss_full(*x.rows, pad_columns(w, k_pad),
