@@ -88,6 +88,8 @@ class MF:
                  duplicates: str = "raise", verbose: bool = False, client=None):
         store_params(self, locals())
 
+    _PENALTIES = fastrec.MF._PENALTIES  # read by the local rules below
+
     def get_params(self, deep: bool = True) -> dict:
         return {name: getattr(self, name) for name in _PARAMS}
 
