@@ -74,8 +74,8 @@ class MF:
     Fitted attributes (numpy, on the client, O((users + items) k)): those of
     :class:`fastrec.MF` listed in ``FITTED``; ``n_blocks_``, ``epoch_times_`` (seconds
     between successive epochs' losses reaching the client; without callbacks the next epoch
-    is already queued, so after the first these are the cluster's epoch times). :meth:`to_local` returns a
-    fitted ``fastrec.MF``.
+    is already queued, so after the first these are the cluster's epoch times).
+    :meth:`to_local` returns a fitted ``fastrec.MF``.
     """
 
     def __init__(self, n_factors: int = 32, n_epochs: int = 20, learning_rate: float = 0.02,
@@ -85,8 +85,10 @@ class MF:
                  backend: str = "auto", n_threads: int | None = None,
                  random_state: int | None = None, early_stopping: bool = False,
                  n_iter_no_change: int = 3, tol: float = 1e-4, callbacks=None,
-                 verbose: bool = False, client=None):
+                 duplicates: str = "raise", verbose: bool = False, client=None):
         store_params(self, locals())
+
+    _PENALTIES = fastrec.MF._PENALTIES  # read by the local rules below
 
     def get_params(self, deep: bool = True) -> dict:
         return {name: getattr(self, name) for name in _PARAMS}
@@ -112,6 +114,8 @@ class MF:
             [nnz, 3] of (user, item, rating) triples, or a tuple of three 1-D Dask arrays.
             Partition order is rating order: the fit equals ``fastrec.MF().fit`` on the
             concatenated partitions. Ids are mapped by the cluster; ratings stay on it.
+            Repeated (user, item) pairs, in one partition or several, follow ``duplicates``
+            as locally (checked, or merged, on the cluster before any epoch).
 
         The layout is the local one's sort (block, user, 20 random bits, input position), so
         the equality with the local fit holds for any data. A fit that raises (bad input,
@@ -127,7 +131,7 @@ class MF:
         workers = sorted(client.nthreads())
         if not workers:
             raise ValueError("the Dask cluster has no workers")
-        data = load_ratings(client, X, dtype, columns)
+        data = load_ratings(client, X, dtype, columns, self.duplicates)
         n_users, n_items = data.shape
         k = int(self.n_factors)
         g = min(self.n_blocks or max(1, sum(client.nthreads().values())), n_users, n_items)
@@ -164,7 +168,6 @@ class MF:
                          owners, "the data shuffle")
         del pieces
         data.parts = []  # the row blocks hold the ratings now
-        _check_repeats(infos, layout, data)
 
         working = layout.to_working_order(state, infos[0]["width"])
         backend = infos[0]["backend"]
@@ -362,20 +365,7 @@ class MF:
 _PARAMS = ("n_factors", "n_epochs", "learning_rate", "lr_bias", "reg", "reg_bias",
            "lr_schedule", "lr_decay", "biased", "init_std", "n_blocks", "dtype", "backend",
            "n_threads", "random_state", "early_stopping", "n_iter_no_change", "tol", "callbacks",
-           "verbose", "client")
-
-
-def _check_repeats(infos, layout, data) -> None:
-    """The local estimators' error for repeated (user, item) pairs, with global entries."""
-    found = [i["repeats"] for i in infos if i["repeats"] is not None]
-    if not found:
-        return
-    _, at, earlier, user_row, item_row = min(found, key=lambda f: f[1])
-    pair = (data.user_ids[np.argsort(layout.user_rows)[user_row]].item(),
-            data.item_ids[np.argsort(layout.item_rows)[item_row]].item())
-    raise ValueError(f"duplicate (user, item) pair {pair!r} at entry {at} (first at entry "
-                     f"{earlier}): {sum(f[0] for f in found)} repeated pairs in the data; merge "
-                     "them before fitting")
+           "duplicates", "verbose", "client")
 
 
 def _bounds(n: int, g: int) -> np.ndarray:
@@ -400,9 +390,8 @@ def _row_block_pieces(data, user_ids, item_ids, user_rows, item_rows, index_dtyp
     row_block = users.astype(np.int64) * g // n_users
     order = np.argsort(row_block, kind="stable")
     cuts = np.searchsorted(row_block[order], np.arange(g + 1))
-    entries = np.arange(offset, offset + data.nnz, dtype=np.int64)
     return [tuple(a[order[cuts[r]:cuts[r + 1]]]
-                  for a in (users, items, data.values, keys, entries)) for r in range(g)]
+                  for a in (users, items, data.values, keys)) for r in range(g)]
 
 
 def _build_row_block(r, g, n_users, n_items, backend, rank, *pieces):
@@ -412,14 +401,13 @@ def _build_row_block(r, g, n_users, n_items, backend, rank, *pieces):
     arrays = (users - first row, items - first column of the block, ratings, ptr[g + 1]) with
     column block c at ``ptr[c]:ptr[c + 1]``; info = {"counts", "backend", "width"}
     (the worker's backend and the row width its kernel wants for ``rank = (k, dtype)``)."""
-    users, items, ratings, keys, entries = (np.concatenate(a)
+    users, items, ratings, keys = (np.concatenate(a)
                                             for a in zip(*pieces, strict=True))
     users64, items64 = users.astype(np.int64), items.astype(np.int64)
     col_block = items64 * g // n_items
     block = r * g + col_block
     by_user = ((block * n_users + users64) << 20) | keys
     order = np.argsort(by_user, kind="stable")  # pieces arrive in input order
-    repeats = _repeated_pairs(users, items, entries, n_items)
     counts = np.bincount(col_block, minlength=g)
     ptr = np.zeros(g + 1, np.int64)
     np.cumsum(counts, out=ptr[1:])
@@ -437,26 +425,8 @@ def _build_row_block(r, g, n_users, n_items, backend, rank, *pieces):
               np.ascontiguousarray((items64[order] - first_col).astype(items.dtype)),
               np.ascontiguousarray(ratings[order]), ptr)
     kernels = _worker_backend(backend)
-    return arrays, {"counts": counts, "repeats": repeats, "backend": kernels.name,
+    return arrays, {"counts": counts, "backend": kernels.name,
                     "width": kernels.row_width("sgd", *rank)}
-
-
-def _repeated_pairs(users, items, entries, n_items):
-    """(count, the earliest repeat's entry, the entry of that pair's first occurrence, its
-    working user row, item row) of repeated (user, item) pairs in a row block (every rating of
-    a user is in one), or None."""
-    key = users.astype(np.int64) * n_items + items
-    order = np.lexsort((entries, key))
-    repeat = np.zeros(order.shape[0], bool)
-    repeat[1:] = key[order[1:]] == key[order[:-1]]
-    if not repeat.any():
-        return None
-    positions = np.flatnonzero(repeat)
-    j = positions[np.argmin(entries[order[positions]])]
-    group_start = np.flatnonzero(~repeat[:j + 1])[-1]
-    at = order[j]
-    return (int(positions.shape[0]), int(entries[at]), int(entries[order[group_start]]),
-            int(users[at]), int(items[at]))
 
 
 def _worker_backend(name: str, require: tuple[str, ...] = ("sgd_epoch",)):
@@ -501,8 +471,12 @@ class RowBlock:
         try:
             return _RESIDENT[self.fit, self.r]
         except KeyError:
-            raise WorkerLostError(f"row block {self.r} of this fit is not on this worker "
-                                  "(it restarted): fit again") from None
+            from distributed import get_worker
+
+            raise WorkerLostError(
+                f"worker {get_worker().address} lost row block {self.r} of this fit (it "
+                "restarted); the fit was abandoned and the estimator keeps its previous "
+                "state. Fit again.") from None
 
 
 def _register_row_block(fit, r, row_block, tables, backend):

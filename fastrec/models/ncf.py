@@ -129,9 +129,11 @@ class _NCF(UserItemModel):
             ``(user_ids, item_ids[, values])`` tuple, a pandas DataFrame or an
             :class:`~fastrec.data.Interactions`. With ``loss="bce"`` every stored pair is a
             positive (values ignored); with ``loss="squared"`` the values are the targets.
-            CuPy arrays and cupyx.scipy.sparse matrices are accepted too: they are copied to
-            the host for the data preparation (id maps, seen items), and with
-            ``backend="cuda"`` the prepared arrays go to the device once.
+            CuPy arrays and cupyx.scipy.sparse matrices are accepted too: with
+            ``backend="cuda"`` they stay on the device and the data preparation (id maps, seen
+            items) runs there (only the id maps come to the host), while host input is
+            prepared on the host and its arrays go to the device once; other backends copy
+            device input to the host once.
         validation_data : held-out pairs of the same kinds (e.g. from
             :func:`fastrec.evaluation.leave_last_out`), scored each epoch with the NCF protocol
             (HR@eval_k among n_eval_negatives sampled items) for BCE, RMSE for squared loss;

@@ -121,15 +121,38 @@ def test_bad_input_raises_the_local_error(client, frame, message):
         fastrec.dask.MF(client=client).fit(dd.from_pandas(frame, npartitions=1))
 
 
-def test_repeated_pair_across_partitions(client):
-    """A pair repeated in another partition is found where the user's row block meets."""
-    frame = pd.DataFrame({"user": [1, 2, 3, 2], "item": [1, 2, 3, 2],
-                          "rating": [1.0, 2.0, 3.0, 4.0]})
-    message = r"duplicate \(user, item\) pair \(2, 2\) at entry 3 \(first at entry 1\)"
+@pytest.mark.parametrize("npartitions", [1, 2])
+def test_repeated_pair_raises_before_any_epoch(client, npartitions):
+    """The local error, with global entries, wherever the repeat is (same partition or not),
+    raised before any SGD task runs."""
+    from distributed import get_task_stream
+
+    frame = pd.DataFrame({"user": [1, 2, 3, 2, 1], "item": [1, 2, 3, 2, 1],
+                          "rating": [1.0, 2.0, 3.0, 4.0, 5.0]})
+    message = (r"duplicate \(user, item\) pair \(2, 2\) at entry 3 \(first at entry 1\): 2 "
+               "repeated pairs in the data; pass duplicates=")
     with pytest.raises(ValueError, match=message):
         fastrec.MF().fit(frame)
-    with pytest.raises(ValueError, match=message):
-        fastrec.dask.MF(client=client).fit(dd.from_pandas(frame, npartitions=2))
+    with get_task_stream(client=client) as stream, pytest.raises(ValueError, match=message):
+        fastrec.dask.MF(client=client).fit(dd.from_pandas(frame, npartitions=npartitions))
+    assert not [t for t in stream.data if t["key"][0].startswith("fastrec-sgd")]
+
+
+@pytest.mark.parametrize("policy", ["mean", "last", "sum"])
+def test_repeated_pairs_merged_as_locally(client, ratings, policy):
+    """Repeats spread over partitions (and within them) are merged as the local estimator
+    merges them: the same model bit for bit (half-integer ratings: the sums are exact)."""
+    backend_or_skip("cython", "sgd_epoch")
+    rng = np.random.default_rng(5)
+    again = ratings.sample(400, random_state=1).assign(rating=rng.integers(1, 11, 400) / 2.0)
+    frame = pd.concat([ratings, again, again.iloc[:50]]).sample(frac=1.0, random_state=2)
+    frame = frame.reset_index(drop=True)  # from_pandas orders partitions by the index
+    params = dict(n_factors=6, n_epochs=1, n_blocks=2, random_state=4, duplicates=policy)
+    model = fastrec.dask.MF(backend="cython", client=client, **params).fit(
+        dd.from_pandas(frame, npartitions=3))
+    _assert_same(_local(frame, **params), model.to_local())
+    with pytest.raises(ValueError, match="duplicates must be one of"):
+        fastrec.dask.MF(client=client, duplicates="first").fit(dd.from_pandas(frame, 2))
 
 
 def test_bad_parameters_and_types(client, ratings):
@@ -173,3 +196,21 @@ def test_killed_worker_gives_an_error_naming_it(client, ratings):
         killer.join()
     assert not hasattr(model, "user_factors_")
     client.wait_for_workers(2, timeout=60)
+
+
+def test_row_blocks_lost_without_the_worker_leaving(client, ratings):
+    """A worker that keeps its address but loses the row blocks it holds in memory (say it
+    restarted on a fixed port) ends the fit with WorkerLostError naming it, never silently."""
+    def forget_all():
+        from fastrec.dask import _mf
+
+        _mf._RESIDENT.clear()
+
+    def wipe(epoch, metrics):
+        client.run(forget_all)
+
+    model = fastrec.dask.MF(n_factors=4, n_epochs=3, n_blocks=2, client=client, random_state=0,
+                            callbacks=[wipe])
+    with pytest.raises(fastrec.dask.WorkerLostError, match=r"worker tcp://\S+ lost row block"):
+        model.fit(dd.from_pandas(ratings, npartitions=2))
+    assert not hasattr(model, "user_factors_")
