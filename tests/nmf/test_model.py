@@ -76,7 +76,7 @@ def test_observed_mode_learns_planted_signal(backend):
     backend_or_skip(backend, "nmf_update_observed")
     users, items, ratings = planted_ratings()
     cut = int(0.85 * users.shape[0])
-    model = NMF(3, mode="observed", init="random", max_iter=300, tol=0, random_state=0,
+    model = NMF(3, mode="observed", init="random", max_iter=300, tol=0, alpha_W=0.0, random_state=0,
                 backend=backend, dtype="float64")
     model.fit((users[:cut], items[:cut], ratings[:cut]))
     pred = model.predict(users[cut:], items[cut:])
