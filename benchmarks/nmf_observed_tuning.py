@@ -1,6 +1,7 @@
 """The sweep that chose NMF(mode="observed")'s defaults, and the defaults against Surprise.
 
     python benchmarks/nmf_observed_tuning.py [--threads 2] [--repeats 3]
+    python benchmarks/nmf_observed_tuning.py --timing-only --repeats 5   # part 2, printed only
 
 1. Sweep, on validation data only: ml-latest-small's rows permuted by ``default_rng(0)``, the
    first 80% train (issue 16's split; its test 20% is not read here); a random 10% of the
@@ -127,7 +128,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--timing-only", action="store_true",
+                        help="run only part 2 (fit times and test RMSE) and print it")
     args = parser.parse_args()
+    if args.timing_only:
+        print("\n".join(versus_surprise(args.threads, args.repeats)))
+        return
     idle_before = idle_fraction(2.0)
     rows = sweep(args.threads)
     comparison = versus_surprise(args.threads, args.repeats)
