@@ -67,6 +67,7 @@ class SVDpp(FactorModel):
     """
 
     _ARRAYS = (*FactorModel._ARRAYS, "implicit_factors_", "user_implicit_")
+    _SEEN_FILTERS_ONLY = False  # seen_ is N(u), which user_implicit_ was computed from
 
     def __init__(self, n_factors: int = 32, n_epochs: int = 20, learning_rate: float = 0.02,
                  lr_bias: float | None = None, reg: float = 0.1, reg_bias: float = 0.02,
