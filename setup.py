@@ -3,9 +3,12 @@ without it. Environment switches: FASTREC_DISABLE_OPENMP=1 (serial build), FASTR
 (bounds checks on, -O0), FASTREC_NO_CLONES=1 (no runtime ISA dispatch), FASTREC_EXTENSIONS=a,b
 (build only those .pyx modules, for quick test builds)."""
 
+import hashlib
 import os
 import shutil
+import subprocess
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -18,6 +21,8 @@ from setuptools.command.build_py import build_py
 HERE = Path(__file__).parent.resolve()
 CSRC = HERE / "csrc"
 CYTHON_DIR = Path("fastrec") / "backends" / "cython"
+# Built extensions by a hash of everything that goes into them (ParallelBuildExt).
+EXT_CACHE = HERE / "build" / "fastrec-ext-cache"
 
 
 def _compiler():
@@ -89,7 +94,7 @@ def extensions():
         "initializedcheck": debug,
         "embedsignature": True,
     }
-    return cythonize(exts, compiler_directives=directives)
+    return cythonize(exts, compiler_directives=directives, nthreads=os.cpu_count() or 1)
 
 
 class BuildPyWithCsrc(build_py):
@@ -104,13 +109,55 @@ class BuildPyWithCsrc(build_py):
 
 
 class ParallelBuildExt(build_ext):
-    """Compile the extensions concurrently, one per core, unless ``-j`` says otherwise: the
-    build is most of a fresh install's time."""
+    """Compile the extensions concurrently, one per core, unless ``-j`` says otherwise (the
+    build is most of a fresh install's time), and never compile the same extension twice.
+
+    ``pip install .`` followed by ``pip install -e .`` (the README's two commands) builds every
+    extension twice from the same sources with the same flags, in two throwaway build
+    environments; pip builds a local project in its own tree, so the second build finds the
+    first's libraries in ``build/fastrec-ext-cache``, keyed by a hash of all that goes into them
+    (generated C++, every header, flags, compiler and its version, Python, NumPy).
+    """
 
     def finalize_options(self):
         super().finalize_options()
         if self.parallel is None:
             self.parallel = os.cpu_count() or 1
+        # The headers are inputs too: distutils would skip a build whose .cpp is older than the
+        # library even though a header it includes changed; the cache key below has them all.
+        self.force = True
+
+    def build_extension(self, ext):
+        target = Path(self.get_ext_fullpath(ext.name))
+        module = ext.name.rsplit(".", 1)[-1]
+        cached = EXT_CACHE / f"{module}-{self._cache_key(ext)}{target.suffix}"
+        if cached.exists():
+            print(f"fastrec: {ext.name} is built already: {cached}", file=sys.stderr)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cached, target)
+            shutil.copymode(cached, target)
+            return
+        super().build_extension(ext)
+        EXT_CACHE.mkdir(parents=True, exist_ok=True)
+        for old in EXT_CACHE.glob(f"{module}-*"):
+            old.unlink()
+        partial = cached.with_name(cached.name + ".partial")
+        shutil.copy2(target, partial)
+        os.replace(partial, cached)
+
+    def _cache_key(self, ext) -> str:
+        digest = hashlib.sha256()
+        headers = [p for d in (CSRC / "include", HERE / CYTHON_DIR) for p in d.rglob("*")
+                   if p.suffix in (".h", ".pxd")]
+        for path in sorted({*headers, *(HERE / s for s in ext.sources)}):
+            digest.update(str(path.relative_to(HERE)).encode() + b"\0" + path.read_bytes())
+        compiler = self.compiler.compiler_so
+        version = subprocess.run([compiler[0], "--version"], capture_output=True,
+                                 text=True).stdout
+        digest.update(repr((ext.extra_compile_args, ext.extra_link_args, ext.define_macros,
+                            compiler, self.compiler.linker_so, version, sys.version,
+                            sysconfig.get_platform(), np.__version__)).encode())
+        return digest.hexdigest()[:20]
 
 
 setup(ext_modules=extensions(),

@@ -5,8 +5,9 @@
 Steps, each recorded in one JSON file (a step that fails is recorded and the others still run;
 the exit status is 1 when any check failed):
 
-1. ``gpu_tests``: the real-device tests, ``tests/cuda/test_*_gpu.py`` (needs pytest and the
-   source checkout; recorded as skipped otherwise);
+1. ``gpu_tests``: the real-device tests (``-m gpu``): ``tests/cuda/test_*_gpu.py`` and the
+   real-CuPy runs of ``tests/cuda/test_models_on_device.py`` (needs pytest and the source
+   checkout; recorded as skipped otherwise);
 2. ``nmf_kl_repeat``: NMF KL full-mode updates of a factor with many short rows (neighbouring
    warps' ratio ranges share 32-byte sectors: where a read-only-cache hazard would show) run 20
    times from the same start: every run must be bitwise the first, and close to the CPU's;
@@ -86,16 +87,18 @@ def _device_info(cuda) -> dict:
 def run_gpu_tests(size: dict, skip_reason: str | None) -> dict:
     if skip_reason:
         return {"status": "skipped", "reason": skip_reason}
+    # The real-device files, and the cupy runs of the bodies shared with the emulator.
     files = sorted(str(p) for p in (REPO / "tests" / "cuda").glob("test_*_gpu.py"))
     if not files:
         return {"status": "skipped", "reason": f"no tests/cuda/test_*_gpu.py under {REPO}"}
+    files.append(str(REPO / "tests" / "cuda" / "test_models_on_device.py"))
     try:
         import pytest  # noqa: F401 - only its presence matters
     except ImportError:
         return {"status": "skipped", "reason": "pytest is not installed"}
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             *files], cwd=REPO, capture_output=True, text=True)
+                             "-m", "gpu", *files], cwd=REPO, capture_output=True, text=True)
     lines = result.stdout.strip().splitlines()
     return {"status": "passed" if result.returncode == 0 else "failed",
             "summary": lines[-1] if lines else result.stderr[-2000:],

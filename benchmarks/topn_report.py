@@ -1,40 +1,56 @@
-"""Serving top-N: fastrec's compiled top-n against implicit's CPU ``recommend`` on the same
-factors and seen matrix, side by side.
+"""Serving top-N: fastrec's ``MF.recommend`` (the whole call: id mapping, validation, the
+compiled top-n with the seen items filtered, original ids back) against implicit's CPU
+``recommend`` on the same factors and seen matrix, side by side.
 
     python benchmarks/topn_report.py [--rounds 30] [--users 100000] [--items 20000] [--k 32]
 
-Cases (top-10, seen items filtered): a batch of 100 users, one user, and serving throughput
-from 1 to 2 Python threads calling concurrently (each call single-threaded inside). Contenders
+The model is an MF fitted for one epoch on the seen pairs (about 2 s); implicit gets its
+factors, so both rank the same scores (MF's item bias is zero: ``biased=False``). Cases
+(top-10, seen items filtered): a batch of 100 users, one user, and serving throughput from 1 to
+2 Python threads calling concurrently (each call single-threaded inside, BLAS too). Contenders
 alternate call by call within a round so load drifts hit both alike; the table gives p50
 latencies and their ratio. Needs ``pip install implicit`` (part of the ``bench`` extra).
-Compile/warm-up calls are excluded.
+Compile/warm-up calls are excluded. The machine's idle share is printed first and last.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from fastrec._algorithms.topn import top_n
+import fastrec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import idle_fraction  # noqa: E402
 
 
-def make_problem(n_users, n_items, k, seen_per_user, seed=0):
+def seen_matrix(n_users, n_items, seen_per_user, seed=0):
+    """float32 CSR of random seen pairs, about ``seen_per_user`` a user."""
     rng = np.random.default_rng(seed)
-    user_factors = rng.standard_normal((n_users, k)).astype(np.float32)
-    item_factors = rng.standard_normal((n_items, k)).astype(np.float32)
     counts = rng.poisson(seen_per_user, n_users)
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
     indices = rng.integers(0, n_items, indptr[-1]).astype(np.int32)
     seen = sp.csr_matrix((np.ones(indptr[-1], np.float32), indices, indptr),
                          shape=(n_users, n_items))
     seen.sum_duplicates()  # implicit wants sorted, duplicate-free rows; so does a seen_ matrix
-    return user_factors, item_factors, seen
+    return seen
+
+
+def fastrec_model(seen, k):
+    """An MF fitted on the seen pairs (one epoch: serving speed does not depend on quality)."""
+    users = np.repeat(np.arange(seen.shape[0], dtype=np.int32), np.diff(seen.indptr))
+    ratings = np.random.default_rng(2).uniform(1, 5, seen.nnz).astype(np.float32)
+    return fastrec.MF(n_factors=k, n_epochs=1, biased=False, random_state=0,
+                      backend="cython").fit((users, seen.indices, ratings))
 
 
 def implicit_model(user_factors, item_factors, n_threads):
@@ -93,7 +109,10 @@ def main():
     # implicit asks for a single-threaded BLAS (its threads split the batch; it warns
     # otherwise); fastrec's kernel limits BLAS itself while it runs. Same setting for both.
     threadpool_limits(1, user_api="blas")
-    user_factors, item_factors, seen = make_problem(args.users, args.items, args.k, args.seen)
+    print(f"machine idle: {idle_fraction():.0%}")
+    seen = seen_matrix(args.users, args.items, args.seen)
+    model = fastrec_model(seen, args.k)
+    user_factors, item_factors = model.user_factors_, model.item_factors_
     rng = np.random.default_rng(1)
     batches = {size: [np.sort(rng.choice(args.users, size, replace=False)) for _ in range(8)]
                for size in (100, 1)}
@@ -101,11 +120,11 @@ def main():
           "seen filtered; p50 of alternating calls")
 
     def fastrec_fn(n_threads):
-        return lambda users: top_n(user_factors[users], item_factors, None, 10, seen,
-                                   exclude_rows=users, n_threads=n_threads)
+        served = copy.copy(model).set_params(n_threads=n_threads)
+        return lambda users: served.recommend(users, n=10)
 
-    def implicit_fn(model):
-        return lambda users: model.recommend(users, seen[users], N=10)
+    def implicit_fn(peer):
+        return lambda users: peer.recommend(users, seen[users], N=10)
 
     cores = len(os.sched_getaffinity(0))
     implicit_all, implicit_one = (implicit_model(user_factors, item_factors, t)
@@ -118,11 +137,11 @@ def main():
     print(f"top-10 overlap fastrec vs implicit: {agree:.3f}")
 
     print(f"\n{'case':34s} {'fastrec ms':>11s} {'implicit ms':>12s} {'speed-up':>9s}")
-    for label, size, threads, model in (
+    for label, size, threads, peer in (
             (f"100 users, {cores} threads", 100, cores, implicit_all),
             ("100 users, 1 thread", 100, 1, implicit_one),
             ("1 user", 1, 1, implicit_one)):
-        res = latency({"fastrec": fastrec_fn(threads), "implicit": implicit_fn(model)},
+        res = latency({"fastrec": fastrec_fn(threads), "implicit": implicit_fn(peer)},
                       batches[size], args.rounds)
         print(f"{label:34s} {res['fastrec']:11.3f} {res['implicit']:12.3f} "
               f"{res['implicit'] / res['fastrec']:8.2f}x")
@@ -136,6 +155,7 @@ def main():
                 rates[t].append(throughput(fn, batches[100], args.calls, t))
         one, two = (float(np.median(rates[t])) for t in (1, 2))
         print(f"{name:10s} 1 thread {one:8.1f}/s   2 threads {two:8.1f}/s   {two / one:5.2f}x")
+    print(f"\nmachine idle at the end: {idle_fraction():.0%}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ device, so CPU-only installs never touch it.
 from __future__ import annotations
 
 import types
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -55,6 +56,29 @@ def host_data(data):
     if isinstance(data, (tuple, list)):
         return type(data)(to_host(a) for a in data)
     return to_host(data)
+
+
+class Placement(NamedTuple):
+    """Where one fit's (or one call's) arrays live, decided once, at the estimator's boundary,
+    from its backend (:attr:`fastrec.backends.Backend.on_device`); the layers below work on
+    arrays of whatever module they are given and never move them.
+
+    On the device (CUDA): CuPy arrays and cupyx.scipy.sparse input stay there and are prepared
+    there; host input is prepared on the host (the same layout and random draws as every
+    backend) and :meth:`move` copies the prepared arrays to the device once. On the host:
+    :meth:`inputs` copies device input to the host once, and :meth:`move` leaves arrays be.
+    """
+
+    device: bool
+
+    def inputs(self, data):
+        """User input (an array, a sparse matrix, a tuple of arrays, anything else) where this
+        placement prepares it."""
+        return data if self.device else host_data(data)
+
+    def move(self, a):
+        """A prepared array (or a fitted one) where the kernels read it."""
+        return to_device(a) if self.device else to_host(a)
 
 
 def aligned_zeros(shape: tuple[int, ...], dtype) -> np.ndarray:

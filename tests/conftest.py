@@ -3,6 +3,7 @@ backends as parameters, and the test-only compiled scalar wrappers."""
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fastrec.backends import BackendUnavailable, get_backend
@@ -19,6 +20,18 @@ def backend_or_skip(name: str, *kernels: str):
         return get_backend(name, require=kernels)
     except BackendUnavailable as exc:
         pytest.skip(str(exc))
+
+
+def planted_split(n_users: int, n_items: int, n_ratings: int, rank: int, noise_std: float,
+                  seed: int):
+    """A planted low-rank rating problem (``fastrec.data.synthetic_ratings``) split at random
+    80/20 into ``(train, test)`` Interactions."""
+    from fastrec.data import synthetic_ratings
+
+    data = synthetic_ratings(n_users=n_users, n_items=n_items, n_ratings=n_ratings, rank=rank,
+                             noise_std=noise_std, seed=seed).interactions
+    mask = np.random.default_rng(0).random(data.nnz) < 0.8
+    return data.subset(mask), data.subset(~mask)
 
 
 @pytest.fixture(params=COMPILED_BACKENDS)

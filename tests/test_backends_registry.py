@@ -6,7 +6,15 @@ import sys
 
 import pytest
 
-from fastrec.backends import AUTO_ORDER, BackendUnavailable, auto_choice, get_backend, show_backends
+from fastrec.backends import (
+    AUTO_ORDER,
+    BackendUnavailable,
+    auto_choice,
+    available_backends,
+    get_backend,
+    show_backends,
+)
+from fastrec.backends._contract import CONTRACT, KERNEL_MODULES
 
 
 def test_import_probes_nothing():
@@ -32,6 +40,14 @@ def test_show_backends_reports_every_backend():
 def test_numpy_reference_always_available():
     backend = get_backend("numpy", ("sgd_epoch",))
     assert backend.available and backend.has("sgd_epoch")
+
+
+def test_every_backend_registers_the_whole_contract():
+    assert sorted(n for names in KERNEL_MODULES.values() for n in names) == sorted(CONTRACT)
+    backends = available_backends()
+    assert "numpy" in backends
+    for name in backends:
+        assert sorted(get_backend(name).kernels) == sorted(CONTRACT), name
 
 
 def test_auto_prefers_the_fastest_available():

@@ -89,3 +89,63 @@ def test_ncf_kernels_after_a_numba_fit_run_with_single_threaded_blas():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_overlapping_guards_keep_blas_single_threaded_until_the_last_leaves():
+    """Two serving threads whose guarded calls overlap: when the first leaves, the other is
+    still inside and BLAS must stay at one thread; the last to leave restores the settings.
+    The main thread set a limit through threadpoolctl first, which makes it the only thread
+    whose OpenBLAS limits threadpoolctl applies: the serving threads' must apply all the same."""
+    code = textwrap.dedent("""
+        import threading
+        from threadpoolctl import threadpool_info, threadpool_limits
+        from fastrec.backends._blas import single_threaded_blas
+
+        def blas_threads():
+            return {i["filepath"]: i["num_threads"] for i in threadpool_info()
+                    if i["user_api"] == "blas"}
+
+        with single_threaded_blas():
+            pass
+        threadpool_limits(2, user_api="blas")  # what a 1-core machine would start with, too
+        before = blas_threads()
+        assert before and all(t == 2 for t in before.values()), before
+        a_inside, b_inside, a_left, b_may_leave = (threading.Event() for _ in range(4))
+        seen = {}
+
+        def a():
+            with single_threaded_blas():
+                a_inside.set()
+                b_inside.wait()
+            a_left.set()
+
+        def b():
+            a_inside.wait()
+            with single_threaded_blas():
+                b_inside.set()
+                a_left.wait()
+                seen["b after a left"] = blas_threads()
+                b_may_leave.wait()
+
+        threads = [threading.Thread(target=a), threading.Thread(target=b)]
+        for t in threads:
+            t.start()
+        a_left.wait()
+        seen["main while b inside"] = blas_threads()
+        b_may_leave.set()
+        for t in threads:
+            t.join()
+        for when in ("b after a left", "main while b inside"):
+            assert all(t == 1 for t in seen[when].values()), (when, seen[when])
+        assert blas_threads() == before, blas_threads()
+        try:
+            with single_threaded_blas(), single_threaded_blas():
+                raise KeyError
+        except KeyError:
+            pass
+        assert blas_threads() == before, blas_threads()
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

@@ -19,13 +19,10 @@
 // Determinism: the summation order is fixed, lane 0 alone touches the biases, and every lane gets
 // the same dot product by broadcast, so results depend neither on the launch configuration nor on
 // timing, and repeat bit for bit.
-#include "fastrec/sgd.h"
+#include "fastrec/sgd_warp.h"
 
 namespace fastrec {
 namespace cuda {
-
-constexpr int SGD_WARP = 32;
-constexpr unsigned SGD_FULL_MASK = 0xffffffffu;
 
 // The dot product in the CPU kernel's order (fastrec::sgd_lane_dot): lane l < SGD_DOT_LANES sums
 // factors l, l + SGD_DOT_LANES, ... in turn, then the partial sums are halved pairwise. Compiled
@@ -69,22 +66,8 @@ __device__ __forceinline__ double sgd_warp_block(int lane, const I *__restrict__
     T *p = user_factors + u * k;
     T *q = item_factors + i * k;
     const T dot = sgd_warp_dot<T>(p, q, k, lane);
-    // Lane 0 alone touches the biases, so its own program order orders their reads and writes.
-    T ub = T(0), ib = T(0);
-    if (lane == 0) {
-      ub = user_bias[u];
-      ib = item_bias[i];
-    }
-    ub = __shfl_sync(SGD_FULL_MASK, ub, 0);
-    ib = __shfl_sync(SGD_FULL_MASK, ib, 0);
-    const T err = sgd_error<T>(rating, global_mean, ub, ib, dot);
-    if (lane == 0) {
-      sse += (double)err * (double)err;
-      if (biased) {
-        user_bias[u] = sgd_bias_step<T>(ub, err, lr_bias, reg_bias);
-        item_bias[i] = sgd_bias_step<T>(ib, err, lr_bias, reg_bias);
-      }
-    }
+    const T err = sgd_warp_error<T>(lane, rating, global_mean, dot, user_bias + u, item_bias + i,
+                                    lr_bias, reg_bias, biased, sse);
     const T step = sgd_step<T>(err, lr);
     for (long long f = lane; f < k; f += SGD_WARP) sgd_factor_step<T>(p[f], q[f], step, shrink);
     // The dot reads factors that other lanes of the warp update: order those writes first.

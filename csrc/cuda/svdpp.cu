@@ -8,20 +8,18 @@
 // 16-lane order, lane 0 alone touches the biases, and nothing is FMA-contracted, so the results
 // equal a CPU kernel built with -ffp-contract=off bit for bit (float32 denormals aside: CuPy
 // compiles with -ftz=true) and depend neither on the launch configuration nor on timing.
+#include "fastrec/sgd_warp.h"
 #include "fastrec/svdpp.h"
 
 namespace fastrec {
 namespace cuda {
 
-constexpr int SVDPP_WARP = 32;
-constexpr unsigned SVDPP_FULL_MASK = 0xffffffffu;
-
 __device__ __forceinline__ long long svdpp_first_warp() {
-  return ((long long)blockIdx.x * blockDim.x + threadIdx.x) / SVDPP_WARP;
+  return ((long long)blockIdx.x * blockDim.x + threadIdx.x) / SGD_WARP;
 }
 
 __device__ __forceinline__ long long svdpp_n_warps() {
-  return (long long)gridDim.x * blockDim.x / SVDPP_WARP;
+  return (long long)gridDim.x * blockDim.x / SGD_WARP;
 }
 
 // Phase 1: norms[u], sums[u] = norm_u * sum_{j in N(u)} y_j, grads[u] = 0 for every user.
@@ -31,11 +29,11 @@ __global__ void svdpp_implicit_sums(const long long *__restrict__ user_ptr,
                                     const T *__restrict__ implicit, long long n_users,
                                     long long k, T *__restrict__ norms, T *__restrict__ sums,
                                     T *__restrict__ grads) {
-  const int lane = threadIdx.x % SVDPP_WARP;
+  const int lane = threadIdx.x % SGD_WARP;
   for (long long u = svdpp_first_warp(); u < n_users; u += svdpp_n_warps()) {
     const T norm = svdpp_norm<T>(user_ptr[u + 1] - user_ptr[u]);
     if (lane == 0) norms[u] = norm;
-    for (long long f = lane; f < k; f += SVDPP_WARP) {
+    for (long long f = lane; f < k; f += SGD_WARP) {
       T s = T(0);
       for (long long n = user_ptr[u]; n < user_ptr[u + 1]; ++n)
         s += implicit[(long long)user_items[n] * k + f];
@@ -54,8 +52,8 @@ __device__ __forceinline__ T svdpp_warp_dot(const T *p, const T *z, const T *q, 
   if (lane < SGD_DOT_LANES)
     for (long long f = lane; f < k; f += SGD_DOT_LANES) acc += (p[f] + z[f]) * q[f];
   for (int offset = SGD_DOT_LANES / 2; offset > 0; offset /= 2)
-    acc += __shfl_down_sync(SVDPP_FULL_MASK, acc, offset);
-  return __shfl_sync(SVDPP_FULL_MASK, acc, 0);
+    acc += __shfl_down_sync(SGD_FULL_MASK, acc, offset);
+  return __shfl_sync(SGD_FULL_MASK, acc, 0);
 }
 
 // Phase 2, one stratum: warp w runs the blocks in slots w, w + n_warps, ... (-1: no block);
@@ -70,7 +68,7 @@ __global__ void svdpp_stratum(const I *__restrict__ users, const I *__restrict__
                               T global_mean,
                               T lr, T lr_bias, T reg, T reg_bias, int biased,
                               double *__restrict__ stratum_sse) {
-  const int lane = threadIdx.x % SVDPP_WARP;
+  const int lane = threadIdx.x % SGD_WARP;
   const T shrink = sgd_shrink<T>(lr, reg);
   for (long long b = svdpp_first_warp(); b < width; b += svdpp_n_warps()) {
     const long long block = stratum[b];
@@ -83,24 +81,11 @@ __global__ void svdpp_stratum(const I *__restrict__ users, const I *__restrict__
       T *g = grads + u * k;
       T *z = sums + u * k;
       const T dot = svdpp_warp_dot<T>(p, z, q, k, lane);
-      T ub = T(0), ib = T(0);
-      if (lane == 0) {
-        ub = user_bias[u];
-        ib = item_bias[i];
-      }
-      ub = __shfl_sync(SVDPP_FULL_MASK, ub, 0);
-      ib = __shfl_sync(SVDPP_FULL_MASK, ib, 0);
-      const T err = sgd_error<T>(ratings[n], global_mean, ub, ib, dot);
-      if (lane == 0) {
-        sse += (double)err * (double)err;
-        if (biased) {
-          user_bias[u] = sgd_bias_step<T>(ub, err, lr_bias, reg_bias);
-          item_bias[i] = sgd_bias_step<T>(ib, err, lr_bias, reg_bias);
-        }
-      }
+      const T err = sgd_warp_error<T>(lane, ratings[n], global_mean, dot, user_bias + u,
+                                      item_bias + i, lr_bias, reg_bias, biased, sse);
       const T step = sgd_step<T>(err, lr);
       const T z_step = svdpp_implicit_sum_step<T>(step, norms[u]);
-      for (long long f = lane; f < k; f += SVDPP_WARP)
+      for (long long f = lane; f < k; f += SGD_WARP)
         svdpp_factor_step<T>(p[f], q[f], g[f], z[f], err, step, z_step, shrink);
       // The next dot reads factors that other lanes of the warp wrote: order those writes.
       __syncwarp();
@@ -116,11 +101,11 @@ __global__ void svdpp_implicit_update(const long long *__restrict__ item_ptr,
                                       const T *__restrict__ norms, const T *__restrict__ grads,
                                       T *__restrict__ implicit, long long n_items, long long k,
                                       T lr, T reg_implicit) {
-  const int lane = threadIdx.x % SVDPP_WARP;
+  const int lane = threadIdx.x % SGD_WARP;
   for (long long j = svdpp_first_warp(); j < n_items; j += svdpp_n_warps()) {
     const T denominator = svdpp_implicit_denominator<T>(lr, reg_implicit,
                                                         item_ptr[j + 1] - item_ptr[j]);
-    for (long long f = lane; f < k; f += SVDPP_WARP) {
+    for (long long f = lane; f < k; f += SGD_WARP) {
       T grad = T(0);
       for (long long n = item_ptr[j]; n < item_ptr[j + 1]; ++n) {
         const long long u = item_users[n];

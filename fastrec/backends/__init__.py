@@ -77,6 +77,12 @@ class Backend:
         update: ``k``, or more zero-padded columns where the kernels vectorise over them."""
         return k if self.row_width_rule is None else self.row_width_rule(kind, k, dtype)
 
+    @property
+    def on_device(self) -> bool:
+        """True when the kernels take device (CuPy) arrays: the array module the estimators
+        place their inputs and state in (see :class:`fastrec._array.Placement`)."""
+        return self.name == "cuda"
+
     def __getattr__(self, item: str):
         kernels = self.__dict__.get("kernels", {})
         if item in kernels:

@@ -17,6 +17,7 @@ what each one has.
 
 from __future__ import annotations
 
+import importlib
 import math
 from typing import NamedTuple
 
@@ -359,6 +360,32 @@ CONTRACT: dict[str, str] = {
     "nmf_loss_full": NMF_LOSS_FULL_DOC,
     "nmf_loss_observed": NMF_LOSS_OBSERVED_DOC,
 }
+
+# Where each backend package keeps the contract kernels: one module per model family,
+# ``<backend>/<family>.py`` (the compiled ones ``cython/_<family>.pyx``).
+KERNEL_MODULES: dict[str, tuple[str, ...]] = {
+    "sgd": ("sgd_epoch",),
+    "svdpp": ("svdpp_epoch",),
+    "gru": ("gru_forward", "gru_backward", "gru4rec_output_loss", "gru4rec_train_epoch"),
+    "optim": ("adam_step", "sparse_adam_step", "sparse_adagrad_step"),
+    "ncf": ("ncf_forward", "ncf_backward", "ncf_train_epoch"),
+    "nmf": ("nmf_update_full", "nmf_update_observed", "nmf_loss_full", "nmf_loss_observed"),
+}
+
+
+def export_kernels(namespace: dict, package: str, prefix: str = "") -> list[str]:
+    """Import the contract kernels of the backend package ``package`` from its family modules
+    (``<package>.<prefix><family>``, see ``KERNEL_MODULES``) into ``namespace`` (the package's
+    globals) and return their names, for its ``__all__``. The one registration every backend
+    package does, so no backend lists the kernels by hand."""
+    names = []
+    for family, kernels in KERNEL_MODULES.items():
+        module = importlib.import_module(f"{package}.{prefix}{family}")
+        for name in kernels:
+            namespace[name] = getattr(module, name)
+        names.extend(kernels)
+    return names
+
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastrec.data.interactions import Interactions
+from fastrec.data import interactions
+from fastrec.data.interactions import DUPLICATE_POLICIES, Interactions
 
 
 class WorkerLostError(RuntimeError):
@@ -80,11 +81,15 @@ class DistributedRatings:
         return int(self.user_ids.shape[0]), int(self.item_ids.shape[0])
 
 
-def load_ratings(client, X, dtype, columns=None) -> DistributedRatings:
+def load_ratings(client, X, dtype, columns=None, duplicates="raise") -> DistributedRatings:
     """Validate and summarise ratings given as a ``dask.dataframe.DataFrame`` (user, item and
     optional rating columns, found by the local loaders' names or given as ``columns``), a Dask
     array [nnz, 2 or 3] of COO triples (user, item[, rating]), or a tuple of three 1-D Dask
-    arrays with the same chunks. Raises the local estimators' errors for bad data."""
+    arrays with the same chunks. Raises the local estimators' errors for bad data; repeated
+    (user, item) pairs anywhere in the data follow ``duplicates`` as locally ("raise", or
+    merged by "mean", "last" or "sum" into one entry where the local estimators keep it)."""
+    if duplicates not in DUPLICATE_POLICIES:
+        raise ValueError(f"duplicates must be one of {DUPLICATE_POLICIES}, got {duplicates!r}")
     delayed_parts = _partitions(X, dtype, columns)
     parts = client.compute(delayed_parts)
     lengths = [submit(client, operator.attrgetter("nnz"), p, name="fastrec-count")
@@ -97,8 +102,117 @@ def load_ratings(client, X, dtype, columns=None) -> DistributedRatings:
     lengths, user_ids, item_ids = client.gather([lengths, *ids])
     if sum(lengths) == 0:
         raise ValueError("no interactions: the data is empty")
-    return DistributedRatings(parts, [int(n) for n in lengths], _integral(user_ids),
+    data = DistributedRatings(parts, [int(n) for n in lengths], _integral(user_ids),
                               _integral(item_ids))
+    return _unique_pairs(client, data, duplicates)
+
+
+def _unique_pairs(client, data: DistributedRatings, policy: str) -> DistributedRatings:
+    """``data`` with repeated (user, item) pairs handled by ``policy`` as the local
+    ``Interactions`` does, on the cluster: the pairs are shuffled by user into contiguous user
+    ranges (a pair's repeats meet in one shard, whatever partitions they came from); each
+    shard finds its repeats and either the facts of the local error or, to merge them, the
+    edits each input partition needs (entries to drop, merged values). Only counts and the
+    error's one pair reach the client; the merged partitions replace the originals, in input
+    order, so positions, the mean and everything after them are those of the local merge."""
+    n_shards = len(data.parts)
+    offsets = np.concatenate([[0], np.cumsum(data.lengths)]).astype(np.int64)
+    maps = client.scatter([data.user_ids, data.item_ids], broadcast=True, hash=False)
+    keyed = [submit(client, _pair_pieces, part, *maps, int(offsets[p]), n_shards,
+                    name="fastrec-pair-keys") for p, part in enumerate(data.parts)]
+    shards = [submit(client, _shard_repeats, policy, offsets,
+                     *[submit(client, operator.itemgetter(s), k, name="fastrec-pair-shuffle")
+                       for k in keyed], name="fastrec-find-repeats")
+              for s in range(n_shards)]
+    facts = client.gather([submit(client, operator.itemgetter(0), s,
+                                  name="fastrec-repeats-found") for s in shards])
+    found = [f for f in facts if f is not None]
+    if not found:
+        return data
+    if policy == "raise":
+        _, at, earlier, key = min(found, key=lambda f: f[1])
+        user, item = divmod(key, data.item_ids.shape[0])
+        pair = (data.user_ids[user].item(), data.item_ids[item].item())
+        raise ValueError(
+            f"duplicate (user, item) pair {pair!r} at entry {at} (first at entry {earlier}): "
+            f"{sum(f[0] for f in found)} repeated pairs in the data; pass duplicates='mean', "
+            "'last' or 'sum' to merge them")
+    edits = [submit(client, operator.itemgetter(1), s, name="fastrec-merge-edits")
+             for s in shards]
+    parts = [submit(client, _merge_partition, part, p, *edits, name="fastrec-merge-repeats")
+             for p, part in enumerate(data.parts)]
+    lengths = client.gather([submit(client, operator.attrgetter("nnz"), p, name="fastrec-count")
+                             for p in parts])
+    return DistributedRatings(parts, [int(n) for n in lengths], data.user_ids, data.item_ids)
+
+
+def _pair_pieces(part: Interactions, user_ids, item_ids, offset: int, n_shards: int) -> list:
+    """A partition's (pair key, entry, value) split into ``n_shards`` contiguous user ranges
+    (input order kept within each piece)."""
+    users, items = global_index(part, user_ids, item_ids)
+    keys = users * item_ids.shape[0] + items
+    shard = users * n_shards // user_ids.shape[0]
+    order = np.argsort(shard, kind="stable")
+    cuts = np.searchsorted(shard[order], np.arange(n_shards + 1))
+    entries = np.arange(offset, offset + part.nnz, dtype=np.int64)
+    return [tuple(a[order[cuts[s]:cuts[s + 1]]] for a in (keys, entries, part.values))
+            for s in range(n_shards)]
+
+
+def _shard_repeats(policy: str, offsets, *pieces):
+    """Repeated pairs of a shard (all the entries of its users, from every partition): returns
+    ``(facts, edits)``, both None without repeats. ``policy="raise"``: facts are (count, the
+    earliest repeat's entry, the entry of that pair's first occurrence, its pair key).
+    Otherwise facts is the count of entries merged away and edits, for each input partition,
+    (its positions to drop, positions to update, their new values): the local merge keeps a
+    pair's last entry ("last") or its first, with the float64 sum or mean of the pair's
+    values ("sum", "mean")."""
+    keys, entries, values = (np.concatenate(a) for a in zip(*pieces, strict=True))
+    order = np.argsort(keys, kind="stable")  # pieces arrive in input order: ties by entry
+    sorted_keys = keys[order]
+    first = np.ones(order.shape[0], dtype=bool)
+    first[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    if bool(first.all()):
+        return None, None
+    n_repeats = int((~first).sum())
+    starts = np.flatnonzero(first)
+    sizes = np.diff(np.append(starts, order.shape[0]))
+    if policy == "raise":
+        repeats = np.flatnonzero(~first)
+        j = repeats[np.argmin(entries[order[repeats]])]
+        start = starts[np.searchsorted(starts, j, side="right") - 1]
+        return (n_repeats, int(entries[order[j]]), int(entries[order[start]]),
+                int(sorted_keys[j])), None
+    multi = sizes > 1
+    kept = (starts + sizes - 1 if policy == "last" else starts)[multi]
+    drop = np.repeat(multi, sizes)
+    drop[kept] = False
+    dropped = np.sort(entries[order[drop]])
+    updated, new_values = np.empty(0, np.int64), values[:0]
+    if policy != "last":
+        sums = np.add.reduceat(values[order].astype(np.float64), starts)[multi]
+        new_values = (sums / sizes[multi] if policy == "mean" else sums).astype(values.dtype)
+        updated = entries[order[kept]]
+    edits = []
+    for p in range(offsets.shape[0] - 1):
+        a, b = np.searchsorted(dropped, offsets[p:p + 2])
+        mine = (updated >= offsets[p]) & (updated < offsets[p + 1])
+        edits.append((dropped[a:b] - offsets[p], updated[mine] - offsets[p], new_values[mine]))
+    return n_repeats, edits
+
+
+def _merge_partition(part: Interactions, p: int, *edits) -> Interactions:
+    """Partition ``p`` with the shards' ``edits`` applied (entries dropped, values merged)."""
+    found = [e[p] for e in edits if e is not None]
+    if not found:
+        return part
+    values = part.values.copy()
+    keep = np.ones(part.nnz, dtype=bool)
+    for dropped, updated, new_values in found:
+        keep[dropped] = False
+        values[updated] = new_values
+    return Interactions(part.users[keep], part.items[keep], values[keep], part.user_ids,
+                        part.item_ids)
 
 
 def _integral(ids: np.ndarray) -> np.ndarray:
@@ -163,16 +277,30 @@ def _frame_columns(meta, dtype, columns):
 def _from_frame(frame, picked, dtype) -> Interactions:
     user, item, rating = picked
     values = frame[rating].to_numpy() if rating is not None else np.ones(len(frame))
-    return Interactions.from_ids(frame[user].to_numpy(), frame[item].to_numpy(), values, dtype)
+    return _from_ids(frame[user].to_numpy(), frame[item].to_numpy(), values, dtype)
 
 
 def _from_block(block, dtype) -> Interactions:
     values = block[:, 2] if block.shape[1] == 3 else np.ones(block.shape[0])
-    return Interactions.from_ids(block[:, 0], block[:, 1], values, dtype)
+    return _from_ids(block[:, 0], block[:, 1], values, dtype)
 
 
 def _from_triple(users, items, ratings, dtype) -> Interactions:
-    return Interactions.from_ids(users, items, ratings, dtype)
+    return _from_ids(users, items, ratings, dtype)
+
+
+def _from_ids(users, items, values, dtype) -> Interactions:
+    """``Interactions.from_ids`` (its validation, id mapping and errors) without its check for
+    repeated pairs: a pair may repeat in another partition, so :func:`_unique_pairs` handles
+    repeats for the whole data at once."""
+    values = interactions._as_values(values, dtype)
+    users, items = np.asarray(users), np.asarray(items)
+    interactions._check_lengths(users, items, values)
+    user_index, user_map = interactions._map_ids(users, None, "user")
+    item_index, item_map = interactions._map_ids(items, None, "item")
+    index_dtype = interactions._index_dtype(max(user_map.shape[0], item_map.shape[0]))
+    return Interactions(user_index.astype(index_dtype, copy=False),
+                        item_index.astype(index_dtype, copy=False), values, user_map, item_map)
 
 
 def wait_for(client, futures: list, owners, what: str):

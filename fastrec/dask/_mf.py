@@ -5,17 +5,20 @@ The grid, relabelling, block order and per-epoch stratum schedule are those of t
 the same order, so the result equals ``fastrec.MF`` bit for bit for the same seed and
 ``n_blocks``, at any worker count:
 
-- row block ``r`` (its ratings, user factors and user biases) lives on worker ``r mod W``;
+- row block ``r`` (its ratings, user factors and user biases) lives on worker ``r mod W`` for
+  the whole fit and never moves: its tables sit in that worker process's memory and the block
+  tasks update them in place;
 - in stratum ``s`` of an epoch, row block ``r`` meets column block ``c`` as in the local
-  schedule; the column block (item factors and biases) travels to ``r``'s worker, where
-  fastrec's own ``sgd_epoch`` kernel runs that one block (a 1 x 1 schedule);
-- a worker runs the blocks of a stratum it owns concurrently on its threads; blocks of one
-  stratum share no user and no item, so this is exactly the local order of updates.
+  schedule: one task on ``r``'s worker (``fastrec-sgd-stratum-s``) runs fastrec's own
+  ``sgd_epoch`` kernel on that one block (a 1 x 1 schedule) and returns the column block's
+  updated tables (item factors and biases), the only data that moves between workers;
+- a row block's tasks run in schedule order (each depends on the row's previous one); blocks
+  of one stratum share no user and no item, so this is exactly the local order of updates.
 
-Tasks are pure (they copy the tables they update), so Dask may recompute any of them after a
-failure and get the same bits, and the state at the start of an epoch stays available for the
-divergence rollback. A worker that holds row blocks and leaves the cluster ends the fit with
-:class:`WorkerLostError` naming it.
+Epochs are queued ahead, so the workers do not wait for the client between strata or epochs.
+A row block's tables exist once, on its worker: a worker that holds row blocks and leaves
+the cluster ends the fit with :class:`WorkerLostError` naming it (Dask cannot recompute
+them), and the estimator keeps its previous state.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import logging
 import math
 import operator
 import time
+import uuid
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -33,8 +38,15 @@ import fastrec
 from fastrec._algorithms.fit_loop import learning_rate_at
 from fastrec._algorithms.sgd_schedule import BlockedRatings
 from fastrec._array import aligned_zeros
-from fastrec.backends import available_backends, get_backend
-from fastrec.dask._data import get_client, global_index, load_ratings, submit, wait_for
+from fastrec.backends import BackendUnavailable, get_backend
+from fastrec.dask._data import (
+    WorkerLostError,
+    get_client,
+    global_index,
+    load_ratings,
+    submit,
+    wait_for,
+)
 from fastrec.dask._exact import mean_from_plan, mean_plan, skip_tie_keys, slice_sums, tie_keys
 from fastrec.exceptions import DivergenceError, NotFittedError
 from fastrec.models._base import check_positive, store_params
@@ -61,9 +73,9 @@ class MF:
 
     Fitted attributes (numpy, on the client, O((users + items) k)): those of
     :class:`fastrec.MF` listed in ``FITTED``; ``n_blocks_``, ``epoch_times_`` (seconds
-    between successive epochs' losses reaching the client; the next epoch is already queued,
-    so after the first these are the cluster's epoch times). :meth:`to_local` returns a
-    fitted ``fastrec.MF``.
+    between successive epochs' losses reaching the client; without callbacks the next epoch
+    is already queued, so after the first these are the cluster's epoch times).
+    :meth:`to_local` returns a fitted ``fastrec.MF``.
     """
 
     def __init__(self, n_factors: int = 32, n_epochs: int = 20, learning_rate: float = 0.02,
@@ -73,7 +85,7 @@ class MF:
                  backend: str = "auto", n_threads: int | None = None,
                  random_state: int | None = None, early_stopping: bool = False,
                  n_iter_no_change: int = 3, tol: float = 1e-4, callbacks=None,
-                 verbose: bool = False, client=None):
+                 duplicates: str = "raise", verbose: bool = False, client=None):
         store_params(self, locals())
 
     def get_params(self, deep: bool = True) -> dict:
@@ -115,7 +127,7 @@ class MF:
         workers = sorted(client.nthreads())
         if not workers:
             raise ValueError("the Dask cluster has no workers")
-        data = load_ratings(client, X, dtype, columns)
+        data = load_ratings(client, X, dtype, columns, self.duplicates)
         n_users, n_items = data.shape
         k = int(self.n_factors)
         g = min(self.n_blocks or max(1, sum(client.nthreads().values())), n_users, n_items)
@@ -152,33 +164,19 @@ class MF:
                          owners, "the data shuffle")
         del pieces
         data.parts = []  # the row blocks hold the ratings now
-        _check_repeats(infos, layout, data)
 
         working = layout.to_working_order(state, infos[0]["width"])
-        rows = _bounds(n_users, g)
-        cols = _bounds(n_items, g)
-        # One scatter per worker: each round trip costs more than these tables take to send.
-        row_states = [None] * g
-        for owner in workers:
-            mine = [r for r in range(g) if owners[r] == owner]
-            if not mine:
-                continue
-            sent = client.scatter([((working["user_factors_"][rows[r]:rows[r + 1]],
-                                     working["user_bias_"][rows[r]:rows[r + 1]], ()),)
-                                   for r in mine], workers=[owner], hash=False)
-            for r, future in zip(mine, sent, strict=True):
-                row_states[r] = future
-        col_states = client.scatter([(working["item_factors_"][cols[c]:cols[c + 1]],
-                                      working["item_bias_"][cols[c]:cols[c + 1]])
-                                     for c in range(g)], hash=False)
+        backend = infos[0]["backend"]
+        fit_id = uuid.uuid4().hex
+        try:
+            tables = self._train(client, fit_id, layout, rng, working, row_blocks, owners,
+                                 (float(mean), float(self.reg), float(self.reg_bias),
+                                  bool(self.biased), int(self.n_threads or 1)), backend,
+                                 data.nnz)
+        finally:
+            client.run(_forget, fit_id, on_error="ignore")
         del working, state
-
-        hyper = (float(mean), float(self.reg), float(self.reg_bias),
-                 bool(self.biased), int(self.n_threads or 1), infos[0]["backend"])
-        row_states, col_states, curve, epoch_times = self._run_epochs(
-            client, layout, rng, row_blocks, row_states, col_states, owners, hyper, data.nnz)
-        tables = wait_for(client, [submit(client, _row_tables, s, name="fastrec-collect")
-                                   for s in row_states] + col_states, owners, "collection")
+        curve, epoch_times = tables.pop(), tables.pop()
         working = {
             "user_factors_": np.concatenate([t[0] for t in tables[:g]]),
             "user_bias_": np.concatenate([t[1] for t in tables[:g]]),
@@ -192,11 +190,41 @@ class MF:
         self.n_epochs_ = len(curve)
         self.n_blocks_, self.epoch_times_ = g, epoch_times
         self.global_mean_ = mean
-        self.backend_ = infos[0]["backend"]
+        self.backend_ = backend
         self._pattern = (client, row_blocks, owners, layout.user_rows, layout.item_rows)
         self.fit_time_ = time.perf_counter() - start
         self.timings_ = {"prepare": self.fit_time_ - sum(epoch_times), "train": sum(epoch_times)}
         return self
+
+    def _train(self, client, fit_id, layout, rng, working, row_blocks, owners, hyper, backend,
+               nnz) -> list:
+        """Place the tables, run the epochs and collect the tables: returns [user tables of
+        each row block (factors, biases)..., item tables of each column block..., epoch
+        times, loss curve]."""
+        g = layout.n_blocks
+        rows = _bounds(working["user_factors_"].shape[0], g)
+        cols = _bounds(working["item_factors_"].shape[0], g)
+        # One scatter per worker: each round trip costs more than these tables take to send.
+        row_states = [None] * g
+        for owner in dict.fromkeys(owners):
+            mine = [r for r in range(g) if owners[r] == owner]
+            sent = client.scatter([(working["user_factors_"][rows[r]:rows[r + 1]],
+                                    working["user_bias_"][rows[r]:rows[r + 1]]) for r in mine],
+                                  workers=[owner], hash=False)
+            for r, tables in zip(mine, sent, strict=True):
+                row_states[r] = submit(client, _register_row_block, fit_id, r, row_blocks[r],
+                                       tables, backend, name="fastrec-row-state",
+                                       workers=[owner], allow_other_workers=False)
+        col_states = client.scatter([(working["item_factors_"][cols[c]:cols[c + 1]],
+                                      working["item_bias_"][cols[c]:cols[c + 1]])
+                                     for c in range(g)], hash=False)
+        col_states, curve, epoch_times = self._run_epochs(
+            client, layout, rng, row_states, col_states, owners, hyper, nnz)
+        tables = wait_for(client, [
+            submit(client, _row_tables, s, name="fastrec-collect", workers=[owners[r]],
+                   allow_other_workers=False) for r, s in enumerate(row_states)] + col_states,
+            owners, "collection")
+        return [*tables, epoch_times, curve]
 
     def _lr_bias(self) -> float:
         return float(self.learning_rate if self.lr_bias is None else self.lr_bias)
@@ -211,32 +239,37 @@ class MF:
             for part, req in zip(data.parts, requests, strict=True)])
         return mean_from_plan(roots, answers, data.nnz)
 
-    def _run_epochs(self, client, layout, rng, row_blocks, row_states, col_states, owners,
-                    hyper, nnz):
-        """Submit epoch after epoch (one epoch ahead of the one being checked) and check each
-        epoch's loss as the local loop does; returns the final row/column states, the
-        training RMSE curve and the epoch times. Raises DivergenceError (the estimator is left
-        as it was: the fit is a transaction)."""
+    def _run_epochs(self, client, layout, rng, row_states, col_states, owners, hyper, nnz):
+        """Submit epoch after epoch and check each epoch's loss as the local loop does; returns
+        the final column states, the training RMSE curve and the epoch times. Raises
+        DivergenceError (the estimator is left as it was: the fit is a transaction).
+
+        Without callbacks the next epoch is queued while one is checked, so the workers never
+        wait for the client; a callback may stop the fit after any epoch, and the row blocks
+        are updated in place, so with callbacks each epoch is submitted after the previous
+        one's check."""
         g = layout.n_blocks
         curve: list[float] = []
         epoch_times: list[float] = []
         clock = time.perf_counter()
         lowest = math.inf
         callbacks = list(self.callbacks or ())
-        in_flight = []  # (epoch, its loss futures, the states after it): at most two ahead
+        ahead = 1 if callbacks else 2
+        in_flight = []  # (epoch, its loss futures), oldest first
+        previous = [None] * g  # each row block's last task: a row's blocks run in order
         epochs = int(self.n_epochs)
         with tqdm(total=epochs, disable=not self.verbose, desc="fastrec.dask.MF",
                   unit="epoch", leave=False) as bar:
             epoch = 0
             while epoch < epochs or in_flight:
-                while epoch < epochs and len(in_flight) < 2:
-                    row_states, col_states, metas = self._submit_epoch(
-                        client, layout.epoch_schedule(rng), epoch, row_blocks, row_states,
-                        col_states, owners, hyper)
-                    in_flight.append((epoch, metas, (row_states, col_states)))
+                while epoch < epochs and len(in_flight) < ahead:
+                    col_states, previous, losses = self._submit_epoch(
+                        client, layout.epoch_schedule(rng), epoch, row_states, col_states,
+                        previous, owners, hyper)
+                    in_flight.append((epoch, losses))
                     epoch += 1
-                done, metas, after = in_flight.pop(0)
-                results = wait_for(client, metas, owners, f"epoch {done + 1}")
+                done, losses = in_flight.pop(0)
+                results = wait_for(client, losses, owners, f"epoch {done + 1}")
                 tickets = np.zeros(g * g)
                 for sses, _ in results:
                     for ticket, sse in sses:
@@ -246,7 +279,7 @@ class MF:
                 train_rmse = math.sqrt(sse / nnz) if math.isfinite(sse) else math.inf
                 exploded = train_rmse > 10.0 * lowest and lowest > 0
                 if not math.isfinite(train_rmse) or exploded or not finite:
-                    client.cancel([f for _, m, _ in in_flight for f in m])
+                    client.cancel([f for _, m in in_flight for f in m])
                     raise DivergenceError(
                         f"SGD diverged in epoch {done + 1} (training RMSE {train_rmse:.3g}): "
                         f"learning_rate={self.learning_rate} (lr_bias={self._lr_bias()}) is "
@@ -263,32 +296,33 @@ class MF:
                 for callback in callbacks:
                     stop = bool(callback(done + 1, {"loss": train_rmse})) or stop
                 if stop:
-                    client.cancel([f for _, m, _ in in_flight for f in m])
-                    return (*after, curve, epoch_times)
-        return row_states, col_states, curve, epoch_times
+                    break
+        return col_states, curve, epoch_times
 
-    def _submit_epoch(self, client, schedule, epoch, row_blocks, row_states, col_states,
-                      owners, hyper):
-        """Submit one epoch's tasks; returns the new state futures and the per-row-block
-        (ticket SSEs, finite) futures of the epoch."""
+    def _submit_epoch(self, client, schedule, epoch, row_states, col_states, previous, owners,
+                      hyper):
+        """Submit one epoch's block tasks and one loss task per worker; returns the column
+        states after the epoch, each row block's last task and the loss futures (per worker:
+        its blocks' (ticket, SSE) pairs and whether their tables stayed finite)."""
         g = schedule.shape[0]
         lr = learning_rate_at(self.lr_schedule, self.learning_rate, self.lr_decay, epoch)
         lr_b = learning_rate_at(self.lr_schedule, self._lr_bias(), self.lr_decay, epoch)
-        row_states, col_states = list(row_states), list(col_states)
+        col_states, previous = list(col_states), list(previous)
         for s in range(g):
             for b in range(g):
-                block = int(schedule[s, b])
-                r, c = divmod(block, g)
-                out = submit(client, _sgd_block, row_states[r], col_states[c], row_blocks[r], c,
-                             s * g + b, s == 0, lr, lr_b, hyper,
+                r, c = divmod(int(schedule[s, b]), g)
+                out = submit(client, _sgd_block, row_states[r], col_states[c], previous[r], c,
+                             s * g + b, epoch, s == g - 1, lr, lr_b, hyper,
                              name=f"fastrec-sgd-stratum-{s}", workers=[owners[r]],
                              allow_other_workers=False)
-                row_states[r] = out
-                col_states[c] = submit(client, operator.itemgetter(1), out,
-                                       name=f"fastrec-item-block-{c}")
-        metas = [submit(client, _epoch_meta, row_states[r], name="fastrec-epoch-loss")
-                 for r in range(g)]
-        return row_states, col_states, metas
+                previous[r] = col_states[c] = out
+        losses = []
+        for owner in dict.fromkeys(owners):
+            mine = [r for r in range(g) if owners[r] == owner]
+            losses.append(submit(client, _epoch_loss, epoch, [row_states[r] for r in mine],
+                                 [previous[r] for r in mine], name="fastrec-epoch-loss",
+                                 workers=[owner], allow_other_workers=False))
+        return col_states, previous, losses
 
     def to_local(self, include_seen: bool = True):
         """A fitted :class:`fastrec.MF` with this model's parameters and fitted attributes
@@ -308,13 +342,13 @@ class MF:
         return model
 
     def _seen_pattern(self) -> sp.csr_matrix:
-        client, row_blocks, owners, user_rows, item_rows = self._pattern
-        g = len(row_blocks)
+        client, rows, owners, user_rows, item_rows = self._pattern
+        g = len(rows)
         inverse = client.scatter([np.argsort(user_rows), np.argsort(item_rows)],
                                  broadcast=True, hash=False)
         parts = wait_for(client, [
             submit(client, _pattern, rb, r, g, self.n_users_, self.n_items_, *inverse,
-                   name="fastrec-seen") for r, rb in enumerate(row_blocks)], owners, "to_local")
+                   name="fastrec-seen") for r, rb in enumerate(rows)], owners, "to_local")
         users = np.concatenate([p[0] for p in parts])
         items = np.concatenate([p[1] for p in parts])
         seen = sp.csr_matrix((np.ones(users.shape[0], np.int8), (users, items)),
@@ -327,20 +361,7 @@ class MF:
 _PARAMS = ("n_factors", "n_epochs", "learning_rate", "lr_bias", "reg", "reg_bias",
            "lr_schedule", "lr_decay", "biased", "init_std", "n_blocks", "dtype", "backend",
            "n_threads", "random_state", "early_stopping", "n_iter_no_change", "tol", "callbacks",
-           "verbose", "client")
-
-
-def _check_repeats(infos, layout, data) -> None:
-    """The local estimators' error for repeated (user, item) pairs, with global entries."""
-    found = [i["repeats"] for i in infos if i["repeats"] is not None]
-    if not found:
-        return
-    _, at, earlier, user_row, item_row = min(found, key=lambda f: f[1])
-    pair = (data.user_ids[np.argsort(layout.user_rows)[user_row]].item(),
-            data.item_ids[np.argsort(layout.item_rows)[item_row]].item())
-    raise ValueError(f"duplicate (user, item) pair {pair!r} at entry {at} (first at entry "
-                     f"{earlier}): {sum(f[0] for f in found)} repeated pairs in the data; merge "
-                     "them before fitting")
+           "duplicates", "verbose", "client")
 
 
 def _bounds(n: int, g: int) -> np.ndarray:
@@ -365,9 +386,8 @@ def _row_block_pieces(data, user_ids, item_ids, user_rows, item_rows, index_dtyp
     row_block = users.astype(np.int64) * g // n_users
     order = np.argsort(row_block, kind="stable")
     cuts = np.searchsorted(row_block[order], np.arange(g + 1))
-    entries = np.arange(offset, offset + data.nnz, dtype=np.int64)
     return [tuple(a[order[cuts[r]:cuts[r + 1]]]
-                  for a in (users, items, data.values, keys, entries)) for r in range(g)]
+                  for a in (users, items, data.values, keys)) for r in range(g)]
 
 
 def _build_row_block(r, g, n_users, n_items, backend, rank, *pieces):
@@ -377,14 +397,13 @@ def _build_row_block(r, g, n_users, n_items, backend, rank, *pieces):
     arrays = (users - first row, items - first column of the block, ratings, ptr[g + 1]) with
     column block c at ``ptr[c]:ptr[c + 1]``; info = {"counts", "backend", "width"}
     (the worker's backend and the row width its kernel wants for ``rank = (k, dtype)``)."""
-    users, items, ratings, keys, entries = (np.concatenate(a)
+    users, items, ratings, keys = (np.concatenate(a)
                                             for a in zip(*pieces, strict=True))
     users64, items64 = users.astype(np.int64), items.astype(np.int64)
     col_block = items64 * g // n_items
     block = r * g + col_block
     by_user = ((block * n_users + users64) << 20) | keys
     order = np.argsort(by_user, kind="stable")  # pieces arrive in input order
-    repeats = _repeated_pairs(users, items, entries, n_items)
     counts = np.bincount(col_block, minlength=g)
     ptr = np.zeros(g + 1, np.int64)
     np.cumsum(counts, out=ptr[1:])
@@ -402,34 +421,21 @@ def _build_row_block(r, g, n_users, n_items, backend, rank, *pieces):
               np.ascontiguousarray((items64[order] - first_col).astype(items.dtype)),
               np.ascontiguousarray(ratings[order]), ptr)
     kernels = _worker_backend(backend)
-    return arrays, {"counts": counts, "repeats": repeats, "backend": kernels.name,
+    return arrays, {"counts": counts, "backend": kernels.name,
                     "width": kernels.row_width("sgd", *rank)}
-
-
-def _repeated_pairs(users, items, entries, n_items):
-    """(count, the earliest repeat's entry, the entry of that pair's first occurrence, its
-    working user row, item row) of repeated (user, item) pairs in a row block (every rating of
-    a user is in one), or None."""
-    key = users.astype(np.int64) * n_items + items
-    order = np.lexsort((entries, key))
-    repeat = np.zeros(order.shape[0], bool)
-    repeat[1:] = key[order[1:]] == key[order[:-1]]
-    if not repeat.any():
-        return None
-    positions = np.flatnonzero(repeat)
-    j = positions[np.argmin(entries[order[positions]])]
-    group_start = np.flatnonzero(~repeat[:j + 1])[-1]
-    at = order[j]
-    return (int(positions.shape[0]), int(entries[at]), int(entries[order[group_start]]),
-            int(users[at]), int(items[at]))
 
 
 def _worker_backend(name: str, require: tuple[str, ...] = ("sgd_epoch",)):
     """The worker's own CPU backend with the ``require`` kernels (``auto``: its fastest CPU
-    one; the CUDA kernels take device arrays, which these tasks do not hold)."""
+    one, probed in order so that a worker with Cython never imports CuPy or Numba; the CUDA
+    kernels take device arrays, which these tasks do not hold)."""
     if name == "auto":
-        cpu = [n for n in available_backends(require) if n != "cuda"]
-        name = cpu[0] if cpu else "numpy"
+        for candidate in ("cython", "numba"):
+            try:
+                return get_backend(candidate, require)
+            except BackendUnavailable:
+                continue
+        name = "numpy"
     return get_backend(name, require)
 
 
@@ -439,36 +445,88 @@ def _aligned_copy(table: np.ndarray) -> np.ndarray:
     return out
 
 
-def _sgd_block(previous, column, row_block, c, ticket, first, lr, lr_b, hyper):
-    """One block of a stratum: row block state from ``previous`` (the row's last task output,
-    or its initial state), column block ``c``'s state ``column``. Returns new copies
-    ``((P, b_u, ticket SSEs of this epoch), (Q, b_i), finite)``; the inputs are unchanged."""
-    mean, reg, reg_b, biased, n_threads, backend = hyper
-    (user_factors, user_bias, sses), (item_factors, item_bias) = previous[0], column
-    arrays, _ = row_block
-    users, items, ratings, ptr = arrays
+# Row blocks' tables of the fits running on this worker process, by (fit, row block). They
+# live outside Dask's store because the block tasks update them in place: Dask may spill what
+# it stores to disk at any time, even while a task uses it, and a copy read back would lose the
+# updates made meanwhile. Dask's keys hold the small RowBlock handles.
+_RESIDENT: dict[tuple[str, int], dict] = {}
+
+
+@dataclass(frozen=True)
+class RowBlock:
+    """Handle of row block ``r`` of fit ``fit`` on its worker (see ``_RESIDENT``): its ratings
+    in layout order (``users`` - first row, ``items`` - first column of their column block,
+    ``ratings``; column block c at ``ptr[c]:ptr[c + 1]``), its user factors (aligned rows of
+    the kernel's width) and biases, which the block tasks update in place, and per epoch the
+    (ticket, SSE) of its blocks and whether its tables stayed finite."""
+
+    fit: str
+    r: int
+
+    def tables(self) -> dict:
+        try:
+            return _RESIDENT[self.fit, self.r]
+        except KeyError:
+            raise WorkerLostError(f"row block {self.r} of this fit is not on this worker "
+                                  "(it restarted): fit again") from None
+
+
+def _register_row_block(fit, r, row_block, tables, backend):
+    """Put row block ``r``'s ratings (``row_block``) and initial tables (user factors, biases)
+    in this worker's ``_RESIDENT``; returns its handle."""
+    (users, items, ratings, ptr), _ = row_block
+    _RESIDENT[fit, r] = {"users": users, "items": items, "ratings": ratings, "ptr": ptr,
+                         "user_factors": _aligned_copy(tables[0]),
+                         "user_bias": tables[1].copy(),
+                         "kernel": _worker_backend(backend).sgd_epoch,
+                         "sses": {}, "finite": {}}
+    return RowBlock(fit, r)
+
+
+def _forget(fit):
+    """Drop this worker's row blocks of ``fit`` (run on every worker when a fit ends)."""
+    for key in [key for key in _RESIDENT if key[0] == fit]:
+        del _RESIDENT[key]
+
+
+def _sgd_block(row, column, previous, c, ticket, epoch, last, lr, lr_b, hyper):
+    """Block (row, column block ``c``) of a stratum, after ``previous`` (the row's preceding
+    block task). Updates ``row``'s user factors and biases in place and returns column block c
+    as new arrays ``(Q, b_i)``: Dask may hold the input on other workers too. Records the
+    block's SSE under ``ticket``; in the epoch's ``last`` stratum, whether the row's and the
+    column's tables are finite."""
+    mean, reg, reg_b, biased, n_threads = hyper
+    state = row.tables()
+    ptr = state["ptr"]
     a, b = int(ptr[c]), int(ptr[c + 1])
-    sses = () if first else sses
-    if a == b:
-        return (user_factors, user_bias, (*sses, (ticket, 0.0))), column, True
-    user_factors, item_factors = _aligned_copy(user_factors), _aligned_copy(item_factors)
-    user_bias, item_bias = user_bias.copy(), item_bias.copy()
-    sse = _worker_backend(backend).sgd_epoch(
-        users[a:b], items[a:b], ratings[a:b], np.array([0, b - a], np.int64),
-        np.zeros((1, 1), np.int64), user_factors, item_factors, user_bias, item_bias, mean, lr,
-        lr_b, reg, reg_b, biased, n_threads)
-    finite = bool(np.isfinite(user_factors).all() and np.isfinite(item_factors).all()
-                  and np.isfinite(user_bias).all() and np.isfinite(item_bias).all())
-    return (user_factors, user_bias, (*sses, (ticket, sse))), (item_factors, item_bias), finite
+    if a < b:
+        item_factors, item_bias = _aligned_copy(column[0]), column[1].copy()
+        sse = state["kernel"](
+            state["users"][a:b], state["items"][a:b], state["ratings"][a:b],
+            np.array([0, b - a], np.int64), np.zeros((1, 1), np.int64), state["user_factors"],
+            item_factors, state["user_bias"], item_bias, mean, lr, lr_b, reg, reg_b, biased,
+            n_threads)
+        column = item_factors, item_bias
+    else:
+        sse = 0.0
+    state["sses"].setdefault(epoch, []).append((ticket, sse))
+    if last:
+        state["finite"][epoch] = all(bool(np.isfinite(t).all()) for t in (
+            state["user_factors"], state["user_bias"], *column))
+    return column
 
 
-def _epoch_meta(out):
-    """(ticket SSEs of the epoch, finite) of a row block's last task of the epoch."""
-    return out[0][2], out[2]
+def _epoch_loss(epoch, rows, last_tasks):
+    """A worker's share of an epoch's loss, once its rows' ``last_tasks`` ran: its blocks'
+    (ticket, SSE) pairs and whether their tables stayed finite."""
+    states = [row.tables() for row in rows]
+    sses = [pair for state in states for pair in state["sses"].pop(epoch)]
+    return sses, all(state["finite"].pop(epoch) for state in states)
 
 
-def _row_tables(out):
-    return out[0][0], out[0][1]
+def _row_tables(row):
+    state = row.tables()
+    return state["user_factors"], state["user_bias"]
 
 
 def _pattern(row_block, r, g, n_users, n_items, user_of_row, item_of_row):

@@ -53,7 +53,8 @@ FITTED = ("user_factors_", "item_factors_", "user_bias_", "item_bias_", "compone
           "validation_curve_", "reconstruction_err_", "backend_", "fit_time_", "timings_")
 _PARAMS = ("n_components", "mode", "beta_loss", "init", "max_iter", "tol", "alpha_W",
            "alpha_H", "l1_ratio", "biased", "reg_bias", "random_state", "dtype", "backend",
-           "n_threads", "early_stopping", "n_iter_no_change", "callbacks", "verbose", "client")
+           "n_threads", "early_stopping", "n_iter_no_change", "callbacks", "duplicates", "verbose",
+           "client")
 
 
 class NMF:
@@ -75,7 +76,7 @@ class NMF:
                  biased: bool = False, reg_bias: float = 0.02, random_state: int | None = None,
                  dtype="float32", backend: str = "auto", n_threads: int | None = None,
                  early_stopping: bool = False, n_iter_no_change: int = 10, callbacks=None,
-                 verbose: bool = False, client=None):
+                 duplicates: str = "raise", verbose: bool = False, client=None):
         store_params(self, locals())
 
     def get_params(self, deep: bool = True) -> dict:
@@ -121,7 +122,7 @@ class NMF:
             user_ids, item_ids = np.arange(shape[0]), np.arange(shape[1])
             global_mean = 0.0
         else:
-            data = load_ratings(client, X, dtype, columns)
+            data = load_ratings(client, X, dtype, columns, self.duplicates)
             shape = data.shape
             n_parts = min(n_partitions or sum(client.nthreads().values()), shape[0])
             parts, summary = _observed_partitions(client, data, n_parts, dtype)

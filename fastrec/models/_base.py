@@ -17,6 +17,7 @@ from fastrec import io
 from fastrec._algorithms.fit_loop import History, fit_epochs
 from fastrec._algorithms.topn import top_n, top_n_scores
 from fastrec._array import (
+    Placement,
     array_module,
     host_data,
     is_device_array,
@@ -224,6 +225,11 @@ class Estimator:
                 log.info("backend %s not used: %s", name, why)
         return backend
 
+    def _placement(self, backend: Backend) -> Placement:
+        """Where this call's arrays live, from the backend: the one device decision of a fit
+        (the same policy for every family; see :class:`fastrec._array.Placement`)."""
+        return Placement(backend.on_device)
+
     def _n_threads(self) -> int:
         if self.n_threads is None:
             return default_n_threads()
@@ -372,11 +378,10 @@ class UserItemModel(Estimator):
         move = to_device if on_device else (lambda a: a)
         self.seen_ = pattern_matrix(move(both.indptr), move(both.indices), both.shape)
 
-    def _training_data(self, X, dtype, keep_device: bool = False) -> Interactions:
-        """Interactions from anything ``Interactions.from_any`` takes. CuPy arrays and
-        cupyx.scipy.sparse matrices are copied to the host, or with ``keep_device`` (a fit on
-        the GPU) stay on the device, mapped and validated there."""
-        return Interactions.from_any(X, dtype=dtype, keep_device=keep_device,
+    def _training_data(self, X, dtype) -> Interactions:
+        """Interactions from anything ``Interactions.from_any`` takes, already placed
+        (:meth:`_placement`): validated and mapped where its arrays are."""
+        return Interactions.from_any(X, dtype=dtype, keep_device=True,
                                      duplicates=getattr(self, "duplicates", "raise"))
 
     def _mapped(self, X, dtype, what: str = "validation") -> Interactions:
@@ -644,7 +649,7 @@ def seen_matrix(data: Interactions) -> sp.csr_matrix:
     if not is_device_array(data.users):
         return data.seen_csr()
     xp, xsp = array_module(data.users), sparse_module(data.users)
-    ones = xp.ones(data.nnz, _pattern_dtype(xp))
+    ones = xp.ones(data.nnz, pattern_dtype(xp))
     m = xsp.csr_matrix((ones, (data.users, data.items)), shape=data.shape)
     m.sum_duplicates()
     m.data[:] = 1
@@ -654,11 +659,13 @@ def seen_matrix(data: Interactions) -> sp.csr_matrix:
 def pattern_matrix(indptr, indices, shape) -> sp.csr_matrix:
     """:func:`seen_matrix` of a CSR structure whose rows are sorted and free of duplicates."""
     xp, xsp = array_module(indices), sparse_module(indices)
-    ones = xp.ones(indices.shape[0], _pattern_dtype(xp))
+    ones = xp.ones(indices.shape[0], pattern_dtype(xp))
     return xsp.csr_matrix((ones, indices, indptr), shape=shape)
 
 
-def _pattern_dtype(xp):
+def pattern_dtype(xp):
+    """Dtype of the ones of a pattern matrix in array module ``xp``: int8 on the host, float32
+    on the device (cuSPARSE has no int8 type)."""
     return np.int8 if xp is np else np.float32
 
 

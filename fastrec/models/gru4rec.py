@@ -20,7 +20,7 @@ from fastrec._algorithms.fit_loop import Trainer
 from fastrec._algorithms.gru4rec import GRU4RecParams, alias_table, session_parallel_schedule
 from fastrec._algorithms.gru_forward import gru_step
 from fastrec._algorithms.topn import top_n
-from fastrec._array import array_module, host_data, to_device, to_host
+from fastrec._array import array_module, host_data, to_host
 from fastrec.backends._contract import (
     LOSS_CODES,
     OPTIMIZER_CODES,
@@ -154,7 +154,9 @@ class GRU4Rec(Estimator):
     # -- data -------------------------------------------------------------------------------
     @staticmethod
     def _sessions(X, item_ids=None, unknown="raise") -> Sessions:
-        X = host_data(X)  # CuPy arrays: the sessions are prepared on the host
+        # The session-parallel schedule is a sequential walk over the sessions: CuPy input is
+        # copied to the host once to build it, whatever the placement.
+        X = host_data(X)
         if isinstance(X, Sessions):
             if item_ids is not None and not np.array_equal(X.item_ids, item_ids):
                 raise ValueError("these Sessions use another item index than the model")
@@ -186,8 +188,9 @@ class GRU4Rec(Estimator):
     def _fit(self, X, validation_data) -> None:
         dtype = self._validate_params()
         X, validation_data = self._holdout(X, validation_data)
-        data = self._sessions(X)
         backend = self._resolve_backend((_KERNEL,))
+        place = self._placement(backend)
+        data = self._sessions(X)
         n_threads = self._n_threads()
         usable = int(np.sum(data.lengths >= 2))
         if usable == 0:
@@ -220,7 +223,7 @@ class GRU4Rec(Estimator):
                             params.emb, params.gru, params.out, prob, alias, self._spec(0, 0, 0))
         # On CUDA everything the epochs read or update goes to the device once; the fitted
         # arrays stay there.
-        move = to_device if backend.name == "cuda" else (lambda a: a)
+        move = place.move
         schedule_arrays = tuple(move(a) for a in (schedule.inputs, schedule.targets,
                                                   schedule.reset))
         hidden, prob, alias = move(hidden), move(prob), move(alias)

@@ -13,7 +13,7 @@ from fastrec._algorithms.fit_loop import (
     learning_rate_at,
 )
 from fastrec._algorithms.sgd_schedule import BlockedRatings
-from fastrec._array import array_module, to_device, to_host
+from fastrec._array import array_module, to_host
 from fastrec.backends._contract import check_sgd_epoch
 from fastrec.metrics import rmse
 from fastrec.models._base import (
@@ -27,7 +27,82 @@ from fastrec.models._base import (
 log = logging.getLogger("fastrec")
 
 
-class MF(FactorModel):
+class _SGDModel(FactorModel):
+    """What MF and SVD++ share: the SGD parameters and their checks, ``fit``, and the fit's
+    first steps (internal holdout, backend, placement, training data and ids, validation pairs,
+    the blocked layout). A family names its epoch kernel (``_KERNEL``) and penalties
+    (``_PENALTIES``) and fits in ``_fit_blocked(data, validation, backend, place, dtype, k,
+    n_threads, rng)``: initial state, layout, trainer, training (``validation``: the mapped
+    validation Interactions or None)."""
+
+    _KERNEL = "sgd_epoch"
+    _PENALTIES = ("reg", "reg_bias")
+
+    def _validate_params(self) -> np.dtype:
+        check_positive("n_factors", self.n_factors, integer=True)
+        check_positive("n_epochs", self.n_epochs, integer=True)
+        check_positive("learning_rate", self.learning_rate)
+        if self.lr_bias is not None:
+            check_positive("lr_bias", self.lr_bias, allow_zero=True)
+        for name in (*self._PENALTIES, "lr_decay", "tol"):
+            check_positive(name, getattr(self, name), allow_zero=True)
+        check_positive("init_std", self.init_std)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.lr_schedule == "exponential" and self.lr_decay >= 1:
+            raise ValueError("lr_decay must be < 1 for the exponential schedule")
+        if self.n_blocks is not None:
+            check_positive("n_blocks", self.n_blocks, integer=True)
+        check_positive("n_iter_no_change", self.n_iter_no_change, integer=True)
+        return check_dtype(self.dtype)
+
+    def fit(self, X, validation_data=None):
+        """Fit on explicit ratings (for SVD++, N(u) is the set of items each user rated in X).
+
+        X : scipy.sparse matrix [n_users, n_items] (stored entries are ratings), a
+            ``(user_ids, item_ids, ratings)`` tuple of arbitrary ids, a pandas DataFrame with
+            user/item/rating columns, or :class:`fastrec.data.Interactions`. A
+            cupyx.scipy.sparse matrix or CuPy arrays in the tuple are accepted too. With
+            ``backend="cuda"`` they stay on the device: validation, id mapping and the blocked
+            layout run there (only the id maps and the random draws cross, the ratings never
+            do), and host input is laid out on the host and copied to the device once. Other
+            backends copy device input to the host once.
+        validation_data : the same kinds, mapped with the training ids (unseen ids dropped).
+        Returns self. A fit that raises leaves a previously fitted model as it was, except
+        :class:`fastrec.DivergenceError`, after which the model holds the last good epoch.
+        """
+        self._transaction(type(self)._fit, X, validation_data)
+        return self
+
+    def _fit(self, X, validation_data) -> None:
+        dtype = self._validate_params()
+        X, validation_data = self._holdout(X, validation_data)
+        backend = self._resolve_backend((self._KERNEL,))
+        place = self._placement(backend)
+        data = self._training_data(place.inputs(X), dtype)
+        self.n_users_, self.n_items_ = data.shape
+        self.user_ids_, self.item_ids_ = data.user_ids, data.item_ids
+        validation = None if validation_data is None else self._mapped(validation_data, dtype)
+        self._fit_blocked(data, validation, backend, place, dtype, int(self.n_factors),
+                          self._n_threads(), np.random.default_rng(self.random_state))
+
+    def _blocked(self, backend, data, rng, n_threads) -> BlockedRatings:
+        """The ratings on the stratified grid of ``n_blocks`` (or the backend's) side."""
+        g = min(self.n_blocks or backend.default_n_blocks(*data.shape), *data.shape)
+        return BlockedRatings.build(data.users, data.items, data.values, data.n_users,
+                                    data.n_items, g, rng, n_threads)
+
+
+def _working_rows(blocked: BlockedRatings, validation):
+    """Validation ``Interactions`` as ``(user rows, item rows, values)`` of the layout's working
+    order (None stays None)."""
+    if validation is None:
+        return None
+    return (blocked.user_rows[validation.users], blocked.item_rows[validation.items],
+            validation.values)
+
+
+class MF(_SGDModel):
     """Biased MF, ``r_hat = mu + b_u + b_i + p_u . q_i``, trained by stratified parallel SGD.
 
     Parameters
@@ -86,55 +161,7 @@ class MF(FactorModel):
                  verbose: bool = False):
         store_params(self, locals())
 
-    def _validate_params(self) -> np.dtype:
-        check_positive("n_factors", self.n_factors, integer=True)
-        check_positive("n_epochs", self.n_epochs, integer=True)
-        check_positive("learning_rate", self.learning_rate)
-        if self.lr_bias is not None:
-            check_positive("lr_bias", self.lr_bias, allow_zero=True)
-        check_positive("reg", self.reg, allow_zero=True)
-        check_positive("reg_bias", self.reg_bias, allow_zero=True)
-        check_positive("init_std", self.init_std)
-        check_positive("lr_decay", self.lr_decay, allow_zero=True)
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.lr_schedule == "exponential" and self.lr_decay >= 1:
-            raise ValueError("lr_decay must be < 1 for the exponential schedule")
-        if self.n_blocks is not None:
-            check_positive("n_blocks", self.n_blocks, integer=True)
-        check_positive("n_iter_no_change", self.n_iter_no_change, integer=True)
-        check_positive("tol", self.tol, allow_zero=True)
-        return check_dtype(self.dtype)
-
-    def fit(self, X, validation_data=None):
-        """Fit on explicit ratings.
-
-        X : scipy.sparse matrix [n_users, n_items] (stored entries are ratings), a
-            ``(user_ids, item_ids, ratings)`` tuple of arbitrary ids, a pandas DataFrame with
-            user/item/rating columns, or :class:`fastrec.data.Interactions`. A
-            cupyx.scipy.sparse matrix or CuPy arrays in the tuple are accepted too. With
-            ``backend="cuda"`` they stay on the device: validation, id mapping and the blocked
-            layout run there (only the id maps and the random draws cross, the ratings never
-            do), and host input is laid out on the host and copied to the device once. Other
-            backends copy device input to the host (``to_host``).
-        validation_data : the same kinds, mapped with the training ids (unseen ids dropped).
-        Returns self. A fit that raises leaves a previously fitted model as it was, except
-        :class:`fastrec.DivergenceError`, after which the model holds the last good epoch.
-        """
-        self._transaction(type(self)._fit, X, validation_data)
-        return self
-
-    def _fit(self, X, validation_data) -> None:
-        dtype = self._validate_params()
-        X, validation_data = self._holdout(X, validation_data)
-        backend = self._resolve_backend(("sgd_epoch",))
-        data = self._training_data(X, dtype, keep_device=backend.name == "cuda")
-        n_threads = self._n_threads()
-        rng = np.random.default_rng(self.random_state)
-        k = int(self.n_factors)
-
-        self.n_users_, self.n_items_ = data.shape
-        self.user_ids_, self.item_ids_ = data.user_ids, data.item_ids
+    def _fit_blocked(self, data, validation, backend, place, dtype, k, n_threads, rng) -> None:
         self.global_mean_ = float(array_module(data.values).mean(data.values, dtype=np.float64)) \
             if self.biased else 0.0
         state = {
@@ -144,30 +171,20 @@ class MF(FactorModel):
             "item_bias_": np.zeros(data.n_items, dtype),
         }
         self.seen_ = seen_matrix(data)
-        validation = None
-        if validation_data is not None:
-            validation = self._mapped(validation_data, dtype)
-
-        g = self.n_blocks or backend.default_n_blocks(data.n_users, data.n_items)
-        g = min(g, data.n_users, data.n_items)
-        blocked = BlockedRatings.build(data.users, data.items, data.values, data.n_users,
-                                       data.n_items, g, rng, n_threads)
+        blocked = self._blocked(backend, data, rng, n_threads)
         # The kernels see the factor tables in the layout's working row order; the fitted
         # attributes are put back in id order whatever happens (finally below).
         state = blocked.to_working_order(state, backend.row_width("sgd", k, dtype))
         check_sgd_epoch(blocked.users, blocked.items, blocked.ratings, blocked.block_ptr,
                         blocked.epoch_schedule(np.random.default_rng(0)), *state.values())
         # On CUDA the ratings go to the device once and the fitted arrays stay there.
-        move = to_device if backend.name == "cuda" else (lambda a: a)
+        move = place.move
         state = {name: move(table) for name, table in state.items()}
         ratings = tuple(move(a) for a in (blocked.users, blocked.items, blocked.ratings,
                                           blocked.block_ptr))
         self.__dict__.update(state)
-        if validation is not None:
-            validation = (blocked.user_rows[validation.users], blocked.item_rows[validation.items],
-                          validation.values)
-        trainer = _SGDTrainer(self, backend, blocked, ratings, move, state, data, validation,
-                              n_threads, rng)
+        trainer = _SGDTrainer(self, backend, blocked, ratings, move, state, data,
+                              _working_rows(blocked, validation), n_threads, rng)
         self._train(trainer, int(self.n_epochs), backend.name,
                     lambda: self.__dict__.update(blocked.to_id_order(state, k)))
 

@@ -31,7 +31,7 @@ from fastrec._algorithms.ncf import (
     epoch_order,
     init_params,
 )
-from fastrec._array import array_module, host_data, is_device_array, to_device, to_host
+from fastrec._array import array_module, is_device_array, to_host
 from fastrec.backends import available_backends, get_backend
 from fastrec.backends._contract import check_ncf_net
 from fastrec.data.interactions import Interactions
@@ -117,9 +117,11 @@ class _NCF(UserItemModel):
             ``(user_ids, item_ids[, values])`` tuple, a pandas DataFrame or an
             :class:`~fastrec.data.Interactions`. With ``loss="bce"`` every stored pair is a
             positive (values ignored); with ``loss="squared"`` the values are the targets.
-            CuPy arrays and cupyx.scipy.sparse matrices are accepted too: they are copied to
-            the host for the data preparation (id maps, seen items), and with
-            ``backend="cuda"`` the prepared arrays go to the device once.
+            CuPy arrays and cupyx.scipy.sparse matrices are accepted too: with
+            ``backend="cuda"`` they stay on the device and the data preparation (id maps, seen
+            items) runs there (only the id maps come to the host), while host input is
+            prepared on the host and its arrays go to the device once; other backends copy
+            device input to the host once.
         validation_data : held-out pairs of the same kinds (e.g. from
             :func:`fastrec.evaluation.leave_last_out`), scored each epoch with the NCF protocol
             (HR@eval_k among n_eval_negatives sampled items) for BCE, RMSE for squared loss;
@@ -134,8 +136,9 @@ class _NCF(UserItemModel):
         dtype = self._validate_params()
         X, validation_data = self._holdout(X, validation_data)
         n_gmf, layers = self._architecture()
-        data = self._training_data(host_data(X), dtype)
         backend = self._resolve_backend(_KERNELS)
+        place = self._placement(backend)
+        data = self._training_data(place.inputs(X), dtype)
         n_threads = self._n_threads()
         rng = np.random.default_rng(self.random_state)
 
@@ -148,10 +151,10 @@ class _NCF(UserItemModel):
         check_ncf_net(self.user_embeddings_, self.item_embeddings_, self.dense_, layers, n_gmf)
         self.seen_ = seen_matrix(data)
         self.seen_.sort_indices()
-        validation = self._validation(host_data(validation_data), data, dtype)
+        validation = self._validation(place.inputs(validation_data), self._seen_pairs(), dtype)
         # On CUDA the data and the weights go to the device once (the optimiser state is made
         # there) and the fitted arrays stay there; only each epoch's sample order is copied.
-        move = to_device if backend.name == "cuda" else (lambda a: a)
+        move = place.move
         self.user_embeddings_, self.item_embeddings_, self.dense_ = (
             move(a) for a in (self.user_embeddings_, self.item_embeddings_, self.dense_))
         trainer = _NCFTrainer(self, backend, data, validation, move, n_threads, rng)
@@ -267,13 +270,17 @@ class _NCF(UserItemModel):
         in neither the training data nor ``X``) for loss="bce", negative RMSE for
         loss="squared"."""
         self._check_fitted()
-        coo = to_host(self.seen_).tocoo()
-        train = Interactions(coo.row, coo.col, np.ones(coo.nnz, self._score_dtype()),
-                             self.user_ids_, self.item_ids_)
         test = self._mapped(X, self._score_dtype(), "score")
         value, lower_is_better, _ = self._validation_score(
-            self._validation(test, train, self._score_dtype()))
+            self._validation(test, self._seen_pairs(), self._score_dtype()))
         return -value if lower_is_better else value
+
+    def _seen_pairs(self) -> Interactions:
+        """The training pairs (the pattern ``seen_``, host arrays): what the sampled ranking's
+        negatives avoid, read on the host where they are drawn."""
+        coo = to_host(self.seen_).tocoo()
+        return Interactions(coo.row, coo.col, np.ones(coo.nnz, self.dense_.dtype),
+                            self.user_ids_, self.item_ids_)
 
     def _recommend_chunk(self) -> int:
         return max(1, _SCORE_BATCH // self.n_items_)
@@ -309,11 +316,12 @@ class _NCFTrainer(Trainer):
                      "it")
         dtype = model.dense_.dtype
         index_dtype = data.users.dtype
+        xp = array_module(data.users)
         self.nnz, self.values = data.nnz, data.values
-        targets = (np.ones(data.nnz, dtype) if model.loss == "bce"
-                   else np.ascontiguousarray(data.values, dtype=dtype))
+        targets = (xp.ones(data.nnz, dtype) if model.loss == "bce"
+                   else xp.ascontiguousarray(data.values, dtype=dtype))
         self.data_arrays = tuple(move(a) for a in (
-            np.ascontiguousarray(data.users), np.ascontiguousarray(data.items.astype(index_dtype)),
+            xp.ascontiguousarray(data.users), xp.ascontiguousarray(data.items.astype(index_dtype)),
             targets, model.seen_.indptr.astype(np.int64), model.seen_.indices.astype(index_dtype)))
         self.seed = int(rng.integers(0, 2**63))
         self.optimizer_state = OptimizerState.zeros(
@@ -322,7 +330,7 @@ class _NCFTrainer(Trainer):
         self.eps = model.eps if model.optimizer == "adam" else max(model.eps, 1e-10)
         # near-zero initial logits: the logistic loss starts at ln 2, the squared one at E[y^2]
         self.baseline_loss = (math.log(2.0) if model.loss == "bce" else
-                              float(np.mean(np.square(targets, dtype=np.float64))))
+                              float(xp.mean(xp.square(targets, dtype=np.float64))))
 
     def state(self) -> dict:
         m = self.model
@@ -351,7 +359,7 @@ class _NCFTrainer(Trainer):
     def input_scale(self) -> float | None:
         if self.model.loss != "squared" or self.values.size == 0:
             return None
-        return float(np.abs(self.values).max())
+        return float(array_module(self.values).abs(self.values).max())
 
 
 class GMF(_NCF):

@@ -184,7 +184,8 @@ class NMF(FactorModel):
             too. With ``backend="cuda"`` they stay on the device: validation, the CSR layouts of
             X and X^T (a transposed copy on the device) and the initialisation's reductions run
             there; only NNDSVD's small dense SVD (X up to 250k entries) reads X on the host
-            (larger X: the SVD's products with X run on the device). Other backends copy device
+            (larger X: the truncated SVD's products with X run on the device, blocks of
+            vectors cross). Other backends copy device
             input to the host (``to_host``).
         W, H : initial factors [n_samples, k] and [k, n_features] for ``init="custom"`` (numpy
             or CuPy).
@@ -205,23 +206,24 @@ class NMF(FactorModel):
         backend = self._resolve_backend(_KERNELS[self.mode])
         n_threads = self._n_threads()
         rng = np.random.default_rng(self.random_state)
-        keep_device = backend.name == "cuda"
+        place = self._placement(backend)
+        X_placed = place.inputs(X)
         if self.mode == "full":
-            matrix = _check_full_input(X, dtype, keep_device)
+            matrix = _check_full_input(X_placed, dtype)
             self.user_ids_, self.item_ids_ = np.arange(matrix.shape[0]), np.arange(matrix.shape[1])
             self.global_mean_ = 0.0
         else:
-            data = self._training_data(X, dtype, keep_device)
+            data = self._training_data(X_placed, dtype)
             _check_non_negative(data.values)
             matrix = data.to_csr()
             self.user_ids_, self.item_ids_ = data.user_ids, data.item_ids
             self.global_mean_ = _mean(data.values) if self.biased else 0.0
             self.seen_ = seen_matrix(data)
-        x = CSRPair.build(matrix, dtype)
+        x = CSRPair.build(matrix, dtype, n_threads)
         if self.mode == "full":
             self.seen_ = pattern_matrix(x.indptr, x.indices, x.shape)
         k = self._n_components(x.shape)
-        w, h = self._initial_factors(x, matrix, k, W, H, rng, dtype)
+        w, h = self._initial_factors(x, k, W, H, rng, dtype, n_threads)
         k_pad = backend.row_width("nmf", k, dtype)
         w, ht = pad_columns(w, k_pad), pad_columns(h.T, k_pad)
         bu, bi = np.zeros(x.shape[0], dtype), np.zeros(x.shape[1], dtype)
@@ -229,7 +231,7 @@ class NMF(FactorModel):
         self.rating_mean_ = _mean(x.data)
         # The factors start on the host (the same seed gives the same start on every backend);
         # on CUDA they and host X go to the device once and the fitted arrays stay there.
-        move = _mover(backend)
+        move = place.move
         x = x.map_arrays(move)
         w, ht, bu, bi = (move(a) for a in (w, ht, bu, bi))
         self.n_users_, self.n_items_ = x.shape
@@ -278,7 +280,7 @@ class NMF(FactorModel):
         if validation_data is None:
             return None
         if self.mode == "full":
-            matrix = _check_full_input(validation_data, dtype)
+            matrix = _check_full_input(to_host(validation_data), dtype)
             if matrix.shape != (self.n_users_, self.n_items_):
                 raise ValueError(f"validation matrix has shape {matrix.shape}, X "
                                  f"{(self.n_users_, self.n_items_)}")
@@ -287,7 +289,7 @@ class NMF(FactorModel):
         data = self._mapped(validation_data, dtype)
         return data.users, data.items, np.asarray(data.values, np.float64)
 
-    def _initial_factors(self, x: CSRPair, matrix, k, W, H, rng, dtype):
+    def _initial_factors(self, x: CSRPair, k, W, H, rng, dtype, n_threads):
         init = self.init
         if init is None:
             init = "nndsvda" if k <= min(x.shape) else "random"
@@ -299,7 +301,7 @@ class NMF(FactorModel):
             mean = _mean(x.data) if self.mode == "observed" else _sum(x.data) / (
                 x.shape[0] * x.shape[1])
             return random_init(mean, (x.shape[0], k), (k, x.shape[1]), rng, dtype)
-        return nndsvd_init(matrix, k, init, rng, dtype)
+        return nndsvd_init(x, k, init, rng, dtype, n_threads)
 
     # -- scikit-learn transforms ---------------------------------------------------------------
     def transform(self, X):
@@ -312,11 +314,11 @@ class NMF(FactorModel):
         self._check_fitted()
         _, beta = self._validate_params()
         backend = self._resolve_backend(_KERNELS[self.mode])
-        matrix = _check_full_input(X, self.components_.dtype, backend.name == "cuda")
+        matrix = _check_full_input(self._placement(backend).inputs(X), self.components_.dtype)
         if matrix.shape[1] != self.n_items_:
             raise ValueError(f"X has {matrix.shape[1]} features, but NMF is expecting "
                              f"{self.n_items_} features as input")
-        x = CSRPair.build(matrix, self.components_.dtype)
+        x = CSRPair.build(matrix, self.components_.dtype, self._n_threads())
         return _where_input_is(self._solve_rows(backend, x, beta)[0], X)
 
     def _solve_rows(self, backend, x: CSRPair, beta: int):
@@ -333,7 +335,7 @@ class NMF(FactorModel):
         k_pad = backend.row_width("nmf", k, dtype)
         w = pad_columns(np.full((n, k), np.sqrt(max(mean, 0.0) / k), dtype=dtype), k_pad)
         bu = np.zeros(n, dtype)
-        move = _mover(backend)
+        move = self._placement(backend).move
         x, w, bu = x.map_arrays(move), move(w), move(bu)
         ht = pad_columns(move(self.item_factors_).astype(dtype), k_pad)
         bi = move(self.item_bias_).astype(dtype)
@@ -372,11 +374,11 @@ class NMF(FactorModel):
         self._check_fitted()
         _, beta = self._validate_params()
         backend = self._resolve_backend(_KERNELS[self.mode])
-        matrix = _check_full_input(X, self.components_.dtype)
+        matrix = _check_full_input(to_host(X), self.components_.dtype)
         if matrix.shape[1] != self.n_items_:
             raise ValueError(f"X has {matrix.shape[1]} features, but NMF is expecting "
                              f"{self.n_items_} features as input")
-        x = CSRPair.build(matrix, self.components_.dtype)
+        x = CSRPair.build(matrix, self.components_.dtype, self._n_threads())
         w = to_host(self._solve_rows(backend, x, beta)[0])
         k_pad = backend.row_width("nmf", w.shape[1], w.dtype)
         divergence = backend.nmf_loss_full(*x.rows, pad_columns(w, k_pad),
@@ -418,12 +420,6 @@ def _warn_not_converged(max_iter: int) -> None:
                   "improve the fit", category, stacklevel=5)
 
 
-def _mover(backend):
-    """Where the MU loop's arrays must be for ``backend``: the device for CUDA (CuPy arrays
-    pass unchanged), the host otherwise (numpy arrays pass unchanged)."""
-    return to_device if backend.name == "cuda" else to_host
-
-
 def _where_input_is(result, like):
     """``result`` on the device of ``like``: CuPy when ``like`` is a CuPy array or cupyx
     sparse matrix (or a ``(users, items, ratings)`` tuple holding one), else numpy (each a
@@ -449,12 +445,10 @@ def _check_non_negative(values: np.ndarray) -> None:
                          "entries; NMF needs non-negative data")
 
 
-def _check_full_input(X, dtype, keep_device: bool = False) -> sp.csr_matrix:
-    """CSR float copy of X (sparse or dense), finite and non-negative, explicit zeros dropped:
-    scipy, or with ``keep_device`` cupyx.scipy.sparse for device X (CuPy, cupyx), made and
-    checked on the device."""
-    if not keep_device:
-        X = to_host(X)
+def _check_full_input(X, dtype) -> sp.csr_matrix:
+    """CSR float copy of X (sparse or dense), finite and non-negative, explicit zeros dropped,
+    made and checked where X is: scipy for host X, cupyx.scipy.sparse for device X (CuPy,
+    cupyx)."""
     xp, xsp = array_module(X), sparse_module(X)
     if xsp.issparse(X):
         matrix = xsp.csr_matrix(X, dtype=dtype, copy=True)

@@ -6,25 +6,20 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.sparse as sp
 
-from fastrec._algorithms.fit_loop import (
-    LR_SCHEDULES,
-)
 from fastrec._algorithms.sgd_schedule import BlockedRatings
-from fastrec._array import array_module, sparse_module, to_device
+from fastrec._array import array_module, sparse_module
 from fastrec.backends._contract import check_svdpp_epoch
 from fastrec.models._base import (
     FactorModel,
-    check_dtype,
-    check_positive,
+    pattern_dtype,
     seen_matrix,
     store_params,
 )
-from fastrec.models.mf import _SGDTrainer
+from fastrec.models.mf import _SGDModel, _SGDTrainer, _working_rows
 
 
-class SVDpp(FactorModel):
+class SVDpp(_SGDModel):
     """SVD++, ``r_hat = mu + b_u + b_i + q_i . (p_u + |N(u)|^-1/2 sum_{j in N(u)} y_j)``, where
     N(u) is the set of items user u rated in training.
 
@@ -68,6 +63,8 @@ class SVDpp(FactorModel):
 
     _ARRAYS = (*FactorModel._ARRAYS, "implicit_factors_", "user_implicit_")
     _SEEN_FILTERS_ONLY = False  # seen_ is N(u), which user_implicit_ was computed from
+    _KERNEL = "svdpp_epoch"
+    _PENALTIES = ("reg", "reg_bias", "reg_implicit")
 
     def __init__(self, n_factors: int = 32, n_epochs: int = 20, learning_rate: float = 0.02,
                  lr_bias: float | None = None, reg: float = 0.1, reg_bias: float = 0.02,
@@ -80,55 +77,11 @@ class SVDpp(FactorModel):
                  verbose: bool = False):
         store_params(self, locals())
 
-    def _validate_params(self) -> np.dtype:
-        check_positive("n_factors", self.n_factors, integer=True)
-        check_positive("n_epochs", self.n_epochs, integer=True)
-        check_positive("learning_rate", self.learning_rate)
-        if self.lr_bias is not None:
-            check_positive("lr_bias", self.lr_bias, allow_zero=True)
-        for name in ("reg", "reg_bias", "reg_implicit", "lr_decay", "tol"):
-            check_positive(name, getattr(self, name), allow_zero=True)
-        check_positive("init_std", self.init_std)
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.lr_schedule == "exponential" and self.lr_decay >= 1:
-            raise ValueError("lr_decay must be < 1 for the exponential schedule")
-        if self.n_blocks is not None:
-            check_positive("n_blocks", self.n_blocks, integer=True)
-        check_positive("n_iter_no_change", self.n_iter_no_change, integer=True)
-        return check_dtype(self.dtype)
-
-    # -- fit -------------------------------------------------------------------------------
-    def fit(self, X, validation_data=None):
-        """Fit on explicit ratings; N(u) is the set of items each user rated in ``X``.
-
-        X : scipy.sparse matrix [n_users, n_items], a ``(user_ids, item_ids, ratings)`` tuple,
-            a pandas DataFrame or :class:`fastrec.data.Interactions` (device input is copied to
-            the host, laid out there, and with ``backend="cuda"`` moved to the device once).
-        validation_data : the same kinds, mapped with the training ids (unseen ids dropped).
-        Returns self. A fit that raises leaves a previously fitted model as it was, except
-        :class:`fastrec.DivergenceError`, after which the model holds the last good epoch.
-        """
-        self._transaction(type(self)._fit, X, validation_data)
-        return self
-
-    def _fit(self, X, validation_data) -> None:
-        dtype = self._validate_params()
-        X, validation_data = self._holdout(X, validation_data)
-        backend = self._resolve_backend(("svdpp_epoch",))
-        data = self._training_data(X, dtype)
-        n_threads = self._n_threads()
-        rng = np.random.default_rng(self.random_state)
-        k = int(self.n_factors)
-
-        self.n_users_, self.n_items_ = data.shape
-        self.user_ids_, self.item_ids_ = data.user_ids, data.item_ids
-        validation = None if validation_data is None else self._mapped(validation_data, dtype)
-        self.global_mean_ = float(np.mean(data.values, dtype=np.float64))
+    def _fit_blocked(self, data, validation, backend, place, dtype, k, n_threads, rng) -> None:
+        xp = array_module(data.values)
+        self.global_mean_ = float(xp.mean(data.values, dtype=np.float64))
         self.seen_ = seen_matrix(data)
-        g = min(self.n_blocks or backend.default_n_blocks(*data.shape), *data.shape)
-        blocked = BlockedRatings.build(data.users, data.items, data.values, data.n_users,
-                                       data.n_items, g, rng, n_threads)
+        blocked = self._blocked(backend, data, rng, n_threads)
         state = blocked.to_working_order(self._initial_state(rng, data.shape, k, dtype),
                                          backend.row_width("sgd", k, dtype))
         ratings = (blocked.users, blocked.items, blocked.ratings, blocked.block_ptr,
@@ -137,16 +90,13 @@ class SVDpp(FactorModel):
                           *ratings[4:], state["user_factors_"], state["item_factors_"],
                           state["implicit_factors_"], state["user_bias_"], state["item_bias_"])
         # On CUDA the layout goes to the device once and the fitted arrays stay there.
-        move = to_device if backend.name == "cuda" else (lambda a: a)
+        move = place.move
         state = {name: move(table) for name, table in state.items()}
         ratings = tuple(move(a) for a in ratings)
         self._implicit_matrix = _implicit_operator(ratings[4], ratings[5], data.shape)
         self.__dict__.update(state)
-        if validation is not None:
-            validation = (blocked.user_rows[validation.users], blocked.item_rows[validation.items],
-                          validation.values)
-        trainer = _SVDppTrainer(self, backend, blocked, ratings, move, state, data, validation,
-                                n_threads, rng)
+        trainer = _SVDppTrainer(self, backend, blocked, ratings, move, state, data,
+                                _working_rows(blocked, validation), n_threads, rng)
         def finish():
             state["user_implicit_"] = self._implicit_sums(state["implicit_factors_"])
             self.__dict__.update(blocked.to_id_order(state, k))
@@ -239,9 +189,10 @@ class _SVDppTrainer(_SGDTrainer):
 
 def _implicit_layout(blocked: BlockedRatings, shape) -> tuple[np.ndarray, ...]:
     """``(user_ptr, user_items, item_ptr, item_users)`` of the distinct training pairs in working
-    order, indices in the ratings' index dtype."""
-    m = sp.csr_matrix((np.ones(blocked.users.shape[0], np.int8), (blocked.users, blocked.items)),
-                      shape=shape)
+    order, indices in the ratings' index dtype, where the ratings are."""
+    xp, xsp = array_module(blocked.users), sparse_module(blocked.users)
+    ones = xp.ones(blocked.users.shape[0], pattern_dtype(xp))
+    m = xsp.csr_matrix((ones, (blocked.users, blocked.items)), shape=shape)
     m.sum_duplicates()
     by_item = m.T.tocsr()
     by_item.sort_indices()

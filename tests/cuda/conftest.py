@@ -33,18 +33,59 @@ def emulator():
 
 
 @pytest.fixture(scope="session")
-def topn_module(emulator):
-    """``csrc/cuda/topn.cu`` in the emulator: what model-level tests need for recommend."""
+def emulated_modules(emulator):
+    """``module(name)``: ``csrc/cuda/<name>.cu`` built in the emulator with the loader's options
+    and names, on first use, once per session."""
     from fastrec.backends.cuda import _loader
 
-    return emulator.EmulatedModule(_loader.kernel_path("topn"), _loader.compile_options(),
-                                   _loader.NAME_EXPRESSIONS["topn"])
+    built = {}
+
+    def module(name):
+        if name not in built:
+            built[name] = emulator.EmulatedModule(_loader.kernel_path(name),
+                                                  _loader.compile_options(),
+                                                  _loader.NAME_EXPRESSIONS[name])
+        return built[name]
+
+    return module
 
 
 @pytest.fixture(scope="session")
-def sgd_module(emulator):
-    """``csrc/cuda/sgd.cu`` built in the emulator with the loader's options and names."""
-    from fastrec.backends.cuda import _loader
+def topn_module(emulated_modules):
+    """``csrc/cuda/topn.cu`` in the emulator: what model-level tests need for recommend."""
+    return emulated_modules("topn")
 
-    return emulator.EmulatedModule(_loader.kernel_path("sgd"), _loader.compile_options(),
-                                   _loader.NAME_EXPRESSIONS["sgd"])
+
+@pytest.fixture(scope="session")
+def sgd_module(emulated_modules):
+    """``csrc/cuda/sgd.cu`` in the emulator."""
+    return emulated_modules("sgd")
+
+
+@pytest.fixture(params=["emulated", pytest.param("cupy", marks=pytest.mark.gpu)])
+def cuda_run(request, monkeypatch):
+    """Run the test body once per array module (:class:`tests.cuda.helpers.CudaRun`): with
+    CuPy replaced by host stand-ins and NVRTC by the emulator (random thread order), the
+    registry's ``cuda`` backend being the real launchers; and with real CuPy on a device,
+    skipped with the reason where there is none."""
+    from tests.cuda.helpers import (
+        CudaRun,
+        DeviceArray,
+        FakeCupy,
+        gpu_unavailable_reason,
+        patch_cupy,
+        register_emulated_cuda,
+    )
+
+    if request.param == "cupy":
+        reason = gpu_unavailable_reason()
+        if reason:
+            pytest.skip(f"the real-CuPy run needs a CUDA device: {reason}")
+        import cupy
+
+        return CudaRun("cupy", cupy, cupy.ndarray, "device")
+    modules = request.getfixturevalue("emulated_modules")
+    patch_cupy(monkeypatch, lambda source, expression: modules(source).get_function(
+        expression, order="random", seed=1))
+    register_emulated_cuda(monkeypatch)
+    return CudaRun("emulated", FakeCupy(), DeviceArray, "host")

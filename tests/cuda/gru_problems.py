@@ -13,9 +13,6 @@ from fastrec.backends.cuda.gru import (
     kernel_expression,
     kernel_source,
     launch_output_loss,
-    launch_saved_states,
-    launch_stack_backward,
-    launch_stack_forward,
     launch_train_epoch,
 )
 from fastrec.backends.reference import gru as ref
@@ -50,32 +47,6 @@ def gru_problem(T, L, dtype=np.float64, B=3, D=4, H=5, seed=0):
     b = (0.1 * rng.normal(size=(L, 3 * H))).astype(dtype)
     d_top = rng.normal(size=(T, B, H)).astype(dtype)
     return (X, h0, reset, Wx0, Wx_rest, Wh, b), d_top
-
-
-def emulated_forward(get_kernel, X, h0, reset, Wx0, Wx_rest, Wh, b):
-    T, B, D = X.shape
-    L, H = Wh.shape[:2]
-    hs, prev, q = (np.empty((L, T, B, H), X.dtype) for _ in range(3))
-    gates = np.empty((L, T, B, 3 * H), X.dtype)
-    A0 = (X.reshape(T * B, D) @ Wx0 + b[0]).reshape(T, B, 3 * H)
-    launch_stack_forward(np, get_kernel, A0, h0, reset, Wx_rest, Wh, b, hs, gates, prev, q)
-    return hs, gates
-
-
-def emulated_backward(get_kernel, X, h0, reset, Wx0, Wx_rest, Wh, b, hs, gates, d_top):
-    """(dX, dh0, dWx0, dWx_rest, dWh, db) as gru_backward."""
-    T, B, D = X.shape
-    L, H = Wh.shape[:2]
-    prev, q = np.empty_like(hs), np.empty_like(hs)
-    launch_saved_states(np, get_kernel, h0, hs, gates, reset, prev, q)
-    dA0 = np.empty((T, B, 3 * H), X.dtype)
-    dh0 = np.empty_like(h0)
-    dWx_rest, dWh, db = (np.empty_like(a) for a in (Wx_rest, Wh, b))
-    launch_stack_backward(np, get_kernel, reset, Wx_rest, Wh, hs, gates, prev, q, d_top, dA0,
-                          dh0, dWx_rest, dWh, db)
-    flat = dA0.reshape(T * B, 3 * H)
-    return ((flat @ Wx0.T).reshape(T, B, D), dh0, X.reshape(T * B, D).T @ flat, dWx_rest, dWh,
-            db)
 
 
 def loss_problem(dtype=np.float64, index_dtype=np.int32, N=4, H=5, n_items=9, K=6, seed=3):

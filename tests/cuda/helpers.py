@@ -3,12 +3,66 @@
 from __future__ import annotations
 
 import types
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
 EMULATOR_DIR = Path(__file__).resolve().parent / "emulator"
+
+
+def run_under_asan(emulator, script: str, *args: str, kernels=(), timeout: int = 400):
+    """Build the sanitized emulator modules of the .cu ``kernels`` (here, where a compile error
+    is readable), then run ``emulator/<script> *args`` with libasan preloaded (a sanitized
+    library cannot be loaded into a normal Python); returns the CompletedProcess. Skips when
+    g++ has no AddressSanitizer runtime."""
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    from fastrec.backends.cuda import _loader
+
+    found = subprocess.run(["g++", "-print-file-name=libasan.so"], capture_output=True,
+                           text=True)
+    library = found.stdout.strip()
+    if found.returncode != 0 or not os.path.isabs(library):
+        pytest.skip("g++ has no AddressSanitizer runtime (libasan)")
+    for name in kernels:
+        emulator.build(_loader.kernel_path(name), _loader.compile_options(),
+                       _loader.NAME_EXPRESSIONS[name], asan=True)
+    env = {**os.environ, "LD_PRELOAD": library, "ASAN_OPTIONS": "detect_leaks=0",
+           "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, str(EMULATOR_DIR / script), *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@dataclass(frozen=True)
+class CudaRun:
+    """The array module one run of a test body uses (the ``cuda_run`` fixture), in the spirit
+    of ``cupy.testing.numpy_cupy_allclose``: ``"emulated"``, :class:`FakeCupy` (numpy arrays
+    as :class:`DeviceArray`) with the kernels built in the emulator, or ``"cupy"``, real CuPy
+    on a device. ``where`` picks the tolerance table's column: the emulator computes on the
+    host, a GPU rounds as a device does."""
+
+    name: str
+    xp: object
+    array_type: type
+    where: str
+
+    def asarray(self, a):
+        """``a`` copied to the device."""
+        return self.xp.asarray(a)
+
+    def on_device(self, a) -> bool:
+        return type(a) is self.array_type
+
+    def tolerance(self, dtype, scale: float = 1.0) -> dict:
+        from tests.tolerances import tolerance
+
+        return tolerance(dtype, self.where, scale)
 
 
 def gpu_unavailable_reason() -> str | None:

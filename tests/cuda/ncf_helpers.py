@@ -177,27 +177,8 @@ def run_optim_under_sanitizers(emulator) -> None:
 
 
 def run_asan_script(emulator, what: str):
-    """Build the sanitized modules, then run ``asan_run.py what`` with libasan preloaded;
-    returns the CompletedProcess (skips when g++ has no libasan)."""
-    import os
-    import subprocess
-    import sys
+    """``asan_run.py what`` over the sanitized NCF and optimiser modules (skips without
+    libasan)."""
+    from tests.cuda.helpers import run_under_asan
 
-    import pytest
-
-    from tests.cuda.helpers import EMULATOR_DIR
-
-    result = subprocess.run(["g++", "-print-file-name=libasan.so"], capture_output=True,
-                            text=True)
-    library = result.stdout.strip()
-    if result.returncode != 0 or not os.path.isabs(library):
-        pytest.skip("g++ has no AddressSanitizer runtime (libasan)")
-    from fastrec.backends.cuda import _loader
-
-    for name in ("ncf", "optim"):  # build (not load) here, where a compile error is readable
-        emulator.build(_loader.kernel_path(name), _loader.compile_options(),
-                       _loader.NAME_EXPRESSIONS[name], asan=True)
-    env = {**os.environ, "LD_PRELOAD": library, "ASAN_OPTIONS": "detect_leaks=0",
-           "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, str(EMULATOR_DIR / "asan_run.py"), what], env=env,
-                          capture_output=True, text=True, timeout=400)
+    return run_under_asan(emulator, "asan_run.py", what, kernels=("ncf", "optim"))

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from numpy.testing import assert_allclose, assert_array_equal
+from numpy.testing import assert_allclose
 
 from fastrec.backends._contract import LOSS_CODES, OPT_ADAGRAD, OPT_ADAM
 from fastrec.backends.cuda import optim
+from fastrec.backends.cuda.gru import run_stack_backward, run_stack_forward
 from fastrec.backends.reference import gru as ref
 from tests.cuda.gru_problems import (
     EPOCH_CASES,
-    emulated_backward,
-    emulated_forward,
     emulated_output_loss,
     epoch_problem,
     epoch_spec,
@@ -44,12 +43,12 @@ def test_forward_and_backward_match_reference(module, T, L, dtype, order):
     args, d_top = gru_problem(T, L, dtype)
     get_kernel = gru_kernels(module, dtype, order=order, seed=T + L)
     expected = ref.gru_forward(*args)
-    got = emulated_forward(get_kernel, *args)
+    got = run_stack_forward(np, get_kernel, *args)
     for e, g in zip(expected, got, strict=True):
         assert g.dtype == dtype
         assert_allclose(g, e, **tolerance(dtype))
     expected_grads = ref.gru_backward(*args, *expected, d_top)
-    got_grads = emulated_backward(get_kernel, *args, *expected, d_top)
+    got_grads = run_stack_backward(np, get_kernel, *args, *expected, d_top)
     for name, e, g in zip(("dX", "dh0", "dWx0", "dWx_rest", "dWh", "db"), expected_grads,
                           got_grads, strict=True):
         assert g.shape == e.shape and g.dtype == dtype
@@ -198,70 +197,3 @@ def test_public_functions_copy_host_arrays(emulated_cupy):
         epoch_spec(case), 1)
     assert all(type(a) is np.ndarray for a in arrays)
     _assert_epoch_close((total, n_events, arrays), expected, 1e-9, 1e-11)
-
-
-def test_estimator_fitted_on_cuda_keeps_its_arrays_on_the_device(emulated_cupy, monkeypatch,
-                                                                 tmp_path):
-    """GRU4Rec(backend="cuda") through the emulated kernels, CuPy replaced by host stand-ins:
-    every epoch gets device arrays only (schedule, sampling table, weights, optimiser state),
-    the fitted arrays stay on the "device", the model equals the numpy backend's to rounding
-    (same seed, samples and update order), recommend_next (state carried between calls) and
-    evaluate run on the device and return numpy, to_numpy()/to("cpu") convert, save writes
-    host arrays. CuPy input is accepted."""
-    import inspect
-
-    from fastrec import GRU4Rec
-    from fastrec.backends import get_backend
-    from fastrec.data import synthetic_sessions
-    from tests.cuda.helpers import DeviceArray
-
-    epoch_arguments = []
-
-    def recording_epoch(*args, **kwargs):
-        bound = inspect.signature(emulated_cupy.gru4rec_train_epoch).bind(*args, **kwargs)
-        epoch_arguments.append({name: type(value) for name, value in bound.arguments.items()
-                                if isinstance(value, np.ndarray)})
-        return emulated_cupy.gru4rec_train_epoch(*args, **kwargs)
-
-    monkeypatch.setitem(get_backend("cuda").kernels, "gru4rec_train_epoch", recording_epoch)
-    frame = synthetic_sessions(n_sessions=24, n_items=10, random_state=0)
-    train, test = frame[frame.session_id < 20], frame[frame.session_id >= 20]
-    columns = tuple(train[c].to_numpy() for c in ("session_id", "item_id", "timestamp"))
-    params = dict(hidden_size=8, n_layers=2, embedding_size=6, n_sample=4, batch_size=4,
-                  bptt=2, n_epochs=2, learning_rate=0.05, dropout_hidden=0.1, random_state=0,
-                  dtype="float64")
-    gpu = GRU4Rec(backend="cuda", **params).fit(tuple(np.array(c).view(DeviceArray)
-                                                      for c in columns))
-    cpu = GRU4Rec(backend="numpy", **params).fit(columns)
-    assert gpu.backend_ == "cuda" and gpu.device_ == "cuda"
-    assert len(epoch_arguments) == 2
-    assert all(kind is DeviceArray for kinds in epoch_arguments for kind in kinds.values())
-    names = ("input_embedding_", "gru_weights_", "output_table_")
-    assert all(type(getattr(gpu, name)) is DeviceArray for name in names)
-    assert type(gpu.item_ids_) is np.ndarray
-    assert_allclose(gpu.loss_curve_, cpu.loss_curve_, rtol=1e-9)
-    host = gpu.to_numpy()
-    assert host.device_ == "cpu" and gpu.device_ == "cuda"
-    for name in names:
-        assert type(getattr(host, name)) is np.ndarray
-        assert_allclose(getattr(host, name), getattr(cpu, name), rtol=1e-8, atol=1e-10,
-                        err_msg=name)
-    clicks = train.item_id.to_numpy()[:2]
-    ids, scores, state = gpu.recommend_next(clicks[:1], n=5)
-    ids, scores, state = gpu.recommend_next(clicks[1:], n=5, state=state)
-    assert all(type(a) is np.ndarray for a in (ids, scores, state))
-    expected = cpu.recommend_next(clicks, n=5)
-    assert_array_equal(ids, expected[0])
-    assert_allclose(scores, expected[1], rtol=1e-8)
-    assert_allclose(state, expected[2], rtol=1e-8, atol=1e-12)
-    evaluation = gpu.evaluate(test, k=3)
-    expected = cpu.evaluate(test, k=3)
-    assert evaluation["n_events"] == expected["n_events"]
-    assert evaluation["recall"] == pytest.approx(expected["recall"], rel=1e-12)
-    assert evaluation["mrr"] == pytest.approx(expected["mrr"], rel=1e-9)
-    loaded = GRU4Rec.load(gpu.save(tmp_path / "gpu.npz"))
-    assert loaded.device_ == "cpu" and type(loaded.output_table_) is np.ndarray
-    assert_array_equal(loaded.output_table_, host.output_table_)
-    assert gpu.to("cpu").device_ == "cpu" and type(gpu.gru_weights_) is np.ndarray
-    assert_array_equal(gpu.recommend_next(clicks, n=5)[0], ids)
-    assert gpu.to("cuda").device_ == "cuda" and type(gpu.item_ids_) is np.ndarray

@@ -11,13 +11,8 @@ ratio before lane 0 has written it shows up.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 from fastrec.backends import reference
 from fastrec.backends.cuda import _loader
@@ -27,7 +22,7 @@ from fastrec.backends.cuda.nmf import (
     launch_nmf_update_full,
     launch_nmf_update_observed,
 )
-from tests.cuda.helpers import EMULATOR_DIR, FakeCupy, patch_cupy
+from tests.cuda.helpers import patch_cupy, run_under_asan
 from tests.cuda.nmf_helpers import OBSERVED_MODES, make_nmf_problem, nmf_kernel_getter
 from tests.tolerances import tolerance
 
@@ -256,116 +251,11 @@ def test_contract_errors_need_no_device(change, message):
         nmf_update_full(*arrays.values(), 2, 0.0, 0.0, 1)
 
 
-def _model_input(x: sp.csr_matrix, mode: str, on_device: bool):
-    """X for NMF: the dense matrix (full mode) or the (users, items, ratings) triple, as
-    numpy arrays or as device stand-ins."""
-    from tests.cuda.helpers import FakeCupy
-
-    coo = x.tocoo()
-    arrays = (x.toarray(),) if mode == "full" else (coo.row, coo.col, coo.data)
-    if on_device:
-        arrays = tuple(FakeCupy.asarray(a) for a in arrays)
-    return arrays[0] if mode == "full" else arrays
-
-
-@pytest.mark.parametrize("mode, beta_loss, biased", [
-    ("full", "frobenius", False),
-    ("full", "kullback-leibler", False),
-    ("observed", "frobenius", True),
-    ("observed", "kullback-leibler", False),
-])
-def test_nmf_fitted_on_cuda_keeps_its_arrays_on_the_device(fake_cupy, monkeypatch, tmp_path,
-                                                           mode, beta_loss, biased):
-    """``NMF(backend="cuda")`` end to end through the emulated kernels, fitted on device
-    (``DeviceArray``) input: X and the factors go to the "device" once, the fitted arrays stay
-    there and equal the numpy backend's (same initialisation and iterations) to rounding;
-    transform, inverse_transform, fold_in, predict and score (observed mode), recommend and
-    similar_items run on the device, each array result where its input is; to_numpy,
-    save/load and to("cpu") give host arrays; CPU-only methods say what to do."""
-    from fastrec import NMF
-    from tests.cuda.helpers import DeviceArray, register_emulated_cuda
-
-    register_emulated_cuda(monkeypatch)
-    csr, _, _, _, _ = make_nmf_problem(seed=4, n_rows=20, n_cols=15, density=0.4)
-    x = sp.csr_matrix((csr[2], csr[1], csr[0]), shape=(20, 15))
-    params = dict(n_components=3, mode=mode, beta_loss=beta_loss, biased=biased, max_iter=10,
-                  tol=1e-9, init="random", random_state=0, dtype="float64", alpha_W=0.01)
-    gpu, cpu = NMF(backend="cuda", **params), NMF(backend="numpy", **params)
-    w_gpu = gpu.fit_transform(_model_input(x, mode, on_device=True))
-    w_cpu = cpu.fit_transform(_model_input(x, mode, on_device=False))
-    close = dict(rtol=1e-9, atol=1e-12)
-    assert gpu.backend_ == "cuda" and gpu.device_ == "cuda"
-    assert isinstance(w_gpu, DeviceArray)
-    np.testing.assert_allclose(w_gpu, w_cpu, **close)
-    for name in ("user_factors_", "item_factors_", "components_", "user_bias_", "item_bias_"):
-        assert isinstance(getattr(gpu, name), DeviceArray), name
-        np.testing.assert_allclose(getattr(gpu, name), getattr(cpu, name), **close, err_msg=name)
-    assert gpu.reconstruction_err_ == pytest.approx(cpu.reconstruction_err_, rel=1e-9)
-    np.testing.assert_allclose(gpu.loss_curve_, cpu.loss_curve_, rtol=1e-9)
-    assert gpu.n_iter_ == cpu.n_iter_
-
-    new_rows = sp.random(4, gpu.n_items_, density=0.5, random_state=1, format="csr") * 4
-    for rows in (new_rows, FakeCupy.asarray(new_rows.toarray())):
-        got = gpu.transform(rows)
-        assert isinstance(got, DeviceArray) == isinstance(rows, DeviceArray)
-        np.testing.assert_allclose(got, cpu.transform(new_rows), **close)
-    w_host = np.asarray(w_cpu[:3])
-    for w in (w_host, FakeCupy.asarray(w_host)):
-        got = gpu.inverse_transform(w)
-        assert isinstance(got, DeviceArray) == isinstance(w, DeviceArray)
-        np.testing.assert_allclose(got, cpu.inverse_transform(w_host), **close)
-    (bias, factors), (cpu_bias, cpu_factors) = (m.fold_in([1, 4], [2.0, 3.5]) for m in (gpu, cpu))
-    assert type(factors) is np.ndarray
-    np.testing.assert_allclose(factors, cpu_factors, **close)
-    assert bias == pytest.approx(cpu_bias, abs=1e-12)
-
-    users, items = gpu.user_ids_[np.arange(10) % 6], gpu.item_ids_[np.arange(10) % 7]
-    ratings = _model_input(x, "observed", on_device=False)
-    if mode == "observed":  # full mode is scikit-learn's transformer: no pairwise predict
-        pred = gpu.predict(users, items)
-        assert type(pred) is np.ndarray
-        np.testing.assert_allclose(pred, cpu.predict(users, items), **close)
-        assert gpu.score(ratings) == pytest.approx(cpu.score(ratings), rel=1e-9)
-    for method, args in (("recommend", (users[:2],)), ("similar_items", (items[:2],))):
-        (got_ids, got), (want_ids, want) = (getattr(m, method)(*args) for m in (gpu, cpu))
-        assert type(got) is np.ndarray  # scored and selected on the device, returned on host
-        np.testing.assert_allclose(got, want, **close)
-        np.testing.assert_array_equal(got_ids, want_ids)
-    with pytest.raises(RuntimeError, match="to\\('cpu'\\)"):
-        gpu.recommend_from_ratings([1, 4], [2.0, 3.5])
-
-    host = gpu.to_numpy()
-    assert host.device_ == "cpu" and gpu.device_ == "cuda"
-    assert type(host.components_) is np.ndarray and type(host.user_factors_) is np.ndarray
-    loaded = NMF.load(gpu.save(tmp_path / "gpu.npz"))
-    assert loaded.device_ == "cpu"
-    np.testing.assert_array_equal(loaded.components_, host.components_)
-    np.testing.assert_array_equal(loaded.user_factors_, host.user_factors_)
-    assert gpu.to("cpu").device_ == "cpu"
-    np.testing.assert_allclose(gpu.recommend(users[:2])[1], cpu.recommend(users[:2])[1],
-                               **close)
-    assert gpu.to("cuda").device_ == "cuda"
-
-
 # -- sanitizers ----------------------------------------------------------------------------------
-def _asan_library() -> str:
-    result = subprocess.run(["g++", "-print-file-name=libasan.so"], capture_output=True,
-                            text=True)
-    path = result.stdout.strip()
-    if result.returncode != 0 or not os.path.isabs(path):
-        pytest.skip("g++ has no AddressSanitizer runtime (libasan)")
-    return path
-
-
 def test_nmf_is_clean_under_address_and_undefined_behaviour_sanitizers(emulator):
     """Every NMF kernel, both dtypes and index types, exactly-sized arrays (no slack for an
     overrun to hide in), under ASan and UBSan."""
-    emulator.build(_loader.kernel_path("nmf"), _loader.compile_options(),
-                   _loader.NAME_EXPRESSIONS["nmf"], asan=True)
-    env = {**os.environ, "LD_PRELOAD": _asan_library(), "ASAN_OPTIONS": "detect_leaks=0",
-           "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, str(EMULATOR_DIR / "asan_nmf.py")], env=env,
-                            capture_output=True, text=True, timeout=240)
+    result = run_under_asan(emulator, "asan_nmf.py", kernels=("nmf",), timeout=240)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "AddressSanitizer" not in result.stderr
     assert "asan nmf run finished" in result.stdout

@@ -7,17 +7,18 @@ thread order, the launch configuration or the driver (dataflow or strata)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
-from fastrec.backends.cuda import _loader
 from fastrec.backends.cuda.sgd import launch_sgd_epoch
 from fastrec.backends.reference import sgd_epoch as reference_epoch
-from tests.cuda.helpers import EMULATOR_DIR, kernel_getter, make_sgd_problem, patch_cupy
+from tests.cuda.helpers import (
+    EMULATOR_DIR,
+    kernel_getter,
+    make_sgd_problem,
+    patch_cupy,
+    run_under_asan,
+)
 from tests.tolerances import tolerance
 
 ORDERS = ("forward", "reverse", "random")
@@ -174,26 +175,8 @@ def test_no_ratings_is_a_no_op(sgd_module):
         np.testing.assert_array_equal(g, f)
 
 
-def _asan_library() -> str:
-    result = subprocess.run(["g++", "-print-file-name=libasan.so"], capture_output=True,
-                            text=True)
-    path = result.stdout.strip()
-    if result.returncode != 0 or not os.path.isabs(path):
-        pytest.skip("g++ has no AddressSanitizer runtime (libasan)")
-    return path
-
-
-def _run_under_asan(emulator, what):
-    env = {**os.environ, "LD_PRELOAD": _asan_library(), "ASAN_OPTIONS": "detect_leaks=0",
-           "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, str(EMULATOR_DIR / "asan_run.py"), what], env=env,
-                          capture_output=True, text=True, timeout=240)
-
-
 def test_sgd_is_clean_under_address_and_undefined_behaviour_sanitizers(emulator):
-    emulator.build(_loader.kernel_path("sgd"), _loader.compile_options(),
-                   _loader.NAME_EXPRESSIONS["sgd"], asan=True)
-    result = _run_under_asan(emulator, "sgd")
+    result = run_under_asan(emulator, "asan_run.py", "sgd", kernels=("sgd",), timeout=240)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "AddressSanitizer" not in result.stderr
     assert "asan run finished" in result.stdout
@@ -205,7 +188,7 @@ def test_sanitizers_catch_kernel_bugs(emulator, what, report):
     from tests.cuda.emulator.asan_run import SELFTEST_NAMES
 
     emulator.build(EMULATOR_DIR / "selftest_kernels.cu", (), SELFTEST_NAMES, asan=True)
-    result = _run_under_asan(emulator, what)
+    result = run_under_asan(emulator, "asan_run.py", what, timeout=240)
     assert result.returncode != 0
     assert report in result.stderr, result.stderr[-4000:]
 
@@ -223,48 +206,3 @@ def test_public_sgd_epoch_copies_host_arrays_back(sgd_module, monkeypatch, drive
     sse = sgd_epoch(*data.values(), *got, *scalars, True, 1, order=driver)
     assert all(type(g) is np.ndarray for g in got)
     assert_matches((sse, got), run_reference(data, factors, scalars, True), np.float64)
-
-
-def test_mf_fitted_on_cuda_keeps_its_arrays_on_the_device(sgd_module, topn_module, monkeypatch,
-                                                          tmp_path):
-    """MF(backend="cuda") through the emulated kernels with CuPy replaced by host stand-ins:
-    the ratings and factors go to the "device" once, the fitted arrays stay there
-    (``device_ == "cuda"``), the model equals the numpy backend's to rounding, predict and
-    score and recommend run on the device and return host values, ``to_numpy()`` copies back,
-    save writes host arrays, CPU-only methods say what to do."""
-    from fastrec import MF
-    from fastrec.data import synthetic_ratings
-    from tests.cuda.helpers import DeviceArray, register_emulated_cuda
-
-    modules = {"sgd": sgd_module, "topn": topn_module}
-    patch_cupy(monkeypatch, lambda source, expression: modules[source].get_function(
-        expression, order="random", seed=3))
-    register_emulated_cuda(monkeypatch)
-    data = synthetic_ratings(40, 30, 500, seed=1).interactions
-    ratings = (data.user_ids[data.users], data.item_ids[data.items], data.values)
-    params = dict(n_factors=8, n_epochs=3, n_blocks=4, random_state=0, dtype="float64")
-    gpu = MF(backend="cuda", **params).fit(ratings, validation_data=ratings)
-    cpu = MF(backend="numpy", **params).fit(ratings, validation_data=ratings)
-    assert gpu.device_ == "cuda" and isinstance(gpu.user_factors_, DeviceArray)
-    host = gpu.to_numpy()
-    assert host.device_ == "cpu" and gpu.device_ == "cuda"
-    assert type(host.user_factors_) is np.ndarray
-    for name in ("user_factors_", "item_factors_", "user_bias_", "item_bias_"):
-        np.testing.assert_allclose(getattr(host, name), getattr(cpu, name), rtol=1e-10,
-                                   atol=1e-12, err_msg=name)
-    np.testing.assert_allclose(gpu.validation_curve_, cpu.validation_curve_, rtol=1e-10)
-    pred = gpu.predict(ratings[0][:20], ratings[1][:20])
-    assert type(pred) is np.ndarray
-    np.testing.assert_allclose(pred, cpu.predict(ratings[0][:20], ratings[1][:20]), rtol=1e-10)
-    assert gpu.score(ratings) == pytest.approx(cpu.score(ratings), rel=1e-10)
-    (got_ids, got), (want_ids, want) = (m.recommend(ratings[0][:2]) for m in (gpu, cpu))
-    np.testing.assert_allclose(got, want, rtol=1e-10)  # top-n on the device, host results
-    np.testing.assert_array_equal(got_ids, want_ids)
-    with pytest.raises(RuntimeError, match="to\\('cpu'\\)"):
-        gpu.fold_in(ratings[1][:2], [4.0, 3.0])
-    loaded = MF.load(gpu.save(tmp_path / "gpu.npz"))
-    assert type(loaded.user_factors_) is np.ndarray
-    np.testing.assert_array_equal(loaded.user_factors_, host.user_factors_)
-    assert gpu.to("cpu").device_ == "cpu"
-    assert gpu.recommend(ratings[0][:2])[0].shape == (2, 10)
-    assert gpu.to("cuda").device_ == "cuda"

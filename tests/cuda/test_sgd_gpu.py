@@ -187,32 +187,3 @@ def test_probe_checks_the_architecture(monkeypatch, arch, nvrtc_major, message):
     else:
         with pytest.raises(RuntimeError, match=message):
             probe()
-
-
-@pytest.mark.gpu
-def test_mf_fitted_on_cuda_stays_on_the_device(cuda_backend, tmp_path):
-    """MF(backend="cuda"): fitted arrays are CuPy arrays, equal (to device rounding) to a CPU
-    fit with the same seed; predict works on the device model; to_numpy()/to("cpu") convert;
-    save writes host arrays; CPU-only methods say how to get a CPU model."""
-    import cupy
-
-    from fastrec import MF
-    from fastrec.data import synthetic_ratings
-
-    data = synthetic_ratings(300, 200, 6000, seed=0).interactions
-    X = (data.users, data.items, data.values)
-    gpu = MF(n_factors=16, n_epochs=5, backend="cuda", random_state=0).fit(X)
-    cpu = MF(n_factors=16, n_epochs=5, backend="cython", random_state=0).fit(X)
-    assert gpu.device_ == "cuda" and isinstance(gpu.user_factors_, cupy.ndarray)
-    host = gpu.to_numpy()
-    assert host.device_ == "cpu" and gpu.device_ == "cuda"
-    np.testing.assert_allclose(host.user_factors_, cpu.user_factors_, rtol=1e-3, atol=1e-4)
-    pred = gpu.predict(data.user_ids[:50], data.item_ids[:50])
-    assert isinstance(pred, np.ndarray)
-    np.testing.assert_allclose(pred, host.predict(data.user_ids[:50], data.item_ids[:50]),
-                               rtol=1e-6)
-    with pytest.raises(RuntimeError, match="to\\('cpu'\\)"):
-        gpu.recommend(data.user_ids[:3])
-    loaded = MF.load(gpu.save(tmp_path / "gpu.npz"))
-    np.testing.assert_array_equal(loaded.user_factors_, host.user_factors_)
-    assert gpu.to("cpu").recommend(data.user_ids[:3])[0].shape == (3, 10)

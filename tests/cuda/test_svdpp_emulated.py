@@ -101,25 +101,3 @@ def test_empty_rows_skipped_slots_and_users_without_implicit_items(svdpp_module)
     for name in expected:
         np.testing.assert_allclose(got[name], expected[name], **TOLERANCE[np.float64],
                                    err_msg=name)
-
-
-def test_model_on_the_emulated_device_equals_cython(svdpp_module, monkeypatch):
-    """``SVDpp(backend="cuda")`` end to end (layout moved to the "device", kernels launched by
-    the backend, implicit sums by the device sparse module): the cython model bit for bit."""
-    from fastrec import SVDpp
-    from fastrec.data import synthetic_ratings
-    from tests.conftest import backend_or_skip
-    from tests.cuda.helpers import patch_cupy, register_emulated_cuda
-
-    backend_or_skip("cython", "svdpp_epoch")
-    data = synthetic_ratings(n_users=40, n_items=25, n_ratings=300, seed=2).interactions
-    params = dict(n_factors=5, n_epochs=2, dtype="float64", random_state=0, n_blocks=3)
-    expected = SVDpp(backend="cython", **params).fit(data, validation_data=data)
-    patch_cupy(monkeypatch, lambda source, expression: svdpp_module.get_function(expression))
-    register_emulated_cuda(monkeypatch)
-    got = SVDpp(backend="cuda", **params).fit(data, validation_data=data)
-    assert got.backend_ == "cuda"
-    for name in ("user_factors_", "item_factors_", "implicit_factors_", "user_bias_"):
-        np.testing.assert_array_equal(np.asarray(getattr(got, name)), getattr(expected, name),
-                                      err_msg=name)
-    np.testing.assert_allclose(got.validation_curve_, expected.validation_curve_, rtol=1e-12)

@@ -156,9 +156,9 @@ NMF_ARRAYS = ("user_factors_", "item_factors_", "components_", "user_bias_", "it
 def test_nmf_full_mode_uses_a_device_matrix_where_it_is(emulated_cuda, host_copies,
                                                         monkeypatch, layout, init):
     """A cupyx CSR or CSC X is validated, laid out (X^T transposed on the device) and
-    factorised without a host copy; the model is the one fitted from the scipy matrix. NNDSVD
-    runs ARPACK from products with X on the device (forced here by a zero dense-SVD limit; the
-    dense SVD of a small X reads it on the host)."""
+    factorised without a host copy; the model is the one fitted from the scipy matrix. NNDSVD's
+    truncated SVD runs from products with X on the device (forced here by a zero dense-SVD
+    limit; the dense SVD of a small X reads it on the host), bit for bit the host's."""
     from fastrec import NMF
     from fastrec._algorithms import nmf_mu
 

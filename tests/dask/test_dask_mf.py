@@ -121,15 +121,38 @@ def test_bad_input_raises_the_local_error(client, frame, message):
         fastrec.dask.MF(client=client).fit(dd.from_pandas(frame, npartitions=1))
 
 
-def test_repeated_pair_across_partitions(client):
-    """A pair repeated in another partition is found where the user's row block meets."""
-    frame = pd.DataFrame({"user": [1, 2, 3, 2], "item": [1, 2, 3, 2],
-                          "rating": [1.0, 2.0, 3.0, 4.0]})
-    message = r"duplicate \(user, item\) pair \(2, 2\) at entry 3 \(first at entry 1\)"
+@pytest.mark.parametrize("npartitions", [1, 2])
+def test_repeated_pair_raises_before_any_epoch(client, npartitions):
+    """The local error, with global entries, wherever the repeat is (same partition or not),
+    raised before any SGD task runs."""
+    from distributed import get_task_stream
+
+    frame = pd.DataFrame({"user": [1, 2, 3, 2, 1], "item": [1, 2, 3, 2, 1],
+                          "rating": [1.0, 2.0, 3.0, 4.0, 5.0]})
+    message = (r"duplicate \(user, item\) pair \(2, 2\) at entry 3 \(first at entry 1\): 2 "
+               "repeated pairs in the data; pass duplicates=")
     with pytest.raises(ValueError, match=message):
         fastrec.MF().fit(frame)
-    with pytest.raises(ValueError, match=message):
-        fastrec.dask.MF(client=client).fit(dd.from_pandas(frame, npartitions=2))
+    with get_task_stream(client=client) as stream, pytest.raises(ValueError, match=message):
+        fastrec.dask.MF(client=client).fit(dd.from_pandas(frame, npartitions=npartitions))
+    assert not [t for t in stream.data if t["key"][0].startswith("fastrec-sgd")]
+
+
+@pytest.mark.parametrize("policy", ["mean", "last", "sum"])
+def test_repeated_pairs_merged_as_locally(client, ratings, policy):
+    """Repeats spread over partitions (and within them) are merged as the local estimator
+    merges them: the same model bit for bit (half-integer ratings: the sums are exact)."""
+    backend_or_skip("cython", "sgd_epoch")
+    rng = np.random.default_rng(5)
+    again = ratings.sample(400, random_state=1).assign(rating=rng.integers(1, 11, 400) / 2.0)
+    frame = pd.concat([ratings, again, again.iloc[:50]]).sample(frac=1.0, random_state=2)
+    frame = frame.reset_index(drop=True)  # from_pandas orders partitions by the index
+    params = dict(n_factors=6, n_epochs=1, n_blocks=2, random_state=4, duplicates=policy)
+    model = fastrec.dask.MF(backend="cython", client=client, **params).fit(
+        dd.from_pandas(frame, npartitions=3))
+    _assert_same(_local(frame, **params), model.to_local())
+    with pytest.raises(ValueError, match="duplicates must be one of"):
+        fastrec.dask.MF(client=client, duplicates="first").fit(dd.from_pandas(frame, 2))
 
 
 def test_bad_parameters_and_types(client, ratings):

@@ -44,6 +44,10 @@ def test_matches_the_local_fit(client, mode, beta_loss, biased, dtype):
         pairs = rng.choice(100 * 40, 1500, replace=False)  # distinct (user, item) pairs
         frame = pd.DataFrame({"user": pairs // 40, "item": pairs % 40,
                               "rating": rng.integers(1, 11, 1500) / 2.0})
+        # pairs repeated in another partition, merged by the same policy as locally
+        again = frame.iloc[::7].assign(rating=rng.integers(1, 11, 215) / 2.0)
+        frame = pd.concat([frame, again], ignore_index=True)
+        params["duplicates"] = "mean"
         model = fastrec.dask.NMF(client=client, **params).fit(
             dd.from_pandas(frame, npartitions=3), n_partitions=3)
         local = fastrec.NMF(**params).fit(frame)

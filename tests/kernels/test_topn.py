@@ -30,7 +30,7 @@ def _problem(b, m, k, dtype, seed=0, seen_density=0.05, index_dtype=np.int32):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 def test_matches_reference_across_blocks_and_tiles(backend, dtype, index_dtype):
-    # 37 rows on 2 threads: 2 tiles of 19 and 18 (GEMM); 2500 items: 3 blocks of 1024, the last
+    # 37 rows on 2 threads: 2 tiles of 19 and 18 (GEMM); 2500 items: 5 blocks of 512, the last
     # partial. (Batches under 8 rows take the matrix-vector path: the other tests.)
     query, items, bias, seen = _problem(37, 2500, 8, dtype, index_dtype=index_dtype)
     ids, scores = top_n(query, items, bias, 25, seen, backend=backend, n_threads=2)
@@ -45,6 +45,16 @@ def test_matches_reference_across_blocks_and_tiles(backend, dtype, index_dtype):
         # best first, ties to the lower index
         key = list(zip(-scores[r], ids[r], strict=True))
         assert key == sorted(key)
+
+
+def test_few_rows_match_reference_across_wide_blocks(backend):
+    # under 8 rows the scores come from matrix-vector products in blocks as wide as the scratch
+    # allows (3 rows: 21845 items), so 50000 items cross two block edges
+    query, items, bias, seen = _problem(3, 50_000, 4, np.float32, seen_density=0.01)
+    ids, scores = top_n(query, items, bias, 30, seen, backend=backend, n_threads=2)
+    want_ids, want_scores = top_n(query, items, bias, 30, seen, backend="numpy")
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_array_equal(scores, want_scores)
 
 
 def test_brute_force_order_on_ties(backend):

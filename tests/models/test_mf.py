@@ -10,7 +10,7 @@ from fastrec import MF, DivergenceError
 from fastrec.backends import BackendUnavailable
 from fastrec.data import synthetic_ratings
 from fastrec.io import ModelFileError
-from tests.conftest import CPU_BACKENDS, backend_or_skip
+from tests.conftest import CPU_BACKENDS, backend_or_skip, planted_split
 
 # Dense enough that the planted rank-4 signal is recoverable: the noise floor is 0.3, and a
 # model that learned the signal gets within 25% of it on held-out ratings.
@@ -20,10 +20,7 @@ MARGIN = 1.25
 
 @pytest.fixture(scope="module")
 def planted():
-    data = synthetic_ratings(n_users=400, n_items=150, n_ratings=24_000, rank=4,
-                             noise_std=NOISE, seed=3).interactions
-    mask = np.random.default_rng(0).random(data.nnz) < 0.8
-    return data.subset(mask), data.subset(~mask)
+    return planted_split(400, 150, 24_000, 4, NOISE, seed=3)
 
 
 def small_model(backend="cython", **kw):
@@ -38,10 +35,7 @@ def test_learns_planted_signal(backend, planted):
     backend_or_skip(backend, "sgd_epoch")
     train, test = planted
     if backend == "numpy":  # the reference is a Python loop: a smaller planted problem
-        data = synthetic_ratings(n_users=120, n_items=60, n_ratings=3_000, rank=2,
-                                 noise_std=NOISE, seed=5).interactions
-        mask = np.random.default_rng(0).random(data.nnz) < 0.8
-        train, test = data.subset(mask), data.subset(~mask)
+        train, test = planted_split(120, 60, 3_000, 2, NOISE, seed=5)
         model = small_model(backend, n_factors=4, n_epochs=30, learning_rate=0.05)
     else:
         model = small_model(backend)

@@ -5,18 +5,14 @@ import numpy as np
 import pytest
 
 from fastrec import MF, SVDpp
-from fastrec.data import synthetic_ratings
-from tests.conftest import CPU_BACKENDS, backend_or_skip
+from tests.conftest import CPU_BACKENDS, backend_or_skip, planted_split
 
 NOISE = 0.3
 
 
 @pytest.fixture(scope="module")
 def planted():
-    data = synthetic_ratings(n_users=300, n_items=120, n_ratings=12_000, rank=3,
-                             noise_std=NOISE, seed=3).interactions
-    mask = np.random.default_rng(0).random(data.nnz) < 0.8
-    return data.subset(mask), data.subset(~mask)
+    return planted_split(300, 120, 12_000, 3, NOISE, seed=3)
 
 
 def small_model(backend="cython", **kw):
@@ -31,10 +27,7 @@ def test_learns_planted_signal(backend, planted):
     backend_or_skip(backend, "svdpp_epoch")
     train, test = planted
     if backend == "numpy":  # the reference loops in Python: a smaller problem
-        data = synthetic_ratings(n_users=120, n_items=60, n_ratings=3_000, rank=2,
-                                 noise_std=NOISE, seed=5).interactions
-        mask = np.random.default_rng(0).random(data.nnz) < 0.8
-        train, test = data.subset(mask), data.subset(~mask)
+        train, test = planted_split(120, 60, 3_000, 2, NOISE, seed=5)
         model = small_model(backend, n_factors=4, n_epochs=30, learning_rate=0.05)
     else:
         model = small_model(backend)

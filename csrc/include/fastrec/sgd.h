@@ -26,6 +26,20 @@ template <typename T>
 FASTREC_HD T sgd_bias_step(T bias, T err, T lr_bias, T reg_bias) {
   return bias + lr_bias * (err - reg_bias * bias);
 }
+// One rating's error from the model's dot product, then the step of its two biases (when the
+// model is biased), in place; adds err^2 to sse. sgd_error and sgd_bias_step as every loop
+// over ratings takes them (the CPU blocks of MF and SVD++).
+template <typename T>
+FASTREC_HD T sgd_error_and_biases(T rating, T global_mean, T dot, T &user_bias, T &item_bias,
+                                  T lr_bias, T reg_bias, int biased, double &sse) {
+  const T err = sgd_error<T>(rating, global_mean, user_bias, item_bias, dot);
+  sse += (double)err * (double)err;
+  if (biased) {
+    user_bias = sgd_bias_step<T>(user_bias, err, lr_bias, reg_bias);
+    item_bias = sgd_bias_step<T>(item_bias, err, lr_bias, reg_bias);
+  }
+  return err;
+}
 
 // Per-rating coefficients of the factor step: p += lr (e q - reg p) is p = shrink p + step q.
 template <typename T>

@@ -4,11 +4,9 @@
 // and every sum runs in a fixed order, so the result is the same at any thread count.
 #pragma once
 
-#include <atomic>
 #include <vector>
 
-#include <sched.h>
-
+#include "fastrec/dataflow_cpu.h"
 #include "fastrec/simd_cpu.h"
 #include "fastrec/svdpp.h"
 
@@ -52,12 +50,8 @@ static inline __attribute__((always_inline)) double svdpp_block_impl(const I *__
     T *__restrict g = grads + u * k;
     T *__restrict z = sums + u * k;
     const T dot = svdpp_lane_dot<T>(p, z, q, k);
-    const T err = sgd_error<T>(ratings[n], global_mean, user_bias[u], item_bias[i], dot);
-    sse += (double)err * (double)err;
-    if (biased) {
-      user_bias[u] = sgd_bias_step<T>(user_bias[u], err, lr_bias, reg_bias);
-      item_bias[i] = sgd_bias_step<T>(item_bias[i], err, lr_bias, reg_bias);
-    }
+    const T err = sgd_error_and_biases<T>(ratings[n], global_mean, dot, user_bias[u],
+                                          item_bias[i], lr_bias, reg_bias, biased, sse);
     const T step = sgd_step<T>(err, lr);
     const T z_step = svdpp_implicit_sum_step<T>(step, norms[u]);
     for (int64_t f = 0; f < k; ++f)
@@ -128,7 +122,7 @@ constexpr int64_t SVDPP_ROW_CHUNK = 64;  // rows per task in phases 1 and 3 (loa
 // One epoch on a grid x grid block layout. schedule is [n_tickets] block ids in schedule order
 // (strata one after the other; -1: skipped); ticket_sse[t] receives the SSE of ticket t.
 //
-// Phase 2 runs in dataflow order, as sgd_epoch_dataflow (sgd_cpu.h) does for MF: tickets are
+// Phase 2 runs in dataflow order (BlockDataflow, dataflow_cpu.h), as MF's epoch does: tickets are
 // handed out in schedule order and a block waits only for the previous scheduled block on its
 // user block and on its item block. That is the sequential schedule's result at any thread
 // count, without a barrier per stratum (on a busy machine each barrier waits for the slowest,
@@ -146,20 +140,7 @@ static inline void svdpp_epoch_cpu(const I *users, const I *items, const T *rati
                                    int n_threads, double *ticket_sse) {
   std::vector<T> norms(n_users), sums(n_users * k), grads(n_users * k);
   T *norms_p = norms.data(), *sums_p = sums.data(), *grads_p = grads.data();
-  std::vector<int64_t> after_row(n_tickets, -1), after_col(n_tickets, -1);
-  {
-    std::vector<int64_t> last_row(grid, -1), last_col(grid, -1);
-    for (int64_t t = 0; t < n_tickets; ++t) {
-      const int64_t b = schedule[t];
-      if (b < 0) continue;
-      after_row[t] = last_row[b / grid];
-      after_col[t] = last_col[b % grid];
-      last_row[b / grid] = last_col[b % grid] = t;
-    }
-  }
-  std::vector<std::atomic<int>> done(n_tickets);
-  for (auto &d : done) d.store(0, std::memory_order_relaxed);
-  std::atomic<int64_t> next_ticket(0);
+  BlockDataflow flow(schedule, n_tickets, grid);
   const int64_t user_chunks = (n_users + SVDPP_ROW_CHUNK - 1) / SVDPP_ROW_CHUNK;
   const int64_t item_chunks = (n_items + SVDPP_ROW_CHUNK - 1) / SVDPP_ROW_CHUNK;
 #pragma omp parallel num_threads(n_threads)
@@ -171,25 +152,13 @@ static inline void svdpp_epoch_cpu(const I *users, const I *items, const T *rati
       svdpp_implicit_sums(user_ptr, user_items, implicit, begin, end, k, norms_p, sums_p,
                                 grads_p);
     }
-    for (;;) {
-      const int64_t t = next_ticket.fetch_add(1, std::memory_order_relaxed);
-      if (t >= n_tickets) break;
-      const int64_t b = schedule[t];
-      if (b >= 0) {
-        for (int spins = 0;
-             (after_row[t] >= 0 && !done[after_row[t]].load(std::memory_order_acquire)) ||
-             (after_col[t] >= 0 && !done[after_col[t]].load(std::memory_order_acquire));
-             ++spins) {
-          if (spins > 64) sched_yield();  // let a descheduled producer run
-        }
-        if (block_ptr[b + 1] > block_ptr[b])
-          ticket_sse[t] = svdpp_block(users, items, ratings, block_ptr[b], block_ptr[b + 1],
-                                            user_factors, item_factors, user_bias, item_bias,
-                                            norms_p, sums_p, grads_p, k, global_mean, lr, lr_bias,
-                                            reg, reg_bias, biased);
-      }
-      done[t].store(1, std::memory_order_release);
-    }
+    flow.run([&](int64_t t, int64_t b) {
+      if (block_ptr[b + 1] > block_ptr[b])
+        ticket_sse[t] = svdpp_block(users, items, ratings, block_ptr[b], block_ptr[b + 1],
+                                    user_factors, item_factors, user_bias, item_bias, norms_p,
+                                    sums_p, grads_p, k, global_mean, lr, lr_bias, reg, reg_bias,
+                                    biased);
+    });
 #pragma omp barrier
     std::vector<T> grad(k);
 #pragma omp for schedule(dynamic, 1)

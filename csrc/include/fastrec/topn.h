@@ -60,25 +60,27 @@ FASTREC_HD void topn_offer(T *scores, int64_t *ids, int64_t *size, int64_t capac
 }
 
 // Offers a block of consecutive candidates `scores[0..width)` with ids `first_id + j`. Once
-// the heap is full, a chunk of 16 is scanned for any score above the heap's worst in a loop
-// the compiler vectorises, and only chunks holding one go through the heap: on a large item set
-// almost every chunk is skipped. (Strictly above: a tie with the worst never wins, its id is
-// lower since ids arrive in increasing order; NaN compares false, so it is skipped too.)
+// the heap is full, a whole chunk of 16 is scanned for any score above the heap's worst in a
+// loop the compiler vectorises (an int OR-reduction over a fixed count: a bool one, or a
+// variable count, stays scalar), and only chunks holding one go through the heap: on a large
+// item set almost every chunk is skipped. (Strictly above: a tie with the worst never wins, its
+// id is lower since ids arrive in increasing order; NaN compares false, so it is skipped too.)
 template <typename T>
 FASTREC_HD void topn_offer_block(T *heap_scores, int64_t *heap_ids, int64_t *size,
                                  int64_t capacity, const T *scores, int64_t width,
                                  int64_t first_id) {
   const int64_t chunk = 16;
   for (int64_t j0 = 0; j0 < width; j0 += chunk) {
-    const int64_t j1 = j0 + chunk < width ? j0 + chunk : width;
-    if (*size == capacity) {
+    const T *s = scores + j0;
+    const int64_t n = width - j0 < chunk ? width - j0 : chunk;
+    if (*size == capacity && n == chunk) {
       const T worst = heap_scores[0];
-      bool any = false;
-      for (int64_t j = j0; j < j1; ++j) any |= scores[j] > worst;
+      int any = 0;
+      for (int64_t j = 0; j < chunk; ++j) any |= s[j] > worst;
       if (!any) continue;
     }
-    for (int64_t j = j0; j < j1; ++j)
-      topn_offer(heap_scores, heap_ids, size, capacity, scores[j], first_id + j);
+    for (int64_t j = 0; j < n; ++j)
+      topn_offer(heap_scores, heap_ids, size, capacity, s[j], first_id + j0 + j);
   }
 }
 

@@ -11,44 +11,11 @@ device (the registry's ``Backend.default_n_blocks``). Contract functions accept 
 (zero-copy) or numpy arrays (copied to the device and back).
 """
 
+from fastrec.backends._contract import export_kernels
 from fastrec.backends.cuda._loader import LAST_NVRTC_FOR_ARCH, SUPPORTED_ARCHS
-from fastrec.backends.cuda.gru import (
-    gru4rec_output_loss,
-    gru4rec_train_epoch,
-    gru_backward,
-    gru_forward,
-)
-from fastrec.backends.cuda.ncf import ncf_backward, ncf_forward, ncf_train_epoch
-from fastrec.backends.cuda.nmf import (
-    nmf_loss_full,
-    nmf_loss_observed,
-    nmf_update_full,
-    nmf_update_observed,
-)
-from fastrec.backends.cuda.optim import adam_step, sparse_adagrad_step, sparse_adam_step
-from fastrec.backends.cuda.sgd import default_n_blocks, sgd_epoch
-from fastrec.backends.cuda.svdpp import svdpp_epoch
+from fastrec.backends.cuda.sgd import default_n_blocks
 
-__all__ = [
-    "adam_step",
-    "default_n_blocks",
-    "gru4rec_output_loss",
-    "gru4rec_train_epoch",
-    "gru_backward",
-    "gru_forward",
-    "ncf_backward",
-    "ncf_forward",
-    "ncf_train_epoch",
-    "nmf_loss_full",
-    "nmf_loss_observed",
-    "nmf_update_full",
-    "nmf_update_observed",
-    "probe",
-    "sparse_adagrad_step",
-    "sparse_adam_step",
-    "sgd_epoch",
-    "svdpp_epoch",
-]
+__all__ = ["default_n_blocks", "probe", *export_kernels(globals(), __name__)]
 
 
 def probe():

@@ -287,13 +287,7 @@ def gru_forward(X, h0, reset, Wx0, Wx_rest, Wh, b, n_threads=1):
 
     X, h0, reset, Wx0, Wx_rest, Wh, b = (cupy.asarray(a) for a in (X, h0, reset, Wx0, Wx_rest,
                                                                    Wh, b))
-    T, B, D = X.shape
-    L, H = Wh.shape[:2]
-    hs, prev, q = (cupy.empty((L, T, B, H), X.dtype) for _ in range(3))
-    gates = cupy.empty((L, T, B, 3 * H), X.dtype)
-    A0 = (cupy.matmul(X.reshape(T * B, D), Wx0) + b[0]).reshape(T, B, 3 * H)
-    launch_stack_forward(cupy, _getter(X.dtype), A0, h0, reset, Wx_rest, Wh, b, hs, gates,
-                         prev, q)
+    hs, gates = run_stack_forward(cupy, _getter(X.dtype), X, h0, reset, Wx0, Wx_rest, Wh, b)
     return (hs.get(), gates.get()) if host else (hs, gates)
 
 
@@ -310,20 +304,38 @@ def gru_backward(X, h0, reset, Wx0, Wx_rest, Wh, b, hs, gates, d_top, n_threads=
     import cupy
 
     arrays = [cupy.asarray(a) for a in (X, h0, reset, Wx0, Wx_rest, Wh, b, hs, gates, d_top)]
-    X, h0, reset, Wx0, Wx_rest, Wh, b, hs, gates, d_top = arrays
-    get_kernel = _getter(X.dtype)
-    prev, q = cupy.empty_like(hs), cupy.empty_like(hs)
-    launch_saved_states(cupy, get_kernel, h0, hs, gates, reset, prev, q)
-    dA0 = cupy.empty((T, B, 3 * H), X.dtype)
-    dh0 = cupy.empty_like(h0)
-    dWx_rest, dWh, db = (cupy.empty_like(a) for a in (Wx_rest, Wh, b))
-    launch_stack_backward(cupy, get_kernel, reset, Wx_rest, Wh, hs, gates, prev, q, d_top, dA0,
+    out = run_stack_backward(cupy, _getter(arrays[0].dtype), *arrays)
+    return tuple(a.get() for a in out) if host else out
+
+
+def run_stack_forward(xp, get_kernel, X, h0, reset, Wx0, Wx_rest, Wh, b):
+    """The stack's forward pass on arrays of module ``xp`` (CuPy; numpy with the emulator's
+    kernels from ``get_kernel``): ``(hs, gates)`` as ``gru_forward``. The first layer's input
+    product is one matmul (cuBLAS on the device), the rest the gru.cu kernels."""
+    T, B, D = X.shape
+    L, H = Wh.shape[:2]
+    hs, prev, q = (xp.empty((L, T, B, H), X.dtype) for _ in range(3))
+    gates = xp.empty((L, T, B, 3 * H), X.dtype)
+    A0 = (xp.matmul(X.reshape(T * B, D), Wx0) + b[0]).reshape(T, B, 3 * H)
+    launch_stack_forward(xp, get_kernel, A0, h0, reset, Wx_rest, Wh, b, hs, gates, prev, q)
+    return hs, gates
+
+
+def run_stack_backward(xp, get_kernel, X, h0, reset, Wx0, Wx_rest, Wh, b, hs, gates, d_top):
+    """The stack's backward pass on arrays of module ``xp`` (as :func:`run_stack_forward`):
+    ``(dX, dh0, dWx0, dWx_rest, dWh, db)`` as ``gru_backward``."""
+    T, B, D = X.shape
+    H = Wh.shape[1]
+    prev, q = xp.empty_like(hs), xp.empty_like(hs)
+    launch_saved_states(xp, get_kernel, h0, hs, gates, reset, prev, q)
+    dA0 = xp.empty((T, B, 3 * H), X.dtype)
+    dh0 = xp.empty_like(h0)
+    dWx_rest, dWh, db = (xp.empty_like(a) for a in (Wx_rest, Wh, b))
+    launch_stack_backward(xp, get_kernel, reset, Wx_rest, Wh, hs, gates, prev, q, d_top, dA0,
                           dh0, dWx_rest, dWh, db)
     flat = dA0.reshape(T * B, 3 * H)
-    dX = cupy.matmul(flat, Wx0.T).reshape(T, B, D)
-    dWx0 = cupy.matmul(X.reshape(T * B, D).T, flat)
-    out = (dX, dh0, dWx0, dWx_rest, dWh, db)
-    return tuple(a.get() for a in out) if host else out
+    return (xp.matmul(flat, Wx0.T).reshape(T, B, D), dh0, xp.matmul(X.reshape(T * B, D).T, flat),
+            dWx_rest, dWh, db)
 
 
 def gru4rec_output_loss(hidden, out_table, samples, loss, bpreg, grad_scale, n_threads=1):

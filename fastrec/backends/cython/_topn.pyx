@@ -21,15 +21,20 @@ import numpy as np
 
 from fastrec.backends._blas import single_threaded_blas
 
-DEF _TILE_ROWS = 64
-DEF _ITEM_BLOCK = 1024
+DEF _TILE_ROWS = 128
+DEF _ITEM_BLOCK = 512
 DEF _GEMV_ROWS = 8
 
 
 cdef extern from "fastrec/topn.h" namespace "fastrec" nogil:
-    void topn_offer_block[T](T *heap_scores, int64_t *heap_ids, int64_t *size, int64_t capacity,
-                             const T *scores, int64_t width, int64_t first_id)
     void topn_finish[T](T *scores, int64_t *ids, int64_t size, int64_t capacity, T pad_score)
+
+cdef extern from "fastrec/topn_cpu.h" namespace "fastrec" nogil:
+    void topn_offer_row(float *heap_scores, int64_t *heap_ids, int64_t *size, int64_t capacity,
+                        float *scores, const float *bias, int64_t width, int64_t first_id)
+    void topn_offer_row(double *heap_scores, int64_t *heap_ids, int64_t *size,
+                        int64_t capacity, double *scores, const double *bias, int64_t width,
+                        int64_t first_id)
 
 
 cdef void _block_scores(const floating *query, const floating *items, int64_t k, int64_t rows,
@@ -68,13 +73,16 @@ cdef void _tile(const floating *source, bint precomputed, int64_t k, const float
     """Feeds rows row0..row0+rows-1 every item, block by block, then sorts their heaps.
     ``source`` is the query [b, k] (scores by GEMM) or, when ``precomputed``, scores [b, n_items].
     Excluded indices are sorted per row, so one cursor per row walks them once in all."""
-    cdef int64_t r, j, p, end, start, width, u
+    cdef int64_t r, p, end, start, width, u
+    # matrix-vector rows take wider blocks in the same scratch: fewer BLAS calls per row
+    cdef int64_t block = _ITEM_BLOCK if rows >= _GEMV_ROWS else _TILE_ROWS * _ITEM_BLOCK // rows
     cdef floating *s
     if indptr != NULL:
         for r in range(rows):
             cursor[r] = indptr[exclude_rows[row0 + r]]
-    for start in range(0, n_items, _ITEM_BLOCK):
-        width = min(<int64_t>_ITEM_BLOCK, n_items - start)
+    start = 0
+    while start < n_items:
+        width = min(block, n_items - start)
         if precomputed:
             for r in range(rows):
                 memcpy(scratch + r * width, source + (row0 + r) * n_items + start,
@@ -83,9 +91,6 @@ cdef void _tile(const floating *source, bint precomputed, int64_t k, const float
             _block_scores(source + row0 * k, items + start * k, k, rows, width, scratch)
         for r in range(rows):
             s = scratch + r * width
-            if bias != NULL:
-                for j in range(width):
-                    s[j] += bias[start + j]
             if indptr != NULL:
                 u = exclude_rows[row0 + r]
                 p = cursor[r]
@@ -95,8 +100,10 @@ cdef void _tile(const floating *source, bint precomputed, int64_t k, const float
                         s[indices[p] - start] = NAN
                     p += 1
                 cursor[r] = p
-            topn_offer_block(out_scores + (row0 + r) * n_out, out_ids + (row0 + r) * n_out,
-                             &sizes[row0 + r], n_out, s, width, start)
+            topn_offer_row(out_scores + (row0 + r) * n_out, out_ids + (row0 + r) * n_out,
+                           &sizes[row0 + r], n_out, s, bias + start if bias != NULL else NULL,
+                           width, start)
+        start += width
     for r in range(rows):
         topn_finish(out_scores + (row0 + r) * n_out, out_ids + (row0 + r) * n_out,
                     sizes[row0 + r], n_out, <floating>(-INFINITY))
@@ -113,7 +120,7 @@ cdef _run(const floating[:, ::1] source, bint precomputed, const floating[:, ::1
     if b == 0 or n_out == 0:
         return
     # as many tiles of at most _TILE_ROWS as needed, in a multiple of the threads, evenly sized:
-    # 100 rows on 2 threads make 8 tiles of 13, not 7 of 16 split 4:3
+    # 300 rows on 2 threads make 4 tiles of 75, not 3 of 128 split 2:1
     n_threads = <int>max(1, min(<int64_t>n_threads, b))
     n_tiles = n_threads * ((b + n_threads * _TILE_ROWS - 1) // (n_threads * _TILE_ROWS))
     tile_rows = (b + n_tiles - 1) // n_tiles

@@ -12,6 +12,9 @@ import os
 import numba
 from numba.misc.appdirs import AppDirs
 
+from fastrec.backends._contract import export_kernels
+from fastrec.backends._cpu_layout import row_width
+
 
 def numba_cache_dir() -> str:
     """Where fastrec's compiled Numba kernels are cached: ``NUMBA_CACHE_DIR`` when set, else
@@ -35,46 +38,7 @@ def _caching_to_user_folder():
 
 
 with _caching_to_user_folder():
-    from fastrec.backends.numba.gru import (
-        gru4rec_output_loss,
-        gru4rec_train_epoch,
-        gru_backward,
-        gru_forward,
-    )
-    from fastrec.backends.numba.ncf import ncf_backward, ncf_forward, ncf_train_epoch
-    from fastrec.backends.numba.nmf import (
-        nmf_loss_full,
-        nmf_loss_observed,
-        nmf_update_full,
-        nmf_update_observed,
-    )
-    from fastrec.backends.numba.optim import adam_step, sparse_adagrad_step, sparse_adam_step
-    from fastrec.backends.numba.sgd import sgd_epoch
-    from fastrec.backends.numba.svdpp import svdpp_epoch
-
-from fastrec.backends._cpu_layout import row_width  # noqa: E402 - padded rows
-
-__all__ = [
-    "adam_step",
-    "gru4rec_output_loss",
-    "gru4rec_train_epoch",
-    "gru_backward",
-    "gru_forward",
-    "ncf_backward",
-    "ncf_forward",
-    "ncf_train_epoch",
-    "nmf_loss_full",
-    "nmf_loss_observed",
-    "nmf_update_full",
-    "nmf_update_observed",
-    "numba_cache_dir",
-    "probe",
-    "row_width",
-    "sgd_epoch",
-    "sparse_adagrad_step",
-    "sparse_adam_step",
-    "svdpp_epoch",
-]
+    __all__ = ["numba_cache_dir", "probe", "row_width", *export_kernels(globals(), __name__)]
 
 
 def probe():

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from fastrec.backends.reference.sgd import bias_step, schedule_order
+
 
 def svdpp_epoch(users, items, ratings, block_ptr, schedule, user_ptr, user_items, item_ptr,
                 item_users, user_factors, item_factors, implicit_factors, user_bias, item_bias,
@@ -26,22 +28,18 @@ def svdpp_epoch(users, items, ratings, block_ptr, schedule, user_ptr, user_items
     grads = np.zeros_like(user_factors)
     sse = 0.0
     # Phase 2: SGD in schedule order; g_u collects e q_i.
-    for block in schedule.ravel():
-        if block < 0:
-            continue
-        for n in range(block_ptr[block], block_ptr[block + 1]):
-            u, i = users[n], items[n]
-            p, q, z = user_factors[u].copy(), item_factors[i].copy(), sums[u].copy()
-            err = dtype(ratings[n] - (mu + user_bias[u] + item_bias[i] + np.dot(p + z, q)))
-            sse += float(err) ** 2
-            if biased:
-                user_bias[u] += lr_bias * (err - reg_bias * user_bias[u])
-                item_bias[i] += lr_bias * (err - reg_bias * item_bias[i])
-            grads[u] += err * q
-            user_factors[u] = p + lr * (err * q - reg * p)
-            item_factors[i] = q + lr * (err * (p + z) - reg * q)
-            if counts[u]:  # u's own y steps move its cached sum (Koren's update, summed)
-                sums[u] = z + lr * err * q
+    for n in schedule_order(schedule, block_ptr):
+        u, i = users[n], items[n]
+        p, q, z = user_factors[u].copy(), item_factors[i].copy(), sums[u].copy()
+        err = dtype(ratings[n] - (mu + user_bias[u] + item_bias[i] + np.dot(p + z, q)))
+        sse += float(err) ** 2
+        if biased:
+            bias_step(user_bias, item_bias, u, i, err, lr_bias, reg_bias)
+        grads[u] += err * q
+        user_factors[u] = p + lr * (err * q - reg * p)
+        item_factors[i] = q + lr * (err * (p + z) - reg * q)
+        if counts[u]:  # u's own y steps move its cached sum (Koren's update, summed)
+            sums[u] = z + lr * err * q
     # Phase 3: y_j = (y_j + lr sum_u norm_u g_u) / (1 + lr reg_implicit n_j).
     gradient = implicit.T @ (norm[:, None] * grads.astype(np.float64))
     raters = np.asarray(implicit.sum(axis=0)).ravel()

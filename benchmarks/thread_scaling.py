@@ -1,0 +1,128 @@
+"""Quiet-machine thread scaling: each family's whole fit at 1 thread and at 2 (or ``--threads``),
+for this checkout and, side by side, for another one (``--before``), so one run gives the
+speed-ups before and after a change.
+
+    python benchmarks/thread_scaling.py --before /work/wt-before [--repeats 3] [--only MF NMF]
+
+Families and workloads are benchmarks/load_report.py's (MF, NMF, GMF, NeuMF, GRU4Rec, cython
+backend; a 1-thread fit takes about a second). Each checkout runs in its own subprocess with
+``PYTHONPATH`` set to it (this script's workloads, that checkout's fastrec: the child imports
+fastrec before anything else and prints where from). Checkouts alternate family by family, and
+within a child the two thread counts alternate repetition by repetition, so load drifts hit
+both alike; the table gives medians (one warm-up fit per setting is not counted) and the ratio
+of the after speed-up to the before one (the issue's target: within 10%, i.e. >= 0.90).
+Run it on a quiet machine: the idle share of the CPUs is printed per family; with other
+processes running, 2-thread figures mean little. Takes 2-4 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+FAMILIES = ("MF", "NMF", "GMF", "NeuMF", "GRU4Rec")
+
+
+def child(family: str, threads: int, repeats: int, backend: str) -> None:
+    """Runs in the subprocess: fastrec comes from PYTHONPATH (imported before load_report,
+    which puts its own checkout on sys.path); prints one JSON line."""
+    import fastrec
+
+    sys.path.insert(0, str(HERE))
+    from load_report import cpu_idle_share, families, time_fit
+
+    make, data = families()[family]
+    settings = (1, threads)
+    for t in settings:
+        time_fit(make, data, t, backend)
+    times = {t: [] for t in settings}
+    idle = cpu_idle_share()
+    for rep in range(repeats):
+        for t in settings if rep % 2 == 0 else settings[::-1]:
+            times[t].append(time_fit(make, data, t, backend))
+    print(json.dumps({"fastrec": str(Path(fastrec.__file__).parents[1]), "idle": idle,
+                      "times": {str(t): v for t, v in times.items()}}))
+
+
+def run_child(checkout: Path, family: str, args) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", family, "--threads",
+           str(args.threads), "--repeats", str(args.repeats), "--backend", args.backend]
+    # cwd outside both checkouts, so '' on sys.path cannot pick either fastrec
+    out = subprocess.run(cmd, env=env, cwd="/", capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if Path(result["fastrec"]).resolve() != checkout.resolve():
+        raise SystemExit(f"{checkout}: the child imported fastrec from {result['fastrec']}")
+    return result
+
+
+def speedup(result: dict, threads: int) -> tuple[float, float, float] | None:
+    """(1-thread median s, n-thread median s, speed-up) or None when the child failed."""
+    if "error" in result:
+        return None
+    one = statistics.median(result["times"]["1"])
+    many = statistics.median(result["times"][str(threads)])
+    return one, many, one / many
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", type=Path, help="checkout to compare with (its speed-ups "
+                        "in the 'before' columns)")
+    parser.add_argument("--after", type=Path, default=HERE.parent,
+                        help="checkout measured as 'after' (default: this one)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--backend", default="cython")
+    parser.add_argument("--only", nargs="*", choices=FAMILIES, help="families (default: all)")
+    parser.add_argument("--child", choices=FAMILIES, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args.child, args.threads, args.repeats, args.backend)
+        return
+    checkouts = {"after": args.after}
+    if args.before is not None:
+        checkouts = {"before": args.before, **checkouts}
+    t = args.threads
+    print(f"1 vs {t} threads, whole fit, backend {args.backend}, median of {args.repeats}; "
+          + ", ".join(f"{name}: {path}" for name, path in checkouts.items()), flush=True)
+    rows = []
+    start = time.perf_counter()
+    for family in args.only or FAMILIES:
+        results = {name: run_child(path, family, args) for name, path in checkouts.items()}
+        for name, result in results.items():
+            got = speedup(result, t)
+            detail = result.get("error") or (
+                f"1 thread {got[0]:.2f} s, {t} threads {got[1]:.2f} s, {got[2]:.2f}x, "
+                f"idle {result['idle']:.0%}")
+            print(f"  {family:8s} {name:6s} {detail}", flush=True)
+        rows.append((family, {name: speedup(r, t) for name, r in results.items()}))
+    print(f"({time.perf_counter() - start:.0f} s)\n")
+
+    def cell(got):
+        return "failed" if got is None else f"{got[0]:.2f} / {got[1]:.2f} s, {got[2]:.2f}x"
+
+    names = list(checkouts)
+    header = " | ".join(f"{name}: 1 / {t} threads, speed-up" for name in names)
+    print(f"| family | {header} |" + (" after / before speed-up |" if len(names) == 2 else ""))
+    print("| --- |" + " ---: |" * (len(names) + (len(names) == 2)))
+    for family, got in rows:
+        line = f"| {family} | " + " | ".join(cell(got[name]) for name in names) + " |"
+        if len(names) == 2:
+            before, after = got["before"], got["after"]
+            ratio = "n/a" if before is None or after is None else f"{after[2] / before[2]:.2f}"
+            line += f" {ratio} |"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""CSR building blocks (``csrc/include/fastrec/sparse_cpu.h``): the transpose of a CSR matrix
+and its products with dense blocks of vectors, GIL released, OpenMP over rows; every result is
+the same at any thread count."""
+
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t
+
+from fastrec.backends.cython._types cimport floating, index_t
+
+import numpy as np
+
+cdef extern from "fastrec/sparse_cpu.h" namespace "fastrec" nogil:
+    void csr_dense_rows[T, I](const I *indptr, const I *indices, const T *data,
+                              const double *dense, int64_t width, int64_t begin, int64_t end,
+                              double *out)
+    void csr_transpose_arrays "fastrec::csr_transpose"[T, I](
+        const I *indptr, const I *indices, const T *data, int64_t n_rows, int64_t n_cols,
+        I *t_indptr, I *t_indices, T *t_data, int n_threads) except +
+
+cdef enum:
+    ROW_CHUNK = 256  # rows per parallel task: rows differ in length, tasks are dealt dynamically
+
+
+def csr_transpose(const index_t[::1] indptr, const index_t[::1] indices,
+                  const floating[::1] data, int64_t n_cols, int n_threads):
+    """The CSR of X^T from the CSR of X [n_rows, n_cols] (indices in range, not checked).
+
+    indptr : I[n_rows + 1]; indices : I[nnz]; data : T[nnz].
+    Returns (t_indptr I[n_cols + 1], t_indices I[nnz], t_data T[nnz]): row c of X^T lists
+    column c's entries by increasing row of X, scipy's ``X.T.tocsr()`` with sorted indices.
+    """
+    cdef int64_t n_rows = indptr.shape[0] - 1
+    cdef int64_t nnz = indices.shape[0]
+    if data.shape[0] != nnz or indptr[n_rows] != nnz:
+        raise ValueError("indices and data must hold indptr[-1] entries")
+    t_indptr_arr = np.empty(n_cols + 1, dtype=np.asarray(indptr).dtype)
+    t_indices_arr = np.empty(nnz, dtype=np.asarray(indices).dtype)
+    t_data_arr = np.empty(nnz, dtype=np.asarray(data).dtype)
+    cdef index_t[::1] t_indptr = t_indptr_arr
+    cdef index_t[::1] t_indices = t_indices_arr
+    cdef floating[::1] t_data = t_data_arr
+    if nnz == 0:
+        t_indptr_arr[:] = 0
+        return t_indptr_arr, t_indices_arr, t_data_arr
+    with nogil:
+        csr_transpose_arrays(&indptr[0], &indices[0], &data[0], n_rows, n_cols, &t_indptr[0],
+                             &t_indices[0], &t_data[0], n_threads)
+    return t_indptr_arr, t_indices_arr, t_data_arr
+
+
+def csr_times_dense(const index_t[::1] indptr, const index_t[::1] indices,
+                    const floating[::1] data, const double[:, ::1] dense, int n_threads):
+    """X @ dense for the CSR X [n_rows, n_cols] (indices in range, not checked).
+
+    indptr : I[n_rows + 1]; indices : I[nnz]; data : T[nnz]; dense : float64[n_cols, width],
+    C-contiguous. Returns float64[n_rows, width], each entry summed in stored order from zero
+    (scipy's ``X @ dense`` bit for bit).
+    """
+    cdef int64_t n_rows = indptr.shape[0] - 1
+    cdef int64_t width = dense.shape[1]
+    if data.shape[0] != indices.shape[0]:
+        raise ValueError("indices and data must have the same length")
+    out_arr = np.zeros((n_rows, width), dtype=np.float64)
+    if n_rows == 0 or width == 0 or indices.shape[0] == 0:
+        return out_arr
+    cdef double[:, ::1] out = out_arr
+    cdef Py_ssize_t n_tasks = (n_rows + ROW_CHUNK - 1) // ROW_CHUNK, task
+    cdef int64_t begin, end
+    with nogil:
+        for task in prange(n_tasks, num_threads=n_threads, schedule="dynamic"):
+            begin = task * ROW_CHUNK
+            end = min(begin + ROW_CHUNK, n_rows)
+            csr_dense_rows(&indptr[0], &indices[0], &data[0], &dense[0, 0], width, begin, end,
+                           &out[0, 0])
+    return out_arr
