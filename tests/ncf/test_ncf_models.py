@@ -38,6 +38,8 @@ def make(cls, backend, **extra):
     kw = dict(SMALL, backend=backend, **extra)
     if cls is not GMF:
         kw.setdefault("layers", (16, 8))
+    if cls is NeuMF:
+        kw.setdefault("n_factors", 8)  # sized for the small planted data
     if cls is MLP:
         kw["init_std"] = 0.1
     return cls(**kw)
