@@ -1,7 +1,7 @@
 """Whole-``fit()`` figures of the data-path issue, side by side in one run; prints markdown.
 
     python benchmarks/fit_report.py [--threads 2] [--repeats 3] [--nnz 5000000]
-                                    [--skip-libmf] [--skip-nmf] [--skip-rss]
+                                    [--skip-libmf] [--skip-nmf] [--skip-rss] [--only-nmf]
 
 1. Data preparation of ``--nnz`` synthetic ratings (100k x 20k at 5M), median of the repeats:
    the id mapping with its duplicate check (``Interactions.from_any`` on a tuple of id arrays,
@@ -10,8 +10,10 @@
    tuple of id arrays) against LIBMF's AVX + OpenMP build (``../shared/tools/build-libmf-avx.sh``;
    input its (n, 3) float32 array), both at ``--threads`` threads, runs interleaved.
 3. NMF whole fit, rank 32, 50 iterations (tol=0), 1M nonzeros (50k x 10k), Frobenius and KL:
-   fastrec against scikit-learn's solver="mu" with BLAS limited to the same threads, each with
-   its default initialisation (NNDSVDa for both at this rank).
+   fastrec (its prepare + initialisation / train split) against scikit-learn's solver="mu"
+   with BLAS limited to the same threads, fed the float64 matrix and a float32 copy, each with
+   its default initialisation (NNDSVDa for both at this rank), and the final errors.
+   ``--only-nmf`` runs this table alone (about 2 minutes on 2 quiet cores).
 4. Peak RSS of a 5M-rating MF fit (k=32, 1 epoch) in a fresh process, counted from just
    before ``fit`` (``/proc/self/clear_refs`` resets the peak), against the input arrays' size.
 
@@ -138,6 +140,11 @@ def mf_table(users, items, values, threads: int, repeats: int, with_libmf: bool)
 
 
 def nmf_table(threads: int, repeats: int) -> None:
+    """fastrec NMF (Cython, float32, its default) against scikit-learn's solver="mu" fed the
+    float64 matrix (its dtype follows the input's) and fed a float32 copy, each with its default
+    NNDSVDa initialisation (fastrec: block Krylov SVD; scikit-learn: randomized SVD, 7 power
+    iterations); whole ``fit`` wall time, fastest of ``repeats``, runs interleaved, and each
+    model's final error sqrt(2 * Frobenius or KL divergence) on the same X."""
     import warnings
 
     from _nmf_data import synthetic_counts
@@ -147,24 +154,33 @@ def nmf_table(threads: int, repeats: int) -> None:
     import fastrec
 
     x = synthetic_counts()
+    x32 = x.astype(np.float32)
     print(f"\n### NMF whole fit, {x.shape[0]} x {x.shape[1]}, {x.nnz:,} nonzeros, rank 32, "
-          f"50 iterations, {threads} threads (fastest of {repeats})\n")
-    print("| loss | fastrec s | scikit-learn s | speed-up |\n| --- | --- | --- | --- |")
+          f"50 iterations (tol=0), {threads} threads, fastest of {repeats}\n")
+    print("| loss | fastrec s (prepare + init / train) | scikit-learn s, float64 X | speed-up "
+          "| scikit-learn s, float32 X | speed-up | final error fastrec / sklearn64 / "
+          "sklearn32 |\n|---|---|---|---|---|---|---|")
     for loss in ("frobenius", "kullback-leibler"):
-        ours, theirs = [], []
+        ours, theirs64, theirs32 = [], [], []
         for _ in range(repeats):
             model = fastrec.NMF(32, beta_loss=loss, max_iter=50, tol=0, backend="cython",
                                 n_threads=threads, random_state=0)
             start = time.perf_counter()
             model.fit(x)
-            ours.append(time.perf_counter() - start)
-            peer = SkNMF(32, solver="mu", beta_loss=loss, max_iter=50, tol=0, random_state=0)
-            with threadpool_limits(threads), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # max_iter reached: the point of the run
-                start = time.perf_counter()
-                peer.fit(x)
-                theirs.append(time.perf_counter() - start)
-        print(f"| {loss} | {min(ours):.2f} | {min(theirs):.2f} | {min(theirs) / min(ours):.1f}x |")
+            ours.append((time.perf_counter() - start, model.timings_, model.reconstruction_err_))
+            for data, out in ((x, theirs64), (x32, theirs32)):
+                peer = SkNMF(32, solver="mu", beta_loss=loss, max_iter=50, tol=0,
+                             random_state=0)
+                with threadpool_limits(threads), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # max_iter reached: the point of the run
+                    start = time.perf_counter()
+                    peer.fit(data)
+                    out.append((time.perf_counter() - start, peer.reconstruction_err_))
+        best, timings, error = min(ours, key=lambda run: run[0])
+        t64, t32 = min(theirs64)[0], min(theirs32)[0]
+        print(f"| {loss} | {best:.2f} ({timings['prepare']:.2f} / {timings['train']:.2f}) | "
+              f"{t64:.2f} | **{t64 / best:.1f}x** | {t32:.2f} | {t32 / best:.1f}x | "
+              f"{error:.4f} / {theirs64[0][1]:.4f} / {theirs32[0][1]:.4f} |")
 
 
 _RSS_CHILD = """
@@ -209,8 +225,13 @@ def main() -> None:
     parser.add_argument("--skip-libmf", action="store_true")
     parser.add_argument("--skip-nmf", action="store_true")
     parser.add_argument("--skip-rss", action="store_true")
+    parser.add_argument("--only-nmf", action="store_true")
     args = parser.parse_args()
     print(f"machine idle: {idle_fraction():.0%}")
+    if args.only_nmf:
+        nmf_table(args.threads, args.repeats)
+        print(f"\nmachine idle at the end: {idle_fraction():.0%}")
+        return
     users, items, values = ratings_arrays(args.nnz)
     prepare_breakdown(users, items, values, args.threads, args.repeats)
     mf_table(users, items, values, args.threads, args.repeats, not args.skip_libmf)

@@ -20,6 +20,11 @@
 //       NCF_CHUNK_ROWS rows sums exactly as the former one-pass kernels did.
 //   ncf_split_mlp_grads  a thread per element: the MLP input's gradient into the embedding
 //       gradients' MLP columns.
+//   ncf_project_nonnegative  a thread per (batch row, GMF column): max(0, .) of the rows a step
+//       updated (rows repeated in a batch write the same value).
+//
+// Embedding rows are `stride` wide: the GMF and MLP columns (d = n_gmf + n_mlp), then, for the
+// joint model, the rating bias in column d (stride = d + 1).
 //
 // Determinism: every output element is written by one thread in a fixed order that depends only
 // on blockDim and the chunk size (fixed by the launcher and NCF_CHUNK_ROWS), never on the grid
@@ -46,11 +51,10 @@ template <typename T>
 __device__ __forceinline__ void ncf_warp_gather(int lane, long long r, long long u, long long i,
                                                 const T *__restrict__ user_emb,
                                                 const T *__restrict__ item_emb, long long n_gmf,
-                                                long long n_mlp, T *__restrict__ gmf,
-                                                T *__restrict__ x0) {
-  const long long d = n_gmf + n_mlp;
-  const T *pu = user_emb + u * d;
-  const T *qi = item_emb + i * d;
+                                                long long n_mlp, long long stride,
+                                                T *__restrict__ gmf, T *__restrict__ x0) {
+  const T *pu = user_emb + u * stride;
+  const T *qi = item_emb + i * stride;
   for (long long f = lane; f < n_gmf; f += NCF_WARP) gmf[r * n_gmf + f] = pu[f] * qi[f];
   for (long long f = lane; f < n_mlp; f += NCF_WARP) {
     x0[r * 2 * n_mlp + f] = pu[n_gmf + f];
@@ -63,13 +67,14 @@ template <typename T, typename I>
 __global__ void ncf_gather_pairs(const I *__restrict__ users, const I *__restrict__ items,
                                  long long batch, const T *__restrict__ user_emb,
                                  const T *__restrict__ item_emb, long long n_gmf,
-                                 long long n_mlp, T *__restrict__ gmf, T *__restrict__ x0) {
+                                 long long n_mlp, long long stride, T *__restrict__ gmf,
+                                 T *__restrict__ x0) {
   const int lane = threadIdx.x % NCF_WARP;
   const long long n_warps = (long long)gridDim.x * blockDim.x / NCF_WARP;
   for (long long r = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / NCF_WARP; r < batch;
        r += n_warps)
     ncf_warp_gather<T>(lane, r, (long long)users[r], (long long)items[r], user_emb, item_emb,
-                       n_gmf, n_mlp, gmf, x0);
+                       n_gmf, n_mlp, stride, gmf, x0);
 }
 
 // Is `item` in the sorted list seen[0:n]?
@@ -115,7 +120,9 @@ __device__ __forceinline__ long long ncf_warp_negative(int lane, uint64_t key, l
 }
 
 // One training batch's samples (slots order[0:batch], NCF_TRAIN_EPOCH_DOC) and the cache's first
-// blocks. Writes b_users, b_items, b_targets [batch]. blockDim.x: a multiple of 32.
+// blocks. Writes b_users, b_items, b_targets [batch]; with_rating: also b_ratings and b_weights
+// [batch] of the rating term (pos_ratings[p] and rating_weight for a positive, zeros for a
+// negative). blockDim.x: a multiple of 32.
 template <typename T, typename I>
 __global__ void ncf_sample_gather(const I *__restrict__ pos_users, const I *__restrict__ pos_items,
                                   const T *__restrict__ pos_targets,
@@ -125,8 +132,11 @@ __global__ void ncf_sample_gather(const I *__restrict__ pos_users, const I *__re
                                   long long n_negatives, unsigned long long seed, long long epoch,
                                   const T *__restrict__ user_emb, const T *__restrict__ item_emb,
                                   long long n_items, long long n_gmf, long long n_mlp,
+                                  long long stride, int with_rating,
+                                  const T *__restrict__ pos_ratings, T rating_weight,
                                   I *__restrict__ b_users, I *__restrict__ b_items,
-                                  T *__restrict__ b_targets, T *__restrict__ gmf,
+                                  T *__restrict__ b_targets, T *__restrict__ b_ratings,
+                                  T *__restrict__ b_weights, T *__restrict__ gmf,
                                   T *__restrict__ x0) {
   const int lane = threadIdx.x % NCF_WARP;
   const long long n_warps = (long long)gridDim.x * blockDim.x / NCF_WARP;
@@ -150,8 +160,12 @@ __global__ void ncf_sample_gather(const I *__restrict__ pos_users, const I *__re
       b_users[r] = (I)u;
       b_items[r] = (I)i;
       b_targets[r] = target;
+      if (with_rating) {
+        b_ratings[r] = j == 0 ? pos_ratings[p] : T(0);
+        b_weights[r] = j == 0 ? rating_weight : T(0);
+      }
     }
-    ncf_warp_gather<T>(lane, r, u, i, user_emb, item_emb, n_gmf, n_mlp, gmf, x0);
+    ncf_warp_gather<T>(lane, r, u, i, user_emb, item_emb, n_gmf, n_mlp, stride, gmf, x0);
   }
 }
 
@@ -178,16 +192,21 @@ __device__ __forceinline__ T ncf_warp_sum(T value) {
 // last = 0). Arrays a call does not use may be any valid pointer.
 //   with_logit: logits[r] = h . [gmf[r] ; act[r]] + b_out.
 //   with_loss: with the logit of logits[r], row_loss[r] = loss (double), dz[r] = scale *
-//     d loss / d z, the GMF columns of user_grads / item_grads [batch, d] and
-//     d_last[r] = dz[r] h[n_gmf:] (the top MLP layer's gradient, [batch, last]).
+//     d loss / d z, the GMF columns of user_grads / item_grads [batch, stride] and
+//     d_last[r] = dz[r] h[n_gmf:] (the top MLP layer's gradient, [batch, last]); with_rating
+//     adds the rating term of rows with rating_weights[r] != 0 (NCF_BACKWARD_DOC) to the loss
+//     and the GMF gradients; with a bias column (stride > n_gmf + n_mlp) its gradient too.
 // blockDim.x: a multiple of 32.
 template <typename T, typename I>
 __global__ void ncf_score(const I *__restrict__ users, const I *__restrict__ items,
                           const T *__restrict__ targets, long long batch,
                           const T *__restrict__ user_emb, const T *__restrict__ item_emb,
                           const T *__restrict__ h, long long n_gmf, long long n_mlp,
-                          long long last, const T *__restrict__ gmf, const T *__restrict__ act,
-                          int with_logit, int with_loss, int loss_kind, T scale,
+                          long long stride, long long last, const T *__restrict__ gmf,
+                          const T *__restrict__ act, int with_logit, int with_loss, int loss_kind,
+                          int with_rating, const T *__restrict__ ratings,
+                          const T *__restrict__ rating_weights, T rating_mean, T rating_reg,
+                          T scale,
                           T *__restrict__ logits,
                           double *__restrict__ row_loss, T *__restrict__ dz,
                           T *__restrict__ d_last, T *__restrict__ user_grads,
@@ -214,12 +233,37 @@ __global__ void ncf_score(const I *__restrict__ users, const I *__restrict__ ite
       row_loss[r] = (double)ncf_loss<T>(loss_kind, z, y);
       dz[r] = g;
     }
-    const T *pu = user_emb + (long long)users[r] * d;
-    const T *qi = item_emb + (long long)items[r] * d;
+    const T *pu = user_emb + (long long)users[r] * stride;
+    const T *qi = item_emb + (long long)items[r] * stride;
     for (long long f = lane; f < n_gmf; f += NCF_WARP) {
       const T t = g * h[f];
-      user_grads[r * d + f] = t * qi[f];
-      item_grads[r * d + f] = t * pu[f];
+      user_grads[r * stride + f] = t * qi[f];
+      item_grads[r * stride + f] = t * pu[f];
+    }
+    T user_bias_grad = T(0), item_bias_grad = T(0);
+    if (with_rating && rating_weights[r] != T(0)) {  // warp-uniform: one row per warp
+      const T w = rating_weights[r], y_r = ratings[r];
+      T partial = T(0), squares = T(0);
+      for (long long f = lane; f < n_gmf; f += NCF_WARP) {
+        partial += gmf[r * n_gmf + f];
+        squares += pu[f] * pu[f] + qi[f] * qi[f];
+      }
+      const T pred = rating_mean + pu[d] + qi[d] + ncf_warp_sum<T>(partial);
+      squares = ncf_warp_sum<T>(squares) + pu[d] * pu[d] + qi[d] * qi[d];
+      if (lane == 0)
+        row_loss[r] += (double)(ncf_rating_loss<T>(w, pred, y_r) + w * rating_reg * squares);
+      const T dpred = ncf_rating_grad<T>(w, pred, y_r) * scale;
+      const T dreg = T(2) * w * rating_reg * scale;
+      for (long long f = lane; f < n_gmf; f += NCF_WARP) {
+        user_grads[r * stride + f] += dpred * qi[f] + dreg * pu[f];
+        item_grads[r * stride + f] += dpred * pu[f] + dreg * qi[f];
+      }
+      user_bias_grad = dpred + dreg * pu[d];
+      item_bias_grad = dpred + dreg * qi[d];
+    }
+    if (stride > d && lane == 0) {
+      user_grads[r * stride + d] = user_bias_grad;
+      item_grads[r * stride + d] = item_bias_grad;
     }
     for (long long j = lane; j < last; j += NCF_WARP) d_last[r * last + j] = g * h[n_gmf + j];
   }
@@ -303,13 +347,13 @@ __global__ void ncf_column_sums(const T *__restrict__ partial, long long n_chunk
 }
 
 // The MLP input's gradient dx0 [batch, 2 n_mlp] into the MLP columns of user_grads and
-// item_grads [batch, n_gmf + n_mlp].
+// item_grads [batch, d] (d: the embedding row width).
 template <typename T>
 __global__ void ncf_split_mlp_grads(const T *__restrict__ dx0, long long batch, long long n_gmf,
-                                    long long n_mlp, T *__restrict__ user_grads,
+                                    long long n_mlp, long long d, T *__restrict__ user_grads,
                                     T *__restrict__ item_grads) {
   const long long stride = (long long)gridDim.x * blockDim.x;
-  const long long width = 2 * n_mlp, d = n_gmf + n_mlp;
+  const long long width = 2 * n_mlp;
   for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < batch * width;
        k += stride) {
     const long long r = k / width, c = k % width;
@@ -317,6 +361,18 @@ __global__ void ncf_split_mlp_grads(const T *__restrict__ dx0, long long batch, 
       user_grads[r * d + n_gmf + c] = dx0[k];
     else
       item_grads[r * d + n_gmf + c - n_mlp] = dx0[k];
+  }
+}
+
+// table[rows[r], f] = max(table[rows[r], f], 0) for r < n, f < n_gmf (table [n_rows, d]).
+template <typename T, typename I>
+__global__ void ncf_project_nonnegative(T *__restrict__ table, const I *__restrict__ rows,
+                                        long long n, long long n_gmf, long long d) {
+  const long long stride = (long long)gridDim.x * blockDim.x;
+  for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < n * n_gmf;
+       k += stride) {
+    T *w = table + (long long)rows[k / n_gmf] * d + k % n_gmf;
+    *w = *w > T(0) ? *w : T(0);
   }
 }
 

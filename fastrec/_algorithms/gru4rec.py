@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastrec._array import array_module
 from fastrec.backends._contract import gru_layout
 
 
@@ -34,7 +35,8 @@ def session_parallel_schedule(items: np.ndarray, offsets: np.ndarray, batch_size
     """Lay sessions into ``batch_size`` slots: each slot takes the next session as soon as its
     current one ends (ties go to the lowest slot).
 
-    items   : I[n_events]   item indices, sessions contiguous and time-ordered inside
+    items   : I[n_events]   item indices, sessions contiguous and time-ordered inside (numpy
+              or CuPy: the schedule's arrays are made where they are)
     offsets : int64[n_sessions + 1]  session s is ``items[offsets[s]:offsets[s+1]]``; sessions
               shorter than 2 events have nothing to predict and are skipped
     session_order : optional permutation of the sessions (default: stored order)
@@ -52,19 +54,21 @@ def session_parallel_schedule(items: np.ndarray, offsets: np.ndarray, batch_size
         heapq.heappush(slots, (free_at + int(pairs[k]), b))
     n_steps = min(s[0] for s in slots)
     index_dtype = items.dtype
-    inputs = np.zeros((n_steps, batch_size), index_dtype)
-    targets = np.zeros((n_steps, batch_size), index_dtype)
-    reset = np.zeros((n_steps, batch_size), np.uint8)
+    xp = array_module(items)  # the schedule is made where the items are
+    inputs = xp.zeros((n_steps, batch_size), index_dtype)
+    targets = xp.zeros((n_steps, batch_size), index_dtype)
+    reset = xp.zeros((n_steps, batch_size), np.uint8)
     owner = np.repeat(np.arange(order.shape[0]), pairs)
     first = np.repeat(np.cumsum(pairs) - pairs, pairs)
     k = np.arange(owner.shape[0]) - first
     step = start[owner] + k
     keep = step < n_steps
     pos = offsets[order][owner] + k
-    inputs[step[keep], slot[owner][keep]] = items[pos[keep]]
-    targets[step[keep], slot[owner][keep]] = items[pos[keep] + 1]
+    at = (xp.asarray(step[keep]), xp.asarray(slot[owner][keep]))
+    inputs[at] = items[xp.asarray(pos[keep])]
+    targets[at] = items[xp.asarray(pos[keep] + 1)]
     begins = start < n_steps
-    reset[start[begins], slot[begins]] = 1
+    reset[xp.asarray(start[begins]), xp.asarray(slot[begins])] = 1
     return SessionSchedule(inputs, targets, reset)
 
 

@@ -61,7 +61,8 @@ class BlockedRatings:
         (working user row, a random 20-bit key per rating, input position), then the block's
         halves interleaved. Host ratings go through the compiled counting sort
         (``_datapath.layout``, ``n_threads`` threads, default all usable cores; the same layout
-        at any count), device ratings through two stable sorts, which give the same layout.
+        at any count; it draws the keys run by run), device ratings through two stable sorts,
+        which give the same layout.
         No sort key packs two fields, so nothing overflows for any ``G <= 4096`` and up to
         2^42 users or items.
         """
@@ -70,16 +71,17 @@ class BlockedRatings:
         nnz = users.shape[0]
         # A random relabelling balances popular users and items across the contiguous blocks.
         user_rows, item_rows = _random_rows(n_users, rng), _random_rows(n_items, rng)
-        keys = rng.integers(0, 1 << 20, nnz, dtype=np.uint32)
         compiled = _compiled_layout() if xp is np else None
         if compiled is not None:
+            # The compiled layout draws the keys run by run as it deals the ratings (all nnz
+            # keys at once would be its largest temporary): the same keys as one draw.
             users, items, ratings, block_ptr = compiled(
                 np.ascontiguousarray(users), np.ascontiguousarray(items),
-                np.ascontiguousarray(ratings), user_rows, item_rows, g, keys,
-                n_threads or usable_cores())
+                np.ascontiguousarray(ratings), user_rows, item_rows, g,
+                lambda n: tie_keys(rng, n), n_threads or usable_cores())
         else:
             users, items, ratings, block_ptr = _sorted_layout(
-                xp, users, items, ratings, user_rows, item_rows, g, xp.asarray(keys))
+                xp, users, items, ratings, user_rows, item_rows, g, xp.asarray(tie_keys(rng, nnz)))
         return cls(users, items, ratings, block_ptr, g, user_rows, item_rows)
 
     def to_working_order(self, state: dict[str, np.ndarray],
@@ -144,6 +146,14 @@ def _sorted_layout(xp, users, items, ratings, user_rows, item_rows, g, keys):
     order = interleaved
     return (xp.ascontiguousarray(users[order]), xp.ascontiguousarray(items[order]),
             xp.ascontiguousarray(ratings[order]), block_ptr)
+
+
+def tie_keys(rng, n: int) -> np.ndarray:
+    """The next ``n`` tie-break keys, uint32[n] in [0, 2^20). Each key takes exactly 32 random
+    bits (a power-of-two range is never rejected) and NumPy keeps a spare half of a 64-bit draw
+    in the generator's state, so draws of n1, n2, ... keys give the keys of one draw of
+    n1 + n2 + ... and leave the generator in the same state."""
+    return rng.integers(0, 1 << 20, n, dtype=np.uint32)
 
 
 def _compiled_layout():

@@ -203,8 +203,9 @@ with ``g`` the summed gradient of each distinct row (arguments as ``sparse_adam_
 
 NCF_LAYOUT_DOC = """Layouts shared by the NCF kernels (GMF, MLP and NeuMF are one network):
 
-user_emb : T[n_users, d], item_emb : T[n_items, d], d = n_gmf + n_mlp. Columns [0, n_gmf) are
-           the GMF embedding, [n_gmf, d) the MLP embedding.
+user_emb : T[n_users, w], item_emb : T[n_items, w], w = d or d + 1, d = n_gmf + n_mlp. Columns
+           [0, n_gmf) are the GMF embedding, [n_gmf, d) the MLP embedding; with w = d + 1,
+           column d is the joint model's rating bias (b_u, b_i), which the network ignores.
 layers   : int64[n_widths] MLP widths; layers[0] = 2 * n_mlp (the concatenated user and item MLP
            embeddings), layers[l] the output width of dense layer l (ReLU). Empty: no MLP tower
            (GMF). n_gmf = 0: no GMF branch (MLP).
@@ -216,6 +217,10 @@ logit    : z = h . [p_u * q_i (GMF part) ; mlp_L] + b_out, with
 cache    : T[B * (n_gmf + sum(layers))], block-major: gmf [B, n_gmf], then mlp_0 [B, layers[0]],
            ..., mlp_L [B, layers[-1]], each block a C-contiguous matrix.
 loss     : 0 = binary cross-entropy with logits (targets in [0, 1]); 1 = squared error (z - y)^2.
+rating   : the joint model's term, added to the loss of a row with a rating r and weight w > 0:
+           w ((mu + b_u + b_i + p_u . q_i - r)^2 + reg (|p_u|^2 + |q_i|^2 + b_u^2 + b_i^2))
+           (p, q the GMF columns, b the bias column; needs w = d + 1). It trains the GMF and
+           bias columns only.
 optimizer: an OPTIMIZERS code: Adam (lazy on embedding rows), Adagrad or SGD (optim.h).
 Math of the activations and losses: ``csrc/include/fastrec/ncf.h``.
 """
@@ -238,17 +243,22 @@ Backward pass of the mini-batch whose forward pass filled ``cache`` and ``logits
 targets    : T[B]       labels (BCE) or ratings (squared error)
 loss       : int        0 BCE with logits, 1 squared error
 dense_grad : T[n_dense] written: gradient of the mean loss over the batch
-user_grads : T[B, d]    written: gradient of the mean loss w.r.t. the user row of each position
-item_grads : T[B, d]    written: the same for the item rows
-Returns the summed (not mean) loss of the batch. Inputs other than the outputs are unchanged.
+user_grads : T[B, w]    written: gradient of the mean loss w.r.t. the user row of each position
+item_grads : T[B, w]    written: the same for the item rows
+ratings, rating_weights : T[B] or None (keywords)  the rating term of each row (weight 0: none),
+             around the global mean ``rating_mean`` with penalty ``rating_reg`` (NCF_LAYOUT_DOC);
+             both or neither
+Returns the summed (not mean) loss of the batch, the rating term's included. Inputs other than
+the outputs are unchanged.
 """
 
 NCF_TRAIN_EPOCH_DOC = """ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr,
                 seen_indices, order, n_negatives, seed, epoch, user_emb, item_emb, dense,
                 layers, n_gmf, loss, optimizer, lr, beta1, beta2, eps, step, dense_state1,
                 dense_state2,
-                user_state1, user_state2, item_state1, item_state2, batch_size, n_threads=1)
-    -> float
+                user_state1, user_state2, item_state1, item_state2, batch_size, n_threads=1,
+                ratings=None, rating_weight=0.0, rating_mean=0.0, rating_reg=0.0,
+                nonnegative=False) -> float
 
 A whole training epoch: sampling, batching, forward, backward and optimiser steps.
 
@@ -267,6 +277,10 @@ user_emb, item_emb, dense : modified in place
 *_state1, *_state2 : optimiser state shaped like dense / user_emb / item_emb, modified in place
                (Adam: moments; Adagrad: accumulator in state1; SGD: unused)
 step         : Adam steps taken before this epoch; batch b uses step + b + 1
+ratings      : T[P] or None  the joint model's explicit ratings of the positives: each positive
+               slot gets the rating term with weight ``rating_weight`` around ``rating_mean``,
+               penalty ``rating_reg`` (NCF_LAYOUT_DOC; negatives get none)
+nonnegative  : after each step the GMF columns of the rows it updated are set to max(0, .)
 Each batch: forward, backward (mean loss), then one optimiser step of the dense vector and one
 lazy step of each distinct user and item row of the batch (duplicates summed).
 Returns the summed loss of every sample, measured in its batch's forward pass. Results do not
@@ -696,10 +710,10 @@ def check_ncf_net(user_emb, item_emb, dense, layers, n_gmf) -> None:
     if n_gmf < 0 or (n_gmf == 0 and not widths):
         raise ContractError("the network needs n_gmf > 0 or MLP layers")
     check_array("user_emb", user_emb, dtype, 2)
-    check_array("item_emb", item_emb, dtype, 2, (item_emb.shape[0], n_gmf + n_mlp))
-    if user_emb.shape[1] != n_gmf + n_mlp:
+    if user_emb.shape[1] not in (n_gmf + n_mlp, n_gmf + n_mlp + 1):
         raise ContractError(f"embedding rows must have n_gmf + layers[0] / 2 = {n_gmf + n_mlp}"
-                            f" columns, got {user_emb.shape[1]}")
+                            f" columns (+ 1 rating bias), got {user_emb.shape[1]}")
+    check_array("item_emb", item_emb, dtype, 2, (item_emb.shape[0], user_emb.shape[1]))
     weights = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=False))
     last = widths[-1] if widths else 0
     check_array("dense", dense, dtype, 1, (weights + n_gmf + last + 1,))

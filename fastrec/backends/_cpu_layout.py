@@ -9,6 +9,9 @@ import numpy as np
 
 # NMF ranks the register-blocked kernels hold in vector registers (csrc/include/fastrec/nmf_cpu.h).
 NMF_VECTOR_RANKS = (16, 32, 48, 64, 96, 128)
+# From this rank on, the Frobenius full mode's dense products (Gram matrices, denominators) go
+# through BLAS instead of the register-blocked and generic loops (nmf_cpu.h, "Large ranks").
+NMF_BLAS_MIN_RANK = NMF_VECTOR_RANKS[-1] + 1
 
 
 def row_width(kind: str, k: int, dtype) -> int:

@@ -88,6 +88,8 @@ class MF:
                  duplicates: str = "raise", verbose: bool = False, client=None):
         store_params(self, locals())
 
+    _PENALTIES = fastrec.MF._PENALTIES  # read by the local rules below
+
     def get_params(self, deep: bool = True) -> dict:
         return {name: getattr(self, name) for name in _PARAMS}
 
@@ -112,6 +114,8 @@ class MF:
             [nnz, 3] of (user, item, rating) triples, or a tuple of three 1-D Dask arrays.
             Partition order is rating order: the fit equals ``fastrec.MF().fit`` on the
             concatenated partitions. Ids are mapped by the cluster; ratings stay on it.
+            Repeated (user, item) pairs, in one partition or several, follow ``duplicates``
+            as locally (checked, or merged, on the cluster before any epoch).
 
         The layout is the local one's sort (block, user, 20 random bits, input position), so
         the equality with the local fit holds for any data. A fit that raises (bad input,
@@ -467,8 +471,12 @@ class RowBlock:
         try:
             return _RESIDENT[self.fit, self.r]
         except KeyError:
-            raise WorkerLostError(f"row block {self.r} of this fit is not on this worker "
-                                  "(it restarted): fit again") from None
+            from distributed import get_worker
+
+            raise WorkerLostError(
+                f"worker {get_worker().address} lost row block {self.r} of this fit (it "
+                "restarted); the fit was abandoned and the estimator keeps its previous "
+                "state. Fit again.") from None
 
 
 def _register_row_block(fit, r, row_block, tables, backend):

@@ -308,8 +308,11 @@ def _unique_pairs(data: Interactions, policy: str) -> Interactions:
         values = data.values[keep]
     else:
         keep = order[starts]
-        total = xp.cumsum(data.values[order].astype(np.float64))
-        values = total[ends - 1] - xp.where(starts > 0, total[starts - 1], 0.0)
+        # Each pair summed on its own: a difference of one running sum would give a pair the
+        # rounding of every value before it.
+        pair = xp.cumsum(first) - 1
+        values = xp.bincount(pair, weights=data.values[order].astype(np.float64),
+                             minlength=len(starts))
         if policy == "mean":
             values = values / (ends - starts)
     place = xp.argsort(keep)

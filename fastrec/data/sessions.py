@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fastrec._array import array_module, is_device_array, to_host
+
 log = logging.getLogger("fastrec")
 
 _SESSION_COLUMNS = ("session_id", "session", "sessionid", "user_id", "user", "userid")
@@ -118,7 +120,10 @@ class Sessions:
     @classmethod
     def from_arrays(cls, session_ids, item_ids, timestamps=None, /, **kwargs) -> Sessions:
         """Parallel arrays of events; ``kwargs`` (e.g. the ``item_ids`` index of a fitted model,
-        ``unknown``) go to :meth:`from_frame`, hence the positional-only arrays."""
+        ``unknown``) go to :meth:`from_frame`, hence the positional-only arrays. CuPy arrays
+        without a fixed item index are grouped on the device (:meth:`_from_device_arrays`)."""
+        if kwargs.get("item_ids") is None and is_device_array(item_ids):
+            return cls._from_device_arrays(session_ids, item_ids, timestamps)
         data = {"session_id": np.asarray(session_ids), "item_id": np.asarray(item_ids)}
         if timestamps is not None:
             data["timestamp"] = np.asarray(timestamps)
@@ -126,6 +131,32 @@ class Sessions:
         if len(lengths) != 1:
             raise ValueError(f"session, item and timestamp arrays differ in length: {lengths}")
         return cls.from_frame(pd.DataFrame(data), **kwargs)
+
+    @classmethod
+    def _from_device_arrays(cls, session_ids, raw_items, timestamps) -> Sessions:
+        """:meth:`from_frame`'s grouping, run where the arrays are (CuPy): events sorted by
+        session id, then time, then stored order; ``items`` stays on the device, the id maps,
+        offsets and start times (one entry per session or item) come to the host."""
+        xp = array_module(raw_items)
+        arrays = [a for a in (session_ids, raw_items, timestamps) if a is not None]
+        if len({a.shape[0] for a in arrays}) != 1 or any(a.ndim != 1 for a in arrays):
+            raise ValueError("session, item and timestamp arrays must be 1-D of one length")
+        n = raw_items.shape[0]
+        sessions, session_code = xp.unique(session_ids, return_inverse=True)
+        keys = [xp.arange(n, dtype=np.float64), session_code.ravel().astype(np.float64)]
+        if timestamps is not None:
+            times = timestamps.astype(np.float64)
+            if not bool(xp.isfinite(times).all()):
+                raise ValueError("timestamps contain NaN or inf")
+            keys.insert(1, times)
+        order = xp.lexsort(xp.stack(keys))
+        code = session_code.ravel()[order]
+        item_ids, items = xp.unique(raw_items[order], return_inverse=True)
+        starts = xp.flatnonzero(xp.concatenate([xp.ones(min(n, 1), bool), code[1:] != code[:-1]]))
+        offsets = np.r_[to_host(starts), n].astype(np.int64)
+        index_dtype = np.int32 if item_ids.shape[0] < 2**31 - 1 else np.int64
+        return cls(items.ravel().astype(index_dtype), offsets, to_host(item_ids), to_host(sessions),
+                   None if timestamps is None else to_host(xp.take(times, order[starts])))
 
     def subset(self, sessions: np.ndarray) -> Sessions:
         """The listed sessions (indices), in the given order."""

@@ -154,9 +154,6 @@ class GRU4Rec(Estimator):
     # -- data -------------------------------------------------------------------------------
     @staticmethod
     def _sessions(X, item_ids=None, unknown="raise") -> Sessions:
-        # The session-parallel schedule is a sequential walk over the sessions: CuPy input is
-        # copied to the host once to build it, whatever the placement.
-        X = host_data(X)
         if isinstance(X, Sessions):
             if item_ids is not None and not np.array_equal(X.item_ids, item_ids):
                 raise ValueError("these Sessions use another item index than the model")
@@ -172,8 +169,10 @@ class GRU4Rec(Estimator):
         """Train on sessions.
 
         X : DataFrame with session id, item id and (optional) timestamp columns, a
-            ``(session_ids, item_ids[, timestamps])`` tuple (numpy or CuPy arrays; CuPy ones
-            are copied to the host to build the schedule), or :class:`fastrec.data.Sessions`.
+            ``(session_ids, item_ids[, timestamps])`` tuple (numpy or CuPy arrays: with
+            ``backend="cuda"`` CuPy events are grouped and laid out on the device, only the
+            per-session offsets and the id maps come to the host; other backends copy them to
+            the host once), or :class:`fastrec.data.Sessions`.
             Events are sorted by session and time; sessions are taken in order of their first
             event (GRU4Rec's time order). Sessions with one event have nothing to predict and
             are skipped.
@@ -190,7 +189,7 @@ class GRU4Rec(Estimator):
         X, validation_data = self._holdout(X, validation_data)
         backend = self._resolve_backend((_KERNEL,))
         place = self._placement(backend)
-        data = self._sessions(X)
+        data = self._sessions(place.inputs(X))
         n_threads = self._n_threads()
         usable = int(np.sum(data.lengths >= 2))
         if usable == 0:
@@ -210,10 +209,12 @@ class GRU4Rec(Estimator):
                              f"bptt={self.bptt}; lower batch_size or bptt")
         validation = None
         if validation_data is not None:
-            validation = self._sessions(validation_data, item_ids=data.item_ids, unknown="drop")
+            validation = self._sessions(host_data(validation_data), item_ids=data.item_ids,
+                                        unknown="drop")
         rng = np.random.default_rng(self.random_state)
         seed = int(rng.integers(0, 2**63 - 1))
-        support = np.bincount(data.items, minlength=data.n_items).astype(np.float64)
+        support = to_host(array_module(data.items).bincount(
+            data.items, minlength=data.n_items)).astype(np.float64)
         prob, alias = alias_table(support ** float(self.sample_alpha), data.items.dtype)
         params = GRU4RecParams.init(data.n_items, int(self.hidden_size), int(self.n_layers),
                                     int(self.embedding_size), dtype, rng)
@@ -247,7 +248,7 @@ class GRU4Rec(Estimator):
     def _split_off(self, X, fraction: float) -> tuple[Sessions, Sessions]:
         """The latest ``fraction`` of the sessions of ``X`` and the others, with one item
         index (the validation part's items are known to the model, if untrained)."""
-        data = self._sessions(X)
+        data = self._sessions(host_data(X))
         fit_sessions, held = next(SessionSplit(test_size=fraction).split(data))
         if fit_sessions.size == 0:
             raise ValueError(f"validation_fraction={fraction} of {data.n_sessions} sessions "
@@ -365,7 +366,7 @@ class GRU4Rec(Estimator):
         check_positive("k", k, integer=True)
         if eval_from not in ("second", "last"):
             raise ValueError("eval_from must be 'second' or 'last'")
-        data = self._sessions(sessions, item_ids=self.item_ids_, unknown="drop")
+        data = self._sessions(host_data(sessions), item_ids=self.item_ids_, unknown="drop")
         keep = np.flatnonzero(data.lengths >= 2)
         data = data.subset(keep[np.argsort(-data.lengths[keep], kind="stable")])
         hits, rr, count = 0, 0.0, 0

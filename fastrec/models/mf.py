@@ -170,8 +170,9 @@ class MF(_SGDModel):
             "user_bias_": np.zeros(data.n_users, dtype),
             "item_bias_": np.zeros(data.n_items, dtype),
         }
-        self.seen_ = seen_matrix(data)
         blocked = self._blocked(backend, data, rng, n_threads)
+        # made after the layout, the largest temporary of the fit, so as not to add to its peak
+        self.seen_ = seen_matrix(data)
         # The kernels see the factor tables in the layout's working row order; the fitted
         # attributes are put back in id order whatever happens (finally below).
         state = blocked.to_working_order(state, backend.row_width("sgd", k, dtype))

@@ -5,6 +5,8 @@ concatenated user and item embeddings through a ReLU tower, NeuMF fuses both in 
 Training is implicit feedback by default (every observed pair is a positive, ``n_negatives``
 uniform unseen items per positive are drawn afresh each epoch, binary cross-entropy), or explicit
 ratings with ``loss="squared"``. A whole epoch is one kernel call (``ncf_train_epoch``).
+:class:`JointNeuMF` adds a biased MF rating loss on the GMF embeddings to NeuMF's implicit loss,
+trained in the same kernel calls, so one model ranks and predicts ratings.
 
 With ``backend="cuda"`` the training data, the weights and the optimiser state go to the GPU once
 and stay there for the whole fit; the fitted arrays stay on the GPU afterwards (``device_``,
@@ -55,6 +57,7 @@ class _NCF(UserItemModel):
     _HAS_GMF = True
     _HAS_MLP = True
     _HOLDOUT = "latest"
+    _JOINT = False  # JointNeuMF: the rating term and the rating bias column
     _HOST_ARRAYS = (*UserItemModel._HOST_ARRAYS, "layers_")  # the widths are read on the host
 
     def __init__(self, n_factors: int = 32, layers=(64, 32, 16, 8), n_epochs: int = 20,
@@ -107,6 +110,15 @@ class _NCF(UserItemModel):
         check_positive("tol", self.tol, allow_zero=True)
         check_positive("eval_k", self.eval_k, integer=True)
         check_positive("n_eval_negatives", self.n_eval_negatives, integer=True)
+        if self._JOINT:
+            check_positive("rating_weight", self.rating_weight, allow_zero=True)
+            check_positive("rating_reg", self.rating_reg, allow_zero=True)
+            if not isinstance(self.nonnegative, (bool, np.bool_)):
+                raise ValueError(f"nonnegative must be True or False, got {self.nonnegative!r}")
+            if self.loss != "bce":
+                raise ValueError(f"{type(self).__name__} fits the ratings with its rating term "
+                                 f"beside the implicit loss: loss must be 'bce', got "
+                                 f"{self.loss!r}")
         return check_dtype(self.dtype)
 
     # -- training ---------------------------------------------------------------------------
@@ -134,6 +146,8 @@ class _NCF(UserItemModel):
 
     def _fit(self, X, validation_data, init_from) -> None:
         dtype = self._validate_params()
+        if self._JOINT:
+            _check_has_ratings(X)
         X, validation_data = self._holdout(X, validation_data)
         n_gmf, layers = self._architecture()
         backend = self._resolve_backend(_KERNELS)
@@ -147,6 +161,12 @@ class _NCF(UserItemModel):
         self.layers_, self.n_gmf_ = layers, n_gmf
         self.user_embeddings_, self.item_embeddings_, self.dense_ = init_params(
             data.n_users, data.n_items, n_gmf, layers, dtype, rng, self.init_std)
+        if self._JOINT:
+            self.rating_mean_ = float(array_module(data.values).mean(data.values,
+                                                                     dtype=np.float64))
+            self.user_embeddings_, self.item_embeddings_ = (
+                _with_bias_column(e, n_gmf, self.nonnegative)
+                for e in (self.user_embeddings_, self.item_embeddings_))
         self._init_from(**init_from)
         check_ncf_net(self.user_embeddings_, self.item_embeddings_, self.dense_, layers, n_gmf)
         self.seen_ = seen_matrix(data)
@@ -299,6 +319,10 @@ class _NCF(UserItemModel):
         if self.user_embeddings_.shape[0] != self.n_users_ or (
                 self.item_embeddings_.shape[0] != self.n_items_):
             raise ValueError("embedding rows do not match the id maps")
+        width = int(self.n_gmf_) + (int(self.layers_[0]) // 2 if len(self.layers_) else 0)
+        if self.user_embeddings_.shape[1] != width + self._JOINT:
+            raise ValueError(f"embedding rows have {self.user_embeddings_.shape[1]} columns, "
+                             f"this model {width + self._JOINT}")
         for name in ("user_embeddings_", "item_embeddings_", "dense_"):
             if not np.isfinite(getattr(self, name)).all():
                 raise ValueError(f"{name} holds NaN or inf")
@@ -323,6 +347,13 @@ class _NCFTrainer(Trainer):
         self.data_arrays = tuple(move(a) for a in (
             xp.ascontiguousarray(data.users), xp.ascontiguousarray(data.items.astype(index_dtype)),
             targets, model.seen_.indptr.astype(np.int64), model.seen_.indices.astype(index_dtype)))
+        self.rating_term = {}
+        if model._JOINT:
+            self.rating_term = {
+                "ratings": move(xp.ascontiguousarray(data.values, dtype=dtype)),
+                "rating_weight": float(model.rating_weight),
+                "rating_mean": model.rating_mean_, "rating_reg": float(model.rating_reg),
+                "nonnegative": bool(model.nonnegative)}
         self.seed = int(rng.integers(0, 2**63))
         self.optimizer_state = OptimizerState.zeros(
             model.user_embeddings_, model.item_embeddings_, model.dense_,
@@ -331,6 +362,9 @@ class _NCFTrainer(Trainer):
         # near-zero initial logits: the logistic loss starts at ln 2, the squared one at E[y^2]
         self.baseline_loss = (math.log(2.0) if model.loss == "bce" else
                               float(xp.mean(xp.square(targets, dtype=np.float64))))
+        if model._JOINT:  # plus the rating term's mean over all slots at zero factors
+            self.baseline_loss += model.rating_weight * float(xp.var(
+                data.values, dtype=np.float64)) / (int(model.n_negatives) + 1)
 
     def state(self) -> dict:
         m = self.model
@@ -346,7 +380,7 @@ class _NCFTrainer(Trainer):
             m.user_embeddings_, m.item_embeddings_, m.dense_, m.layers_, m.n_gmf_,
             LOSSES[m.loss], OPTIMIZERS[m.optimizer], m.learning_rate, m.beta1, m.beta2, self.eps,
             opt.step, opt.dense1, opt.dense2, opt.user1, opt.user2, opt.item1, opt.item2,
-            int(m.batch_size), self.n_threads)
+            int(m.batch_size), self.n_threads, **self.rating_term)
         opt.step += -(-order.shape[0] // int(m.batch_size))
         return total / order.shape[0]
 
@@ -486,6 +520,7 @@ class NeuMF(_NCF):
         if gmf is not None and mf is not None:
             raise ValueError("pass gmf or mf, not both: both initialise the GMF embeddings")
         g, layers = self.n_gmf_, self.layers_
+        mlp_columns = slice(g, g + int(layers[0]) // 2)  # a JointNeuMF has its bias after them
         alpha = float(self.pretrain_alpha)
         out = dense_size(layers, g) - (g + int(layers[-1]) + 1)  # offset of the output layer
         for name, model in (("gmf", gmf), ("mlp", mlp), ("mf", mf)):
@@ -508,8 +543,8 @@ class NeuMF(_NCF):
             if not isinstance(mlp, MLP) or not np.array_equal(mlp.layers_, layers):
                 raise ValueError(f"mlp must be a fitted MLP with layers={layers.tolist()}")
             mlp_dense = to_host(mlp.dense_)
-            self.user_embeddings_[:, g:] = to_host(mlp.user_embeddings_)
-            self.item_embeddings_[:, g:] = to_host(mlp.item_embeddings_)
+            self.user_embeddings_[:, mlp_columns] = to_host(mlp.user_embeddings_)
+            self.item_embeddings_[:, mlp_columns] = to_host(mlp.item_embeddings_)
             self.dense_[:out] = mlp_dense[:out]
             self.dense_[out + g:-1] = (1.0 - alpha) * mlp_dense[out:-1]
         gmf_bias = to_host(gmf.dense_)[-1] if gmf is not None else 0.0
@@ -524,3 +559,84 @@ class NeuMF(_NCF):
                 and np.array_equal(model.item_ids_, self.item_ids_)):
             raise ValueError(f"{name} was fitted on other users/items than this data; "
                              f"pretrained models must share the id maps")
+
+
+class JointNeuMF(NeuMF):
+    """NeuMF and biased matrix factorisation trained on one loss: one model that ranks (the
+    network's implicit-feedback BCE over sampled negatives) and predicts ratings.
+
+    The loss of a mini-batch is NeuMF's plus, for each observed pair (u, i) with rating r,
+    ``rating_weight * ((mu + b_u + b_i + p_u . q_i - r)^2 + rating_reg * (|p_u|^2 + |q_i|^2 +
+    b_u^2 + b_i^2))``, where ``p``, ``q`` are the GMF embeddings the network uses too, ``mu``
+    the training ratings' mean (fixed) and ``b`` the biases (a last column of each embedding
+    row). Both terms are trained in the same kernel
+    calls (``ncf_train_epoch`` with ``ratings``), on every backend.
+
+    Parameters
+    ----------
+    rating_weight : weight of the rating term (>= 0; 0 trains NeuMF's loss alone).
+    rating_reg : L2 penalty of the rating term on the factors and biases of each rated pair
+        (as MF's ``reg``).
+    nonnegative : project ``p`` and ``q`` onto >= 0 after every optimiser step (as NMF's
+        factors; the embeddings then start at ``|N(0, init_std)|``).
+    Others as :class:`NeuMF` (``loss`` must be "bce": the ratings enter through the rating
+    term). The defaults (``n_factors=16``, ``rating_weight=3``, ``rating_reg=0.05``, NeuMF's
+    schedule) were chosen on a validation split of ml-latest-small's training part (each
+    user's latest training rating held out): ``benchmarks/joint_report.py tune``, table in
+    ``benchmarks/results/joint_report.md``.
+
+    ``fit(X, ...)`` needs the ratings as the values of ``X`` (a sparse matrix, a
+    ``(user_ids, item_ids, ratings)`` triple, a DataFrame with ratings or an Interactions);
+    every rated pair is also an implicit positive. Fitted attributes as :class:`NeuMF`, with
+    embedding rows ``[GMF part, MLP part, bias]`` and ``rating_mean_`` (``mu``).
+    :meth:`predict_rating` predicts ratings; :meth:`predict`, :meth:`recommend` and
+    :meth:`score` rank as NeuMF's.
+    """
+
+    _JOINT = True
+    _SCALARS = (*NeuMF._SCALARS, "rating_mean_")
+
+    def __init__(self, n_factors: int = 16, layers=(64, 32, 16, 8), rating_weight: float = 3.0,
+                 rating_reg: float = 0.05, nonnegative: bool = False, n_epochs: int = 20,
+                 batch_size: int = 256, learning_rate: float = 0.001, n_negatives: int = 4,
+                 loss: str = "bce", optimizer: str = "adam", beta1: float = 0.9,
+                 beta2: float = 0.999, eps: float = 1e-8, init_std: float = 0.01,
+                 pretrain_alpha: float = 0.5,
+                 dtype="float32", backend: str = "auto", n_threads: int | None = None,
+                 random_state: int | None = None, early_stopping: bool = False,
+                 validation_fraction: float = 1.0, n_iter_no_change: int = 3,
+                 tol: float = 1e-4, eval_k: int = 10, n_eval_negatives: int = 99,
+                 callbacks=None, duplicates: str = "raise", verbose: bool = False):
+        store_params(self, locals())
+
+    def predict_rating(self, users, items) -> np.ndarray:
+        """Predicted ratings ``mu + b_u + b_i + p_u . q_i`` of the pairs ``(users[j],
+        items[j])`` (original ids), float[n] (numpy, also for a model on the GPU)."""
+        self._check_fitted()
+        users, items = np.atleast_1d(to_host(users)), np.atleast_1d(to_host(items))
+        if users.shape != items.shape:
+            raise ValueError(f"users and items must have the same length, got {users.shape} and "
+                             f"{items.shape}")
+        ids = self._ids()
+        xp = array_module(self.user_embeddings_)
+        p = self.user_embeddings_[xp.asarray(ids.user_index(users))]
+        q = self.item_embeddings_[xp.asarray(ids.item_index(items))]
+        g = int(self.n_gmf_)
+        pred = self.rating_mean_ + p[:, -1] + q[:, -1] + (p[:, :g] * q[:, :g]).sum(axis=1)
+        return to_host(pred.astype(self.dense_.dtype))
+
+
+def _check_has_ratings(X) -> None:
+    """The rating term needs explicit ratings: a (users, items) pair has none."""
+    if isinstance(X, (tuple, list)) and len(X) == 2:
+        raise ValueError("JointNeuMF fits explicit ratings beside the implicit feedback: pass "
+                         "(user_ids, item_ids, ratings), a ratings matrix or a DataFrame with "
+                         "ratings, not (user_ids, item_ids)")
+
+
+def _with_bias_column(embeddings: np.ndarray, n_gmf: int, nonnegative: bool) -> np.ndarray:
+    """The embedding rows with a zero rating-bias column appended (and the GMF columns made
+    non-negative for a non-negative model)."""
+    if nonnegative:
+        embeddings[:, :n_gmf] = np.abs(embeddings[:, :n_gmf])
+    return np.hstack([embeddings, np.zeros((embeddings.shape[0], 1), embeddings.dtype)])

@@ -36,6 +36,13 @@ MODES = ("full", "observed")
 INITS = (None, "random", "nndsvd", "nndsvda", "custom")
 _KERNELS = {"full": ("nmf_update_full", "nmf_loss_full"),
             "observed": ("nmf_update_observed", "nmf_loss_observed")}
+# What n_components=None, alpha_W=None and max_iter=None mean in each mode. Full mode keeps
+# scikit-learn's. Observed mode's were chosen on validation ratings carved out of the training
+# part of ml-latest-small (benchmarks/nmf_observed_tuning.py, results in
+# benchmarks/results/nmf_observed_tuning.md): the best validation RMSE within 50 iterations
+# (the fit-time budget); a full-rank, unpenalised observed model overfits the ratings.
+MODE_DEFAULTS = {"full": {"n_components": None, "alpha_W": 0.0, "max_iter": 200},
+                 "observed": {"n_components": 5, "alpha_W": 0.15, "max_iter": 50}}
 
 
 class NMF(FactorModel):
@@ -43,19 +50,26 @@ class NMF(FactorModel):
 
     Parameters (scikit-learn's names and meanings where they exist)
     ----------
-    n_components : int or None, the rank k (None: min(n_samples, n_features)).
+    n_components : int or None, the rank k (None: min(n_samples, n_features) in full mode,
+        5 in observed mode).
     mode : "full" (every entry of X counts, absent ones are zeros; scikit-learn semantics) or
         "observed" (only stored entries count: ratings; predictions for unseen pairs).
     beta_loss : "frobenius" or "kullback-leibler".
     init : None ("nndsvda" if k <= min(X.shape) else "random"), "random" (sqrt(mean/k)|N(0,1)|),
         "nndsvd", "nndsvda" (NNDSVD, zeros filled with the mean of X), or "custom" (W and H given
         to ``fit``/``fit_transform``).
-    max_iter : int; tol : float, stop when the relative drop of the error over 10 iterations,
-        measured against the initial error, is below ``tol`` (0 disables the test).
-    alpha_W, alpha_H ("same": alpha_W), l1_ratio : penalties. Full mode as scikit-learn:
+    max_iter : int or None (200 in full mode, 50 in observed mode); tol : float, stop when
+        the relative drop of the error over 10 iterations, measured against the initial error,
+        is below ``tol`` (0 disables the test).
+    alpha_W (None: 0 in full mode, 0.15 in observed mode), alpha_H ("same": alpha_W),
+        l1_ratio : penalties. Full mode as scikit-learn:
         W's L1/L2 terms are n_features * alpha_W * l1_ratio and n_features * alpha_W *
         (1 - l1_ratio). Observed mode scales by each row's count of observations instead
         (Surprise's reg_pu * |I_u|), so alpha_W=0.06 matches Surprise's reg_pu=0.06.
+        Observed mode's defaults (rank 5, alpha_W 0.15, 50 iterations, unbiased) had the best
+        validation RMSE of a sweep on ml-latest-small's training part within 50 iterations
+        (benchmarks/results/nmf_observed_tuning.md, made by benchmarks/nmf_observed_tuning.py);
+        on the held-out 20% they reach a test RMSE of about 0.889, Surprise's NMF defaults 0.92.
     biased, reg_bias : observed Frobenius mode only: prediction mu + b_u + b_i + p_u . q_i, the
         biases set to their exact regularised minimisers each iteration (penalty reg_bias n_u).
     random_state : int or None; dtype : float32 (default) or float64.
@@ -94,8 +108,9 @@ class NMF(FactorModel):
     _SCALARS = (*FactorModel._SCALARS, "rating_mean_", "reconstruction_err_", "n_iter_")
 
     def __init__(self, n_components: int | None = None, *, mode: str = "full",
-                 beta_loss: str = "frobenius", init: str | None = None, max_iter: int = 200,
-                 tol: float = 1e-4, alpha_W: float = 0.0, alpha_H="same", l1_ratio: float = 0.0,
+                 beta_loss: str = "frobenius", init: str | None = None,
+                 max_iter: int | None = None, tol: float = 1e-4, alpha_W: float | None = None,
+                 alpha_H="same", l1_ratio: float = 0.0,
                  biased: bool = False, reg_bias: float = 0.02, random_state: int | None = None,
                  dtype="float32", backend: str = "auto", n_threads: int | None = None,
                  early_stopping: bool = False, n_iter_no_change: int = 10, callbacks=None,
@@ -111,9 +126,11 @@ class NMF(FactorModel):
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         if self.n_components is not None:
             check_positive("n_components", self.n_components, integer=True)
-        check_positive("max_iter", self.max_iter, integer=True)
+        if self.max_iter is not None:
+            check_positive("max_iter", self.max_iter, integer=True)
         check_positive("tol", self.tol, allow_zero=True)
-        check_positive("alpha_W", self.alpha_W, allow_zero=True)
+        if self.alpha_W is not None:
+            check_positive("alpha_W", self.alpha_W, allow_zero=True)
         if self.alpha_H != "same":
             check_positive("alpha_H", self.alpha_H, allow_zero=True)
         check_positive("l1_ratio", self.l1_ratio, allow_zero=True)
@@ -157,12 +174,24 @@ class NMF(FactorModel):
 
     def _alphas(self) -> tuple[float, float, float, float]:
         """(l1_W, l2_W, l1_H, l2_H) before scaling by n_features / n_samples or row counts."""
-        alpha_h = self.alpha_W if self.alpha_H == "same" else self.alpha_H
+        alpha_w = self.alpha_W
+        if alpha_w is None:
+            alpha_w = MODE_DEFAULTS.get(self.mode, MODE_DEFAULTS["full"])["alpha_W"]
+        alpha_h = alpha_w if self.alpha_H == "same" else self.alpha_H
         r = float(self.l1_ratio)
-        return self.alpha_W * r, self.alpha_W * (1 - r), alpha_h * r, alpha_h * (1 - r)
+        return alpha_w * r, alpha_w * (1 - r), alpha_h * r, alpha_h * (1 - r)
+
+    def _max_iter(self) -> int:
+        if self.max_iter is None:
+            return MODE_DEFAULTS[self.mode]["max_iter"]
+        return int(self.max_iter)
 
     def _n_components(self, shape) -> int:
-        k = min(shape) if self.n_components is None else int(self.n_components)
+        k = self.n_components
+        if k is None:
+            k = MODE_DEFAULTS[self.mode]["n_components"]
+            k = min(shape) if k is None else min(k, min(shape))
+        k = int(k)
         if k > min(shape):
             raise ValueError(f"n_components={k} exceeds min(n_samples, n_features)="
                              f"{min(shape)} of X with shape {shape}")
@@ -239,10 +268,14 @@ class NMF(FactorModel):
         trainer = MUTrainer(backend, x, w, ht, bu, bi, self.global_mean_, beta, self.mode,
                             bool(self.biased), self._penalty(x.shape), float(self.tol), True,
                             n_threads, self.verbose, f"NMF[{backend.name}]", validation)
-        history = self._train(trainer, int(self.max_iter), backend.name,
+        max_iter = self._max_iter()
+        history = self._train(trainer, max_iter, backend.name,
                               lambda: self._finish_fit(trainer, k))
-        if history.n_epochs == int(self.max_iter) and self.tol > 0 and not self.early_stopping:
-            _warn_not_converged(int(self.max_iter))
+        # Observed mode's default budget is a chosen iteration count, not a cap to warn about.
+        budget_given = self.mode == "full" or self.max_iter is not None
+        if (history.n_epochs == max_iter and self.tol > 0 and not self.early_stopping
+                and budget_given):
+            _warn_not_converged(max_iter)
         return _where_input_is(self.user_factors_, X)
 
     def _finish_fit(self, trainer: MUTrainer, k: int) -> None:
@@ -342,7 +375,7 @@ class NMF(FactorModel):
         trainer = MUTrainer(backend, x, w, ht, bu, bi, self.global_mean_, beta, self.mode,
                             bool(self.biased), self._penalty((n, x.shape[1])), float(self.tol),
                             False, self._n_threads(), False, "NMF transform")
-        fit_epochs(trainer, int(self.max_iter))
+        fit_epochs(trainer, self._max_iter())
         return array_module(w).ascontiguousarray(w[:, :k]), bu
 
     def _predict_indices(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:

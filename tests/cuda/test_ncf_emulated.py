@@ -171,7 +171,8 @@ def test_negatives_are_the_reference_draws(modules, index_dtype):
         (3,), (256,),
         (pos_users, pos_items, np.ones(12), indptr, indices, slots, np.int64(slots.shape[0]),
          np.int64(n_negatives), np.uint64(2**63 + 5), np.int64(3), user_emb, item_emb,
-         np.int64(n_items), np.int64(3), np.int64(0), b_users, b_items, b_targets, gmf, gmf))
+         np.int64(n_items), np.int64(3), np.int64(0), np.int64(3), np.int32(0), np.ones(12),
+         np.float64(0), b_users, b_items, b_targets, b_targets, b_targets, gmf, gmf))
     drawn = ref.draw_negatives(pos_users, indptr, indices, n_items, n_negatives, 2**63 + 5, 3)
     expected = np.concatenate([pos_items[:, None], drawn], axis=1).ravel()
     np.testing.assert_array_equal(b_items, expected)

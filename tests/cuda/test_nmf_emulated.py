@@ -112,9 +112,11 @@ def test_losses_match_reference(nmf_module, beta, dtype, order):
         np.testing.assert_allclose(observed, expected, rtol=rtol)
 
 
-@pytest.mark.parametrize("k", [1, 16, 33, 70])
+@pytest.mark.parametrize("k", [1, 16, 33, 70, 256])
 def test_ranks_around_the_warp_width(nmf_module, k):
-    """One, part of, exactly and more than a warp of factors per row (lanes own f, f + 32)."""
+    """One, part of, exactly and more than a warp of factors per row (lanes own f, f + 32),
+    and a large rank (8 factors per lane; the Frobenius Gram matrix and denominators W (H H^T)
+    are the launcher's GEMMs, cuBLAS on a device, at every rank)."""
     problem = make_nmf_problem(seed=k, k=k, n_rows=12, n_cols=10, density=0.5)
     csr, factors, other, bias, other_bias = problem
     for beta in (2, 1):

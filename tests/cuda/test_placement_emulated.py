@@ -5,8 +5,7 @@ device arrays; host input is prepared on the host and its arrays go to the devic
 The backend here is a ``cuda`` whose kernels are the numpy reference's, run on the emulator's
 device arrays after checking that every array argument is one (the kernels' own emulation is
 tested in the other ``tests/cuda`` modules): what is under test is where the models put their
-arrays, not the kernels. GRU4Rec builds its session schedule on the host (a sequential walk),
-so it is not in this battery.
+arrays, not the kernels.
 """
 
 from __future__ import annotations
@@ -77,8 +76,20 @@ def _ratings(seed=0, n_users=14, n_items=11, nnz=70):
             rng.uniform(1, 5, nnz).round(1))
 
 
+def _sessions(seed=0, n_sessions=30, n_items=9):
+    """(session_ids, item_ids, timestamps) of sessions of 1-5 events, shuffled."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 6, n_sessions)
+    sessions = np.repeat(rng.permutation(n_sessions) * 5 + 2, lengths)
+    times = np.repeat(rng.uniform(0, 100, n_sessions), lengths) + np.concatenate(
+        [np.arange(n) for n in lengths])
+    shuffle = rng.permutation(sessions.shape[0])
+    return (sessions[shuffle], rng.integers(0, n_items, sessions.shape[0])[shuffle] * 4 + 1,
+            times[shuffle])
+
+
 def _families():
-    from fastrec import GMF, MF, NMF, SVDpp
+    from fastrec import GMF, MF, NMF, GRU4Rec, SVDpp
 
     ratings = _ratings()
     dense = np.zeros((14, 11))
@@ -97,6 +108,9 @@ def _families():
                      "fit_transform", dense, "nmf_update_full", "components_"),
         "NCF": (lambda b: GMF(n_factors=3, n_epochs=2, batch_size=16, backend=b, **common),
                 "fit", ratings[:2], "ncf_train_epoch", "user_embeddings_"),
+        "GRU4Rec": (lambda b: GRU4Rec(hidden_size=4, n_epochs=2, batch_size=4, bptt=2,
+                                      n_sample=3, backend=b, **common),
+                    "fit", _sessions(), "gru4rec_train_epoch", "output_table_"),
     }
 
 
@@ -129,3 +143,24 @@ def test_host_input_goes_to_the_device_once(device_backend, family):
     first_data_arrays = range(3)  # ratings/indices first in every contract function
     for position in first_data_arrays:
         assert len({id(arrays[position]) for arrays in calls}) <= per_epoch, position
+
+
+@pytest.mark.parametrize("with_times", [True, False])
+def test_sessions_grouped_on_the_device_equal_the_host_grouping(device_backend, with_times):
+    """Ties in time keep the stored order, as the host grouping does."""
+    from fastrec.data import Sessions
+
+    sessions, items, times = _sessions(seed=3)
+    times = np.floor(times / 3)  # ties inside sessions
+    host_args = (sessions, items, times) if with_times else (sessions, items)
+    expected = Sessions.from_arrays(*host_args)
+    got = Sessions.from_arrays(*(_pinned(a) for a in host_args))
+    assert isinstance(got.items, DeviceArray)
+    np.testing.assert_array_equal(got.items, expected.items)
+    assert got.items.dtype == expected.items.dtype
+    for name in ("offsets", "item_ids", "session_ids", "start_times"):
+        want, have = getattr(expected, name), getattr(got, name)
+        assert (want is None) == (have is None), name
+        if want is not None:
+            assert type(have) is np.ndarray, name
+            np.testing.assert_array_equal(have, want, err_msg=name)

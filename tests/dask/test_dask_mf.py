@@ -196,3 +196,21 @@ def test_killed_worker_gives_an_error_naming_it(client, ratings):
         killer.join()
     assert not hasattr(model, "user_factors_")
     client.wait_for_workers(2, timeout=60)
+
+
+def test_row_blocks_lost_without_the_worker_leaving(client, ratings):
+    """A worker that keeps its address but loses the row blocks it holds in memory (say it
+    restarted on a fixed port) ends the fit with WorkerLostError naming it, never silently."""
+    def forget_all():
+        from fastrec.dask import _mf
+
+        _mf._RESIDENT.clear()
+
+    def wipe(epoch, metrics):
+        client.run(forget_all)
+
+    model = fastrec.dask.MF(n_factors=4, n_epochs=3, n_blocks=2, client=client, random_state=0,
+                            callbacks=[wipe])
+    with pytest.raises(fastrec.dask.WorkerLostError, match=r"worker tcp://\S+ lost row block"):
+        model.fit(dd.from_pandas(ratings, npartitions=2))
+    assert not hasattr(model, "user_factors_")

@@ -42,6 +42,34 @@ def test_layout_matches_sorted_definition_at_any_thread_count(index, dtype, g):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_layout_drawing_keys_run_by_run_is_the_one_draw_layout(threads):
+    """Runs of 1000 ratings per thread: the keys come in many draws, of odd sizes at the end,
+    and give the layout of one draw, leaving the generator where one draw leaves it."""
+    n_users, n_items, g = 300, 120, 4
+    users, items, values = ratings(n_users, n_items, 30_001)
+    expected = sorted_layout(users, items, values, n_users, n_items, g, seed=7)
+    rng = np.random.default_rng(7)
+    user_rows = sgd_schedule._random_rows(n_users, rng)
+    item_rows = sgd_schedule._random_rows(n_items, rng)
+    sizes = []
+
+    def draw(n):
+        sizes.append(n)
+        return sgd_schedule.tie_keys(rng, n)
+
+    got = _datapath.layout(users, items, values, user_rows, item_rows, g, draw, threads,
+                           piece=1000)
+    assert len(sizes) == -(-31 // threads) and sum(sizes) == 30_001
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+    reference = np.random.default_rng(7)
+    sgd_schedule._random_rows(n_users, reference)
+    sgd_schedule._random_rows(n_items, reference)
+    sgd_schedule.tie_keys(reference, 30_001)
+    assert rng.random() == reference.random()
+
+
 def test_layout_has_ties_to_break():
     """The comparison above is only meaningful if equal keys occur inside a (block, user) run."""
     users, items, _ = ratings(300, 120, 30_000)

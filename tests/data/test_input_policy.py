@@ -75,6 +75,14 @@ def test_merged_entries_keep_input_order_and_timestamps():
     assert last.timestamps.tolist() == [30, 40, 50]
 
 
+def test_a_merged_pair_carries_no_rounding_from_other_pairs():
+    # A huge rating on an earlier pair must not leak rounding into a later pair's sum.
+    users, items = [0, 0, 1, 1], [0, 0, 0, 0]
+    values = np.array([1e17, 1e17, 0.1, 0.2])
+    data = Interactions.from_ids(users, items, values, duplicates="mean", dtype=np.float64)
+    assert data.values.tolist() == [1e17, (0.1 + 0.2) / 2]
+
+
 def test_unknown_policy_is_refused():
     with pytest.raises(ValueError, match="duplicates must be one of"):
         Interactions.from_any(as_kind("tuple"), duplicates="first")

@@ -19,7 +19,17 @@ import pytest
 import scipy.sparse as sp
 from numpy.testing import assert_array_equal
 
-from fastrec import GMF, MF, MLP, NMF, GRU4Rec, ModelFileError, NeuMF, NotFittedError
+from fastrec import (
+    GMF,
+    MF,
+    MLP,
+    NMF,
+    GRU4Rec,
+    JointNeuMF,
+    ModelFileError,
+    NeuMF,
+    NotFittedError,
+)
 from fastrec.backends import BackendUnavailable
 from tests.conftest import backend_or_skip
 from tests.cuda.helpers import gpu_unavailable_reason
@@ -51,6 +61,13 @@ def ratings():
 def interactions():
     users, items = np.nonzero(POSITIVE)
     return users, items
+
+
+def rated_interactions():
+    """The positives with ratings (4 or 5 by item parity): JointNeuMF's implicit positives and
+    explicit targets."""
+    users, items = np.nonzero(POSITIVE)
+    return users, items, 4.0 + items % 2
 
 
 def counts():
@@ -108,6 +125,12 @@ FAMILIES = {
        for name, cls, arch in (("GMF", GMF, {"n_factors": 1}),
                                ("MLP", MLP, {"layers": (16, 8)}),
                                ("NeuMF", NeuMF, {"n_factors": 1, "layers": (4, 2)}))},
+    "JointNeuMF": Family(lambda **kw: JointNeuMF(**{
+        **dict(n_epochs=30, learning_rate=0.02, batch_size=64, init_std=0.1, n_factors=1,
+               layers=(4, 2), rating_weight=0.1), **kw}),
+        rated_interactions, ("ncf_train_epoch",),
+        bad_data=((np.array([0]), np.array([1]), np.array([np.nan])),
+                  (np.array([0]), np.array([1])))),
     "GRU4Rec": Family(lambda **kw: GRU4Rec(hidden_size=16, n_sample=8, batch_size=8,
                                            n_epochs=8, learning_rate=0.2,
                                            early_stopping=False, **kw),

@@ -39,7 +39,7 @@ def _cases(ratings, sessions):
     return {
         "MF": (MF(n_factors=24, n_epochs=60, learning_rate=0.05, reg=0.0, lr_decay=0.0,
                   random_state=0, n_threads=1), train, test, rmse),
-        "NMF": (NMF(24, mode="observed", max_iter=300, tol=1e-3, random_state=0),
+        "NMF": (NMF(24, mode="observed", max_iter=300, tol=1e-3, alpha_W=0.0, random_state=0),
                 nmf_train, nmf_test, lambda m: -m.score(nmf_test)),
         "GMF": (GMF(n_factors=16, n_epochs=40, learning_rate=0.05, random_state=0,
                     n_eval_negatives=30), train, test, None),

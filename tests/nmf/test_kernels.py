@@ -54,6 +54,32 @@ def test_update_full_matches_reference(name, dtype, beta, k):
 
 @pytest.mark.parametrize("name", BACKENDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_rank_blas_path_matches_reference(name, dtype):
+    """From NMF_BLAS_MIN_RANK on, the Frobenius Gram matrices and denominators are BLAS products
+    (syrk per chunk of rows, GEMM per task); the update, the loss and every thread count agree
+    with the reference. 1,100 rows: two Gram chunks and nine tasks."""
+    from fastrec.backends._cpu_layout import NMF_BLAS_MIN_RANK
+
+    backend = backend_or_skip(name, *KERNELS)
+    k = NMF_BLAS_MIN_RANK + 1
+    (rows, cols), w, ht, _ = problem(dtype, k=k, n=1100, m=40)
+    for csr, f, o in ((rows, w, ht), (cols, ht, w)):
+        expected = f.copy()
+        ref.nmf_update_full(*csr, expected, o, 2, 0.3, 0.7)
+        results = []
+        for n_threads in (1, 2, 3):
+            got = f.copy()
+            backend.nmf_update_full(*csr, got, o, 2, 0.3, 0.7, n_threads)
+            results.append(got)
+        np.testing.assert_allclose(results[0], expected, **tolerance(dtype))
+        for other in results[1:]:
+            np.testing.assert_array_equal(other, results[0])
+    got = backend.nmf_loss_full(*rows, w, ht, 2, 2)
+    assert got == pytest.approx(ref.nmf_loss_full(*rows, w, ht, 2), rel=tolerance(dtype)["rtol"])
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("beta", "biased"), [(2, False), (2, True), (1, False)])
 @pytest.mark.parametrize("k", [5, 16])
 def test_update_observed_matches_reference(name, dtype, beta, biased, k):
@@ -126,8 +152,9 @@ def test_scalar_parity_cython_numba(dtype, shims):
         np.testing.assert_array_equal(got, expected, err_msg=fname)
 
 
-# Every rank class: the generic path (5, 20, 70) and each register-resident rank.
-ALL_RANKS = [5, 16, 20, 32, 48, 64, 70, 96, 128]
+# Every rank class: the generic path (5, 20, 70), each register-resident rank and the BLAS path
+# (130: the same SciPy BLAS calls from both backends).
+ALL_RANKS = [5, 16, 20, 32, 48, 64, 70, 96, 128, 130]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -136,8 +163,9 @@ def test_full_mode_cython_equals_numba_bit_for_bit(dtype, k):
     """Both CPU backends compute the full-mode updates in the same order: numerators as one
     chain per row in entry order, dot products in sgd_lane_dot's 16-lane order, and the
     Frobenius products (Gram matrices, denominators, numerators) as fused multiply-add chains
-    (csrc/include/fastrec/nmf_cpu.h, "Fused products"): they agree bit for bit at every rank
-    (generic and register-resident paths) and dtype, both losses."""
+    (csrc/include/fastrec/nmf_cpu.h, "Fused products") or, at BLAS ranks, the same BLAS calls:
+    they agree bit for bit at every rank (generic, register-resident and BLAS paths) and dtype,
+    both losses."""
     cy, nb = backend_or_skip("cython"), backend_or_skip("numba")
     rng = np.random.default_rng(k)
     x = sp.random(150, 90, density=0.1, format="csr", random_state=k, dtype=dtype)

@@ -76,7 +76,7 @@ def test_observed_mode_learns_planted_signal(backend):
     backend_or_skip(backend, "nmf_update_observed")
     users, items, ratings = planted_ratings()
     cut = int(0.85 * users.shape[0])
-    model = NMF(3, mode="observed", init="random", max_iter=300, tol=0, random_state=0,
+    model = NMF(3, mode="observed", init="random", max_iter=300, tol=0, alpha_W=0.0, random_state=0,
                 backend=backend, dtype="float64")
     model.fit((users[:cut], items[:cut], ratings[:cut]))
     pred = model.predict(users[cut:], items[cut:])
@@ -211,3 +211,20 @@ def test_bad_input_gets_clear_errors():
         NMF(2, biased=True).fit(x)
     with pytest.raises(ValueError, match="negative entries"):
         NMF(2, mode="observed").fit(([0, 1], [0, 1], [1.0, -2.0]))
+
+
+def test_defaults_depend_on_the_mode():
+    """None means scikit-learn's defaults in full mode (full rank, no penalty, 200 iterations)
+    and the validated ones in observed mode (rank 5, alpha_W 0.15, 50 iterations: a chosen
+    budget, so reaching it is no ConvergenceWarning)."""
+    import warnings
+
+    users, items, ratings = planted_ratings()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        observed = NMF(mode="observed", tol=1e-12, backend="cython").fit((users, items, ratings))
+    assert (observed.n_components_, observed.n_iter_) == (5, 50)
+    assert observed._alphas() == (0.0, 0.15, 0.0, 0.15)
+    full = NMF(tol=0, backend="cython").fit(np.random.default_rng(0).random((12, 7)))
+    assert (full.n_components_, full.n_iter_) == (7, 200)
+    assert full._alphas() == (0.0, 0.0, 0.0, 0.0)

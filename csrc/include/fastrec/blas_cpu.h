@@ -15,10 +15,16 @@ typedef void (*sgemm_fn)(char *, char *, int *, int *, int *, float *, float *, 
                          int *, float *, float *, int *);
 typedef void (*dgemm_fn)(char *, char *, int *, int *, int *, double *, double *, int *,
                          double *, int *, double *, double *, int *);
+typedef void (*ssyrk_fn)(char *, char *, int *, int *, float *, float *, int *, float *, float *,
+                         int *);
+typedef void (*dsyrk_fn)(char *, char *, int *, int *, double *, double *, int *, double *,
+                         double *, int *);
 
 struct Blas {
   sgemm_fn sgemm;
   dgemm_fn dgemm;
+  ssyrk_fn ssyrk;
+  dsyrk_fn dsyrk;
 };
 
 // Row-major C[M, N] = alpha op(A)[M, K] op(B)[K, N] + beta C, as the column-major product
@@ -40,6 +46,26 @@ static inline void gemm_rm(const Blas &blas, bool ta, bool tb, int M, int N, int
   else
     blas.dgemm(&cb, &ca, &N, &M, &K, &alpha, const_cast<T *>(B), &ldb, const_cast<T *>(A), &lda,
                &beta, C, &ldc);
+}
+
+// Upper triangle of the row-major C[N, N] = alpha A^T A + beta C for the row-major A[K, N]: the
+// column-major product A^T (A^T)^T, whose lower triangle is the row-major upper one (half a
+// GEMM's multiply-adds). The strictly lower triangle of C is not touched.
+template <typename T>
+static inline void syrk_upper_rm(const Blas &blas, int N, int K, T alpha, const T *A, int lda,
+                                 T beta, T *C, int ldc) {
+  if (N <= 0) return;
+  if (K <= 0) {
+    for (int i = 0; i < N; ++i)
+      for (int j = i; j < N; ++j)
+        C[(int64_t)i * ldc + j] = beta == T(0) ? T(0) : beta * C[(int64_t)i * ldc + j];
+    return;
+  }
+  char uplo = 'L', trans = 'N';
+  if constexpr (std::is_same<T, float>::value)
+    blas.ssyrk(&uplo, &trans, &N, &K, &alpha, const_cast<T *>(A), &lda, &beta, C, &ldc);
+  else
+    blas.dsyrk(&uplo, &trans, &N, &K, &alpha, const_cast<T *>(A), &lda, &beta, C, &ldc);
 }
 
 }  // namespace fastrec

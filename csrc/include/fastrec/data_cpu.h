@@ -109,11 +109,14 @@ int64_t user_pattern(const I *users, const I *items, int64_t nnz, int64_t n_user
 // G <= 2^20 and up to 2^42 users or items; no key packs several fields.
 //
 // Pass 1 deals the ratings, already in working rows, into the G row blocks straight into the
-// output arrays (a stable counting sort, parallel over contiguous chunks with one histogram
-// each; the keys follow into ``sorted_keys``). A row block's ratings then occupy exactly the
-// output range its blocks will, so pass 2 handles each row block on its own thread in a
-// private buffer: a counting sort by user, a stable one by column block, each (block, user)
-// run by key, then the interleaved write back to the same range.
+// output arrays: a stable counting sort over contiguous pieces of the input, one histogram each
+// (layout_row_counts), then the scatter (layout_deal), the keys following into ``sorted_keys``.
+// The scatter takes a run of pieces at a time with only that run's keys, so the caller can draw
+// the keys run by run instead of holding all nnz of them (the result does not depend on how the
+// pieces are cut or run: the sort is stable). A row block's ratings then occupy exactly the
+// output range its blocks will, so pass 2 (layout_blocks) handles each row block on its own
+// thread in a private buffer: a counting sort by user, a stable one by column block, each
+// (block, user) run by key, then the interleaved write back to the same range.
 template <class I, class T>
 struct LayoutEntry {
     I user;
@@ -122,51 +125,62 @@ struct LayoutEntry {
     T rating;
 };
 
-template <class I, class T>
-void block_layout(const I *users, const I *items, const T *ratings, int64_t nnz,
-                  const int64_t *user_rows, const int64_t *item_rows, int64_t n_users,
-                  int64_t n_items, int64_t grid, const uint32_t *keys, I *out_users,
-                  I *out_items, T *out_ratings, int64_t *block_ptr, uint32_t *sorted_keys,
-                  int n_threads) {
-    using Entry = LayoutEntry<I, T>;
-    const int64_t g = grid;
-    auto first_user = [&](int64_t r) { return (r * n_users + g - 1) / g; };
-    const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(n_threads, nnz / 65536 + 1));
-    std::vector<int64_t> hist(static_cast<size_t>(chunks * g), 0);
-#pragma omp parallel for schedule(static, 1) num_threads(n_threads)
-    for (int64_t t = 0; t < chunks; ++t) {
-        int64_t b, e;
-        chunk_range(nnz, chunks, t, b, e);
-        int64_t *h = hist.data() + t * g;
-        for (int64_t j = b; j < e; ++j) ++h[user_rows[users[j]] * g / n_users];
+// hist (int64[n_pieces * G]) gets each piece's first output position per row block and seg
+// (int64[G + 1]) the row blocks' output ranges; piece p covers input [p * piece, (p+1) * piece).
+template <class I>
+void layout_row_counts(const I *users, int64_t nnz, const int64_t *user_rows, int64_t n_users,
+                       int64_t grid, int64_t piece, int64_t *hist, int64_t *seg,
+                       int n_threads) {
+    const int64_t g = grid, n_pieces = (nnz + piece - 1) / piece;
+    std::fill(hist, hist + n_pieces * g, int64_t(0));
+#pragma omp parallel for schedule(dynamic, 1) num_threads(n_threads)
+    for (int64_t t = 0; t < n_pieces; ++t) {
+        const int64_t e = std::min(nnz, (t + 1) * piece);
+        int64_t *h = hist + t * g;
+        for (int64_t j = t * piece; j < e; ++j) ++h[user_rows[users[j]] * g / n_users];
     }
-    std::vector<int64_t> seg(static_cast<size_t>(g + 1), 0);
-    {
-        int64_t total = 0;
-        for (int64_t r = 0; r < g; ++r) {
-            seg[r] = total;
-            for (int64_t t = 0; t < chunks; ++t) {
-                const int64_t c = hist[t * g + r];
-                hist[t * g + r] = total;
-                total += c;
-            }
+    int64_t total = 0;
+    for (int64_t r = 0; r < g; ++r) {
+        seg[r] = total;
+        for (int64_t t = 0; t < n_pieces; ++t) {
+            const int64_t c = hist[t * g + r];
+            hist[t * g + r] = total;
+            total += c;
         }
-        seg[g] = total;
     }
-#pragma omp parallel for schedule(static, 1) num_threads(n_threads)
-    for (int64_t t = 0; t < chunks; ++t) {
-        int64_t b, e;
-        chunk_range(nnz, chunks, t, b, e);
-        int64_t *cursor = hist.data() + t * g;
-        for (int64_t j = b; j < e; ++j) {
+    seg[g] = total;
+}
+
+// Scatters pieces [first, last) (keys: uint32 of input positions first * piece onwards).
+template <class I, class T>
+void layout_deal(const I *users, const I *items, const T *ratings, int64_t nnz,
+                 const int64_t *user_rows, const int64_t *item_rows, int64_t n_users,
+                 int64_t grid, int64_t piece, int64_t first, int64_t last, const uint32_t *keys,
+                 int64_t *hist, I *out_users, I *out_items, T *out_ratings,
+                 uint32_t *sorted_keys, int n_threads) {
+    const int64_t g = grid, offset = first * piece;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(n_threads)
+    for (int64_t t = first; t < last; ++t) {
+        const int64_t e = std::min(nnz, (t + 1) * piece);
+        int64_t *cursor = hist + t * g;
+        for (int64_t j = t * piece; j < e; ++j) {
             const int64_t u = user_rows[users[j]];
             const int64_t p = cursor[u * g / n_users]++;
             out_users[p] = static_cast<I>(u);
             out_items[p] = static_cast<I>(item_rows[items[j]]);
             out_ratings[p] = ratings[j];
-            sorted_keys[p] = keys[j];
+            sorted_keys[p] = keys[j - offset];
         }
     }
+}
+
+template <class I, class T>
+void layout_blocks(I *out_users, I *out_items, T *out_ratings, const uint32_t *sorted_keys,
+                   int64_t nnz, int64_t n_users, int64_t n_items, int64_t grid,
+                   const int64_t *seg, int64_t *block_ptr, int n_threads) {
+    using Entry = LayoutEntry<I, T>;
+    const int64_t g = grid;
+    auto first_user = [&](int64_t r) { return (r * n_users + g - 1) / g; };
     block_ptr[g * g] = nnz;
 #pragma omp parallel num_threads(n_threads)
     {

@@ -47,6 +47,19 @@ FASTREC_HD T ncf_loss_grad(int kind, T z, T y) {
   return T(2) * (z - y);
 }
 
+// The joint model's rating term on one observed pair: weight * (pred - rating)^2, with
+// pred = mu + b_u + b_i + p_u . q_i over the GMF columns, and its derivative in pred.
+template <typename T>
+FASTREC_HD T ncf_rating_loss(T weight, T pred, T rating) {
+  const T d = pred - rating;
+  return weight * d * d;
+}
+
+template <typename T>
+FASTREC_HD T ncf_rating_grad(T weight, T pred, T rating) {
+  return T(2) * weight * (pred - rating);
+}
+
 // Candidate item of attempt `attempt` for negative `negative` (0-based over all negatives of the
 // epoch: positive p's j-th negative is p * n_negatives + j), uniform over [0, n_items).
 FASTREC_HD int64_t ncf_negative_candidate(uint64_t key, int64_t negative, int64_t attempt,

@@ -1,7 +1,8 @@
 // CPU passes of the NCF family (GMF, MLP, NeuMF): forward and backward over a mini-batch, and a
 // whole training epoch (negative sampling, batching, forward, backward, optimiser steps) in one
 // call. Layouts are documented in fastrec/backends/_contract.py (NCF_LAYOUT_DOC):
-//   embeddings  T[n_rows, d], d = n_gmf + n_mlp; GMF columns first, MLP columns after
+//   embeddings  T[n_rows, stride], GMF columns [0, n_gmf), MLP columns [n_gmf, d),
+//               d = n_gmf + n_mlp; stride = d + 1 adds the joint model's rating bias column
 //   layers      int64[n_widths]: MLP widths, layers[0] = 2 n_mlp; n_widths = 0 means no MLP
 //   dense       T[n_dense]: for each dense layer W (row-major [in, out]) then b [out]; then the
 //               output weights h [n_gmf + last] and its bias
@@ -36,15 +37,19 @@ constexpr int64_t NCF_DENSE_BLOCK = 1024;
 // Shape of a network and the offsets derived from it.
 struct NcfShape {
   int64_t n_gmf, n_mlp, d, n_widths, last, n_dense, cache_width, grad_width, out_offset;
+  int64_t stride;  // embedding row width: d, or d + 1 with the rating bias column
+  int64_t bias;    // column of the rating bias (d), or -1 without one
   int64_t width[NCF_MAX_WIDTHS];
   int64_t w_off[NCF_MAX_WIDTHS];    // dense offset of layer l's W (l >= 1)
   int64_t act_sum[NCF_MAX_WIDTHS];  // sum of widths before block l (cache/grad block offsets)
 
-  NcfShape(const int64_t *layers, int64_t n_widths_, int64_t n_gmf_) {
+  NcfShape(const int64_t *layers, int64_t n_widths_, int64_t n_gmf_, int64_t stride_) {
     n_gmf = n_gmf_;
     n_widths = n_widths_;
     n_mlp = n_widths ? layers[0] / 2 : 0;
     d = n_gmf + n_mlp;
+    stride = stride_;
+    bias = stride > d ? d : -1;
     int64_t off = 0, acc = 0;
     for (int64_t l = 0; l < n_widths; ++l) {
       width[l] = layers[l];
@@ -66,6 +71,16 @@ struct NcfShape {
   int64_t grad_block(int64_t l, int64_t batch) const { return batch * act_sum[l]; }
 };
 
+// The joint model's rating term of a batch (NCF_BACKWARD_DOC): row r carries
+// weights[r] * ((mean + b_u + b_i + p_u . q_i - ratings[r])^2
+//               + reg * (|p_u|^2 + |q_i|^2 + b_u^2 + b_i^2)); ratings == nullptr: no term.
+template <typename T>
+struct NcfRating {
+  const T *ratings;
+  const T *weights;
+  T mean, reg;
+};
+
 // Forward pass of rows [r0, r0 + n) of a batch of `batch` rows.
 template <typename T, typename I>
 static inline void ncf_forward_rows(const Blas &blas, const NcfShape &s, const I *users,
@@ -73,7 +88,7 @@ static inline void ncf_forward_rows(const Blas &blas, const NcfShape &s, const I
                                     const T *user_emb, const T *item_emb, const T *dense,
                                     T *cache, T *logits) {
   if (n <= 0) return;
-  const int64_t g = s.n_gmf, e = s.n_mlp, d = s.d;
+  const int64_t g = s.n_gmf, e = s.n_mlp, d = s.stride;
   T *gmf = cache + r0 * g;
   T *x0 = s.n_widths ? cache + s.cache_block(0, batch) + r0 * 2 * e : nullptr;
   for (int64_t r = 0; r < n; ++r) {
@@ -110,17 +125,19 @@ static inline void ncf_forward_rows(const Blas &blas, const NcfShape &s, const I
 // Backward pass of rows [r0, r0 + n): writes this chunk's whole dense gradient into chunk_grad
 // (T[n_dense]), the rows' embedding gradients into user_grads/item_grads (T[batch, d]) and uses
 // grad_work (T[batch * grad_width], block-major like the cache's MLP blocks) as scratch.
-// Gradients are of (sum of losses) * scale. Returns the rows' summed loss.
+// Gradients are of (sum of losses) * scale, the rating term's included. Returns the rows' summed
+// loss.
 template <typename T, typename I>
 static inline double ncf_backward_rows(const Blas &blas, const NcfShape &s, const I *users,
                                        const I *items, const T *targets, int64_t batch,
                                        int64_t r0, int64_t n, const T *user_emb,
                                        const T *item_emb, const T *dense, const T *cache,
-                                       const T *logits, int loss_kind, T scale, T *grad_work,
-                                       T *chunk_grad, T *user_grads, T *item_grads) {
+                                       const T *logits, int loss_kind, const NcfRating<T> &rating,
+                                       T scale, T *grad_work, T *chunk_grad, T *user_grads,
+                                       T *item_grads) {
   memset(chunk_grad, 0, s.n_dense * sizeof(T));
   if (n <= 0) return 0.0;
-  const int64_t g = s.n_gmf, e = s.n_mlp, d = s.d, last = s.last, L = s.n_widths - 1;
+  const int64_t g = s.n_gmf, e = s.n_mlp, d = s.stride, last = s.last, L = s.n_widths - 1;
   const T *gmf = cache + r0 * g;
   const T *h = dense + s.out_offset;
   T *gh = chunk_grad + s.out_offset;
@@ -141,6 +158,27 @@ static inline double ncf_backward_rows(const Blas &blas, const NcfShape &s, cons
       const T t = dz * h[f];
       ug[f] = t * qi[f];
       ig[f] = t * pu[f];
+    }
+    T user_bias_grad = T(0), item_bias_grad = T(0);
+    if (rating.ratings != nullptr && rating.weights[r0 + r] != T(0)) {
+      const T w = rating.weights[r0 + r], y_r = rating.ratings[r0 + r];
+      T pred = rating.mean + pu[s.bias] + qi[s.bias];
+      for (int64_t f = 0; f < g; ++f) pred += gmf[r * g + f];
+      const T dpred = ncf_rating_grad<T>(w, pred, y_r) * scale;
+      const T dreg = T(2) * w * rating.reg * scale;  // the penalty's gradient per unit weight
+      T squares = pu[s.bias] * pu[s.bias] + qi[s.bias] * qi[s.bias];
+      for (int64_t f = 0; f < g; ++f) {
+        ug[f] += dpred * qi[f] + dreg * pu[f];
+        ig[f] += dpred * pu[f] + dreg * qi[f];
+        squares += pu[f] * pu[f] + qi[f] * qi[f];
+      }
+      loss += (double)(ncf_rating_loss<T>(w, pred, y_r) + w * rating.reg * squares);
+      user_bias_grad = dpred + dreg * pu[s.bias];
+      item_bias_grad = dpred + dreg * qi[s.bias];
+    }
+    if (s.bias >= 0) {
+      ug[s.bias] = user_bias_grad;
+      ig[s.bias] = item_bias_grad;
     }
     for (int64_t j = 0; j < last; ++j) {
       gh[g + j] += dz * act_last[r * last + j];
@@ -179,8 +217,9 @@ template <typename T, typename I>
 FASTREC_NCF_ENTRY void ncf_forward_batch(const Blas &blas, const I *users, const I *items,
                                      int64_t batch, const T *user_emb, const T *item_emb,
                                      const T *dense, const int64_t *layers, int64_t n_widths,
-                                     int64_t n_gmf, T *cache, T *logits, int n_threads) {
-  const NcfShape s(layers, n_widths, n_gmf);
+                                     int64_t n_gmf, int64_t stride, T *cache, T *logits,
+                                     int n_threads) {
+  const NcfShape s(layers, n_widths, n_gmf, stride);
   const int64_t n_chunks = (batch + NCF_CHUNK - 1) / NCF_CHUNK;
 #pragma omp parallel for num_threads(n_threads) schedule(static)
   for (int64_t c = 0; c < n_chunks; ++c)
@@ -194,10 +233,13 @@ template <typename T, typename I>
 FASTREC_NCF_ENTRY double ncf_backward_batch(const Blas &blas, const I *users, const I *items,
                                         const T *targets, int64_t batch, const T *user_emb,
                                         const T *item_emb, const T *dense, const int64_t *layers,
-                                        int64_t n_widths, int64_t n_gmf, const T *cache,
-                                        const T *logits, int loss_kind, T *dense_grad,
+                                        int64_t n_widths, int64_t n_gmf, int64_t stride,
+                                        const T *cache, const T *logits, int loss_kind,
+                                        const T *ratings, const T *rating_weights,
+                                        double rating_mean, double rating_reg, T *dense_grad,
                                         T *user_grads, T *item_grads, int n_threads) {
-  const NcfShape s(layers, n_widths, n_gmf);
+  const NcfShape s(layers, n_widths, n_gmf, stride);
+  const NcfRating<T> rating{ratings, rating_weights, (T)rating_mean, (T)rating_reg};
   const int64_t n_chunks = (batch + NCF_CHUNK - 1) / NCF_CHUNK;
   std::vector<T> grad_work(std::max<int64_t>(batch * s.grad_width, 1));
   std::vector<T> chunk_grads(std::max<int64_t>(n_chunks, 1) * s.n_dense);
@@ -210,7 +252,7 @@ FASTREC_NCF_ENTRY double ncf_backward_batch(const Blas &blas, const I *users, co
       chunk_loss[c] = ncf_backward_rows<T, I>(
           blas, s, users, items, targets, batch, c * NCF_CHUNK,
           std::min(NCF_CHUNK, batch - c * NCF_CHUNK), user_emb, item_emb, dense, cache, logits,
-          loss_kind, scale, grad_work.data(), chunk_grads.data() + c * s.n_dense, user_grads,
+          loss_kind, rating, scale, grad_work.data(), chunk_grads.data() + c * s.n_dense, user_grads,
           item_grads);
 #pragma omp for schedule(static)
     for (int64_t j = 0; j < s.n_dense; ++j) {
@@ -240,23 +282,29 @@ static inline int64_t ncf_draw_negative(uint64_t key, int64_t negative, int64_t 
 }
 
 // A whole epoch; see NCF_TRAIN_EPOCH_DOC in fastrec/backends/_contract.py. Returns the summed
-// loss of every sample, each measured before the step of its batch.
+// loss of every sample, each measured before the step of its batch. pos_ratings (null: no
+// rating term) gives each positive the rating term with weight rating_weight; nonnegative
+// projects the GMF columns of the rows a batch updated onto >= 0 after the step.
 template <typename T, typename I>
 FASTREC_NCF_ENTRY double ncf_train_epoch_cpu(
     const Blas &blas, const I *pos_users, const I *pos_items, const T *pos_targets,
     const int64_t *seen_indptr, const I *seen_indices, const int64_t *order, int64_t n_samples,
     int64_t n_negatives, uint64_t seed, int64_t epoch, T *user_emb, int64_t n_users,
     T *item_emb, int64_t n_items, T *dense, const int64_t *layers, int64_t n_widths,
-    int64_t n_gmf, int loss_kind, int optimizer, double lr, double beta1, double beta2,
+    int64_t n_gmf, int64_t stride, int loss_kind, const T *pos_ratings, double rating_weight,
+    double rating_mean, double rating_reg, int nonnegative, int optimizer, double lr, double beta1, double beta2,
     double eps, int64_t step, T *dense_s1, T *dense_s2, T *user_s1, T *user_s2, T *item_s1,
     T *item_s2, int64_t batch_size, int n_threads) {
-  const NcfShape s(layers, n_widths, n_gmf);
-  const int64_t d = s.d, group = n_negatives + 1;
+  const NcfShape s(layers, n_widths, n_gmf, stride);
+  const int64_t d = s.stride, group = n_negatives + 1;
   const int64_t max_chunks = (batch_size + NCF_CHUNK - 1) / NCF_CHUNK;
   const int64_t n_batches = (n_samples + batch_size - 1) / batch_size;
   const uint64_t key = rng_key(seed, (uint64_t)epoch);
   std::vector<I> b_users(batch_size), b_items(batch_size);
   std::vector<T> b_targets(batch_size), logits(batch_size);
+  std::vector<T> b_ratings(pos_ratings ? batch_size : 0), b_weights(pos_ratings ? batch_size : 0);
+  const NcfRating<T> rating{pos_ratings ? b_ratings.data() : nullptr, b_weights.data(),
+                            (T)rating_mean, (T)rating_reg};
   std::vector<T> cache(batch_size * s.cache_width + 1), grad_work(batch_size * s.grad_width + 1);
   std::vector<T> chunk_grads(max_chunks * s.n_dense);
   std::vector<T> user_grads(batch_size * d + 1), item_grads(batch_size * d + 1);
@@ -286,12 +334,17 @@ FASTREC_NCF_ENTRY double ncf_train_epoch_cpu(
                                                seen_indices, n_items);
           b_targets[r] = T(0);
         }
+        if (pos_ratings) {
+          b_ratings[r] = j == 0 ? pos_ratings[p] : T(0);
+          b_weights[r] = j == 0 ? (T)rating_weight : T(0);
+        }
       }
       ncf_forward_rows<T, I>(blas, s, b_users.data(), b_items.data(), bs, r0, n, user_emb,
                              item_emb, dense, cache.data(), logits.data());
       chunk_loss[c] = ncf_backward_rows<T, I>(
           blas, s, b_users.data(), b_items.data(), b_targets.data(), bs, r0, n, user_emb,
-          item_emb, dense, cache.data(), logits.data(), loss_kind, scale, grad_work.data(),
+          item_emb, dense, cache.data(), logits.data(), loss_kind, rating, scale,
+          grad_work.data(),
           chunk_grads.data() + c * s.n_dense, user_grads.data(), item_grads.data());
     }
     const OptimStep<T> st =
@@ -319,13 +372,19 @@ FASTREC_NCF_ENTRY double ncf_train_epoch_cpu(
     }
 #pragma omp for schedule(static)
     for (int64_t j = 0; j < n_user_rows + n_item_rows; ++j) {
-      if (j < n_user_rows)
+      T *row;
+      if (j < n_user_rows) {
         sparse_apply_row<T, I>(st, user_leaders[j], b_users.data(), user_grads.data(),
                                user_next.data(), d, user_emb, user_s1, user_s2);
-      else
+        row = user_emb + (int64_t)b_users[user_leaders[j]] * d;
+      } else {
         sparse_apply_row<T, I>(st, item_leaders[j - n_user_rows], b_items.data(),
                                item_grads.data(), item_next.data(), d, item_emb, item_s1,
                                item_s2);
+        row = item_emb + (int64_t)b_items[item_leaders[j - n_user_rows]] * d;
+      }
+      if (nonnegative)
+        for (int64_t f = 0; f < s.n_gmf; ++f) row[f] = std::max(row[f], T(0));
     }
   }
   return total;

@@ -7,6 +7,7 @@
 // is CSR over the rows of `factors` (indptr, indices, data).
 #pragma once
 
+#include "fastrec/blas_cpu.h"
 #include "fastrec/nmf.h"
 #include "fastrec/sgd.h"
 #include "fastrec/simd_cpu.h"
@@ -101,6 +102,22 @@ constexpr int NMF_DEN_ROWS = 4;
 // Scratch (elements of T) that nmf_full_rows needs per calling thread at rank k.
 constexpr int64_t nmf_full_scratch(int64_t k) { return (NMF_DEN_ROWS + 1) * k; }
 
+// Frobenius numerator of row r into num[k] (accumulated: the caller zeroes it): the sum of
+// data[n] * other[indices[n]] over the row's stored entries, one multiply-add chain per factor in
+// entry order.
+template <bool FUSED, typename T, typename I>
+FASTREC_NMF_INLINE void nmf_frobenius_numerator(const I *__restrict indptr,
+                                                const I *__restrict indices,
+                                                const T *__restrict data,
+                                                const T *__restrict other, int64_t r, int64_t k,
+                                                T *__restrict num) {
+  for (int64_t n = indptr[r]; n < indptr[r + 1]; ++n) {
+    const T x = data[n];
+    const T *__restrict h = other + (int64_t)indices[n] * k;
+    for (int64_t f = 0; f < k; ++f) num[f] = nmf_madd<FUSED>(x, h[f], num[f]);
+  }
+}
+
 // Full-matrix update of rows [begin, end). beta == 2 (Frobenius): `stats` is the symmetric Gram
 // matrix G [k, k] of other; beta == 1 (KL): other's column sums [k].
 // scratch: T[nmf_full_scratch(k)] owned by the calling thread.
@@ -119,11 +136,7 @@ FASTREC_NMF_INLINE void nmf_full_rows_impl(
       if ((r - begin) % NMF_DEN_ROWS == 0)
         nmf_gram_times_rows_impl<FUSED, T>(w, std::min<int64_t>(NMF_DEN_ROWS, end - r), stats, k,
                                            dens);
-      for (int64_t n = indptr[r]; n < indptr[r + 1]; ++n) {
-        const T x = data[n];
-        const T *__restrict h = other + (int64_t)indices[n] * k;
-        for (int64_t f = 0; f < k; ++f) num[f] = nmf_madd<FUSED>(x, h[f], num[f]);
-      }
+      nmf_frobenius_numerator<FUSED, T, I>(indptr, indices, data, other, r, k, num);
       den = dens + (r - begin) % NMF_DEN_ROWS * k;
     } else {
       for (int64_t n = indptr[r]; n < indptr[r + 1]; ++n) {
@@ -607,6 +620,66 @@ FASTREC_NMF_STATS(double)
 
 #undef FASTREC_NMF_DISPATCH_K
 #undef FASTREC_NMF_CASE
+
+// ---- Large ranks: the Frobenius dense products through BLAS ---------------------------------
+// Above the register-resident ranks the dense products dominate an iteration: the Gram matrix
+// (n k^2 / 2 multiply-adds) and the denominators W G (n k^2) against the sparse numerator's
+// nnz k. The loops above run them at a few GFLOP/s there (rank 610 on a 610 x 9,724 matrix:
+// 3.3 s an iteration); BLAS's blocked kernels run them near peak. So for k above the largest
+// register rank (the callers decide: fastrec/backends/_cpu_layout.py, NMF_BLAS_MIN_RANK) the
+// Gram matrix is a syrk per fixed chunk of rows and the denominators a GEMM per chunk of rows to
+// update, all on the caller's threads with BLAS single-threaded (blas_cpu.h), so the results do
+// not depend on the thread count. The numerator and the step stay the generic path's.
+
+// Upper triangle of the Gram matrix of rows [begin, end) of other [n, k] into out[k * k] (the
+// strictly lower triangle is not written).
+template <typename T>
+static inline void nmf_gram_blas(const Blas &blas, const T *other, int64_t begin, int64_t end,
+                                 int64_t k, T *out) {
+  syrk_upper_rm<T>(blas, (int)k, (int)(end - begin), T(1), other + begin * k, (int)k, T(0), out,
+                   (int)k);
+}
+
+// Frobenius update of rows [begin, end) whose denominators are given: dens [end - begin, k].
+#define FASTREC_NMF_DENS_ROWS(T, I)                                                              \
+  FASTREC_SIMD_VERSIONS(                                                                         \
+      , void, nmf_frobenius_rows_given_dens_clone,                                               \
+      (const I *indptr, const I *indices, const T *data, T *factors, const T *other,             \
+       const T *dens, int64_t begin, int64_t end, int64_t k, T l1, T l2, T *num),                \
+      for (int64_t r = begin; r < end; ++r) {                                                    \
+        T *w = factors + r * k;                                                                  \
+        const T *den = dens + (r - begin) * k;                                                   \
+        for (int64_t f = 0; f < k; ++f) num[f] = T(0);                                           \
+        nmf_frobenius_numerator<simd_has_fma<VB>(), T, I>(indptr, indices, data, other, r, k,    \
+                                                           num);                                 \
+        for (int64_t f = 0; f < k; ++f)                                                          \
+          w[f] = nmf_mu_step<T>(w[f], num[f],                                                    \
+                                nmf_regularised_denominator<T>(den[f], w[f], l1, l2));           \
+      })
+
+FASTREC_NMF_DENS_ROWS(float, int32_t)
+FASTREC_NMF_DENS_ROWS(float, int64_t)
+FASTREC_NMF_DENS_ROWS(double, int32_t)
+FASTREC_NMF_DENS_ROWS(double, int64_t)
+#undef FASTREC_NMF_DENS_ROWS
+
+// Scratch (elements of T) that nmf_frobenius_rows_blas needs per calling thread for `rows` rows.
+constexpr int64_t nmf_blas_scratch(int64_t rows, int64_t k) { return (rows + 1) * k; }
+
+// Frobenius full-mode update of rows [begin, end) at a large rank: their denominators
+// factors[begin:end] G by one GEMM (gram: the full symmetric G [k, k]), then each row's numerator
+// and step. scratch: T[nmf_blas_scratch(end - begin, k)] owned by the calling thread.
+template <typename T, typename I>
+static inline void nmf_frobenius_rows_blas(const Blas &blas, const I *indptr, const I *indices,
+                                           const T *data, T *factors, const T *other,
+                                           const T *gram, int64_t begin, int64_t end, int64_t k,
+                                           T l1, T l2, T *scratch) {
+  const int64_t rows = end - begin;
+  gemm_rm<T>(blas, false, false, (int)rows, (int)k, (int)k, T(1), factors + begin * k, (int)k,
+             gram, (int)k, T(0), scratch, (int)k);
+  nmf_frobenius_rows_given_dens_clone(indptr, indices, data, factors, other, scratch, begin, end,
+                                      k, l1, l2, scratch + rows * k);
+}
 
 // Template entry points (what Cython calls): each forwards to the ISA-dispatched overload.
 template <typename T>

@@ -56,7 +56,8 @@ NAME_EXPRESSIONS: dict[str, tuple[str, ...]] = {
     ),
     "ncf": (
         *(f"fastrec::cuda::{kernel}<{t}, {i}>"
-          for kernel in ("ncf_gather_pairs", "ncf_sample_gather", "ncf_score")
+          for kernel in ("ncf_gather_pairs", "ncf_sample_gather", "ncf_score",
+                         "ncf_project_nonnegative")
           for t in ("float", "double")
           for i in ("int", "long long")),
         *(f"fastrec::cuda::{kernel}<{t}>"

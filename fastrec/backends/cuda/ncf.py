@@ -43,7 +43,8 @@ MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y (the first pass loops over furth
 KERNEL_TEMPLATES = {
     "ncf_gather_pairs": "TI", "ncf_sample_gather": "TI", "ncf_score": "TI",
     "ncf_bias_relu": "T", "ncf_output_grads": "T", "ncf_relu_bias_grad": "T",
-    "ncf_column_sums": "T", "ncf_split_mlp_grads": "T", **optim.KERNEL_TEMPLATES,
+    "ncf_column_sums": "T", "ncf_split_mlp_grads": "T", "ncf_project_nonnegative": "TI",
+    **optim.KERNEL_TEMPLATES,
 }
 
 
@@ -57,10 +58,12 @@ def kernel_expression(name: str, dtype, index_dtype) -> str:
 
 
 class NcfShape(NamedTuple):
-    """A network's widths and the offsets of the flat dense vector (NCF_LAYOUT_DOC)."""
+    """A network's widths and the offsets of the flat dense vector (NCF_LAYOUT_DOC);
+    ``stride``: the embedding row width (d, or d + 1 with the joint model's rating bias)."""
 
     n_gmf: int
     widths: tuple[int, ...]
+    stride: int
 
     @property
     def n_mlp(self) -> int:
@@ -112,8 +115,22 @@ def _host_ints(layers) -> tuple[int, ...]:
     return tuple(int(w) for w in np.asarray(values).ravel())
 
 
-def network_shape(layers, n_gmf) -> NcfShape:
-    return NcfShape(int(n_gmf), _host_ints(layers))
+def network_shape(layers, n_gmf, stride=None) -> NcfShape:
+    """The shape of a network whose embedding rows are ``stride`` wide (default: no rating
+    bias column)."""
+    widths = _host_ints(layers)
+    d = int(n_gmf) + (widths[0] // 2 if widths else 0)
+    return NcfShape(int(n_gmf), widths, d if stride is None else int(stride))
+
+
+class Rating(NamedTuple):
+    """The joint model's rating term of a batch (NCF_BACKWARD_DOC): per-row ratings and
+    weights (device arrays), the global mean and the L2 penalty."""
+
+    ratings: object
+    weights: object
+    mean: float
+    reg: float = 0.0
 
 
 def _row_blocks(rows: int) -> tuple[int]:
@@ -152,16 +169,19 @@ def _mlp_forward(xp, get_kernel, shape: NcfShape, acts, dense, batch: int) -> No
 
 def _score(get_kernel, shape: NcfShape, users, items, targets, user_emb, item_emb, dense,
            blocks, batch, with_logit, with_loss, loss, logits, row_loss, dz, d_last, user_grads,
-           item_grads) -> None:
+           item_grads, rating: Rating | None = None) -> None:
     _, h = shape.dense_views(dense)
     act = blocks[-1] if shape.widths else blocks[0]
     dtype = dense.dtype.type
+    ratings, weights = (logits, logits) if rating is None else rating[:2]
     get_kernel("ncf_score")(
         _row_blocks(batch), (THREADS,),
         (users, items, targets, np.int64(batch), user_emb, item_emb, h, np.int64(shape.n_gmf),
-         np.int64(shape.n_mlp), np.int64(shape.last), blocks[0], act, np.int32(with_logit),
-         np.int32(with_loss), np.int32(loss), dtype(1) / dtype(max(batch, 1)), logits, row_loss,
-         dz, d_last, user_grads, item_grads))
+         np.int64(shape.n_mlp), np.int64(shape.stride), np.int64(shape.last), blocks[0], act,
+         np.int32(with_logit), np.int32(with_loss), np.int32(loss), np.int32(rating is not None),
+         ratings, weights, dtype(0 if rating is None else rating.mean),
+         dtype(0 if rating is None else rating.reg),
+         dtype(1) / dtype(max(batch, 1)), logits, row_loss, dz, d_last, user_grads, item_grads))
 
 
 def _mlp_backward(xp, get_kernel, shape: NcfShape, blocks, grads, dense, dense_grad, dz,
@@ -189,7 +209,7 @@ def _mlp_backward(xp, get_kernel, shape: NcfShape, blocks, grads, dense, dense_g
         get_kernel("ncf_split_mlp_grads")(
             _elementwise_blocks(grads[0].size), (THREADS,),
             (grads[0], np.int64(batch), np.int64(shape.n_gmf), np.int64(shape.n_mlp),
-             user_grads, item_grads))
+             np.int64(shape.stride), user_grads, item_grads))
 
 
 def launch_ncf_forward(xp, get_kernel, users, items, user_emb, item_emb, dense,
@@ -203,7 +223,7 @@ def launch_ncf_forward(xp, get_kernel, users, items, user_emb, item_emb, dense,
     get_kernel("ncf_gather_pairs")(
         _row_blocks(batch), (THREADS,),
         (users, items, np.int64(batch), user_emb, item_emb, np.int64(shape.n_gmf),
-         np.int64(shape.n_mlp), blocks[0], x0))
+         np.int64(shape.n_mlp), np.int64(shape.stride), blocks[0], x0))
     _mlp_forward(xp, get_kernel, shape, blocks[1:], dense, batch)
     unused = xp.empty(1, dtype=np.float64)
     _score(get_kernel, shape, users, items, logits, user_emb, item_emb, dense, blocks, batch, 1,
@@ -212,7 +232,7 @@ def launch_ncf_forward(xp, get_kernel, users, items, user_emb, item_emb, dense,
 
 def launch_ncf_backward(xp, get_kernel, users, items, targets, user_emb, item_emb, dense,
                         shape: NcfShape, cache, logits, loss, dense_grad, user_grads, item_grads,
-                        row_loss) -> None:
+                        row_loss, rating: Rating | None = None) -> None:
     """Backward pass (NCF_BACKWARD_DOC) on device arrays; row_loss (float64[B]) receives each
     row's loss. Does not synchronise."""
     batch = users.shape[0]
@@ -226,7 +246,7 @@ def launch_ncf_backward(xp, get_kernel, users, items, targets, user_emb, item_em
     dz = xp.empty(batch, dtype)
     d_last = grads[-1] if shape.widths else dz
     _score(get_kernel, shape, users, items, targets, user_emb, item_emb, dense, blocks, batch, 0,
-           1, loss, logits, row_loss, dz, d_last, user_grads, item_grads)
+           1, loss, logits, row_loss, dz, d_last, user_grads, item_grads, rating)
     _mlp_backward(xp, get_kernel, shape, blocks, grads, dense, dense_grad, dz, batch, user_grads,
                   item_grads)
 
@@ -235,7 +255,9 @@ def launch_ncf_train_epoch(xp, get_kernel, pos_users, pos_items, pos_targets, se
                            seen_indices, order, n_negatives, seed, epoch, user_emb, item_emb,
                            dense, shape: NcfShape, loss, optimizer, lr, beta1, beta2, eps, step,
                            dense_state1, dense_state2, user_state1, user_state2, item_state1,
-                           item_state2, batch_size, row_loss) -> None:
+                           item_state2, batch_size, row_loss, pos_ratings=None,
+                           rating_weight=0.0, rating_mean=0.0, rating_reg=0.0,
+                           nonnegative=False) -> None:
     """A whole epoch (NCF_TRAIN_EPOCH_DOC) on device arrays; row_loss (float64[N]) receives the
     loss of every slot in processing order. Does not synchronise."""
     n_samples = order.shape[0]
@@ -243,10 +265,13 @@ def launch_ncf_train_epoch(xp, get_kernel, pos_users, pos_items, pos_targets, se
         return
     dtype, index_dtype = dense.dtype, pos_users.dtype
     n_rows = min(int(batch_size), n_samples)
-    d = shape.d
+    d = shape.stride
     b_users = xp.empty(n_rows, index_dtype)
     b_items = xp.empty(n_rows, index_dtype)
     b_targets = xp.empty(n_rows, dtype)
+    with_rating = pos_ratings is not None
+    b_ratings = xp.empty(n_rows if with_rating else 1, dtype)
+    b_weights = xp.empty(n_rows if with_rating else 1, dtype)
     cache_flat = xp.empty(max(n_rows * shape.cache_width, 1), dtype)
     work_flat = xp.empty(max(n_rows * sum(shape.widths), 1), dtype)
     logits = xp.empty(n_rows, dtype)
@@ -266,12 +291,16 @@ def launch_ncf_train_epoch(xp, get_kernel, pos_users, pos_items, pos_targets, se
             _row_blocks(bs), (THREADS,),
             (pos_users, pos_items, pos_targets, seen_indptr, seen_indices, order[start:start + bs],
              np.int64(bs), np.int64(n_negatives), np.uint64(seed), np.int64(epoch), user_emb,
-             item_emb, np.int64(n_items), np.int64(shape.n_gmf), np.int64(shape.n_mlp), users,
-             items, targets, blocks[0], x0))
+             item_emb, np.int64(n_items), np.int64(shape.n_gmf), np.int64(shape.n_mlp),
+             np.int64(d), np.int32(with_rating), pos_targets if pos_ratings is None else
+             pos_ratings, dtype.type(rating_weight), users, items, targets, b_ratings, b_weights,
+             blocks[0], x0))
         _mlp_forward(xp, get_kernel, shape, blocks[1:], dense, bs)
         d_last = grads[-1] if shape.widths else dz
+        rating = (Rating(b_ratings[:bs], b_weights[:bs], rating_mean, rating_reg) if with_rating
+                  else None)
         _score(get_kernel, shape, users, items, targets, user_emb, item_emb, dense, blocks, bs, 1,
-               1, loss, logits, row_loss[start:start + bs], dz, d_last, u_grads, i_grads)
+               1, loss, logits, row_loss[start:start + bs], dz, d_last, u_grads, i_grads, rating)
         _mlp_backward(xp, get_kernel, shape, blocks, grads, dense, dense_grad, dz, bs, u_grads,
                       i_grads)
         t = int(step) + b + 1
@@ -283,6 +312,10 @@ def launch_ncf_train_epoch(xp, get_kernel, pos_users, pos_items, pos_targets, se
                                                 item_state2)):
             optim.launch_sparse_step(xp, get_kernel, optimizer, table, rows, row_grads, s1, s2,
                                      lr, beta1, beta2, eps, t)
+            if nonnegative:
+                get_kernel("ncf_project_nonnegative")(
+                    _elementwise_blocks(bs * shape.n_gmf), (THREADS,),
+                    (table, rows, np.int64(bs), np.int64(shape.n_gmf), np.int64(d)))
 
 
 # -- public contract functions ------------------------------------------------------------------
@@ -290,7 +323,7 @@ def launch_ncf_train_epoch(xp, get_kernel, pos_users, pos_items, pos_targets, se
 
 def _check_net(user_emb, item_emb, dense, layers, n_gmf) -> NcfShape:
     check_ncf_net(user_emb, item_emb, dense, layers, n_gmf)
-    return network_shape(layers, n_gmf)
+    return network_shape(layers, n_gmf, user_emb.shape[1])
 
 
 def _check_pairs(users, items, user_emb, item_emb) -> None:
@@ -299,6 +332,21 @@ def _check_pairs(users, items, user_emb, item_emb) -> None:
 
 def _check_like(name, arr, dtype, shape) -> None:
     check_array(name, arr, dtype, len(shape), shape)
+
+
+def _check_rating(shape: NcfShape, ratings, weights, mean, reg, dtype,
+                  n: int) -> Rating | None:
+    """The rating term's arrays (both or neither, T[n]); it needs the rating bias column."""
+    if ratings is None and weights is None:
+        return None
+    if ratings is None or weights is None:
+        raise ContractError("ratings and rating_weights go together")
+    if shape.stride != shape.d + 1:
+        raise ContractError("the rating term needs the rating bias column (embedding rows of "
+                            "n_gmf + layers[0] / 2 + 1 columns)")
+    _check_like("ratings", ratings, dtype, (n,))
+    _check_like("rating_weights", weights, dtype, (n,))
+    return Rating(ratings, weights, float(mean), float(reg))
 
 
 def _device_getter(dtype, index_dtype):
@@ -329,7 +377,8 @@ def ncf_forward(users, items, user_emb, item_emb, dense, layers, n_gmf, cache, l
 
 
 def ncf_backward(users, items, targets, user_emb, item_emb, dense, layers, n_gmf, cache, logits,
-                 loss, dense_grad, user_grads, item_grads, n_threads=1) -> float:
+                 loss, dense_grad, user_grads, item_grads, n_threads=1, ratings=None,
+                 rating_weights=None, rating_mean=0.0, rating_reg=0.0) -> float:
     """See ``fastrec.backends._contract.NCF_BACKWARD_DOC`` (arrays as :func:`ncf_forward`;
     synchronises to return the loss)."""
     shape = _check_net(user_emb, item_emb, dense, layers, n_gmf)
@@ -339,17 +388,21 @@ def ncf_backward(users, items, targets, user_emb, item_emb, dense, layers, n_gmf
     _check_like("cache", cache, dtype, (batch * shape.cache_width,))
     _check_like("logits", logits, dtype, (batch,))
     _check_like("dense_grad", dense_grad, dtype, dense.shape)
-    _check_like("user_grads", user_grads, dtype, (batch, shape.d))
-    _check_like("item_grads", item_grads, dtype, (batch, shape.d))
+    _check_like("user_grads", user_grads, dtype, (batch, shape.stride))
+    _check_like("item_grads", item_grads, dtype, (batch, shape.stride))
     if int(loss) not in (0, 1):
         raise ContractError(f"loss must be 0 (BCE) or 1 (squared), got {loss}")
+    rating = _check_rating(shape, ratings, rating_weights, rating_mean, rating_reg, dtype, batch)
     import cupy
 
     dev = [cupy.asarray(a) for a in (users, items, targets, user_emb, item_emb, dense, cache,
                                      logits, dense_grad, user_grads, item_grads)]
     row_loss = cupy.zeros(max(batch, 1), np.float64)
+    if rating is not None:
+        rating = rating._replace(ratings=cupy.asarray(rating.ratings),
+                                 weights=cupy.asarray(rating.weights))
     launch_ncf_backward(cupy, _device_getter(dtype, users.dtype), *dev[:6], shape, *dev[6:8],
-                        int(loss), *dev[8:], row_loss[:batch])
+                        int(loss), *dev[8:], row_loss[:batch], rating)
     optim.copy_back((dense_grad, user_grads, item_grads), dev[8:])
     return float(row_loss.sum())
 
@@ -358,7 +411,8 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
                     n_negatives, seed, epoch, user_emb, item_emb, dense, layers, n_gmf, loss,
                     optimizer, lr, beta1, beta2, eps, step, dense_state1, dense_state2,
                     user_state1, user_state2, item_state1, item_state2, batch_size,
-                    n_threads=1) -> float:
+                    n_threads=1, ratings=None, rating_weight=0.0, rating_mean=0.0,
+                    rating_reg=0.0, nonnegative=False) -> float:
     """See ``fastrec.backends._contract.NCF_TRAIN_EPOCH_DOC``. CuPy arrays are updated in place;
     numpy arrays are copied to the device and the parameters and optimiser state back.
     ``n_threads`` is ignored. Synchronises once, at the end, for the returned loss."""
@@ -367,6 +421,8 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
     _check_pairs(pos_users, pos_items, user_emb, item_emb)
     n_pos = pos_users.shape[0]
     _check_like("pos_targets", pos_targets, dtype, (n_pos,))
+    if ratings is not None:
+        _check_rating(shape, ratings, ratings, rating_mean, rating_reg, dtype, n_pos)
     _check_like("seen_indptr", seen_indptr, np.int64, (user_emb.shape[0] + 1,))
     _check_like("seen_indices", seen_indices, pos_users.dtype, (seen_indices.shape[0],))
     _check_like("order", order, np.int64, (order.shape[0],))
@@ -392,6 +448,7 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
 
     inputs = [cupy.asarray(a) for a in (pos_users, pos_items, pos_targets, seen_indptr,
                                         seen_indices, order)]
+    pos_ratings = None if ratings is None else cupy.asarray(ratings)
     outputs = (user_emb, item_emb, dense, dense_state1, dense_state2, user_state1, user_state2,
                item_state1, item_state2)
     dev = [cupy.asarray(a) for a in outputs]
@@ -399,7 +456,8 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
     launch_ncf_train_epoch(cupy, _device_getter(dtype, pos_users.dtype), *inputs,
                            int(n_negatives), int(seed), int(epoch), *dev[:3], shape, int(loss),
                            int(optimizer), lr, beta1, beta2, eps, int(step), *dev[3:],
-                           int(batch_size), row_loss)
+                           int(batch_size), row_loss, pos_ratings, float(rating_weight),
+                           float(rating_mean), float(rating_reg), bool(nonnegative))
     total = float(row_loss.sum())
     optim.copy_back(outputs, dev)
     return total

@@ -14,12 +14,18 @@ cdef extern from "fastrec/data_cpu.h" namespace "fastrec" nogil:
     int64_t user_pattern[I, P](const I *users, const I *items, int64_t nnz, int64_t n_users,
                                int64_t *indptr, I *indices, P *order,
                                int n_threads) except +
-    void block_layout[I, T](const I *users, const I *items, const T *ratings, int64_t nnz,
-                            const int64_t *user_rows, const int64_t *item_rows,
-                            int64_t n_users, int64_t n_items, int64_t grid,
-                            const uint32_t *keys, I *out_users, I *out_items, T *out_ratings,
-                            int64_t *block_ptr, uint32_t *sorted_keys,
-                            int n_threads) except +
+    void layout_row_counts[I](const I *users, int64_t nnz, const int64_t *user_rows,
+                              int64_t n_users, int64_t grid, int64_t piece, int64_t *hist,
+                              int64_t *seg, int n_threads) except +
+    void layout_deal[I, T](const I *users, const I *items, const T *ratings, int64_t nnz,
+                           const int64_t *user_rows, const int64_t *item_rows, int64_t n_users,
+                           int64_t grid, int64_t piece, int64_t first, int64_t last,
+                           const uint32_t *keys, int64_t *hist, I *out_users, I *out_items,
+                           T *out_ratings, uint32_t *sorted_keys, int n_threads) except +
+    void layout_blocks[I, T](I *out_users, I *out_items, T *out_ratings,
+                             const uint32_t *sorted_keys,
+                             int64_t nnz, int64_t n_users, int64_t n_items, int64_t grid,
+                             const int64_t *seg, int64_t *block_ptr, int n_threads) except +
 
 _INT32_MAX = 2**31 - 1
 
@@ -101,18 +107,21 @@ def pattern(const index_t[::1] users, const index_t[::1] items, int64_t n_users,
 
 def layout(const index_t[::1] users, const index_t[::1] items, const floating[::1] ratings,
            const int64_t[::1] user_rows, const int64_t[::1] item_rows, int64_t grid,
-           const uint32_t[::1] keys, int n_threads):
+           draw_keys, int n_threads, int64_t piece=0):
     """The SGD block layout (``BlockedRatings.build``'s definition) of nnz ratings.
 
     users, items : I[nnz] dense indices; ratings : T[nnz]; user_rows, item_rows : int64 working
-    row of each index (permutations); keys : uint32[nnz] tie-break keys.
+    row of each index (permutations); ``draw_keys(n)`` returns the next n tie-break keys
+    (uint32[n]), called with consecutive runs of the input in order, so the keys of all nnz
+    ratings never exist at once (runs of ``piece`` ratings per thread; default: a quarter of
+    the ratings over the threads, at least 2^16: four runs of keys, each a quarter of all).
     Returns (users I[nnz], items I[nnz], ratings T[nnz], block_ptr int64[G*G + 1]) in layout
     order, users and items as working rows.
     """
     cdef int64_t nnz = users.shape[0]
     cdef int64_t n_users = user_rows.shape[0], n_items = item_rows.shape[0]
-    if items.shape[0] != nnz or ratings.shape[0] != nnz or keys.shape[0] != nnz:
-        raise ValueError("users, items, ratings and keys must have the same length")
+    if items.shape[0] != nnz or ratings.shape[0] != nnz:
+        raise ValueError("users, items and ratings must have the same length")
     if grid < 1 or grid > min(n_users, n_items):
         raise ValueError(f"grid side must be in [1, min(n_users, n_items)], got {grid}")
     out_users_arr = np.empty(nnz, dtype=np.asarray(users).dtype)
@@ -125,9 +134,30 @@ def layout(const index_t[::1] users, const index_t[::1] items, const floating[::
     cdef int64_t[::1] block_ptr = block_ptr_arr
     if nnz == 0:
         return out_users_arr, out_items_arr, out_ratings_arr, block_ptr_arr
+    n_threads = max(1, n_threads)
+    if piece <= 0:
+        piece = max(1 << 16, (nnz + 4 * n_threads - 1) // (4 * n_threads))
+    cdef int64_t n_pieces = (nnz + piece - 1) // piece, first, last, start, count
+    cdef int64_t[::1] hist = np.empty(n_pieces * grid, dtype=np.int64)
+    cdef int64_t[::1] seg = np.empty(grid + 1, dtype=np.int64)
     cdef uint32_t[::1] sorted_keys = np.empty(nnz, dtype=np.uint32)
+    cdef const uint32_t[::1] keys
     with nogil:
-        block_layout(&users[0], &items[0], &ratings[0], nnz, &user_rows[0], &item_rows[0],
-                     n_users, n_items, grid, &keys[0], &out_users[0], &out_items[0],
-                     &out_ratings[0], &block_ptr[0], &sorted_keys[0], n_threads)
+        layout_row_counts(&users[0], nnz, &user_rows[0], n_users, grid, piece, &hist[0],
+                          &seg[0], n_threads)
+    for first in range(0, n_pieces, n_threads):
+        last = min(first + n_threads, n_pieces)
+        start = first * piece
+        count = min(nnz, last * piece) - start
+        keys = np.ascontiguousarray(draw_keys(count), dtype=np.uint32)
+        if keys.shape[0] != count:
+            raise ValueError(f"draw_keys({count}) returned {keys.shape[0]} keys")
+        with nogil:
+            layout_deal(&users[0], &items[0], &ratings[0], nnz, &user_rows[0], &item_rows[0],
+                        n_users, grid, piece, first, last, &keys[0], &hist[0], &out_users[0],
+                        &out_items[0], &out_ratings[0], &sorted_keys[0], n_threads)
+    keys = None
+    with nogil:
+        layout_blocks(&out_users[0], &out_items[0], &out_ratings[0], &sorted_keys[0], nnz,
+                      n_users, n_items, grid, &seg[0], &block_ptr[0], n_threads)
     return out_users_arr, out_items_arr, out_ratings_arr, block_ptr_arr

@@ -4,19 +4,14 @@ with the scalar math of ``gru_scalar.py``. The GEMM-heavy passes and the optimiz
 parallel; the light loops (gathers, column sums) stay serial, which also keeps the first-call
 compile time down. Kernels use ``error_model="numpy"`` (IEEE division as in C: a per-element
 ZeroDivisionError check keeps a loop from vectorising), and inner loops index row views from 0,
-so no negative-index wraparound is emitted either.
-
-GEMMs go through ``numba_xxgemm``, the symbol Numba's own ``np.dot`` uses (it forwards to
-scipy.linalg.cython_blas): called by name, so the kernels stay cacheable, unlike a ctypes
-function pointer baked into the code.
+so no negative-index wraparound is emitted either. GEMMs: ``blas.py``.
 """
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba import njit, prange
 
 from fastrec.backends._blas import single_threaded_blas
+from fastrec.backends.numba.blas import gemm_rm
 from fastrec.backends.numba.gru_scalar import (
     bpr_max_grad_negative,
     cast_like,
@@ -42,24 +37,6 @@ from fastrec.backends.numba.optim import (
 from fastrec.backends.numba.rng import rng_at, rng_key, rng_uniform
 from fastrec.backends.numba.threads import thread_limit
 
-_xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
-    types.char, types.char, types.char, types.intp, types.intp, types.intp, types.voidptr,
-    types.voidptr, types.intp, types.voidptr, types.intp, types.voidptr, types.voidptr,
-    types.intp))
-
-
-@intrinsic
-def _ptr(typingctx, arr, offset):
-    """Address of element ``offset`` of a 1-D array, as void*."""
-    sig = types.voidptr(arr, types.intp)
-
-    def codegen(context, builder, signature, args):
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        return builder.bitcast(builder.gep(ary.data, [args[1]]), ir.IntType(8).as_pointer())
-
-    return sig, codegen
-
-
 # Below PARALLEL_MIN_WORK multiply-adds (PARALLEL_MIN_ELEMENTS optimizer steps) a pass runs
 # serially, as GRU_PARALLEL_MIN_WORK / GRU_PARALLEL_MIN_ELEMENTS in C++.
 PARALLEL_MIN_WORK = 2e6
@@ -68,25 +45,6 @@ DENSE_CHUNK = 4096
 ROW_CHUNK = 16
 COL_CHUNK = 64
 SAMPLE_CHUNK = 128
-_N, _T = np.int8(ord("N")), np.int8(ord("T"))
-_S, _D = np.int8(ord("s")), np.int8(ord("d"))
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def gemm_rm(ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc):
-    """Row-major C[M,N] = alpha op(A) op(B) + beta C on flat arrays with element offsets."""
-    if M <= 0 or N <= 0:
-        return
-    if K <= 0:
-        for i in range(M):
-            for j in range(N):
-                C[c0 + i * ldc + j] = C[c0 + i * ldc + j] * beta if beta != 0 else 0
-        return
-    sc = np.empty(2, C.dtype)
-    sc[0], sc[1] = alpha, beta
-    # column-major C^T = op(B)^T op(A)^T
-    _xxgemm(_S if C.itemsize == 4 else _D, _T if tb else _N, _T if ta else _N, N, M, K,
-            _ptr(sc, 0), _ptr(B, b0), ldb, _ptr(A, a0), lda, _ptr(sc, 1), _ptr(C, c0), ldc)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

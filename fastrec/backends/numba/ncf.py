@@ -52,6 +52,17 @@ def ncf_loss_grad(kind, z, y):
 
 
 @njit(inline="always", cache=True, error_model="numpy")
+def ncf_rating_loss(weight, pred, rating):
+    d = pred - rating
+    return weight * d * d
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def ncf_rating_grad(weight, pred, rating):
+    return 2 * weight * (pred - rating)
+
+
+@njit(inline="always", cache=True, error_model="numpy")
 def ncf_negative_candidate(key, negative, attempt, n_items):
     return np.int64(rng_below(rng_at(key, np.uint64(negative) * np.uint64(NCF_NEGATIVE_TRIES)
                                       + np.uint64(attempt)), n_items))
@@ -123,13 +134,17 @@ def _forward_rows(users, items, batch, r0, n, U, V, dense, widths, w_off, act_su
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _backward_rows(users, items, targets, batch, r0, n, U, V, dense, widths, w_off, act_sum,
-                   n_gmf, n_mlp, last, out_offset, cache, logits, loss_kind, scale, grad_work,
-                   chunk_grad, user_grads, item_grads):
+                   n_gmf, n_mlp, last, out_offset, cache, logits, loss_kind, ratings,
+                   rating_weights, rating_mean, rating_reg, scale, grad_work, chunk_grad,
+                   user_grads, item_grads):
+    """ratings, rating_weights: T[batch] of the rating term, or empty arrays without one;
+    a rating bias column exists when U is wider than n_gmf + n_mlp (it is the last)."""
     chunk_grad[:] = 0
     if n <= 0:
         return 0.0
     g, e = n_gmf, n_mlp
     nw = widths.shape[0]
+    bias = g + e if U.shape[1] > g + e else -1
     gmf = cache[r0 * g:(r0 + n) * g].reshape((n, g))
     h = dense[out_offset:out_offset + g + last + 1]
     gh = chunk_grad[out_offset:out_offset + g + last + 1]
@@ -157,6 +172,27 @@ def _backward_rows(users, items, targets, batch, r0, n, U, V, dense, widths, w_o
             t = dz * h[f]
             ug[f] = t * qi[f]
             ig[f] = t * pu[f]
+        user_bias_grad = scale * 0
+        item_bias_grad = scale * 0
+        if ratings.shape[0] and rating_weights[r0 + r] != 0:
+            w = rating_weights[r0 + r]
+            y_r = ratings[r0 + r]
+            pred = rating_mean + pu[bias] + qi[bias]
+            for f in range(g):
+                pred += gmf[r, f]
+            dpred = ncf_rating_grad(w, pred, y_r) * scale
+            dreg = 2 * w * rating_reg * scale
+            squares = pu[bias] * pu[bias] + qi[bias] * qi[bias]
+            for f in range(g):
+                ug[f] += dpred * qi[f] + dreg * pu[f]
+                ig[f] += dpred * pu[f] + dreg * qi[f]
+                squares += pu[f] * pu[f] + qi[f] * qi[f]
+            loss += float(ncf_rating_loss(w, pred, y_r) + w * rating_reg * squares)
+            user_bias_grad = dpred + dreg * pu[bias]
+            item_bias_grad = dpred + dreg * qi[bias]
+        if bias >= 0:
+            ug[bias] = user_bias_grad
+            ig[bias] = item_bias_grad
         for j in range(last):
             gh[g + j] += dz * act_last[r, j]
             d_last[r, j] = dz * h[g + j]
@@ -206,8 +242,9 @@ def _forward_batch(users, items, U, V, dense, widths, w_off, act_sum, n_gmf, n_m
 
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def _backward_batch(users, items, targets, U, V, dense, widths, w_off, act_sum, n_gmf, n_mlp,
-                    last, out_offset, cache, logits, loss_kind, scale, grad_work, chunk_grads,
-                    dense_grad, user_grads, item_grads):
+                    last, out_offset, cache, logits, loss_kind, ratings, rating_weights,
+                    rating_mean, rating_reg, scale, grad_work, chunk_grads, dense_grad,
+                    user_grads, item_grads):
     batch = users.shape[0]
     n_chunks = (batch + NCF_CHUNK - 1) // NCF_CHUNK
     chunk_loss = np.zeros(n_chunks)
@@ -215,8 +252,9 @@ def _backward_batch(users, items, targets, U, V, dense, widths, w_off, act_sum, 
         r0 = c * NCF_CHUNK
         chunk_loss[c] = _backward_rows(
             users, items, targets, batch, r0, min(NCF_CHUNK, batch - r0), U, V, dense, widths,
-            w_off, act_sum, n_gmf, n_mlp, last, out_offset, cache, logits, loss_kind, scale,
-            grad_work, chunk_grads[c], user_grads, item_grads)
+            w_off, act_sum, n_gmf, n_mlp, last, out_offset, cache, logits, loss_kind, ratings,
+            rating_weights, rating_mean, rating_reg, scale, grad_work, chunk_grads[c], user_grads,
+            item_grads)
     _sum_chunks(chunk_grads, n_chunks, dense_grad)
     return chunk_loss.sum()
 
@@ -268,7 +306,9 @@ def _update_range(kind, w, s1, s2, g, sc):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _apply_row(kind, leader, rows, row_grads, nxt, table, s1, s2, sc):
+def _apply_row(kind, leader, rows, row_grads, nxt, table, s1, s2, sc, n_nonnegative):
+    """One lazy step of the row of ``leader``'s chain; its first ``n_nonnegative`` columns are
+    then projected onto >= 0."""
     g = row_grads[leader]
     b = nxt[leader]
     while b >= 0:
@@ -277,14 +317,18 @@ def _apply_row(kind, leader, rows, row_grads, nxt, table, s1, s2, sc):
         b = nxt[b]
     r = rows[leader]
     _update_range(kind, table[r], s1[r], s2[r], g, sc)
+    for f in range(n_nonnegative):
+        table[r, f] = max(table[r, f], 0)
 
 
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def _train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices, order,
                  n_negatives, key, U, V, dense, widths, w_off, act_sum, n_gmf, n_mlp, last,
-                 out_offset, loss_kind, optimizer, scalars, step_scalars, ds1, ds2,
-                 us1, us2, is1, is2, batch_size, cache, grad_work, chunk_grads, user_grads,
-                 item_grads, b_users, b_items, b_targets, logits):
+                 out_offset, loss_kind, pos_ratings, rating_weight, rating_mean, rating_reg,
+                 n_nonnegative,
+                 optimizer, scalars, step_scalars, ds1, ds2, us1, us2, is1, is2, batch_size,
+                 cache, grad_work, chunk_grads, user_grads, item_grads, b_users, b_items,
+                 b_targets, b_ratings, b_weights, logits):
     n_samples = order.shape[0]
     n_items = V.shape[0]
     group = n_negatives + 1
@@ -300,6 +344,7 @@ def _train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices, o
     user_leaders = np.empty(batch_size, np.int64)
     item_leaders = np.empty(batch_size, np.int64)
     n_dense = dense.shape[0]
+    row_ratings = b_ratings if pos_ratings.shape[0] else pos_ratings  # empty: no rating term
     total = 0.0
     for b in range(n_batches):
         start = b * batch_size
@@ -322,12 +367,16 @@ def _train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices, o
                     b_items[r] = _draw_negative(key, p * n_negatives + j - 1, u, seen_indptr,
                                                 seen_indices, n_items)
                     b_targets[r] = 0
+                if pos_ratings.shape[0]:
+                    b_ratings[r] = pos_ratings[p] if j == 0 else 0
+                    b_weights[r] = rating_weight if j == 0 else 0
             _forward_rows(b_users, b_items, bs, r0, n, U, V, dense, widths, w_off, act_sum,
                           n_gmf, n_mlp, last, out_offset, cache, logits)
             chunk_loss[c] = _backward_rows(
                 b_users, b_items, b_targets, bs, r0, n, U, V, dense, widths, w_off, act_sum,
-                n_gmf, n_mlp, last, out_offset, cache, logits, loss_kind, scale, grad_work,
-                chunk_grads[c], user_grads, item_grads)
+                n_gmf, n_mlp, last, out_offset, cache, logits, loss_kind, row_ratings,
+                b_weights, rating_mean, rating_reg, scale, grad_work, chunk_grads[c],
+                user_grads, item_grads)
         sc = step_scalars[b]
         n_user_rows = link_rows(b_users[:bs], user_stamp, user_tail, user_next, user_leaders, b)
         n_item_rows = link_rows(b_items[:bs], item_stamp, item_tail, item_next, item_leaders, b)
@@ -346,10 +395,10 @@ def _train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices, o
                 _update_range(optimizer, dense[j0:j1], ds1[j0:j1], ds2[j0:j1], g, sc)
             elif j < n_blocks + n_user_rows:
                 _apply_row(optimizer, user_leaders[j - n_blocks], b_users, user_grads, user_next,
-                           U, us1, us2, sc)
+                           U, us1, us2, sc, n_nonnegative)
             else:
                 _apply_row(optimizer, item_leaders[j - n_blocks - n_user_rows], b_items,
-                           item_grads, item_next, V, is1, is2, sc)
+                           item_grads, item_next, V, is1, is2, sc, n_nonnegative)
     return total
 
 
@@ -366,7 +415,8 @@ def ncf_forward(users, items, user_emb, item_emb, dense, layers, n_gmf, cache, l
 
 
 def ncf_backward(users, items, targets, user_emb, item_emb, dense, layers, n_gmf, cache, logits,
-                 loss, dense_grad, user_grads, item_grads, n_threads=1) -> float:
+                 loss, dense_grad, user_grads, item_grads, n_threads=1, ratings=None,
+                 rating_weights=None, rating_mean=0.0, rating_reg=0.0) -> float:
     """See ``fastrec.backends._contract.NCF_BACKWARD_DOC``."""
     batch = users.shape[0]
     if batch == 0:
@@ -376,18 +426,24 @@ def ncf_backward(users, items, targets, user_emb, item_emb, dense, layers, n_gmf
     n_chunks = (batch + NCF_CHUNK - 1) // NCF_CHUNK
     grad_work = np.empty(batch * grad_width, dense.dtype)
     chunk_grads = np.empty((n_chunks, n_dense), dense.dtype)
+    none = np.empty(0, dense.dtype)
     with single_threaded_blas(), thread_limit(n_threads):
         return float(_backward_batch(users, items, targets, user_emb, item_emb, dense, widths,
                                      w_off, act_sum, int(n_gmf), n_mlp, last, out_offset, cache,
-                                     logits, int(loss), dense.dtype.type(1.0 / batch), grad_work,
-                                     chunk_grads, dense_grad, user_grads, item_grads))
+                                     logits, int(loss), none if ratings is None else ratings,
+                                     none if rating_weights is None else rating_weights,
+                                     dense.dtype.type(rating_mean),
+                                     dense.dtype.type(rating_reg),
+                                     dense.dtype.type(1.0 / batch), grad_work, chunk_grads,
+                                     dense_grad, user_grads, item_grads))
 
 
 def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices, order,
                     n_negatives, seed, epoch, user_emb, item_emb, dense, layers, n_gmf, loss,
                     optimizer, lr, beta1, beta2, eps, step, dense_state1, dense_state2,
                     user_state1, user_state2, item_state1, item_state2, batch_size,
-                    n_threads=1) -> float:
+                    n_threads=1, ratings=None, rating_weight=0.0, rating_mean=0.0,
+                    rating_reg=0.0, nonnegative=False) -> float:
     """See ``fastrec.backends._contract.NCF_TRAIN_EPOCH_DOC``."""
     n_samples = order.shape[0]
     if n_samples == 0:
@@ -418,10 +474,14 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
         return float(_train_epoch(
             pos_users, pos_items, pos_targets, seen_indptr, seen_indices, order,
             int(n_negatives), key, user_emb, item_emb, dense, widths, w_off, act_sum,
-            int(n_gmf), n_mlp, last, out_offset, int(loss), int(optimizer), scalars, step_scalars,
+            int(n_gmf), n_mlp, last, out_offset, int(loss),
+            np.empty(0, dtype) if ratings is None else ratings, dtype.type(rating_weight),
+            dtype.type(rating_mean), dtype.type(rating_reg), int(n_gmf) if nonnegative else 0,
+            int(optimizer), scalars, step_scalars,
             dense_state1, dense_state2, user_state1, user_state2, item_state1,
             item_state2, int(batch_size), np.empty(batch_size * (n_gmf + grad_width) + 1, dtype),
             np.empty(batch_size * grad_width + 1, dtype), np.empty((max_chunks, n_dense), dtype),
             np.empty((batch_size, d), dtype), np.empty((batch_size, d), dtype),
             np.empty(batch_size, index_dtype), np.empty(batch_size, index_dtype),
+            np.empty(batch_size, dtype), np.empty(batch_size, dtype),
             np.empty(batch_size, dtype), np.empty(batch_size, dtype)))

@@ -1,10 +1,15 @@
 """Numba NMF multiplicative updates: the Cython kernels' loops (rows in parallel chunks, each
 output row owned by one thread, Gram matrix and column sums over fixed chunks) with the scalar
-math from ``scalar.py``, the mirror of ``csrc/include/fastrec/nmf.h``."""
+math from ``scalar.py``, the mirror of ``csrc/include/fastrec/nmf.h``. At ranks from
+``NMF_BLAS_MIN_RANK`` on, the Frobenius dense products are the Cython kernels' BLAS calls
+(``blas.py``; nmf_cpu.h, "Large ranks")."""
 
 import numpy as np
 from numba import njit, prange
 
+from fastrec.backends._blas import single_threaded_blas
+from fastrec.backends._cpu_layout import NMF_BLAS_MIN_RANK
+from fastrec.backends.numba.blas import gemm_rm, register_syrk, syrk_upper_rm
 from fastrec.backends.numba.scalar import (
     NMF_EPSILON,
     nmf_bias_solve,
@@ -20,6 +25,8 @@ from fastrec.backends.numba.threads import thread_limit
 
 ROW_CHUNK = 64  # rows per parallel task
 STATS_CHUNK = 1024  # rows per partial Gram / column sum, fixed so sums ignore the thread count
+GRAM_MAX_CHUNKS = 32  # at BLAS ranks, partial Gram matrices at most (chunks grow instead)
+BLAS_ROW_CHUNK = 128  # at BLAS ranks, rows per parallel task (one GEMM for their denominators)
 
 
 # The Frobenius full mode's products (Gram matrices, denominators, numerators) are fused
@@ -115,13 +122,31 @@ def _stats_partial(other, beta, partial):
                     out[f] += row[f]
 
 
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
+def _gram_partial_blas(other, chunk, partial):
+    """partial[c] = upper triangle of the Gram matrix of rows [c * chunk, (c + 1) * chunk)."""
+    n, k = other.shape
+    flat = other.reshape(-1)
+    for c in prange(partial.shape[0]):
+        begin = c * chunk
+        end = min(begin + chunk, n)
+        syrk_upper_rm(k, end - begin, 1.0, flat, begin * k, k, 0.0, partial[c], 0, k)
+
+
 def _stats(other, beta, n_threads):
     """Symmetric Gram matrix other^T other [k, k] (beta 2) or column sums [k] (beta 1)."""
     n, k = other.shape
-    n_chunks = max(1, (n + STATS_CHUNK - 1) // STATS_CHUNK)
-    partial = np.zeros((n_chunks, k * k if beta == 2 else k), dtype=other.dtype)
-    with thread_limit(n_threads):
-        _stats_partial(other, beta, partial)
+    blas = beta == 2 and k >= NMF_BLAS_MIN_RANK
+    chunk = max(STATS_CHUNK, -(-n // GRAM_MAX_CHUNKS)) if blas else STATS_CHUNK
+    n_chunks = (n + chunk - 1) // chunk
+    partial = np.zeros((max(n_chunks, 1), k * k if beta == 2 else k), dtype=other.dtype)
+    if blas:
+        register_syrk()
+        with single_threaded_blas(), thread_limit(n_threads):
+            _gram_partial_blas(other, chunk, partial[:n_chunks])
+    else:
+        with thread_limit(n_threads):
+            _stats_partial(other, beta, partial)
     total = partial.sum(axis=0)
     if beta != 2:
         return total
@@ -152,6 +177,27 @@ def _full(indptr, indices, data, factors, other, stats, beta, l1, l2, eps):
                     for f in range(k):
                         num[f] += ratio * h[f]
                 den = stats[0]
+            for f in range(k):
+                w[f] = nmf_mu_step(w[f], num[f],
+                                   nmf_regularised_denominator(den[f], w[f], l1, l2), eps)
+
+
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
+def _frobenius_blas(indptr, indices, data, factors, other, gram, l1, l2, eps):
+    """Frobenius update at a BLAS rank: per task of BLAS_ROW_CHUNK rows, their denominators by
+    one GEMM with the full symmetric Gram matrix, then each row's numerator and step."""
+    n, k = factors.shape
+    flat, gram_flat = factors.reshape(-1), gram.reshape(-1)
+    for c in prange((n + BLAS_ROW_CHUNK - 1) // BLAS_ROW_CHUNK):
+        begin, end = c * BLAS_ROW_CHUNK, min((c + 1) * BLAS_ROW_CHUNK, n)
+        dens = np.empty((end - begin) * k, factors.dtype)
+        gemm_rm(False, False, end - begin, k, k, 1.0, flat, begin * k, k, gram_flat, 0, k, 0.0,
+                dens, 0, k)
+        num = np.empty(k, factors.dtype)
+        for r in range(begin, end):
+            _frobenius_numerator(indptr, indices, data, other, r, num)
+            w = factors[r]
+            den = dens[(r - begin) * k:(r - begin + 1) * k]
             for f in range(k):
                 w[f] = nmf_mu_step(w[f], num[f],
                                    nmf_regularised_denominator(den[f], w[f], l1, l2), eps)
@@ -245,6 +291,11 @@ def nmf_update_full(indptr, indices, data, factors, other, beta_loss, l1_reg, l2
     cast = factors.dtype.type
     # Always 2-D for one compiled signature: the Gram matrix [k, k], or column sums as [1, k].
     stats = _stats(other, beta_loss, n_threads).reshape(-1, factors.shape[1])
+    if beta_loss == 2 and factors.shape[1] >= NMF_BLAS_MIN_RANK:
+        with single_threaded_blas(), thread_limit(n_threads):
+            _frobenius_blas(indptr, indices, data, factors, other, stats, cast(l1_reg),
+                            cast(l2_reg), cast(NMF_EPSILON))
+        return
     with thread_limit(n_threads):
         _full(indptr, indices, data, factors, other, stats, int(beta_loss), cast(l1_reg),
               cast(l2_reg), cast(NMF_EPSILON))

@@ -50,7 +50,8 @@ def ncf_forward(users, items, user_emb, item_emb, dense, layers, n_gmf, cache, l
     blocks[0][...] = pu[:, :n_gmf] * qi[:, :n_gmf]
     z = blocks[0] @ h[:n_gmf] + b_out[0]
     if len(layers):
-        blocks[1][...] = np.hstack([pu[:, n_gmf:], qi[:, n_gmf:]])
+        mlp = slice(n_gmf, n_gmf + int(layers[0]) // 2)
+        blocks[1][...] = np.hstack([pu[:, mlp], qi[:, mlp]])
         for (w, b), x, y in zip(weights, blocks[1:-1], blocks[2:], strict=True):
             y[...] = np.maximum(x @ w + b, 0)
         z = z + blocks[-1] @ h[n_gmf:]
@@ -68,8 +69,30 @@ def loss_and_grad(logits, targets, loss):
     raise ValueError(f"unknown loss code {loss}")
 
 
+def rating_term(users, items, user_emb, item_emb, n_gmf, ratings, rating_weights, rating_mean,
+                rating_reg):
+    """The joint model's rating term of each row, ``w ((mu + b_u + b_i + p_u . q_i - r)^2 +
+    reg (|p_u|^2 + |q_i|^2 + b_u^2 + b_i^2))`` (the bias in the last column, p and q the GMF
+    columns): (loss float64[B], d loss / d user row float64[B, n_gmf + 1], d loss / d item
+    row), the rows' derivatives in their GMF columns then the bias."""
+    cols = [*range(n_gmf), user_emb.shape[1] - 1]
+    pu, qi = user_emb[users][:, cols].astype(np.float64), item_emb[items][:, cols].astype(
+        np.float64)
+    pred = rating_mean + pu[:, -1] + qi[:, -1] + np.sum(pu[:, :-1] * qi[:, :-1], axis=1)
+    err = pred - ratings.astype(np.float64)
+    w = rating_weights.astype(np.float64)[:, None]
+    d_user = 2.0 * w * (err[:, None] * np.hstack([qi[:, :-1], np.ones((len(err), 1))])
+                        + rating_reg * pu)
+    d_item = 2.0 * w * (err[:, None] * np.hstack([pu[:, :-1], np.ones((len(err), 1))])
+                        + rating_reg * qi)
+    value = w[:, 0] * (err * err + rating_reg * (np.sum(pu * pu, axis=1)
+                                                 + np.sum(qi * qi, axis=1)))
+    return value, d_user, d_item
+
+
 def ncf_backward(users, items, targets, user_emb, item_emb, dense, layers, n_gmf, cache, logits,
-                 loss, dense_grad, user_grads, item_grads, n_threads=1) -> float:
+                 loss, dense_grad, user_grads, item_grads, n_threads=1, ratings=None,
+                 rating_weights=None, rating_mean=0.0, rating_reg=0.0) -> float:
     """See ``fastrec.backends._contract.NCF_BACKWARD_DOC``."""
     dtype = dense.dtype
     batch = users.shape[0]
@@ -94,8 +117,19 @@ def ncf_backward(users, items, targets, user_emb, item_emb, dense, layers, n_gmf
             g_weights[layer][1][...] = delta.sum(axis=0)
             delta = delta @ w.T
         n_mlp = int(layers[0]) // 2
-        user_grads[:, n_gmf:] = delta[:, :n_mlp]
-        item_grads[:, n_gmf:] = delta[:, n_mlp:]
+        user_grads[:, n_gmf:n_gmf + n_mlp] = delta[:, :n_mlp]
+        item_grads[:, n_gmf:n_gmf + n_mlp] = delta[:, n_mlp:]
+    if user_emb.shape[1] > n_gmf + (int(layers[0]) // 2 if len(layers) else 0):
+        d_user = d_item = np.zeros((batch, n_gmf + 1))
+        if ratings is not None:
+            rating_values, d_user, d_item = rating_term(users, items, user_emb, item_emb, n_gmf,
+                                                        ratings, rating_weights, rating_mean,
+                                                        rating_reg)
+            values = values + rating_values
+        for grads, d in ((user_grads, d_user), (item_grads, d_item)):
+            d = (d / max(batch, 1)).astype(dtype)
+            grads[:, :n_gmf] += d[:, :-1]
+            grads[:, -1] = d[:, -1]
     return float(values.sum())
 
 
@@ -127,7 +161,8 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
                     n_negatives, seed, epoch, user_emb, item_emb, dense, layers, n_gmf, loss,
                     optimizer, lr, beta1, beta2, eps, step, dense_state1, dense_state2,
                     user_state1, user_state2, item_state1, item_state2, batch_size,
-                    n_threads=1) -> float:
+                    n_threads=1, ratings=None, rating_weight=0.0, rating_mean=0.0,
+                    rating_reg=0.0, nonnegative=False) -> float:
     """See ``fastrec.backends._contract.NCF_TRAIN_EPOCH_DOC``."""
     dtype = dense.dtype
     group = n_negatives + 1
@@ -153,8 +188,14 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
         dense_grad = np.zeros_like(dense)
         user_grads = np.zeros((n, user_emb.shape[1]), dtype)
         item_grads = np.zeros((n, item_emb.shape[1]), dtype)
+        row_ratings = row_weights = None
+        if ratings is not None:
+            row_ratings = np.where(neg, 0, ratings[p]).astype(dtype)
+            row_weights = np.where(neg, 0, rating_weight).astype(dtype)
         total += ncf_backward(users, items, targets, user_emb, item_emb, dense, layers, n_gmf,
-                              cache, logits, loss, dense_grad, user_grads, item_grads)
+                              cache, logits, loss, dense_grad, user_grads, item_grads,
+                              ratings=row_ratings, rating_weights=row_weights,
+                              rating_mean=rating_mean, rating_reg=rating_reg)
         t = step + b + 1
         if optimizer == OPT_ADAM:
             optim.adam_step(dense, dense_grad, dense_state1, dense_state2, t, lr, beta1, beta2,
@@ -173,4 +214,7 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
             for table, rows, grads in ((user_emb, users, user_grads),
                                        (item_emb, items, item_grads)):
                 np.subtract.at(table, rows, dtype.type(lr) * grads)
+        if nonnegative:
+            for table, rows in ((user_emb, users), (item_emb, items)):
+                table[rows, :n_gmf] = np.maximum(table[rows, :n_gmf], 0)
     return total

@@ -1,0 +1,218 @@
+"""The joint model's rating term in the NCF kernels (every CPU backend against the reference,
+finite differences of the reference) and the JointNeuMF estimator."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from fastrec import JointNeuMF, NeuMF
+from fastrec._algorithms.ncf import OptimizerState, epoch_order, init_params
+from fastrec.backends import get_backend
+from fastrec.data.interactions import Interactions
+from tests.conftest import backend_or_skip
+from tests.ncf.test_ncf_kernels import implicit_problem, random_batch, run_passes
+from tests.tolerances import tolerance
+
+BACKENDS = ("cython", "numba")
+NETS = [(4, [8, 6, 3]), (5, [])]  # NeuMF, GMF
+
+
+def joint_batch(dtype, index_dtype, n_gmf, layers, batch=150, seed=0):
+    """random_batch with a rating bias column and each row's rating and weight (some 0)."""
+    users, items, targets, user_emb, item_emb, dense, layers = random_batch(
+        dtype, index_dtype, n_gmf, layers, batch, seed)
+    rng = np.random.default_rng(seed + 1)
+    user_emb, item_emb = (np.hstack([e, rng.normal(0, 0.3, (e.shape[0], 1)).astype(dtype)])
+                          for e in (user_emb, item_emb))
+    rating = {"ratings": rng.uniform(1, 5, batch).astype(dtype),
+              "rating_weights": np.where(rng.random(batch) < 0.3, 0, 0.7).astype(dtype),
+              "rating_mean": 3.2, "rating_reg": 0.05}
+    return (users, items, targets, user_emb, item_emb, dense, layers), rating
+
+
+def joint_passes(kernels, args, n_gmf, rating):
+    """run_passes with the rating term passed to the backward pass."""
+    original = kernels.ncf_backward
+
+    class WithRating:
+        ncf_forward = kernels.ncf_forward
+
+        @staticmethod
+        def ncf_backward(*a):
+            return original(*a, **rating)
+
+    users, items, targets, user_emb, item_emb, dense, layers = args
+    return run_passes(WithRating, users, items, targets, user_emb, item_emb, dense, layers,
+                      n_gmf, 0)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("dtype,index_dtype", [(np.float32, np.int32), (np.float64, np.int64)])
+@pytest.mark.parametrize("n_gmf,layers", NETS)
+def test_joint_backward_matches_reference(name, dtype, index_dtype, n_gmf, layers):
+    backend = backend_or_skip(name, "ncf_forward", "ncf_backward")
+    args, rating = joint_batch(dtype, index_dtype, n_gmf, layers)
+    expected = joint_passes(get_backend("numpy"), args, n_gmf, rating)
+    got = joint_passes(backend, args, n_gmf, rating)
+    for e, g in zip(expected, got, strict=True):
+        assert_allclose(g, e, **tolerance(dtype))
+
+
+@pytest.mark.parametrize("n_gmf,layers", NETS)
+def test_reference_joint_backward_matches_finite_differences(n_gmf, layers):
+    """The gradient of the batch's mean (BCE + rating term) in every embedding column, the
+    bias column's included, and in the dense weights."""
+    args, rating = joint_batch(np.float64, np.int64, n_gmf, layers, batch=12, seed=3)
+    users, items, targets, user_emb, item_emb, dense, layers = args
+    kernels = get_backend("numpy")
+    _, _, dense_grad, user_grads, item_grads = joint_passes(kernels, args, n_gmf, rating)
+
+    def mean_loss(u_emb, i_emb, d):
+        return joint_passes(kernels, (users, items, targets, u_emb, i_emb, d, layers), n_gmf,
+                            rating)[1] / users.shape[0]
+
+    h = 1e-6
+    for j in range(dense.shape[0]):
+        plus, minus = dense.copy(), dense.copy()
+        plus[j] += h
+        minus[j] -= h
+        numeric = mean_loss(user_emb, item_emb, plus) - mean_loss(user_emb, item_emb, minus)
+        assert numeric / (2 * h) == pytest.approx(dense_grad[j], rel=1e-5, abs=1e-8)
+    for is_user, table, rows, grads in ((True, user_emb, users, user_grads),
+                                        (False, item_emb, items, item_grads)):
+        expected = np.zeros_like(table)
+        np.add.at(expected, rows, grads)
+        for row in np.unique(rows)[:4]:
+            for col in range(table.shape[1]):
+                plus, minus = table.copy(), table.copy()
+                plus[row, col] += h
+                minus[row, col] -= h
+                if is_user:
+                    numeric = mean_loss(plus, item_emb, dense) - mean_loss(minus, item_emb, dense)
+                else:
+                    numeric = mean_loss(user_emb, plus, dense) - mean_loss(user_emb, minus, dense)
+                assert numeric / (2 * h) == pytest.approx(expected[row, col], rel=1e-5,
+                                                          abs=1e-8)
+
+
+def joint_epochs(kernels, dtype, index_dtype, optimizer, n_threads, rating_weight=0.8,
+                 nonnegative=False, bias_column=True, n_epochs=2):
+    """Two epochs of a NeuMF with the rating term; returns (losses, user_emb, item_emb, dense)."""
+    users, items, indptr, indices, n_users, n_items = implicit_problem(index_dtype)
+    layers = np.array([8, 6, 3], np.int64)
+    user_emb, item_emb, dense = init_params(n_users, n_items, 4, layers, dtype,
+                                            np.random.default_rng(1), 0.3)
+    ratings = np.random.default_rng(2).uniform(1, 5, users.shape[0]).astype(dtype)
+    if bias_column:
+        user_emb, item_emb = (np.hstack([e, np.zeros((e.shape[0], 1), dtype)])
+                              for e in (user_emb, item_emb))
+    if nonnegative:
+        user_emb[:, :4], item_emb[:, :4] = np.abs(user_emb[:, :4]), np.abs(item_emb[:, :4])
+    rating = ({"ratings": ratings, "rating_weight": rating_weight, "rating_mean": 3.0,
+               "rating_reg": 0.05, "nonnegative": nonnegative} if bias_column else {})
+    state = OptimizerState.zeros(user_emb, item_emb, dense, 0.1 if optimizer == 1 else 0.0)
+    losses = []
+    for epoch in range(n_epochs):
+        order = epoch_order(users.shape[0], 3, np.random.default_rng(epoch))
+        losses.append(kernels.ncf_train_epoch(
+            users, items, np.ones(users.shape[0], dtype), indptr, indices, order, 3, 7, epoch,
+            user_emb, item_emb, dense, layers, 4, 0, optimizer, 0.01, 0.9, 0.999,
+            1e-8 if optimizer == 0 else 1e-10, epoch * 100, state.dense1, state.dense2,
+            state.user1, state.user2, state.item1, state.item2, 37, n_threads, **rating))
+    return np.array(losses), user_emb, item_emb, dense
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("optimizer", [0, 1, 2])
+@pytest.mark.parametrize("nonnegative", [False, True])
+def test_joint_epoch_matches_reference(name, optimizer, nonnegative):
+    """float64: in float32, Adam's normalised steps amplify rounding differences between
+    backends over two epochs of this noisy rating term beyond the float32 tolerance."""
+    backend = backend_or_skip(name, "ncf_train_epoch")
+    dtype = np.float64
+    expected = joint_epochs(get_backend("numpy"), dtype, np.int32, optimizer, 1,
+                            nonnegative=nonnegative)
+    got = joint_epochs(backend, dtype, np.int32, optimizer, 2, nonnegative=nonnegative)
+    for e, g in zip(expected, got, strict=True):
+        assert_allclose(g, e, **tolerance(dtype))
+    if nonnegative:
+        assert got[1][:, :4].min() >= 0 and got[2][:, :4].min() >= 0
+    assert np.abs(got[1][:, -1]).max() > 0  # the biases learnt
+
+
+@pytest.mark.parametrize("name", ("numpy", *BACKENDS))
+def test_zero_rating_weight_is_plain_neumf(name):
+    """With weight 0 the network's columns and weights are NeuMF's bit for bit; the biases
+    stay 0."""
+    backend = backend_or_skip(name, "ncf_train_epoch")
+    joint = joint_epochs(backend, np.float32, np.int32, 0, 2, rating_weight=0.0)
+    plain = joint_epochs(backend, np.float32, np.int32, 0, 2, bias_column=False)
+    assert_allclose(joint[0], plain[0], rtol=0, atol=0)
+    for j, p in zip(joint[1:3], plain[1:3], strict=True):
+        np.testing.assert_array_equal(j[:, :-1], p)
+        assert not j[:, -1].any()
+    np.testing.assert_array_equal(joint[3], plain[3])
+
+
+# -- the estimator ---------------------------------------------------------------------------
+
+def planted_ratings(n_users=80, n_items=60, per_user=20, seed=0):
+    """Ratings from biases and a rank-2 structure, clipped to [1, 5], with timestamps."""
+    rng = np.random.default_rng(seed)
+    p, q = rng.normal(0, 0.8, (n_users, 2)), rng.normal(0, 0.8, (n_items, 2))
+    bu, bi = rng.normal(0, 0.5, n_users), rng.normal(0, 0.5, n_items)
+    users = np.repeat(np.arange(n_users), per_user)
+    items = np.concatenate([rng.choice(n_items, per_user, replace=False) for _ in range(n_users)])
+    ratings = np.clip(3.5 + bu[users] + bi[items] + np.sum(p[users] * q[items], axis=1), 1, 5)
+    return Interactions.from_ids(users, items, ratings, timestamps=np.arange(users.shape[0]))
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_joint_model_ranks_and_predicts_ratings(name):
+    backend_or_skip(name, "ncf_train_epoch")
+    data = planted_ratings()
+    model = JointNeuMF(n_factors=8, layers=(16, 8), rating_weight=1.0, n_epochs=15,
+                       learning_rate=0.01, batch_size=64, backend=name, random_state=0,
+                       n_threads=2).fit(data)
+    users, items = data.user_ids[data.users], data.item_ids[data.items]
+    rmse = np.sqrt(np.mean((model.predict_rating(users, items) - data.values) ** 2))
+    assert rmse < 0.6 * np.std(data.values)  # well below the global mean's error
+    assert model.rating_mean_ == pytest.approx(float(np.mean(data.values)))
+    assert model.user_embeddings_.shape[1] == 8 + 8 + 1
+    assert model.recommend(users[:3], n=5)[0].shape == (3, 5)
+
+
+def test_rating_weight_changes_the_model():
+    data = planted_ratings()
+    fit = {w: JointNeuMF(n_factors=4, layers=(8,), rating_weight=w, n_epochs=2,
+                         random_state=0).fit(data)
+           for w in (0.0, 1.0)}
+    assert not np.array_equal(fit[0.0].user_embeddings_, fit[1.0].user_embeddings_)
+    assert not fit[0.0].user_embeddings_[:, -1].any()  # no rating term: no biases
+
+
+def test_nonnegative_keeps_gmf_factors_nonnegative():
+    model = JointNeuMF(n_factors=4, layers=(8,), nonnegative=True, n_epochs=2,
+                       random_state=0).fit(planted_ratings())
+    assert model.user_embeddings_[:, :4].min() >= 0 <= model.item_embeddings_[:, :4].min()
+
+
+def test_bad_input_errors():
+    data = planted_ratings()
+    users, items = data.user_ids[data.users], data.item_ids[data.items]
+    with pytest.raises(ValueError, match="explicit ratings"):
+        JointNeuMF(n_epochs=1).fit((users, items))
+    bad = data.values.copy()
+    bad[3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        JointNeuMF(n_epochs=1).fit((users, items, bad))
+    with pytest.raises(ValueError, match="loss must be 'bce'"):
+        JointNeuMF(loss="squared", n_epochs=1).fit(data)
+    with pytest.raises(ValueError, match="rating_weight"):
+        JointNeuMF(rating_weight=-1.0, n_epochs=1).fit(data)
+    with pytest.raises(ValueError, match="rating_reg"):
+        JointNeuMF(rating_reg=float("nan"), n_epochs=1).fit(data)
+    with pytest.raises(ValueError, match="nonnegative"):
+        JointNeuMF(nonnegative="yes", n_epochs=1).fit(data)
+    model = NeuMF(n_factors=4, layers=(8,), n_epochs=1, random_state=0).fit(data)
+    assert not hasattr(model, "predict_rating")
