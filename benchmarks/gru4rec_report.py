@@ -211,13 +211,14 @@ def accuracy(args):
                   f"MRR@20 {_mean_std(diff_mrr)}", flush=True)
 
 
-def _test_sets():
-    return {
-        "sessions-diginetica-sample (last 7 days)": (
-            split_last_days(load_diginetica(DATA / "sessions-diginetica-sample"), 7.0)),
-        "sequences-sasrec-video (last item)": (
-            split_last_item(load_sasrec_sequences(DATA / "sequences-sasrec-video"))),
+def _test_sets(names=("diginetica", "video")):
+    loaders = {
+        "diginetica": ("sessions-diginetica-sample (last 7 days)", lambda: split_last_days(
+            load_diginetica(DATA / "sessions-diginetica-sample"), 7.0)),
+        "video": ("sequences-sasrec-video (last item)", lambda: split_last_item(
+            load_sasrec_sequences(DATA / "sequences-sasrec-video"))),
     }
+    return {loaders[name][0]: loaders[name][1]() for name in names}
 
 
 def torch_best_epoch(split, args, seed):
@@ -250,7 +251,7 @@ def defaults(args):
           f"{EMBEDDING}, {args.loss}, n_sample {args.n_sample}, batch {args.batch}, lr {args.lr}) "
           f"at its best of 1-10 epochs on validation; seeds {args.seeds}; {args.threads} "
           "threads; the machine is shared")
-    for title, split in _test_sets().items():
+    for title, split in _test_sets(args.sets).items():
         results = {side: [] for side in sides}
         for seed in args.seeds:
             if "fastrec" in sides:
@@ -279,6 +280,8 @@ def main():
     parser.add_argument("what", choices=("speed", "raw", "accuracy", "rate", "defaults"))
     parser.add_argument("--only", choices=("fastrec", "torch"),
                         help="defaults: run one side only")
+    parser.add_argument("--sets", nargs="+", choices=("diginetica", "video"),
+                        default=["diginetica", "video"], help="defaults: the datasets")
     parser.add_argument("--impl", choices=("cython", "numba", "torch"), default="cython",
                         help="rate: which implementation")
     parser.add_argument("--threads", type=int, default=2)

@@ -110,18 +110,19 @@ def tune_neumf(args):
         "best epoch by validation HR@10 (the `last` column: at the last epoch).")
 
 
-def gru_sets():
-    return {
-        "diginetica": split_last_days(load_diginetica(SHARED_DATA / "sessions-diginetica-sample"),
-                                      7.0).train,
-        "video": split_last_item(load_sasrec_sequences(SHARED_DATA / "sequences-sasrec-video"))
-        .train,
+def gru_sets(names):
+    loaders = {
+        "diginetica": lambda: split_last_days(
+            load_diginetica(SHARED_DATA / "sessions-diginetica-sample"), 7.0).train,
+        "video": lambda: split_last_item(
+            load_sasrec_sequences(SHARED_DATA / "sequences-sasrec-video")).train,
     }
+    return {name: loaders[name]() for name in names}
 
 
 def tune_gru4rec(args):
     rows = []
-    for name, train in gru_sets().items():
+    for name, train in gru_sets(args.sets).items():
         fit_rows, val_rows = next(SessionSplit(test_size=0.1).split(train))
         fit_part, validation = train.iloc[fit_rows], train.iloc[val_rows]
         for values in itertools.product(*GRU_GRID.values()):
@@ -137,8 +138,11 @@ def tune_gru4rec(args):
                          "train_s_per_epoch": model.timings_["train"] / model.n_epochs_})
             print(rows[-1], flush=True)
     return pd.DataFrame(rows).sort_values(["data", "val_recall20"], ascending=[True, False]), (
-        "DIGINETICA sample (test: sessions ending in the last 7 days) and sequences-sasrec-video "
-        "(test: each sequence's last item); neither test part is read. Of the training part the "
+        " and ".join({"diginetica": "DIGINETICA sample (test: sessions ending in the last 7 "
+                                      "days)",
+                        "video": "sequences-sasrec-video (test: each sequence's last item)"}[s]
+                       for s in args.sets)
+        + "; no test part is read. Of the training part the "
         "latest 10% of the sessions (`fastrec.model_selection.SessionSplit(test_size=0.1)`) are "
         "validation, scored on every next click. Other parameters at GRU4Rec's defaults "
         "(hidden 100, n_sample 2048, Adagrad lr 0.05); up to "
@@ -161,6 +165,8 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("family", choices=("mf", "neumf", "gru4rec"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sets", nargs="+", choices=("diginetica", "video"),
+                        default=["diginetica", "video"], help="gru4rec: the datasets swept")
     args = parser.parse_args()
     idle = idle_fraction()
     start = time.perf_counter()
@@ -168,7 +174,8 @@ def main():
     out = RESULTS / f"tuning_{args.family}.md"
     out.write_text(
         f"# {args.family} defaults: validation sweep\n\n"
-        f"Made by `python benchmarks/tune_defaults.py {args.family} --threads {args.threads}` "
+        f"Made by `python benchmarks/tune_defaults.py {args.family} --threads {args.threads}"
+        f"{' --sets ' + ' '.join(args.sets) if args.family == 'gru4rec' else ''}` "
         f"({time.perf_counter() - start:.0f} s; the machine was shared, {idle:.0%} idle at the "
         f"start: per-epoch times are indicative only). {how}\n\n"
         + markdown(table) + "\n")

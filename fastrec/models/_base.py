@@ -131,7 +131,8 @@ class Estimator:
         if not number or not (0.0 < fraction < 1.0 or (whole and fraction == 1.0)):
             raise ValueError(f"validation_fraction must be in (0, 1{']' if whole else ')'}, "
                              f"got {fraction!r}")
-        return self._split_off(X, float(fraction))
+        X, self._held_out = self._split_off(X, float(fraction))
+        return X, self._held_out
 
     # How _split_off holds validation data out: "ratings" (a random fraction of the ratings,
     # Surprise's protocol), "latest" (the latest interaction of a random fraction of the users,
@@ -156,7 +157,12 @@ class Estimator:
             self._record(history, backend_name)
             if finish is not None:
                 finish()
+            self._absorb_held_out()
         return history
+
+    def _absorb_held_out(self) -> None:
+        """After a fit on an internal split: what the held-out part changes in the fitted
+        model besides the weights (nothing by default)."""
 
     def _record(self, history: History, backend_name: str) -> None:
         """Copy what the shared fit loop measured into the fitted attributes."""
@@ -354,6 +360,23 @@ class UserItemModel(Estimator):
             raise ValueError(f"validation_fraction={fraction} of {data.nnz} interactions leaves "
                              "an empty training or validation part: pass validation_data")
         return data.subset(fit_rows), data.subset(held)
+
+    # False where ``seen_`` is part of the model (SVD++'s N(u)) rather than a filter.
+    _SEEN_FILTERS_ONLY = True
+
+    def _absorb_held_out(self) -> None:
+        """``seen_`` (the items ``recommend`` skips) gets the held-out pairs too: the users
+        interacted with them, even if training did not see them."""
+        held = self.__dict__.pop("_held_out", None)
+        if held is None or getattr(self, "seen_", None) is None or not self._SEEN_FILTERS_ONLY:
+            return
+        on_device = is_device_array(self.seen_.indices)
+        extra = sp.csr_matrix((np.ones(held.nnz, np.int8), (held.users, held.items)),
+                              shape=held.shape)
+        both = (to_host(self.seen_).astype(np.int8) + extra).tocsr()
+        both.sort_indices()
+        move = to_device if on_device else (lambda a: a)
+        self.seen_ = pattern_matrix(move(both.indptr), move(both.indices), both.shape)
 
     def _training_data(self, X, dtype) -> Interactions:
         """Interactions from anything ``Interactions.from_any`` takes, already placed

@@ -62,6 +62,7 @@ class SVDpp(_SGDModel):
     """
 
     _ARRAYS = (*FactorModel._ARRAYS, "implicit_factors_", "user_implicit_")
+    _SEEN_FILTERS_ONLY = False  # seen_ is N(u), which user_implicit_ was computed from
     _KERNEL = "svdpp_epoch"
     _PENALTIES = ("reg", "reg_bias", "reg_implicit")
 

@@ -135,7 +135,7 @@ def test_gru4rec(cuda_run, monkeypatch, tmp_path):
     columns = tuple(train[c].to_numpy() for c in ("session_id", "item_id", "timestamp"))
     params = dict(hidden_size=8, n_layers=2, embedding_size=6, n_sample=4, batch_size=4,
                   bptt=2, n_epochs=2, learning_rate=0.05, dropout_hidden=0.1, random_state=0,
-                  dtype="float64")
+                  dtype="float64", early_stopping=False)
     gpu = GRU4Rec(backend="cuda", **params).fit(tuple(cuda_run.asarray(c) for c in columns))
     cpu = GRU4Rec(backend="numpy", **params).fit(columns)
     close = cuda_run.tolerance(np.float64, scale=10)

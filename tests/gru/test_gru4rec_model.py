@@ -22,7 +22,7 @@ from tests.conftest import backend_or_skip
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 SMALL = dict(hidden_size=24, n_sample=16, batch_size=16, n_epochs=4, learning_rate=0.1,
-             random_state=0, dtype="float64")
+             random_state=0, dtype="float64", early_stopping=False)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ def test_peer_trains_like_fastrec(loss):
     data = Sessions.from_frame(frame)
     hp = dict(n_sample=24, batch_size=8, n_epochs=2, learning_rate=0.05)
     ours = GRU4Rec(hidden_size=12, embedding_size=6, loss=loss, **hp, backend="numpy",
-                   n_threads=1, random_state=3, dtype="float64").fit(frame)
+                   n_threads=1, random_state=3, dtype="float64", early_stopping=False).fit(frame)
     peer, _, _ = train_torch(data, hidden=12, embedding=6, loss=loss, **hp, n_threads=1,
                              seed=3, dtype=np.float64)
     theirs = to_fastrec(peer, data.item_ids, 12, 6)

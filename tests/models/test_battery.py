@@ -118,7 +118,8 @@ FAMILIES = {
     # Rank-1 capacity where it suffices: the checkerboard is rank 1 (up to the sign of each
     # class), and a larger GMF memorises the held-out items as the negatives they were sampled as.
     **{name: Family(lambda arch=arch, cls=cls, **kw: cls(**{
-        **dict(n_epochs=30, learning_rate=0.02, batch_size=64, init_std=0.1), **arch, **kw}),
+        **dict(n_epochs=30, learning_rate=0.02, batch_size=64, init_std=0.1,
+               early_stopping=False), **arch, **kw}),
         interactions, ("ncf_train_epoch",),
         bad_data=((np.array([0]), np.array([1]), np.array([np.inf])),))
        for name, cls, arch in (("GMF", GMF, {"n_factors": 1}),
@@ -131,7 +132,8 @@ FAMILIES = {
         bad_data=((np.array([0]), np.array([1]), np.array([np.nan])),
                   (np.array([0]), np.array([1])))),
     "GRU4Rec": Family(lambda **kw: GRU4Rec(hidden_size=16, n_sample=8, batch_size=8,
-                                           n_epochs=8, learning_rate=0.2, **kw),
+                                           n_epochs=8, learning_rate=0.2,
+                                           early_stopping=False, **kw),
                       sessions, ("gru4rec_train_epoch",), ranks_users=False,
                       bad_data=(pd.DataFrame({"session_id": [0], "item_id": [1]}),)),
 }

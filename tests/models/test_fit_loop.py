@@ -126,7 +126,7 @@ def test_a_failed_nmf_refit_keeps_ids_and_factors_together(ratings):
 @pytest.mark.parametrize("make, fit_input", [
     (lambda: GMF(learning_rate=1e6, n_epochs=5, random_state=0), "ratings"),
     (lambda: GRU4Rec(hidden_size=8, learning_rate=1e6, n_epochs=5, batch_size=16, n_sample=8,
-                     random_state=0), "sessions"),
+                     loss="cross-entropy", random_state=0), "sessions"),
 ])
 def test_exploding_training_is_caught(make, fit_input, ratings, sessions):
     data = ratings[0] if fit_input == "ratings" else sessions[0]

@@ -93,6 +93,9 @@ def test_the_internal_split_is_the_familys_protocol_and_seeded(case, request):
     again = make(early_stopping=True, validation_fraction=fraction, n_iter_no_change=2,
                  random_state=3).fit(data)
     _assert_same(model, again, names)
+    if isinstance(data, Interactions):
+        # recommend skips the held-out pairs too (SVD++'s seen_ is its N(u): training only)
+        assert model.seen_.nnz == (fit_part.nnz if case == "SVDpp" else data.nnz)
 
 
 @pytest.mark.parametrize("case", ["MF", "NeuMF"])
@@ -134,9 +137,10 @@ def test_the_best_epochs_weights_are_restored(case, request):
 def test_without_early_stopping_nothing_is_held_out(case, request):
     make, _, _, names, _ = CASES[case]
     data = _data(request, case)
-    plain = make(n_epochs=3, random_state=3).fit(data)
+    plain = make(n_epochs=3, random_state=3, early_stopping=False).fit(data)
     # validation_fraction is unused: today's fit on all of the data, bit for bit
-    other = make(n_epochs=3, random_state=3, validation_fraction=0.5).fit(data)
+    other = make(n_epochs=3, random_state=3, early_stopping=False,
+                 validation_fraction=0.5).fit(data)
     _assert_same(plain, other, names)
     assert plain.validation_curve_ == [] and plain.best_epoch_ is None
     assert plain.n_epochs_ == 3 == len(plain.loss_curve_)

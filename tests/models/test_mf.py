@@ -90,8 +90,8 @@ def test_parameter_sensitivity(param, value, planted):
 
 def test_estimator_conventions():
     model = MF(n_factors=3, reg=0.5)
-    assert model.get_params()["reg"] == 0.5 and model.set_params(reg=0.1) is model
-    assert "reg=0.1" in repr(model)
+    assert model.get_params()["reg"] == 0.5 and model.set_params(reg=0.2) is model
+    assert "reg=0.2" in repr(model)
     assert not hasattr(model, "user_factors_")
     with pytest.raises(ValueError, match="invalid parameter"):
         model.set_params(nope=1)

@@ -94,14 +94,16 @@ def test_grid_search_and_pipeline_on_full_nmf():
 
 
 def test_grid_search_tunes_ncf(ratings_frame):
-    search = GridSearchCV(GMF(n_epochs=3, random_state=0, n_eval_negatives=20),
+    search = GridSearchCV(GMF(n_epochs=3, random_state=0, n_eval_negatives=20,
+                              early_stopping=False),
                           {"n_factors": [2, 8]}, cv=LeaveLastOut(), scoring=hit_rate_scorer(10))
     _tuned(search, ratings_frame)
 
 
 def test_grid_search_tunes_gru4rec():
     frame = synthetic_sessions(n_sessions=200, n_items=25, random_state=0)
-    search = GridSearchCV(GRU4Rec(n_epochs=2, batch_size=16, n_sample=8, random_state=0),
+    search = GridSearchCV(GRU4Rec(n_epochs=2, batch_size=16, n_sample=8, random_state=0,
+                                  early_stopping=False),
                           {"hidden_size": [4, 24]}, cv=SessionSplit(0.25),
                           scoring=recall_scorer(5))
     _tuned(search, frame)

@@ -10,7 +10,12 @@ from fastrec._algorithms.ncf import OptimizerState, epoch_order, init_params
 from fastrec.backends import get_backend
 from fastrec.data.interactions import Interactions
 from tests.conftest import backend_or_skip
-from tests.ncf.test_ncf_kernels import implicit_problem, random_batch, run_passes
+from tests.ncf.test_ncf_kernels import (
+    assert_finite_differences,
+    implicit_problem,
+    random_batch,
+    run_passes,
+)
 from tests.tolerances import tolerance
 
 BACKENDS = ("cython", "numba")
@@ -71,28 +76,8 @@ def test_reference_joint_backward_matches_finite_differences(n_gmf, layers):
         return joint_passes(kernels, (users, items, targets, u_emb, i_emb, d, layers), n_gmf,
                             rating)[1] / users.shape[0]
 
-    h = 1e-6
-    for j in range(dense.shape[0]):
-        plus, minus = dense.copy(), dense.copy()
-        plus[j] += h
-        minus[j] -= h
-        numeric = mean_loss(user_emb, item_emb, plus) - mean_loss(user_emb, item_emb, minus)
-        assert numeric / (2 * h) == pytest.approx(dense_grad[j], rel=1e-5, abs=1e-8)
-    for is_user, table, rows, grads in ((True, user_emb, users, user_grads),
-                                        (False, item_emb, items, item_grads)):
-        expected = np.zeros_like(table)
-        np.add.at(expected, rows, grads)
-        for row in np.unique(rows)[:4]:
-            for col in range(table.shape[1]):
-                plus, minus = table.copy(), table.copy()
-                plus[row, col] += h
-                minus[row, col] -= h
-                if is_user:
-                    numeric = mean_loss(plus, item_emb, dense) - mean_loss(minus, item_emb, dense)
-                else:
-                    numeric = mean_loss(user_emb, plus, dense) - mean_loss(user_emb, minus, dense)
-                assert numeric / (2 * h) == pytest.approx(expected[row, col], rel=1e-5,
-                                                          abs=1e-8)
+    assert_finite_differences(mean_loss, users, items, user_emb, item_emb, dense, dense_grad,
+                              user_grads, item_grads)
 
 
 def joint_epochs(kernels, dtype, index_dtype, optimizer, n_threads, rating_weight=0.8,

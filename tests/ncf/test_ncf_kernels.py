@@ -77,21 +77,26 @@ def test_reference_backward_matches_finite_differences(n_gmf, layers, loss):
         return run_passes(kernels, users, items, targets, u_emb, i_emb, d, layers, n_gmf,
                           loss)[1] / users.shape[0]
 
-    h = 1e-6
+    assert_finite_differences(mean_loss, users, items, user_emb, item_emb, dense, dense_grad,
+                              user_grads, item_grads)
+
+
+def assert_finite_differences(mean_loss, users, items, user_emb, item_emb, dense, dense_grad,
+                              user_grads, item_grads, h=1e-6):
+    """Central differences of ``mean_loss(user_emb, item_emb, dense)`` equal the analytic
+    gradients: every dense weight, and every column of a few embedding rows, whose gradient is
+    the sum over the batch positions that use the row."""
     for j in range(dense.shape[0]):
         plus, minus = dense.copy(), dense.copy()
         plus[j] += h
         minus[j] -= h
-        numeric = (mean_loss(user_emb, item_emb, plus) - mean_loss(user_emb, item_emb, minus))
+        numeric = mean_loss(user_emb, item_emb, plus) - mean_loss(user_emb, item_emb, minus)
         assert numeric / (2 * h) == pytest.approx(dense_grad[j], rel=1e-5, abs=1e-8)
-    # embedding rows: the gradient of a row is the sum over the batch positions that use it
-    expected_user = np.zeros_like(user_emb)
-    np.add.at(expected_user, users, user_grads)
-    expected_item = np.zeros_like(item_emb)
-    np.add.at(expected_item, items, item_grads)
-    for table, expected, is_user in ((user_emb, expected_user, True),
-                                     (item_emb, expected_item, False)):
-        for row in np.unique(users if is_user else items)[:4]:
+    for is_user, table, rows, grads in ((True, user_emb, users, user_grads),
+                                        (False, item_emb, items, item_grads)):
+        expected = np.zeros_like(table)
+        np.add.at(expected, rows, grads)
+        for row in np.unique(rows)[:4]:
             for col in range(table.shape[1]):
                 plus, minus = table.copy(), table.copy()
                 plus[row, col] += h

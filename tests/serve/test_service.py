@@ -155,7 +155,7 @@ def test_sighup_reloads(client):
 def test_gru4rec_next(tmp_path):
     sessions = fastrec.synthetic_sessions(n_sessions=40, n_items=15, random_state=0)
     model = fastrec.GRU4Rec(hidden_size=8, n_epochs=1, n_sample=0, batch_size=8,
-                            backend="numpy", random_state=0).fit(sessions)
+                            backend="numpy", random_state=0, early_stopping=False).fit(sessions)
     path = model.save(tmp_path / "gru.npz")
     with TestClient(create_app(path), raise_server_exceptions=False) as client:
         session = model.item_ids_[:3].tolist()
