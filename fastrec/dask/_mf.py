@@ -59,6 +59,18 @@ FITTED = ("user_factors_", "item_factors_", "user_bias_", "item_bias_", "global_
           "n_epochs_", "backend_", "fit_time_", "timings_")
 
 
+def check_cluster_params(estimator, stopping_hint: str) -> None:
+    """The parameters a distributed fit adds to (or refuses from) the local estimator's."""
+    if estimator.n_threads is not None:
+        check_positive("n_threads", estimator.n_threads, integer=True)
+    if estimator.early_stopping:
+        raise ValueError(f"early_stopping=True needs validation data, which "
+                         f"fastrec.dask.{type(estimator).__name__} does not take; {stopping_hint}")
+    if estimator.backend == "cuda":
+        raise ValueError("fastrec.dask runs the CPU kernels on the workers: backend must be "
+                         "'auto', 'cython', 'numba' or 'numpy'")
+
+
 class MF:
     """Biased MF trained by distributed stratified SGD on a Dask cluster.
 
@@ -78,8 +90,8 @@ class MF:
     :meth:`to_local` returns a fitted ``fastrec.MF``.
     """
 
-    def __init__(self, n_factors: int = 32, n_epochs: int = 20, learning_rate: float = 0.02,
-                 lr_bias: float | None = None, reg: float = 0.05, reg_bias: float = 0.02,
+    def __init__(self, n_factors: int = 64, n_epochs: int = 20, learning_rate: float = 0.03,
+                 lr_bias: float | None = None, reg: float = 0.1, reg_bias: float = 0.02,
                  lr_schedule: str = "inverse", lr_decay: float = 0.05, biased: bool = True,
                  init_std: float = 0.1, n_blocks: int | None = None, dtype="float32",
                  backend: str = "auto", n_threads: int | None = None,
@@ -96,14 +108,7 @@ class MF:
     def _validate_params(self) -> np.dtype:
         # the local estimator's rules (they read only parameters), then the cluster's own
         dtype = fastrec.MF._validate_params(self)
-        if self.n_threads is not None:
-            check_positive("n_threads", self.n_threads, integer=True)
-        if self.early_stopping:
-            raise ValueError("early_stopping=True needs validation data, which fastrec.dask.MF "
-                             "does not take; set n_epochs instead")
-        if self.backend == "cuda":
-            raise ValueError("fastrec.dask runs the CPU kernels on the workers: backend must be "
-                             "'auto', 'cython', 'numba' or 'numpy'")
+        check_cluster_params(self, "set n_epochs instead")
         return dtype
 
     def fit(self, X, columns=None):

@@ -38,9 +38,9 @@ from fastrec.dask._data import (
     wait_for,
 )
 from fastrec.dask._exact import mean_from_plan, mean_plan, slice_sums
-from fastrec.dask._mf import _bounds, _worker_backend
+from fastrec.dask._mf import _bounds, _worker_backend, check_cluster_params
 from fastrec.exceptions import NotFittedError
-from fastrec.models._base import check_positive, store_params
+from fastrec.models._base import store_params
 
 NMF_EPSILON = 1.1920928955078125e-07  # csrc/include/fastrec/nmf.h: float32's machine epsilon
 _KERNELS = {"full": ("nmf_update_full", "nmf_loss_full"),
@@ -71,8 +71,9 @@ class NMF:
     """
 
     def __init__(self, n_components: int | None = None, *, mode: str = "full",
-                 beta_loss: str = "frobenius", init: str | None = None, max_iter: int = 200,
-                 tol: float = 1e-4, alpha_W: float = 0.0, alpha_H="same", l1_ratio: float = 0.0,
+                 beta_loss: str = "frobenius", init: str | None = None,
+                 max_iter: int | None = None, tol: float = 1e-4, alpha_W: float | None = None,
+                 alpha_H="same", l1_ratio: float = 0.0,
                  biased: bool = False, reg_bias: float = 0.02, random_state: int | None = None,
                  dtype="float32", backend: str = "auto", n_threads: int | None = None,
                  early_stopping: bool = False, n_iter_no_change: int = 10, callbacks=None,
@@ -88,14 +89,7 @@ class NMF:
                              "does not distribute: use init='random' or 'custom'")
         # the local estimator's rules (they read only parameters), then the cluster's own
         dtype, beta = fastrec.NMF._validate_params(self)
-        if self.n_threads is not None:
-            check_positive("n_threads", self.n_threads, integer=True)
-        if self.early_stopping:
-            raise ValueError("early_stopping=True needs validation data, which fastrec.dask.NMF "
-                             "does not take; use tol (the stopping test) instead")
-        if self.backend == "cuda":
-            raise ValueError("fastrec.dask runs the CPU kernels on the workers: backend must be "
-                             "'auto', 'cython', 'numba' or 'numpy'")
+        check_cluster_params(self, "use tol (the stopping test) instead")
         return dtype, beta
 
     def _alphas(self) -> tuple[float, float, float, float]:
@@ -130,10 +124,7 @@ class NMF:
             global_mean = _exact_mean(client, data, dtype) if self.biased else 0.0
         owners = [workers[p % len(workers)] for p in range(len(parts))]
         n, m = shape
-        k = min(shape) if self.n_components is None else int(self.n_components)
-        if k > min(shape):
-            raise ValueError(f"n_components={k} exceeds min(n_samples, n_features)="
-                             f"{min(shape)} of X with shape {shape}")
+        k = fastrec.NMF._n_components(self, shape)
         rating_mean = summary["sum"] / summary["nnz"] if summary["nnz"] else 0.0
         w, h = self._initial_factors(shape, k, W, H, rng, dtype, summary)
         backend_name, k_pad = client.submit(_backend_width, self.backend, self.mode, k,
@@ -175,7 +166,7 @@ class NMF:
         at_init = previous = objective(states, ht_f, bi_f)[0]
         callbacks = list(self.callbacks or ())
         curve = [at_init]
-        max_iter, tol = int(self.max_iter), float(self.tol)
+        max_iter, tol = fastrec.NMF._max_iter(self), float(self.tol)
         n_iter = 0
         with tqdm(total=max_iter, disable=not self.verbose, desc="fastrec.dask.NMF",
                   unit="iteration", leave=False) as bar:

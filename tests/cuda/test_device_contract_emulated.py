@@ -154,34 +154,22 @@ def test_structure_only_without_values():
             args), values=False)
 
 
-@pytest.mark.parametrize("change", CASES["sgd"][2][:5], ids=range(5))
-def test_cuda_sgd_epoch_rejects_device_input_with_the_validators_message(change):
-    from fastrec.backends.cuda import sgd_epoch
+# (case family, how many of its bad inputs, CUDA contract function, its scalar arguments)
+LAUNCHES = [("sgd", 5, "sgd_epoch", (3.0, 0.01, 0.01, 0.05, 0.01, True, 1)),
+            ("nmf", 5, "nmf_update_observed", (0.0, 2, 0.0, 0.0, 0.0, False, 1)),
+            ("sparse_step", 3, "sparse_adam_step", (1, 0.01))]
 
-    bad = change(_sgd_args())
-    expected = _message(_contract.check_sgd_epoch, bad)
+
+@pytest.mark.parametrize("family,case,kernel,scalars", [
+    pytest.param(family, case, kernel, scalars, id=f"{kernel}-{case}")
+    for family, n_cases, kernel, scalars in LAUNCHES for case in range(n_cases)])
+def test_cuda_launcher_rejects_device_input_with_the_validators_message(family, case, kernel,
+                                                                       scalars):
+    from fastrec.backends import cuda
+
+    check, make_args, changes = CASES[family]
+    bad = changes[case](make_args())
+    expected = _message(check, bad)
     with pytest.raises(ContractError) as info:
-        sgd_epoch(*_device(bad).values(), 3.0, 0.01, 0.01, 0.05, 0.01, True, 1)
-    assert str(info.value) == expected
-
-
-@pytest.mark.parametrize("change", CASES["nmf"][2][:5], ids=range(5))
-def test_cuda_nmf_rejects_device_input_with_the_validators_message(change):
-    from fastrec.backends.cuda import nmf_update_observed
-
-    bad = change(_nmf_args())
-    expected = _message(_contract.check_nmf, bad)
-    with pytest.raises(ContractError) as info:
-        nmf_update_observed(*_device(bad).values(), 0.0, 2, 0.0, 0.0, 0.0, False, 1)
-    assert str(info.value) == expected
-
-
-@pytest.mark.parametrize("change", CASES["sparse_step"][2][:3], ids=range(3))
-def test_cuda_sparse_step_rejects_device_input_with_the_validators_message(change):
-    from fastrec.backends.cuda import sparse_adam_step
-
-    bad = change(_sparse_args())
-    expected = _message(_sparse_check, bad)
-    with pytest.raises(ContractError) as info:
-        sparse_adam_step(*_device(bad).values(), 1, 0.01)
+        getattr(cuda, kernel)(*_device(bad).values(), *scalars)
     assert str(info.value) == expected

@@ -1,6 +1,8 @@
 """fastrec.dask.NMF against the local fastrec.NMF: both modes, both losses, to the tolerance the
 float64 reduction order allows (the W step is the local kernel; H's sums are reduced as a tree)."""
 
+import inspect
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -84,3 +86,15 @@ def test_stopping_test_and_bad_input(client):
     with pytest.raises(ValueError, match="n_components"):
         fastrec.dask.NMF(client=client, n_components=31, init="random").fit(
             da.from_array(X.toarray()))
+
+
+@pytest.mark.parametrize("name", ["MF", "NMF"])
+def test_parameters_and_defaults_are_the_local_estimators(name):
+    """The distributed estimators take the local ones' parameters with the same defaults
+    (early stopping's internal split aside: the cluster fit refuses early stopping)."""
+    local = inspect.signature(getattr(fastrec, name).__init__).parameters
+    distributed = inspect.signature(getattr(fastrec.dask, name).__init__).parameters
+    assert set(distributed) - set(local) == {"client"}
+    assert set(local) - set(distributed) <= {"validation_fraction"}
+    assert {k: local[k].default for k in distributed if k in local} == {
+        k: p.default for k, p in distributed.items() if k != "client"}
