@@ -47,9 +47,9 @@ from fastrec.dask._data import (
     submit,
     wait_for,
 )
+from fastrec.dask._estimator import ClusterEstimator
 from fastrec.dask._exact import mean_from_plan, mean_plan, skip_tie_keys, slice_sums, tie_keys
 from fastrec.exceptions import DivergenceError, NotFittedError
-from fastrec.models._base import check_positive, store_params
 
 log = logging.getLogger("fastrec")
 
@@ -59,19 +59,7 @@ FITTED = ("user_factors_", "item_factors_", "user_bias_", "item_bias_", "global_
           "n_epochs_", "backend_", "fit_time_", "timings_")
 
 
-def check_cluster_params(estimator, stopping_hint: str) -> None:
-    """The parameters a distributed fit adds to (or refuses from) the local estimator's."""
-    if estimator.n_threads is not None:
-        check_positive("n_threads", estimator.n_threads, integer=True)
-    if estimator.early_stopping:
-        raise ValueError(f"early_stopping=True needs validation data, which "
-                         f"fastrec.dask.{type(estimator).__name__} does not take; {stopping_hint}")
-    if estimator.backend == "cuda":
-        raise ValueError("fastrec.dask runs the CPU kernels on the workers: backend must be "
-                         "'auto', 'cython', 'numba' or 'numpy'")
-
-
-class MF:
+class MF(ClusterEstimator):
     """Biased MF trained by distributed stratified SGD on a Dask cluster.
 
     Parameters: those of :class:`fastrec.MF` (same meanings and defaults), plus ``client``
@@ -90,25 +78,14 @@ class MF:
     :meth:`to_local` returns a fitted ``fastrec.MF``.
     """
 
-    def __init__(self, n_factors: int = 64, n_epochs: int = 20, learning_rate: float = 0.03,
-                 lr_bias: float | None = None, reg: float = 0.1, reg_bias: float = 0.02,
-                 lr_schedule: str = "inverse", lr_decay: float = 0.05, biased: bool = True,
-                 init_std: float = 0.1, n_blocks: int | None = None, dtype="float32",
-                 backend: str = "auto", n_threads: int | None = None,
-                 random_state: int | None = None, early_stopping: bool = False,
-                 n_iter_no_change: int = 3, tol: float = 1e-4, callbacks=None,
-                 duplicates: str = "raise", verbose: bool = False, client=None):
-        store_params(self, locals())
+    local = fastrec.MF
 
     _PENALTIES = fastrec.MF._PENALTIES  # read by the local rules below
-
-    def get_params(self, deep: bool = True) -> dict:
-        return {name: getattr(self, name) for name in _PARAMS}
 
     def _validate_params(self) -> np.dtype:
         # the local estimator's rules (they read only parameters), then the cluster's own
         dtype = fastrec.MF._validate_params(self)
-        check_cluster_params(self, "set n_epochs instead")
+        self._check_cluster_params("set n_epochs instead")
         return dtype
 
     def fit(self, X, columns=None):
@@ -341,8 +318,7 @@ class MF:
         if not hasattr(self, "n_users_"):
             raise NotFittedError(
                 "this fastrec.dask.MF is not fitted yet: call fit first")
-        params = self.get_params()
-        params.pop("client")
+        params = self._local_params()
         model = fastrec.MF(**params)
         for name in FITTED:
             value = getattr(self, name)
@@ -367,10 +343,6 @@ class MF:
         return seen
 
 
-_PARAMS = ("n_factors", "n_epochs", "learning_rate", "lr_bias", "reg", "reg_bias",
-           "lr_schedule", "lr_decay", "biased", "init_std", "n_blocks", "dtype", "backend",
-           "n_threads", "random_state", "early_stopping", "n_iter_no_change", "tol", "callbacks",
-           "duplicates", "verbose", "client")
 
 
 def _bounds(n: int, g: int) -> np.ndarray:

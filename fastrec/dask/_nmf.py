@@ -37,10 +37,10 @@ from fastrec.dask._data import (
     tree_reduce,
     wait_for,
 )
+from fastrec.dask._estimator import ClusterEstimator
 from fastrec.dask._exact import mean_from_plan, mean_plan, slice_sums
-from fastrec.dask._mf import _bounds, _worker_backend, check_cluster_params
+from fastrec.dask._mf import _bounds, _worker_backend
 from fastrec.exceptions import NotFittedError
-from fastrec.models._base import store_params
 
 NMF_EPSILON = 1.1920928955078125e-07  # csrc/include/fastrec/nmf.h: float32's machine epsilon
 _KERNELS = {"full": ("nmf_update_full", "nmf_loss_full"),
@@ -51,13 +51,9 @@ FITTED = ("user_factors_", "item_factors_", "user_bias_", "item_bias_", "compone
           "global_mean_", "rating_mean_", "user_ids_", "item_ids_", "n_users_", "n_items_",
           "n_components_", "n_features_in_", "n_iter_", "n_epochs_", "loss_curve_",
           "validation_curve_", "reconstruction_err_", "backend_", "fit_time_", "timings_")
-_PARAMS = ("n_components", "mode", "beta_loss", "init", "max_iter", "tol", "alpha_W",
-           "alpha_H", "l1_ratio", "biased", "reg_bias", "random_state", "dtype", "backend",
-           "n_threads", "early_stopping", "n_iter_no_change", "callbacks", "duplicates", "verbose",
-           "client")
 
 
-class NMF:
+class NMF(ClusterEstimator):
     """Non-negative matrix factorisation by multiplicative updates on a Dask cluster.
 
     Parameters: those of :class:`fastrec.NMF` (same meanings), plus ``client`` (None: the
@@ -70,18 +66,7 @@ class NMF:
     client); :meth:`to_local` returns a fitted ``fastrec.NMF``.
     """
 
-    def __init__(self, n_components: int | None = None, *, mode: str = "full",
-                 beta_loss: str = "frobenius", init: str | None = None,
-                 max_iter: int | None = None, tol: float = 1e-4, alpha_W: float | None = None,
-                 alpha_H="same", l1_ratio: float = 0.0,
-                 biased: bool = False, reg_bias: float = 0.02, random_state: int | None = None,
-                 dtype="float32", backend: str = "auto", n_threads: int | None = None,
-                 early_stopping: bool = False, n_iter_no_change: int = 10, callbacks=None,
-                 duplicates: str = "raise", verbose: bool = False, client=None):
-        store_params(self, locals())
-
-    def get_params(self, deep: bool = True) -> dict:
-        return {name: getattr(self, name) for name in _PARAMS}
+    local = fastrec.NMF
 
     def _validate_params(self) -> tuple[np.dtype, int]:
         if self.init in ("nndsvd", "nndsvda"):
@@ -89,7 +74,7 @@ class NMF:
                              "does not distribute: use init='random' or 'custom'")
         # the local estimator's rules (they read only parameters), then the cluster's own
         dtype, beta = fastrec.NMF._validate_params(self)
-        check_cluster_params(self, "use tol (the stopping test) instead")
+        self._check_cluster_params("use tol (the stopping test) instead")
         return dtype, beta
 
     def _alphas(self) -> tuple[float, float, float, float]:
@@ -239,8 +224,7 @@ class NMF:
         (O(nnz) indices) as ``seen_``."""
         if not hasattr(self, "n_users_"):
             raise NotFittedError("this fastrec.dask.NMF is not fitted yet: call fit first")
-        params = self.get_params()
-        params.pop("client")
+        params = self._local_params()
         params["init"] = params["init"] or "random"
         model = fastrec.NMF(**params)
         for name in FITTED:

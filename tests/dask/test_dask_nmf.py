@@ -90,11 +90,14 @@ def test_stopping_test_and_bad_input(client):
 
 @pytest.mark.parametrize("name", ["MF", "NMF"])
 def test_parameters_and_defaults_are_the_local_estimators(name):
-    """The distributed estimators take the local ones' parameters with the same defaults
-    (early stopping's internal split aside: the cluster fit refuses early stopping)."""
+    """The distributed estimators take the local ones' parameters with the same defaults,
+    plus ``client``; get_params and to_local carry them."""
     local = inspect.signature(getattr(fastrec, name).__init__).parameters
     distributed = inspect.signature(getattr(fastrec.dask, name).__init__).parameters
-    assert set(distributed) - set(local) == {"client"}
-    assert set(local) - set(distributed) <= {"validation_fraction"}
-    assert {k: local[k].default for k in distributed if k in local} == {
-        k: p.default for k, p in distributed.items() if k != "client"}
+    assert list(distributed) == [*local, "client"]
+    assert all(distributed[k].default == local[k].default for k in local)
+    model = getattr(fastrec.dask, name)(random_state=7, client="a client")
+    assert model.get_params() == {**getattr(fastrec, name)(random_state=7).get_params(),
+                                  "client": "a client"}
+    with pytest.raises(TypeError):
+        getattr(fastrec.dask, name)(no_such_parameter=1)
