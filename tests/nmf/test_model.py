@@ -5,7 +5,12 @@ import pytest
 import scipy.sparse as sp
 
 from fastrec import NMF
-from fastrec._algorithms.nmf_mu import CSRPair, ObservedPenalty, observed_objective
+from fastrec._algorithms.nmf_mu import (
+    CSRPair,
+    ObservedPenalty,
+    _factor_penalty,
+    observed_objective,
+)
 from fastrec.backends import get_backend
 from tests.conftest import backend_or_skip
 
@@ -109,6 +114,33 @@ def test_observed_objective_never_increases(beta_loss, biased):
     diffs = np.diff(values)
     assert np.all(diffs <= 1e-9 * values[0]), diffs.max()
     assert values[-1] < 0.5 * values[0]
+
+
+@pytest.mark.parametrize(("l1", "l2"), [(0.0, 0.15), (0.07, 0.0), (0.07, 0.15), (0.0, 0.0)])
+def test_factor_penalty_skips_zero_terms_bit_for_bit(l1, l2):
+    """Skipping a term whose coefficient is 0 gives the objective of both terms exactly."""
+    rng = np.random.default_rng(2)
+    factors = rng.uniform(0, 3, (300, 16)).astype(np.float32)
+    factors[:, 5:] = 0  # padded columns, as the kernels see them
+    counts = rng.integers(1, 50, 300).astype(np.float64)
+    f64 = factors.astype(np.float64)
+    both = float(counts @ (l1 * f64.sum(1) + 0.5 * l2 * (f64 ** 2).sum(1)))
+    assert _factor_penalty(counts, factors, l1, l2) == both
+
+
+def test_small_fit_does_not_probe_the_load(monkeypatch):
+    """A fit too small for a second update thread runs on one without sampling the load."""
+    backend_or_skip("cython", "nmf_update_observed")
+
+    def probe():
+        raise AssertionError("the load was probed")
+
+    monkeypatch.setattr("fastrec.models._base.default_n_threads", probe)
+    users, items, ratings = planted_ratings(seed=4)
+    model = NMF(mode="observed", backend="cython", random_state=0).fit((users, items, ratings))
+    explicit = NMF(mode="observed", backend="cython", random_state=0, n_threads=2)
+    explicit.fit((users, items, ratings))
+    np.testing.assert_array_equal(model.user_factors_, explicit.user_factors_)
 
 
 def test_full_mode_divergence_never_increases():
