@@ -84,7 +84,11 @@ class NMF(FactorModel):
     n_threads : int or None (all usable cores); results do not depend on it.
     early_stopping, n_iter_no_change : stop when the RMSE on ``validation_data`` has not
         improved by a relative ``tol`` for ``n_iter_no_change`` iterations; the best iterate
-        is kept.
+        is kept. Without ``validation_data``, observed mode holds out a random
+        ``validation_fraction`` of the ratings (seeded by ``random_state``) and trains on the
+        rest; full mode needs ``validation_data`` (an entry held out of X would be a zero).
+    validation_fraction : float in (0, 1), share of the ratings held out for early stopping
+        in observed mode when no ``validation_data`` is given.
     duplicates : what repeated (user, item) pairs in the training data mean: "raise" (an
         error naming the first one, the default), "mean", "last" or "sum" of their values.
     callbacks : list of ``callback(iteration, metrics)`` called after each iteration; a truthy
@@ -115,8 +119,9 @@ class NMF(FactorModel):
                  alpha_H="same", l1_ratio: float = 0.0,
                  biased: bool = False, reg_bias: float = 0.02, random_state: int | None = None,
                  dtype="float32", backend: str = "auto", n_threads: int | None = None,
-                 early_stopping: bool = False, n_iter_no_change: int = 10, callbacks=None,
-                 duplicates: str = "raise", verbose: bool = False):
+                 early_stopping: bool = False, validation_fraction: float = 0.1,
+                 n_iter_no_change: int = 10, callbacks=None, duplicates: str = "raise",
+                 verbose: bool = False):
         store_params(self, locals())
 
     # -- validation --------------------------------------------------------------------------
@@ -232,8 +237,10 @@ class NMF(FactorModel):
 
     def _fit(self, X, W, H, validation_data):
         dtype, beta = self._validate_params()
-        if self.early_stopping and validation_data is None:
-            raise ValueError("early_stopping=True needs validation_data")
+        if self.early_stopping and validation_data is None and self.mode == "full":
+            raise ValueError("early_stopping=True needs validation_data in full mode (an entry "
+                             "held out of X would be a zero of X)")
+        X, validation_data = self._holdout(X, validation_data)
         backend = self._resolve_backend(_KERNELS[self.mode])
         rng = np.random.default_rng(self.random_state)
         place = self._placement(backend)
