@@ -345,8 +345,8 @@ class UserItemModel(Estimator):
     # -- data ------------------------------------------------------------------------------
     def _split_off(self, X, fraction: float) -> tuple[Interactions, Interactions]:
         """Both parts keep the id maps of all of ``X`` (an id seen only in validation is a
-        known, untrained one); device input is split on the host."""
-        data = Interactions.from_any(host_data(X), dtype=check_dtype(self.dtype),
+        known, untrained one); device input is split where it is."""
+        data = Interactions.from_any(X, dtype=check_dtype(self.dtype), keep_device=True,
                                      duplicates=getattr(self, "duplicates", "raise"))
         if self._HOLDOUT == "ratings":
             fit_rows, held = next(RatingSplit(1, fraction, self.random_state).split(

@@ -248,7 +248,7 @@ class GRU4Rec(Estimator):
     def _split_off(self, X, fraction: float) -> tuple[Sessions, Sessions]:
         """The latest ``fraction`` of the sessions of ``X`` and the others, with one item
         index (the validation part's items are known to the model, if untrained)."""
-        data = self._sessions(host_data(X))
+        data = self._sessions(X)
         fit_sessions, held = next(SessionSplit(test_size=fraction).split(data))
         if fit_sessions.size == 0:
             raise ValueError(f"validation_fraction={fraction} of {data.n_sessions} sessions "

@@ -108,6 +108,13 @@ def _families():
                      "fit_transform", dense, "nmf_update_full", "components_"),
         "NCF": (lambda b: GMF(n_factors=3, n_epochs=2, batch_size=16, backend=b, **common),
                 "fit", ratings[:2], "ncf_train_epoch", "user_embeddings_"),
+        # early stopping's internal splits are made where the input is
+        "MF split": (lambda b: MF(n_factors=3, n_epochs=3, n_blocks=2, early_stopping=True,
+                                  validation_fraction=0.3, backend=b, **common),
+                     "fit", ratings, "sgd_epoch", "user_factors_"),
+        "NCF split": (lambda b: GMF(n_factors=3, n_epochs=3, batch_size=16, backend=b,
+                                    validation_fraction=0.5, **common),
+                      "fit", ratings[:2], "ncf_train_epoch", "user_embeddings_"),
         "GRU4Rec": (lambda b: GRU4Rec(hidden_size=4, n_epochs=2, batch_size=4, bptt=2,
                                       n_sample=3, backend=b, **common),
                     "fit", _sessions(), "gru4rec_train_epoch", "output_table_"),

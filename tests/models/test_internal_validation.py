@@ -104,7 +104,8 @@ def test_the_internal_split_is_the_familys_protocol_and_seeded(case, request):
     # the same fit, given the family's own split (made with the same seed) explicitly
     fit_part, held = split(data, fraction, 3)
     assert held.n_sessions if isinstance(held, Sessions) else held.nnz
-    explicit = make(early_stopping=True, n_iter_no_change=2, random_state=3).fit(fit_part, validation_data=held)
+    explicit = make(early_stopping=True, n_iter_no_change=2, random_state=3).fit(
+        fit_part, validation_data=held)
     _assert_same(model, explicit, names)
     again = make(early_stopping=True, validation_fraction=fraction, n_iter_no_change=2,
                  random_state=3).fit(data)
@@ -169,7 +170,8 @@ def test_without_early_stopping_nothing_is_held_out(case, request):
 def test_explicit_validation_data_replaces_the_split(ratings):
     fit_part, held = _rating_split(ratings, 0.3, 0)
     make = CASES["MF"][0]
-    a = make(early_stopping=True, n_iter_no_change=2, random_state=0).fit(fit_part, validation_data=held)
+    a = make(early_stopping=True, n_iter_no_change=2, random_state=0).fit(
+        fit_part, validation_data=held)
     b = make(early_stopping=True, n_iter_no_change=2, random_state=0,
              validation_fraction=0.9).fit(fit_part, validation_data=held)
     _assert_same(a, b, CASES["MF"][3])
