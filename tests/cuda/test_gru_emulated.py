@@ -25,7 +25,7 @@ from tests.cuda.gru_problems import (
     loss_problem,
     run_epoch,
 )
-from tests.cuda.helpers import patch_cupy, register_emulated_cuda
+from tests.cuda.helpers import patch_cupy, register_emulated_cuda, run_under_asan
 from tests.tolerances import tolerance
 
 ORDERS = ("forward", "reverse", "random")
@@ -143,14 +143,7 @@ def test_train_epoch_float32(module):
 
 
 def test_gru_is_clean_under_address_and_undefined_behaviour_sanitizers(emulator):
-    from fastrec.backends.cuda import _loader
-    from tests.cuda.test_sgd_emulated import _run_under_asan
-
-    # build here (not load: a sanitized library needs libasan preloaded), the subprocess loads it
-    for name in ("gru", "optim"):
-        emulator.build(_loader.kernel_path(name), _loader.compile_options(),
-                       _loader.NAME_EXPRESSIONS[name], asan=True)
-    result = _run_under_asan(emulator, "gru")
+    result = run_under_asan(emulator, "asan_run.py", "gru", kernels=("gru", "optim"))
     assert result.returncode == 0, result.stderr[-4000:]
     assert "AddressSanitizer" not in result.stderr
     assert "asan run finished" in result.stdout
