@@ -194,3 +194,9 @@ def test_a_split_with_nothing_to_hold_out_says_so():
     lonely = Interactions.from_ids(np.arange(5), np.arange(5), np.ones(5))
     with pytest.raises(ValueError, match="validation_data"):
         GMF(early_stopping=True).fit(lonely)
+
+
+def test_full_mode_nmf_asks_for_validation_data():
+    # an entry held out of a full matrix would be a zero of it, not a missing value
+    with pytest.raises(ValueError, match="needs validation_data in full mode"):
+        NMF(2, early_stopping=True).fit(np.ones((6, 5)))
