@@ -58,7 +58,16 @@ def interactions(n_users: int, n_items: int, nnz: int, seed: int):
 
 def families():
     """name -> (make model from n_threads and backend, training data)."""
+    import inspect
+
     from fastrec import GMF, MF, NMF, GRU4Rec, NeuMF
+
+    def same_work(cls, **params):
+        """The estimator with early stopping off and GRU4Rec's loss pinned where the installed
+        fastrec has them, so checkouts whose defaults differ do the same work."""
+        known = inspect.signature(cls.__init__).parameters
+        pinned = {"early_stopping": False, **({"loss": "cross-entropy"} if cls is GRU4Rec else {})}
+        return cls(**params, **{k: v for k, v in pinned.items() if k in known})
 
     u, i, r = interactions(40_000, 8_000, 1_500_000, 0)
     ratings = (u, i, r)
@@ -72,16 +81,17 @@ def families():
     clicks = np.minimum(rng.zipf(1.3, sessions.shape[0]) - 1, 9_999)
     stamps = np.arange(sessions.shape[0], dtype=np.int64)
     return {
-        "MF": (lambda t, b: MF(n_factors=32, n_epochs=3, n_threads=t, backend=b, random_state=0),
-               ratings),
-        "NMF": (lambda t, b: NMF(16, max_iter=40, tol=0.0, n_threads=t, backend=b,
-                                 random_state=0, init="random"), dense),
-        "GMF": (lambda t, b: GMF(n_factors=32, n_epochs=1, n_threads=t, backend=b,
-                                 random_state=0), implicit),
-        "NeuMF": (lambda t, b: NeuMF(n_factors=16, layers=(64, 32, 16), n_epochs=1, n_threads=t,
-                                     backend=b, random_state=0), (u2[:100_000], i2[:100_000])),
-        "GRU4Rec": (lambda t, b: GRU4Rec(hidden_size=64, n_sample=512, batch_size=64, n_epochs=1,
+        "MF": (lambda t, b: same_work(MF, n_factors=32, n_epochs=3, n_threads=t, backend=b,
+                                      random_state=0), ratings),
+        "NMF": (lambda t, b: same_work(NMF, n_components=16, max_iter=40, tol=0.0, n_threads=t,
+                                       backend=b, random_state=0, init="random"), dense),
+        "GMF": (lambda t, b: same_work(GMF, n_factors=32, n_epochs=1, n_threads=t, backend=b,
+                                       random_state=0), implicit),
+        "NeuMF": (lambda t, b: same_work(NeuMF, n_factors=16, layers=(64, 32, 16), n_epochs=1,
                                          n_threads=t, backend=b, random_state=0),
+                  (u2[:100_000], i2[:100_000])),
+        "GRU4Rec": (lambda t, b: same_work(GRU4Rec, hidden_size=64, n_sample=512, batch_size=64,
+                                           n_epochs=1, n_threads=t, backend=b, random_state=0),
                     (sessions, clicks, stamps)),
     }
 
