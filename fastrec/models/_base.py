@@ -307,6 +307,15 @@ def store_params(estimator, arguments: dict) -> None:
             setattr(estimator, name, value)
 
 
+def check_pairs(users, items) -> tuple[np.ndarray, np.ndarray]:
+    """``(users, items)`` as host vectors of the same length: the pairs to score."""
+    users, items = np.atleast_1d(to_host(users)), np.atleast_1d(to_host(items))
+    if users.shape != items.shape:
+        raise ValueError(f"users and items must have the same length, got {users.shape} and "
+                         f"{items.shape}")
+    return users, items
+
+
 def check_dtype(dtype) -> np.dtype:
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
@@ -540,10 +549,7 @@ class FactorModel(UserItemModel):
         self._check_fitted()
         if unknown not in ("raise", "baseline"):
             raise ValueError("unknown must be 'raise' or 'baseline'")
-        users, items = np.atleast_1d(users), np.atleast_1d(items)
-        if users.shape != items.shape:
-            raise ValueError(f"users and items must have the same length, got {users.shape} and "
-                             f"{items.shape}")
+        users, items = check_pairs(users, items)
         u = self._user_index(users, missing=unknown)
         i = self._item_index(items, missing=unknown)
         return to_host(self._predict_indices(u, i))

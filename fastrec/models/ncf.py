@@ -40,6 +40,7 @@ from fastrec.data.interactions import Interactions
 from fastrec.models._base import (
     UserItemModel,
     check_dtype,
+    check_pairs,
     check_positive,
     seen_matrix,
     store_params,
@@ -277,10 +278,7 @@ class _NCF(UserItemModel):
         interaction (loss="bce") or the predicted rating (loss="squared"), float[n] (numpy,
         also for a model on the GPU, where the forward pass runs)."""
         self._check_fitted()
-        users, items = np.atleast_1d(to_host(users)), np.atleast_1d(to_host(items))
-        if users.shape != items.shape:
-            raise ValueError(f"users and items must have the same length, got {users.shape} and "
-                             f"{items.shape}")
+        users, items = check_pairs(users, items)
         ids = self._ids()
         return to_host(self._predict_indices(ids.user_index(users), ids.item_index(items)))
 
@@ -613,10 +611,7 @@ class JointNeuMF(NeuMF):
         """Predicted ratings ``mu + b_u + b_i + p_u . q_i`` of the pairs ``(users[j],
         items[j])`` (original ids), float[n] (numpy, also for a model on the GPU)."""
         self._check_fitted()
-        users, items = np.atleast_1d(to_host(users)), np.atleast_1d(to_host(items))
-        if users.shape != items.shape:
-            raise ValueError(f"users and items must have the same length, got {users.shape} and "
-                             f"{items.shape}")
+        users, items = check_pairs(users, items)
         ids = self._ids()
         xp = array_module(self.user_embeddings_)
         p = self.user_embeddings_[xp.asarray(ids.user_index(users))]
