@@ -16,6 +16,7 @@ return numpy arrays, and ``save`` writes host arrays.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 
@@ -68,9 +69,9 @@ class _NCF(UserItemModel):
                  pretrain_alpha: float = 0.5, dtype="float32", backend: str = "auto",
                  n_threads: int | None = None, random_state: int | None = None,
                  early_stopping: bool = True, validation_fraction: float = 1.0,
-                 n_iter_no_change: int = 3, tol: float = 1e-4, eval_k: int = 10,
-                 n_eval_negatives: int = 99, callbacks=None, duplicates: str = "raise",
-                 verbose: bool = False):
+                 n_iter_no_change: int = 3, tol: float = 1e-4, refit: bool = True,
+                 eval_k: int = 10, n_eval_negatives: int = 99, callbacks=None,
+                 duplicates: str = "raise", verbose: bool = False):
         store_params(self, locals())
 
     # -- parameters -------------------------------------------------------------------------
@@ -108,6 +109,8 @@ class _NCF(UserItemModel):
         if not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
             raise ValueError(f"pretrain_alpha must be in [0, 1], got {alpha!r}")
         check_positive("n_iter_no_change", self.n_iter_no_change, integer=True)
+        if not isinstance(self.refit, (bool, np.bool_)):
+            raise ValueError(f"refit must be True or False, got {self.refit!r}")
         check_positive("tol", self.tol, allow_zero=True)
         check_positive("eval_k", self.eval_k, integer=True)
         check_positive("n_eval_negatives", self.n_eval_negatives, integer=True)
@@ -146,9 +149,30 @@ class _NCF(UserItemModel):
         return self
 
     def _fit(self, X, validation_data, init_from) -> None:
+        self._fit_once(X, validation_data, init_from)
+        if self.refit and self.__dict__.pop("_split_internally", False) and self.best_epoch_:
+            self._refit(X, init_from)
+
+    def _refit(self, X, init_from) -> None:
+        """Train again from the same initial weights on all of ``X`` (the held-out latest
+        interactions too) for the ``best_epoch_`` epochs early stopping chose, keeping the
+        first fit's curves, ``n_epochs_`` and ``best_epoch_``."""
+        again = copy.copy(self)
+        for name in again._fitted_names():
+            delattr(again, name)
+        again.early_stopping, again.n_epochs = False, self.best_epoch_
+        again._fit_once(X, None, init_from)
+        kept = {name: getattr(self, name) for name in
+                ("loss_curve_", "validation_curve_", "n_epochs_", "best_epoch_")}
+        self._adopt(again)
+        self.__dict__.update(kept)
+        self._train_seconds = again._train_seconds
+
+    def _fit_once(self, X, validation_data, init_from) -> None:
         dtype = self._validate_params()
         if self._JOINT:
             _check_has_ratings(X)
+        self._split_internally = self.early_stopping and validation_data is None
         X, validation_data = self._holdout(X, validation_data)
         n_gmf, layers = self._architecture()
         backend = self._resolve_backend(_KERNELS)
@@ -413,8 +437,9 @@ class GMF(_NCF):
                  backend: str = "auto", n_threads: int | None = None,
                  random_state: int | None = None, early_stopping: bool = True,
                  validation_fraction: float = 1.0, n_iter_no_change: int = 3,
-                 tol: float = 1e-4, eval_k: int = 10, n_eval_negatives: int = 99,
-                 callbacks=None, duplicates: str = "raise", verbose: bool = False):
+                 tol: float = 1e-4, refit: bool = True, eval_k: int = 10,
+                 n_eval_negatives: int = 99, callbacks=None, duplicates: str = "raise",
+                 verbose: bool = False):
         super().__init__(n_factors=n_factors, layers=(), n_epochs=n_epochs,
                          batch_size=batch_size, learning_rate=learning_rate,
                          n_negatives=n_negatives, loss=loss, optimizer=optimizer, beta1=beta1,
@@ -422,7 +447,8 @@ class GMF(_NCF):
                          n_threads=n_threads, random_state=random_state,
                          early_stopping=early_stopping,
                          validation_fraction=validation_fraction,
-                         n_iter_no_change=n_iter_no_change, tol=tol, eval_k=eval_k,
+                         n_iter_no_change=n_iter_no_change, tol=tol, refit=refit,
+                         eval_k=eval_k,
                          n_eval_negatives=n_eval_negatives, callbacks=callbacks,
                          duplicates=duplicates, verbose=verbose)
         del self.layers, self.pretrain_alpha
@@ -446,15 +472,17 @@ class MLP(_NCF):
                  backend: str = "auto", n_threads: int | None = None,
                  random_state: int | None = None, early_stopping: bool = True,
                  validation_fraction: float = 1.0, n_iter_no_change: int = 3,
-                 tol: float = 1e-4, eval_k: int = 10, n_eval_negatives: int = 99,
-                 callbacks=None, duplicates: str = "raise", verbose: bool = False):
+                 tol: float = 1e-4, refit: bool = True, eval_k: int = 10,
+                 n_eval_negatives: int = 99, callbacks=None, duplicates: str = "raise",
+                 verbose: bool = False):
         super().__init__(n_factors=0, layers=layers, n_epochs=n_epochs, batch_size=batch_size,
                          learning_rate=learning_rate, n_negatives=n_negatives, loss=loss,
                          optimizer=optimizer, beta1=beta1, beta2=beta2, eps=eps,
                          init_std=init_std, dtype=dtype, backend=backend, n_threads=n_threads,
                          random_state=random_state, early_stopping=early_stopping,
                          validation_fraction=validation_fraction,
-                         n_iter_no_change=n_iter_no_change, tol=tol, eval_k=eval_k,
+                         n_iter_no_change=n_iter_no_change, tol=tol, refit=refit,
+                         eval_k=eval_k,
                          n_eval_negatives=n_eval_negatives, callbacks=callbacks,
                          duplicates=duplicates, verbose=verbose)
         del self.n_factors, self.pretrain_alpha
@@ -603,8 +631,9 @@ class JointNeuMF(NeuMF):
                  dtype="float32", backend: str = "auto", n_threads: int | None = None,
                  random_state: int | None = None, early_stopping: bool = False,
                  validation_fraction: float = 1.0, n_iter_no_change: int = 3,
-                 tol: float = 1e-4, eval_k: int = 10, n_eval_negatives: int = 99,
-                 callbacks=None, duplicates: str = "raise", verbose: bool = False):
+                 tol: float = 1e-4, refit: bool = True, eval_k: int = 10,
+                 n_eval_negatives: int = 99, callbacks=None, duplicates: str = "raise",
+                 verbose: bool = False):
         store_params(self, locals())
 
     def predict_rating(self, users, items) -> np.ndarray:
