@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import multiprocessing
 import sys
 import time
 from pathlib import Path
@@ -130,7 +131,8 @@ def tune_neumf(args):
 
     jobs = [(params, seed) for params in NEUMF_VARIANTS for seed in NEUMF_SEEDS]
     fits = [(params, seed) for params in NEUMF_DEFAULT_FITS for seed in SEEDS]
-    with ProcessPoolExecutor(args.jobs) as pool:
+    # spawned, not forked: an OpenMP runtime started in the parent is not fork-safe
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         curves = list(pool.map(neumf_curve, jobs))
         scores = list(pool.map(neumf_default_fit, fits))
     rows = []
