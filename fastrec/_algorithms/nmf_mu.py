@@ -398,6 +398,8 @@ class MUTrainer(Trainer):
     """
 
     check_every = 10  # copying W and H every update would cost a third of one
+    hint = ("the factors overflowed; add a penalty (alpha_W) or fit in float64 "
+            "(dtype='float64')")
 
     def __init__(self, backend: Backend, x: CSRPair, w, ht, bu, bi, mu: float, beta: int,
                  mode: str, biased: bool, pen: ObservedPenalty, tol: float, update_h: bool,
