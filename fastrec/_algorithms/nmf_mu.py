@@ -333,12 +333,15 @@ def _products(x: CSRPair, n_threads: int):
 
 
 def _compiled_sparse():
-    """``fastrec.backends.cython._sparse`` when the Cython extensions are built, else None."""
+    """``fastrec.backends.cython._sparse`` when the Cython extensions are built, else None. An
+    extension built from older sources (without ``csr_gram_times_dense``, as in a checkout
+    whose sources moved on since its build) counts as not built: scipy's products give the
+    same bits."""
     try:
         from fastrec.backends.cython import _sparse
     except ImportError:
         return None
-    return _sparse
+    return _sparse if hasattr(_sparse, "csr_gram_times_dense") else None
 
 
 # -- objectives -----------------------------------------------------------------------------
