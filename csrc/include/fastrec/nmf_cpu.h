@@ -372,9 +372,31 @@ FASTREC_NMF_INLINE void nmf_gram_times_rows_fixed(const T *__restrict w, int64_t
   }                                                    \
   return GENERIC;
 
+// nmf_mu_step(w, num, nmf_regularised_denominator(den, w, l1, l2)) for the K entries, a vector
+// at a time: the same operations in the same order, so the same bits as the scalar functions,
+// without a division per entry (a row's step was most of an item row's cost in observed mode,
+// whose item rows hold a handful of ratings). A row with a non-finite step (nmf_mu_step's
+// overflow case: rare) takes the scalar function for all its entries.
 template <typename T, int K, int VB>
 FASTREC_NMF_INLINE void nmf_step_fixed(T *__restrict w, const NmfRow<T, K, VB> &num,
                                        const NmfRow<T, K, VB> &den, T l1, T l2) {
+  typedef NmfRow<T, K, VB> Row;
+  typedef typename Row::V V;
+  const V zero = V{};
+  const V floor = zero + T(NMF_EPSILON);
+  V stepped[Row::NV];
+  V check = zero;  // 0 in every lane while every step is finite, NaN from the first that is not
+  for (int j = 0; j < Row::NV; ++j) {
+    const V value = Row::S::load(w + j * Row::W);
+    const V regularised = (den.v[j] + l1) + value * l2;
+    const V safe = regularised == zero ? floor : regularised;
+    stepped[j] = value * (num.v[j] / safe);
+    check += stepped[j] - stepped[j];
+  }
+  if (Row::S::template halve<V, Row::W>(check) == T(0)) {
+    for (int j = 0; j < Row::NV; ++j) Row::S::store(w + j * Row::W, stepped[j]);
+    return;
+  }
   T n[K], d[K];
   num.store(n);
   den.store(d);
@@ -476,29 +498,39 @@ FASTREC_NMF_INLINE void nmf_observed_rows_fixed(
     wr.load(w);
     num.zero();
     den.zero();
+    if (!biased) {
+      // Each entry's dot product only feeds its own terms: one pass, no scratch.
+      for (int64_t n = start; n < stop; ++n) {
+        nmf_prefetch_row<NmfPrefetchDefault, T, I, K>(other, indices, n, last);
+        const T *__restrict h = other + (int64_t)indices[n] * K;
+        const T dot = wr.dot(h);
+        if (beta == 2) {
+          num.axpy(nmf_positive_part<T>(data[n]), h);
+          den.axpy(dot + nmf_negative_part<T>(data[n]), h);
+        } else {
+          num.axpy(nmf_kl_ratio<T>(data[n], dot), h);
+          den.add(h);
+        }
+      }
+      nmf_step_fixed<T, K, VB>(w, num, den, count * l1, count * l2);
+      continue;
+    }
     for (int64_t n = start; n < stop; ++n) {
       nmf_prefetch_row<NmfPrefetchDefault, T, I, K>(other, indices, n, last);
       dots[n - start] = wr.dot(other + (int64_t)indices[n] * K);
     }
-    T offset = T(0);
-    if (biased) {
-      T residual_sum = T(0);
-      for (int64_t n = start; n < stop; ++n)
-        residual_sum += data[n] - global_mean - other_bias[indices[n]] - dots[n - start];
-      bias[r] = nmf_bias_solve<T>(residual_sum, count, reg_bias);
-      offset = global_mean + bias[r];
-    }
+    // Biased (Frobenius only, as the contract requires): the row's bias first, from every
+    // entry's dot product, then the factors' step with the new bias.
+    T residual_sum = T(0);
+    for (int64_t n = start; n < stop; ++n)
+      residual_sum += data[n] - global_mean - other_bias[indices[n]] - dots[n - start];
+    bias[r] = nmf_bias_solve<T>(residual_sum, count, reg_bias);
+    const T offset = global_mean + bias[r];
     for (int64_t n = start; n < stop; ++n) {
       const T *__restrict h = other + (int64_t)indices[n] * K;
-      const T dot = dots[n - start];
-      if (beta == 2) {
-        const T target = biased ? data[n] - offset - other_bias[indices[n]] : data[n];
-        num.axpy(nmf_positive_part<T>(target), h);
-        den.axpy(dot + nmf_negative_part<T>(target), h);
-      } else {
-        num.axpy(nmf_kl_ratio<T>(data[n], dot), h);
-        den.add(h);
-      }
+      const T target = data[n] - offset - other_bias[indices[n]];
+      num.axpy(nmf_positive_part<T>(target), h);
+      den.axpy(dots[n - start] + nmf_negative_part<T>(target), h);
     }
     nmf_step_fixed<T, K, VB>(w, num, den, count * l1, count * l2);
   }
