@@ -75,8 +75,11 @@ class MF(ClusterEstimator):
     ``n_blocks`` is the grid side G (None: the cluster's total thread count, at least 1 and
     capped at the numbers of users and items, as locally). Row block ``r`` lives on worker
     ``r mod W`` (workers sorted by address), so a G that is a multiple of the worker count
-    balances the load. ``early_stopping`` needs validation data, which this estimator does not
-    take (fit with ``validation_data`` locally on a sample, or use ``n_epochs``).
+    balances the load. ``early_stopping=True`` raises ValueError: it stops on a held-out split,
+    and this estimator takes no ``validation_data`` and holds no ratings out, so
+    ``validation_fraction``, ``n_iter_no_change`` and ``tol`` are accepted (the same
+    parameters as ``fastrec.MF``, e.g. for ``clone``) and unused; set ``n_epochs`` (chosen
+    locally on a sample with early stopping, say), or stop from a ``callbacks`` entry.
 
     Fitted attributes (numpy, on the client, O((users + items) k)): those of
     :class:`fastrec.MF` listed in ``FITTED``; ``n_blocks_``, ``epoch_times_`` (seconds
