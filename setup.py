@@ -5,6 +5,7 @@ without it. Environment switches: FASTREC_DISABLE_OPENMP=1 (serial build), FASTR
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,7 @@ CSRC = HERE / "csrc"
 CYTHON_DIR = Path("fastrec") / "backends" / "cython"
 # Built extensions by a hash of everything that goes into them (ParallelBuildExt).
 EXT_CACHE = HERE / "build" / "fastrec-ext-cache"
+CYTHON_METADATA = re.compile(rb"/\* BEGIN: Cython Metadata\n.*?\nEND: Cython Metadata \*/", re.S)
 
 
 def _compiler():
@@ -150,13 +152,19 @@ class ParallelBuildExt(build_ext):
         headers = [p for d in (CSRC / "include", HERE / CYTHON_DIR) for p in d.rglob("*")
                    if p.suffix in (".h", ".pxd")]
         for path in sorted({*headers, *(HERE / s for s in ext.sources)}):
-            digest.update(str(path.relative_to(HERE)).encode() + b"\0" + path.read_bytes())
+            # Cython's metadata comment names NumPy's include directory, which lies in pip's
+            # throwaway build environment (/tmp/pip-build-env-<random>/...): a new path in every
+            # build, so the key would never match; NumPy's version stands for its headers below.
+            text = CYTHON_METADATA.sub(b"", path.read_bytes())
+            digest.update(str(path.relative_to(HERE)).encode() + b"\0" + text)
+        include_dirs = [f"numpy {np.__version__}" if d == np.get_include() else d
+                        for d in ext.include_dirs]
         compiler = self.compiler.compiler_so
         version = subprocess.run([compiler[0], "--version"], capture_output=True,
                                  text=True).stdout
         digest.update(repr((ext.extra_compile_args, ext.extra_link_args, ext.define_macros,
-                            compiler, self.compiler.linker_so, version, sys.version,
-                            sysconfig.get_platform(), np.__version__)).encode())
+                            include_dirs, compiler, self.compiler.linker_so, version,
+                            sys.version, sysconfig.get_platform())).encode())
         return digest.hexdigest()[:20]
 
 

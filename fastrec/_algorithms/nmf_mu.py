@@ -192,11 +192,12 @@ def truncated_svd(x: CSRPair, k: int, rng, n_threads: int = 1):
     vectors, ``KRYLOV_BLOCKS`` blocks deep, orthonormalised block by block (two passes
     of classical Gram-Schmidt, then QR), and the Rayleigh-Ritz pairs of X^T X on it. X^T X on
     the basis comes from the orthogonalisation's coefficients, so each basis vector costs one
-    product with X and one with X^T. When the space would be the whole shorter side, the
-    decomposition is exact (the Gram matrix of X).
+    product with X and one with X^T (one pass over X computes both). When the space would be
+    the whole shorter side, the decomposition is exact (the Gram matrix of X).
 
     The products are fastrec's compiled CSR x dense products on ``n_threads`` threads (numpy X;
-    scipy's, bit for bit the same, without the extensions) or cupyx's (CuPy X); the small dense
+    X^T (X V) in one pass, ``csr_gram_times_dense``; scipy's two products, bit for bit the same,
+    without the extensions) or cupyx's (CuPy X); the small dense
     algebra runs on the host with single-threaded BLAS, so a seed gives the same triplets at any
     thread count. Returns U float64[n_rows, k], s float64[k] descending, Vt float64[k, n_cols].
 
@@ -205,10 +206,15 @@ def truncated_svd(x: CSRPair, k: int, rng, n_threads: int = 1):
     needed ~700 restarted steps (19 s of CPU) there; blocks of products run at memory speed."""
     n_rows, n_cols = x.shape
     times, t_times = _products(x, n_threads)
+    short_side = x.rows  # the CSR A whose A^T A acts on the basis
     if n_cols > n_rows:  # the basis lives on the shorter side: X^T's rows
         times, t_times = t_times, times
+        short_side = x.cols
+    compiled = None if is_device_array(x.data) else _compiled_sparse()
 
     def gram(v):
+        if compiled is not None:  # one pass over X, the same bits as the two products
+            return compiled.csr_gram_times_dense(*short_side, np.ascontiguousarray(v), n_threads)
         return t_times(times(v))
 
     n = min(n_rows, n_cols)

@@ -1,6 +1,6 @@
 """NNDSVD's truncated SVD (randomized block Krylov) and the compiled CSR building blocks under it:
-the transpose and the CSR x dense products match scipy bit for bit at any thread count, and the
-singular triplets match a dense SVD where the spectrum has a gap."""
+the transpose, the CSR x dense products and the one-pass X^T (X V) match scipy bit for bit at any
+thread count, and the singular triplets match a dense SVD where the spectrum has a gap."""
 
 import numpy as np
 import pytest
@@ -51,6 +51,21 @@ def test_transpose_and_products_are_scipys_bit_for_bit(index, dtype):
         np.testing.assert_array_equal(
             _sparse.csr_times_dense(indptr, indices, x.data, v, n_threads), x64 @ v)
         np.testing.assert_array_equal(_sparse.csr_times_dense(*t, z, n_threads), x64.T @ z)
+
+
+@pytest.mark.parametrize("index", [np.int32, np.int64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_pass_gram_product_is_the_two_products_bit_for_bit(index, dtype):
+    _sparse = _sparse_module()
+    x = _planted(700, 300, 5).astype(dtype)
+    indptr, indices = x.indptr.astype(index), x.indices.astype(index)
+    x64 = x.astype(np.float64)
+    for width in (5, 8, 16, 32, 40):  # run-time and compile-time slice widths
+        v = np.random.default_rng(width).standard_normal((x.shape[1], width))
+        expected = x64.T @ (x64 @ v)
+        for n_threads in (1, 2, 3):
+            np.testing.assert_array_equal(
+                _sparse.csr_gram_times_dense(indptr, indices, x.data, v, n_threads), expected)
 
 
 def test_transpose_of_an_empty_matrix():

@@ -372,14 +372,23 @@ FASTREC_NMF_INLINE void nmf_gram_times_rows_fixed(const T *__restrict w, int64_t
   }                                                    \
   return GENERIC;
 
+// nmf_mu_step(w, num, nmf_regularised_denominator(den, w, l1, l2)) for the K entries, a vector
+// at a time: the same operations in the same order, so the same bits as the scalar functions,
+// without a division per entry (a row's step was most of an item row's cost in observed mode,
+// whose item rows hold a handful of ratings).
 template <typename T, int K, int VB>
 FASTREC_NMF_INLINE void nmf_step_fixed(T *__restrict w, const NmfRow<T, K, VB> &num,
                                        const NmfRow<T, K, VB> &den, T l1, T l2) {
-  T n[K], d[K];
-  num.store(n);
-  den.store(d);
-  for (int f = 0; f < K; ++f)
-    w[f] = nmf_mu_step<T>(w[f], n[f], nmf_regularised_denominator<T>(d[f], w[f], l1, l2));
+  typedef NmfRow<T, K, VB> Row;
+  typedef typename Row::V V;
+  const V zero = V{};
+  const V floor = zero + T(NMF_EPSILON);
+  for (int j = 0; j < Row::NV; ++j) {
+    const V value = Row::S::load(w + j * Row::W);
+    const V regularised = (den.v[j] + l1) + value * l2;
+    const V safe = regularised == zero ? floor : regularised;
+    Row::S::store(w + j * Row::W, value * (num.v[j] / safe));
+  }
 }
 
 // The Frobenius numerator is one chain of fused multiply-adds in entry order, as the generic
@@ -476,29 +485,39 @@ FASTREC_NMF_INLINE void nmf_observed_rows_fixed(
     wr.load(w);
     num.zero();
     den.zero();
+    if (!biased) {
+      // Each entry's dot product only feeds its own terms: one pass, no scratch.
+      for (int64_t n = start; n < stop; ++n) {
+        nmf_prefetch_row<NmfPrefetchDefault, T, I, K>(other, indices, n, last);
+        const T *__restrict h = other + (int64_t)indices[n] * K;
+        const T dot = wr.dot(h);
+        if (beta == 2) {
+          num.axpy(nmf_positive_part<T>(data[n]), h);
+          den.axpy(dot + nmf_negative_part<T>(data[n]), h);
+        } else {
+          num.axpy(nmf_kl_ratio<T>(data[n], dot), h);
+          den.add(h);
+        }
+      }
+      nmf_step_fixed<T, K, VB>(w, num, den, count * l1, count * l2);
+      continue;
+    }
     for (int64_t n = start; n < stop; ++n) {
       nmf_prefetch_row<NmfPrefetchDefault, T, I, K>(other, indices, n, last);
       dots[n - start] = wr.dot(other + (int64_t)indices[n] * K);
     }
-    T offset = T(0);
-    if (biased) {
-      T residual_sum = T(0);
-      for (int64_t n = start; n < stop; ++n)
-        residual_sum += data[n] - global_mean - other_bias[indices[n]] - dots[n - start];
-      bias[r] = nmf_bias_solve<T>(residual_sum, count, reg_bias);
-      offset = global_mean + bias[r];
-    }
+    // Biased (Frobenius only, as the contract requires): the row's bias first, from every
+    // entry's dot product, then the factors' step with the new bias.
+    T residual_sum = T(0);
+    for (int64_t n = start; n < stop; ++n)
+      residual_sum += data[n] - global_mean - other_bias[indices[n]] - dots[n - start];
+    bias[r] = nmf_bias_solve<T>(residual_sum, count, reg_bias);
+    const T offset = global_mean + bias[r];
     for (int64_t n = start; n < stop; ++n) {
       const T *__restrict h = other + (int64_t)indices[n] * K;
-      const T dot = dots[n - start];
-      if (beta == 2) {
-        const T target = biased ? data[n] - offset - other_bias[indices[n]] : data[n];
-        num.axpy(nmf_positive_part<T>(target), h);
-        den.axpy(dot + nmf_negative_part<T>(target), h);
-      } else {
-        num.axpy(nmf_kl_ratio<T>(data[n], dot), h);
-        den.add(h);
-      }
+      const T target = data[n] - offset - other_bias[indices[n]];
+      num.axpy(nmf_positive_part<T>(target), h);
+      den.axpy(dots[n - start] + nmf_negative_part<T>(target), h);
     }
     nmf_step_fixed<T, K, VB>(w, num, den, count * l1, count * l2);
   }

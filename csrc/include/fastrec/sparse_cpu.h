@@ -58,6 +58,77 @@ static inline void csr_dense_rows(const I *indptr, const I *indices, const T *da
   csr_dense_rows_clone(indptr, indices, data, dense, width, begin, end, out);
 }
 
+// ---- A^T (A dense) in one pass -------------------------------------------------------------
+// Columns [c0, c0 + W) of out = A^T (A dense) for the CSR A [n_rows, n_cols], dense and out
+// [n_cols, width] row-major doubles, out zeroed by the caller. Row r's product t = A[r] dense
+// (summed from zero in stored order, as csr_dense_rows) is added to out at each of the row's
+// entries, rows in increasing order: out[c] gets its terms in the order of column c's entries
+// by increasing row, which is the stored order of A^T's CSR. So the result equals
+// csr_dense_rows over A^T of csr_dense_rows over A, bit for bit, without the [n_rows, width]
+// intermediate, whose gathers from memory cost the two-product form most of its time; callers
+// split the columns between threads, which keeps every entry's order whatever the split.
+// W: the slice width when it is a compile-time constant (0: `slice` at run time).
+template <int W, typename T, typename I>
+static inline __attribute__((always_inline)) void csr_gram_columns_impl(
+    const I *indptr, const I *indices, const T *data, int64_t n_rows, const double *dense,
+    int64_t width, int64_t c0, int64_t slice, double *out) {
+  constexpr int64_t kAhead = 8;
+  const int64_t n = W > 0 ? W : slice;
+  const int64_t nnz = indptr[n_rows];
+  double t[W > 0 ? W : 1];
+  double *row = t;
+  std::vector<double> runtime_row(W > 0 ? 0 : slice);
+  if (W == 0) row = runtime_row.data();
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const int64_t first = indptr[r], last = indptr[r + 1];
+    for (int64_t c = 0; c < n; ++c) row[c] = 0.0;
+    for (int64_t p = first; p < last; ++p) {
+      if (p + kAhead < nnz) {
+        const int64_t ahead = int64_t(indices[p + kAhead]) * width + c0;
+        __builtin_prefetch(dense + ahead);
+        __builtin_prefetch(out + ahead, 1);
+      }
+      const double a = static_cast<double>(data[p]);
+      const double *v = dense + int64_t(indices[p]) * width + c0;
+      for (int64_t c = 0; c < n; ++c) row[c] += a * v[c];
+    }
+    for (int64_t p = first; p < last; ++p) {
+      const double a = static_cast<double>(data[p]);
+      double *o = out + int64_t(indices[p]) * width + c0;
+      for (int64_t c = 0; c < n; ++c) o[c] += a * row[c];
+    }
+  }
+}
+
+#define FASTREC_SPARSE_GRAM(T, I)                                                                 \
+  FASTREC_CPU_CLONES void csr_gram_columns_clone(const I *indptr, const I *indices,              \
+                                                 const T *data, int64_t n_rows,                  \
+                                                 const double *dense, int64_t width, int64_t c0, \
+                                                 int64_t slice, double *out) {                   \
+    if (slice == 8)                                                                               \
+      csr_gram_columns_impl<8, T, I>(indptr, indices, data, n_rows, dense, width, c0, 8, out);    \
+    else if (slice == 16)                                                                         \
+      csr_gram_columns_impl<16, T, I>(indptr, indices, data, n_rows, dense, width, c0, 16, out);  \
+    else if (slice == 32)                                                                         \
+      csr_gram_columns_impl<32, T, I>(indptr, indices, data, n_rows, dense, width, c0, 32, out);  \
+    else                                                                                          \
+      csr_gram_columns_impl<0, T, I>(indptr, indices, data, n_rows, dense, width, c0, slice,      \
+                                     out);                                                        \
+  }
+
+FASTREC_SPARSE_GRAM(float, int32_t)
+FASTREC_SPARSE_GRAM(float, int64_t)
+FASTREC_SPARSE_GRAM(double, int32_t)
+FASTREC_SPARSE_GRAM(double, int64_t)
+#undef FASTREC_SPARSE_GRAM
+
+template <typename T, typename I>
+static inline void csr_gram_columns(const I *indptr, const I *indices, const T *data,
+                                    int64_t n_rows, const double *dense, int64_t width,
+                                    int64_t c0, int64_t slice, double *out) {
+  csr_gram_columns_clone(indptr, indices, data, n_rows, dense, width, c0, slice, out);
+}
+
 // ---- Transpose --------------------------------------------------------------------------------
 // The CSR of X^T (t_indptr [n_cols + 1], t_indices, t_data [nnz]) from the CSR of X [n_rows,
 // n_cols]: a stable counting sort of the entries by column, so each row of X^T lists its

@@ -141,6 +141,15 @@ def nmf_update_full(const index_t[::1] indptr, const index_t[::1] indices,
                           beta_loss, l1, l2, &scratch[tid, 0])
 
 
+cdef int64_t _longest_row(const index_t[::1] indptr) noexcept nogil:
+    """The most entries in one row of the CSR ``indptr`` (a loop: numpy's diff and max cost
+    more than a ratings-sized half-iteration's update of the item rows)."""
+    cdef int64_t longest = 0, r
+    for r in range(indptr.shape[0] - 1):
+        longest = max(longest, <int64_t>(indptr[r + 1] - indptr[r]))
+    return longest
+
+
 def nmf_update_observed(const index_t[::1] indptr, const index_t[::1] indices,
                         const floating[::1] data, floating[:, ::1] factors,
                         const floating[:, ::1] other, floating[::1] bias,
@@ -157,7 +166,7 @@ def nmf_update_observed(const index_t[::1] indptr, const index_t[::1] indices,
     if n == 0:
         return
     dtype = np.float32 if floating is float else np.float64
-    max_row = int(np.max(np.diff(np.asarray(indptr))))
+    max_row = _longest_row(indptr)
     cdef floating[:, ::1] scratch = np.empty((n_threads, 2 * k + max_row), dtype=dtype)
     cdef const index_t *idx = &indices[0] if indices.shape[0] > 0 else NULL
     cdef const floating *x = &data[0] if data.shape[0] > 0 else NULL

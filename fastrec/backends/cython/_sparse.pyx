@@ -13,6 +13,9 @@ cdef extern from "fastrec/sparse_cpu.h" namespace "fastrec" nogil:
     void csr_dense_rows[T, I](const I *indptr, const I *indices, const T *data,
                               const double *dense, int64_t width, int64_t begin, int64_t end,
                               double *out)
+    void csr_gram_columns[T, I](const I *indptr, const I *indices, const T *data,
+                                int64_t n_rows, const double *dense, int64_t width, int64_t c0,
+                                int64_t slice, double *out)
     void csr_transpose_arrays "fastrec::csr_transpose"[T, I](
         const I *indptr, const I *indices, const T *data, int64_t n_rows, int64_t n_cols,
         I *t_indptr, I *t_indices, T *t_data, int n_threads) except +
@@ -72,4 +75,36 @@ def csr_times_dense(const index_t[::1] indptr, const index_t[::1] indices,
             end = min(begin + ROW_CHUNK, n_rows)
             csr_dense_rows(&indptr[0], &indices[0], &data[0], &dense[0, 0], width, begin, end,
                            &out[0, 0])
+    return out_arr
+
+
+def csr_gram_times_dense(const index_t[::1] indptr, const index_t[::1] indices,
+                         const floating[::1] data, const double[:, ::1] dense, int n_threads):
+    """X^T (X @ dense) for the CSR X [n_rows, n_cols] (indices in range, not checked) in one
+    pass over X, without the [n_rows, width] intermediate.
+
+    dense : float64[n_cols, width], C-contiguous. Returns float64[n_cols, width]: bit for bit
+    ``csr_times_dense`` of X^T's CSR (sorted indices) applied to ``csr_times_dense(X, dense)``.
+    The threads take disjoint slices of the columns of ``dense`` (whole 64-byte lines where the
+    width allows), so the result is the same at any thread count.
+    """
+    cdef int64_t n_rows = indptr.shape[0] - 1
+    cdef int64_t width = dense.shape[1]
+    if data.shape[0] != indices.shape[0]:
+        raise ValueError("indices and data must have the same length")
+    out_arr = np.zeros((dense.shape[0], width), dtype=np.float64)
+    if n_rows == 0 or width == 0 or indices.shape[0] == 0:
+        return out_arr
+    cdef double[:, ::1] out = out_arr
+    cdef int64_t lines = (width + 7) // 8
+    cdef Py_ssize_t n_slices = max(1, min(n_threads, lines)), s
+    cdef int64_t per_slice = (lines + n_slices - 1) // n_slices * 8
+    cdef int64_t c0, c1
+    with nogil:
+        for s in prange(n_slices, num_threads=n_threads, schedule="static"):
+            c0 = s * per_slice
+            c1 = min(c0 + per_slice, width)
+            if c1 > c0:
+                csr_gram_columns(&indptr[0], &indices[0], &data[0], n_rows, &dense[0, 0], width,
+                                 c0, c1 - c0, &out[0, 0])
     return out_arr
