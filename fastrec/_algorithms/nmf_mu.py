@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,12 +166,15 @@ def nndsvd_init(x: CSRPair, k: int, variant: str, rng, dtype, n_threads: int = 1
 def _nndsvd_factors(u, s, vt, eps: float):
     """NNDSVD's W [n_rows, k] and H [k, n_cols] (float64) from the singular triplets."""
     k = s.shape[0]
-    w = np.zeros((u.shape[0], k))
+    # W is built transposed: U's columns as contiguous rows (strided columns of a tall U made
+    # this loop several times slower; every value and norm is the same).
+    ut = np.ascontiguousarray(u.T)
+    wt = np.zeros((k, u.shape[0]))
     h = np.zeros((k, vt.shape[1]))
-    w[:, 0] = math.sqrt(s[0]) * np.abs(u[:, 0])
+    wt[0] = math.sqrt(s[0]) * np.abs(ut[0])
     h[0] = math.sqrt(s[0]) * np.abs(vt[0])
     for j in range(1, k):
-        x_j, y_j = u[:, j], vt[j]
+        x_j, y_j = ut[j], vt[j]
         parts = []
         for a, b in ((np.maximum(x_j, 0), np.maximum(y_j, 0)),
                      (np.maximum(-x_j, 0), np.maximum(-y_j, 0))):
@@ -179,8 +183,9 @@ def _nndsvd_factors(u, s, vt, eps: float):
         mass, a, b, na, nb = max(parts, key=lambda p: p[0])
         if mass > 0:
             lam = math.sqrt(s[j] * mass)
-            w[:, j] = lam * a / na
+            wt[j] = lam * a / na
             h[j] = lam * b / nb
+    w = np.ascontiguousarray(wt.T)
     w[w < eps] = 0
     h[h < eps] = 0
     return w, h
@@ -223,7 +228,7 @@ def truncated_svd(x: CSRPair, k: int, rng, n_threads: int = 1):
             basis = np.eye(n)
             projected = gram(basis)
         else:
-            basis, projected = _krylov(gram, n, k, rng)
+            basis, projected = _krylov(gram, n, k, rng, n_threads)
         projected = 0.5 * (projected + projected.T)
         values, vectors = np.linalg.eigh(projected)
         top = np.argsort(-values, kind="stable")[:k]
@@ -236,35 +241,75 @@ def truncated_svd(x: CSRPair, k: int, rng, n_threads: int = 1):
     return small, s, large.T
 
 
-def _krylov(gram, n: int, width: int, rng):
+SPLIT_MIN_WIDTH = 16  # blocks at least this wide are orthogonalised as two column halves
+
+
+def _krylov(gram, n: int, width: int, rng, n_threads: int = 1):
     """Orthonormal basis Q float64[n, L] of the block Krylov space of ``gram`` from a random
     start (L = KRYLOV_BLOCKS * width) and Q^T gram(Q) [L, L] (its upper block triangle from
-    each block's Gram-Schmidt coefficients, the subdiagonal blocks from the R factors)."""
+    each block's Gram-Schmidt coefficients, the subdiagonal blocks from the R factors).
+
+    Gram-Schmidt treats every column of a block on its own, so a block of at least
+    ``SPLIT_MIN_WIDTH`` columns is orthogonalised as two halves, on two threads when
+    ``n_threads`` allows (each with single-threaded BLAS). The split depends on the width only,
+    so the basis is the same at any thread count. (A threaded BLAS is no substitute: OpenBLAS's
+    2-thread products round differently from its 1-thread ones; on one thread its products of
+    column halves are bit for bit those of the whole block.)"""
     size = KRYLOV_BLOCKS * width
     basis = np.empty((n, size))
     projected = np.zeros((size, size))
     basis[:, :width] = np.linalg.qr(rng.standard_normal((n, width)))[0]
-    for block in range(KRYLOV_BLOCKS):
-        lo, hi = block * width, (block + 1) * width
-        y = gram(basis[:, lo:hi])
-        done = basis[:, :hi]
-        coefficients = done.T @ y
-        y -= done @ coefficients
-        again = done.T @ y
-        y -= done @ again
-        projected[:hi, lo:hi] = coefficients + again
-        if hi == size:
-            break
-        q, r = np.linalg.qr(y)
-        diagonal = np.abs(np.diag(r))
-        if diagonal.min() <= 1e-10 * max(diagonal.max(), 1e-300):
-            # y (nearly) vanished: X's rank is reached. QR's columns for the vanished part are
-            # arbitrary, so orthogonalise them again; their R entries are ~0 either way.
-            q -= done @ (done.T @ q)
-            q = np.linalg.qr(q)[0]
-        basis[:, hi:hi + width] = q
-        projected[hi:hi + width, lo:hi] = r
+    halves = [slice(0, width // 2), slice(width // 2, width)]
+    pool = ThreadPoolExecutor(2) if n_threads > 1 and width >= SPLIT_MIN_WIDTH else None
+    try:
+        for block in range(KRYLOV_BLOCKS):
+            lo, hi = block * width, (block + 1) * width
+            y = gram(basis[:, lo:hi])
+            done = basis[:, :hi]
+            if width < SPLIT_MIN_WIDTH:
+                coefficients = _classical_gram_schmidt(done, y)
+            elif pool is None:
+                coefficients = np.hstack([_classical_gram_schmidt(done, y[:, c]) for c in halves])
+            else:
+                coefficients = np.hstack(list(pool.map(
+                    _classical_gram_schmidt, (done, done), (y[:, c] for c in halves),
+                    (True, True))))
+            projected[:hi, lo:hi] = coefficients
+            if hi == size:
+                break
+            _next_block(basis, projected, y, done, hi, lo, width)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return basis, projected
+
+
+def _classical_gram_schmidt(done, y, guard: bool = False):
+    """Two passes of classical Gram-Schmidt of the columns y [n, w] (a view, updated in place)
+    against the orthonormal columns ``done`` [n, m]; returns the summed coefficients [m, w].
+    ``guard``: run under :func:`single_threaded_blas` (a worker thread)."""
+    if guard:
+        with single_threaded_blas():
+            return _classical_gram_schmidt(done, y)
+    coefficients = done.T @ y
+    y -= done @ coefficients
+    again = done.T @ y
+    y -= done @ again
+    return coefficients + again
+
+
+def _next_block(basis, projected, y, done, hi: int, lo: int, width: int) -> None:
+    """The next block of the basis, the QR of the orthogonalised y [n, width], and its R
+    factor as the subdiagonal block of ``projected``."""
+    q, r = np.linalg.qr(y)
+    diagonal = np.abs(np.diag(r))
+    if diagonal.min() <= 1e-10 * max(diagonal.max(), 1e-300):
+        # y (nearly) vanished: X's rank is reached. QR's columns for the vanished part are
+        # arbitrary, so orthogonalise them again; their R entries are ~0 either way.
+        q -= done @ (done.T @ q)
+        q = np.linalg.qr(q)[0]
+    basis[:, hi:hi + width] = q
+    projected[hi:hi + width, lo:hi] = r
 
 
 def _products(x: CSRPair, n_threads: int):
@@ -288,12 +333,15 @@ def _products(x: CSRPair, n_threads: int):
 
 
 def _compiled_sparse():
-    """``fastrec.backends.cython._sparse`` when the Cython extensions are built, else None."""
+    """``fastrec.backends.cython._sparse`` when the Cython extensions are built, else None. An
+    extension built from older sources (without ``csr_gram_times_dense``, as in a checkout
+    whose sources moved on since its build) counts as not built: scipy's products give the
+    same bits."""
     try:
         from fastrec.backends.cython import _sparse
     except ImportError:
         return None
-    return _sparse
+    return _sparse if hasattr(_sparse, "csr_gram_times_dense") else None
 
 
 # -- objectives -----------------------------------------------------------------------------
@@ -353,6 +401,8 @@ class MUTrainer(Trainer):
     """
 
     check_every = 10  # copying W and H every update would cost a third of one
+    hint = ("the factors overflowed; add a penalty (alpha_W) or fit in float64 "
+            "(dtype='float64')")
 
     def __init__(self, backend: Backend, x: CSRPair, w, ht, bu, bi, mu: float, beta: int,
                  mode: str, biased: bool, pen: ObservedPenalty, tol: float, update_h: bool,

@@ -310,7 +310,8 @@ n_threads : int
 Frobenius: factors *= (X other) / (factors (other^T other) + l1 + l2 factors).
 KL: factors *= ((X / (factors other^T)) other) / (colsum(other) + l1 + l2 factors), the ratio
 taken at stored entries only, with (factors other^T) floored at float32 eps. A zero denominator
-is replaced by float32 eps. Deterministic: independent of ``n_threads``.
+is replaced by float32 eps; where num / den overflows (an underflowed denominator), the step is
+num / (den / factors) and zero entries stay zero. Deterministic: independent of ``n_threads``.
 """
 
 NMF_UPDATE_OBSERVED_DOC = """\
@@ -336,7 +337,8 @@ n_threads  : int
 Frobenius: with target t = r - mu - b_u - b_i (t = r unbiased), row u's step is
 factors[u] *= sum_i t+ q_i / (sum_i (p.q_i + t-) q_i + n_u (l1 + l2 factors[u])).
 KL: factors[u] *= sum_i (r / max(p.q_i, eps)) q_i / (sum_i q_i + n_u (l1 + l2 factors[u])).
-Empty rows get zero factors and zero bias. Deterministic: independent of ``n_threads``.
+The zero and overflow rules of the step are ``nmf_update_full``'s. Empty rows get zero factors
+and zero bias. Deterministic: independent of ``n_threads``.
 """
 
 NMF_LOSS_FULL_DOC = """\

@@ -78,6 +78,29 @@ def test_large_rank_blas_path_matches_reference(name, dtype):
     assert got == pytest.approx(ref.nmf_loss_full(*rows, w, ht, 2), rel=tolerance(dtype)["rtol"])
 
 
+@pytest.mark.parametrize("name", [*BACKENDS, "numpy"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [5, 16])
+def test_observed_step_whose_quotient_overflows_stays_finite(name, dtype, k):
+    """A row that has died out (entries subnormal or zero, so every term of its denominators
+    underflows) but whose ratings pull it back: num / den overflows, which made inf and NaN
+    factors (observed mode with biases, about half of the default sweep's runs). The step is
+    then num / (den / value): here 4 / (2 * 0.5 * 0.5 + 2 * 0.15) = 5 for the subnormal entry,
+    and zero entries stay zero."""
+    backend = ref if name == "numpy" else backend_or_skip(name, *KERNELS)
+    indptr, indices = np.array([0, 2], np.int32), np.array([0, 1], np.int32)
+    data = np.array([4.0, 4.0], dtype)
+    other = np.full((2, k), 0.5, dtype)
+    factors = np.zeros((1, k), dtype)
+    factors[0, 0] = np.finfo(dtype).smallest_subnormal * 64
+    bias, other_bias = np.zeros(1, dtype), np.zeros(2, dtype)
+    backend.nmf_update_observed(indptr, indices, data, factors, other, bias, other_bias, 0.0, 2,
+                                0.0, 0.15, 0.02, False, 1)
+    assert np.all(np.isfinite(factors))
+    assert factors[0, 0] == pytest.approx(5.0, rel=0.05)
+    assert np.all(factors[0, 1:] == 0)
+
+
 @pytest.mark.parametrize("name", BACKENDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("beta", "biased"), [(2, False), (2, True), (1, False)])
@@ -132,10 +155,12 @@ def test_scalar_parity_cython_numba(dtype, shims):
 
     assert shims.nmf_epsilon() == nb.NMF_EPSILON
     eps = dtype(nb.NMF_EPSILON)
-    a = np.array([0.0, 1e-9, 0.5, 3.0, -2.0, 7.0], dtype)
-    b = np.array([0.0, 1e-9, 2.0, 0.0, 1.5, 1e-12], dtype)
-    c = np.array([0.0, 0.1, 0.0, 2.0, 0.5, 3.0], dtype)
-    d = np.array([0.2, 0.0, 1.0, 0.5, 0.0, 0.1], dtype)
+    tiny = np.finfo(dtype).smallest_subnormal
+    # The last two: a step whose quotient overflows, for a subnormal and for a zero entry.
+    a = np.array([0.0, 1e-9, 0.5, 3.0, -2.0, 7.0, 64 * tiny, 0.0], dtype)
+    b = np.array([0.0, 1e-9, 2.0, 0.0, 1.5, 1e-12, 4.0, 4.0], dtype)
+    c = np.array([0.0, 0.1, 0.0, 2.0, 0.5, 3.0, 51 * tiny, 32 * tiny], dtype)
+    d = np.array([0.2, 0.0, 1.0, 0.5, 0.0, 0.1, 0.0, 0.0], dtype)
     cases = {
         "nmf_kl_ratio": lambda i: nb.nmf_kl_ratio(a[i], b[i], eps),
         "nmf_regularised_denominator": lambda i: nb.nmf_regularised_denominator(a[i], b[i], c[i],

@@ -37,9 +37,18 @@ FASTREC_HD T nmf_regularised_denominator(T den, T value, T l1, T l2) {
 
 // The multiplicative step. A zero denominator (an all-zero row or component) is replaced by
 // the floor, so the entry becomes 0 * something instead of NaN.
+// num / den overflows where den has underflowed next to a normal num: an entry dying out (tiny
+// or zero, so its own penalty and products vanish) that a rating pulls back, as in observed
+// mode with biases, where targets change sign. value * inf is then inf, or NaN for a zero
+// entry. Only then the same quotient is taken as num / (den / value), which stays finite when
+// den holds the L2 term l2 * value (den / value >= l2), and a zero entry stays zero (a fixed
+// point of the step). A finite step keeps its bits.
 template <typename T>
 FASTREC_HD T nmf_mu_step(T value, T num, T den) {
-  return value * (num / (den == T(0) ? T(NMF_EPSILON) : den));
+  const T safe = den == T(0) ? T(NMF_EPSILON) : den;
+  const T stepped = value * (num / safe);
+  if (stepped - stepped == T(0)) return stepped;  // finite
+  return value > T(0) ? num / (safe / value) : T(0);
 }
 
 // Observed Frobenius with biases: the target of the dot product is t = r - mu - b_u - b_i,

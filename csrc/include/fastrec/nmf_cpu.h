@@ -375,7 +375,8 @@ FASTREC_NMF_INLINE void nmf_gram_times_rows_fixed(const T *__restrict w, int64_t
 // nmf_mu_step(w, num, nmf_regularised_denominator(den, w, l1, l2)) for the K entries, a vector
 // at a time: the same operations in the same order, so the same bits as the scalar functions,
 // without a division per entry (a row's step was most of an item row's cost in observed mode,
-// whose item rows hold a handful of ratings).
+// whose item rows hold a handful of ratings). A row with a non-finite step (nmf_mu_step's
+// overflow case: rare) takes the scalar function for all its entries.
 template <typename T, int K, int VB>
 FASTREC_NMF_INLINE void nmf_step_fixed(T *__restrict w, const NmfRow<T, K, VB> &num,
                                        const NmfRow<T, K, VB> &den, T l1, T l2) {
@@ -383,12 +384,24 @@ FASTREC_NMF_INLINE void nmf_step_fixed(T *__restrict w, const NmfRow<T, K, VB> &
   typedef typename Row::V V;
   const V zero = V{};
   const V floor = zero + T(NMF_EPSILON);
+  V stepped[Row::NV];
+  V check = zero;  // 0 in every lane while every step is finite, NaN from the first that is not
   for (int j = 0; j < Row::NV; ++j) {
     const V value = Row::S::load(w + j * Row::W);
     const V regularised = (den.v[j] + l1) + value * l2;
     const V safe = regularised == zero ? floor : regularised;
-    Row::S::store(w + j * Row::W, value * (num.v[j] / safe));
+    stepped[j] = value * (num.v[j] / safe);
+    check += stepped[j] - stepped[j];
   }
+  if (Row::S::template halve<V, Row::W>(check) == T(0)) {
+    for (int j = 0; j < Row::NV; ++j) Row::S::store(w + j * Row::W, stepped[j]);
+    return;
+  }
+  T n[K], d[K];
+  num.store(n);
+  den.store(d);
+  for (int f = 0; f < K; ++f)
+    w[f] = nmf_mu_step<T>(w[f], n[f], nmf_regularised_denominator<T>(d[f], w[f], l1, l2));
 }
 
 // The Frobenius numerator is one chain of fused multiply-adds in entry order, as the generic

@@ -2,7 +2,11 @@
 output row owned by one thread, Gram matrix and column sums over fixed chunks) with the scalar
 math from ``scalar.py``, the mirror of ``csrc/include/fastrec/nmf.h``. At ranks from
 ``NMF_BLAS_MIN_RANK`` on, the Frobenius dense products are the Cython kernels' BLAS calls
-(``blas.py``; nmf_cpu.h, "Large ranks")."""
+(``blas.py``; nmf_cpu.h, "Large ranks").
+
+Numba's on-disk cache of a kernel is keyed on this file only, not on ``scalar.py``: a change to
+the scalar math must come with a change here, or cached kernels keep the old math (the
+overflow rule of ``nmf_mu_step`` came with this note)."""
 
 import numpy as np
 from numba import njit, prange

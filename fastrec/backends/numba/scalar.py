@@ -61,7 +61,11 @@ def nmf_regularised_denominator(den, value, l1, l2):
 
 @njit(inline="always", cache=True)
 def nmf_mu_step(value, num, den, eps):
-    return value * (num / (eps if den == 0 else den))
+    safe = eps if den == 0 else den
+    stepped = value * (num / safe)
+    if stepped - stepped == 0:  # finite
+        return stepped
+    return num / (safe / value) if value > 0 else value - value
 
 
 @njit(inline="always", cache=True)

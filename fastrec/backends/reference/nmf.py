@@ -24,7 +24,17 @@ def _dense(indptr, indices, data, shape) -> tuple[np.ndarray, np.ndarray]:
 def _step(factors, numerator, denominator, l1, l2):
     denominator = denominator + l1 + l2 * factors
     denominator[denominator == 0] = NMF_EPSILON
-    factors *= numerator / denominator
+    with np.errstate(over="ignore", invalid="ignore"):
+        stepped = factors * (numerator / denominator)
+    # Where numerator / denominator overflows (an underflowed denominator): the same quotient
+    # as numerator / (denominator / factors), and zero entries stay zero.
+    bad = ~np.isfinite(stepped)
+    if bad.any():
+        f = factors[bad]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            again = numerator[bad] / (denominator[bad] / f)
+        stepped[bad] = np.where(f > 0, again, 0)
+    factors[...] = stepped
 
 
 def nmf_update_full(indptr, indices, data, factors, other, beta_loss, l1_reg, l2_reg,
