@@ -64,10 +64,12 @@ def families():
     from fastrec import GMF, MF, NMF, GRU4Rec, NeuMF
 
     def same_work(cls, **params):
-        """The estimator with early stopping off and GRU4Rec's loss pinned where the installed
-        fastrec has them, so checkouts whose defaults differ do the same work."""
+        """The estimator with early stopping off, GRU4Rec's loss and NCF's negatives per
+        positive pinned where the installed fastrec has them, so checkouts whose defaults
+        differ do the same work."""
         known = inspect.signature(cls.__init__).parameters
-        pinned = {"early_stopping": False, **({"loss": "cross-entropy"} if cls is GRU4Rec else {})}
+        pinned = {"early_stopping": False, **({"loss": "cross-entropy"} if cls is GRU4Rec else {}),
+                  **({"n_negatives": 4} if cls in (GMF, NeuMF) else {})}
         return cls(**params, **{k: v for k, v in pinned.items() if k in known})
 
     u, i, r = interactions(40_000, 8_000, 1_500_000, 0)
