@@ -5,7 +5,7 @@ speed-ups before and after a change.
     python benchmarks/thread_scaling.py --before /work/wt-before [--repeats 3] [--only MF NMF]
 
 Families and workloads are benchmarks/load_report.py's (MF, NMF, GMF, NeuMF, GRU4Rec, cython
-backend; a 1-thread fit takes about a second). Each checkout runs in its own subprocess with
+backend; a 1-thread fit takes 0.3-1 s). Each checkout runs in its own subprocess with
 ``PYTHONPATH`` set to it (this script's workloads, that checkout's fastrec: the child imports
 fastrec before anything else and prints where from). Checkouts alternate family by family, and
 within a child the two thread counts alternate repetition by repetition, so load drifts hit
