@@ -19,6 +19,7 @@ validation figures (the same 20-epoch schedule as NeuMF's defaults).
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import time
 from pathlib import Path
 
@@ -31,8 +32,9 @@ from fastrec.evaluation import SampledRanking, evaluate_sampled, leave_last_out
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small" / "ratings.csv"
 SEEDS = (0, 1, 2)
-# (n_factors, rating_weight, rating_reg) swept by ``tune``
-CONFIGS = ("8:1:0", "8:1:0.05", "8:1:0.2", "32:1:0.1", "8:3:0.1", "8:10:0.1", "16:3:0.05")
+# JointNeuMF settings swept by ``tune``: changes from its defaults, "name=value,..."
+CONFIGS = ("rating_weight=1,rating_reg=0.05", "rating_weight=3,rating_reg=0.05",
+           "rating_weight=3,rating_reg=0.1", "rating_weight=10,rating_reg=0.05")
 
 
 def load(path: Path = DATA) -> Interactions:
@@ -73,15 +75,33 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run(models: dict, train, test, seeds) -> list[dict]:
+def _measure_job(job) -> dict:
+    name, cls, params, seed, train, test, ranking = job
+    row = measure(cls(**params, random_state=seed), train, test, ranking)
+    return {"model": name, "seed": seed, **row}
+
+
+def run(models: dict, train, test, seeds, jobs: int, threads) -> list[dict]:
+    """Every (model, seed) fit, ``jobs`` at a time (each with ``threads`` threads)."""
+    from concurrent.futures import ProcessPoolExecutor
+
     ranking = SampledRanking.build(train, test, 99, seed=0)
+    work = [(name, cls, {**params, "n_threads": threads}, seed, train, test, ranking)
+            for seed in seeds for name, (cls, params) in models.items()]
     rows = []
-    for seed in seeds:
-        for name, make in models.items():
-            row = measure(make(seed), train, test, ranking)
-            rows.append({"model": name, "seed": seed, **row})
+    # spawned, not forked: the parent's OpenMP runtime (the data preparation) is not fork-safe
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for row in pool.map(_measure_job, work):
+            rows.append(row)
             print(rows[-1], flush=True)
     return rows
+
+
+def _number(text: str):
+    if text in ("True", "False"):
+        return text == "True"
+    value = float(text)
+    return int(value) if value.is_integer() and "." not in text else value
 
 
 def main():
@@ -91,27 +111,27 @@ def main():
     parser.add_argument("--data", type=Path, default=DATA, help="ml-latest-small's ratings.csv")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS),
-                        help="JointNeuMF settings to tune, n_factors:rating_weight:rating_reg")
+                        help="JointNeuMF settings to tune: name=value,name=value changes from "
+                             "its defaults")
+    parser.add_argument("--jobs", type=int, default=1, help="fits run in parallel")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="n_threads of each fit (default: all usable cores)")
     args = parser.parse_args()
     data = load(args.data)
     train, test = leave_last_out(data, single="train")
-    b = args.backend
+    backend = {"backend": args.backend}
+    models = {"MF": (MF, backend), "NeuMF": (NeuMF, backend)}
     if args.what == "tune":
         train, test = leave_last_out(train, single="train")
-        models = {"MF": lambda s: MF(backend=b, random_state=s),
-                  "NeuMF": lambda s: NeuMF(backend=b, random_state=s)}
         for config in args.configs:
-            k, w, reg = config.split(":")
-            models[f"JointNeuMF(n_factors={k}, rating_weight={w}, rating_reg={reg})"] = (
-                lambda s, k=int(k), w=float(w), reg=float(reg): JointNeuMF(
-                    n_factors=k, rating_weight=w, rating_reg=reg, backend=b, random_state=s))
+            params = {k: _number(v) for k, v in (kv.split("=") for kv in config.split(","))}
+            name = ", ".join(f"{k}={v}" for k, v in params.items())
+            models[f"JointNeuMF({name})"] = (JointNeuMF, {**params, **backend})
         title = "validation (each user's latest training rating), training part only"
     else:
-        models = {"MF": lambda s: MF(backend=b, random_state=s),
-                  "NeuMF": lambda s: NeuMF(backend=b, random_state=s),
-                  "JointNeuMF": lambda s: JointNeuMF(backend=b, random_state=s)}
+        models["JointNeuMF"] = (JointNeuMF, backend)
         title = "test (each user's latest rating)"
-    rows = run(models, train, test, args.seeds)
+    rows = run(models, train, test, args.seeds, args.jobs, args.threads)
     print(f"\n# ml-latest-small, {title}; defaults unless named; mean of seeds {args.seeds}; "
           f"{train.nnz} training ratings, {test.nnz} held-out pairs\n")
     print(table(rows))

@@ -146,6 +146,31 @@ def test_early_stopping_keeps_best_epoch(split):
     assert evaluate_sampled(model, ranking)["hr@10"] == pytest.approx(best)
 
 
+@pytest.mark.parametrize("cls", [GMF, NeuMF])
+def test_refit_retrains_on_all_data_for_the_best_epochs(cls):
+    data = clustered_implicit()
+    params = dict(n_epochs=30, learning_rate=0.05, n_iter_no_change=2, n_eval_negatives=30,
+                  n_threads=1, backend="cython", random_state=3,
+                  **({"n_factors": 8, "layers": (16, 8)} if cls is NeuMF else {}))
+    chosen = cls(refit=False, **params).fit(data)
+    model = cls(**params).fit(data)
+    # the epoch choice is the held-out fit's, the weights those of a plain fit on all the data
+    assert model.best_epoch_ == chosen.best_epoch_ < model.n_epochs_ == chosen.n_epochs_
+    assert model.validation_curve_ == chosen.validation_curve_
+    plain = cls(**{**params, "n_epochs": chosen.best_epoch_}, early_stopping=False).fit(data)
+    for name in ("user_embeddings_", "item_embeddings_", "dense_"):
+        np.testing.assert_array_equal(getattr(model, name), getattr(plain, name), err_msg=name)
+        assert not np.array_equal(getattr(model, name), getattr(chosen, name))
+    assert model.seen_.nnz == data.nnz
+    # explicit validation data: the caller chose what to train on, nothing is refitted
+    train, held = leave_last_out(data)
+    explicit = cls(**params).fit(train, validation_data=held)
+    same = cls(refit=False, **params).fit(train, validation_data=held)
+    np.testing.assert_array_equal(explicit.dense_, same.dense_)
+    with pytest.raises(ValueError, match="refit"):
+        cls(refit="yes").fit(data)
+
+
 def test_explicit_ratings_with_squared_loss():
     rng = np.random.default_rng(0)
     users = np.repeat(np.arange(60), 10)
