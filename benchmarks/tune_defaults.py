@@ -60,7 +60,8 @@ NEUMF_VARIANTS = ({}, {"learning_rate": 0.002}, {"n_negatives": 8}, {"n_factors"
 NEUMF_SEEDS = (0, 1)
 NEUMF_EPOCHS = 12
 # the whole default fit (early stopping, refit) of the former and the new defaults
-NEUMF_DEFAULT_FITS = ({**NEUMF_BASE, "refit": False}, NEUMF_BASE, {})
+NEUMF_DEFAULT_FITS = ({**NEUMF_BASE, "refit": False}, NEUMF_BASE, {},
+                      {**NEUMF_BASE, "n_negatives": 8})
 SEEDS = (0, 1, 2)
 GRU_GRID = {"loss": ("cross-entropy", "bpr-max"), "embedding_size": (0, 64),
             "batch_size": (32, 64)}
