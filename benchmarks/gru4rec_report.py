@@ -9,9 +9,11 @@ MRR@20 on the shared session datasets with the same hyperparameters.
 
 ``defaults``: ``fastrec.GRU4Rec()`` with its defaults (early stopping on its internal split of
 the training part) against the PyTorch GRU4Rec with ``accuracy``'s hyperparameters at its best
-of 1-10 epochs, chosen by Recall@20 on the same kind of validation split (the latest 10% of the
-training sessions, every next click scored; PyTorch trains on the other 90%), test Recall@20 and
-MRR@20 reported at that epoch.
+of 1-10 epochs, chosen by Recall@20 on validation carved from the training part the way the
+test set is made: on DIGINETICA (test: the sessions of the last 7 days) the latest 10% of the
+training sessions, every next click scored; on the video sequences (test: each sequence's last
+item) each sequence's last training item, the one before the test item. PyTorch trains on the
+rest; test Recall@20 and MRR@20 are reported at the chosen epoch.
 
 Needs ``pip install torch==2.13.0`` and ../shared/data. Speed: medians of ``--repeats``
 rounds, each contender timed in a fresh process (interleaved, so they see the same machine):
@@ -221,28 +223,45 @@ def _test_sets(names=("diginetica", "video")):
     return {loaders[name][0]: loaders[name][1]() for name in names}
 
 
+def validation_split(split):
+    """The PyTorch side's training and validation sessions, carved from ``split.train`` the
+    way ``split`` tests: for leave-last-out (``eval_from="last"``) each sequence's last
+    training item is validation (SASRec's protocol: the one before the test item), otherwise
+    the latest 10% of the training sessions with every next click scored. Returns
+    (item index, training Sessions, validation sessions, validation ``eval_from``)."""
+    data = Sessions.from_frame(split.train)
+    if split.eval_from == "last":
+        inner = split_last_item(split.train)
+        fit_part = Sessions.from_frame(inner.train, item_ids=data.item_ids, unknown="drop")
+        return data.item_ids, fit_part, inner.test, "last"
+    fit_sessions, held = next(SessionSplit(test_size=0.1).split(data))
+    return data.item_ids, data.subset(fit_sessions), data.subset(held), "second"
+
+
 def torch_best_epoch(split, args, seed):
     """The PyTorch GRU4Rec of ``accuracy`` trained up to 10 epochs on the training part minus
-    its latest 10% of sessions; returns (test metrics at the best validation epoch, that epoch,
-    seconds)."""
+    its validation part (``validation_split``); returns (test metrics at the epoch of the best
+    validation Recall@20, that epoch, seconds)."""
     from gru4rec_torch import to_fastrec, train_torch
 
-    data = Sessions.from_frame(split.train)
-    fit_sessions, held = next(SessionSplit(test_size=0.1).split(data))
-    fit_part, validation = data.subset(fit_sessions), data.subset(held)
-    per_epoch = []
+    item_ids, fit_part, validation, eval_from = validation_split(split)
+    best = (-1.0, 0, None)  # validation Recall@20, epoch, model
 
     def score(epoch, net):
-        model = to_fastrec(net, data.item_ids, HIDDEN, EMBEDDING)
-        per_epoch.append((model.evaluate(validation, k=20)["recall"], epoch,
-                          model.evaluate(split.test, k=20, eval_from=split.eval_from)))
+        nonlocal best
+        model = to_fastrec(net, item_ids, HIDDEN, EMBEDDING)  # copies the weights
+        recall = model.evaluate(validation, k=20, eval_from=eval_from)["recall"]
+        print(f"  pytorch seed {seed} epoch {epoch}: validation Recall@20 {recall:.4f}",
+              flush=True)
+        if recall > best[0]:
+            best = (recall, epoch, model)
 
     _, _, seconds = train_torch(fit_part, hidden=HIDDEN, embedding=EMBEDDING, loss=args.loss,
                                 n_sample=args.n_sample, batch_size=args.batch, n_epochs=10,
                                 learning_rate=args.lr, eps=args.eps, n_threads=args.threads,
                                 seed=seed, after_epoch=score)
-    _, epoch, test = max(per_epoch, key=lambda row: (row[0], -row[1]))
-    return test, epoch, seconds
+    _, epoch, model = best
+    return model.evaluate(split.test, k=20, eval_from=split.eval_from), epoch, seconds
 
 
 def defaults(args):

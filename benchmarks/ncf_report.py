@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 
 # Same OpenMP spin policy for fastrec and torch (both use libgomp): a short spin, then sleep.
-os.environ.setdefault("GOMP_SPINCOUNT", "2000")
+os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
