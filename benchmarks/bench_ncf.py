@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("GOMP_SPINCOUNT", "2000")  # as fastrec sets it; torch shares libgomp
+os.environ.setdefault("GOMP_SPINCOUNT", "20000")  # as fastrec sets it; torch shares libgomp
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -9,10 +9,11 @@ cluster: the figures of the Dask issue. About 2-3 minutes on a quiet 2-core mach
    worker processes (G=2 by default), same run, interleaved round by round; medians of the
    epoch times (the dask side from ``epoch_times_`` after the first epoch, which includes
    placing the tables) and their ratio (the RATIO line; the issue asks >= 0.7x).
-2. Bytes moved between workers per epoch: measured from the workers' outgoing transfer logs
-   (the column blocks the ``fastrec-sgd-stratum-*`` tasks return, as Dask sizes them), and
-   predicted from the schedule (replayed from the seed): every time a column block's next row
-   block lives on another worker, its table (rows x k x 4 bytes + biases) moves.
+2. Bytes moved between workers per epoch: measured as the column blocks (item factors and
+   biases) the workers' mailboxes received from other workers (through Dask's actor calls,
+   counted on arrival: ``fastrec.dask._mf.received_column_bytes``), and predicted from the
+   schedule (replayed from the seed): every time a column block's next row block lives on
+   another worker, its table (rows x k x 4 bytes + biases) moves.
 3. A small model of the epoch time on W workers, G = W, for Netflix-size data (100M ratings,
    480,189 users x 17,770 items, k=32): compute nnz / (W u) with u the single-thread kernel
    rate measured here; a per-stratum cost L (scheduling, latency, transfer) measured here
@@ -40,7 +41,7 @@ import fastrec.dask  # noqa: E402
 from fastrec._algorithms.sgd_schedule import BlockedRatings, choose_n_blocks  # noqa: E402
 from fastrec.backends import get_backend  # noqa: E402
 from fastrec.dask._exact import skip_tie_keys  # noqa: E402
-from fastrec.dask._mf import _bounds  # noqa: E402
+from fastrec.dask._mf import _bounds, received_column_bytes  # noqa: E402
 from fastrec.data import synthetic_ratings  # noqa: E402
 
 K = 32
@@ -73,14 +74,10 @@ def local_epochs(data, epochs: int, n_threads: int) -> list[float]:
 
 
 def transferred(client) -> int:
-    """Bytes of item column blocks the workers have sent each other so far (their outgoing
-    transfer logs; the column blocks are the outputs of the ``fastrec-sgd-stratum-*`` tasks,
+    """Bytes of column blocks the workers have received from each other so far (each worker
+    process counts what arrives in its mailbox from another worker; the column blocks are
     the only data the epochs move)."""
-    def sent(dask_worker):
-        return sum(size for entry in dask_worker.transfer_outgoing_log
-                   for key, size in entry["keys"].items()
-                   if isinstance(key, tuple) and key[0].startswith("fastrec-sgd-stratum"))
-    return sum(client.run(sent).values())
+    return sum(client.run(received_column_bytes).values())
 
 
 def predicted_bytes(data, g: int, epochs: int, workers: int) -> float:
@@ -95,7 +92,7 @@ def predicted_bytes(data, g: int, epochs: int, workers: int) -> float:
     skip_tie_keys(rng, data.nnz)
     rows_per_col = np.diff(_bounds(data.n_items, g))
     col_bytes = rows_per_col * (K * 4 + 4)
-    where = {}  # column block -> worker holding it (initially scattered round robin by Dask)
+    where = {}  # column block -> worker holding it (placed where its first block runs)
     moved = 0
     for _ in range(epochs):
         schedule = layout.epoch_schedule(rng)

@@ -6,14 +6,15 @@ process beside them, and the 1- vs 2-thread speed-up on a quiet machine.
 
 ``load`` starts one CPU-bound Python process (``while True: pass`` under a deadline, killed at
 the end in any case) and times each family's fit under that same load at ``n_threads=None``
-(the default), at every usable core (the default before fastrec.backends.threads) and at 1
-thread, interleaved repetition by repetition; the figures are ratios of the medians to the
-1-thread fit (target for the default: <= 1.15). ``quiet`` times the same fits at 1 and 2
-threads with nothing started beside them and reports the median speed-up.
+(the default) and at 1 thread (with ``--all-cores`` also at every usable core, the default
+before fastrec.backends.threads), interleaved repetition by repetition; the figures are ratios
+of the medians to the 1-thread fit (target for the default: <= 1.15). ``quiet`` times the
+same fits at 1 and 2 threads with nothing started beside them and reports the median speed-up.
 
 Other processes may share the machine: before each round the script samples the idle share of
 the CPUs from /proc/stat over half a second and prints it, so a table can be read against the
-conditions it was measured in. Sizes are chosen so that a 1-thread fit takes about a second.
+conditions it was measured in. Sizes are chosen so that a 1-thread fit takes 0.3-1 s on the
+project's 2-core VM, long enough that a fit's fixed costs do not decide its speed-up.
 """
 
 from __future__ import annotations
@@ -63,10 +64,12 @@ def families():
     from fastrec import GMF, MF, NMF, GRU4Rec, NeuMF
 
     def same_work(cls, **params):
-        """The estimator with early stopping off and GRU4Rec's loss pinned where the installed
-        fastrec has them, so checkouts whose defaults differ do the same work."""
+        """The estimator with early stopping off, GRU4Rec's loss and NCF's negatives per
+        positive pinned where the installed fastrec has them, so checkouts whose defaults
+        differ do the same work."""
         known = inspect.signature(cls.__init__).parameters
-        pinned = {"early_stopping": False, **({"loss": "cross-entropy"} if cls is GRU4Rec else {})}
+        pinned = {"early_stopping": False, **({"loss": "cross-entropy"} if cls is GRU4Rec else {}),
+                  **({"n_negatives": 4} if cls in (GMF, NeuMF) else {})}
         return cls(**params, **{k: v for k, v in pinned.items() if k in known})
 
     u, i, r = interactions(40_000, 8_000, 1_500_000, 0)
@@ -81,9 +84,9 @@ def families():
     clicks = np.minimum(rng.zipf(1.3, sessions.shape[0]) - 1, 9_999)
     stamps = np.arange(sessions.shape[0], dtype=np.int64)
     return {
-        "MF": (lambda t, b: same_work(MF, n_factors=32, n_epochs=3, n_threads=t, backend=b,
+        "MF": (lambda t, b: same_work(MF, n_factors=32, n_epochs=20, n_threads=t, backend=b,
                                       random_state=0), ratings),
-        "NMF": (lambda t, b: same_work(NMF, n_components=16, max_iter=40, tol=0.0, n_threads=t,
+        "NMF": (lambda t, b: same_work(NMF, n_components=16, max_iter=400, tol=0.0, n_threads=t,
                                        backend=b, random_state=0, init="random"), dense),
         "GMF": (lambda t, b: same_work(GMF, n_factors=32, n_epochs=1, n_threads=t, backend=b,
                                        random_state=0), implicit),
@@ -125,12 +128,12 @@ def start_busy_process() -> subprocess.Popen:
 
 
 def measure(mode: str, backend: str, repeats: int, only: list[str] | None,
-            all_cores: bool = True) -> None:
+            all_cores: bool = False) -> None:
     from fastrec.backends import default_n_threads, get_backend, usable_cores
 
     # Under load: today's default (every usable core) and the new one, each against 1 thread.
     if mode == "load":
-        settings = (None, usable_cores(), 1) if all_cores else (None, 1)
+        settings = (None, usable_cores(), 1) if all_cores and usable_cores() != 1 else (None, 1)
     else:
         settings = (1, 2)
     fams = families()
@@ -171,14 +174,16 @@ def measure(mode: str, backend: str, repeats: int, only: list[str] | None,
             busy.kill()
             busy.wait()
     if mode == "load":
-        print("\n| family | default s | all cores s | 1 thread s | default / 1 thread "
-              "| same, per round | all cores / 1 thread | idle before rounds |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        every = all_cores and usable_cores() != 1
+        print("\n| family | default s | 1 thread s | default / 1 thread | same, per round "
+              + ("| all cores s | all cores / 1 thread " if every else "")
+              + "| idle before rounds |")
+        print("| --- |" + " ---: |" * (6 if every else 4) + " ---: |")
         for name, med, idle, paired in rows:
             d, one = med[None], med[1]
-            a = med.get(usable_cores(), float("nan"))
-            print(f"| {name} | {d:.2f} | {a:.2f} | {one:.2f} | {d / one:.2f}x | {paired:.2f}x "
-                  f"| {a / one:.2f}x | {idle:.0%} |")
+            a = med[usable_cores()] if every else None
+            print(f"| {name} | {d:.2f} | {one:.2f} | {d / one:.2f}x | {paired:.2f}x "
+                  + (f"| {a:.2f} | {a / one:.2f}x " if every else "") + f"| {idle:.0%} |")
     else:
         print("\n| family | 1 thread s | 2 threads s | speed-up | same, per round "
               "| idle before rounds |")
@@ -194,8 +199,9 @@ def main(argv=None) -> None:
     parser.add_argument("--backend", default="cython")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", nargs="*", help="families to run (default: all)")
-    parser.add_argument("--all-cores", action=argparse.BooleanOptionalAction, default=True,
-                        help="load mode: also time every usable core (the old default)")
+    parser.add_argument("--all-cores", action=argparse.BooleanOptionalAction, default=False,
+                        help="load mode: also time every usable core (the old default; slow: "
+                        "beside a busy process each such fit takes several times longer)")
     args = parser.parse_args(argv)
     measure(args.mode, args.backend, args.repeats, args.only, args.all_cores)
 

@@ -5,14 +5,18 @@ speed-ups before and after a change.
     python benchmarks/thread_scaling.py --before /work/wt-before [--repeats 3] [--only MF NMF]
 
 Families and workloads are benchmarks/load_report.py's (MF, NMF, GMF, NeuMF, GRU4Rec, cython
-backend; a 1-thread fit takes about a second). Each checkout runs in its own subprocess with
+backend; a 1-thread fit takes 0.3-1 s). Each checkout runs in its own subprocess with
 ``PYTHONPATH`` set to it (this script's workloads, that checkout's fastrec: the child imports
 fastrec before anything else and prints where from). Checkouts alternate family by family, and
 within a child the two thread counts alternate repetition by repetition, so load drifts hit
 both alike; the table gives medians (one warm-up fit per setting is not counted) and the ratio
 of the after speed-up to the before one (the issue's target: within 10%, i.e. >= 0.90).
 Run it on a quiet machine: the idle share of the CPUs is printed per family; with other
-processes running, 2-thread figures mean little. Takes 2-4 minutes.
+processes running, 2-thread figures mean little. The lines per family also give the median
+number of times the process's threads went to sleep (voluntary context switches) in a
+multi-thread fit: on a quiet machine each is a futex wake-up, and on a VM an idle vCPU's, on
+the way to the next parallel pass, so it shows the synchronisation cost even where other jobs
+blur the times. Takes 2-4 minutes.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -43,12 +48,17 @@ def child(family: str, threads: int, repeats: int, backend: str) -> None:
     for t in settings:
         time_fit(make, data, t, backend)
     times = {t: [] for t in settings}
+    sleeps = []
     idle = cpu_idle_share()
     for rep in range(repeats):
         for t in settings if rep % 2 == 0 else settings[::-1]:
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
             times[t].append(time_fit(make, data, t, backend))
+            if t == threads:
+                sleeps.append(resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - before)
     print(json.dumps({"fastrec": str(Path(fastrec.__file__).parents[1]), "idle": idle,
-                      "times": {str(t): v for t, v in times.items()}}))
+                      "times": {str(t): v for t, v in times.items()},
+                      "sleeps": statistics.median(sleeps)}))
 
 
 def run_child(checkout: Path, family: str, args) -> dict:
@@ -103,7 +113,7 @@ def main(argv=None) -> None:
             got = speedup(result, t)
             detail = result.get("error") or (
                 f"1 thread {got[0]:.2f} s, {t} threads {got[1]:.2f} s, {got[2]:.2f}x, "
-                f"idle {result['idle']:.0%}")
+                f"{result['sleeps']:.0f} sleeps per {t}-thread fit, idle {result['idle']:.0%}")
             print(f"  {family:8s} {name:6s} {detail}", flush=True)
         rows.append((family, {name: speedup(r, t) for name, r in results.items()}))
     print(f"({time.perf_counter() - start:.0f} s)\n")

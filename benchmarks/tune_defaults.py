@@ -9,7 +9,10 @@ part (the test part is never read):
 - MF: ml-latest-small rows permuted by ``default_rng(0)``, the first 80% train (the issue's
   split); a random 10% of those rows (``default_rng(1)``) is validation, the other 90% fitted.
 - NeuMF: ml-latest-small, each user's latest interaction is the test set; of the rest, each
-  user's latest is validation (HR@10 among 99 sampled items, the NCF protocol).
+  user's latest is validation (HR@10 among 99 sampled items, the NCF protocol). Besides the
+  sweep, the whole default fit (early stopping on the fitted part's own split, then refit) is
+  scored on that validation part. Run it with ``PYTHONPATH=.`` from the repository root so the
+  checkout's fastrec is imported.
 - GRU4Rec: DIGINETICA sample (sessions of the last 7 days are test) and sequences-sasrec-video
   (each sequence's last item is test); of the training part, the latest 10% of the sessions
   (by first timestamp) are validation, scored on every next click (Recall@20, MRR@20).
@@ -60,7 +63,8 @@ NEUMF_VARIANTS = ({}, {"learning_rate": 0.002}, {"n_negatives": 8}, {"n_factors"
 NEUMF_SEEDS = (0, 1)
 NEUMF_EPOCHS = 12
 # the whole default fit (early stopping, refit) of the former and the new defaults
-NEUMF_DEFAULT_FITS = ({**NEUMF_BASE, "refit": False}, NEUMF_BASE, {})
+NEUMF_DEFAULT_FITS = ({**NEUMF_BASE, "refit": False}, NEUMF_BASE, {},
+                      {**NEUMF_BASE, "n_negatives": 8})
 SEEDS = (0, 1, 2)
 GRU_GRID = {"loss": ("cross-entropy", "bpr-max"), "embedding_size": (0, 64),
             "batch_size": (32, 64)}
@@ -139,7 +143,8 @@ def tune_neumf(args):
     for k, params in enumerate(NEUMF_VARIANTS):
         runs = curves[k * len(NEUMF_SEEDS):(k + 1) * len(NEUMF_SEEDS)]
         mean = np.mean([curve for curve, _ in runs], axis=0)
-        rows.append({"changed": _changed(params), "best_epochs": " ".join(
+        rows.append({"changed": _changed(params) or "(none: the former defaults)",
+                     "best_epochs": " ".join(
                          str(int(np.argmax(curve)) + 1) for curve, _ in runs),
                      "val_hr10_best": float(np.mean([max(curve) for curve, _ in runs])),
                      "val_hr10_last": float(mean[-1]),

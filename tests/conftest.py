@@ -51,3 +51,26 @@ def shims():
     from tests.shims import load
 
     return load()
+
+
+# The files that take longest (mostly compiles: the serial build, Numba's first GRU/NCF/NMF
+# kernels, NVRTC for every architecture, the emulator, the ISA versions), first: pytest-xdist
+# (`-n auto --dist loadfile`, the README's command) hands files to its workers in this order, and
+# a long file handed out last leaves one worker running it alone at the end.
+LONGEST_FIRST = (
+    "tests/test_build.py",
+    "tests/gru/test_gru4rec_model.py",
+    "tests/cuda/test_compile.py",
+    "tests/models/test_battery.py",
+    "tests/ncf/test_joint.py",
+    "tests/cuda/test_ncf_emulated.py",
+    "tests/nmf/test_kernels.py",
+    "tests/test_isa_versions.py",
+    "tests/cuda/test_gru_emulated.py",
+    "tests/cuda/test_sgd_emulated.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))

@@ -47,3 +47,17 @@ def test_openmp_wait_policy_respects_the_user(monkeypatch, env, expected):
         monkeypatch.setenv(name, value)
     threads.set_openmp_wait_policy()
     assert threads.os.environ.get("GOMP_SPINCOUNT") == expected
+
+
+def test_wait_policy_precedes_the_first_openmp_extension():
+    """The data path loads libgomp before any backend is asked for, and libgomp reads the
+    policy once, when it loads: importing it alone must find the policy set."""
+    import os
+    import subprocess
+
+    pytest.importorskip("fastrec.backends.cython._datapath")
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    code = "import os, fastrec.backends.cython._datapath; print(os.environ.get('GOMP_SPINCOUNT'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == threads.OPENMP_SPIN_COUNT

@@ -357,35 +357,43 @@ class ObservedPenalty:
 
 
 def observed_objective(backend: Backend, x: CSRPair, w, ht, bu, bi, mu, beta, biased,
-                       pen: ObservedPenalty, n_threads, counts=None) -> float:
+                       pen: ObservedPenalty, n_threads, counts=None, scratch=None) -> float:
     """Data term + sum_u n_u (l1 |p_u|_1 + l2/2 |p_u|^2) + the same for items
     + reg_bias/2 sum n b^2: the function the observed-mode updates never increase.
-    ``counts``: ``(x.row_counts(), x.col_counts())`` when the caller keeps them across calls."""
+    ``counts``: ``(x.row_counts(), x.col_counts())`` and ``scratch``: float64 arrays of the
+    shapes of ``w`` and ``ht``, when the caller keeps them across calls."""
     data = backend.nmf_loss_observed(*x.rows, w, ht, bu, bi, mu, beta, biased, n_threads)
     nu, ni = (x.row_counts(), x.col_counts()) if counts is None else counts
-    total = data + _factor_penalty(nu, w, pen.l1_w, pen.l2_w)
-    total += _factor_penalty(ni, ht, pen.l1_h, pen.l2_h)
+    w_scratch, h_scratch = (None, None) if scratch is None else scratch
+    total = data + _factor_penalty(nu, w, pen.l1_w, pen.l2_w, w_scratch)
+    total += _factor_penalty(ni, ht, pen.l1_h, pen.l2_h, h_scratch)
     if biased:
         total += 0.5 * pen.reg_bias * float(nu @ bu.astype(np.float64) ** 2
                                             + ni @ bi.astype(np.float64) ** 2)
     return total
 
 
-def _factor_penalty(counts, factors, l1: float, l2: float) -> float:
+def _factor_penalty(counts, factors, l1: float, l2: float, scratch=None) -> float:
     """counts @ (l1 |row|_1 + l2/2 |row|^2) of float64 factors [n, k_pad].
 
     The short row sums dominate the objective's cost (several times the loss kernel at k=5), so
     a term whose coefficient is 0 is skipped: for non-negative finite factors it adds exactly
-    +0.0, so the value is bit for bit the one with both terms."""
+    +0.0, so the value is bit for bit the one with both terms. ``scratch``: a float64 array of
+    the factors' shape to hold their float64 copy (and squares): fresh copies of the item
+    factors cost an objective check several times their arithmetic (page faults), the same
+    values either way."""
     if l1 == 0 and l2 == 0:
         return 0.0
-    f64 = factors.astype(np.float64)
-    if l2 == 0:
-        per_row = l1 * f64.sum(1)
-    elif l1 == 0:
-        per_row = 0.5 * l2 * (f64 ** 2).sum(1)
+    if scratch is None:
+        f64 = factors.astype(np.float64)
     else:
-        per_row = l1 * f64.sum(1) + 0.5 * l2 * (f64 ** 2).sum(1)
+        f64 = scratch
+        array_module(factors).copyto(f64, factors)
+    per_row = l1 * f64.sum(1) if l1 != 0 else None
+    if l2 != 0:
+        f64 *= f64
+        squares = 0.5 * l2 * f64.sum(1)
+        per_row = squares if per_row is None else per_row + squares
     return float(counts @ per_row)
 
 
@@ -414,6 +422,9 @@ class MUTrainer(Trainer):
         self.validation_pairs = validation
         self.n_threads = effective_threads(n_threads, x.data.shape[0], w.shape[1])
         self.counts = (x.row_counts(), x.col_counts()) if mode == "observed" else None
+        xp = array_module(w)
+        self.scratch = ((xp.empty(w.shape, np.float64), xp.empty(ht.shape, np.float64))
+                        if mode == "observed" else None)
         self.loss_label = "error" if mode == "full" else "objective"
         self.at_init = self.previous = self.loss()
 
@@ -427,7 +438,7 @@ class MUTrainer(Trainer):
             return math.sqrt(max(2.0 * divergence, 0.0))
         return observed_objective(self.backend, self.x, self.w, self.ht, self.bu, self.bi,
                                   self.mu, self.beta, self.biased, self.pen, self.n_threads,
-                                  self.counts)
+                                  self.counts, self.scratch)
 
     def run_epoch(self, epoch: int) -> float | None:
         b, x, p = self.backend, self.x, self.pen

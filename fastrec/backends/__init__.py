@@ -2,6 +2,8 @@
 
 Nothing is imported or probed at ``import fastrec``: a backend is probed the first time it is
 asked for (by a model, ``resolve("auto")`` or ``show_backends()``), and the outcome is cached.
+Importing this package only sets fastrec's OpenMP wait policy (threads.set_openmp_wait_policy),
+which must precede the first import of any OpenMP extension below it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ __all__ = [
     "get_backend",
     "show_backends",
 ]
+
+set_openmp_wait_policy()
 
 # Fastest first: ``backend="auto"`` takes the first available one that has every kernel needed.
 AUTO_ORDER = ("cuda", "cython", "numba", "numpy")
@@ -98,7 +102,6 @@ def _probe(name: str) -> Backend:
         return _CACHE[name]
     if name not in AUTO_ORDER:
         raise ValueError(f"unknown backend {name!r}; choose one of {('auto', *AUTO_ORDER)}")
-    set_openmp_wait_policy()
     try:
         module = importlib.import_module(f"fastrec.backends.{_MODULES[name]}")
         version, details = module.probe()

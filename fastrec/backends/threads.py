@@ -87,22 +87,26 @@ def default_n_threads() -> int:
 
 # libgomp's spin at a barrier, or after a parallel region, before its thread sleeps on a futex,
 # in iterations of a pause-and-check loop (a pause took 27 ns on this project's AMD EPYC VM, so
-# 2000 iterations are about 50 us). Long enough for the work imbalance at a barrier of an idle
-# machine's epoch (NCF's chunks of 64 rows take some 30 us), short enough that a thread waiting
-# for a descheduled sibling soon gives its core back. Measured (2-core VM shared with other
-# jobs, 0% idle, a busy-loop process beside, GMF 1 epoch on 150k interactions, cython, two
-# rounds): 2 threads took 48-58 s at libgomp's default 300000, 30-35 s at 20000 (fastrec's
-# earlier setting), 4.6-6.0 s at 2000 and 1.3-1.4 s at 0 (passive), against 2.9-3.3 s on one
-# thread. 0 would cost a futex wake-up at nearly every barrier of an idle machine, where the
-# other settings spin through them.
-OPENMP_SPIN_COUNT = "2000"
+# 20000 iterations are about 0.5 ms). It must outlast the serial stretches between the parallel
+# passes of a mini-batch (GRU4Rec's recurrence and optimizer steps between its output-layer
+# passes take a few hundred us): a thread that sleeps there costs a futex wake-up, and on a
+# quiet VM an idle vCPU's wake-up, at the next pass. Measured (2-core VM, the fit's process
+# under SCHED_FIFO so the other jobs sharing the VM could not interrupt it, GRU4Rec of
+# benchmarks/load_report.py, median of 3): 2 threads took 1.06 s at 2000 against 1.02 s on one
+# thread, 0.78 s at 20000 and 0.93 s at 300000 (libgomp's default). The cost of spinning is
+# under load, where a thread spins while its sibling waits behind another process (beside a
+# busy process, 2 threads of a 1-epoch GMF took 30-35 s at 20000, 4.6-6.0 s at 2000, against
+# 2.9-3.3 s on one thread); the default thread count (default_n_threads) runs such fits on the
+# free cores only, so only an explicit ``n_threads`` above them pays it.
+OPENMP_SPIN_COUNT = "20000"
 
 
 def set_openmp_wait_policy() -> None:
     """Bound libgomp's spinning, unless the user chose a policy (``OMP_WAIT_POLICY`` or
     ``GOMP_SPINCOUNT``; libgomp lets GOMP_SPINCOUNT override OMP_WAIT_POLICY, so setting it
     beside a user's policy would silently replace theirs). libgomp reads the environment once,
-    when it is loaded, so this runs before the first OpenMP extension is imported; the Cython
-    kernels and Numba's ``omp`` threading layer share that one libgomp."""
+    when it is loaded, so this runs when ``fastrec.backends`` is imported, before any OpenMP
+    extension under it can be (the data path loads one before any backend is asked for); the
+    Cython kernels and Numba's ``omp`` threading layer share that one libgomp."""
     if "OMP_WAIT_POLICY" not in os.environ:
         os.environ.setdefault("GOMP_SPINCOUNT", OPENMP_SPIN_COUNT)

@@ -316,7 +316,18 @@ def wait_for(client, futures: list, owners, what: str):
                 break
             except TimeoutError:
                 _check_workers(client, owners, what)
-        return client.gather(futures)
+        # One result at a time, with a timeout: a worker lost after the wait takes results
+        # with it that Dask cannot recompute on another worker, and a plain gather would wait
+        # for them forever.
+        results = []
+        for future in futures:
+            while True:
+                try:
+                    results.append(future.result(timeout=1.0))
+                    break
+                except TimeoutError:
+                    _check_workers(client, owners, what)
+        return results
     except WorkerLostError:
         raise
     except Exception as exc:

@@ -43,8 +43,12 @@ class ClusterEstimator:
         if self.n_threads is not None:
             check_positive("n_threads", self.n_threads, integer=True)
         if self.early_stopping:
-            raise ValueError(f"early_stopping=True needs validation data, which "
-                             f"fastrec.dask.{type(self).__name__} does not take; {stopping_hint}")
+            raise ValueError(
+                f"early_stopping=True is not available in fastrec.dask.{type(self).__name__}: "
+                "it stops on a held-out split (validation_data, or validation_fraction of the "
+                "ratings), and the distributed fit neither takes validation_data nor holds "
+                f"ratings out; {stopping_hint} (validation_fraction and n_iter_no_change are "
+                "accepted, as fastrec's parameters, and unused)")
         if self.backend == "cuda":
             raise ValueError("fastrec.dask runs the CPU kernels on the workers: backend must be "
                              "'auto', 'cython', 'numba' or 'numpy'")

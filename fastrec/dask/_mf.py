@@ -10,10 +10,16 @@ the same order, so the result equals ``fastrec.MF`` bit for bit for the same see
   tasks update them in place;
 - in stratum ``s`` of an epoch, row block ``r`` meets column block ``c`` as in the local
   schedule: one task on ``r``'s worker (``fastrec-sgd-stratum-s``) runs fastrec's own
-  ``sgd_epoch`` kernel on that one block (a 1 x 1 schedule) and returns the column block's
-  updated tables (item factors and biases), the only data that moves between workers;
-- a row block's tasks run in schedule order (each depends on the row's previous one); blocks
-  of one stratum share no user and no item, so this is exactly the local order of updates.
+  ``sgd_epoch`` kernel on that one block (a 1 x 1 schedule);
+- column block ``c``'s tables (item factors and biases) exist once, and are the only data
+  that moves between workers: the block task that updated them hands them straight to the
+  worker of ``c``'s next block, through that worker's mailbox (a Dask actor: one direct
+  worker-to-worker call, no scheduler round trip and no copy left behind);
+- a block task waits in its worker's mailbox until its row's previous block ran and its
+  column block arrived, so blocks run exactly in the local order of updates; the tasks have
+  no Dask dependencies on each other, so Dask hands each worker its tasks as soon as they are
+  submitted (in schedule order: earlier strata have the higher priority), and the critical path
+  between strata is that one call.
 
 Epochs are queued ahead, so the workers do not wait for the client between strata or epochs.
 A row block's tables exist once, on its worker: a worker that holds row blocks and leaves
@@ -26,6 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import operator
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -68,8 +75,11 @@ class MF(ClusterEstimator):
     ``n_blocks`` is the grid side G (None: the cluster's total thread count, at least 1 and
     capped at the numbers of users and items, as locally). Row block ``r`` lives on worker
     ``r mod W`` (workers sorted by address), so a G that is a multiple of the worker count
-    balances the load. ``early_stopping`` needs validation data, which this estimator does not
-    take (fit with ``validation_data`` locally on a sample, or use ``n_epochs``).
+    balances the load. ``early_stopping=True`` raises ValueError: it stops on a held-out split,
+    and this estimator takes no ``validation_data`` and holds no ratings out, so
+    ``validation_fraction``, ``n_iter_no_change`` and ``tol`` are accepted (the same
+    parameters as ``fastrec.MF``, e.g. for ``clone``) and unused; set ``n_epochs`` (chosen
+    locally on a sample with early stopping, say), or stop from a ``callbacks`` entry.
 
     Fitted attributes (numpy, on the client, O((users + items) k)): those of
     :class:`fastrec.MF` listed in ``FITTED``; ``n_blocks_``, ``epoch_times_`` (seconds
@@ -190,27 +200,49 @@ class MF(ClusterEstimator):
         g = layout.n_blocks
         rows = _bounds(working["user_factors_"].shape[0], g)
         cols = _bounds(working["item_factors_"].shape[0], g)
+        workers = list(dict.fromkeys(owners))
+        boxes = {w: submit(client, _Mailbox, fit_id, name="fastrec-mailbox", workers=[w],
+                           allow_other_workers=False, actor=True) for w in workers}
+        wait_for(client, list(boxes.values()), owners, "starting the mailboxes")
+        schedule = layout.epoch_schedule(rng)
+        # Column block c starts on the worker of its block in the first stratum.
+        holder = {}
+        for b in range(g):
+            r, c = divmod(int(schedule[0, b]), g)
+            holder[c] = owners[r]
         # One scatter per worker: each round trip costs more than these tables take to send.
-        row_states = [None] * g
-        for owner in dict.fromkeys(owners):
+        placed = []
+        for owner in workers:
             mine = [r for r in range(g) if owners[r] == owner]
-            sent = client.scatter([(working["user_factors_"][rows[r]:rows[r + 1]],
-                                    working["user_bias_"][rows[r]:rows[r + 1]]) for r in mine],
-                                  workers=[owner], hash=False)
-            for r, tables in zip(mine, sent, strict=True):
-                row_states[r] = submit(client, _register_row_block, fit_id, r, row_blocks[r],
-                                       tables, backend, name="fastrec-row-state",
-                                       workers=[owner], allow_other_workers=False)
-        col_states = client.scatter([(working["item_factors_"][cols[c]:cols[c + 1]],
-                                      working["item_bias_"][cols[c]:cols[c + 1]])
-                                     for c in range(g)], hash=False)
-        col_states, curve, epoch_times = self._run_epochs(
-            client, layout, rng, row_states, col_states, owners, hyper, nnz)
-        tables = wait_for(client, [
-            submit(client, _row_tables, s, name="fastrec-collect", workers=[owners[r]],
-                   allow_other_workers=False) for r, s in enumerate(row_states)] + col_states,
+            theirs = [c for c in range(g) if holder[c] == owner]
+            sent = client.scatter(
+                [(working["user_factors_"][rows[r]:rows[r + 1]],
+                  working["user_bias_"][rows[r]:rows[r + 1]]) for r in mine]
+                + [(working["item_factors_"][cols[c]:cols[c + 1]],
+                    working["item_bias_"][cols[c]:cols[c + 1]]) for c in theirs],
+                workers=[owner], hash=False)
+            placed.append(submit(
+                client, _place, fit_id, {w: boxes[w].key for w in workers},
+                dict(zip(mine, [row_blocks[r] for r in mine], strict=True)),
+                dict(zip(mine, sent[:len(mine)], strict=True)),
+                dict(zip(theirs, sent[len(mine):], strict=True)), backend,
+                name="fastrec-place", workers=[owner], allow_other_workers=False))
+        wait_for(client, placed, owners, "placing the tables")
+        del placed
+        handles = [RowBlock(fit_id, r) for r in range(g)]
+        curve, epoch_times, steps = self._run_epochs(client, layout, rng, schedule, handles,
+                                                     holder, owners, hyper, nnz)
+        parts = wait_for(client, [
+            submit(client, _collect, fit_id, [r for r in range(g) if owners[r] == w],
+                   [c for c in range(g) if holder[c] == w], steps, name="fastrec-collect",
+                   workers=[w], allow_other_workers=False) for w in workers],
             owners, "collection")
-        return [*tables, epoch_times, curve]
+        user_tables, item_tables = {}, {}
+        for mine, theirs in parts:
+            user_tables.update(mine)
+            item_tables.update(theirs)
+        return [*(user_tables[r] for r in range(g)), *(item_tables[c] for c in range(g)),
+                epoch_times, curve]
 
     def _lr_bias(self) -> float:
         return float(self.learning_rate if self.lr_bias is None else self.lr_bias)
@@ -225,36 +257,39 @@ class MF(ClusterEstimator):
             for part, req in zip(data.parts, requests, strict=True)])
         return mean_from_plan(roots, answers, data.nnz)
 
-    def _run_epochs(self, client, layout, rng, row_states, col_states, owners, hyper, nnz):
+    def _run_epochs(self, client, layout, rng, schedule, rows, holder, owners, hyper, nnz):
         """Submit epoch after epoch and check each epoch's loss as the local loop does; returns
-        the final column states, the training RMSE curve and the epoch times. Raises
-        DivergenceError (the estimator is left as it was: the fit is a transaction).
+        the training RMSE curve, the epoch times and the number of strata run. ``schedule`` is
+        the first epoch's; ``holder`` (column block -> worker holding it) is kept up to date.
+        Raises DivergenceError (the estimator is left as it was: the fit is a transaction).
 
-        Without callbacks the next epoch is queued while one is checked, so the workers never
-        wait for the client; a callback may stop the fit after any epoch, and the row blocks
-        are updated in place, so with callbacks each epoch is submitted after the previous
-        one's check."""
+        Without callbacks the next two epochs are queued while one is checked (the client,
+        which on a LocalCluster shares its process with the scheduler, may lag), so the
+        workers never wait for the client; a callback may stop the fit after any epoch, and
+        the row blocks are updated in place, so with callbacks each epoch is submitted after
+        the previous one's check."""
         g = layout.n_blocks
         curve: list[float] = []
         epoch_times: list[float] = []
         clock = time.perf_counter()
         lowest = math.inf
         callbacks = list(self.callbacks or ())
-        ahead = 1 if callbacks else 2
-        in_flight = []  # (epoch, its loss futures), oldest first
-        previous = [None] * g  # each row block's last task: a row's blocks run in order
+        ahead = 1 if callbacks else 3
+        in_flight = []  # (epoch, its loss futures, its block futures), oldest first
         epochs = int(self.n_epochs)
         with tqdm(total=epochs, disable=not self.verbose, desc="fastrec.dask.MF",
                   unit="epoch", leave=False) as bar:
             epoch = 0
             while epoch < epochs or in_flight:
                 while epoch < epochs and len(in_flight) < ahead:
-                    col_states, previous, losses = self._submit_epoch(
-                        client, layout.epoch_schedule(rng), epoch, row_states, col_states,
-                        previous, owners, hyper)
-                    in_flight.append((epoch, losses))
+                    # The next epoch's first stratum says where this one's last hands its
+                    # column blocks (the local fit draws the same schedules in this order).
+                    following = layout.epoch_schedule(rng) if epoch + 1 < epochs else None
+                    in_flight.append((epoch, *self._submit_epoch(
+                        client, schedule, following, epoch, rows, holder, owners, hyper)))
+                    schedule = following
                     epoch += 1
-                done, losses = in_flight.pop(0)
+                done, losses, _ = in_flight.pop(0)
                 results = wait_for(client, losses, owners, f"epoch {done + 1}")
                 tickets = np.zeros(g * g)
                 for sses, _ in results:
@@ -265,7 +300,6 @@ class MF(ClusterEstimator):
                 train_rmse = math.sqrt(sse / nnz) if math.isfinite(sse) else math.inf
                 exploded = train_rmse > 10.0 * lowest and lowest > 0
                 if not math.isfinite(train_rmse) or exploded or not finite:
-                    client.cancel([f for _, m in in_flight for f in m])
                     raise DivergenceError(
                         f"SGD diverged in epoch {done + 1} (training RMSE {train_rmse:.3g}): "
                         f"learning_rate={self.learning_rate} (lr_bias={self._lr_bias()}) is "
@@ -283,32 +317,44 @@ class MF(ClusterEstimator):
                     stop = bool(callback(done + 1, {"loss": train_rmse})) or stop
                 if stop:
                     break
-        return col_states, curve, epoch_times
+        return curve, epoch_times, epoch * g
 
-    def _submit_epoch(self, client, schedule, epoch, row_states, col_states, previous, owners,
-                      hyper):
-        """Submit one epoch's block tasks and one loss task per worker; returns the column
-        states after the epoch, each row block's last task and the loss futures (per worker:
-        its blocks' (ticket, SSE) pairs and whether their tables stayed finite)."""
+    def _submit_epoch(self, client, schedule, following, epoch, rows, holder, owners, hyper):
+        """Submit one epoch's block tasks and one loss task per worker; returns the loss
+        futures (per worker: its blocks' (ticket, SSE) pairs and whether their tables stayed
+        finite) and the block futures (Dask forgets, and cancels, a task whose future is
+        dropped and that no other task needs). ``following`` is the next epoch's schedule
+        (None after the last epoch)."""
         g = schedule.shape[0]
         lr = learning_rate_at(self.lr_schedule, self.learning_rate, self.lr_decay, epoch)
         lr_b = learning_rate_at(self.lr_schedule, self._lr_bias(), self.lr_decay, epoch)
-        col_states, previous = list(col_states), list(previous)
+        last_tasks = [None] * g
+        blocks = []
         for s in range(g):
+            after = schedule[s + 1] if s + 1 < g else (
+                following[0] if following is not None else None)
+            next_owner = {}  # column block -> worker of its next block
+            if after is not None:
+                for block in after:
+                    r, c = divmod(int(block), g)
+                    next_owner[c] = owners[r]
+            step = epoch * g + s
             for b in range(g):
                 r, c = divmod(int(schedule[s, b]), g)
-                out = submit(client, _sgd_block, row_states[r], col_states[c], previous[r], c,
-                             s * g + b, epoch, s == g - 1, lr, lr_b, hyper,
-                             name=f"fastrec-sgd-stratum-{s}", workers=[owners[r]],
-                             allow_other_workers=False)
-                previous[r] = col_states[c] = out
+                destination = next_owner.get(c, owners[r])
+                last_tasks[r] = submit(
+                    client, _sgd_block, rows[r], c, step, destination, s * g + b, epoch,
+                    s == g - 1, lr, lr_b, hyper, name=f"fastrec-sgd-stratum-{s}",
+                    workers=[owners[r]], allow_other_workers=False, priority=-step)
+                blocks.append(last_tasks[r])
+                holder[c] = destination
         losses = []
         for owner in dict.fromkeys(owners):
             mine = [r for r in range(g) if owners[r] == owner]
-            losses.append(submit(client, _epoch_loss, epoch, [row_states[r] for r in mine],
-                                 [previous[r] for r in mine], name="fastrec-epoch-loss",
+            losses.append(submit(client, _epoch_loss, epoch, [rows[r] for r in mine],
+                                 [last_tasks[r] for r in mine], name="fastrec-epoch-loss",
                                  workers=[owner], allow_other_workers=False))
-        return col_states, previous, losses
+        return losses, blocks
 
     def to_local(self, include_seen: bool = True):
         """A fitted :class:`fastrec.MF` with this model's parameters and fitted attributes
@@ -431,6 +477,25 @@ def _aligned_copy(table: np.ndarray) -> np.ndarray:
 # it stores to disk at any time, even while a task uses it, and a copy read back would lose the
 # updates made meanwhile. Dask's keys hold the small RowBlock handles.
 _RESIDENT: dict[tuple[str, int], dict] = {}
+# This worker process's mailbox of each fit running on it (see _Mailbox).
+_MAILBOXES: dict[str, _Mailbox] = {}
+# Bytes of column tables this worker process has received from other workers, all fits.
+_RECEIVED = {"bytes": 0}
+_POLL = 0.5  # seconds between a waiting block task's checks that its fit is still running
+
+
+def received_column_bytes() -> int:
+    """Bytes of column blocks (item factors and biases) this worker process has received from
+    other workers so far, over all fits (run it with ``client.run``)."""
+    return _RECEIVED["bytes"]
+
+
+def _lost(what: str) -> WorkerLostError:
+    from distributed import get_worker
+
+    return WorkerLostError(
+        f"worker {get_worker().address} lost {what} of this fit (it restarted); the fit was "
+        "abandoned and the estimator keeps its previous state. Fit again.")
 
 
 @dataclass(frozen=True)
@@ -438,8 +503,9 @@ class RowBlock:
     """Handle of row block ``r`` of fit ``fit`` on its worker (see ``_RESIDENT``): its ratings
     in layout order (``users`` - first row, ``items`` - first column of their column block,
     ``ratings``; column block c at ``ptr[c]:ptr[c + 1]``), its user factors (aligned rows of
-    the kernel's width) and biases, which the block tasks update in place, and per epoch the
-    (ticket, SSE) of its blocks and whether its tables stayed finite."""
+    the kernel's width) and biases, which the block tasks update in place, ``step`` (how many
+    of its blocks ran: the fit's stratum counter), and per epoch the (ticket, SSE) of its
+    blocks and whether its tables stayed finite."""
 
     fit: str
     r: int
@@ -448,57 +514,150 @@ class RowBlock:
         try:
             return _RESIDENT[self.fit, self.r]
         except KeyError:
-            from distributed import get_worker
-
-            raise WorkerLostError(
-                f"worker {get_worker().address} lost row block {self.r} of this fit (it "
-                "restarted); the fit was abandoned and the estimator keeps its previous "
-                "state. Fit again.") from None
+            raise _lost(f"row block {self.r}") from None
 
 
-def _register_row_block(fit, r, row_block, tables, backend):
-    """Put row block ``r``'s ratings (``row_block``) and initial tables (user factors, biases)
-    in this worker's ``_RESIDENT``; returns its handle."""
-    (users, items, ratings, ptr), _ = row_block
-    _RESIDENT[fit, r] = {"users": users, "items": items, "ratings": ratings, "ptr": ptr,
-                         "user_factors": _aligned_copy(tables[0]),
-                         "user_bias": tables[1].copy(),
-                         "kernel": _worker_backend(backend).sgd_epoch,
-                         "sses": {}, "finite": {}}
-    return RowBlock(fit, r)
+class _Mailbox:
+    """A worker's column blocks of one fit (a Dask actor, one per worker and fit). A block
+    task takes its column block from its worker's mailbox and hands it on to the mailbox of
+    the worker of that column's next block: its own (kept in place) or another's, through
+    ``put``, a direct call between the two workers. Entries are ``c -> (step, factors,
+    biases)``: column block c is next used in stratum ``step`` of the fit (epoch * G +
+    stratum)."""
+
+    def __init__(self, fit: str):
+        self.fit = fit
+        self.changed = threading.Condition()
+        self.columns: dict[int, tuple] = {}
+        self.peers: dict = {}  # worker address -> its mailbox (an Actor handle)
+        self.aborted = False
+        _MAILBOXES[fit] = self
+
+    async def put(self, c: int, step: int, factors: np.ndarray, bias: np.ndarray) -> None:
+        """Receive column block ``c`` from another worker (runs on the event loop)."""
+        with self.changed:
+            _RECEIVED["bytes"] += factors.nbytes + bias.nbytes
+            self.columns[c] = (step, factors, bias)
+            self.changed.notify_all()
+
+    def keep(self, c: int, step: int, factors: np.ndarray, bias: np.ndarray) -> None:
+        with self.changed:
+            self.columns[c] = (step, factors, bias)
+            self.changed.notify_all()
+
+    def send(self, address: str, c: int, step: int, factors, bias) -> None:
+        """Hand column block ``c`` to the worker at ``address`` for stratum ``step`` (without
+        waiting: a lost worker is the client's to report)."""
+        from distributed import get_worker
+
+        if address == get_worker().address:
+            self.keep(c, step, factors, bias)
+        else:
+            self.peers[address].put(c, step, factors, bias)
+
+    def wait(self, ready, what: str) -> None:
+        """Block until ``ready()`` (checked under the lock) or the fit is abandoned: the client
+        ended it (``_forget``) or Dask cancelled the waiting task."""
+        from distributed import get_worker
+        from distributed.worker import thread_state
+
+        with self.changed:
+            while not ready():
+                if self.aborted:
+                    raise RuntimeError(f"fit {self.fit} was abandoned while waiting for {what}")
+                if not self.changed.wait(_POLL):
+                    task = get_worker().state.tasks.get(getattr(thread_state, "key", None))
+                    if task is not None and task.state == "cancelled":
+                        raise RuntimeError(f"cancelled while waiting for {what}")
+
+    def take(self, row: dict, c: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """Column block c's tables for stratum ``step`` of ``row`` (a row block's tables), once
+        the row's previous blocks ran and the column block is here; writable, aligned."""
+        def ready():
+            return row["step"] == step and self.columns.get(c, (None,))[0] == step
+
+        self.wait(ready, f"column block {c} in stratum {step}")
+        with self.changed:
+            _, factors, bias = self.columns.pop(c)
+        if factors.ctypes.data % 64 or not factors.flags.writeable:
+            factors = _aligned_copy(factors)  # arrived in a message buffer
+        if not bias.flags.writeable:
+            bias = bias.copy()
+        return factors, bias
+
+    def advance(self, row: dict, step: int) -> None:
+        with self.changed:
+            row["step"] = step
+            self.changed.notify_all()
+
+
+def _mailbox(fit: str) -> _Mailbox:
+    try:
+        return _MAILBOXES[fit]
+    except KeyError:
+        raise _lost("its column blocks") from None
+
+
+def _place(fit, mailboxes, row_blocks, row_tables, column_tables, backend):
+    """Set up this worker for fit ``fit``: its row blocks (ratings ``row_blocks[r]`` and
+    initial user tables ``row_tables[r]``) in ``_RESIDENT``, the column blocks it starts
+    with (``column_tables[c]``) in its mailbox, and handles on the other workers'
+    mailboxes (``mailboxes``: address -> actor key)."""
+    from distributed import Actor, get_worker
+
+    box = _MAILBOXES[fit]
+    here = get_worker().address
+    box.peers = {address: Actor(_Mailbox, address, key)
+                 for address, key in mailboxes.items() if address != here}
+    kernel = _worker_backend(backend).sgd_epoch
+    for r, ((users, items, ratings, ptr), _) in row_blocks.items():
+        factors, bias = row_tables[r]
+        _RESIDENT[fit, r] = {"users": users, "items": items, "ratings": ratings, "ptr": ptr,
+                             "user_factors": _aligned_copy(factors), "user_bias": bias.copy(),
+                             "kernel": kernel, "step": 0, "sses": {}, "finite": {}}
+    for c, (factors, bias) in column_tables.items():
+        box.keep(c, 0, _aligned_copy(factors), bias.copy())
 
 
 def _forget(fit):
-    """Drop this worker's row blocks of ``fit`` (run on every worker when a fit ends)."""
+    """Drop this worker's tables of ``fit`` and release its block tasks still waiting (run on
+    every worker when a fit ends)."""
     for key in [key for key in _RESIDENT if key[0] == fit]:
         del _RESIDENT[key]
+    box = _MAILBOXES.pop(fit, None)
+    if box is not None:
+        with box.changed:
+            box.aborted = True
+            box.columns.clear()
+            box.changed.notify_all()
 
 
-def _sgd_block(row, column, previous, c, ticket, epoch, last, lr, lr_b, hyper):
-    """Block (row, column block ``c``) of a stratum, after ``previous`` (the row's preceding
-    block task). Updates ``row``'s user factors and biases in place and returns column block c
-    as new arrays ``(Q, b_i)``: Dask may hold the input on other workers too. Records the
+def _sgd_block(row, c, step, destination, ticket, epoch, last, lr, lr_b, hyper):
+    """Block (row, column block ``c``) of stratum ``step`` (epoch * G + stratum): waits for the
+    row's previous block and for column block c, updates both in place with the kernel, then
+    hands the column block to the worker of its next block (``destination``). Records the
     block's SSE under ``ticket``; in the epoch's ``last`` stratum, whether the row's and the
     column's tables are finite."""
     mean, reg, reg_b, biased, n_threads = hyper
     state = row.tables()
+    box = _mailbox(row.fit)
+    item_factors, item_bias = box.take(state, c, step)
     ptr = state["ptr"]
     a, b = int(ptr[c]), int(ptr[c + 1])
     if a < b:
-        item_factors, item_bias = _aligned_copy(column[0]), column[1].copy()
         sse = state["kernel"](
             state["users"][a:b], state["items"][a:b], state["ratings"][a:b],
             np.array([0, b - a], np.int64), np.zeros((1, 1), np.int64), state["user_factors"],
             item_factors, state["user_bias"], item_bias, mean, lr, lr_b, reg, reg_b, biased,
             n_threads)
-        column = item_factors, item_bias
     else:
         sse = 0.0
     state["sses"].setdefault(epoch, []).append((ticket, sse))
     if last:
         state["finite"][epoch] = all(bool(np.isfinite(t).all()) for t in (
-            state["user_factors"], state["user_bias"], *column))
-    return column
+            state["user_factors"], state["user_bias"], item_factors, item_bias))
+    box.send(destination, c, step + 1, item_factors, item_bias)
+    box.advance(state, step + 1)
 
 
 def _epoch_loss(epoch, rows, last_tasks):
@@ -509,9 +668,20 @@ def _epoch_loss(epoch, rows, last_tasks):
     return sses, all(state["finite"].pop(epoch) for state in states)
 
 
-def _row_tables(row):
-    state = row.tables()
-    return state["user_factors"], state["user_bias"]
+def _collect(fit, rows, columns, steps):
+    """This worker's tables after ``steps`` strata: ``({r: (user factors, biases)}, {c: (item
+    factors, biases)})`` for its row blocks ``rows`` and the column blocks ``columns`` it
+    holds (waiting for those still on their way)."""
+    box = _mailbox(fit)
+    states = {r: RowBlock(fit, r).tables() for r in rows}
+
+    def ready():
+        return (all(state["step"] == steps for state in states.values())
+                and all(box.columns.get(c, (None,))[0] == steps for c in columns))
+
+    box.wait(ready, "the last column blocks")
+    return ({r: (state["user_factors"], state["user_bias"]) for r, state in states.items()},
+            {c: box.columns[c][1:] for c in columns})
 
 
 def _pattern(row_block, r, g, n_users, n_items, user_of_row, item_of_row):

@@ -59,8 +59,11 @@ class NMF(ClusterEstimator):
     Parameters: those of :class:`fastrec.NMF` (same meanings), plus ``client`` (None: the
     current default client) and ``n_partitions`` of fit. ``init``: "random" or "custom"
     (NNDSVD needs an SVD of all of X: not distributed); None means "random" here.
-    ``n_threads``: the kernel's threads per task (None: 1). The stopping test, penalties and
-    biases are the local ones.
+    ``n_threads``: the kernel's threads per task (None: 1). The stopping test (``tol``),
+    penalties and biases are the local ones. ``early_stopping=True`` raises ValueError (it
+    stops on a held-out split, and this estimator takes no ``validation_data`` and holds no
+    ratings out); ``validation_fraction`` and ``n_iter_no_change`` are accepted as
+    ``fastrec.NMF``'s parameters and unused.
 
     Fitted attributes: those of :class:`fastrec.NMF` listed in ``FITTED`` (numpy, on the
     client); :meth:`to_local` returns a fitted ``fastrec.NMF``.

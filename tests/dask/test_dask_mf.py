@@ -166,6 +166,13 @@ def test_bad_parameters_and_types(client, ratings):
     empty = dd.from_pandas(ratings.iloc[:0], npartitions=1)
     with pytest.raises(ValueError, match="empty"):
         fastrec.dask.MF(client=client).fit(empty)
+    # the local parameters are all accepted; early stopping (on a held-out split) is refused
+    assert fastrec.dask.MF(validation_fraction=0.2, n_iter_no_change=5).validation_fraction == 0.2
+    for model in (fastrec.dask.MF(early_stopping=True, client=client),
+                  fastrec.dask.NMF(early_stopping=True, client=client)):
+        with pytest.raises(ValueError, match="early_stopping=True is not available in "
+                           "fastrec.dask.*validation_fraction and n_iter_no_change are"):
+            model.fit(ddf)
 
 
 def test_killed_worker_gives_an_error_naming_it(client, ratings):

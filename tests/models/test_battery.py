@@ -118,7 +118,7 @@ FAMILIES = {
     # Rank-1 capacity where it suffices: the checkerboard is rank 1 (up to the sign of each
     # class), and a larger GMF memorises the held-out items as the negatives they were sampled as.
     **{name: Family(lambda arch=arch, cls=cls, **kw: cls(**{
-        **dict(n_epochs=30, learning_rate=0.02, batch_size=64, init_std=0.1,
+        **dict(n_epochs=30, learning_rate=0.02, batch_size=64, init_std=0.1, n_negatives=4,
                early_stopping=False), **arch, **kw}),
         interactions, ("ncf_train_epoch",),
         bad_data=((np.array([0]), np.array([1]), np.array([np.inf])),))

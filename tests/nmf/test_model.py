@@ -118,7 +118,8 @@ def test_observed_objective_never_increases(beta_loss, biased):
 
 @pytest.mark.parametrize(("l1", "l2"), [(0.0, 0.15), (0.07, 0.0), (0.07, 0.15), (0.0, 0.0)])
 def test_factor_penalty_skips_zero_terms_bit_for_bit(l1, l2):
-    """Skipping a term whose coefficient is 0 gives the objective of both terms exactly."""
+    """Skipping a term whose coefficient is 0 gives the objective of both terms exactly, with
+    or without a scratch buffer."""
     rng = np.random.default_rng(2)
     factors = rng.uniform(0, 3, (300, 16)).astype(np.float32)
     factors[:, 5:] = 0  # padded columns, as the kernels see them
@@ -126,6 +127,8 @@ def test_factor_penalty_skips_zero_terms_bit_for_bit(l1, l2):
     f64 = factors.astype(np.float64)
     both = float(counts @ (l1 * f64.sum(1) + 0.5 * l2 * (f64 ** 2).sum(1)))
     assert _factor_penalty(counts, factors, l1, l2) == both
+    scratch = np.full(factors.shape, np.nan)  # a reused buffer: only its shape matters
+    assert _factor_penalty(counts, factors, l1, l2, scratch) == both
 
 
 def test_small_fit_does_not_probe_the_load(monkeypatch):
