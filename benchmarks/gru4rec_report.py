@@ -34,6 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from conftest import idle_fraction  # noqa: E402
+
 import fastrec  # noqa: E402
 from fastrec.backends import get_backend  # noqa: E402
 from fastrec.data import (  # noqa: E402
@@ -266,10 +268,13 @@ def torch_best_epoch(split, args, seed):
 
 def defaults(args):
     sides = ("fastrec", "torch") if args.only is None else (args.only,)
-    print(f"fastrec.GRU4Rec() defaults vs PyTorch GRU4Rec (hidden {HIDDEN}, embedding "
-          f"{EMBEDDING}, {args.loss}, n_sample {args.n_sample}, batch {args.batch}, lr {args.lr}) "
-          f"at its best of 1-10 epochs on validation; seeds {args.seeds}; {args.threads} "
-          "threads; the machine is shared")
+    idle, tick = idle_fraction(), time.perf_counter()
+    setup = (f"fastrec.GRU4Rec() defaults vs PyTorch GRU4Rec (hidden {HIDDEN}, embedding "
+             f"{EMBEDDING}, {args.loss}, n_sample {args.n_sample}, batch {args.batch}, lr "
+             f"{args.lr}) at its best of 1-10 epochs on validation; seeds {args.seeds}; "
+             f"{args.threads} threads; machine {idle:.0%} idle at the start")
+    print(setup)
+    rows = []
     for title, split in _test_sets(args.sets).items():
         results = {side: [] for side in sides}
         for seed in args.seeds:
@@ -278,12 +283,15 @@ def defaults(args):
                     split.train)
                 ours = model.evaluate(split.test, k=20, eval_from=split.eval_from)
                 results["fastrec"].append(ours)
+                rows.append((title, "fastrec defaults", seed, ours,
+                             f"{model.best_epoch_} of {model.n_epochs_} run", model.fit_time_))
                 print(f"{title} seed {seed}: fastrec defaults Recall@20 {ours['recall']:.4f} "
                       f"MRR@20 {ours['mrr']:.4f} (best epoch {model.best_epoch_} of "
                       f"{model.n_epochs_} run, fit {model.fit_time_:.1f} s)", flush=True)
             if "torch" in sides:
                 theirs, epoch, seconds = torch_best_epoch(split, args, seed)
                 results["torch"].append(theirs)
+                rows.append((title, "pytorch", seed, theirs, f"{epoch} of 10", seconds))
                 print(f"{title} seed {seed}: pytorch Recall@20 {theirs['recall']:.4f} MRR@20 "
                       f"{theirs['mrr']:.4f} (best epoch {epoch}, train {seconds:.1f} s)",
                       flush=True)
@@ -291,6 +299,28 @@ def defaults(args):
             print(f"{title}: {side} mean of {len(runs)} seeds: Recall@20 "
                   f"{_mean_std([r['recall'] for r in runs])}  MRR@20 "
                   f"{_mean_std([r['mrr'] for r in runs])}", flush=True)
+            name = {"fastrec": "fastrec defaults", "torch": "pytorch"}[side]
+            rows.append((title, name, "mean", {m: statistics.mean(r[m] for r in runs)
+                                               for m in ("recall", "mrr")}, "", float("nan")))
+    if args.out is not None:
+        _write_defaults(args.out, setup, rows, time.perf_counter() - tick)
+
+
+def _write_defaults(path, setup, rows, seconds):
+    """The ``defaults`` figures as a markdown table, with the command that made them."""
+    command = "python benchmarks/gru4rec_report.py " + " ".join(sys.argv[1:])
+    lines = ["# GRU4Rec defaults against the PyTorch GRU4Rec", "",
+             f"Made by `{command}` ({seconds:.0f} s). {setup}. Fit and train times are wall "
+             "seconds (fastrec: the whole fit with its internal validation; PyTorch: the "
+             "training steps of its 10 epochs, without validation).", "",
+             "| data | model | seed | Recall@20 | MRR@20 | epoch kept | seconds |",
+             "|---|---|---|---|---|---|---|"]
+    for title, name, seed, metrics, epoch, secs in rows:
+        time_cell = "" if secs != secs else f"{secs:.1f}"
+        lines.append(f"| {title} | {name} | {seed} | {metrics['recall']:.4f} | "
+                     f"{metrics['mrr']:.4f} | {epoch} | {time_cell} |")
+    Path(path).write_text("\n".join(lines) + "\n")
+    print(f"wrote {path}")
 
 
 def main():
@@ -299,6 +329,8 @@ def main():
     parser.add_argument("what", choices=("speed", "raw", "accuracy", "rate", "defaults"))
     parser.add_argument("--only", choices=("fastrec", "torch"),
                         help="defaults: run one side only")
+    parser.add_argument("--out", type=Path,
+                        help="defaults: also write the figures as a markdown table there")
     parser.add_argument("--sets", nargs="+", choices=("diginetica", "video"),
                         default=["diginetica", "video"], help="defaults: the datasets")
     parser.add_argument("--impl", choices=("cython", "numba", "torch"), default="cython",

@@ -263,17 +263,18 @@ class MF(ClusterEstimator):
         the first epoch's; ``holder`` (column block -> worker holding it) is kept up to date.
         Raises DivergenceError (the estimator is left as it was: the fit is a transaction).
 
-        Without callbacks the next epoch is queued while one is checked, so the workers never
-        wait for the client; a callback may stop the fit after any epoch, and the row blocks
-        are updated in place, so with callbacks each epoch is submitted after the previous
-        one's check."""
+        Without callbacks the next two epochs are queued while one is checked (the client,
+        which on a LocalCluster shares its process with the scheduler, may lag), so the
+        workers never wait for the client; a callback may stop the fit after any epoch, and
+        the row blocks are updated in place, so with callbacks each epoch is submitted after
+        the previous one's check."""
         g = layout.n_blocks
         curve: list[float] = []
         epoch_times: list[float] = []
         clock = time.perf_counter()
         lowest = math.inf
         callbacks = list(self.callbacks or ())
-        ahead = 1 if callbacks else 2
+        ahead = 1 if callbacks else 3
         in_flight = []  # (epoch, its loss futures, its block futures), oldest first
         epochs = int(self.n_epochs)
         with tqdm(total=epochs, disable=not self.verbose, desc="fastrec.dask.MF",
