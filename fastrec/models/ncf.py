@@ -631,10 +631,10 @@ class JointNeuMF(NeuMF):
     user's latest training rating held out): ``benchmarks/joint_report.py tune``, table in
     ``benchmarks/results/joint_report.md``. Against NeuMF's and MF's current defaults it ranks
     below NeuMF (test HR@10 0.708 vs 0.741) and predicts ratings slightly worse than MF (RMSE
-    0.961 vs 0.957); no setting tried on validation beat both (same file). The closest:
-    ``mf_init=True, n_factors=64, n_negatives=8, early_stopping=True, rating_weight=1,
-    rating_reg=0.2`` predicts ratings better than MF on validation (RMSE 0.884 vs 0.887, mean
-    of 3 seeds) and ranks just below NeuMF (HR@10 0.727 vs 0.736).
+    0.961 vs 0.957); no setting tried on validation beat both (same file). The closest, on
+    validation (mean of 3 seeds), are ``mf_init=True, n_factors=64, n_negatives=8,
+    early_stopping=True, rating_weight=1`` with ``rating_reg=0.2`` (RMSE 0.884 vs MF's 0.887,
+    HR@10 0.727 vs NeuMF's 0.736) or ``rating_reg=0.3`` (0.888, 0.737).
 
     ``fit(X, ...)`` needs the ratings as the values of ``X`` (a sparse matrix, a
     ``(user_ids, item_ids, ratings)`` triple, a DataFrame with ratings or an Interactions);
