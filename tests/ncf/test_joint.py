@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from fastrec import JointNeuMF, NeuMF
+from fastrec import MF, JointNeuMF, NeuMF
 from fastrec._algorithms.ncf import OptimizerState, epoch_order, init_params
 from fastrec.backends import get_backend
 from fastrec.data.interactions import Interactions
@@ -176,6 +176,20 @@ def test_rating_weight_changes_the_model():
     assert not fit[0.0].user_embeddings_[:, -1].any()  # no rating term: no biases
 
 
+def test_mf_init_starts_the_rating_part_at_mf():
+    data = planted_ratings()
+    users, items = data.user_ids[data.users], data.item_ids[data.items]
+    mf = MF(n_factors=4, random_state=0).fit(data)
+    # a step too small to move the weights: the rating part is MF's solution
+    joint = JointNeuMF(n_factors=4, layers=(8,), n_epochs=1, learning_rate=1e-9,
+                       mf_init=True, early_stopping=False, random_state=0).fit(data)
+    assert_allclose(joint.predict_rating(users, items), mf.predict(users, items), atol=1e-4)
+    assert_allclose(joint.user_embeddings_[:, :4], mf.user_factors_, atol=1e-6)
+    cold = JointNeuMF(n_factors=4, layers=(8,), n_epochs=1, learning_rate=1e-9,
+                      mf_init=False, early_stopping=False, random_state=0).fit(data)
+    assert np.abs(cold.user_embeddings_[:, -1]).max() < 1e-6  # biases start at zero
+
+
 def test_nonnegative_keeps_gmf_factors_nonnegative():
     model = JointNeuMF(n_factors=4, layers=(8,), nonnegative=True, n_epochs=2,
                        random_state=0).fit(planted_ratings())
@@ -199,5 +213,7 @@ def test_bad_input_errors():
         JointNeuMF(rating_reg=float("nan"), n_epochs=1).fit(data)
     with pytest.raises(ValueError, match="nonnegative"):
         JointNeuMF(nonnegative="yes", n_epochs=1).fit(data)
+    with pytest.raises(ValueError, match="mf_init"):
+        JointNeuMF(mf_init="yes", n_epochs=1).fit(data)
     model = NeuMF(n_factors=4, layers=(8,), n_epochs=1, random_state=0).fit(data)
     assert not hasattr(model, "predict_rating")
