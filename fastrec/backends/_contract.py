@@ -311,7 +311,8 @@ Frobenius: factors *= (X other) / (factors (other^T other) + l1 + l2 factors).
 KL: factors *= ((X / (factors other^T)) other) / (colsum(other) + l1 + l2 factors), the ratio
 taken at stored entries only, with (factors other^T) floored at float32 eps. A zero denominator
 is replaced by float32 eps; where num / den overflows (an underflowed denominator), the step is
-num / (den / factors) and zero entries stay zero. Deterministic: independent of ``n_threads``.
+num / (den / factors) and zero entries stay zero (a non-finite num or den keeps its
+non-finite step). Deterministic: independent of ``n_threads``.
 """
 
 NMF_UPDATE_OBSERVED_DOC = """\

@@ -158,11 +158,12 @@ class _NCF(UserItemModel):
     def _refit(self, X, init_from) -> None:
         """Train again from the same initial weights on all of ``X`` (the held-out latest
         interactions too) for the ``best_epoch_`` epochs early stopping chose, keeping the
-        first fit's curves, ``n_epochs_`` and ``best_epoch_``."""
+        first fit's curves, ``n_epochs_`` and ``best_epoch_``. The callbacks saw the first fit
+        (its epochs and validation metrics) and are not called again."""
         again = copy.copy(self)
         for name in again._fitted_names():
             delattr(again, name)
-        again.early_stopping, again.n_epochs = False, self.best_epoch_
+        again.early_stopping, again.n_epochs, again.callbacks = False, self.best_epoch_, None
         again._fit_once(X, None, init_from)
         kept = {name: getattr(self, name) for name in
                 ("loss_curve_", "validation_curve_", "n_epochs_", "best_epoch_")}
@@ -530,8 +531,8 @@ class NeuMF(_NCF):
         (default True; the fit then takes about ``best_epoch_`` more epochs). Without it the
         model never learns each user's latest interaction, the most telling one when the
         next interaction is what is predicted. ``validation_curve_``, ``best_epoch_`` and
-        ``n_epochs_`` describe the early-stopping fit. Unused with ``validation_data`` or
-        without early stopping.
+        ``n_epochs_`` describe the early-stopping fit, and only that fit calls ``callbacks``.
+        Unused with ``validation_data`` or without early stopping.
     duplicates : what repeated (user, item) pairs in the training data mean: "raise" (an
         error naming the first one, the default), "mean", "last" or "sum" of their values.
     callbacks : list of ``callback(epoch, metrics)`` called after each epoch; a truthy return

@@ -42,12 +42,14 @@ FASTREC_HD T nmf_regularised_denominator(T den, T value, T l1, T l2) {
 // mode with biases, where targets change sign. value * inf is then inf, or NaN for a zero
 // entry. Only then the same quotient is taken as num / (den / value), which stays finite when
 // den holds the L2 term l2 * value (den / value >= l2), and a zero entry stays zero (a fixed
-// point of the step). A finite step keeps its bits.
+// point of the step). A finite step keeps its bits. A non-finite num or den (the input's scale
+// overflowing the dtype) keeps its non-finite step, so the fit loop sees the divergence.
 template <typename T>
 FASTREC_HD T nmf_mu_step(T value, T num, T den) {
   const T safe = den == T(0) ? T(NMF_EPSILON) : den;
   const T stepped = value * (num / safe);
   if (stepped - stepped == T(0)) return stepped;  // finite
+  if (!(num - num == T(0)) || !(safe - safe == T(0))) return stepped;
   return value > T(0) ? num / (safe / value) : T(0);
 }
 

@@ -6,7 +6,8 @@ math from ``scalar.py``, the mirror of ``csrc/include/fastrec/nmf.h``. At ranks 
 
 Numba's on-disk cache of a kernel is keyed on this file only, not on ``scalar.py``: a change to
 the scalar math must come with a change here, or cached kernels keep the old math (the
-overflow rule of ``nmf_mu_step`` came with this note)."""
+overflow rule of ``nmf_mu_step``, and its restriction to finite num and den, came with
+this note)."""
 
 import numpy as np
 from numba import njit, prange

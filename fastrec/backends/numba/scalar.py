@@ -65,6 +65,8 @@ def nmf_mu_step(value, num, den, eps):
     stepped = value * (num / safe)
     if stepped - stepped == 0:  # finite
         return stepped
+    if not (num - num == 0 and safe - safe == 0):  # overflowing input: the fit sees it
+        return stepped
     return num / (safe / value) if value > 0 else value - value
 
 

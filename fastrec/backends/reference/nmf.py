@@ -27,8 +27,9 @@ def _step(factors, numerator, denominator, l1, l2):
     with np.errstate(over="ignore", invalid="ignore"):
         stepped = factors * (numerator / denominator)
     # Where numerator / denominator overflows (an underflowed denominator): the same quotient
-    # as numerator / (denominator / factors), and zero entries stay zero.
-    bad = ~np.isfinite(stepped)
+    # as numerator / (denominator / factors), and zero entries stay zero. A non-finite
+    # numerator or denominator (the input's scale overflowing) keeps its non-finite step.
+    bad = ~np.isfinite(stepped) & np.isfinite(numerator) & np.isfinite(denominator)
     if bad.any():
         f = factors[bad]
         with np.errstate(divide="ignore", invalid="ignore"):
