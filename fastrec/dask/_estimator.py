@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import inspect
 
+import numpy as np
+
+from fastrec.exceptions import NotFittedError
 from fastrec.models._base import check_positive, store_params
 
 
@@ -37,6 +40,20 @@ class ClusterEstimator:
         params = self.get_params()
         params.pop("client")
         return params
+
+    def _to_local(self, fitted, include_seen: bool, **overrides):
+        """An ordinary fitted ``local`` estimator: this model's parameters (with ``overrides``),
+        the ``fitted`` attributes copied, and the training pattern gathered from the cluster as
+        ``seen_`` with ``include_seen`` (None without)."""
+        if not hasattr(self, "n_users_"):
+            raise NotFittedError(
+                f"this fastrec.dask.{type(self).__name__} is not fitted yet: call fit first")
+        model = self.local(**{**self._local_params(), **overrides})
+        for name in fitted:
+            value = getattr(self, name)
+            setattr(model, name, value.copy() if isinstance(value, (np.ndarray, list)) else value)
+        model.seen_ = self._seen_pattern() if include_seen else None
+        return model
 
     def _check_cluster_params(self, stopping_hint: str) -> None:
         """The parameters a distributed fit adds to (or refuses from) the local estimator's."""

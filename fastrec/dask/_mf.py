@@ -56,7 +56,7 @@ from fastrec.dask._data import (
 )
 from fastrec.dask._estimator import ClusterEstimator
 from fastrec.dask._exact import mean_from_plan, mean_plan, skip_tie_keys, slice_sums, tie_keys
-from fastrec.exceptions import DivergenceError, NotFittedError
+from fastrec.exceptions import DivergenceError
 
 log = logging.getLogger("fastrec")
 
@@ -361,16 +361,7 @@ class MF(ClusterEstimator):
         (``FITTED``). ``include_seen`` also gathers the (user, item) pattern of the training
         ratings (O(nnz) indices, no ratings) as ``seen_``, which ``recommend`` uses to skip
         seen items; without it ``seen_`` is None."""
-        if not hasattr(self, "n_users_"):
-            raise NotFittedError(
-                "this fastrec.dask.MF is not fitted yet: call fit first")
-        params = self._local_params()
-        model = fastrec.MF(**params)
-        for name in FITTED:
-            value = getattr(self, name)
-            setattr(model, name, value.copy() if isinstance(value, (np.ndarray, list)) else value)
-        model.seen_ = self._seen_pattern() if include_seen else None
-        return model
+        return self._to_local(FITTED, include_seen)
 
     def _seen_pattern(self) -> sp.csr_matrix:
         client, rows, owners, user_rows, item_rows = self._pattern

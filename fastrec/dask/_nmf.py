@@ -40,7 +40,6 @@ from fastrec.dask._data import (
 from fastrec.dask._estimator import ClusterEstimator
 from fastrec.dask._exact import mean_from_plan, mean_plan, slice_sums
 from fastrec.dask._mf import _bounds, _worker_backend
-from fastrec.exceptions import NotFittedError
 
 NMF_EPSILON = 1.1920928955078125e-07  # csrc/include/fastrec/nmf.h: float32's machine epsilon
 _KERNELS = {"full": ("nmf_update_full", "nmf_loss_full"),
@@ -225,16 +224,7 @@ class NMF(ClusterEstimator):
         """A fitted :class:`fastrec.NMF` (``FITTED`` attributes copied; ``init`` becomes
         "random" when it was None, as fitted). ``include_seen`` gathers the pattern of X
         (O(nnz) indices) as ``seen_``."""
-        if not hasattr(self, "n_users_"):
-            raise NotFittedError("this fastrec.dask.NMF is not fitted yet: call fit first")
-        params = self._local_params()
-        params["init"] = params["init"] or "random"
-        model = fastrec.NMF(**params)
-        for name in FITTED:
-            value = getattr(self, name)
-            setattr(model, name, value.copy() if isinstance(value, (np.ndarray, list)) else value)
-        model.seen_ = self._seen_pattern() if include_seen else None
-        return model
+        return self._to_local(FITTED, include_seen, init=self.init or "random")
 
     def _seen_pattern(self) -> sp.csr_matrix:
         client, parts, owners, row_bounds = self._pattern

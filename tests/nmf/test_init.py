@@ -32,12 +32,16 @@ def _planted(n_rows, n_cols, rank, seed=0, density=0.05, noise=1e-3):
     return sp.csr_matrix((values, (rows, cols)), shape=(n_rows, n_cols))
 
 
+def _planted_csr(index, dtype):
+    """The compiled sparse module and a planted X [700, 300] with its index arrays in ``index``."""
+    x = _planted(700, 300, 5).astype(dtype)
+    return _sparse_module(), x, x.indptr.astype(index), x.indices.astype(index)
+
+
 @pytest.mark.parametrize("index", [np.int32, np.int64])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_transpose_and_products_are_scipys_bit_for_bit(index, dtype):
-    _sparse = _sparse_module()
-    x = _planted(700, 300, 5).astype(dtype)
-    indptr, indices = x.indptr.astype(index), x.indices.astype(index)
+    _sparse, x, indptr, indices = _planted_csr(index, dtype)
     expected = x.T.tocsr()
     expected.sort_indices()
     for n_threads in (1, 3):
@@ -56,9 +60,7 @@ def test_transpose_and_products_are_scipys_bit_for_bit(index, dtype):
 @pytest.mark.parametrize("index", [np.int32, np.int64])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_one_pass_gram_product_is_the_two_products_bit_for_bit(index, dtype):
-    _sparse = _sparse_module()
-    x = _planted(700, 300, 5).astype(dtype)
-    indptr, indices = x.indptr.astype(index), x.indices.astype(index)
+    _sparse, x, indptr, indices = _planted_csr(index, dtype)
     x64 = x.astype(np.float64)
     for width in (5, 8, 16, 32, 40):  # run-time and compile-time slice widths
         v = np.random.default_rng(width).standard_normal((x.shape[1], width))
