@@ -221,6 +221,19 @@ class Interactions:
         return sparse_module(self.values).csr_matrix((self.values, (self.users, self.items)),
                                                      shape=self.shape)
 
+    def to_sorted_csr(self, n_threads: int) -> sp.csr_matrix:
+        """:meth:`to_csr` of duplicate-free data: on the host by the compiled user-major
+        pattern and its order, each row's items ascending (entry for entry scipy's CSR after
+        sorting, which took a tenth of a ratings-sized NMF fit); on the device or without the
+        extensions :meth:`to_csr` itself."""
+        compiled = None if is_device_array(self.values) else _datapath()
+        if compiled is None:
+            return self.to_csr()
+        indptr, indices, order, _ = compiled.pattern(
+            np.ascontiguousarray(self.users), np.ascontiguousarray(self.items), self.n_users,
+            True, n_threads)
+        return sp.csr_matrix((self.values[order], indices, indptr), shape=self.shape)
+
     def seen_csr(self) -> sp.csr_matrix:
         """int8 CSR [n_users, n_items] of the observed pairs (ones; rows' items sorted, no
         repeats), from the pattern kept at construction when there is one (host data).

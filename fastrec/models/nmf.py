@@ -260,7 +260,7 @@ class NMF(FactorModel):
         k_pad = backend.row_width("nmf", k, dtype)
         n_threads = self._fit_threads(nnz, k_pad)
         if self.mode == "observed":
-            matrix = _ratings_csr(data, n_threads)
+            matrix = data.to_sorted_csr(n_threads)
         x = CSRPair.build(matrix, dtype, n_threads)
         if self.mode == "full":
             self.seen_ = pattern_matrix(x.indptr, x.indices, x.shape)
@@ -480,23 +480,6 @@ def _where_input_is(result, like):
     parts = like if isinstance(like, (tuple, list)) else (like,)
     on_device = any(is_device_array(a) for a in parts)
     return to_device(result) if on_device else to_host(result)
-
-
-def _ratings_csr(data, n_threads: int):
-    """CSR [n_users, n_items] of the (duplicate-free) ratings, each row's items ascending: on
-    the host by fastrec's compiled user-major pattern and its order (the CSR of ``to_csr``
-    after sorting, entry for entry; scipy's conversion and sort took a tenth of a ratings-sized
-    fit), elsewhere or without the extensions by ``to_csr``."""
-    try:
-        from fastrec.backends.cython import _datapath
-    except ImportError:
-        _datapath = None
-    if _datapath is None or is_device_array(data.values):
-        return data.to_csr()
-    indptr, indices, order, _ = _datapath.pattern(
-        np.ascontiguousarray(data.users), np.ascontiguousarray(data.items), data.n_users, True,
-        n_threads)
-    return sp.csr_matrix((data.values[order], indices, indptr), shape=data.shape)
 
 
 def _mean(values) -> float:
