@@ -151,8 +151,9 @@ class _NCF(UserItemModel):
         return self
 
     def _fit(self, X, validation_data, init_from) -> None:
+        split_internally = self.early_stopping and validation_data is None
         self._fit_once(X, validation_data, init_from)
-        if self.refit and self.__dict__.pop("_split_internally", False) and self.best_epoch_:
+        if self.refit and split_internally and self.best_epoch_:
             self._refit(X, init_from)
 
     def _refit(self, X, init_from) -> None:
@@ -175,7 +176,6 @@ class _NCF(UserItemModel):
         dtype = self._validate_params()
         if self._JOINT:
             _check_has_ratings(X)
-        self._split_internally = self.early_stopping and validation_data is None
         X, validation_data = self._holdout(X, validation_data)
         n_gmf, layers = self._architecture()
         backend = self._resolve_backend(_KERNELS)
