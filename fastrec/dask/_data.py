@@ -42,7 +42,7 @@ def get_client(client):
 
 def task_key(name: str) -> tuple[str, str]:
     """A unique key in task group ``name`` (the dashboard's group view shows ``name``, e.g.
-    ``fastrec-sgd-stratum-3``; its task stream colours by the name without numbers)."""
+    ``fastrec-sgd-epoch-3-worker-0``; its task stream colours by the name without numbers)."""
     return name, uuid.uuid4().hex
 
 

@@ -6,20 +6,20 @@ the same order, so the result equals ``fastrec.MF`` bit for bit for the same see
 ``n_blocks``, at any worker count:
 
 - row block ``r`` (its ratings, user factors and user biases) lives on worker ``r mod W`` for
-  the whole fit and never moves: its tables sit in that worker process's memory and the block
-  tasks update them in place;
-- in stratum ``s`` of an epoch, row block ``r`` meets column block ``c`` as in the local
-  schedule: one task on ``r``'s worker (``fastrec-sgd-stratum-s``) runs fastrec's own
-  ``sgd_epoch`` kernel on that one block (a 1 x 1 schedule);
+  the whole fit and never moves: its tables sit in that worker process's memory and the
+  epoch tasks update them in place;
+- each epoch is one task per worker (``fastrec-sgd-epoch-<e>-worker-<i>``) that runs all of
+  that worker's blocks of the epoch's strata with fastrec's own ``sgd_epoch`` kernel (a
+  1 x 1 schedule per block; a debug log line per block names its stratum), and returns
+  the worker's share of the epoch's loss: the scheduler sees one task per worker and epoch,
+  not one per block;
 - column block ``c``'s tables (item factors and biases) exist once, and are the only data
-  that moves between workers: the block task that updated them hands them straight to the
+  that moves between workers: the task that updated them hands them straight to the
   worker of ``c``'s next block, through that worker's mailbox (a Dask actor: one direct
   worker-to-worker call, no scheduler round trip and no copy left behind);
-- a block task waits in its worker's mailbox until its row's previous block ran and its
-  column block arrived, so blocks run exactly in the local order of updates; the tasks have
-  no Dask dependencies on each other, so Dask hands each worker its tasks as soon as they are
-  submitted (in schedule order: earlier strata have the higher priority), and the critical path
-  between strata is that one call.
+- a block runs once its row's previous block ran and its column block arrived in the
+  worker's mailbox (the first such block in schedule order), so every row and column block
+  sees its updates in the local order; the critical path between strata is that one call.
 
 Epochs are queued ahead, so the workers do not wait for the client between strata or epochs.
 A row block's tables exist once, on its worker: a worker that holds row blocks and leaves
@@ -229,8 +229,7 @@ class MF(ClusterEstimator):
                 name="fastrec-place", workers=[owner], allow_other_workers=False))
         wait_for(client, placed, owners, "placing the tables")
         del placed
-        handles = [RowBlock(fit_id, r) for r in range(g)]
-        curve, epoch_times, steps = self._run_epochs(client, layout, rng, schedule, handles,
+        curve, epoch_times, steps = self._run_epochs(client, layout, rng, schedule, fit_id,
                                                      holder, owners, hyper, nnz)
         parts = wait_for(client, [
             submit(client, _collect, fit_id, [r for r in range(g) if owners[r] == w],
@@ -257,7 +256,7 @@ class MF(ClusterEstimator):
             for part, req in zip(data.parts, requests, strict=True)])
         return mean_from_plan(roots, answers, data.nnz)
 
-    def _run_epochs(self, client, layout, rng, schedule, rows, holder, owners, hyper, nnz):
+    def _run_epochs(self, client, layout, rng, schedule, fit, holder, owners, hyper, nnz):
         """Submit epoch after epoch and check each epoch's loss as the local loop does; returns
         the training RMSE curve, the epoch times and the number of strata run. ``schedule`` is
         the first epoch's; ``holder`` (column block -> worker holding it) is kept up to date.
@@ -275,7 +274,7 @@ class MF(ClusterEstimator):
         lowest = math.inf
         callbacks = list(self.callbacks or ())
         ahead = 1 if callbacks else 3
-        in_flight = []  # (epoch, its loss futures, its block futures), oldest first
+        in_flight = []  # (epoch, its tasks: one per worker), oldest first
         epochs = int(self.n_epochs)
         with tqdm(total=epochs, disable=not self.verbose, desc="fastrec.dask.MF",
                   unit="epoch", leave=False) as bar:
@@ -285,11 +284,11 @@ class MF(ClusterEstimator):
                     # The next epoch's first stratum says where this one's last hands its
                     # column blocks (the local fit draws the same schedules in this order).
                     following = layout.epoch_schedule(rng) if epoch + 1 < epochs else None
-                    in_flight.append((epoch, *self._submit_epoch(
-                        client, schedule, following, epoch, rows, holder, owners, hyper)))
+                    in_flight.append((epoch, self._submit_epoch(
+                        client, schedule, following, epoch, fit, holder, owners, hyper)))
                     schedule = following
                     epoch += 1
-                done, losses, _ = in_flight.pop(0)
+                done, losses = in_flight.pop(0)
                 results = wait_for(client, losses, owners, f"epoch {done + 1}")
                 tickets = np.zeros(g * g)
                 for sses, _ in results:
@@ -319,17 +318,16 @@ class MF(ClusterEstimator):
                     break
         return curve, epoch_times, epoch * g
 
-    def _submit_epoch(self, client, schedule, following, epoch, rows, holder, owners, hyper):
-        """Submit one epoch's block tasks and one loss task per worker; returns the loss
-        futures (per worker: its blocks' (ticket, SSE) pairs and whether their tables stayed
-        finite) and the block futures (Dask forgets, and cancels, a task whose future is
-        dropped and that no other task needs). ``following`` is the next epoch's schedule
-        (None after the last epoch)."""
+    def _submit_epoch(self, client, schedule, following, epoch, fit, holder, owners, hyper):
+        """Submit one epoch: one task per worker (``fastrec-sgd-epoch-<e>-worker-<i>``, epochs
+        counted from 1, workers by address) that runs all of that worker's blocks of the epoch
+        and returns its share of the epoch's loss (its blocks' (ticket, SSE) pairs and whether
+        their tables stayed finite). ``following`` is the next epoch's schedule (None after
+        the last epoch); ``holder`` is updated to where each column block ends the epoch."""
         g = schedule.shape[0]
         lr = learning_rate_at(self.lr_schedule, self.learning_rate, self.lr_decay, epoch)
         lr_b = learning_rate_at(self.lr_schedule, self._lr_bias(), self.lr_decay, epoch)
-        last_tasks = [None] * g
-        blocks = []
+        plan = {owner: [] for owner in dict.fromkeys(owners)}
         for s in range(g):
             after = schedule[s + 1] if s + 1 < g else (
                 following[0] if following is not None else None)
@@ -338,23 +336,16 @@ class MF(ClusterEstimator):
                 for block in after:
                     r, c = divmod(int(block), g)
                     next_owner[c] = owners[r]
-            step = epoch * g + s
             for b in range(g):
                 r, c = divmod(int(schedule[s, b]), g)
                 destination = next_owner.get(c, owners[r])
-                last_tasks[r] = submit(
-                    client, _sgd_block, rows[r], c, step, destination, s * g + b, epoch,
-                    s == g - 1, lr, lr_b, hyper, name=f"fastrec-sgd-stratum-{s}",
-                    workers=[owners[r]], allow_other_workers=False, priority=-step)
-                blocks.append(last_tasks[r])
+                plan[owners[r]].append((r, c, epoch * g + s, destination, s * g + b,
+                                        s == g - 1))
                 holder[c] = destination
-        losses = []
-        for owner in dict.fromkeys(owners):
-            mine = [r for r in range(g) if owners[r] == owner]
-            losses.append(submit(client, _epoch_loss, epoch, [rows[r] for r in mine],
-                                 [last_tasks[r] for r in mine], name="fastrec-epoch-loss",
-                                 workers=[owner], allow_other_workers=False))
-        return losses, blocks
+        return [submit(client, _sgd_epoch, fit, blocks, epoch, lr, lr_b, hyper,
+                       name=f"fastrec-sgd-epoch-{epoch + 1}-worker-{i}", workers=[owner],
+                       allow_other_workers=False, priority=-epoch)
+                for i, (owner, blocks) in enumerate(plan.items())]
 
     def to_local(self, include_seen: bool = True):
         """A fitted :class:`fastrec.MF` with this model's parameters and fitted attributes
@@ -464,7 +455,7 @@ def _aligned_copy(table: np.ndarray) -> np.ndarray:
 
 
 # Row blocks' tables of the fits running on this worker process, by (fit, row block). They
-# live outside Dask's store because the block tasks update them in place: Dask may spill what
+# live outside Dask's store because the epoch tasks update them in place: Dask may spill what
 # it stores to disk at any time, even while a task uses it, and a copy read back would lose the
 # updates made meanwhile. Dask's keys hold the small RowBlock handles.
 _RESIDENT: dict[tuple[str, int], dict] = {}
@@ -472,7 +463,7 @@ _RESIDENT: dict[tuple[str, int], dict] = {}
 _MAILBOXES: dict[str, _Mailbox] = {}
 # Bytes of column tables this worker process has received from other workers, all fits.
 _RECEIVED = {"bytes": 0}
-_POLL = 0.5  # seconds between a waiting block task's checks that its fit is still running
+_POLL = 0.5  # seconds between a waiting epoch task's checks that its fit is still running
 
 
 def received_column_bytes() -> int:
@@ -491,12 +482,12 @@ def _lost(what: str) -> WorkerLostError:
 
 @dataclass(frozen=True)
 class RowBlock:
-    """Handle of row block ``r`` of fit ``fit`` on its worker (see ``_RESIDENT``): its ratings
-    in layout order (``users`` - first row, ``items`` - first column of their column block,
-    ``ratings``; column block c at ``ptr[c]:ptr[c + 1]``), its user factors (aligned rows of
-    the kernel's width) and biases, which the block tasks update in place, ``step`` (how many
-    of its blocks ran: the fit's stratum counter), and per epoch the (ticket, SSE) of its
-    blocks and whether its tables stayed finite."""
+    """Handle of row block ``r`` of fit ``fit`` on its worker (see ``_RESIDENT``): ``spans[c]``
+    the kernel's first five arguments for block (r, c) (its ratings in layout order as views:
+    users - first row, items - first column of block c, ratings; a one-block grid), made
+    once per fit; its user factors (aligned rows of the kernel's width) and biases, which
+    the epoch tasks update in place; ``kernel``; ``step`` (how many of its blocks ran: the
+    fit's stratum counter)."""
 
     fit: str
     r: int
@@ -509,8 +500,8 @@ class RowBlock:
 
 
 class _Mailbox:
-    """A worker's column blocks of one fit (a Dask actor, one per worker and fit). A block
-    task takes its column block from its worker's mailbox and hands it on to the mailbox of
+    """A worker's column blocks of one fit (a Dask actor, one per worker and fit). An epoch
+    task takes each block's column block from its worker's mailbox and hands it on to the mailbox of
     the worker of that column's next block: its own (kept in place) or another's, through
     ``put``, a direct call between the two workers. Entries are ``c -> (step, factors,
     biases)``: column block c is next used in stratum ``step`` of the fit (epoch * G +
@@ -561,13 +552,28 @@ class _Mailbox:
                     if task is not None and task.state == "cancelled":
                         raise RuntimeError(f"cancelled while waiting for {what}")
 
-    def take(self, row: dict, c: int, step: int) -> tuple[np.ndarray, np.ndarray]:
-        """Column block c's tables for stratum ``step`` of ``row`` (a row block's tables), once
-        the row's previous blocks ran and the column block is here; writable, aligned."""
-        def ready():
-            return row["step"] == step and self.columns.get(c, (None,))[0] == step
+    def next_block(self, blocks: list, rows: dict) -> tuple:
+        """The first of ``blocks`` ((r, c, step, ...) tuples) that can run: row block r
+        (``rows[r]``, its tables) ran its blocks before ``step`` and column block c is here
+        for ``step``. Waits for one; removes it from ``blocks``."""
+        found = []
 
+        def ready():
+            for block in blocks:
+                r, c, step = block[:3]
+                if rows[r]["step"] == step and self.columns.get(c, (None,))[0] == step:
+                    found.append(block)
+                    return True
+            return False
+
+        r, c, step = blocks[0][:3]
         self.wait(ready, f"column block {c} in stratum {step}")
+        blocks.remove(found[0])
+        return found[0]
+
+    def take(self, c: int) -> tuple[np.ndarray, np.ndarray]:
+        """Column block c's tables, writable and aligned (once ``next_block`` said it is
+        here)."""
         with self.changed:
             _, factors, bias = self.columns.pop(c)
         if factors.ctypes.data % 64 or not factors.flags.writeable:
@@ -603,15 +609,17 @@ def _place(fit, mailboxes, row_blocks, row_tables, column_tables, backend):
     kernel = _worker_backend(backend).sgd_epoch
     for r, ((users, items, ratings, ptr), _) in row_blocks.items():
         factors, bias = row_tables[r]
-        _RESIDENT[fit, r] = {"users": users, "items": items, "ratings": ratings, "ptr": ptr,
-                             "user_factors": _aligned_copy(factors), "user_bias": bias.copy(),
-                             "kernel": kernel, "step": 0, "sses": {}, "finite": {}}
+        one = np.zeros((1, 1), np.int64)  # a one-block schedule
+        spans = [(users[a:b], items[a:b], ratings[a:b], np.array([0, b - a], np.int64), one)
+                 for a, b in zip(ptr[:-1].tolist(), ptr[1:].tolist(), strict=True)]
+        _RESIDENT[fit, r] = {"spans": spans, "user_factors": _aligned_copy(factors),
+                             "user_bias": bias.copy(), "kernel": kernel, "step": 0}
     for c, (factors, bias) in column_tables.items():
         box.keep(c, 0, _aligned_copy(factors), bias.copy())
 
 
 def _forget(fit):
-    """Drop this worker's tables of ``fit`` and release its block tasks still waiting (run on
+    """Drop this worker's tables of ``fit`` and release its epoch tasks still waiting (run on
     every worker when a fit ends)."""
     for key in [key for key in _RESIDENT if key[0] == fit]:
         del _RESIDENT[key]
@@ -623,40 +631,39 @@ def _forget(fit):
             box.changed.notify_all()
 
 
-def _sgd_block(row, c, step, destination, ticket, epoch, last, lr, lr_b, hyper):
-    """Block (row, column block ``c``) of stratum ``step`` (epoch * G + stratum): waits for the
-    row's previous block and for column block c, updates both in place with the kernel, then
-    hands the column block to the worker of its next block (``destination``). Records the
-    block's SSE under ``ticket``; in the epoch's ``last`` stratum, whether the row's and the
-    column's tables are finite."""
+def _sgd_epoch(fit, blocks, epoch, lr, lr_b, hyper):
+    """This worker's blocks of one epoch of fit ``fit``: ``blocks`` lists (row block r, column
+    block c, stratum ``step`` = epoch * G + stratum, ``destination``: the worker of c's next
+    block, ``ticket``: the block's place in the epoch's schedule, ``last``: in the epoch's
+    last stratum) in schedule order. Each block runs once its row's previous block ran and
+    column block c arrived (the first such in schedule order), so every row and column block
+    sees its updates in the local order; the column block then goes on to ``destination``.
+    Returns this worker's share of the epoch's loss: the blocks' (ticket, SSE) pairs, and
+    whether the tables the last stratum's blocks updated are finite."""
     mean, reg, reg_b, biased, n_threads = hyper
-    state = row.tables()
-    box = _mailbox(row.fit)
-    item_factors, item_bias = box.take(state, c, step)
-    ptr = state["ptr"]
-    a, b = int(ptr[c]), int(ptr[c + 1])
-    if a < b:
-        sse = state["kernel"](
-            state["users"][a:b], state["items"][a:b], state["ratings"][a:b],
-            np.array([0, b - a], np.int64), np.zeros((1, 1), np.int64), state["user_factors"],
-            item_factors, state["user_bias"], item_bias, mean, lr, lr_b, reg, reg_b, biased,
-            n_threads)
-    else:
-        sse = 0.0
-    state["sses"].setdefault(epoch, []).append((ticket, sse))
-    if last:
-        state["finite"][epoch] = all(bool(np.isfinite(t).all()) for t in (
-            state["user_factors"], state["user_bias"], item_factors, item_bias))
-    box.send(destination, c, step + 1, item_factors, item_bias)
-    box.advance(state, step + 1)
-
-
-def _epoch_loss(epoch, rows, last_tasks):
-    """A worker's share of an epoch's loss, once its rows' ``last_tasks`` ran: its blocks'
-    (ticket, SSE) pairs and whether their tables stayed finite."""
-    states = [row.tables() for row in rows]
-    sses = [pair for state in states for pair in state["sses"].pop(epoch)]
-    return sses, all(state["finite"].pop(epoch) for state in states)
+    box = _mailbox(fit)
+    rows = {r: RowBlock(fit, r).tables() for r in dict.fromkeys(block[0] for block in blocks)}
+    pending = list(blocks)
+    sses, finite = [], True
+    while pending:
+        r, c, step, destination, ticket, last = box.next_block(pending, rows)
+        state = rows[r]
+        item_factors, item_bias = box.take(c)
+        start = time.perf_counter()
+        users, items, ratings, ptr, order = state["spans"][c]
+        sse = state["kernel"](users, items, ratings, ptr, order, state["user_factors"],
+                              item_factors, state["user_bias"], item_bias, mean, lr, lr_b,
+                              reg, reg_b, biased, n_threads) if users.shape[0] else 0.0
+        log.debug("fit %s epoch %d stratum %d: block (%d, %d), %d ratings, %.1f ms", fit,
+                  epoch + 1, step % len(state["spans"]), r, c, users.shape[0],
+                  (time.perf_counter() - start) * 1e3)
+        sses.append((ticket, sse))
+        if last:
+            finite = finite and all(bool(np.isfinite(t).all()) for t in (
+                state["user_factors"], state["user_bias"], item_factors, item_bias))
+        box.send(destination, c, step + 1, item_factors, item_bias)
+        box.advance(state, step + 1)
+    return sses, finite
 
 
 def _collect(fit, rows, columns, steps):

@@ -91,20 +91,48 @@ def test_parquet_input_and_save_load_round_trip(client, ratings, tmp_path):
                           reference.recommend(users[:3], n=5)[0])
 
 
+def _record_debug_lines(dask_worker):
+    """Collect the worker's fastrec debug lines in ``dask_worker.fastrec_lines``."""
+    import logging
+
+    lines = dask_worker.fastrec_lines = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logger = logging.getLogger("fastrec")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    dask_worker.fastrec_handler = handler
+
+
+def _recorded_debug_lines(dask_worker):
+    import logging
+
+    logger = logging.getLogger("fastrec")
+    logger.removeHandler(dask_worker.fastrec_handler)
+    logger.setLevel(logging.NOTSET)
+    return dask_worker.fastrec_lines
+
+
 def test_task_names_show_the_schedule(client, ratings):
-    """The dashboard's task groups name the strata; a row block's tasks stay on one worker."""
+    """The dashboard's task groups name the epoch and the worker (one task per worker and
+    epoch, on that worker); the workers' debug log names each block's stratum."""
     from distributed import get_task_stream
     from distributed.utils import key_split_group
 
-    model = fastrec.dask.MF(n_factors=4, n_epochs=2, n_blocks=2, client=client, random_state=0)
+    model = fastrec.dask.MF(n_factors=4, n_epochs=2, n_blocks=4, client=client, random_state=0)
+    client.run(_record_debug_lines)
     with get_task_stream(client=client) as stream:
         model.fit(dd.from_pandas(ratings, npartitions=2))
-    strata = [t for t in stream.data
-              if key_split_group(t["key"]).startswith("fastrec-sgd-stratum-")]
-    assert {key_split_group(t["key"]) for t in strata} == {"fastrec-sgd-stratum-0",
-                                                           "fastrec-sgd-stratum-1"}
-    assert len(strata) == 2 * 2 * 2  # epochs x strata x blocks per stratum
-    assert len({t["worker"] for t in strata}) == 2
+    lines = [line for lines in client.run(_recorded_debug_lines).values() for line in lines]
+    tasks = [(key_split_group(t["key"]), t["worker"]) for t in stream.data
+             if key_split_group(t["key"]).startswith("fastrec-sgd")]
+    workers = sorted(client.nthreads())
+    assert sorted(tasks) == [(f"fastrec-sgd-epoch-{e}-worker-{w}", workers[w])
+                             for e in (1, 2) for w in (0, 1)]
+    strata = sorted(line.split(": ")[0] for line in lines if " stratum " in line)
+    assert strata == sorted(f"fit {model_fit} epoch {e} stratum {s}"
+                            for model_fit in {line.split()[1] for line in lines}
+                            for e in (1, 2) for s in range(4) for _ in range(4))
 
 
 @pytest.mark.parametrize("frame, message", [
@@ -189,7 +217,7 @@ def test_killed_worker_gives_an_error_naming_it(client, ratings):
         while time.monotonic() < deadline:
             names = client.run_on_scheduler(
                 lambda dask_scheduler: list(dask_scheduler.task_groups))
-            if any(str(n).startswith("fastrec-sgd-stratum") for n in names):
+            if any(str(n).startswith("fastrec-sgd-epoch") for n in names):
                 os.kill(pids[victim], signal.SIGKILL)
                 return
             time.sleep(0.05)
