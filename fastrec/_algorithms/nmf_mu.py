@@ -165,26 +165,35 @@ def nndsvd_init(x: CSRPair, k: int, variant: str, rng, dtype, n_threads: int = 1
 
 def _nndsvd_factors(u, s, vt, eps: float):
     """NNDSVD's W [n_rows, k] and H [k, n_cols] (float64) from the singular triplets."""
-    k = s.shape[0]
     # W is built transposed: U's columns as contiguous rows (strided columns of a tall U made
-    # this loop several times slower; every value and norm is the same).
-    ut = np.ascontiguousarray(u.T)
-    wt = np.zeros((k, u.shape[0]))
-    h = np.zeros((k, vt.shape[1]))
-    wt[0] = math.sqrt(s[0]) * np.abs(ut[0])
-    h[0] = math.sqrt(s[0]) * np.abs(vt[0])
-    for j in range(1, k):
-        x_j, y_j = ut[j], vt[j]
-        parts = []
-        for a, b in ((np.maximum(x_j, 0), np.maximum(y_j, 0)),
-                     (np.maximum(-x_j, 0), np.maximum(-y_j, 0))):
-            na, nb = np.linalg.norm(a), np.linalg.norm(b)
-            parts.append((na * nb, a, b, na, nb))
-        mass, a, b, na, nb = max(parts, key=lambda p: p[0])
-        if mass > 0:
-            lam = math.sqrt(s[j] * mass)
-            wt[j] = lam * a / na
-            h[j] = lam * b / nb
+    # this several times slower; every value and norm is the same).
+    ut = np.ascontiguousarray(u.T, dtype=np.float64)
+    vt = np.ascontiguousarray(vt, dtype=np.float64)
+    # All pairs at once, each pair's positive and negative part, whichever carries more mass;
+    # the norms stay one BLAS dot per vector (np.linalg.norm), so every value is the one a loop
+    # over the pairs gives.
+    factors = []
+    for side in (ut, vt):
+        positive = np.maximum(side, 0)
+        negative = np.minimum(side, 0)
+        np.negative(negative, out=negative)
+        norms = [np.array([np.linalg.norm(row) for row in part]) for part in (positive, negative)]
+        factors.append((positive, negative, norms))
+    (wt, w_neg, (wp, wn)), (h, h_neg, (hp, hn)) = factors
+    take_negative = wn * hn > wp * hp  # ties: the positive part
+    take_negative[0] = False
+    wt[take_negative], h[take_negative] = w_neg[take_negative], h_neg[take_negative]
+    na, nb = np.where(take_negative, wn, wp), np.where(take_negative, hn, hp)
+    mass = na * nb
+    # The leading pair is taken whole (in absolute value), scaled by sqrt(sigma_1).
+    wt[0], h[0] = np.abs(ut[0]), np.abs(vt[0])
+    mass[0], na[0], nb[0] = 1.0, 1.0, 1.0
+    scale = np.sqrt(s * mass)
+    for part, norm in ((wt, na), (h, nb)):
+        part *= scale[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            part /= norm[:, None]
+        part[mass <= 0] = 0.0  # neither part carries mass: the pair contributes nothing
     w = np.ascontiguousarray(wt.T)
     w[w < eps] = 0
     h[h < eps] = 0
@@ -200,6 +209,14 @@ def truncated_svd(x: CSRPair, k: int, rng, n_threads: int = 1):
     product with X and one with X^T (one pass over X computes both). When the space would be
     the whole shorter side, the decomposition is exact (the Gram matrix of X).
 
+    The products with X are in X's dtype (a float32 X, NMF's default, multiplies float32
+    blocks: half the memory traffic and twice the vector width of float64, each product X^T X v
+    accurate to float32 rounding, about 1e-7 of its norm, which is what the float32 factors
+    this seeds can hold); the basis, its orthogonalisation and the Rayleigh-Ritz problem are
+    float64 whatever X's dtype. (A float32 basis was tried and rejected: the leading singular
+    value of a non-negative X dominates, so each block is mostly the previous ones, and float32
+    Gram-Schmidt lost orthogonality entirely on a matrix with a steep spectrum.)
+
     The products are fastrec's compiled CSR x dense products on ``n_threads`` threads (numpy X;
     X^T (X V) in one pass, ``csr_gram_times_dense``; scipy's two products, bit for bit the same,
     without the extensions) or cupyx's (CuPy X); the small dense
@@ -210,6 +227,7 @@ def truncated_svd(x: CSRPair, k: int, rng, n_threads: int = 1):
     nonzeros in 50k x 10k: sigma_2..sigma_33 within 1.2%), and ARPACK's single-vector Lanczos
     needed ~700 restarted steps (19 s of CPU) there; blocks of products run at memory speed."""
     n_rows, n_cols = x.shape
+    dtype = np.dtype(x.data.dtype)
     times, t_times = _products(x, n_threads)
     short_side = x.rows  # the CSR A whose A^T A acts on the basis
     if n_cols > n_rows:  # the basis lives on the shorter side: X^T's rows
@@ -218,9 +236,10 @@ def truncated_svd(x: CSRPair, k: int, rng, n_threads: int = 1):
     compiled = None if is_device_array(x.data) else _compiled_sparse()
 
     def gram(v):
+        v = np.ascontiguousarray(v, dtype)
         if compiled is not None:  # one pass over X, the same bits as the two products
-            return compiled.csr_gram_times_dense(*short_side, np.ascontiguousarray(v), n_threads)
-        return t_times(times(v))
+            return compiled.csr_gram_times_dense(*short_side, v, n_threads).astype(np.float64)
+        return t_times(times(v)).astype(np.float64)
 
     n = min(n_rows, n_cols)
     with single_threaded_blas():
@@ -234,14 +253,11 @@ def truncated_svd(x: CSRPair, k: int, rng, n_threads: int = 1):
         top = np.argsort(-values, kind="stable")[:k]
         s = np.sqrt(np.maximum(values[top], 0.0))
         small = basis @ vectors[:, top]
-        large = times(small)
+        large = times(np.ascontiguousarray(small, dtype)).astype(np.float64)
         large *= np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
     if n_cols <= n_rows:
         return large, s, small.T
     return small, s, large.T
-
-
-SPLIT_MIN_WIDTH = 16  # blocks at least this wide are orthogonalised as two column halves
 
 
 def _krylov(gram, n: int, width: int, rng, n_threads: int = 1):
@@ -249,31 +265,29 @@ def _krylov(gram, n: int, width: int, rng, n_threads: int = 1):
     start (L = KRYLOV_BLOCKS * width) and Q^T gram(Q) [L, L] (its upper block triangle from
     each block's Gram-Schmidt coefficients, the subdiagonal blocks from the R factors).
 
-    Gram-Schmidt treats every column of a block on its own, so a block of at least
-    ``SPLIT_MIN_WIDTH`` columns is orthogonalised as two halves, on two threads when
-    ``n_threads`` allows (each with single-threaded BLAS). The split depends on the width only,
-    so the basis is the same at any thread count. (A threaded BLAS is no substitute: OpenBLAS's
-    2-thread products round differently from its 1-thread ones; on one thread its products of
-    column halves are bit for bit those of the whole block.)"""
+    Gram-Schmidt streams the whole basis four times per block, so it is split by rows: two
+    fixed halves of the basis, on two threads when ``n_threads`` allows (each with
+    single-threaded BLAS), their partial coefficients added in a fixed order. The split depends
+    on n only, so the basis is the same at any thread count. (A threaded BLAS is no substitute:
+    OpenBLAS's 2-thread products round differently from its 1-thread ones.)"""
     size = KRYLOV_BLOCKS * width
     basis = np.empty((n, size))
     projected = np.zeros((size, size))
     basis[:, :width] = np.linalg.qr(rng.standard_normal((n, width)))[0]
-    halves = [slice(0, width // 2), slice(width // 2, width)]
-    pool = ThreadPoolExecutor(2) if n_threads > 1 and width >= SPLIT_MIN_WIDTH else None
+    halves = (slice(0, n // 2), slice(n // 2, n))
+    pool = ThreadPoolExecutor(2) if n_threads > 1 else None
+
+    def each_half(task):
+        if pool is None:
+            return [task(rows) for rows in halves]
+        return list(pool.map(lambda rows: _guarded(task, rows), halves))
+
     try:
         for block in range(KRYLOV_BLOCKS):
             lo, hi = block * width, (block + 1) * width
             y = gram(basis[:, lo:hi])
             done = basis[:, :hi]
-            if width < SPLIT_MIN_WIDTH:
-                coefficients = _classical_gram_schmidt(done, y)
-            elif pool is None:
-                coefficients = np.hstack([_classical_gram_schmidt(done, y[:, c]) for c in halves])
-            else:
-                coefficients = np.hstack(list(pool.map(
-                    _classical_gram_schmidt, (done, done), (y[:, c] for c in halves),
-                    (True, True))))
+            coefficients = _classical_gram_schmidt(done, y, each_half)
             projected[:hi, lo:hi] = coefficients
             if hi == size:
                 break
@@ -284,18 +298,28 @@ def _krylov(gram, n: int, width: int, rng, n_threads: int = 1):
     return basis, projected
 
 
-def _classical_gram_schmidt(done, y, guard: bool = False):
-    """Two passes of classical Gram-Schmidt of the columns y [n, w] (a view, updated in place)
-    against the orthonormal columns ``done`` [n, m]; returns the summed coefficients [m, w].
-    ``guard``: run under :func:`single_threaded_blas` (a worker thread)."""
-    if guard:
-        with single_threaded_blas():
-            return _classical_gram_schmidt(done, y)
-    coefficients = done.T @ y
-    y -= done @ coefficients
-    again = done.T @ y
-    y -= done @ again
-    return coefficients + again
+def _guarded(task, rows):
+    """``task(rows)`` under :func:`single_threaded_blas` (a worker thread has its own BLAS
+    settings in some libraries)."""
+    with single_threaded_blas():
+        return task(rows)
+
+
+def _classical_gram_schmidt(done, y, each_half):
+    """Two passes of classical Gram-Schmidt of the columns y [n, w] (updated in place) against
+    the orthonormal columns ``done`` [n, m]; returns the summed coefficients [m, w].
+    ``each_half(task)`` runs ``task`` on each half of the rows and lists the results."""
+    total = None
+    for _ in range(2):
+        first, second = each_half(lambda rows: done[rows].T @ y[rows])
+        coefficients = first + second
+
+        def subtract(rows, coefficients=coefficients):
+            y[rows] -= done[rows] @ coefficients
+
+        each_half(subtract)
+        total = coefficients if total is None else total + coefficients
+    return total
 
 
 def _next_block(basis, projected, y, done, hi: int, lo: int, width: int) -> None:
@@ -313,7 +337,7 @@ def _next_block(basis, projected, y, done, hi: int, lo: int, width: int) -> None
 
 
 def _products(x: CSRPair, n_threads: int):
-    """(X @ v, X^T @ v) for float64 blocks v, returned on the host: fastrec's compiled products
+    """(X @ v, X^T @ v) for blocks v in X's dtype, returned on the host: fastrec's compiled products
     for numpy X (scipy's without the extensions), cupyx's on the device for CuPy X (the block
     goes there and the product comes back)."""
     compiled = None if is_device_array(x.data) else _compiled_sparse()
@@ -323,8 +347,7 @@ def _products(x: CSRPair, n_threads: int):
             return lambda v: compiled.csr_times_dense(*arrays, np.ascontiguousarray(v),
                                                       n_threads)
         indptr, indices, data = arrays
-        a = sparse_module(data).csr_matrix((data.astype(np.float64), indices, indptr),
-                                           shape=shape)
+        a = sparse_module(data).csr_matrix((data, indices, indptr), shape=shape)
         if not is_device_array(data):
             return lambda v: a @ v
         return lambda v: to_host(a @ to_device(np.ascontiguousarray(v)))

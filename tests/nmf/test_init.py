@@ -49,22 +49,22 @@ def test_transpose_and_products_are_scipys_bit_for_bit(index, dtype):
         assert [a.dtype for a in t] == [np.dtype(index), np.dtype(index), np.dtype(dtype)]
         for got, want in zip(t, (expected.indptr, expected.indices, expected.data), strict=True):
             np.testing.assert_array_equal(got, want)
-        v = np.random.default_rng(1).standard_normal((x.shape[1], 7))
-        z = np.random.default_rng(2).standard_normal((x.shape[0], 7))
-        x64 = x.astype(np.float64)
-        np.testing.assert_array_equal(
-            _sparse.csr_times_dense(indptr, indices, x.data, v, n_threads), x64 @ v)
-        np.testing.assert_array_equal(_sparse.csr_times_dense(*t, z, n_threads), x64.T @ z)
+        # blocks in X's dtype, products in it, as scipy's with two operands of that dtype
+        v = np.random.default_rng(1).standard_normal((x.shape[1], 7)).astype(dtype)
+        z = np.random.default_rng(2).standard_normal((x.shape[0], 7)).astype(dtype)
+        got = _sparse.csr_times_dense(indptr, indices, x.data, v, n_threads)
+        assert got.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(got, x @ v)
+        np.testing.assert_array_equal(_sparse.csr_times_dense(*t, z, n_threads), x.T @ z)
 
 
 @pytest.mark.parametrize("index", [np.int32, np.int64])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_one_pass_gram_product_is_the_two_products_bit_for_bit(index, dtype):
     _sparse, x, indptr, indices = _planted_csr(index, dtype)
-    x64 = x.astype(np.float64)
-    for width in (5, 8, 16, 32, 40):  # run-time and compile-time slice widths
-        v = np.random.default_rng(width).standard_normal((x.shape[1], width))
-        expected = x64.T @ (x64 @ v)
+    for width in (5, 8, 16, 32, 40):  # run-time and compile-time slice widths, both dtypes
+        v = np.random.default_rng(width).standard_normal((x.shape[1], width)).astype(dtype)
+        expected = x.T @ (x @ v)
         for n_threads in (1, 2, 3):
             np.testing.assert_array_equal(
                 _sparse.csr_gram_times_dense(indptr, indices, x.data, v, n_threads), expected)
@@ -78,16 +78,21 @@ def test_transpose_of_an_empty_matrix():
     assert t_indices.size == 0 and t_data.size == 0
 
 
+# (X's dtype, singular values' rtol, subspace angle in degrees, orthonormality): float64 to near
+# its rounding; float32 (NMF's default: products in float32, the basis float64) to float32's
+@pytest.mark.parametrize("dtype, rtol, degrees, atol", [(np.float64, 1e-9, 1e-5, 1e-10),
+                                                        (np.float32, 1e-5, 2e-2, 1e-5)])
 @pytest.mark.parametrize("shape", [(600, 250), (250, 600)])
-def test_truncated_svd_matches_a_dense_svd_where_the_spectrum_has_a_gap(shape):
+def test_truncated_svd_matches_a_dense_svd_where_the_spectrum_has_a_gap(shape, dtype, rtol,
+                                                                        degrees, atol):
     x = _planted(*shape, rank=8, density=1.0)
     k = 6
-    u, s, vt = truncated_svd(CSRPair.build(x, np.float64), k, np.random.default_rng(0), 2)
+    u, s, vt = truncated_svd(CSRPair.build(x, dtype), k, np.random.default_rng(0), 2)
     u_ref, s_ref, vt_ref = np.linalg.svd(x.toarray(), full_matrices=False)
-    np.testing.assert_allclose(s, s_ref[:k], rtol=1e-9)
-    assert np.degrees(scipy.linalg.subspace_angles(vt.T, vt_ref[:k].T).max()) < 1e-5
-    assert np.degrees(scipy.linalg.subspace_angles(u, u_ref[:, :k]).max()) < 1e-5
-    np.testing.assert_allclose(u.T @ u, np.eye(k), atol=1e-10)
+    np.testing.assert_allclose(s, s_ref[:k], rtol=rtol)
+    assert np.degrees(scipy.linalg.subspace_angles(vt.T, vt_ref[:k].T).max()) < degrees
+    assert np.degrees(scipy.linalg.subspace_angles(u, u_ref[:, :k]).max()) < degrees
+    np.testing.assert_allclose(u.T @ u, np.eye(k), atol=atol)
 
 
 def test_truncated_svd_when_the_krylov_space_outgrows_x():

@@ -15,34 +15,36 @@ namespace fastrec {
 // ---- Products with a dense block -------------------------------------------------------------
 // out[r, :] = sum over the stored entries p of row r, in stored order, of data[p] *
 // dense[indices[p], :] for the rows r in [begin, end); dense is [n_cols, width] and out
-// [n_rows, width], both row-major doubles. Each entry is a multiply then an add (no fused
-// multiply-add, -ffp-contract=off), summed from zero in stored order: scipy's csr_matvecs, bit
-// for bit, so the scipy fallback and the cupyx products of the emulated device tests agree with
-// it exactly. The rows of `dense` named by the entries are gathered in random order, so the row
-// of the entry a few ahead is requested early, letting independent loads overlap.
+// [n_rows, width], both row-major in the data's type T (a float32 X multiplies a float32 block,
+// as scipy does with float32 operands). Each entry is a multiply then an add in T (no fused
+// multiply-add, -ffp-contract=off), summed from zero in
+// stored order: scipy's csr_matvecs, bit for bit, so the scipy fallback and the cupyx products
+// of the emulated device tests agree with it exactly. The rows of `dense` named by the entries
+// are gathered in random order, so the row of the entry a few ahead is requested early, letting
+// independent loads overlap.
 template <typename T, typename I>
 static inline __attribute__((always_inline)) void csr_dense_rows_impl(
-    const I *indptr, const I *indices, const T *data, const double *dense, int64_t width,
-    int64_t begin, int64_t end, double *out) {
+    const I *indptr, const I *indices, const T *data, const T *dense, int64_t width,
+    int64_t begin, int64_t end, T *out) {
   constexpr int64_t kAhead = 8;
   for (int64_t r = begin; r < end; ++r) {
-    double *row = out + r * width;
-    for (int64_t c = 0; c < width; ++c) row[c] = 0.0;
+    T *row = out + r * width;
+    for (int64_t c = 0; c < width; ++c) row[c] = T(0);
     const int64_t first = indptr[r], last = indptr[r + 1];
     for (int64_t p = first; p < last; ++p) {
       if (p + kAhead < last) __builtin_prefetch(dense + int64_t(indices[p + kAhead]) * width);
-      const double a = static_cast<double>(data[p]);
-      const double *v = dense + int64_t(indices[p]) * width;
+      const T a = data[p];
+      const T *v = dense + int64_t(indices[p]) * width;
       for (int64_t c = 0; c < width; ++c) row[c] += a * v[c];
     }
   }
 }
 
-#define FASTREC_SPARSE_PRODUCT(T, I)                                                              \
+#define FASTREC_SPARSE_PRODUCT(T, I)                                                           \
   FASTREC_CPU_CLONES void csr_dense_rows_clone(const I *indptr, const I *indices, const T *data, \
-                                               const double *dense, int64_t width,               \
-                                               int64_t begin, int64_t end, double *out) {        \
-    csr_dense_rows_impl<T, I>(indptr, indices, data, dense, width, begin, end, out);             \
+                                               const T *dense, int64_t width, int64_t begin,     \
+                                               int64_t end, T *out) {                            \
+    csr_dense_rows_impl<T, I>(indptr, indices, data, dense, width, begin, end, out);          \
   }
 
 FASTREC_SPARSE_PRODUCT(float, int32_t)
@@ -53,67 +55,69 @@ FASTREC_SPARSE_PRODUCT(double, int64_t)
 
 template <typename T, typename I>
 static inline void csr_dense_rows(const I *indptr, const I *indices, const T *data,
-                                  const double *dense, int64_t width, int64_t begin, int64_t end,
-                                  double *out) {
+                                  const T *dense, int64_t width, int64_t begin, int64_t end,
+                                  T *out) {
   csr_dense_rows_clone(indptr, indices, data, dense, width, begin, end, out);
 }
 
 // ---- A^T (A dense) in one pass -------------------------------------------------------------
 // Columns [c0, c0 + W) of out = A^T (A dense) for the CSR A [n_rows, n_cols], dense and out
-// [n_cols, width] row-major doubles, out zeroed by the caller. Row r's product t = A[r] dense
-// (summed from zero in stored order, as csr_dense_rows) is added to out at each of the row's
-// entries, rows in increasing order: out[c] gets its terms in the order of column c's entries
-// by increasing row, which is the stored order of A^T's CSR. So the result equals
+// [n_cols, width] row-major in the data's type T, out zeroed by the caller. Row r's product
+// t = A[r] dense (summed from zero in stored order, as csr_dense_rows) is added to out at each
+// of the row's entries, rows in increasing order: out[c] gets its terms in the order of column
+// c's entries by increasing row, which is the stored order of A^T's CSR. So the result equals
 // csr_dense_rows over A^T of csr_dense_rows over A, bit for bit, without the [n_rows, width]
 // intermediate, whose gathers from memory cost the two-product form most of its time; callers
 // split the columns between threads, which keeps every entry's order whatever the split.
 // W: the slice width when it is a compile-time constant (0: `slice` at run time).
 template <int W, typename T, typename I>
 static inline __attribute__((always_inline)) void csr_gram_columns_impl(
-    const I *indptr, const I *indices, const T *data, int64_t n_rows, const double *dense,
-    int64_t width, int64_t c0, int64_t slice, double *out) {
+    const I *indptr, const I *indices, const T *data, int64_t n_rows, const T *dense,
+    int64_t width, int64_t c0, int64_t slice, T *out) {
   constexpr int64_t kAhead = 8;
   const int64_t n = W > 0 ? W : slice;
   const int64_t nnz = indptr[n_rows];
-  double t[W > 0 ? W : 1];
-  double *row = t;
-  std::vector<double> runtime_row(W > 0 ? 0 : slice);
+  T t[W > 0 ? W : 1];
+  T *row = t;
+  std::vector<T> runtime_row(W > 0 ? 0 : slice);
   if (W == 0) row = runtime_row.data();
   for (int64_t r = 0; r < n_rows; ++r) {
     const int64_t first = indptr[r], last = indptr[r + 1];
-    for (int64_t c = 0; c < n; ++c) row[c] = 0.0;
+    for (int64_t c = 0; c < n; ++c) row[c] = T(0);
     for (int64_t p = first; p < last; ++p) {
       if (p + kAhead < nnz) {
         const int64_t ahead = int64_t(indices[p + kAhead]) * width + c0;
         __builtin_prefetch(dense + ahead);
         __builtin_prefetch(out + ahead, 1);
       }
-      const double a = static_cast<double>(data[p]);
-      const double *v = dense + int64_t(indices[p]) * width + c0;
+      const T a = data[p];
+      const T *v = dense + int64_t(indices[p]) * width + c0;
       for (int64_t c = 0; c < n; ++c) row[c] += a * v[c];
     }
     for (int64_t p = first; p < last; ++p) {
-      const double a = static_cast<double>(data[p]);
-      double *o = out + int64_t(indices[p]) * width + c0;
+      const T a = data[p];
+      T *o = out + int64_t(indices[p]) * width + c0;
       for (int64_t c = 0; c < n; ++c) o[c] += a * row[c];
     }
   }
 }
 
-#define FASTREC_SPARSE_GRAM(T, I)                                                                 \
+#define FASTREC_SPARSE_GRAM(T, I)                                                              \
   FASTREC_CPU_CLONES void csr_gram_columns_clone(const I *indptr, const I *indices,              \
-                                                 const T *data, int64_t n_rows,                  \
-                                                 const double *dense, int64_t width, int64_t c0, \
-                                                 int64_t slice, double *out) {                   \
+                                                 const T *data, int64_t n_rows, const T *dense,  \
+                                                 int64_t width, int64_t c0, int64_t slice,       \
+                                                 T *out) {                                       \
     if (slice == 8)                                                                               \
-      csr_gram_columns_impl<8, T, I>(indptr, indices, data, n_rows, dense, width, c0, 8, out);    \
+      csr_gram_columns_impl<8, T, I>(indptr, indices, data, n_rows, dense, width, c0, 8, out); \
     else if (slice == 16)                                                                         \
-      csr_gram_columns_impl<16, T, I>(indptr, indices, data, n_rows, dense, width, c0, 16, out);  \
+      csr_gram_columns_impl<16, T, I>(indptr, indices, data, n_rows, dense, width, c0, 16,     \
+                                         out);                                                    \
     else if (slice == 32)                                                                         \
-      csr_gram_columns_impl<32, T, I>(indptr, indices, data, n_rows, dense, width, c0, 32, out);  \
+      csr_gram_columns_impl<32, T, I>(indptr, indices, data, n_rows, dense, width, c0, 32,     \
+                                         out);                                                    \
     else                                                                                          \
-      csr_gram_columns_impl<0, T, I>(indptr, indices, data, n_rows, dense, width, c0, slice,      \
-                                     out);                                                        \
+      csr_gram_columns_impl<0, T, I>(indptr, indices, data, n_rows, dense, width, c0, slice,   \
+                                        out);                                                     \
   }
 
 FASTREC_SPARSE_GRAM(float, int32_t)
@@ -124,8 +128,8 @@ FASTREC_SPARSE_GRAM(double, int64_t)
 
 template <typename T, typename I>
 static inline void csr_gram_columns(const I *indptr, const I *indices, const T *data,
-                                    int64_t n_rows, const double *dense, int64_t width,
-                                    int64_t c0, int64_t slice, double *out) {
+                                    int64_t n_rows, const T *dense, int64_t width, int64_t c0,
+                                    int64_t slice, T *out) {
   csr_gram_columns_clone(indptr, indices, data, n_rows, dense, width, c0, slice, out);
 }
 

@@ -11,11 +11,11 @@ import numpy as np
 
 cdef extern from "fastrec/sparse_cpu.h" namespace "fastrec" nogil:
     void csr_dense_rows[T, I](const I *indptr, const I *indices, const T *data,
-                              const double *dense, int64_t width, int64_t begin, int64_t end,
-                              double *out)
+                              const T *dense, int64_t width, int64_t begin, int64_t end,
+                              T *out)
     void csr_gram_columns[T, I](const I *indptr, const I *indices, const T *data,
-                                int64_t n_rows, const double *dense, int64_t width, int64_t c0,
-                                int64_t slice, double *out)
+                                int64_t n_rows, const T *dense, int64_t width, int64_t c0,
+                                int64_t slice, T *out)
     void csr_transpose_arrays "fastrec::csr_transpose"[T, I](
         const I *indptr, const I *indices, const T *data, int64_t n_rows, int64_t n_cols,
         I *t_indptr, I *t_indices, T *t_data, int n_threads) except +
@@ -52,21 +52,21 @@ def csr_transpose(const index_t[::1] indptr, const index_t[::1] indices,
 
 
 def csr_times_dense(const index_t[::1] indptr, const index_t[::1] indices,
-                    const floating[::1] data, const double[:, ::1] dense, int n_threads):
+                    const floating[::1] data, const floating[:, ::1] dense, int n_threads):
     """X @ dense for the CSR X [n_rows, n_cols] (indices in range, not checked).
 
-    indptr : I[n_rows + 1]; indices : I[nnz]; data : T[nnz]; dense : float64[n_cols, width],
-    C-contiguous. Returns float64[n_rows, width], each entry summed in stored order from zero
-    (scipy's ``X @ dense`` bit for bit).
+    indptr : I[n_rows + 1]; indices : I[nnz]; data : T[nnz]; dense : T[n_cols, width],
+    C-contiguous, in the data's type. Returns T[n_rows, width], each entry summed in stored
+    order from zero (scipy's ``X @ dense`` bit for bit).
     """
     cdef int64_t n_rows = indptr.shape[0] - 1
     cdef int64_t width = dense.shape[1]
     if data.shape[0] != indices.shape[0]:
         raise ValueError("indices and data must have the same length")
-    out_arr = np.zeros((n_rows, width), dtype=np.float64)
+    out_arr = np.zeros((n_rows, width), dtype=np.asarray(data).dtype)
     if n_rows == 0 or width == 0 or indices.shape[0] == 0:
         return out_arr
-    cdef double[:, ::1] out = out_arr
+    cdef floating[:, ::1] out = out_arr
     cdef Py_ssize_t n_tasks = (n_rows + ROW_CHUNK - 1) // ROW_CHUNK, task
     cdef int64_t begin, end
     with nogil:
@@ -79,34 +79,36 @@ def csr_times_dense(const index_t[::1] indptr, const index_t[::1] indices,
 
 
 def csr_gram_times_dense(const index_t[::1] indptr, const index_t[::1] indices,
-                         const floating[::1] data, const double[:, ::1] dense, int n_threads):
+                         const floating[::1] data, const floating[:, ::1] dense, int n_threads):
     """X^T (X @ dense) for the CSR X [n_rows, n_cols] (indices in range, not checked) in one
     pass over X, without the [n_rows, width] intermediate.
 
-    dense : float64[n_cols, width], C-contiguous. Returns float64[n_cols, width]: bit for bit
-    ``csr_times_dense`` of X^T's CSR (sorted indices) applied to ``csr_times_dense(X, dense)``.
-    The threads take disjoint slices of the columns of ``dense`` (whole 64-byte lines where the
-    width allows), so the result is the same at any thread count.
+    dense : T[n_cols, width], C-contiguous, in the data's type. Returns T[n_cols, width]: bit
+    for bit ``csr_times_dense`` of X^T's CSR (sorted indices) applied to
+    ``csr_times_dense(X, dense)``. The threads take disjoint slices of the columns of ``dense``
+    (whole 64-byte lines where the width allows), so the result is the same at any thread count.
     """
     cdef int64_t n_rows = indptr.shape[0] - 1
     cdef int64_t width = dense.shape[1]
     if data.shape[0] != indices.shape[0]:
         raise ValueError("indices and data must have the same length")
-    if 0 < width < 8:
+    dtype = np.asarray(data).dtype
+    cdef int64_t per_line = 64 // dtype.itemsize
+    if 0 < width < per_line:
         # Narrow blocks (NNDSVD at small ranks) run as one zero-padded 64-byte line: the
         # compiled width's loops took about half the time of the run-time width's, and columns
         # never mix, so the real ones are the same.
-        padded = np.zeros((dense.shape[0], 8))
+        padded = np.zeros((dense.shape[0], per_line), dtype=dtype)
         padded[:, :width] = dense
         wide = csr_gram_times_dense(indptr, indices, data, padded, n_threads)
         return np.ascontiguousarray(wide[:, :width])
-    out_arr = np.zeros((dense.shape[0], width), dtype=np.float64)
+    out_arr = np.zeros((dense.shape[0], width), dtype=dtype)
     if n_rows == 0 or width == 0 or indices.shape[0] == 0:
         return out_arr
-    cdef double[:, ::1] out = out_arr
-    cdef int64_t lines = (width + 7) // 8
+    cdef floating[:, ::1] out = out_arr
+    cdef int64_t lines = (width + per_line - 1) // per_line
     cdef Py_ssize_t n_slices = max(1, min(n_threads, lines)), s
-    cdef int64_t per_slice = (lines + n_slices - 1) // n_slices * 8
+    cdef int64_t per_slice = (lines + n_slices - 1) // n_slices * per_line
     cdef int64_t c0, c1
     with nogil:
         for s in prange(n_slices, num_threads=n_threads, schedule="static"):
