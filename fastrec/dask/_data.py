@@ -315,7 +315,7 @@ def wait_for(client, futures: list, owners, what: str):
                     wait(futures, timeout=1.0)
                 break
             except TimeoutError:
-                _check_workers(client, owners, what)
+                check_workers(client, owners, what)
         # One result at a time, with a timeout: a worker lost after the wait takes results
         # with it that Dask cannot recompute on another worker, and a plain gather would wait
         # for them forever.
@@ -326,18 +326,18 @@ def wait_for(client, futures: list, owners, what: str):
                     results.append(future.result(timeout=1.0))
                     break
                 except TimeoutError:
-                    _check_workers(client, owners, what)
+                    check_workers(client, owners, what)
         return results
     except WorkerLostError:
         raise
     except Exception as exc:
         # Futures cancelled because their data died with a worker, or a task error: name the
         # lost worker when there is one, else let the task's own error through.
-        _check_workers(client, owners, what, cause=exc)
+        check_workers(client, owners, what, cause=exc)
         raise
 
 
-def _check_workers(client, owners, what: str, cause=None) -> None:
+def check_workers(client, owners, what: str, cause=None) -> None:
     alive = set(client.nthreads())
     lost = sorted(set(owners) - alive)
     if lost:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import operator
+import queue
 import threading
 import time
 import uuid
@@ -48,6 +49,7 @@ from fastrec._array import aligned_zeros
 from fastrec.backends import BackendUnavailable, get_backend
 from fastrec.dask._data import (
     WorkerLostError,
+    check_workers,
     get_client,
     global_index,
     load_ratings,
@@ -257,77 +259,105 @@ class MF(ClusterEstimator):
         return mean_from_plan(roots, answers, data.nnz)
 
     def _run_epochs(self, client, layout, rng, schedule, fit, holder, owners, hyper, nnz):
-        """Submit epoch after epoch and check each epoch's loss as the local loop does; returns
-        the training RMSE curve, the epoch times and the number of strata run. ``schedule`` is
+        """Run the epochs and check each epoch's loss as the local loop does; returns the
+        training RMSE curve, the epoch times and the number of strata run. ``schedule`` is
         the first epoch's; ``holder`` (column block -> worker holding it) is kept up to date.
         Raises DivergenceError (the estimator is left as it was: the fit is a transaction).
 
-        Without callbacks the next two epochs are queued while one is checked (the client,
-        which on a LocalCluster shares its process with the scheduler, may lag), so the
-        workers never wait for the client; a callback may stop the fit after any epoch, and
-        the row blocks are updated in place, so with callbacks each epoch is submitted after
-        the previous one's check."""
-        g = layout.n_blocks
+        Without callbacks one task per worker (``fastrec-sgd-epochs-1-to-<E>-worker-<i>``)
+        runs all the epochs, so neither the scheduler nor the client sits between epochs;
+        each worker's share of an epoch's loss reaches the client as a Dask event (topic
+        ``fastrec-sgd-<fit>``) as soon as the epoch ends there, which drives the progress
+        bar and the divergence check, and the task's result repeats them all (complete even
+        if an event came late). A callback may stop the fit after any epoch, and the row
+        blocks are updated in place, so with callbacks each epoch is one task per worker
+        (``fastrec-sgd-epoch-<e>-worker-<i>``) submitted after the previous epoch's check."""
         curve: list[float] = []
         epoch_times: list[float] = []
-        clock = time.perf_counter()
         lowest = math.inf
         callbacks = list(self.callbacks or ())
-        ahead = 1 if callbacks else 3
-        in_flight = []  # (epoch, its tasks: one per worker), oldest first
         epochs = int(self.n_epochs)
-        with tqdm(total=epochs, disable=not self.verbose, desc="fastrec.dask.MF",
-                  unit="epoch", leave=False) as bar:
-            epoch = 0
-            while epoch < epochs or in_flight:
-                while epoch < epochs and len(in_flight) < ahead:
-                    # The next epoch's first stratum says where this one's last hands its
-                    # column blocks (the local fit draws the same schedules in this order).
-                    following = layout.epoch_schedule(rng) if epoch + 1 < epochs else None
-                    in_flight.append((epoch, self._submit_epoch(
-                        client, schedule, following, epoch, fit, holder, owners, hyper)))
-                    schedule = following
-                    epoch += 1
-                done, losses = in_flight.pop(0)
-                results = wait_for(client, losses, owners, f"epoch {done + 1}")
-                tickets = np.zeros(g * g)
-                for sses, _ in results:
-                    for ticket, sse in sses:
-                        tickets[ticket] = sse
-                sse = float(np.sum(tickets))
-                finite = all(ok for _, ok in results)
-                train_rmse = math.sqrt(sse / nnz) if math.isfinite(sse) else math.inf
-                exploded = train_rmse > 10.0 * lowest and lowest > 0
-                if not math.isfinite(train_rmse) or exploded or not finite:
-                    raise DivergenceError(
-                        f"SGD diverged in epoch {done + 1} (training RMSE {train_rmse:.3g}): "
-                        f"learning_rate={self.learning_rate} (lr_bias={self._lr_bias()}) is "
-                        "too large for this data; lower it.")
-                lowest = min(lowest, train_rmse)
-                curve.append(train_rmse)
-                epoch_times.append(time.perf_counter() - clock)
+        span = 1 if callbacks else epochs
+        workers = list(dict.fromkeys(owners))
+        inbox = queue.SimpleQueue()
+        topic = f"fastrec-sgd-{fit}"
+        client.subscribe_topic(topic, inbox.put)
+        shares: dict[int, dict] = {}  # epoch -> {worker index: (ticket, SSE) pairs, finite}
+        try:
+            with tqdm(total=epochs, disable=not self.verbose, desc="fastrec.dask.MF",
+                      unit="epoch", leave=False) as bar:
+                first = done = 0  # first epoch of the span; epochs checked
                 clock = time.perf_counter()
-                if self.verbose:
-                    log.info("epoch %d: train RMSE %.4f", done + 1, train_rmse)
-                bar.set_postfix_str(f"train RMSE {train_rmse:.4f}")
-                bar.update(1)
-                stop = False
-                for callback in callbacks:
-                    stop = bool(callback(done + 1, {"loss": train_rmse})) or stop
-                if stop:
-                    break
-        return curve, epoch_times, epoch * g
+                while done < epochs:
+                    last = min(first + span, epochs)
+                    plans = []
+                    for epoch in range(first, last):
+                        # The next epoch's first stratum says where this one's last hands
+                        # its column blocks (the local fit draws the schedules in this order).
+                        following = layout.epoch_schedule(rng) if epoch + 1 < epochs else None
+                        plans.append((epoch, self._plan_epoch(schedule, following, epoch,
+                                                              holder, owners)))
+                        schedule = following
+                    epochs_name = (f"epoch-{first + 1}" if last == first + 1
+                                   else f"epochs-{first + 1}-to-{last}")
+                    tasks = [submit(client, _sgd_epochs, fit, i, topic,
+                                    [(epoch, *plan[w]) for epoch, plan in plans], hyper,
+                                    name=f"fastrec-sgd-{epochs_name}-worker-{i}",
+                                    workers=[w], allow_other_workers=False)
+                             for i, w in enumerate(workers)]
+                    while done < last:
+                        if len(shares.get(done, ())) < len(workers):
+                            _receive_shares(client, inbox, tasks, shares, owners,
+                                            f"epoch {done + 1}")
+                            continue
+                        train_rmse = self._check_epoch(done, shares.pop(done), nnz, lowest)
+                        lowest = min(lowest, train_rmse)
+                        curve.append(train_rmse)
+                        epoch_times.append(time.perf_counter() - clock)
+                        clock = time.perf_counter()
+                        done += 1
+                        if self.verbose:
+                            log.info("epoch %d: train RMSE %.4f", done, train_rmse)
+                        bar.set_postfix_str(f"train RMSE {train_rmse:.4f}")
+                        bar.update(1)
+                        stop = False
+                        for callback in callbacks:
+                            stop = bool(callback(done, {"loss": train_rmse})) or stop
+                        if stop:
+                            return curve, epoch_times, done * layout.n_blocks
+                    first = last
+        finally:
+            client.unsubscribe_topic(topic)
+        return curve, epoch_times, done * layout.n_blocks
 
-    def _submit_epoch(self, client, schedule, following, epoch, fit, holder, owners, hyper):
-        """Submit one epoch: one task per worker (``fastrec-sgd-epoch-<e>-worker-<i>``, epochs
-        counted from 1, workers by address) that runs all of that worker's blocks of the epoch
-        and returns its share of the epoch's loss (its blocks' (ticket, SSE) pairs and whether
-        their tables stayed finite). ``following`` is the next epoch's schedule (None after
-        the last epoch); ``holder`` is updated to where each column block ends the epoch."""
+    def _check_epoch(self, epoch, shares, nnz, lowest) -> float:
+        """Epoch ``epoch``'s training RMSE from the workers' ``shares`` (SSEs summed in
+        schedule order, as the local kernel sums them); raises DivergenceError as the local
+        loop does (a non-finite loss or table, or a loss ten times the lowest so far)."""
+        tickets = np.zeros(sum(len(sses) for sses, _ in shares.values()))
+        for sses, _ in shares.values():
+            for ticket, sse in sses:
+                tickets[ticket] = sse
+        sse = float(np.sum(tickets))
+        finite = all(ok for _, ok in shares.values())
+        train_rmse = math.sqrt(sse / nnz) if math.isfinite(sse) else math.inf
+        exploded = train_rmse > 10.0 * lowest and lowest > 0
+        if not math.isfinite(train_rmse) or exploded or not finite:
+            raise DivergenceError(
+                f"SGD diverged in epoch {epoch + 1} (training RMSE {train_rmse:.3g}): "
+                f"learning_rate={self.learning_rate} (lr_bias={self._lr_bias()}) is "
+                "too large for this data; lower it.")
+        return train_rmse
+
+    def _plan_epoch(self, schedule, following, epoch, holder, owners) -> dict:
+        """Each worker's part of epoch ``epoch``: ``{worker: (lr, lr_bias, blocks)}`` with
+        blocks (r, c, step, destination, ticket, last) in schedule order (see ``_sgd_epoch``).
+        ``following`` is the next epoch's schedule (None after the last epoch); ``holder``
+        is updated to where each column block ends the epoch."""
         g = schedule.shape[0]
         lr = learning_rate_at(self.lr_schedule, self.learning_rate, self.lr_decay, epoch)
         lr_b = learning_rate_at(self.lr_schedule, self._lr_bias(), self.lr_decay, epoch)
-        plan = {owner: [] for owner in dict.fromkeys(owners)}
+        blocks = {owner: [] for owner in dict.fromkeys(owners)}
         for s in range(g):
             after = schedule[s + 1] if s + 1 < g else (
                 following[0] if following is not None else None)
@@ -339,13 +369,10 @@ class MF(ClusterEstimator):
             for b in range(g):
                 r, c = divmod(int(schedule[s, b]), g)
                 destination = next_owner.get(c, owners[r])
-                plan[owners[r]].append((r, c, epoch * g + s, destination, s * g + b,
-                                        s == g - 1))
+                blocks[owners[r]].append((r, c, epoch * g + s, destination, s * g + b,
+                                          s == g - 1))
                 holder[c] = destination
-        return [submit(client, _sgd_epoch, fit, blocks, epoch, lr, lr_b, hyper,
-                       name=f"fastrec-sgd-epoch-{epoch + 1}-worker-{i}", workers=[owner],
-                       allow_other_workers=False, priority=-epoch)
-                for i, (owner, blocks) in enumerate(plan.items())]
+        return {owner: (lr, lr_b, mine) for owner, mine in blocks.items()}
 
     def to_local(self, include_seen: bool = True):
         """A fitted :class:`fastrec.MF` with this model's parameters and fitted attributes
@@ -544,9 +571,9 @@ class _Mailbox:
         from distributed.worker import thread_state
 
         with self.changed:
-            while not ready():
-                if self.aborted:
-                    raise RuntimeError(f"fit {self.fit} was abandoned while waiting for {what}")
+            while self.aborted or not ready():
+                if self.aborted:  # checked first: a task that never waits still stops here
+                    raise RuntimeError(f"fit {self.fit} was abandoned before {what}")
                 if not self.changed.wait(_POLL):
                     task = get_worker().state.tasks.get(getattr(thread_state, "key", None))
                     if task is not None and task.state == "cancelled":
@@ -629,6 +656,41 @@ def _forget(fit):
             box.aborted = True
             box.columns.clear()
             box.changed.notify_all()
+
+
+def _sgd_epochs(fit, index, topic, epochs, hyper):
+    """Worker ``index``'s part of a run of epochs of fit ``fit``: ``epochs`` lists (epoch, lr,
+    lr_bias, blocks) in order (see ``_sgd_epoch``). After each epoch, logs its share of the
+    epoch's loss as a Dask event under ``topic``; returns them all: a list of
+    ``{"epoch", "worker", "sses", "finite"}``."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    shares = []
+    for epoch, lr, lr_b, blocks in epochs:
+        sses, finite = _sgd_epoch(fit, blocks, epoch, lr, lr_b, hyper)
+        shares.append({"epoch": epoch, "worker": index, "sses": sses, "finite": finite})
+        worker.log_event(topic, shares[-1])
+    return shares
+
+
+def _receive_shares(client, inbox, tasks, shares, owners, what) -> None:
+    """Wait a little for the next epoch's loss share from a worker (``inbox``: the events
+    of the fit's topic) and file it in ``shares``; when none comes, file those of the
+    ``tasks`` that ended (raising their error, if any) and check that no worker of
+    ``owners`` left (WorkerLostError naming it)."""
+    try:
+        _, share = inbox.get(timeout=0.5)
+    except queue.Empty:
+        ended = [task for task in tasks if task.done()]
+        for result in wait_for(client, ended, owners, what):
+            for share in result:
+                shares.setdefault(share["epoch"], {})[share["worker"]] = (share["sses"],
+                                                                         share["finite"])
+        check_workers(client, owners, what)
+    else:
+        shares.setdefault(share["epoch"], {})[share["worker"]] = (share["sses"],
+                                                                 share["finite"])
 
 
 def _sgd_epoch(fit, blocks, epoch, lr, lr_b, hyper):

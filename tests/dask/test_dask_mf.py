@@ -114,25 +114,57 @@ def _recorded_debug_lines(dask_worker):
 
 
 def test_task_names_show_the_schedule(client, ratings):
-    """The dashboard's task groups name the epoch and the worker (one task per worker and
-    epoch, on that worker); the workers' debug log names each block's stratum."""
+    """The dashboard's task groups name the epochs and the worker: one task per worker for
+    all the epochs, on that worker (one per epoch with callbacks, which may stop the fit after
+    any epoch: stopped after the second of three, it equals the local fit stopped there); the
+    workers' debug log names each block's stratum."""
     from distributed import get_task_stream
     from distributed.utils import key_split_group
 
-    model = fastrec.dask.MF(n_factors=4, n_epochs=2, n_blocks=4, client=client, random_state=0)
+    def sgd_tasks(stream):
+        return sorted((key_split_group(t["key"]), t["worker"]) for t in stream.data
+                      if key_split_group(t["key"]).startswith("fastrec-sgd"))
+
+    workers = sorted(client.nthreads())
+    ddf = dd.from_pandas(ratings, npartitions=2)
+    params = dict(n_factors=4, n_blocks=4, random_state=0)
     client.run(_record_debug_lines)
     with get_task_stream(client=client) as stream:
-        model.fit(dd.from_pandas(ratings, npartitions=2))
+        model = fastrec.dask.MF(n_epochs=2, client=client, **params).fit(ddf)
     lines = [line for lines in client.run(_recorded_debug_lines).values() for line in lines]
-    tasks = [(key_split_group(t["key"]), t["worker"]) for t in stream.data
-             if key_split_group(t["key"]).startswith("fastrec-sgd")]
-    workers = sorted(client.nthreads())
-    assert sorted(tasks) == [(f"fastrec-sgd-epoch-{e}-worker-{w}", workers[w])
-                             for e in (1, 2) for w in (0, 1)]
-    strata = sorted(line.split(": ")[0] for line in lines if " stratum " in line)
-    assert strata == sorted(f"fit {model_fit} epoch {e} stratum {s}"
-                            for model_fit in {line.split()[1] for line in lines}
-                            for e in (1, 2) for s in range(4) for _ in range(4))
+    assert sgd_tasks(stream) == [(f"fastrec-sgd-epochs-1-to-2-worker-{w}", workers[w])
+                                 for w in (0, 1)]
+    strata = sorted(line.split(": ")[0].split(" ", 2)[2] for line in lines if " stratum " in line)
+    assert len({line.split()[1] for line in lines}) == 1  # one fit
+    assert strata == sorted(f"epoch {e} stratum {s}" for e in (1, 2) for s in range(4)
+                            for _ in range(4))
+    assert model.n_epochs_ == 2
+
+    def stop_after_two(epoch, metrics):
+        return epoch == 2
+
+    with get_task_stream(client=client) as stream:
+        model = fastrec.dask.MF(n_epochs=3, callbacks=[stop_after_two], client=client,
+                                **params).fit(ddf)
+    assert sgd_tasks(stream) == [(f"fastrec-sgd-epoch-{e}-worker-{w}", workers[w])
+                                 for e in (1, 2) for w in (0, 1)]
+    _assert_same(_local(ratings, n_epochs=3, callbacks=[stop_after_two], **params),
+                 model.to_local())
+
+
+def test_divergence_raises_and_keeps_the_estimator(client, ratings):
+    """A learning rate that blows up ends the fit with the local error, during the epochs (the
+    one task per worker stops), and leaves the estimator unfitted."""
+    from fastrec.exceptions import DivergenceError
+
+    params = dict(n_factors=4, n_blocks=2, random_state=0, learning_rate=50.0, n_epochs=50)
+    message = r"diverged in epoch 1 .*learning_rate=50.0 \(lr_bias=50.0\) is too large"
+    with pytest.raises(DivergenceError, match=message):
+        _local(ratings, **params)
+    model = fastrec.dask.MF(client=client, **params)
+    with pytest.raises(DivergenceError, match=message):
+        model.fit(dd.from_pandas(ratings, npartitions=2))
+    assert not hasattr(model, "user_factors_")
 
 
 @pytest.mark.parametrize("frame, message", [
