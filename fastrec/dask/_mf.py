@@ -539,6 +539,10 @@ class _Mailbox:
         self.changed = threading.Condition()
         self.columns: dict[int, tuple] = {}
         self.peers: dict = {}  # worker address -> its mailbox (an Actor handle)
+        # c -> the aligned factor table column block c had when it last left this worker: it
+        # comes back in a message buffer, and is copied into this one rather than a new one
+        # (it left before it can come back, so its message was sent by then)
+        self.spare: dict[int, np.ndarray] = {}
         self.aborted = False
         _MAILBOXES[fit] = self
 
@@ -563,6 +567,7 @@ class _Mailbox:
             self.keep(c, step, factors, bias)
         else:
             self.peers[address].put(c, step, factors, bias)
+            self.spare[c] = factors
 
     def wait(self, ready, what: str) -> None:
         """Block until ``ready()`` (checked under the lock) or the fit is abandoned: the client
@@ -603,8 +608,12 @@ class _Mailbox:
         here)."""
         with self.changed:
             _, factors, bias = self.columns.pop(c)
-        if factors.ctypes.data % 64 or not factors.flags.writeable:
-            factors = _aligned_copy(factors)  # arrived in a message buffer
+        if factors.ctypes.data % 64 or not factors.flags.writeable:  # in a message buffer
+            spare = self.spare.pop(c, None)
+            if spare is None or spare.shape != factors.shape or spare.dtype != factors.dtype:
+                spare = aligned_zeros(factors.shape, factors.dtype)
+            spare[...] = factors
+            factors = spare
         if not bias.flags.writeable:
             bias = bias.copy()
         return factors, bias
