@@ -103,7 +103,9 @@ def main():
     parser.add_argument("--k", type=int, default=32)
     parser.add_argument("--seen", type=float, default=50, help="mean seen items per user")
     parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--calls", type=int, default=40, help="calls per throughput run")
+    # 200 calls: a run of about 0.5 s, so thread start-up and the last call's straggling
+    # thread are a small share of it (40 calls, 0.1 s, gave 1.70-1.91x from run to run)
+    parser.add_argument("--calls", type=int, default=200, help="calls per throughput run")
     args = parser.parse_args()
 
     # implicit asks for a single-threaded BLAS (its threads split the batch; it warns

@@ -267,9 +267,10 @@ def _krylov(gram, n: int, width: int, rng, n_threads: int = 1):
 
     Gram-Schmidt streams the whole basis four times per block, so it is split by rows: two
     fixed halves of the basis, on two threads when ``n_threads`` allows (each with
-    single-threaded BLAS), their partial coefficients added in a fixed order. The split depends
-    on n only, so the basis is the same at any thread count. (A threaded BLAS is no substitute:
-    OpenBLAS's 2-thread products round differently from its 1-thread ones.)"""
+    single-threaded BLAS), their partial coefficients added in a fixed order; each new block's
+    QR is split the same way (TSQR: the QR of each half, then of their two stacked R factors).
+    The split depends on n only, so the basis is the same at any thread count. (A threaded BLAS
+    is no substitute: OpenBLAS's 2-thread products round differently from its 1-thread ones.)"""
     size = KRYLOV_BLOCKS * width
     basis = np.empty((n, size))
     projected = np.zeros((size, size))
@@ -278,9 +279,10 @@ def _krylov(gram, n: int, width: int, rng, n_threads: int = 1):
     pool = ThreadPoolExecutor(2) if n_threads > 1 else None
 
     def each_half(task):
+        """[task(0, first half's rows), task(1, second half's rows)]"""
         if pool is None:
-            return [task(rows) for rows in halves]
-        return list(pool.map(lambda rows: _guarded(task, rows), halves))
+            return [task(half, rows) for half, rows in enumerate(halves)]
+        return list(pool.map(lambda half: _guarded(task, half, halves[half]), (0, 1)))
 
     try:
         for block in range(KRYLOV_BLOCKS):
@@ -291,18 +293,18 @@ def _krylov(gram, n: int, width: int, rng, n_threads: int = 1):
             projected[:hi, lo:hi] = coefficients
             if hi == size:
                 break
-            _next_block(basis, projected, y, done, hi, lo, width)
+            _next_block(basis, projected, y, done, hi, lo, width, each_half)
     finally:
         if pool is not None:
             pool.shutdown()
     return basis, projected
 
 
-def _guarded(task, rows):
-    """``task(rows)`` under :func:`single_threaded_blas` (a worker thread has its own BLAS
-    settings in some libraries)."""
+def _guarded(task, half: int, rows):
+    """``task(half, rows)`` under :func:`single_threaded_blas` (a worker thread has its own
+    BLAS settings in some libraries)."""
     with single_threaded_blas():
-        return task(rows)
+        return task(half, rows)
 
 
 def _classical_gram_schmidt(done, y, each_half):
@@ -311,10 +313,10 @@ def _classical_gram_schmidt(done, y, each_half):
     ``each_half(task)`` runs ``task`` on each half of the rows and lists the results."""
     total = None
     for _ in range(2):
-        first, second = each_half(lambda rows: done[rows].T @ y[rows])
+        first, second = each_half(lambda half, rows: done[rows].T @ y[rows])
         coefficients = first + second
 
-        def subtract(rows, coefficients=coefficients):
+        def subtract(half, rows, coefficients=coefficients):
             y[rows] -= done[rows] @ coefficients
 
         each_half(subtract)
@@ -322,18 +324,29 @@ def _classical_gram_schmidt(done, y, each_half):
     return total
 
 
-def _next_block(basis, projected, y, done, hi: int, lo: int, width: int) -> None:
-    """The next block of the basis, the QR of the orthogonalised y [n, width], and its R
-    factor as the subdiagonal block of ``projected``."""
-    q, r = np.linalg.qr(y)
+def _next_block(basis, projected, y, done, hi: int, lo: int, width: int, each_half) -> None:
+    """The next block of the basis, the QR of the orthogonalised y [n, width] (by halves of
+    its rows, ``each_half`` as in :func:`_classical_gram_schmidt`), and its R factor as the
+    subdiagonal block of ``projected``."""
+    halves = each_half(lambda half, rows: np.linalg.qr(y[rows]))
+    combine, r = np.linalg.qr(np.vstack([halves[0][1], halves[1][1]]))
+    block = slice(hi, hi + width)
+
+    def place(half, rows):
+        basis[rows, block] = halves[half][0] @ combine[half * width:(half + 1) * width]
+
+    each_half(place)
     diagonal = np.abs(np.diag(r))
     if diagonal.min() <= 1e-10 * max(diagonal.max(), 1e-300):
         # y (nearly) vanished: X's rank is reached. QR's columns for the vanished part are
-        # arbitrary, so orthogonalise them again; their R entries are ~0 either way.
+        # arbitrary, so orthogonalise them again; their R entries are ~0 either way. The
+        # second QR may flip a column's sign (a negative diagonal in its R), which R's row
+        # would not follow: flip it back, so the kept columns stay the ones R describes.
+        q = basis[:, block]
         q -= done @ (done.T @ q)
-        q = np.linalg.qr(q)[0]
-    basis[:, hi:hi + width] = q
-    projected[hi:hi + width, lo:hi] = r
+        q, signs = np.linalg.qr(q)
+        basis[:, block] = q * np.where(np.diag(signs) < 0, -1.0, 1.0)
+    projected[block, lo:hi] = r
 
 
 def _products(x: CSRPair, n_threads: int):
