@@ -8,11 +8,13 @@ the same order, so the result equals ``fastrec.MF`` bit for bit for the same see
 - row block ``r`` (its ratings, user factors and user biases) lives on worker ``r mod W`` for
   the whole fit and never moves: its tables sit in that worker process's memory and the
   epoch tasks update them in place;
-- each epoch is one task per worker (``fastrec-sgd-epoch-<e>-worker-<i>``) that runs all of
-  that worker's blocks of the epoch's strata with fastrec's own ``sgd_epoch`` kernel (a
-  1 x 1 schedule per block; a debug log line per block names its stratum), and returns
-  the worker's share of the epoch's loss: the scheduler sees one task per worker and epoch,
-  not one per block;
+- one task per worker (``fastrec-sgd-epochs-1-to-<E>-worker-<i>``; with callbacks, which
+  may stop the fit after any epoch, one per worker and epoch, ``fastrec-sgd-epoch-<e>-...``)
+  runs all of that worker's blocks of the epochs' strata with fastrec's own ``sgd_epoch``
+  kernel (a 1 x 1 schedule per block; a debug log line per block names its epoch and
+  stratum): the scheduler is not between strata or epochs. Each worker's share of an
+  epoch's loss waits in its mailbox for the client, which asks for it ahead of time (an
+  actor call) to show progress and check for divergence epoch by epoch;
 - column block ``c``'s tables (item factors and biases) exist once, and are the only data
   that moves between workers: the task that updated them hands them straight to the
   worker of ``c``'s next block, through that worker's mailbox (a Dask actor: one direct
@@ -21,7 +23,6 @@ the same order, so the result equals ``fastrec.MF`` bit for bit for the same see
   worker's mailbox (the first such block in schedule order), so every row and column block
   sees its updates in the local order; the critical path between strata is that one call.
 
-Epochs are queued ahead, so the workers do not wait for the client between strata or epochs.
 A row block's tables exist once, on its worker: a worker that holds row blocks and leaves
 the cluster ends the fit with :class:`WorkerLostError` naming it (Dask cannot recompute
 them), and the estimator keeps its previous state.
@@ -530,12 +531,13 @@ class RowBlock:
 
 
 class _Mailbox:
-    """A worker's column blocks of one fit (a Dask actor, one per worker and fit). An epoch
-    task takes each block's column block from its worker's mailbox and hands it on to the mailbox of
-    the worker of that column's next block: its own (kept in place) or another's, through
-    ``put``, a direct call between the two workers. Entries are ``c -> (step, factors,
-    biases)``: column block c is next used in stratum ``step`` of the fit (epoch * G +
-    stratum)."""
+    """A worker's column blocks of one fit (a Dask actor, one per worker and fit), and its
+    shares of the epochs' losses until the client asks for them (``share``). The epoch task
+    takes each block's column block from its worker's mailbox and hands it on to the mailbox
+    of the worker of that column's next block: its own (kept in place) or another's,
+    through ``put``, a direct call between the two workers. Entries are ``c -> (step,
+    factors, biases)``: column block c is next used in stratum ``step`` of the fit (epoch *
+    G + stratum)."""
 
     def __init__(self, fit: str):
         self.fit = fit
