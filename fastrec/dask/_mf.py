@@ -598,17 +598,12 @@ class _Mailbox:
     def wait(self, ready, what: str) -> None:
         """Block until ``ready()`` (checked under the lock) or the fit is abandoned: the client
         ended it (``_forget``) or Dask cancelled the waiting task."""
-        from distributed import get_worker
-        from distributed.worker import thread_state
-
         with self.changed:
             while self.aborted or not ready():
                 if self.aborted:  # checked first: a task that never waits still stops here
                     raise RuntimeError(f"fit {self.fit} was abandoned before {what}")
-                if not self.changed.wait(_POLL):
-                    task = get_worker().state.tasks.get(getattr(thread_state, "key", None))
-                    if task is not None and task.state == "cancelled":
-                        raise RuntimeError(f"cancelled while waiting for {what}")
+                if not self.changed.wait(_POLL) and _cancelled():
+                    raise RuntimeError(f"cancelled while waiting for {what}")
 
     def next_block(self, blocks: list, rows: dict) -> tuple:
         """The first of ``blocks`` ((r, c, step, ...) tuples) that can run: row block r
@@ -648,6 +643,15 @@ class _Mailbox:
         with self.changed:
             row["step"] = step
             self.changed.notify_all()
+
+
+def _cancelled() -> bool:
+    """Whether Dask cancelled the task running in this thread (its client released it)."""
+    from distributed import get_worker
+    from distributed.worker import thread_state
+
+    task = get_worker().state.tasks.get(getattr(thread_state, "key", None))
+    return task is not None and task.state == "cancelled"
 
 
 def _mailbox(fit: str) -> _Mailbox:
@@ -703,6 +707,8 @@ def _sgd_epochs(fit, index, epochs, hyper):
     box = _mailbox(fit)
     shares = []
     for epoch, lr, lr_b, blocks in epochs:
+        if _cancelled():  # the client left (a task whose blocks never wait runs on otherwise)
+            raise RuntimeError(f"cancelled before epoch {epoch + 1}")
         sses, finite = _sgd_epoch(fit, blocks, epoch, lr, lr_b, hyper)
         shares.append({"epoch": epoch, "worker": index, "sses": sses, "finite": finite})
         box.report(shares[-1])
