@@ -7,10 +7,9 @@ cluster: the figures of the Dask issue. About 2-3 minutes on a quiet 2-core mach
 1. Epoch throughput at k=32 on synthetic ratings: the local Cython kernel with 2 threads on
    MF's own layout (G=16), and ``fastrec.dask.MF`` on a LocalCluster of 2 single-threaded
    worker processes (G=2 by default), same run, interleaved round by round; medians of the
-   epoch times (the dask side: each fit's mean of ``epoch_times_`` after the first epoch,
-   which includes starting the tasks; a mean, because those are the intervals between
-   epochs' losses reaching the client, which a busy client can receive two at a time) and
-   their ratio (the RATIO line; the issue asks >= 0.7x).
+   epoch times (the dask side: each fit's mean of ``epoch_times_``, the epochs' times on
+   the workers, after the first epoch, which includes starting the tasks) and their ratio
+   (the RATIO line; the issue asks >= 0.7x).
 2. Bytes moved between workers per epoch: measured as the column blocks (item factors and
    biases) the workers' mailboxes received from other workers (through Dask's actor calls,
    counted on arrival: ``fastrec.dask._mf.received_column_bytes``), and predicted from the

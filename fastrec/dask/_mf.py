@@ -85,9 +85,9 @@ class MF(ClusterEstimator):
     locally on a sample with early stopping, say), or stop from a ``callbacks`` entry.
 
     Fitted attributes (numpy, on the client, O((users + items) k)): those of
-    :class:`fastrec.MF` listed in ``FITTED``; ``n_blocks_``, ``epoch_times_`` (seconds
-    between successive epochs' losses reaching the client; without callbacks the next epoch
-    is already queued, so after the first these are the cluster's epoch times).
+    :class:`fastrec.MF` listed in ``FITTED``; ``n_blocks_``, ``epoch_times_`` (each epoch's
+    seconds on the cluster: the slowest worker's, from the end of its previous epoch, or
+    the start of its task, to the end of this one).
     :meth:`to_local` returns a fitted ``fastrec.MF``.
     """
 
@@ -270,11 +270,13 @@ class MF(ClusterEstimator):
 
         Without callbacks one task per worker (``fastrec-sgd-epochs-1-to-<E>-worker-<i>``)
         runs all the epochs, so neither the scheduler nor the client sits between epochs;
-        the client asks each worker's mailbox for its share of an epoch's loss ahead of time
-        (an actor call answered when the epoch ends there: nothing is left behind on the
-        scheduler, unlike Dask events); the shares drive the progress bar and the divergence
-        check, and the tasks' results repeat them all (complete even if an answer came late).
-        A callback may stop the fit after any epoch, and the row
+        the client asks each worker's mailbox for its shares of the epochs' losses (an actor
+        call answered once one is there, with all that came since the last call; nothing is
+        left behind on the scheduler, unlike Dask events), at most every ``_PROGRESS``
+        seconds: those calls cost the host CPU time, and the shares drive the progress bar
+        and the divergence check, which need no more. The tasks' results repeat them all
+        (complete even if an answer came late). A callback may stop the fit after any
+        epoch, and the row
         blocks are updated in place, so with callbacks each epoch is one task per worker
         (``fastrec-sgd-epoch-<e>-worker-<i>``) submitted after the previous epoch's check."""
         curve: list[float] = []
@@ -284,12 +286,12 @@ class MF(ClusterEstimator):
         epochs = int(self.n_epochs)
         span = 1 if callbacks else epochs
         workers = list(dict.fromkeys(owners))
-        shares: dict[int, dict] = {}  # epoch -> {worker index: (ticket, SSE) pairs, finite}
-        asked: dict[int, list] = {}  # epoch -> the mailboxes' answers (ActorFutures)
+        shares: dict[int, dict] = {}  # epoch -> {worker index: its share (see _sgd_epochs)}
+        # worker -> [its mailbox's answer to come (an ActorFuture) or None, when it was asked]
+        asked: dict[str, list] = {}
         with tqdm(total=epochs, disable=not self.verbose, desc="fastrec.dask.MF",
                   unit="epoch", leave=False) as bar:
             first = done = 0  # first epoch of the span; epochs checked
-            clock = time.perf_counter()
             while done < epochs:
                 last = min(first + span, epochs)
                 plans = []
@@ -308,19 +310,21 @@ class MF(ClusterEstimator):
                                 workers=[w], allow_other_workers=False)
                          for i, w in enumerate(workers)]
                 while done < last:
-                    for epoch in range(done, min(done + 2, last)):  # one epoch ahead
-                        if epoch not in asked:
-                            asked[epoch] = [actors[w].share(epoch) for w in workers]
                     if len(shares.get(done, ())) < len(workers):
-                        _receive_shares(client, asked[done], tasks, shares, owners,
-                                        f"epoch {done + 1}")
+                        what = f"epoch {done + 1}"
+                        if span == 1:
+                            for result in wait_for(client, tasks, owners, what):
+                                for share in result:
+                                    _file(shares, share)
+                        else:
+                            _receive_shares(client, actors, asked, tasks, shares, owners,
+                                            what)
                         continue
-                    del asked[done]
-                    train_rmse = self._check_epoch(done, shares.pop(done), nnz, lowest)
+                    epoch_shares = shares.pop(done)
+                    train_rmse = self._check_epoch(done, epoch_shares, nnz, lowest)
                     lowest = min(lowest, train_rmse)
                     curve.append(train_rmse)
-                    epoch_times.append(time.perf_counter() - clock)
-                    clock = time.perf_counter()
+                    epoch_times.append(max(share["seconds"] for share in epoch_shares.values()))
                     done += 1
                     if self.verbose:
                         log.info("epoch %d: train RMSE %.4f", done, train_rmse)
@@ -338,12 +342,12 @@ class MF(ClusterEstimator):
         """Epoch ``epoch``'s training RMSE from the workers' ``shares`` (SSEs summed in
         schedule order, as the local kernel sums them); raises DivergenceError as the local
         loop does (a non-finite loss or table, or a loss ten times the lowest so far)."""
-        tickets = np.zeros(sum(len(sses) for sses, _ in shares.values()))
-        for sses, _ in shares.values():
-            for ticket, sse in sses:
+        tickets = np.zeros(sum(len(share["sses"]) for share in shares.values()))
+        for share in shares.values():
+            for ticket, sse in share["sses"]:
                 tickets[ticket] = sse
         sse = float(np.sum(tickets))
-        finite = all(ok for _, ok in shares.values())
+        finite = all(share["finite"] for share in shares.values())
         train_rmse = math.sqrt(sse / nnz) if math.isfinite(sse) else math.inf
         exploded = train_rmse > 10.0 * lowest and lowest > 0
         if not math.isfinite(train_rmse) or exploded or not finite:
@@ -495,6 +499,7 @@ _MAILBOXES: dict[str, _Mailbox] = {}
 # Bytes of column tables this worker process has received from other workers, all fits.
 _RECEIVED = {"bytes": 0}
 _POLL = 0.5  # seconds between a waiting epoch task's checks that its fit is still running
+_PROGRESS = 0.2  # seconds between the client's calls for a worker's shares of the losses
 
 
 def received_column_bytes() -> int:
@@ -548,8 +553,8 @@ class _Mailbox:
         # comes back in a message buffer, and is copied into this one rather than a new one
         # (it left before it can come back, so its message was sent by then)
         self.spare: dict[int, np.ndarray] = {}
-        self.shares: dict[int, dict] = {}  # epoch -> this worker's share of its loss
-        self.reported: dict[int, asyncio.Event] = {}  # epoch -> set once its share is here
+        self.shares: list[dict] = []  # this worker's shares of epochs' losses, not yet asked for
+        self.reported: asyncio.Event | None = None  # set when a share comes while asked
         self.aborted = False
         _MAILBOXES[fit] = self
 
@@ -560,13 +565,14 @@ class _Mailbox:
             self.columns[c] = (step, factors, bias)
             self.changed.notify_all()
 
-    async def share(self, epoch: int) -> dict | None:
-        """This worker's share of epoch ``epoch``'s loss, once it ran (None if the fit was
-        abandoned first); the client asks ahead of time (runs on the event loop)."""
-        if epoch not in self.shares and not self.aborted:
-            await self.reported.setdefault(epoch, asyncio.Event()).wait()
-        self.reported.pop(epoch, None)
-        return None if self.aborted else self.shares.pop(epoch)
+    async def losses(self) -> list | None:
+        """This worker's shares of the epochs' losses that ran since the client last asked
+        (waits for one; None if the fit was abandoned first). Runs on the event loop."""
+        if not self.shares and not self.aborted:
+            self.reported = asyncio.Event()
+            await self.reported.wait()
+        shares, self.shares = self.shares, []
+        return None if self.aborted else shares
 
     def report(self, share: dict) -> None:
         """File this worker's share of an epoch's loss (from the task's thread)."""
@@ -575,9 +581,9 @@ class _Mailbox:
         get_worker().loop.add_callback(self._reported, share)
 
     def _reported(self, share: dict) -> None:
-        self.shares[share["epoch"]] = share
-        if share["epoch"] in self.reported:
-            self.reported[share["epoch"]].set()
+        self.shares.append(share)
+        if self.reported is not None:
+            self.reported.set()
 
     def keep(self, c: int, step: int, factors: np.ndarray, bias: np.ndarray) -> None:
         with self.changed:
@@ -695,34 +701,50 @@ def _forget(fit):
             box.aborted = True
             box.columns.clear()
             box.changed.notify_all()
-        for reported in box.reported.values():  # answer the client's pending share calls
-            reported.set()
+        if box.reported is not None:  # answer the client's pending call
+            box.reported.set()
 
 
 def _sgd_epochs(fit, index, epochs, hyper):
     """Worker ``index``'s part of a run of epochs of fit ``fit``: ``epochs`` lists (epoch, lr,
     lr_bias, blocks) in order (see ``_sgd_epoch``). After each epoch, hands its share of the
     epoch's loss to its mailbox (for the client's ``share`` calls); returns them all: a list
-    of ``{"epoch", "worker", "sses", "finite"}``."""
+    of ``{"epoch", "worker", "sses": (ticket, SSE) pairs, "finite", "seconds"}`` (from the
+    end of the previous epoch, or the task's start, to the end of this one)."""
     box = _mailbox(fit)
     shares = []
+    mark = time.perf_counter()
     for epoch, lr, lr_b, blocks in epochs:
         if _cancelled():  # the client left (a task whose blocks never wait runs on otherwise)
             raise RuntimeError(f"cancelled before epoch {epoch + 1}")
         sses, finite = _sgd_epoch(fit, blocks, epoch, lr, lr_b, hyper)
-        shares.append({"epoch": epoch, "worker": index, "sses": sses, "finite": finite})
+        now = time.perf_counter()
+        seconds, mark = now - mark, now
+        shares.append({"epoch": epoch, "worker": index, "sses": sses, "finite": finite,
+                       "seconds": seconds})
         box.report(shares[-1])
     return shares
 
 
-def _receive_shares(client, answers, tasks, shares, owners, what) -> None:
-    """Wait a little for the workers' shares of an epoch's loss (``answers``: their
-    mailboxes' ActorFutures) and file them in ``shares``; when one does not come, file the
-    results of the ``tasks`` that ended (raising their error, if any) and check that no
-    worker of ``owners`` left (WorkerLostError naming it)."""
-    for answer in answers:
+def _receive_shares(client, actors, asked, tasks, shares, owners, what) -> None:
+    """File in ``shares`` the epochs' loss shares the workers' mailboxes (``actors``) have
+    answered: ``asked`` holds each worker's call to come and when it was made; a worker
+    whose call was answered is asked again ``_PROGRESS`` seconds after the previous call.
+    Waits a little for an answer; when none comes, files the results of the ``tasks`` that
+    ended (raising their error, if any) and checks that no worker of ``owners`` left
+    (WorkerLostError naming it)."""
+    for worker, actor in actors.items():
+        call = asked.setdefault(worker, [None, -math.inf])
+        if call[0] is None:
+            time.sleep(max(0.0, call[1] + _PROGRESS - time.monotonic()))
+            try:
+                call[:] = [actor.losses(), time.monotonic()]
+            except Exception as exc:  # its worker is gone
+                check_workers(client, owners, what, cause=exc)
+                raise
+    for worker in actors:
         try:
-            share = answer.result(timeout=0.5)
+            answered = asked[worker][0].result(timeout=0.5)
         except TimeoutError:
             for result in wait_for(client, [task for task in tasks if task.done()], owners,
                                    what):
@@ -733,12 +755,13 @@ def _receive_shares(client, answers, tasks, shares, owners, what) -> None:
         except Exception as exc:
             check_workers(client, owners, what, cause=exc)
             raise
-        if share is not None:  # None: the fit was abandoned (see _forget)
+        asked[worker][0] = None
+        for share in answered or ():  # None: the fit was abandoned (see _forget)
             _file(shares, share)
 
 
 def _file(shares: dict, share: dict) -> None:
-    shares.setdefault(share["epoch"], {})[share["worker"]] = (share["sses"], share["finite"])
+    shares.setdefault(share["epoch"], {})[share["worker"]] = share
 
 
 def _sgd_epoch(fit, blocks, epoch, lr, lr_b, hyper):
