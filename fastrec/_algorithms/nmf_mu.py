@@ -218,8 +218,9 @@ def truncated_svd(x: CSRPair, k: int, rng, n_threads: int = 1):
     Gram-Schmidt lost orthogonality entirely on a matrix with a steep spectrum.)
 
     The products are fastrec's compiled CSR x dense products on ``n_threads`` threads (numpy X;
-    X^T (X V) in one pass, ``csr_gram_times_dense``; scipy's two products, bit for bit the same,
-    without the extensions) or cupyx's (CuPy X); the small dense
+    X^T (X V) in one pass over each half of X's rows, ``csr_gram_times_dense``; scipy's
+    products of the same halves, bit for bit the same, without the extensions) or cupyx's
+    (CuPy X); the small dense
     algebra runs on the host with single-threaded BLAS, so a seed gives the same triplets at any
     thread count. Returns U float64[n_rows, k], s float64[k] descending, Vt float64[k, n_cols].
 
@@ -229,19 +230,18 @@ def truncated_svd(x: CSRPair, k: int, rng, n_threads: int = 1):
     n_rows, n_cols = x.shape
     dtype = np.dtype(x.data.dtype)
     times, t_times = _products(x, n_threads)
-    short_side = x.rows  # the CSR A whose A^T A acts on the basis
+    short_side, n = x.rows, n_cols  # the CSR A [., n] whose A^T A acts on the basis
     if n_cols > n_rows:  # the basis lives on the shorter side: X^T's rows
-        times, t_times = t_times, times
-        short_side = x.cols
+        times, short_side, n = t_times, x.cols, n_rows
     compiled = None if is_device_array(x.data) else _compiled_sparse()
+    gram_halves = None if compiled is not None else _gram_halves(short_side, n)
 
     def gram(v):
         v = np.ascontiguousarray(v, dtype)
-        if compiled is not None:  # one pass over X, the same bits as the two products
+        if compiled is not None:  # one pass over each half of X
             return compiled.csr_gram_times_dense(*short_side, v, n_threads).astype(np.float64)
-        return t_times(times(v)).astype(np.float64)
+        return gram_halves(v).astype(np.float64)
 
-    n = min(n_rows, n_cols)
     with single_threaded_blas():
         if KRYLOV_BLOCKS * k >= n:
             basis = np.eye(n)
@@ -284,16 +284,19 @@ def _krylov(gram, n: int, width: int, rng, n_threads: int = 1):
             return [task(half, rows) for half, rows in enumerate(halves)]
         return list(pool.map(lambda half: _guarded(task, half, halves[half]), (0, 1)))
 
+    scale = 0.0  # the first product's largest column norm: about sigma_1^2, X^T X's scale
     try:
         for block in range(KRYLOV_BLOCKS):
             lo, hi = block * width, (block + 1) * width
             y = gram(basis[:, lo:hi])
+            if block == 0:
+                scale = float(np.linalg.norm(y, axis=0).max())
             done = basis[:, :hi]
             coefficients = _classical_gram_schmidt(done, y, each_half)
             projected[:hi, lo:hi] = coefficients
             if hi == size:
                 break
-            _next_block(basis, projected, y, done, hi, lo, width, each_half)
+            _next_block(basis, projected, y, done, hi, lo, width, each_half, scale)
     finally:
         if pool is not None:
             pool.shutdown()
@@ -324,10 +327,12 @@ def _classical_gram_schmidt(done, y, each_half):
     return total
 
 
-def _next_block(basis, projected, y, done, hi: int, lo: int, width: int, each_half) -> None:
+def _next_block(basis, projected, y, done, hi: int, lo: int, width: int, each_half,
+                scale: float) -> None:
     """The next block of the basis, the QR of the orthogonalised y [n, width] (by halves of
     its rows, ``each_half`` as in :func:`_classical_gram_schmidt`), and its R factor as the
-    subdiagonal block of ``projected``."""
+    subdiagonal block of ``projected``. ``scale``: X^T X's (its columns below 1e-10 of it have
+    vanished)."""
     halves = each_half(lambda half, rows: np.linalg.qr(y[rows]))
     combine, r = np.linalg.qr(np.vstack([halves[0][1], halves[1][1]]))
     block = slice(hi, hi + width)
@@ -337,13 +342,17 @@ def _next_block(basis, projected, y, done, hi: int, lo: int, width: int, each_ha
 
     each_half(place)
     diagonal = np.abs(np.diag(r))
-    if diagonal.min() <= 1e-10 * max(diagonal.max(), 1e-300):
+    # Vanished next to the block's largest column, or to X^T X's scale (a block that vanished
+    # whole is rounding noise of even size)
+    if diagonal.min() <= 1e-10 * max(diagonal.max(), scale, 1e-300):
         # y (nearly) vanished: X's rank is reached. QR's columns for the vanished part are
-        # arbitrary, so orthogonalise them again; their R entries are ~0 either way. The
+        # rounding noise, mostly inside the space already spanned, so orthogonalise them again,
+        # twice (once leaves noise of the same kind); their R entries are ~0 either way. The
         # second QR may flip a column's sign (a negative diagonal in its R), which R's row
         # would not follow: flip it back, so the kept columns stay the ones R describes.
         q = basis[:, block]
-        q -= done @ (done.T @ q)
+        for _ in range(2):
+            q -= done @ (done.T @ q)
         q, signs = np.linalg.qr(q)
         basis[:, block] = q * np.where(np.diag(signs) < 0, -1.0, 1.0)
     projected[block, lo:hi] = r
@@ -366,6 +375,31 @@ def _products(x: CSRPair, n_threads: int):
         return lambda v: to_host(a @ to_device(np.ascontiguousarray(v)))
 
     return product(x.rows, x.shape), product(x.cols, x.shape[::-1])
+
+
+def _gram_halves(arrays, n_cols: int):
+    """X^T (X v) as ``csr_gram_times_dense`` computes it (the Gram products of X's two row
+    halves, split at n_rows // 2, added in order), by scipy's products, or cupyx's for CuPy X
+    (the block goes to the device and the product comes back); the same bits as the compiled
+    one on the host. ``arrays``: X's CSR (indptr, indices, data) with ``n_cols`` columns."""
+    indptr, indices, data = arrays
+    module = sparse_module(data)
+    n_rows = indptr.shape[0] - 1
+    halves = []
+    for lo, hi in ((0, n_rows // 2), (n_rows // 2, n_rows)):
+        start, stop = int(indptr[lo]), int(indptr[hi])
+        halves.append(module.csr_matrix((data[start:stop], indices[start:stop],
+                                         indptr[lo:hi + 1] - indptr[lo]),
+                                        shape=(hi - lo, n_cols)))
+
+    def gram(v):
+        if is_device_array(data):
+            v = to_device(v)
+        out = halves[0].T @ (halves[0] @ v)
+        out += halves[1].T @ (halves[1] @ v)
+        return to_host(out)
+
+    return gram
 
 
 def _compiled_sparse():

@@ -8,11 +8,13 @@ the same order, so the result equals ``fastrec.MF`` bit for bit for the same see
 - row block ``r`` (its ratings, user factors and user biases) lives on worker ``r mod W`` for
   the whole fit and never moves: its tables sit in that worker process's memory and the
   epoch tasks update them in place;
-- each epoch is one task per worker (``fastrec-sgd-epoch-<e>-worker-<i>``) that runs all of
-  that worker's blocks of the epoch's strata with fastrec's own ``sgd_epoch`` kernel (a
-  1 x 1 schedule per block; a debug log line per block names its stratum), and returns
-  the worker's share of the epoch's loss: the scheduler sees one task per worker and epoch,
-  not one per block;
+- one task per worker (``fastrec-sgd-epochs-1-to-<E>-worker-<i>``; with callbacks, which
+  may stop the fit after any epoch, one per worker and epoch, ``fastrec-sgd-epoch-<e>-...``)
+  runs all of that worker's blocks of the epochs' strata with fastrec's own ``sgd_epoch``
+  kernel (a 1 x 1 schedule per block; a debug log line per block names its epoch and
+  stratum): the scheduler is not between strata or epochs. Each worker's share of an
+  epoch's loss waits in its mailbox for the client, which asks for it ahead of time (an
+  actor call) to show progress and check for divergence epoch by epoch;
 - column block ``c``'s tables (item factors and biases) exist once, and are the only data
   that moves between workers: the task that updated them hands them straight to the
   worker of ``c``'s next block, through that worker's mailbox (a Dask actor: one direct
@@ -21,7 +23,6 @@ the same order, so the result equals ``fastrec.MF`` bit for bit for the same see
   worker's mailbox (the first such block in schedule order), so every row and column block
   sees its updates in the local order; the critical path between strata is that one call.
 
-Epochs are queued ahead, so the workers do not wait for the client between strata or epochs.
 A row block's tables exist once, on its worker: a worker that holds row blocks and leaves
 the cluster ends the fit with :class:`WorkerLostError` naming it (Dask cannot recompute
 them), and the estimator keeps its previous state.
@@ -29,10 +30,10 @@ them), and the estimator keeps its previous state.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import operator
-import queue
 import threading
 import time
 import uuid
@@ -231,8 +232,9 @@ class MF(ClusterEstimator):
                 name="fastrec-place", workers=[owner], allow_other_workers=False))
         wait_for(client, placed, owners, "placing the tables")
         del placed
+        actors = {w: box.result() for w, box in boxes.items()}
         curve, epoch_times, steps = self._run_epochs(client, layout, rng, schedule, fit_id,
-                                                     holder, owners, hyper, nnz)
+                                                     actors, holder, owners, hyper, nnz)
         parts = wait_for(client, [
             submit(client, _collect, fit_id, [r for r in range(g) if owners[r] == w],
                    [c for c in range(g) if holder[c] == w], steps, name="fastrec-collect",
@@ -258,18 +260,21 @@ class MF(ClusterEstimator):
             for part, req in zip(data.parts, requests, strict=True)])
         return mean_from_plan(roots, answers, data.nnz)
 
-    def _run_epochs(self, client, layout, rng, schedule, fit, holder, owners, hyper, nnz):
+    def _run_epochs(self, client, layout, rng, schedule, fit, actors, holder, owners, hyper,
+                    nnz):
         """Run the epochs and check each epoch's loss as the local loop does; returns the
         training RMSE curve, the epoch times and the number of strata run. ``schedule`` is
-        the first epoch's; ``holder`` (column block -> worker holding it) is kept up to date.
-        Raises DivergenceError (the estimator is left as it was: the fit is a transaction).
+        the first epoch's; ``actors``: each worker's mailbox (an Actor handle); ``holder``
+        (column block -> worker holding it) is kept up to date. Raises DivergenceError (the
+        estimator is left as it was: the fit is a transaction).
 
         Without callbacks one task per worker (``fastrec-sgd-epochs-1-to-<E>-worker-<i>``)
         runs all the epochs, so neither the scheduler nor the client sits between epochs;
-        each worker's share of an epoch's loss reaches the client as a Dask event (topic
-        ``fastrec-sgd-<fit>``) as soon as the epoch ends there, which drives the progress
-        bar and the divergence check, and the task's result repeats them all (complete even
-        if an event came late). A callback may stop the fit after any epoch, and the row
+        the client asks each worker's mailbox for its share of an epoch's loss ahead of time
+        (an actor call answered when the epoch ends there: nothing is left behind on the
+        scheduler, unlike Dask events); the shares drive the progress bar and the divergence
+        check, and the tasks' results repeat them all (complete even if an answer came late).
+        A callback may stop the fit after any epoch, and the row
         blocks are updated in place, so with callbacks each epoch is one task per worker
         (``fastrec-sgd-epoch-<e>-worker-<i>``) submitted after the previous epoch's check."""
         curve: list[float] = []
@@ -279,55 +284,54 @@ class MF(ClusterEstimator):
         epochs = int(self.n_epochs)
         span = 1 if callbacks else epochs
         workers = list(dict.fromkeys(owners))
-        inbox = queue.SimpleQueue()
-        topic = f"fastrec-sgd-{fit}"
-        client.subscribe_topic(topic, inbox.put)
         shares: dict[int, dict] = {}  # epoch -> {worker index: (ticket, SSE) pairs, finite}
-        try:
-            with tqdm(total=epochs, disable=not self.verbose, desc="fastrec.dask.MF",
-                      unit="epoch", leave=False) as bar:
-                first = done = 0  # first epoch of the span; epochs checked
-                clock = time.perf_counter()
-                while done < epochs:
-                    last = min(first + span, epochs)
-                    plans = []
-                    for epoch in range(first, last):
-                        # The next epoch's first stratum says where this one's last hands
-                        # its column blocks (the local fit draws the schedules in this order).
-                        following = layout.epoch_schedule(rng) if epoch + 1 < epochs else None
-                        plans.append((epoch, self._plan_epoch(schedule, following, epoch,
-                                                              holder, owners)))
-                        schedule = following
-                    epochs_name = (f"epoch-{first + 1}" if last == first + 1
-                                   else f"epochs-{first + 1}-to-{last}")
-                    tasks = [submit(client, _sgd_epochs, fit, i, topic,
-                                    [(epoch, *plan[w]) for epoch, plan in plans], hyper,
-                                    name=f"fastrec-sgd-{epochs_name}-worker-{i}",
-                                    workers=[w], allow_other_workers=False)
-                             for i, w in enumerate(workers)]
-                    while done < last:
-                        if len(shares.get(done, ())) < len(workers):
-                            _receive_shares(client, inbox, tasks, shares, owners,
-                                            f"epoch {done + 1}")
-                            continue
-                        train_rmse = self._check_epoch(done, shares.pop(done), nnz, lowest)
-                        lowest = min(lowest, train_rmse)
-                        curve.append(train_rmse)
-                        epoch_times.append(time.perf_counter() - clock)
-                        clock = time.perf_counter()
-                        done += 1
-                        if self.verbose:
-                            log.info("epoch %d: train RMSE %.4f", done, train_rmse)
-                        bar.set_postfix_str(f"train RMSE {train_rmse:.4f}")
-                        bar.update(1)
-                        stop = False
-                        for callback in callbacks:
-                            stop = bool(callback(done, {"loss": train_rmse})) or stop
-                        if stop:
-                            return curve, epoch_times, done * layout.n_blocks
-                    first = last
-        finally:
-            client.unsubscribe_topic(topic)
+        asked: dict[int, list] = {}  # epoch -> the mailboxes' answers (ActorFutures)
+        with tqdm(total=epochs, disable=not self.verbose, desc="fastrec.dask.MF",
+                  unit="epoch", leave=False) as bar:
+            first = done = 0  # first epoch of the span; epochs checked
+            clock = time.perf_counter()
+            while done < epochs:
+                last = min(first + span, epochs)
+                plans = []
+                for epoch in range(first, last):
+                    # The next epoch's first stratum says where this one's last hands
+                    # its column blocks (the local fit draws the schedules in this order).
+                    following = layout.epoch_schedule(rng) if epoch + 1 < epochs else None
+                    plans.append((epoch, self._plan_epoch(schedule, following, epoch,
+                                                          holder, owners)))
+                    schedule = following
+                epochs_name = (f"epoch-{first + 1}" if last == first + 1
+                               else f"epochs-{first + 1}-to-{last}")
+                tasks = [submit(client, _sgd_epochs, fit, i,
+                                [(epoch, *plan[w]) for epoch, plan in plans], hyper,
+                                name=f"fastrec-sgd-{epochs_name}-worker-{i}",
+                                workers=[w], allow_other_workers=False)
+                         for i, w in enumerate(workers)]
+                while done < last:
+                    for epoch in range(done, min(done + 2, last)):  # one epoch ahead
+                        if epoch not in asked:
+                            asked[epoch] = [actors[w].share(epoch) for w in workers]
+                    if len(shares.get(done, ())) < len(workers):
+                        _receive_shares(client, asked[done], tasks, shares, owners,
+                                        f"epoch {done + 1}")
+                        continue
+                    del asked[done]
+                    train_rmse = self._check_epoch(done, shares.pop(done), nnz, lowest)
+                    lowest = min(lowest, train_rmse)
+                    curve.append(train_rmse)
+                    epoch_times.append(time.perf_counter() - clock)
+                    clock = time.perf_counter()
+                    done += 1
+                    if self.verbose:
+                        log.info("epoch %d: train RMSE %.4f", done, train_rmse)
+                    bar.set_postfix_str(f"train RMSE {train_rmse:.4f}")
+                    bar.update(1)
+                    stop = False
+                    for callback in callbacks:
+                        stop = bool(callback(done, {"loss": train_rmse})) or stop
+                    if stop:
+                        return curve, epoch_times, done * layout.n_blocks
+                first = last
         return curve, epoch_times, done * layout.n_blocks
 
     def _check_epoch(self, epoch, shares, nnz, lowest) -> float:
@@ -527,12 +531,13 @@ class RowBlock:
 
 
 class _Mailbox:
-    """A worker's column blocks of one fit (a Dask actor, one per worker and fit). An epoch
-    task takes each block's column block from its worker's mailbox and hands it on to the mailbox of
-    the worker of that column's next block: its own (kept in place) or another's, through
-    ``put``, a direct call between the two workers. Entries are ``c -> (step, factors,
-    biases)``: column block c is next used in stratum ``step`` of the fit (epoch * G +
-    stratum)."""
+    """A worker's column blocks of one fit (a Dask actor, one per worker and fit), and its
+    shares of the epochs' losses until the client asks for them (``share``). The epoch task
+    takes each block's column block from its worker's mailbox and hands it on to the mailbox
+    of the worker of that column's next block: its own (kept in place) or another's,
+    through ``put``, a direct call between the two workers. Entries are ``c -> (step,
+    factors, biases)``: column block c is next used in stratum ``step`` of the fit (epoch *
+    G + stratum)."""
 
     def __init__(self, fit: str):
         self.fit = fit
@@ -543,6 +548,8 @@ class _Mailbox:
         # comes back in a message buffer, and is copied into this one rather than a new one
         # (it left before it can come back, so its message was sent by then)
         self.spare: dict[int, np.ndarray] = {}
+        self.shares: dict[int, dict] = {}  # epoch -> this worker's share of its loss
+        self.reported: dict[int, asyncio.Event] = {}  # epoch -> set once its share is here
         self.aborted = False
         _MAILBOXES[fit] = self
 
@@ -552,6 +559,25 @@ class _Mailbox:
             _RECEIVED["bytes"] += factors.nbytes + bias.nbytes
             self.columns[c] = (step, factors, bias)
             self.changed.notify_all()
+
+    async def share(self, epoch: int) -> dict | None:
+        """This worker's share of epoch ``epoch``'s loss, once it ran (None if the fit was
+        abandoned first); the client asks ahead of time (runs on the event loop)."""
+        if epoch not in self.shares and not self.aborted:
+            await self.reported.setdefault(epoch, asyncio.Event()).wait()
+        self.reported.pop(epoch, None)
+        return None if self.aborted else self.shares.pop(epoch)
+
+    def report(self, share: dict) -> None:
+        """File this worker's share of an epoch's loss (from the task's thread)."""
+        from distributed import get_worker
+
+        get_worker().loop.add_callback(self._reported, share)
+
+    def _reported(self, share: dict) -> None:
+        self.shares[share["epoch"]] = share
+        if share["epoch"] in self.reported:
+            self.reported[share["epoch"]].set()
 
     def keep(self, c: int, step: int, factors: np.ndarray, bias: np.ndarray) -> None:
         with self.changed:
@@ -572,17 +598,12 @@ class _Mailbox:
     def wait(self, ready, what: str) -> None:
         """Block until ``ready()`` (checked under the lock) or the fit is abandoned: the client
         ended it (``_forget``) or Dask cancelled the waiting task."""
-        from distributed import get_worker
-        from distributed.worker import thread_state
-
         with self.changed:
             while self.aborted or not ready():
                 if self.aborted:  # checked first: a task that never waits still stops here
                     raise RuntimeError(f"fit {self.fit} was abandoned before {what}")
-                if not self.changed.wait(_POLL):
-                    task = get_worker().state.tasks.get(getattr(thread_state, "key", None))
-                    if task is not None and task.state == "cancelled":
-                        raise RuntimeError(f"cancelled while waiting for {what}")
+                if not self.changed.wait(_POLL) and _cancelled():
+                    raise RuntimeError(f"cancelled while waiting for {what}")
 
     def next_block(self, blocks: list, rows: dict) -> tuple:
         """The first of ``blocks`` ((r, c, step, ...) tuples) that can run: row block r
@@ -622,6 +643,15 @@ class _Mailbox:
         with self.changed:
             row["step"] = step
             self.changed.notify_all()
+
+
+def _cancelled() -> bool:
+    """Whether Dask cancelled the task running in this thread (its client released it)."""
+    from distributed import get_worker
+    from distributed.worker import thread_state
+
+    task = get_worker().state.tasks.get(getattr(thread_state, "key", None))
+    return task is not None and task.state == "cancelled"
 
 
 def _mailbox(fit: str) -> _Mailbox:
@@ -665,41 +695,50 @@ def _forget(fit):
             box.aborted = True
             box.columns.clear()
             box.changed.notify_all()
+        for reported in box.reported.values():  # answer the client's pending share calls
+            reported.set()
 
 
-def _sgd_epochs(fit, index, topic, epochs, hyper):
+def _sgd_epochs(fit, index, epochs, hyper):
     """Worker ``index``'s part of a run of epochs of fit ``fit``: ``epochs`` lists (epoch, lr,
-    lr_bias, blocks) in order (see ``_sgd_epoch``). After each epoch, logs its share of the
-    epoch's loss as a Dask event under ``topic``; returns them all: a list of
-    ``{"epoch", "worker", "sses", "finite"}``."""
-    from distributed import get_worker
-
-    worker = get_worker()
+    lr_bias, blocks) in order (see ``_sgd_epoch``). After each epoch, hands its share of the
+    epoch's loss to its mailbox (for the client's ``share`` calls); returns them all: a list
+    of ``{"epoch", "worker", "sses", "finite"}``."""
+    box = _mailbox(fit)
     shares = []
     for epoch, lr, lr_b, blocks in epochs:
+        if _cancelled():  # the client left (a task whose blocks never wait runs on otherwise)
+            raise RuntimeError(f"cancelled before epoch {epoch + 1}")
         sses, finite = _sgd_epoch(fit, blocks, epoch, lr, lr_b, hyper)
         shares.append({"epoch": epoch, "worker": index, "sses": sses, "finite": finite})
-        worker.log_event(topic, shares[-1])
+        box.report(shares[-1])
     return shares
 
 
-def _receive_shares(client, inbox, tasks, shares, owners, what) -> None:
-    """Wait a little for the next epoch's loss share from a worker (``inbox``: the events
-    of the fit's topic) and file it in ``shares``; when none comes, file those of the
-    ``tasks`` that ended (raising their error, if any) and check that no worker of
-    ``owners`` left (WorkerLostError naming it)."""
-    try:
-        _, share = inbox.get(timeout=0.5)
-    except queue.Empty:
-        ended = [task for task in tasks if task.done()]
-        for result in wait_for(client, ended, owners, what):
-            for share in result:
-                shares.setdefault(share["epoch"], {})[share["worker"]] = (share["sses"],
-                                                                         share["finite"])
-        check_workers(client, owners, what)
-    else:
-        shares.setdefault(share["epoch"], {})[share["worker"]] = (share["sses"],
-                                                                 share["finite"])
+def _receive_shares(client, answers, tasks, shares, owners, what) -> None:
+    """Wait a little for the workers' shares of an epoch's loss (``answers``: their
+    mailboxes' ActorFutures) and file them in ``shares``; when one does not come, file the
+    results of the ``tasks`` that ended (raising their error, if any) and check that no
+    worker of ``owners`` left (WorkerLostError naming it)."""
+    for answer in answers:
+        try:
+            share = answer.result(timeout=0.5)
+        except TimeoutError:
+            for result in wait_for(client, [task for task in tasks if task.done()], owners,
+                                   what):
+                for share in result:
+                    _file(shares, share)
+            check_workers(client, owners, what)
+            return
+        except Exception as exc:
+            check_workers(client, owners, what, cause=exc)
+            raise
+        if share is not None:  # None: the fit was abandoned (see _forget)
+            _file(shares, share)
+
+
+def _file(shares: dict, share: dict) -> None:
+    shares.setdefault(share["epoch"], {})[share["worker"]] = (share["sses"], share["finite"])
 
 
 def _sgd_epoch(fit, blocks, epoch, lr, lr_b, hyper):

@@ -61,63 +61,59 @@ static inline void csr_dense_rows(const I *indptr, const I *indices, const T *da
 }
 
 // ---- A^T (A dense) in one pass -------------------------------------------------------------
-// Columns [c0, c0 + W) of out = A^T (A dense) for the CSR A [n_rows, n_cols], dense and out
-// [n_cols, width] row-major in the data's type T, out zeroed by the caller. Row r's product
-// t = A[r] dense (summed from zero in stored order, as csr_dense_rows) is added to out at each
-// of the row's entries, rows in increasing order: out[c] gets its terms in the order of column
-// c's entries by increasing row, which is the stored order of A^T's CSR. So the result equals
-// csr_dense_rows over A^T of csr_dense_rows over A, bit for bit, without the [n_rows, width]
-// intermediate, whose gathers from memory cost the two-product form most of its time; callers
-// split the columns between threads, which keeps every entry's order whatever the split.
-// W: the slice width when it is a compile-time constant (0: `slice` at run time).
+// out += A[r0:r1]^T (A[r0:r1] dense) for the CSR A [n_rows, n_cols], dense and out [n_cols, width]
+// row-major in the data's type T. Row r's product t = A[r] dense (summed from zero in stored
+// order, as csr_dense_rows) is added to out at each of the row's entries, rows in increasing
+// order: out[c] gets its terms in the order of column c's entries by increasing row, which is
+// the stored order of A^T's CSR. So on a zeroed out the result equals csr_dense_rows over the
+// rows' A^T of csr_dense_rows over them, bit for bit, without the [r1 - r0, width]
+// intermediate, whose gathers from memory cost the two-product form most of its time. Callers
+// run disjoint row ranges into separate outputs on separate threads and add those.
+// W: the width when it is a compile-time constant (0: `width` at run time).
 template <int W, typename T, typename I>
-static inline __attribute__((always_inline)) void csr_gram_columns_impl(
-    const I *indptr, const I *indices, const T *data, int64_t n_rows, const T *dense,
-    int64_t width, int64_t c0, int64_t slice, T *out) {
+static inline __attribute__((always_inline)) void csr_gram_rows_impl(
+    const I *indptr, const I *indices, const T *data, int64_t r0, int64_t r1, const T *dense,
+    int64_t width, T *out) {
   constexpr int64_t kAhead = 8;
-  const int64_t n = W > 0 ? W : slice;
-  const int64_t nnz = indptr[n_rows];
+  const int64_t n = W > 0 ? W : width;
+  const int64_t end = indptr[r1];
   T t[W > 0 ? W : 1];
   T *row = t;
-  std::vector<T> runtime_row(W > 0 ? 0 : slice);
+  std::vector<T> runtime_row(W > 0 ? 0 : width);
   if (W == 0) row = runtime_row.data();
-  for (int64_t r = 0; r < n_rows; ++r) {
+  for (int64_t r = r0; r < r1; ++r) {
     const int64_t first = indptr[r], last = indptr[r + 1];
     for (int64_t c = 0; c < n; ++c) row[c] = T(0);
     for (int64_t p = first; p < last; ++p) {
-      if (p + kAhead < nnz) {
-        const int64_t ahead = int64_t(indices[p + kAhead]) * width + c0;
+      if (p + kAhead < end) {
+        const int64_t ahead = int64_t(indices[p + kAhead]) * n;
         __builtin_prefetch(dense + ahead);
         __builtin_prefetch(out + ahead, 1);
       }
       const T a = data[p];
-      const T *v = dense + int64_t(indices[p]) * width + c0;
+      const T *v = dense + int64_t(indices[p]) * n;
       for (int64_t c = 0; c < n; ++c) row[c] += a * v[c];
     }
     for (int64_t p = first; p < last; ++p) {
       const T a = data[p];
-      T *o = out + int64_t(indices[p]) * width + c0;
+      T *o = out + int64_t(indices[p]) * n;
       for (int64_t c = 0; c < n; ++c) o[c] += a * row[c];
     }
   }
 }
 
-#define FASTREC_SPARSE_GRAM(T, I)                                                              \
-  FASTREC_CPU_CLONES void csr_gram_columns_clone(const I *indptr, const I *indices,              \
-                                                 const T *data, int64_t n_rows, const T *dense,  \
-                                                 int64_t width, int64_t c0, int64_t slice,       \
-                                                 T *out) {                                       \
-    if (slice == 8)                                                                               \
-      csr_gram_columns_impl<8, T, I>(indptr, indices, data, n_rows, dense, width, c0, 8, out); \
-    else if (slice == 16)                                                                         \
-      csr_gram_columns_impl<16, T, I>(indptr, indices, data, n_rows, dense, width, c0, 16,     \
-                                         out);                                                    \
-    else if (slice == 32)                                                                         \
-      csr_gram_columns_impl<32, T, I>(indptr, indices, data, n_rows, dense, width, c0, 32,     \
-                                         out);                                                    \
+#define FASTREC_SPARSE_GRAM(T, I)                                                                 \
+  FASTREC_CPU_CLONES void csr_gram_rows_clone(const I *indptr, const I *indices, const T *data,  \
+                                              int64_t r0, int64_t r1, const T *dense,            \
+                                              int64_t width, T *out) {                           \
+    if (width == 8)                                                                               \
+      csr_gram_rows_impl<8, T, I>(indptr, indices, data, r0, r1, dense, 8, out);                  \
+    else if (width == 16)                                                                         \
+      csr_gram_rows_impl<16, T, I>(indptr, indices, data, r0, r1, dense, 16, out);                \
+    else if (width == 32)                                                                         \
+      csr_gram_rows_impl<32, T, I>(indptr, indices, data, r0, r1, dense, 32, out);                \
     else                                                                                          \
-      csr_gram_columns_impl<0, T, I>(indptr, indices, data, n_rows, dense, width, c0, slice,   \
-                                        out);                                                     \
+      csr_gram_rows_impl<0, T, I>(indptr, indices, data, r0, r1, dense, width, out);              \
   }
 
 FASTREC_SPARSE_GRAM(float, int32_t)
@@ -127,10 +123,9 @@ FASTREC_SPARSE_GRAM(double, int64_t)
 #undef FASTREC_SPARSE_GRAM
 
 template <typename T, typename I>
-static inline void csr_gram_columns(const I *indptr, const I *indices, const T *data,
-                                    int64_t n_rows, const T *dense, int64_t width, int64_t c0,
-                                    int64_t slice, T *out) {
-  csr_gram_columns_clone(indptr, indices, data, n_rows, dense, width, c0, slice, out);
+static inline void csr_gram_rows(const I *indptr, const I *indices, const T *data, int64_t r0,
+                                 int64_t r1, const T *dense, int64_t width, T *out) {
+  csr_gram_rows_clone(indptr, indices, data, r0, r1, dense, width, out);
 }
 
 // ---- Transpose --------------------------------------------------------------------------------

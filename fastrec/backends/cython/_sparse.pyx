@@ -9,13 +9,14 @@ from fastrec.backends.cython._types cimport floating, index_t
 
 import numpy as np
 
+from fastrec._array import aligned_zeros
+
 cdef extern from "fastrec/sparse_cpu.h" namespace "fastrec" nogil:
     void csr_dense_rows[T, I](const I *indptr, const I *indices, const T *data,
                               const T *dense, int64_t width, int64_t begin, int64_t end,
                               T *out)
-    void csr_gram_columns[T, I](const I *indptr, const I *indices, const T *data,
-                                int64_t n_rows, const T *dense, int64_t width, int64_t c0,
-                                int64_t slice, T *out)
+    void csr_gram_rows[T, I](const I *indptr, const I *indices, const T *data, int64_t r0,
+                             int64_t r1, const T *dense, int64_t width, T *out)
     void csr_transpose_arrays "fastrec::csr_transpose"[T, I](
         const I *indptr, const I *indices, const T *data, int64_t n_rows, int64_t n_cols,
         I *t_indptr, I *t_indices, T *t_data, int n_threads) except +
@@ -78,15 +79,22 @@ def csr_times_dense(const index_t[::1] indptr, const index_t[::1] indices,
     return out_arr
 
 
+cdef enum:
+    GRAM_PARTS = 2  # row halves of X whose Gram products are added (csr_gram_times_dense)
+
+
 def csr_gram_times_dense(const index_t[::1] indptr, const index_t[::1] indices,
                          const floating[::1] data, const floating[:, ::1] dense, int n_threads):
     """X^T (X @ dense) for the CSR X [n_rows, n_cols] (indices in range, not checked) in one
     pass over X, without the [n_rows, width] intermediate.
 
-    dense : T[n_cols, width], C-contiguous, in the data's type. Returns T[n_cols, width]: bit
-    for bit ``csr_times_dense`` of X^T's CSR (sorted indices) applied to
-    ``csr_times_dense(X, dense)``. The threads take disjoint slices of the columns of ``dense``
-    (whole 64-byte lines where the width allows), so the result is the same at any thread count.
+    dense : T[n_cols, width], C-contiguous, in the data's type. Returns T[n_cols, width]: with
+    X split at row n_rows // 2 into X_1 and X_2, X_1^T (X_1 dense) + X_2^T (X_2 dense), each
+    term bit for bit ``csr_times_dense`` of its rows' transpose (sorted indices) applied to
+    ``csr_times_dense`` of them, added in that order. The halves run on up to two threads, each
+    into an output of its own, so the result is the same at any thread count. (Splitting the
+    columns of ``dense`` instead kept the two products' bits, but two threads writing
+    neighbouring cache lines of one output took 2-4x one thread's time.)
     """
     cdef int64_t n_rows = indptr.shape[0] - 1
     cdef int64_t width = dense.shape[1]
@@ -94,27 +102,26 @@ def csr_gram_times_dense(const index_t[::1] indptr, const index_t[::1] indices,
         raise ValueError("indices and data must have the same length")
     dtype = np.asarray(data).dtype
     cdef int64_t per_line = 64 // dtype.itemsize
-    if 0 < width < per_line:
-        # Narrow blocks (NNDSVD at small ranks) run as one zero-padded 64-byte line: the
-        # compiled width's loops took about half the time of the run-time width's, and columns
-        # never mix, so the real ones are the same.
-        padded = np.zeros((dense.shape[0], per_line), dtype=dtype)
+    if width % per_line:
+        # Rows of whole 64-byte lines: a narrow block (NNDSVD at small ranks) runs at a
+        # compiled width, about half the time of the run-time width's loops, and columns never
+        # mix, so the real ones are the same.
+        padded = np.zeros((dense.shape[0], (width + per_line - 1) // per_line * per_line),
+                          dtype=dtype)
         padded[:, :width] = dense
         wide = csr_gram_times_dense(indptr, indices, data, padded, n_threads)
         return np.ascontiguousarray(wide[:, :width])
-    out_arr = np.zeros((dense.shape[0], width), dtype=dtype)
+    parts_arr = aligned_zeros((GRAM_PARTS, dense.shape[0], width), dtype)
     if n_rows == 0 or width == 0 or indices.shape[0] == 0:
-        return out_arr
-    cdef floating[:, ::1] out = out_arr
-    cdef int64_t lines = (width + per_line - 1) // per_line
-    cdef Py_ssize_t n_slices = max(1, min(n_threads, lines)), s
-    cdef int64_t per_slice = (lines + n_slices - 1) // n_slices * per_line
-    cdef int64_t c0, c1
+        return parts_arr[0]
+    cdef floating[:, :, ::1] parts = parts_arr
+    cdef int64_t[3] bounds = [0, n_rows // 2, n_rows]
+    cdef Py_ssize_t part
+    cdef int threads = max(1, min(n_threads, GRAM_PARTS))
     with nogil:
-        for s in prange(n_slices, num_threads=n_threads, schedule="static"):
-            c0 = s * per_slice
-            c1 = min(c0 + per_slice, width)
-            if c1 > c0:
-                csr_gram_columns(&indptr[0], &indices[0], &data[0], n_rows, &dense[0, 0], width,
-                                 c0, c1 - c0, &out[0, 0])
-    return out_arr
+        for part in prange(GRAM_PARTS, num_threads=threads, schedule="static"):
+            csr_gram_rows(&indptr[0], &indices[0], &data[0], bounds[part], bounds[part + 1],
+                          &dense[0, 0], width, &parts[part, 0, 0])
+    out = parts_arr[0]
+    out += parts_arr[1]
+    return out
