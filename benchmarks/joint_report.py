@@ -2,6 +2,7 @@
 
     python benchmarks/joint_report.py tune      # choose JointNeuMF's defaults on validation
     python benchmarks/joint_report.py report    # the test table (mean of 3 seeds)
+    python benchmarks/joint_report.py curves    # per-epoch validation HR@10 and RMSE
 
 Protocol. The ratings are the explicit targets and the same rated pairs the implicit positives.
 Each user's latest rating (by timestamp) is the test pair (``fastrec.evaluation.leave_last_out``
@@ -13,7 +14,10 @@ MF predicts with ``predict``, JointNeuMF with ``predict_rating``; NeuMF predicts
 ``tune`` never looks at the test pairs: it splits the training part again the same way (each
 user's latest training rating is the validation pair) and sweeps JointNeuMF's n_factors,
 rating_weight and rating_reg (``--configs k:weight:reg ...``) against NeuMF's and MF's
-validation figures (the same 20-epoch schedule as NeuMF's defaults).
+validation figures (the same 20-epoch schedule as NeuMF's defaults). ``curves`` fits the
+given settings (and NeuMF's defaults) on the same split without early stopping, with the
+validation pairs as ``validation_data``, and prints each epoch's validation HR@10 (and
+JointNeuMF's RMSE): where each metric peaks, which one schedule cannot serve both.
 """
 
 from __future__ import annotations
@@ -97,6 +101,59 @@ def run(models: dict, train, test, seeds, jobs: int, threads) -> list[dict]:
     return rows
 
 
+class _TracedJointNeuMF(JointNeuMF):
+    """JointNeuMF that also records the RMSE of ``rmse_pairs`` (an Interactions on the
+    training data's id maps) at each epoch's validation: the fit loop's callbacks see the
+    epoch's metrics, not the weights being trained. The list is shared with the copy that
+    ``fit`` trains."""
+
+    def _validation_score(self, validation):
+        score = super()._validation_score(validation)
+        pairs, g = self.rmse_pairs, int(self.n_gmf_)
+        p = self.user_embeddings_[pairs.users].astype(np.float64)
+        q = self.item_embeddings_[pairs.items].astype(np.float64)
+        pred = self.rating_mean_ + p[:, -1] + q[:, -1] + np.sum(p[:, :g] * q[:, :g], axis=1)
+        self.rmse_curve.append(float(np.sqrt(np.mean((pred - pairs.values) ** 2))))
+        return score
+
+
+def _curve_job(job) -> dict:
+    name, params, seed, n_epochs, train, val = job
+    model_params = {**params, "n_epochs": n_epochs, "early_stopping": False,
+                    "random_state": seed}
+    if name == "NeuMF":
+        model = NeuMF(**model_params).fit(train, validation_data=val)
+        return {"model": name, "seed": seed, "hr": list(model.validation_curve_)}
+    model = _TracedJointNeuMF(**model_params)
+    model.rmse_pairs, model.rmse_curve = val, []
+    model.fit(train, validation_data=val)
+    return {"model": name, "seed": seed, "hr": list(model.validation_curve_),
+            "rmse": model.rmse_curve}
+
+
+def curves(models: dict, train, val, seeds, n_epochs: int, jobs: int) -> str:
+    """Per-epoch validation curves of ``models`` ({name: params}); returns a Markdown table
+    (peak HR@10 and its epoch, mean HR@10 over epochs 5-15, lowest RMSE and its epoch, the
+    last epoch's figures) after printing every curve. Each fit's HR@10 ranks the validation
+    pairs among negatives seeded by its own ``random_state``, as early stopping does."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    work = [(name, params, seed, n_epochs, train, val) for seed in seeds
+            for name, params in models.items()]
+    lines = ["| model | seed | peak hr@10 (epoch) | mean hr@10, epochs 5-15 | lowest rmse "
+             "(epoch) | last hr@10 / rmse |", "|---|---|---|---|---|---|"]
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for row in pool.map(_curve_job, work):
+            print(row, flush=True)
+            hr, rmse = np.array(row["hr"]), np.array(row.get("rmse", [np.nan]))
+            best, low = int(np.argmax(hr)), int(np.argmin(rmse))
+            rmse_cells = (f"{rmse[low]:.4f} ({low + 1})", f"{hr[-1]:.4f} / {rmse[-1]:.4f}") \
+                if "rmse" in row else ("", f"{hr[-1]:.4f}")
+            lines.append(f"| {row['model']} | {row['seed']} | {hr[best]:.4f} ({best + 1}) | "
+                         f"{hr[4:15].mean():.4f} | {rmse_cells[0]} | {rmse_cells[1]} |")
+    return "\n".join(lines)
+
+
 def _number(text: str):
     if text in ("True", "False"):
         return text == "True"
@@ -104,9 +161,14 @@ def _number(text: str):
     return int(value) if value.is_integer() and "." not in text else value
 
 
+def _value(text: str):
+    """A setting's value: a number or bool, or a tuple of ints written ``a:b:c`` (layers)."""
+    return tuple(int(v) for v in text.split(":")) if ":" in text else _number(text)
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=("tune", "report"))
+    parser.add_argument("what", choices=("tune", "report", "curves"))
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--data", type=Path, default=DATA, help="ml-latest-small's ratings.csv")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
@@ -116,17 +178,23 @@ def main():
     parser.add_argument("--jobs", type=int, default=1, help="fits run in parallel")
     parser.add_argument("--threads", type=int, default=None,
                         help="n_threads of each fit (default: all usable cores)")
+    parser.add_argument("--epochs", type=int, default=15, help="epochs of each curve")
     args = parser.parse_args()
     data = load(args.data)
     train, test = leave_last_out(data, single="train")
     backend = {"backend": args.backend}
     models = {"MF": (MF, backend), "NeuMF": (NeuMF, backend)}
-    if args.what == "tune":
+    if args.what in ("tune", "curves"):
         train, test = leave_last_out(train, single="train")
         for config in args.configs:
-            params = {k: _number(v) for k, v in (kv.split("=") for kv in config.split(","))}
+            params = {k: _value(v) for k, v in (kv.split("=") for kv in config.split(","))}
             name = ", ".join(f"{k}={v}" for k, v in params.items())
             models[f"JointNeuMF({name})"] = (JointNeuMF, {**params, **backend})
+        if args.what == "curves":
+            settings = {name: {**params, "n_threads": args.threads}
+                        for name, (_, params) in models.items() if name != "MF"}
+            print(curves(settings, train, test, args.seeds, args.epochs, args.jobs))
+            return
         title = "validation (each user's latest training rating), training part only"
     else:
         models["JointNeuMF"] = (JointNeuMF, backend)
