@@ -86,8 +86,10 @@ class MF(ClusterEstimator):
 
     Fitted attributes (numpy, on the client, O((users + items) k)): those of
     :class:`fastrec.MF` listed in ``FITTED``; ``n_blocks_``, ``epoch_times_`` (each epoch's
-    seconds on the cluster: the slowest worker's, from the end of its previous epoch, or
-    the start of its task, to the end of this one).
+    seconds on the cluster: the workers' mean time from the end of their previous epoch, or
+    the start of their task, to the end of this one; they wait for each other's column
+    blocks, so their totals agree, while any one epoch's times differ by the jitter of
+    when each sees the epoch end).
     :meth:`to_local` returns a fitted ``fastrec.MF``.
     """
 
@@ -324,7 +326,8 @@ class MF(ClusterEstimator):
                     train_rmse = self._check_epoch(done, epoch_shares, nnz, lowest)
                     lowest = min(lowest, train_rmse)
                     curve.append(train_rmse)
-                    epoch_times.append(max(share["seconds"] for share in epoch_shares.values()))
+                    epoch_times.append(float(np.mean([share["seconds"]
+                                                      for share in epoch_shares.values()])))
                     done += 1
                     if self.verbose:
                         log.info("epoch %d: train RMSE %.4f", done, train_rmse)
