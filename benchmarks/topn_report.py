@@ -106,6 +106,7 @@ def main():
     # 200 calls: a run of about 0.5 s, so thread start-up and the last call's straggling
     # thread are a small share of it (40 calls, 0.1 s, gave 1.70-1.91x from run to run)
     parser.add_argument("--calls", type=int, default=200, help="calls per throughput run")
+    parser.add_argument("--runs", type=int, default=5, help="throughput runs per thread count")
     args = parser.parse_args()
 
     # implicit asks for a single-threaded BLAS (its threads split the batch; it warns
@@ -149,10 +150,10 @@ def main():
               f"{res['implicit'] / res['fastrec']:8.2f}x")
 
     print(f"\nserving threads (each call single-threaded inside), 100-user calls/s, "
-          f"median of 3 runs of {args.calls} calls")
+          f"median of {args.runs} runs of {args.calls} calls")
     for name, fn in (("fastrec", fastrec_fn(1)), ("implicit", implicit_fn(implicit_one))):
         rates = {t: [] for t in (1, 2)}
-        for _ in range(3):
+        for _ in range(args.runs):
             for t in (1, 2):
                 rates[t].append(throughput(fn, batches[100], args.calls, t))
         one, two = (float(np.median(rates[t])) for t in (1, 2))
