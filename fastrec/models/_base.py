@@ -323,6 +323,12 @@ def check_dtype(dtype) -> np.dtype:
     return dtype
 
 
+def check_flag(name: str, value) -> None:
+    """``value`` must be True or False (a numpy bool too)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
 def check_positive(name: str, value, integer: bool = False, allow_zero: bool = False) -> None:
     is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
     ok = is_int or (not integer and isinstance(value, (float, np.floating)))

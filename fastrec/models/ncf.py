@@ -41,6 +41,7 @@ from fastrec.data.interactions import Interactions
 from fastrec.models._base import (
     UserItemModel,
     check_dtype,
+    check_flag,
     check_pairs,
     check_positive,
     seen_matrix,
@@ -109,18 +110,15 @@ class _NCF(UserItemModel):
         if not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
             raise ValueError(f"pretrain_alpha must be in [0, 1], got {alpha!r}")
         check_positive("n_iter_no_change", self.n_iter_no_change, integer=True)
-        if not isinstance(self.refit, (bool, np.bool_)):
-            raise ValueError(f"refit must be True or False, got {self.refit!r}")
+        check_flag("refit", self.refit)
         check_positive("tol", self.tol, allow_zero=True)
         check_positive("eval_k", self.eval_k, integer=True)
         check_positive("n_eval_negatives", self.n_eval_negatives, integer=True)
         if self._JOINT:
             check_positive("rating_weight", self.rating_weight, allow_zero=True)
             check_positive("rating_reg", self.rating_reg, allow_zero=True)
-            for name in ("nonnegative", "mf_init"):
-                if not isinstance(getattr(self, name), (bool, np.bool_)):
-                    raise ValueError(f"{name} must be True or False, got "
-                                     f"{getattr(self, name)!r}")
+            check_flag("nonnegative", self.nonnegative)
+            check_flag("mf_init", self.mf_init)
             if self.loss != "bce":
                 raise ValueError(f"{type(self).__name__} fits the ratings with its rating term "
                                  f"beside the implicit loss: loss must be 'bce', got "
