@@ -306,19 +306,10 @@ def _from_ids(users, items, values, dtype) -> Interactions:
 def wait_for(client, futures: list, owners, what: str):
     """Gather ``futures``; if a worker of ``owners`` leaves meanwhile, raise
     :class:`WorkerLostError` naming it (tasks pinned to a lost worker would wait forever)."""
-    from distributed import wait
-
     try:
-        while True:
-            try:
-                with client.as_current():
-                    wait(futures, timeout=1.0)
-                break
-            except TimeoutError:
-                check_workers(client, owners, what)
-        # One result at a time, with a timeout: a worker lost after the wait takes results
-        # with it that Dask cannot recompute on another worker, and a plain gather would wait
-        # for them forever.
+        # One result at a time, with a timeout: a lost worker takes results with it that Dask
+        # cannot recompute on another worker, and a plain wait or gather would wait for them
+        # forever.
         results = []
         for future in futures:
             while True:

@@ -278,9 +278,9 @@ class MF(ClusterEstimator):
         seconds: those calls cost the host CPU time, and the shares drive the progress bar
         and the divergence check, which need no more. The tasks' results repeat them all
         (complete even if an answer came late). A callback may stop the fit after any
-        epoch, and the row
-        blocks are updated in place, so with callbacks each epoch is one task per worker
-        (``fastrec-sgd-epoch-<e>-worker-<i>``) submitted after the previous epoch's check."""
+        epoch, and the row blocks are updated in place, so with callbacks each epoch is one
+        task per worker (``fastrec-sgd-epoch-<e>-worker-<i>``) submitted after the previous
+        epoch's check."""
         curve: list[float] = []
         epoch_times: list[float] = []
         lowest = math.inf
@@ -407,8 +407,6 @@ class MF(ClusterEstimator):
         seen.sum_duplicates()
         seen.data[:] = 1
         return seen
-
-
 
 
 def _bounds(n: int, g: int) -> np.ndarray:
@@ -540,7 +538,7 @@ class RowBlock:
 
 class _Mailbox:
     """A worker's column blocks of one fit (a Dask actor, one per worker and fit), and its
-    shares of the epochs' losses until the client asks for them (``share``). The epoch task
+    shares of the epochs' losses until the client asks for them (``losses``). The epoch task
     takes each block's column block from its worker's mailbox and hands it on to the mailbox
     of the worker of that column's next block: its own (kept in place) or another's,
     through ``put``, a direct call between the two workers. Entries are ``c -> (step,
@@ -711,7 +709,7 @@ def _forget(fit):
 def _sgd_epochs(fit, index, epochs, hyper):
     """Worker ``index``'s part of a run of epochs of fit ``fit``: ``epochs`` lists (epoch, lr,
     lr_bias, blocks) in order (see ``_sgd_epoch``). After each epoch, hands its share of the
-    epoch's loss to its mailbox (for the client's ``share`` calls); returns them all: a list
+    epoch's loss to its mailbox (for the client's ``losses`` calls); returns them all: a list
     of ``{"epoch", "worker", "sses": (ticket, SSE) pairs, "finite", "seconds"}`` (from the
     end of the previous epoch, or the task's start, to the end of this one)."""
     box = _mailbox(fit)
