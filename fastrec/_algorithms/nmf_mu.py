@@ -239,8 +239,9 @@ def truncated_svd(x: CSRPair, k: int, rng, n_threads: int = 1):
     def gram(v):
         v = np.ascontiguousarray(v, dtype)
         if compiled is not None:  # one pass over each half of X
-            return compiled.csr_gram_times_dense(*short_side, v, n_threads).astype(np.float64)
-        return gram_halves(v).astype(np.float64)
+            return compiled.csr_gram_times_dense(*short_side, v, n_threads).astype(
+                np.float64, copy=False)
+        return gram_halves(v).astype(np.float64, copy=False)
 
     with single_threaded_blas():
         if KRYLOV_BLOCKS * k >= n:
@@ -253,7 +254,7 @@ def truncated_svd(x: CSRPair, k: int, rng, n_threads: int = 1):
         top = np.argsort(-values, kind="stable")[:k]
         s = np.sqrt(np.maximum(values[top], 0.0))
         small = basis @ vectors[:, top]
-        large = times(np.ascontiguousarray(small, dtype)).astype(np.float64)
+        large = times(np.ascontiguousarray(small, dtype)).astype(np.float64, copy=False)
         large *= np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
     if n_cols <= n_rows:
         return large, s, small.T
