@@ -109,7 +109,7 @@ class _TracedJointNeuMF(JointNeuMF):
 
     def _validation_score(self, validation):
         score = super()._validation_score(validation)
-        pairs, g = self.rmse_pairs, int(self.n_gmf_)
+        pairs, g = self.rmse_pairs, int(self.n_rating_)
         p = self.user_embeddings_[pairs.users].astype(np.float64)
         q = self.item_embeddings_[pairs.items].astype(np.float64)
         pred = self.rating_mean_ + p[:, -1] + q[:, -1] + np.sum(p[:, :g] * q[:, :g], axis=1)

@@ -194,8 +194,9 @@ __device__ __forceinline__ T ncf_warp_sum(T value) {
 //   with_loss: with the logit of logits[r], row_loss[r] = loss (double), dz[r] = scale *
 //     d loss / d z, the GMF columns of user_grads / item_grads [batch, stride] and
 //     d_last[r] = dz[r] h[n_gmf:] (the top MLP layer's gradient, [batch, last]); with_rating
-//     adds the rating term of rows with rating_weights[r] != 0 (NCF_BACKWARD_DOC) to the loss
-//     and the GMF gradients; with a bias column (stride > n_gmf + n_mlp) its gradient too.
+//     adds the rating term of rows with rating_weights[r] != 0 (NCF_BACKWARD_DOC; over the first
+//     n_rating GMF columns) to the loss and those columns' gradients; with a bias column
+//     (stride > n_gmf + n_mlp) its gradient too.
 // blockDim.x: a multiple of 32.
 template <typename T, typename I>
 __global__ void ncf_score(const I *__restrict__ users, const I *__restrict__ items,
@@ -206,7 +207,7 @@ __global__ void ncf_score(const I *__restrict__ users, const I *__restrict__ ite
                           const T *__restrict__ act, int with_logit, int with_loss, int loss_kind,
                           int with_rating, const T *__restrict__ ratings,
                           const T *__restrict__ rating_weights, T rating_mean, T rating_reg,
-                          T scale,
+                          long long n_rating, T scale,
                           T *__restrict__ logits,
                           double *__restrict__ row_loss, T *__restrict__ dz,
                           T *__restrict__ d_last, T *__restrict__ user_grads,
@@ -244,7 +245,7 @@ __global__ void ncf_score(const I *__restrict__ users, const I *__restrict__ ite
     if (with_rating && rating_weights[r] != T(0)) {  // warp-uniform: one row per warp
       const T w = rating_weights[r], y_r = ratings[r];
       T partial = T(0), squares = T(0);
-      for (long long f = lane; f < n_gmf; f += NCF_WARP) {
+      for (long long f = lane; f < n_rating; f += NCF_WARP) {
         partial += gmf[r * n_gmf + f];
         squares += pu[f] * pu[f] + qi[f] * qi[f];
       }
@@ -254,7 +255,7 @@ __global__ void ncf_score(const I *__restrict__ users, const I *__restrict__ ite
         row_loss[r] += (double)(ncf_rating_loss<T>(w, pred, y_r) + w * rating_reg * squares);
       const T dpred = ncf_rating_grad<T>(w, pred, y_r) * scale;
       const T dreg = T(2) * w * rating_reg * scale;
-      for (long long f = lane; f < n_gmf; f += NCF_WARP) {
+      for (long long f = lane; f < n_rating; f += NCF_WARP) {
         user_grads[r * stride + f] += dpred * qi[f] + dreg * pu[f];
         item_grads[r * stride + f] += dpred * pu[f] + dreg * qi[f];
       }

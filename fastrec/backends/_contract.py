@@ -219,8 +219,8 @@ cache    : T[B * (n_gmf + sum(layers))], block-major: gmf [B, n_gmf], then mlp_0
 loss     : 0 = binary cross-entropy with logits (targets in [0, 1]); 1 = squared error (z - y)^2.
 rating   : the joint model's term, added to the loss of a row with a rating r and weight w > 0:
            w ((mu + b_u + b_i + p_u . q_i - r)^2 + reg (|p_u|^2 + |q_i|^2 + b_u^2 + b_i^2))
-           (p, q the GMF columns, b the bias column; needs w = d + 1). It trains the GMF and
-           bias columns only.
+           (p, q the first n_rating GMF columns, 1 <= n_rating <= n_gmf, default n_gmf; b the
+           bias column; needs w = d + 1). It trains those columns and the bias column only.
 optimizer: an OPTIMIZERS code: Adam (lazy on embedding rows), Adagrad or SGD (optim.h).
 Math of the activations and losses: ``csrc/include/fastrec/ncf.h``.
 """
@@ -246,8 +246,8 @@ dense_grad : T[n_dense] written: gradient of the mean loss over the batch
 user_grads : T[B, w]    written: gradient of the mean loss w.r.t. the user row of each position
 item_grads : T[B, w]    written: the same for the item rows
 ratings, rating_weights : T[B] or None (keywords)  the rating term of each row (weight 0: none),
-             around the global mean ``rating_mean`` with penalty ``rating_reg`` (NCF_LAYOUT_DOC);
-             both or neither
+             around the global mean ``rating_mean`` with penalty ``rating_reg``, over the first
+             ``n_rating`` GMF columns (None: all; NCF_LAYOUT_DOC); both or neither
 Returns the summed (not mean) loss of the batch, the rating term's included. Inputs other than
 the outputs are unchanged.
 """
@@ -258,7 +258,7 @@ NCF_TRAIN_EPOCH_DOC = """ncf_train_epoch(pos_users, pos_items, pos_targets, seen
                 dense_state2,
                 user_state1, user_state2, item_state1, item_state2, batch_size, n_threads=1,
                 ratings=None, rating_weight=0.0, rating_mean=0.0, rating_reg=0.0,
-                nonnegative=False) -> float
+                n_rating=None, nonnegative=False) -> float
 
 A whole training epoch: sampling, batching, forward, backward and optimiser steps.
 
@@ -279,7 +279,8 @@ user_emb, item_emb, dense : modified in place
 step         : Adam steps taken before this epoch; batch b uses step + b + 1
 ratings      : T[P] or None  the joint model's explicit ratings of the positives: each positive
                slot gets the rating term with weight ``rating_weight`` around ``rating_mean``,
-               penalty ``rating_reg`` (NCF_LAYOUT_DOC; negatives get none)
+               penalty ``rating_reg``, over the first ``n_rating`` GMF columns (None: all;
+               NCF_LAYOUT_DOC; negatives get none)
 nonnegative  : after each step the GMF columns of the rows it updated are set to max(0, .)
 Each batch: forward, backward (mean loss), then one optimiser step of the dense vector and one
 lazy step of each distinct user and item row of the batch (duplicates summed).
@@ -720,6 +721,15 @@ def check_ncf_net(user_emb, item_emb, dense, layers, n_gmf) -> None:
     weights = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=False))
     last = widths[-1] if widths else 0
     check_array("dense", dense, dtype, 1, (weights + n_gmf + last + 1,))
+
+
+def ncf_n_rating(n_rating, n_gmf: int) -> int:
+    """The GMF columns of the joint model's rating term (NCF_LAYOUT_DOC): ``n_rating``, or all
+    ``n_gmf`` when None."""
+    n = int(n_gmf) if n_rating is None else int(n_rating)
+    if not 1 <= n <= n_gmf:
+        raise ContractError(f"n_rating must be in [1, n_gmf={n_gmf}], got {n_rating}")
+    return n
 
 
 def check_ncf_batch(users, items, user_emb, item_emb, values: bool = True) -> None:

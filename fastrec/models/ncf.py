@@ -117,6 +117,7 @@ class _NCF(UserItemModel):
         if self._JOINT:
             check_positive("rating_weight", self.rating_weight, allow_zero=True)
             check_positive("rating_reg", self.rating_reg, allow_zero=True)
+            self._n_rating()
             check_flag("nonnegative", self.nonnegative)
             check_flag("mf_init", self.mf_init)
             if self.loss != "bce":
@@ -194,9 +195,11 @@ class _NCF(UserItemModel):
                 _with_bias_column(e, n_gmf, self.nonnegative)
                 for e in (self.user_embeddings_, self.item_embeddings_))
         self._init_from(**init_from)
+        if self._JOINT:
+            self.n_rating_ = self._n_rating()
         if (self._JOINT and self.mf_init and self.rating_weight > 0 and not self.nonnegative
                 and not {"gmf", "mf"} & init_from.keys()):
-            self._init_rating_part(data, n_gmf, n_threads)
+            self._init_rating_part(data, n_threads)
         check_ncf_net(self.user_embeddings_, self.item_embeddings_, self.dense_, layers, n_gmf)
         self.seen_ = seen_matrix(data)
         self.seen_.sort_indices()
@@ -379,7 +382,7 @@ class _NCFTrainer(Trainer):
                 "ratings": move(xp.ascontiguousarray(data.values, dtype=dtype)),
                 "rating_weight": float(model.rating_weight),
                 "rating_mean": model.rating_mean_, "rating_reg": float(model.rating_reg),
-                "nonnegative": bool(model.nonnegative)}
+                "n_rating": int(model.n_rating_), "nonnegative": bool(model.nonnegative)}
         self.seed = int(rng.integers(0, 2**63))
         self.optimizer_state = OptimizerState.zeros(
             model.user_embeddings_, model.item_embeddings_, model.dense_,
@@ -644,36 +647,48 @@ class JointNeuMF(NeuMF):
     """
 
     _JOINT = True
-    _SCALARS = (*NeuMF._SCALARS, "rating_mean_")
+    _SCALARS = (*NeuMF._SCALARS, "rating_mean_", "n_rating_")
 
-    def __init__(self, n_factors: int = 16, layers=(64, 32, 16, 8), rating_weight: float = 3.0,
-                 rating_reg: float = 0.05, nonnegative: bool = False, mf_init: bool = False,
-                 n_epochs: int = 20,
-                 batch_size: int = 256, learning_rate: float = 0.001, n_negatives: int = 4,
+    def __init__(self, n_factors: int = 128, layers=(64, 32, 16, 8), rating_weight: float = 3.0,
+                 rating_reg: float = 0.1, rating_factors: int | None = None,
+                 nonnegative: bool = False, mf_init: bool = True, n_epochs: int = 20,
+                 batch_size: int = 256, learning_rate: float = 0.001, n_negatives: int = 8,
                  loss: str = "bce", optimizer: str = "adam", beta1: float = 0.9,
                  beta2: float = 0.999, eps: float = 1e-8, init_std: float = 0.01,
                  pretrain_alpha: float = 0.5,
                  dtype="float32", backend: str = "auto", n_threads: int | None = None,
-                 random_state: int | None = None, early_stopping: bool = False,
+                 random_state: int | None = None, early_stopping: bool = True,
                  validation_fraction: float = 1.0, n_iter_no_change: int = 3,
                  tol: float = 1e-4, refit: bool = True, eval_k: int = 10,
                  n_eval_negatives: int = 99, callbacks=None, duplicates: str = "raise",
                  verbose: bool = False):
         store_params(self, locals())
 
-    def _init_rating_part(self, data: Interactions, n_gmf: int, n_threads) -> None:
-        """Start the rating part at a fitted MF's solution: ``p``, ``q`` from an
-        ``MF(n_factors=n_gmf)`` (MF's other defaults, this model's seed) fitted on the same
-        training ratings, the bias columns from its biases (relative to its mean)."""
+    def _n_rating(self) -> int:
+        """The GMF columns of the rating term: ``rating_factors``, or half of ``n_factors``."""
+        n_gmf, _ = self._architecture()
+        if self.rating_factors is None:
+            return max(1, n_gmf // 2)
+        check_positive("rating_factors", self.rating_factors, integer=True)
+        if self.rating_factors > n_gmf:
+            raise ValueError(f"rating_factors must be at most n_factors={n_gmf}, got "
+                             f"{self.rating_factors}")
+        return int(self.rating_factors)
+
+    def _init_rating_part(self, data: Interactions, n_threads) -> None:
+        """Start the rating part at a fitted MF's solution: ``p``, ``q`` (the rating columns)
+        from an ``MF(n_factors=n_rating_)`` (MF's other defaults, this model's seed) fitted on
+        the same training ratings, the bias columns from its biases (relative to its mean)."""
         from fastrec.models.mf import MF
 
-        mf = MF(n_factors=n_gmf, dtype=self.dtype, backend=self.backend, n_threads=n_threads,
+        n_rating = int(self.n_rating_)
+        mf = MF(n_factors=n_rating, dtype=self.dtype, backend=self.backend, n_threads=n_threads,
                 random_state=self.random_state).fit(data)
         shift = mf.global_mean_ - self.rating_mean_  # the same mean; kept exact in the biases
         for emb, factors, bias, extra in (
                 (self.user_embeddings_, mf.user_factors_, mf.user_bias_, shift),
                 (self.item_embeddings_, mf.item_factors_, mf.item_bias_, 0.0)):
-            emb[:, :n_gmf] = to_host(factors)
+            emb[:, :n_rating] = to_host(factors)
             emb[:, -1] = to_host(bias) + extra
 
     def predict_rating(self, users, items) -> np.ndarray:
@@ -685,7 +700,7 @@ class JointNeuMF(NeuMF):
         xp = array_module(self.user_embeddings_)
         p = self.user_embeddings_[xp.asarray(ids.user_index(users))]
         q = self.item_embeddings_[xp.asarray(ids.item_index(items))]
-        g = int(self.n_gmf_)
+        g = int(self.n_rating_)
         pred = self.rating_mean_ + p[:, -1] + q[:, -1] + (p[:, :g] * q[:, :g]).sum(axis=1)
         return to_host(pred.astype(self.dense_.dtype))
 

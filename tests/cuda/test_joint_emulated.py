@@ -25,8 +25,10 @@ def with_bias(dtype, emb, rng):
 
 @pytest.mark.parametrize("order", ("forward", "random"))
 @pytest.mark.parametrize("dtype, index_dtype", [(np.float32, np.int32), (np.float64, np.int64)])
-@pytest.mark.parametrize("n_gmf, layers", [(4, [8, 6, 3]), (33, [70, 40]), (5, [])])
-def test_joint_backward_matches_reference(modules, order, dtype, index_dtype, n_gmf, layers):
+@pytest.mark.parametrize("n_gmf, layers, n_rating", [(4, [8, 6, 3], 4), (33, [70, 40], 33),
+                                                     (33, [70, 40], 20), (5, [], 2)])
+def test_joint_backward_matches_reference(modules, order, dtype, index_dtype, n_gmf, layers,
+                                          n_rating):
     users, items, targets, user_emb, item_emb, dense, layers = plain_batch(
         dtype, index_dtype, n_gmf, layers, seed=n_gmf)
     rng = np.random.default_rng(1)
@@ -42,12 +44,13 @@ def test_joint_backward_matches_reference(modules, order, dtype, index_dtype, n_
     def backward(u, i, t, ue, ie, d, lay, g, cache, logits, loss, dg, ug, ig):
         row_loss = np.full(u.shape[0], np.nan)
         ncf.launch_ncf_backward(np, get_kernel, u, i, t, ue, ie, d, shape, cache, logits, loss,
-                                dg, ug, ig, row_loss, ncf.Rating(ratings, weights, 3.1, 0.05))
+                                dg, ug, ig, row_loss,
+                                ncf.Rating(ratings, weights, 3.1, 0.05, n_rating))
         return float(row_loss.sum())
 
     def ref_backward(*args):
         return ref.ncf_backward(*args, ratings=ratings, rating_weights=weights, rating_mean=3.1,
-                                rating_reg=0.05)
+                                rating_reg=0.05, n_rating=n_rating)
 
     args = (users, items, targets, user_emb, item_emb, dense, layers, n_gmf, 0)
     got = passes(forward, backward, *args)
@@ -57,10 +60,10 @@ def test_joint_backward_matches_reference(modules, order, dtype, index_dtype, n_
         np.testing.assert_allclose(g, e, **tolerance(dtype), err_msg=name)
 
 
-@pytest.mark.parametrize("optimizer, nonnegative, order", [(0, True, "random"),
-                                                           (1, False, "reverse"),
-                                                           (2, True, "forward")])
-def test_joint_epoch_matches_reference(modules, optimizer, nonnegative, order):
+@pytest.mark.parametrize("optimizer, nonnegative, order, n_rating", [(0, True, "random", None),
+                                                                     (1, False, "reverse", 3),
+                                                                     (2, True, "forward", 2)])
+def test_joint_epoch_matches_reference(modules, optimizer, nonnegative, order, n_rating):
     dtype, index_dtype, n_gmf = np.float64, np.int32, 4
     data, (user_emb, item_emb, dense, layers), state = epoch_problem(
         dtype, index_dtype, n_gmf, [8, 6, 3], seed=2)
@@ -79,10 +82,11 @@ def test_joint_epoch_matches_reference(modules, optimizer, nonnegative, order):
     ncf.launch_ncf_train_epoch(
         np, emulated_getter(modules, dtype, index_dtype, order, 1), *data.values(), 2, 5, 1,
         *got[:3], ncf.network_shape(layers, n_gmf, user_emb.shape[1]), 0, *scalars, *got[3:],
-        16, row_loss, ratings, 0.6, 3.2, 0.05, nonnegative)
+        16, row_loss, ratings, 0.6, 3.2, 0.05, n_rating, nonnegative)
     total = ref.ncf_train_epoch(*data.values(), 2, 5, 1, *expected[:3], layers, n_gmf, 0,
                                 *scalars, *expected[3:], 16, ratings=ratings, rating_weight=0.6,
-                                rating_mean=3.2, rating_reg=0.05, nonnegative=nonnegative)
+                                rating_mean=3.2, rating_reg=0.05, n_rating=n_rating,
+                                nonnegative=nonnegative)
     np.testing.assert_allclose(row_loss.sum(), total, **tolerance(dtype))
     for g, e in zip(got, expected, strict=True):
         np.testing.assert_allclose(g, e, **tolerance(dtype))

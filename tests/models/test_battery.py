@@ -127,7 +127,8 @@ FAMILIES = {
                                ("NeuMF", NeuMF, {"n_factors": 1, "layers": (4, 2)}))},
     "JointNeuMF": Family(lambda **kw: JointNeuMF(**{
         **dict(n_epochs=30, learning_rate=0.02, batch_size=64, init_std=0.1, n_factors=1,
-               layers=(4, 2), rating_weight=0.1), **kw}),
+               layers=(4, 2), rating_weight=0.1, n_negatives=4, early_stopping=False,
+               mf_init=False), **kw}),
         rated_interactions, ("ncf_train_epoch",),
         bad_data=((np.array([0]), np.array([1]), np.array([np.nan])),
                   (np.array([0]), np.array([1])))),

@@ -20,10 +20,12 @@ from tests.tolerances import tolerance
 
 BACKENDS = ("cython", "numba")
 NETS = [(4, [8, 6, 3]), (5, [])]  # NeuMF, GMF
+N_RATING = [None, 2]  # the rating term over every GMF column, or the first two
 
 
-def joint_batch(dtype, index_dtype, n_gmf, layers, batch=150, seed=0):
-    """random_batch with a rating bias column and each row's rating and weight (some 0)."""
+def joint_batch(dtype, index_dtype, n_gmf, layers, batch=150, seed=0, n_rating=None):
+    """random_batch with a rating bias column and each row's rating and weight (some 0), the
+    rating term over the first ``n_rating`` GMF columns."""
     users, items, targets, user_emb, item_emb, dense, layers = random_batch(
         dtype, index_dtype, n_gmf, layers, batch, seed)
     rng = np.random.default_rng(seed + 1)
@@ -31,7 +33,7 @@ def joint_batch(dtype, index_dtype, n_gmf, layers, batch=150, seed=0):
                           for e in (user_emb, item_emb))
     rating = {"ratings": rng.uniform(1, 5, batch).astype(dtype),
               "rating_weights": np.where(rng.random(batch) < 0.3, 0, 0.7).astype(dtype),
-              "rating_mean": 3.2, "rating_reg": 0.05}
+              "rating_mean": 3.2, "rating_reg": 0.05, "n_rating": n_rating}
     return (users, items, targets, user_emb, item_emb, dense, layers), rating
 
 
@@ -54,9 +56,10 @@ def joint_passes(kernels, args, n_gmf, rating):
 @pytest.mark.parametrize("name", BACKENDS)
 @pytest.mark.parametrize("dtype,index_dtype", [(np.float32, np.int32), (np.float64, np.int64)])
 @pytest.mark.parametrize("n_gmf,layers", NETS)
-def test_joint_backward_matches_reference(name, dtype, index_dtype, n_gmf, layers):
+@pytest.mark.parametrize("n_rating", N_RATING)
+def test_joint_backward_matches_reference(name, dtype, index_dtype, n_gmf, layers, n_rating):
     backend = backend_or_skip(name, "ncf_forward", "ncf_backward")
-    args, rating = joint_batch(dtype, index_dtype, n_gmf, layers)
+    args, rating = joint_batch(dtype, index_dtype, n_gmf, layers, n_rating=n_rating)
     expected = joint_passes(get_backend("numpy"), args, n_gmf, rating)
     got = joint_passes(backend, args, n_gmf, rating)
     for e, g in zip(expected, got, strict=True):
@@ -64,10 +67,12 @@ def test_joint_backward_matches_reference(name, dtype, index_dtype, n_gmf, layer
 
 
 @pytest.mark.parametrize("n_gmf,layers", NETS)
-def test_reference_joint_backward_matches_finite_differences(n_gmf, layers):
+@pytest.mark.parametrize("n_rating", N_RATING)
+def test_reference_joint_backward_matches_finite_differences(n_gmf, layers, n_rating):
     """The gradient of the batch's mean (BCE + rating term) in every embedding column, the
     bias column's included, and in the dense weights."""
-    args, rating = joint_batch(np.float64, np.int64, n_gmf, layers, batch=12, seed=3)
+    args, rating = joint_batch(np.float64, np.int64, n_gmf, layers, batch=12, seed=3,
+                               n_rating=n_rating)
     users, items, targets, user_emb, item_emb, dense, layers = args
     kernels = get_backend("numpy")
     _, _, dense_grad, user_grads, item_grads = joint_passes(kernels, args, n_gmf, rating)
@@ -81,7 +86,7 @@ def test_reference_joint_backward_matches_finite_differences(n_gmf, layers):
 
 
 def joint_epochs(kernels, dtype, index_dtype, optimizer, n_threads, rating_weight=0.8,
-                 nonnegative=False, bias_column=True, n_epochs=2):
+                 nonnegative=False, bias_column=True, n_epochs=2, n_rating=None):
     """Two epochs of a NeuMF with the rating term; returns (losses, user_emb, item_emb, dense)."""
     users, items, indptr, indices, n_users, n_items = implicit_problem(index_dtype)
     layers = np.array([8, 6, 3], np.int64)
@@ -94,7 +99,8 @@ def joint_epochs(kernels, dtype, index_dtype, optimizer, n_threads, rating_weigh
     if nonnegative:
         user_emb[:, :4], item_emb[:, :4] = np.abs(user_emb[:, :4]), np.abs(item_emb[:, :4])
     rating = ({"ratings": ratings, "rating_weight": rating_weight, "rating_mean": 3.0,
-               "rating_reg": 0.05, "nonnegative": nonnegative} if bias_column else {})
+               "rating_reg": 0.05, "n_rating": n_rating, "nonnegative": nonnegative}
+              if bias_column else {})
     state = OptimizerState.zeros(user_emb, item_emb, dense, 0.1 if optimizer == 1 else 0.0)
     losses = []
     for epoch in range(n_epochs):
@@ -109,15 +115,16 @@ def joint_epochs(kernels, dtype, index_dtype, optimizer, n_threads, rating_weigh
 
 @pytest.mark.parametrize("name", BACKENDS)
 @pytest.mark.parametrize("optimizer", [0, 1, 2])
-@pytest.mark.parametrize("nonnegative", [False, True])
-def test_joint_epoch_matches_reference(name, optimizer, nonnegative):
+@pytest.mark.parametrize("nonnegative,n_rating", [(False, None), (True, None), (False, 2)])
+def test_joint_epoch_matches_reference(name, optimizer, nonnegative, n_rating):
     """float64: in float32, Adam's normalised steps amplify rounding differences between
     backends over two epochs of this noisy rating term beyond the float32 tolerance."""
     backend = backend_or_skip(name, "ncf_train_epoch")
     dtype = np.float64
     expected = joint_epochs(get_backend("numpy"), dtype, np.int32, optimizer, 1,
-                            nonnegative=nonnegative)
-    got = joint_epochs(backend, dtype, np.int32, optimizer, 2, nonnegative=nonnegative)
+                            nonnegative=nonnegative, n_rating=n_rating)
+    got = joint_epochs(backend, dtype, np.int32, optimizer, 2, nonnegative=nonnegative,
+                       n_rating=n_rating)
     for e, g in zip(expected, got, strict=True):
         assert_allclose(g, e, **tolerance(dtype))
     if nonnegative:
@@ -157,20 +164,21 @@ def test_joint_model_ranks_and_predicts_ratings(name):
     backend_or_skip(name, "ncf_train_epoch")
     data = planted_ratings()
     model = JointNeuMF(n_factors=8, layers=(16, 8), rating_weight=1.0, n_epochs=15,
-                       learning_rate=0.01, batch_size=64, backend=name, random_state=0,
-                       n_threads=2).fit(data)
+                       learning_rate=0.01, batch_size=64, mf_init=False, early_stopping=False,
+                       backend=name, random_state=0, n_threads=2).fit(data)
     users, items = data.user_ids[data.users], data.item_ids[data.items]
     rmse = np.sqrt(np.mean((model.predict_rating(users, items) - data.values) ** 2))
     assert rmse < 0.6 * np.std(data.values)  # well below the global mean's error
     assert model.rating_mean_ == pytest.approx(float(np.mean(data.values)))
     assert model.user_embeddings_.shape[1] == 8 + 8 + 1
+    assert model.n_rating_ == 4  # half the GMF columns by default
     assert model.recommend(users[:3], n=5)[0].shape == (3, 5)
 
 
 def test_rating_weight_changes_the_model():
     data = planted_ratings()
     fit = {w: JointNeuMF(n_factors=4, layers=(8,), rating_weight=w, n_epochs=2,
-                         random_state=0).fit(data)
+                         mf_init=False, early_stopping=False, random_state=0).fit(data)
            for w in (0.0, 1.0)}
     assert not np.array_equal(fit[0.0].user_embeddings_, fit[1.0].user_embeddings_)
     assert not fit[0.0].user_embeddings_[:, -1].any()  # no rating term: no biases
@@ -181,8 +189,9 @@ def test_mf_init_starts_the_rating_part_at_mf():
     users, items = data.user_ids[data.users], data.item_ids[data.items]
     mf = MF(n_factors=4, random_state=0).fit(data)
     # a step too small to move the weights: the rating part is MF's solution
-    joint = JointNeuMF(n_factors=4, layers=(8,), n_epochs=1, learning_rate=1e-9,
-                       mf_init=True, early_stopping=False, random_state=0).fit(data)
+    joint = JointNeuMF(n_factors=6, rating_factors=4, layers=(8,), n_epochs=1,
+                       learning_rate=1e-9, mf_init=True, early_stopping=False,
+                       random_state=0).fit(data)
     assert_allclose(joint.predict_rating(users, items), mf.predict(users, items), atol=1e-4)
     assert_allclose(joint.user_embeddings_[:, :4], mf.user_factors_, atol=1e-6)
     cold = JointNeuMF(n_factors=4, layers=(8,), n_epochs=1, learning_rate=1e-9,
@@ -192,7 +201,7 @@ def test_mf_init_starts_the_rating_part_at_mf():
 
 def test_nonnegative_keeps_gmf_factors_nonnegative():
     model = JointNeuMF(n_factors=4, layers=(8,), nonnegative=True, n_epochs=2,
-                       random_state=0).fit(planted_ratings())
+                       early_stopping=False, random_state=0).fit(planted_ratings())
     assert model.user_embeddings_[:, :4].min() >= 0 <= model.item_embeddings_[:, :4].min()
 
 
@@ -215,5 +224,34 @@ def test_bad_input_errors():
         JointNeuMF(nonnegative="yes", n_epochs=1).fit(data)
     with pytest.raises(ValueError, match="mf_init"):
         JointNeuMF(mf_init="yes", n_epochs=1).fit(data)
+    for bad_count in (0, 9, 2.5):
+        with pytest.raises(ValueError, match="rating_factors"):
+            JointNeuMF(n_factors=8, rating_factors=bad_count, n_epochs=1).fit(data)
     model = NeuMF(n_factors=4, layers=(8,), n_epochs=1, random_state=0).fit(data)
     assert not hasattr(model, "predict_rating")
+
+
+def test_rating_factors_leave_the_other_gmf_columns_to_the_network():
+    """predict_rating uses the first rating_factors GMF columns only (the kernels' gradients
+    of that term are checked above against finite differences)."""
+    data = planted_ratings()
+    users, items = data.user_ids[data.users], data.item_ids[data.items]
+    kw = {"n_factors": 6, "layers": (8,), "n_epochs": 2, "early_stopping": False,
+          "mf_init": False, "random_state": 0}
+    two = JointNeuMF(rating_factors=2, **kw).fit(data)
+    assert two.n_rating_ == 2
+    ids = two._ids()
+    p = two.user_embeddings_[ids.user_index(users)]
+    q = two.item_embeddings_[ids.item_index(items)]
+    expected = two.rating_mean_ + p[:, -1] + q[:, -1] + np.sum(p[:, :2] * q[:, :2], axis=1)
+    assert_allclose(two.predict_rating(users, items), expected, rtol=1e-5)
+    every = JointNeuMF(rating_factors=6, **kw).fit(data)
+    assert not np.array_equal(every.user_embeddings_, two.user_embeddings_)
+
+
+def test_rating_factors_out_of_range_is_a_contract_error():
+    from fastrec.backends._contract import ContractError
+
+    args, rating = joint_batch(np.float64, np.int64, 4, [8, 6, 3], batch=8, n_rating=5)
+    with pytest.raises(ContractError, match="n_rating"):
+        joint_passes(get_backend("numpy"), args, 4, rating)

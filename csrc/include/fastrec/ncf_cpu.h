@@ -73,12 +73,14 @@ struct NcfShape {
 
 // The joint model's rating term of a batch (NCF_BACKWARD_DOC): row r carries
 // weights[r] * ((mean + b_u + b_i + p_u . q_i - ratings[r])^2
-//               + reg * (|p_u|^2 + |q_i|^2 + b_u^2 + b_i^2)); ratings == nullptr: no term.
+//               + reg * (|p_u|^2 + |q_i|^2 + b_u^2 + b_i^2)), p and q the first n GMF
+// columns; ratings == nullptr: no term.
 template <typename T>
 struct NcfRating {
   const T *ratings;
   const T *weights;
   T mean, reg;
+  int64_t n;
 };
 
 // Forward pass of rows [r0, r0 + n) of a batch of `batch` rows.
@@ -163,11 +165,11 @@ static inline double ncf_backward_rows(const Blas &blas, const NcfShape &s, cons
     if (rating.ratings != nullptr && rating.weights[r0 + r] != T(0)) {
       const T w = rating.weights[r0 + r], y_r = rating.ratings[r0 + r];
       T pred = rating.mean + pu[s.bias] + qi[s.bias];
-      for (int64_t f = 0; f < g; ++f) pred += gmf[r * g + f];
+      for (int64_t f = 0; f < rating.n; ++f) pred += gmf[r * g + f];
       const T dpred = ncf_rating_grad<T>(w, pred, y_r) * scale;
       const T dreg = T(2) * w * rating.reg * scale;  // the penalty's gradient per unit weight
       T squares = pu[s.bias] * pu[s.bias] + qi[s.bias] * qi[s.bias];
-      for (int64_t f = 0; f < g; ++f) {
+      for (int64_t f = 0; f < rating.n; ++f) {
         ug[f] += dpred * qi[f] + dreg * pu[f];
         ig[f] += dpred * pu[f] + dreg * qi[f];
         squares += pu[f] * pu[f] + qi[f] * qi[f];
@@ -236,10 +238,11 @@ FASTREC_NCF_ENTRY double ncf_backward_batch(const Blas &blas, const I *users, co
                                         int64_t n_widths, int64_t n_gmf, int64_t stride,
                                         const T *cache, const T *logits, int loss_kind,
                                         const T *ratings, const T *rating_weights,
-                                        double rating_mean, double rating_reg, T *dense_grad,
-                                        T *user_grads, T *item_grads, int n_threads) {
+                                        double rating_mean, double rating_reg,
+                                        int64_t n_rating, T *dense_grad, T *user_grads,
+                                        T *item_grads, int n_threads) {
   const NcfShape s(layers, n_widths, n_gmf, stride);
-  const NcfRating<T> rating{ratings, rating_weights, (T)rating_mean, (T)rating_reg};
+  const NcfRating<T> rating{ratings, rating_weights, (T)rating_mean, (T)rating_reg, n_rating};
   const int64_t n_chunks = (batch + NCF_CHUNK - 1) / NCF_CHUNK;
   std::vector<T> grad_work(std::max<int64_t>(batch * s.grad_width, 1));
   std::vector<T> chunk_grads(std::max<int64_t>(n_chunks, 1) * s.n_dense);
@@ -292,7 +295,7 @@ FASTREC_NCF_ENTRY double ncf_train_epoch_cpu(
     int64_t n_negatives, uint64_t seed, int64_t epoch, T *user_emb, int64_t n_users,
     T *item_emb, int64_t n_items, T *dense, const int64_t *layers, int64_t n_widths,
     int64_t n_gmf, int64_t stride, int loss_kind, const T *pos_ratings, double rating_weight,
-    double rating_mean, double rating_reg, int nonnegative, int optimizer, double lr, double beta1, double beta2,
+    double rating_mean, double rating_reg, int64_t n_rating, int nonnegative, int optimizer, double lr, double beta1, double beta2,
     double eps, int64_t step, T *dense_s1, T *dense_s2, T *user_s1, T *user_s2, T *item_s1,
     T *item_s2, int64_t batch_size, int n_threads) {
   const NcfShape s(layers, n_widths, n_gmf, stride);
@@ -304,7 +307,7 @@ FASTREC_NCF_ENTRY double ncf_train_epoch_cpu(
   std::vector<T> b_targets(batch_size), logits(batch_size);
   std::vector<T> b_ratings(pos_ratings ? batch_size : 0), b_weights(pos_ratings ? batch_size : 0);
   const NcfRating<T> rating{pos_ratings ? b_ratings.data() : nullptr, b_weights.data(),
-                            (T)rating_mean, (T)rating_reg};
+                            (T)rating_mean, (T)rating_reg, n_rating};
   std::vector<T> cache(batch_size * s.cache_width + 1), grad_work(batch_size * s.grad_width + 1);
   std::vector<T> chunk_grads(max_chunks * s.n_dense);
   std::vector<T> user_grads(batch_size * d + 1), item_grads(batch_size * d + 1);

@@ -29,7 +29,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastrec.backends._contract import ContractError, check_array, check_ncf_batch, check_ncf_net
+from fastrec.backends._contract import (ContractError, check_array, check_ncf_batch, check_ncf_net,
+                                        ncf_n_rating)
 from fastrec.backends.cuda import optim
 from fastrec.backends.cuda._checks import host_values
 
@@ -125,12 +126,13 @@ def network_shape(layers, n_gmf, stride=None) -> NcfShape:
 
 class Rating(NamedTuple):
     """The joint model's rating term of a batch (NCF_BACKWARD_DOC): per-row ratings and
-    weights (device arrays), the global mean and the L2 penalty."""
+    weights (device arrays), the global mean, the L2 penalty and the GMF columns it spans."""
 
     ratings: object
     weights: object
     mean: float
-    reg: float = 0.0
+    reg: float
+    n_rating: int
 
 
 def _row_blocks(rows: int) -> tuple[int]:
@@ -181,7 +183,7 @@ def _score(get_kernel, shape: NcfShape, users, items, targets, user_emb, item_em
          np.int32(with_logit), np.int32(with_loss), np.int32(loss), np.int32(rating is not None),
          ratings, weights, dtype(0 if rating is None else rating.mean),
          dtype(0 if rating is None else rating.reg),
-         dtype(1) / dtype(max(batch, 1)), logits, row_loss, dz, d_last, user_grads, item_grads))
+         np.int64(0 if rating is None else rating.n_rating), dtype(1) / dtype(max(batch, 1)), logits, row_loss, dz, d_last, user_grads, item_grads))
 
 
 def _mlp_backward(xp, get_kernel, shape: NcfShape, blocks, grads, dense, dense_grad, dz,
@@ -256,7 +258,7 @@ def launch_ncf_train_epoch(xp, get_kernel, pos_users, pos_items, pos_targets, se
                            dense, shape: NcfShape, loss, optimizer, lr, beta1, beta2, eps, step,
                            dense_state1, dense_state2, user_state1, user_state2, item_state1,
                            item_state2, batch_size, row_loss, pos_ratings=None,
-                           rating_weight=0.0, rating_mean=0.0, rating_reg=0.0,
+                           rating_weight=0.0, rating_mean=0.0, rating_reg=0.0, n_rating=None,
                            nonnegative=False) -> None:
     """A whole epoch (NCF_TRAIN_EPOCH_DOC) on device arrays; row_loss (float64[N]) receives the
     loss of every slot in processing order. Does not synchronise."""
@@ -297,8 +299,8 @@ def launch_ncf_train_epoch(xp, get_kernel, pos_users, pos_items, pos_targets, se
              blocks[0], x0))
         _mlp_forward(xp, get_kernel, shape, blocks[1:], dense, bs)
         d_last = grads[-1] if shape.widths else dz
-        rating = (Rating(b_ratings[:bs], b_weights[:bs], rating_mean, rating_reg) if with_rating
-                  else None)
+        rating = (Rating(b_ratings[:bs], b_weights[:bs], rating_mean, rating_reg,
+                         ncf_n_rating(n_rating, shape.n_gmf)) if with_rating else None)
         _score(get_kernel, shape, users, items, targets, user_emb, item_emb, dense, blocks, bs, 1,
                1, loss, logits, row_loss[start:start + bs], dz, d_last, u_grads, i_grads, rating)
         _mlp_backward(xp, get_kernel, shape, blocks, grads, dense, dense_grad, dz, bs, u_grads,
@@ -334,7 +336,7 @@ def _check_like(name, arr, dtype, shape) -> None:
     check_array(name, arr, dtype, len(shape), shape)
 
 
-def _check_rating(shape: NcfShape, ratings, weights, mean, reg, dtype,
+def _check_rating(shape: NcfShape, ratings, weights, mean, reg, n_rating, dtype,
                   n: int) -> Rating | None:
     """The rating term's arrays (both or neither, T[n]); it needs the rating bias column."""
     if ratings is None and weights is None:
@@ -346,7 +348,7 @@ def _check_rating(shape: NcfShape, ratings, weights, mean, reg, dtype,
                             "n_gmf + layers[0] / 2 + 1 columns)")
     _check_like("ratings", ratings, dtype, (n,))
     _check_like("rating_weights", weights, dtype, (n,))
-    return Rating(ratings, weights, float(mean), float(reg))
+    return Rating(ratings, weights, float(mean), float(reg), ncf_n_rating(n_rating, shape.n_gmf))
 
 
 def _device_getter(dtype, index_dtype):
@@ -378,7 +380,7 @@ def ncf_forward(users, items, user_emb, item_emb, dense, layers, n_gmf, cache, l
 
 def ncf_backward(users, items, targets, user_emb, item_emb, dense, layers, n_gmf, cache, logits,
                  loss, dense_grad, user_grads, item_grads, n_threads=1, ratings=None,
-                 rating_weights=None, rating_mean=0.0, rating_reg=0.0) -> float:
+                 rating_weights=None, rating_mean=0.0, rating_reg=0.0, n_rating=None) -> float:
     """See ``fastrec.backends._contract.NCF_BACKWARD_DOC`` (arrays as :func:`ncf_forward`;
     synchronises to return the loss)."""
     shape = _check_net(user_emb, item_emb, dense, layers, n_gmf)
@@ -392,7 +394,8 @@ def ncf_backward(users, items, targets, user_emb, item_emb, dense, layers, n_gmf
     _check_like("item_grads", item_grads, dtype, (batch, shape.stride))
     if int(loss) not in (0, 1):
         raise ContractError(f"loss must be 0 (BCE) or 1 (squared), got {loss}")
-    rating = _check_rating(shape, ratings, rating_weights, rating_mean, rating_reg, dtype, batch)
+    rating = _check_rating(shape, ratings, rating_weights, rating_mean, rating_reg, n_rating,
+                           dtype, batch)
     import cupy
 
     dev = [cupy.asarray(a) for a in (users, items, targets, user_emb, item_emb, dense, cache,
@@ -412,7 +415,7 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
                     optimizer, lr, beta1, beta2, eps, step, dense_state1, dense_state2,
                     user_state1, user_state2, item_state1, item_state2, batch_size,
                     n_threads=1, ratings=None, rating_weight=0.0, rating_mean=0.0,
-                    rating_reg=0.0, nonnegative=False) -> float:
+                    rating_reg=0.0, n_rating=None, nonnegative=False) -> float:
     """See ``fastrec.backends._contract.NCF_TRAIN_EPOCH_DOC``. CuPy arrays are updated in place;
     numpy arrays are copied to the device and the parameters and optimiser state back.
     ``n_threads`` is ignored. Synchronises once, at the end, for the returned loss."""
@@ -422,7 +425,7 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
     n_pos = pos_users.shape[0]
     _check_like("pos_targets", pos_targets, dtype, (n_pos,))
     if ratings is not None:
-        _check_rating(shape, ratings, ratings, rating_mean, rating_reg, dtype, n_pos)
+        _check_rating(shape, ratings, ratings, rating_mean, rating_reg, n_rating, dtype, n_pos)
     _check_like("seen_indptr", seen_indptr, np.int64, (user_emb.shape[0] + 1,))
     _check_like("seen_indices", seen_indices, pos_users.dtype, (seen_indices.shape[0],))
     _check_like("order", order, np.int64, (order.shape[0],))
@@ -457,7 +460,7 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
                            int(n_negatives), int(seed), int(epoch), *dev[:3], shape, int(loss),
                            int(optimizer), lr, beta1, beta2, eps, int(step), *dev[3:],
                            int(batch_size), row_loss, pos_ratings, float(rating_weight),
-                           float(rating_mean), float(rating_reg), bool(nonnegative))
+                           float(rating_mean), float(rating_reg), n_rating, bool(nonnegative))
     total = float(row_loss.sum())
     optim.copy_back(outputs, dev)
     return total

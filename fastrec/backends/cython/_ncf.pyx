@@ -13,6 +13,7 @@ from fastrec.backends.cython._blas_cpu cimport Blas, scipy_blas
 from fastrec.backends.cython._types cimport floating, index_t
 
 from fastrec.backends._blas import single_threaded_blas
+from fastrec.backends._contract import ncf_n_rating
 
 
 cdef extern from "fastrec/ncf_cpu.h" namespace "fastrec" nogil:
@@ -26,7 +27,8 @@ cdef extern from "fastrec/ncf_cpu.h" namespace "fastrec" nogil:
                                     int64_t n_widths, int64_t n_gmf, int64_t stride,
                                     const T *cache, const T *logits, int loss_kind,
                                     const T *ratings, const T *rating_weights,
-                                    double rating_mean, double rating_reg, T *dense_grad,
+                                    double rating_mean, double rating_reg, int64_t n_rating,
+                                    T *dense_grad,
                                     T *user_grads, T *item_grads, int n_threads)
     double ncf_train_epoch_cpu[T, I](
         const Blas &blas, const I *pos_users, const I *pos_items, const T *pos_targets,
@@ -34,7 +36,8 @@ cdef extern from "fastrec/ncf_cpu.h" namespace "fastrec" nogil:
         int64_t n_samples, int64_t n_negatives, uint64_t seed, int64_t epoch, T *user_emb,
         int64_t n_users, T *item_emb, int64_t n_items, T *dense, const int64_t *layers,
         int64_t n_widths, int64_t n_gmf, int64_t stride, int loss_kind, const T *pos_ratings,
-        double rating_weight, double rating_mean, double rating_reg, int nonnegative,
+        double rating_weight, double rating_mean, double rating_reg, int64_t n_rating,
+        int nonnegative,
         int optimizer, double lr, double beta1, double beta2, double eps, int64_t step, T *dense_s1, T *dense_s2, T *user_s1,
         T *user_s2, T *item_s1, T *item_s2, int64_t batch_size, int n_threads)
 
@@ -70,9 +73,10 @@ def ncf_backward(const index_t[::1] users, const index_t[::1] items,
                  const floating[::1] logits, int loss, floating[::1] dense_grad,
                  floating[:, ::1] user_grads, floating[:, ::1] item_grads, int n_threads=1,
                  const floating[::1] ratings=None, const floating[::1] rating_weights=None,
-                 double rating_mean=0.0, double rating_reg=0.0):
+                 double rating_mean=0.0, double rating_reg=0.0, n_rating=None):
     """See ``fastrec.backends._contract.NCF_BACKWARD_DOC``."""
     cdef Blas blas = scipy_blas()
+    cdef int64_t rating_columns = ncf_n_rating(n_rating, n_gmf) if ratings is not None else 0
     cdef int64_t batch = users.shape[0]
     cdef double total
     cdef const floating *rating_ptr = _optional(ratings)
@@ -85,7 +89,7 @@ def ncf_backward(const index_t[::1] users, const index_t[::1] items,
                                    &user_emb[0, 0], &item_emb[0, 0], &dense[0], _ptr64(layers),
                                    layers.shape[0], n_gmf, user_emb.shape[1], &cache[0],
                                    &logits[0], loss, rating_ptr, weight_ptr, rating_mean,
-                                   rating_reg, &dense_grad[0],
+                                   rating_reg, rating_columns, &dense_grad[0],
                                    &user_grads[0, 0], &item_grads[0, 0], n_threads)
     return total
 
@@ -102,9 +106,10 @@ def ncf_train_epoch(const index_t[::1] pos_users, const index_t[::1] pos_items,
                     floating[:, ::1] item_state1, floating[:, ::1] item_state2,
                     int64_t batch_size, int n_threads=1, const floating[::1] ratings=None,
                     double rating_weight=0.0, double rating_mean=0.0, double rating_reg=0.0,
-                    bint nonnegative=False):
+                    n_rating=None, bint nonnegative=False):
     """See ``fastrec.backends._contract.NCF_TRAIN_EPOCH_DOC``."""
     cdef Blas blas = scipy_blas()
+    cdef int64_t rating_columns = ncf_n_rating(n_rating, n_gmf) if ratings is not None else 0
     cdef double total
     cdef int64_t n_samples = order.shape[0]
     cdef index_t dummy_index = 0
@@ -118,7 +123,7 @@ def ncf_train_epoch(const index_t[::1] pos_users, const index_t[::1] pos_items,
             &order[0], n_samples, n_negatives, seed, epoch, &user_emb[0, 0], user_emb.shape[0],
             &item_emb[0, 0], item_emb.shape[0], &dense[0], _ptr64(layers), layers.shape[0],
             n_gmf, user_emb.shape[1], loss, rating_ptr, rating_weight, rating_mean, rating_reg,
-            nonnegative, optimizer, lr, beta1, beta2, eps, step, &dense_state1[0],
+            rating_columns, nonnegative, optimizer, lr, beta1, beta2, eps, step, &dense_state1[0],
             &dense_state2[0], &user_state1[0, 0], &user_state2[0, 0], &item_state1[0, 0],
             &item_state2[0, 0], batch_size, n_threads)
     return total

@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit, prange
 
 from fastrec.backends._blas import single_threaded_blas
-from fastrec.backends._contract import OPT_ADAGRAD, OPT_ADAM
+from fastrec.backends._contract import OPT_ADAGRAD, OPT_ADAM, ncf_n_rating
 from fastrec.backends.numba.optim import link_rows
 from fastrec.backends.numba.rng import rng_at, rng_below, rng_key
 from fastrec.backends.numba.threads import thread_limit
@@ -135,7 +135,7 @@ def _forward_rows(users, items, batch, r0, n, U, V, dense, widths, w_off, act_su
 @njit(cache=True, nogil=True, error_model="numpy")
 def _backward_rows(users, items, targets, batch, r0, n, U, V, dense, widths, w_off, act_sum,
                    n_gmf, n_mlp, last, out_offset, cache, logits, loss_kind, ratings,
-                   rating_weights, rating_mean, rating_reg, scale, grad_work, chunk_grad,
+                   rating_weights, rating_mean, rating_reg, n_rating, scale, grad_work, chunk_grad,
                    user_grads, item_grads):
     """ratings, rating_weights: T[batch] of the rating term, or empty arrays without one;
     a rating bias column exists when U is wider than n_gmf + n_mlp (it is the last)."""
@@ -178,12 +178,12 @@ def _backward_rows(users, items, targets, batch, r0, n, U, V, dense, widths, w_o
             w = rating_weights[r0 + r]
             y_r = ratings[r0 + r]
             pred = rating_mean + pu[bias] + qi[bias]
-            for f in range(g):
+            for f in range(n_rating):
                 pred += gmf[r, f]
             dpred = ncf_rating_grad(w, pred, y_r) * scale
             dreg = 2 * w * rating_reg * scale
             squares = pu[bias] * pu[bias] + qi[bias] * qi[bias]
-            for f in range(g):
+            for f in range(n_rating):
                 ug[f] += dpred * qi[f] + dreg * pu[f]
                 ig[f] += dpred * pu[f] + dreg * qi[f]
                 squares += pu[f] * pu[f] + qi[f] * qi[f]
@@ -243,7 +243,7 @@ def _forward_batch(users, items, U, V, dense, widths, w_off, act_sum, n_gmf, n_m
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def _backward_batch(users, items, targets, U, V, dense, widths, w_off, act_sum, n_gmf, n_mlp,
                     last, out_offset, cache, logits, loss_kind, ratings, rating_weights,
-                    rating_mean, rating_reg, scale, grad_work, chunk_grads, dense_grad,
+                    rating_mean, rating_reg, n_rating, scale, grad_work, chunk_grads, dense_grad,
                     user_grads, item_grads):
     batch = users.shape[0]
     n_chunks = (batch + NCF_CHUNK - 1) // NCF_CHUNK
@@ -253,8 +253,8 @@ def _backward_batch(users, items, targets, U, V, dense, widths, w_off, act_sum, 
         chunk_loss[c] = _backward_rows(
             users, items, targets, batch, r0, min(NCF_CHUNK, batch - r0), U, V, dense, widths,
             w_off, act_sum, n_gmf, n_mlp, last, out_offset, cache, logits, loss_kind, ratings,
-            rating_weights, rating_mean, rating_reg, scale, grad_work, chunk_grads[c], user_grads,
-            item_grads)
+            rating_weights, rating_mean, rating_reg, n_rating, scale, grad_work, chunk_grads[c],
+            user_grads, item_grads)
     _sum_chunks(chunk_grads, n_chunks, dense_grad)
     return chunk_loss.sum()
 
@@ -324,7 +324,7 @@ def _apply_row(kind, leader, rows, row_grads, nxt, table, s1, s2, sc, n_nonnegat
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def _train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices, order,
                  n_negatives, key, U, V, dense, widths, w_off, act_sum, n_gmf, n_mlp, last,
-                 out_offset, loss_kind, pos_ratings, rating_weight, rating_mean, rating_reg,
+                 out_offset, loss_kind, pos_ratings, rating_weight, rating_mean, rating_reg, n_rating,
                  n_nonnegative,
                  optimizer, scalars, step_scalars, ds1, ds2, us1, us2, is1, is2, batch_size,
                  cache, grad_work, chunk_grads, user_grads, item_grads, b_users, b_items,
@@ -375,7 +375,7 @@ def _train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices, o
             chunk_loss[c] = _backward_rows(
                 b_users, b_items, b_targets, bs, r0, n, U, V, dense, widths, w_off, act_sum,
                 n_gmf, n_mlp, last, out_offset, cache, logits, loss_kind, row_ratings,
-                b_weights, rating_mean, rating_reg, scale, grad_work, chunk_grads[c],
+                b_weights, rating_mean, rating_reg, n_rating, scale, grad_work, chunk_grads[c],
                 user_grads, item_grads)
         sc = step_scalars[b]
         n_user_rows = link_rows(b_users[:bs], user_stamp, user_tail, user_next, user_leaders, b)
@@ -416,8 +416,9 @@ def ncf_forward(users, items, user_emb, item_emb, dense, layers, n_gmf, cache, l
 
 def ncf_backward(users, items, targets, user_emb, item_emb, dense, layers, n_gmf, cache, logits,
                  loss, dense_grad, user_grads, item_grads, n_threads=1, ratings=None,
-                 rating_weights=None, rating_mean=0.0, rating_reg=0.0) -> float:
+                 rating_weights=None, rating_mean=0.0, rating_reg=0.0, n_rating=None) -> float:
     """See ``fastrec.backends._contract.NCF_BACKWARD_DOC``."""
+    rating_columns = ncf_n_rating(n_rating, n_gmf) if ratings is not None else 0
     batch = users.shape[0]
     if batch == 0:
         dense_grad[:] = 0
@@ -433,7 +434,7 @@ def ncf_backward(users, items, targets, user_emb, item_emb, dense, layers, n_gmf
                                      logits, int(loss), none if ratings is None else ratings,
                                      none if rating_weights is None else rating_weights,
                                      dense.dtype.type(rating_mean),
-                                     dense.dtype.type(rating_reg),
+                                     dense.dtype.type(rating_reg), rating_columns,
                                      dense.dtype.type(1.0 / batch), grad_work, chunk_grads,
                                      dense_grad, user_grads, item_grads))
 
@@ -443,8 +444,9 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
                     optimizer, lr, beta1, beta2, eps, step, dense_state1, dense_state2,
                     user_state1, user_state2, item_state1, item_state2, batch_size,
                     n_threads=1, ratings=None, rating_weight=0.0, rating_mean=0.0,
-                    rating_reg=0.0, nonnegative=False) -> float:
+                    rating_reg=0.0, n_rating=None, nonnegative=False) -> float:
     """See ``fastrec.backends._contract.NCF_TRAIN_EPOCH_DOC``."""
+    rating_columns = ncf_n_rating(n_rating, n_gmf) if ratings is not None else 0
     n_samples = order.shape[0]
     if n_samples == 0:
         return 0.0
@@ -476,7 +478,7 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
             int(n_negatives), key, user_emb, item_emb, dense, widths, w_off, act_sum,
             int(n_gmf), n_mlp, last, out_offset, int(loss),
             np.empty(0, dtype) if ratings is None else ratings, dtype.type(rating_weight),
-            dtype.type(rating_mean), dtype.type(rating_reg), int(n_gmf) if nonnegative else 0,
+            dtype.type(rating_mean), dtype.type(rating_reg), rating_columns, int(n_gmf) if nonnegative else 0,
             int(optimizer), scalars, step_scalars,
             dense_state1, dense_state2, user_state1, user_state2, item_state1,
             item_state2, int(batch_size), np.empty(batch_size * (n_gmf + grad_width) + 1, dtype),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastrec.backends._contract import OPT_ADAGRAD, OPT_ADAM
+from fastrec.backends._contract import OPT_ADAGRAD, OPT_ADAM, ncf_n_rating
 from fastrec.backends.reference import optim
 from fastrec.backends.reference.rng import rng_at, rng_below, rng_key
 
@@ -69,13 +69,13 @@ def loss_and_grad(logits, targets, loss):
     raise ValueError(f"unknown loss code {loss}")
 
 
-def rating_term(users, items, user_emb, item_emb, n_gmf, ratings, rating_weights, rating_mean,
+def rating_term(users, items, user_emb, item_emb, n_rating, ratings, rating_weights, rating_mean,
                 rating_reg):
     """The joint model's rating term of each row, ``w ((mu + b_u + b_i + p_u . q_i - r)^2 +
-    reg (|p_u|^2 + |q_i|^2 + b_u^2 + b_i^2))`` (the bias in the last column, p and q the GMF
-    columns): (loss float64[B], d loss / d user row float64[B, n_gmf + 1], d loss / d item
-    row), the rows' derivatives in their GMF columns then the bias."""
-    cols = [*range(n_gmf), user_emb.shape[1] - 1]
+    reg (|p_u|^2 + |q_i|^2 + b_u^2 + b_i^2))`` (the bias in the last column, p and q the first
+    ``n_rating`` GMF columns): (loss float64[B], d loss / d user row float64[B, n_rating + 1],
+    d loss / d item row), the rows' derivatives in those columns then the bias."""
+    cols = [*range(n_rating), user_emb.shape[1] - 1]
     pu, qi = user_emb[users][:, cols].astype(np.float64), item_emb[items][:, cols].astype(
         np.float64)
     pred = rating_mean + pu[:, -1] + qi[:, -1] + np.sum(pu[:, :-1] * qi[:, :-1], axis=1)
@@ -92,7 +92,7 @@ def rating_term(users, items, user_emb, item_emb, n_gmf, ratings, rating_weights
 
 def ncf_backward(users, items, targets, user_emb, item_emb, dense, layers, n_gmf, cache, logits,
                  loss, dense_grad, user_grads, item_grads, n_threads=1, ratings=None,
-                 rating_weights=None, rating_mean=0.0, rating_reg=0.0) -> float:
+                 rating_weights=None, rating_mean=0.0, rating_reg=0.0, n_rating=None) -> float:
     """See ``fastrec.backends._contract.NCF_BACKWARD_DOC``."""
     dtype = dense.dtype
     batch = users.shape[0]
@@ -120,15 +120,16 @@ def ncf_backward(users, items, targets, user_emb, item_emb, dense, layers, n_gmf
         user_grads[:, n_gmf:n_gmf + n_mlp] = delta[:, :n_mlp]
         item_grads[:, n_gmf:n_gmf + n_mlp] = delta[:, n_mlp:]
     if user_emb.shape[1] > n_gmf + (int(layers[0]) // 2 if len(layers) else 0):
-        d_user = d_item = np.zeros((batch, n_gmf + 1))
+        n_rating = ncf_n_rating(n_rating, n_gmf)
+        d_user = d_item = np.zeros((batch, n_rating + 1))
         if ratings is not None:
-            rating_values, d_user, d_item = rating_term(users, items, user_emb, item_emb, n_gmf,
-                                                        ratings, rating_weights, rating_mean,
-                                                        rating_reg)
+            rating_values, d_user, d_item = rating_term(users, items, user_emb, item_emb,
+                                                        n_rating, ratings, rating_weights,
+                                                        rating_mean, rating_reg)
             values = values + rating_values
         for grads, d in ((user_grads, d_user), (item_grads, d_item)):
             d = (d / max(batch, 1)).astype(dtype)
-            grads[:, :n_gmf] += d[:, :-1]
+            grads[:, :n_rating] += d[:, :-1]
             grads[:, -1] = d[:, -1]
     return float(values.sum())
 
@@ -162,7 +163,7 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
                     optimizer, lr, beta1, beta2, eps, step, dense_state1, dense_state2,
                     user_state1, user_state2, item_state1, item_state2, batch_size,
                     n_threads=1, ratings=None, rating_weight=0.0, rating_mean=0.0,
-                    rating_reg=0.0, nonnegative=False) -> float:
+                    rating_reg=0.0, n_rating=None, nonnegative=False) -> float:
     """See ``fastrec.backends._contract.NCF_TRAIN_EPOCH_DOC``."""
     dtype = dense.dtype
     group = n_negatives + 1
@@ -195,7 +196,8 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
         total += ncf_backward(users, items, targets, user_emb, item_emb, dense, layers, n_gmf,
                               cache, logits, loss, dense_grad, user_grads, item_grads,
                               ratings=row_ratings, rating_weights=row_weights,
-                              rating_mean=rating_mean, rating_reg=rating_reg)
+                              rating_mean=rating_mean, rating_reg=rating_reg,
+                              n_rating=n_rating)
         t = step + b + 1
         if optimizer == OPT_ADAM:
             optim.adam_step(dense, dense_grad, dense_state1, dense_state2, t, lr, beta1, beta2,
