@@ -29,8 +29,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastrec.backends._contract import (ContractError, check_array, check_ncf_batch, check_ncf_net,
-                                        ncf_n_rating)
+from fastrec.backends._contract import (
+    ContractError,
+    check_array,
+    check_ncf_batch,
+    check_ncf_net,
+    ncf_n_rating,
+)
 from fastrec.backends.cuda import optim
 from fastrec.backends.cuda._checks import host_values
 
@@ -183,7 +188,8 @@ def _score(get_kernel, shape: NcfShape, users, items, targets, user_emb, item_em
          np.int32(with_logit), np.int32(with_loss), np.int32(loss), np.int32(rating is not None),
          ratings, weights, dtype(0 if rating is None else rating.mean),
          dtype(0 if rating is None else rating.reg),
-         np.int64(0 if rating is None else rating.n_rating), dtype(1) / dtype(max(batch, 1)), logits, row_loss, dz, d_last, user_grads, item_grads))
+         np.int64(0 if rating is None else rating.n_rating), dtype(1) / dtype(max(batch, 1)),
+         logits, row_loss, dz, d_last, user_grads, item_grads))
 
 
 def _mlp_backward(xp, get_kernel, shape: NcfShape, blocks, grads, dense, dense_grad, dz,

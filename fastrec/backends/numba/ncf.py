@@ -324,8 +324,8 @@ def _apply_row(kind, leader, rows, row_grads, nxt, table, s1, s2, sc, n_nonnegat
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def _train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices, order,
                  n_negatives, key, U, V, dense, widths, w_off, act_sum, n_gmf, n_mlp, last,
-                 out_offset, loss_kind, pos_ratings, rating_weight, rating_mean, rating_reg, n_rating,
-                 n_nonnegative,
+                 out_offset, loss_kind, pos_ratings, rating_weight, rating_mean, rating_reg,
+                 n_rating, n_nonnegative,
                  optimizer, scalars, step_scalars, ds1, ds2, us1, us2, is1, is2, batch_size,
                  cache, grad_work, chunk_grads, user_grads, item_grads, b_users, b_items,
                  b_targets, b_ratings, b_weights, logits):
@@ -478,7 +478,8 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
             int(n_negatives), key, user_emb, item_emb, dense, widths, w_off, act_sum,
             int(n_gmf), n_mlp, last, out_offset, int(loss),
             np.empty(0, dtype) if ratings is None else ratings, dtype.type(rating_weight),
-            dtype.type(rating_mean), dtype.type(rating_reg), rating_columns, int(n_gmf) if nonnegative else 0,
+            dtype.type(rating_mean), dtype.type(rating_reg), rating_columns,
+            int(n_gmf) if nonnegative else 0,
             int(optimizer), scalars, step_scalars,
             dense_state1, dense_state2, user_state1, user_state2, item_state1,
             item_state2, int(batch_size), np.empty(batch_size * (n_gmf + grad_width) + 1, dtype),
