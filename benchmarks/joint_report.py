@@ -12,12 +12,11 @@ RMSE: the predicted rating of the same test pairs (each user's latest rating) ag
 rating, so both metrics are measured on the pairs the leave-latest-out protocol holds out.
 MF predicts with ``predict``, JointNeuMF with ``predict_rating``; NeuMF predicts no ratings.
 ``tune`` never looks at the test pairs: it splits the training part again the same way (each
-user's latest training rating is the validation pair) and sweeps JointNeuMF's n_factors,
-rating_weight and rating_reg (``--configs k:weight:reg ...``) against NeuMF's and MF's
-validation figures (the same 20-epoch schedule as NeuMF's defaults). ``curves`` fits the
-given settings (and NeuMF's defaults) on the same split without early stopping, with the
-validation pairs as ``validation_data``, and prints each epoch's validation HR@10 (and
-JointNeuMF's RMSE): where each metric peaks, which one schedule cannot serve both.
+user's latest training rating is the validation pair) and fits the JointNeuMF settings
+given (``--configs name=value,name=value ...``, changes from its defaults) beside NeuMF's and
+MF's defaults on that split. ``curves`` fits the given settings (and NeuMF's defaults) on the
+same split without early stopping, with the validation pairs as ``validation_data``, and
+prints each epoch's validation HR@10 (and JointNeuMF's RMSE): where each metric peaks.
 """
 
 from __future__ import annotations
@@ -37,8 +36,9 @@ from fastrec.evaluation import SampledRanking, evaluate_sampled, leave_last_out
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small" / "ratings.csv"
 SEEDS = (0, 1, 2)
 # JointNeuMF settings swept by ``tune``: changes from its defaults, "name=value,..."
-CONFIGS = ("rating_weight=1,rating_reg=0.05", "rating_weight=3,rating_reg=0.05",
-           "rating_weight=3,rating_reg=0.1", "rating_weight=10,rating_reg=0.05")
+CONFIGS = ("rating_weight=3", "rating_weight=1", "n_negatives=16",
+           "n_factors=128,rating_factors=64", "n_factors=256,rating_factors=64",
+           "layers=128:64:32:16", "rating_reg=0.2")
 
 
 def load(path: Path = DATA) -> Interactions:

@@ -610,46 +610,56 @@ class JointNeuMF(NeuMF):
 
     The loss of a mini-batch is NeuMF's plus, for each observed pair (u, i) with rating r,
     ``rating_weight * ((mu + b_u + b_i + p_u . q_i - r)^2 + rating_reg * (|p_u|^2 + |q_i|^2 +
-    b_u^2 + b_i^2))``, where ``p``, ``q`` are the GMF embeddings the network uses too, ``mu``
-    the training ratings' mean (fixed) and ``b`` the biases (a last column of each embedding
-    row). Both terms are trained in the same kernel
+    b_u^2 + b_i^2))``, where ``p``, ``q`` are the first ``rating_factors`` columns of the GMF
+    embeddings the network uses too, ``mu`` the training ratings' mean (fixed) and ``b`` the
+    biases (a last column of each embedding row). Both terms are trained in the same kernel
     calls (``ncf_train_epoch`` with ``ratings``), on every backend.
 
     Parameters
     ----------
+    n_factors : GMF embedding width (the rating term's factors are its first
+        ``rating_factors`` columns; the others serve the network alone).
     rating_weight : weight of the rating term (>= 0; 0 trains NeuMF's loss alone).
     rating_reg : L2 penalty of the rating term on the factors and biases of each rated pair
         (as MF's ``reg``).
-    nonnegative : project ``p`` and ``q`` onto >= 0 after every optimiser step (as NMF's
+    rating_factors : GMF columns shared with the rating term (1..n_factors); None: MF's
+        default rank (64), or all of them when ``n_factors`` is smaller.
+        ``rating_factors=n_factors`` shares every GMF column.
+    nonnegative : project the GMF columns onto >= 0 after every optimiser step (as NMF's
         factors; the embeddings then start at ``|N(0, init_std)|``).
     mf_init : start the rating part at a fitted MF's solution: ``fit`` first fits
-        ``MF(n_factors=n_factors)`` (MF's other defaults, about a second on ml-latest-small) on
-        the same training ratings and copies its factors into ``p``, ``q`` and its biases into
-        the bias columns; the joint loss then trains from there. Unused with
-        ``rating_weight=0``, ``nonnegative=True`` or ``fit(X, gmf=...)``/``fit(X, mf=...)``.
-    Others as :class:`NeuMF` (``loss`` must be "bce": the ratings enter through the rating
-    term). The defaults (``n_factors=16``, ``rating_weight=3``, ``rating_reg=0.05``, NeuMF's
-    schedule) were chosen on a validation split of ml-latest-small's training part (each
-    user's latest training rating held out): ``benchmarks/joint_report.py tune``, table in
-    ``benchmarks/results/joint_report.md``. Against NeuMF's and MF's current defaults it ranks
-    below NeuMF (test HR@10 0.708 vs 0.741) and predicts ratings slightly worse than MF (RMSE
-    0.961 vs 0.957); no setting tried on validation beat both (same file). The closest, on
-    validation (mean of 3 seeds), are ``mf_init=True, n_factors=64, n_negatives=8,
-    early_stopping=True, rating_weight=1`` with ``rating_reg=0.2`` (RMSE 0.884 vs MF's 0.887,
-    HR@10 0.727 vs NeuMF's 0.736) or ``rating_reg=0.3`` (0.888, 0.737).
+        ``MF(n_factors=rating_factors)`` (MF's other defaults, well under a second on
+        ml-latest-small) on the same training ratings and copies its factors into ``p``,
+        ``q`` and its biases into the bias columns; the joint loss then trains from there.
+        Unused with ``rating_weight=0``, ``nonnegative=True`` or
+        ``fit(X, gmf=...)``/``fit(X, mf=...)``.
+    Others as :class:`NeuMF`, whose schedule (8 negatives, early stopping on HR@10 then a
+    refit) is the default here too (``loss`` must be "bce": the ratings enter through the
+    rating term).
+
+    The defaults (``n_factors=192``, ``rating_factors=64``, ``rating_weight=3``,
+    ``rating_reg=0.1``, ``mf_init=True``) were chosen on a validation split of
+    ml-latest-small's training part (each user's latest training rating held out; seeds
+    0-9): validation RMSE 0.885 against MF's 0.887 and HR@10 0.744 against NeuMF's 0.734.
+    Sharing every GMF column with the rating term (the rating term over all of ``p``, ``q``)
+    ranked 0.01-0.03 below NeuMF at every weight tried: the network then has no GMF column
+    of its own. On the test pairs (each user's latest rating, mean of seeds 0-2): RMSE 0.951
+    against MF's 0.957, NDCG@10 0.500 against NeuMF's 0.495, HR@10 0.739 against 0.741 (1.3
+    of 610 users fewer). Commands and tables: ``benchmarks/joint_report.py``,
+    ``benchmarks/results/joint_report.md``.
 
     ``fit(X, ...)`` needs the ratings as the values of ``X`` (a sparse matrix, a
     ``(user_ids, item_ids, ratings)`` triple, a DataFrame with ratings or an Interactions);
     every rated pair is also an implicit positive. Fitted attributes as :class:`NeuMF`, with
-    embedding rows ``[GMF part, MLP part, bias]`` and ``rating_mean_`` (``mu``).
-    :meth:`predict_rating` predicts ratings; :meth:`predict`, :meth:`recommend` and
-    :meth:`score` rank as NeuMF's.
+    embedding rows ``[GMF part, MLP part, bias]``, ``rating_mean_`` (``mu``) and
+    ``n_rating_`` (the rating term's GMF columns). :meth:`predict_rating` predicts ratings;
+    :meth:`predict`, :meth:`recommend` and :meth:`score` rank as NeuMF's.
     """
 
     _JOINT = True
     _SCALARS = (*NeuMF._SCALARS, "rating_mean_", "n_rating_")
 
-    def __init__(self, n_factors: int = 128, layers=(64, 32, 16, 8), rating_weight: float = 3.0,
+    def __init__(self, n_factors: int = 192, layers=(64, 32, 16, 8), rating_weight: float = 3.0,
                  rating_reg: float = 0.1, rating_factors: int | None = None,
                  nonnegative: bool = False, mf_init: bool = True, n_epochs: int = 20,
                  batch_size: int = 256, learning_rate: float = 0.001, n_negatives: int = 8,
@@ -665,10 +675,13 @@ class JointNeuMF(NeuMF):
         store_params(self, locals())
 
     def _n_rating(self) -> int:
-        """The GMF columns of the rating term: ``rating_factors``, or half of ``n_factors``."""
+        """The GMF columns of the rating term: ``rating_factors``, or MF's default rank
+        (at most ``n_factors``)."""
+        from fastrec.models.mf import MF
+
         n_gmf, _ = self._architecture()
         if self.rating_factors is None:
-            return max(1, n_gmf // 2)
+            return min(n_gmf, int(MF().n_factors))
         check_positive("rating_factors", self.rating_factors, integer=True)
         if self.rating_factors > n_gmf:
             raise ValueError(f"rating_factors must be at most n_factors={n_gmf}, got "

@@ -171,7 +171,7 @@ def test_joint_model_ranks_and_predicts_ratings(name):
     assert rmse < 0.6 * np.std(data.values)  # well below the global mean's error
     assert model.rating_mean_ == pytest.approx(float(np.mean(data.values)))
     assert model.user_embeddings_.shape[1] == 8 + 8 + 1
-    assert model.n_rating_ == 4  # half the GMF columns by default
+    assert model.n_rating_ == 8  # every GMF column: fewer than MF's default rank
     assert model.recommend(users[:3], n=5)[0].shape == (3, 5)
 
 
