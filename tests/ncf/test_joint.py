@@ -231,7 +231,7 @@ def test_bad_input_errors():
     assert not hasattr(model, "predict_rating")
 
 
-def test_rating_factors_leave_the_other_gmf_columns_to_the_network():
+def test_predict_rating_uses_the_first_rating_factors_columns():
     """predict_rating uses the first rating_factors GMF columns only (the kernels' gradients
     of that term are checked above against finite differences)."""
     data = planted_ratings()

@@ -295,8 +295,8 @@ FASTREC_NCF_ENTRY double ncf_train_epoch_cpu(
     int64_t n_negatives, uint64_t seed, int64_t epoch, T *user_emb, int64_t n_users,
     T *item_emb, int64_t n_items, T *dense, const int64_t *layers, int64_t n_widths,
     int64_t n_gmf, int64_t stride, int loss_kind, const T *pos_ratings, double rating_weight,
-    double rating_mean, double rating_reg, int64_t n_rating, int nonnegative, int optimizer, double lr, double beta1, double beta2,
-    double eps, int64_t step, T *dense_s1, T *dense_s2, T *user_s1, T *user_s2, T *item_s1,
+    double rating_mean, double rating_reg, int64_t n_rating, int nonnegative, int optimizer,
+    double lr, double beta1, double beta2, double eps, int64_t step, T *dense_s1, T *dense_s2, T *user_s1, T *user_s2, T *item_s1,
     T *item_s2, int64_t batch_size, int n_threads) {
   const NcfShape s(layers, n_widths, n_gmf, stride);
   const int64_t d = s.stride, group = n_negatives + 1;

@@ -278,6 +278,7 @@ def launch_ncf_train_epoch(xp, get_kernel, pos_users, pos_items, pos_targets, se
     b_items = xp.empty(n_rows, index_dtype)
     b_targets = xp.empty(n_rows, dtype)
     with_rating = pos_ratings is not None
+    rating_columns = ncf_n_rating(n_rating, shape.n_gmf) if with_rating else 0
     b_ratings = xp.empty(n_rows if with_rating else 1, dtype)
     b_weights = xp.empty(n_rows if with_rating else 1, dtype)
     cache_flat = xp.empty(max(n_rows * shape.cache_width, 1), dtype)
@@ -306,7 +307,7 @@ def launch_ncf_train_epoch(xp, get_kernel, pos_users, pos_items, pos_targets, se
         _mlp_forward(xp, get_kernel, shape, blocks[1:], dense, bs)
         d_last = grads[-1] if shape.widths else dz
         rating = (Rating(b_ratings[:bs], b_weights[:bs], rating_mean, rating_reg,
-                         ncf_n_rating(n_rating, shape.n_gmf)) if with_rating else None)
+                         rating_columns) if with_rating else None)
         _score(get_kernel, shape, users, items, targets, user_emb, item_emb, dense, blocks, bs, 1,
                1, loss, logits, row_loss[start:start + bs], dz, d_last, u_grads, i_grads, rating)
         _mlp_backward(xp, get_kernel, shape, blocks, grads, dense, dense_grad, dz, bs, u_grads,
