@@ -166,6 +166,10 @@ def _value(text: str):
     return tuple(int(v) for v in text.split(":")) if ":" in text else _number(text)
 
 
+def _latest(n: int) -> str:
+    return {1: "latest", 2: "2nd latest", 3: "3rd latest"}.get(n, f"{n}th latest")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("what", choices=("tune", "report", "curves"))
@@ -179,30 +183,44 @@ def main():
     parser.add_argument("--threads", type=int, default=None,
                         help="n_threads of each fit (default: all usable cores)")
     parser.add_argument("--epochs", type=int, default=15, help="epochs of each curve")
+    parser.add_argument("--cuts", type=int, default=1,
+                        help="tune: validation cuts; cut c holds out each user's c-th latest "
+                             "training rating and trains on the ratings before it")
     args = parser.parse_args()
     data = load(args.data)
     train, test = leave_last_out(data, single="train")
     backend = {"backend": args.backend}
     models = {"MF": (MF, backend), "NeuMF": (NeuMF, backend)}
-    if args.what in ("tune", "curves"):
-        train, test = leave_last_out(train, single="train")
-        for config in args.configs:
-            params = {k: _value(v) for k, v in (kv.split("=") for kv in config.split(","))}
-            name = ", ".join(f"{k}={v}" for k, v in params.items())
-            models[f"JointNeuMF({name})"] = (JointNeuMF, {**params, **backend})
-        if args.what == "curves":
-            settings = {name: {**params, "n_threads": args.threads}
-                        for name, (_, params) in models.items() if name != "MF"}
-            print(curves(settings, train, test, args.seeds, args.epochs, args.jobs))
-            return
-        title = "validation (each user's latest training rating), training part only"
-    else:
+    if args.what == "report":
         models["JointNeuMF"] = (JointNeuMF, backend)
-        title = "test (each user's latest rating)"
-    rows = run(models, train, test, args.seeds, args.jobs, args.threads)
-    print(f"\n# ml-latest-small, {title}; defaults unless named; mean of seeds {args.seeds}; "
-          f"{train.nnz} training ratings, {test.nnz} held-out pairs\n")
-    print(table(rows))
+        rows = run(models, train, test, args.seeds, args.jobs, args.threads)
+        print(f"\n# ml-latest-small, test (each user's latest rating); defaults; mean of seeds "
+              f"{args.seeds}; {train.nnz} training ratings, {test.nnz} held-out pairs\n")
+        print(table(rows))
+        return
+    for config in args.configs:
+        params = {k: _value(v) for k, v in (kv.split("=") for kv in config.split(","))}
+        name = ", ".join(f"{k}={v}" for k, v in params.items())
+        models[f"JointNeuMF({name})"] = (JointNeuMF, {**params, **backend})
+    if args.what == "curves":
+        train, val = leave_last_out(train, single="train")
+        settings = {name: {**params, "n_threads": args.threads}
+                    for name, (_, params) in models.items() if name != "MF"}
+        print(curves(settings, train, val, args.seeds, args.epochs, args.jobs))
+        return
+    rows = []
+    for cut in range(1, args.cuts + 1):
+        train, val = leave_last_out(train, single="train")
+        cut_rows = run(models, train, val, args.seeds, args.jobs, args.threads)
+        print(f"\n# ml-latest-small, validation cut {cut} (each user's {_latest(cut)} "
+              f"training rating), the ratings before it only; defaults unless named; mean of "
+              f"seeds {args.seeds}; {train.nnz} training ratings, {val.nnz} held-out pairs\n")
+        print(table(cut_rows), flush=True)
+        rows += cut_rows
+    if args.cuts > 1:
+        print(f"\n# all {args.cuts} cuts together (each cut's held-out pairs weigh alike): "
+              f"mean of cuts and seeds {args.seeds}\n")
+        print(table(rows))
 
 
 if __name__ == "__main__":
