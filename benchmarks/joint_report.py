@@ -31,7 +31,7 @@ import pandas as pd
 
 from fastrec import MF, JointNeuMF, NeuMF
 from fastrec.data.interactions import Interactions
-from fastrec.evaluation import SampledRanking, evaluate_sampled, leave_last_out
+from fastrec.evaluation import SampledRanking, leave_last_out, rank_metrics, sampled_ranks
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small" / "ratings.csv"
 SEEDS = (0, 1, 2)
@@ -53,24 +53,62 @@ def triple(data: Interactions):
 
 
 def measure(model, train: Interactions, test: Interactions, ranking: SampledRanking) -> dict:
+    """Fit ``model`` and score it; keys starting with "_" hold per-pair figures (each held-out
+    item's rank, each test pair's squared error) for :func:`paired`."""
     start = time.perf_counter()
     model.fit(train)
     row = {"fit s": time.perf_counter() - start}
     users, items, ratings = triple(test)
     if isinstance(model, (NeuMF, JointNeuMF)):
-        row.update(evaluate_sampled(model, ranking, 10))
+        row["_ranks"] = sampled_ranks(model, ranking)
+        row.update(rank_metrics(row["_ranks"], 10))
         row["epochs"] = model.n_epochs_
     predict = getattr(model, "predict_rating", None) or (
         model.predict if isinstance(model, MF) else None)
     if predict is not None:
         err = predict(users, items).astype(np.float64) - ratings.astype(np.float64)
-        row["rmse"] = float(np.sqrt(np.mean(err ** 2)))
+        row["_sq_err"] = err ** 2
+        row["rmse"] = float(np.sqrt(np.mean(row["_sq_err"])))
     return row
 
 
+def _shown(row: dict) -> dict:
+    return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+def paired(rows: list[dict], model: str, hr_against: str = "NeuMF",
+           rmse_against: str = "MF", resamples: int = 10_000) -> str:
+    """``model`` minus ``hr_against`` in HR@10 and minus ``rmse_against`` in RMSE, each
+    averaged over the seeds, with a 95% interval from resampling the held-out pairs (the
+    same pairs for both models: a paired bootstrap; rows of several ``cut``s are pooled).
+    Says how large a difference the held-out pairs can tell apart."""
+    rng = np.random.default_rng(0)
+    seeds = sorted({r["seed"] for r in rows})
+
+    def per_seed(name, key):
+        return np.array([np.concatenate([r[key] for r in sorted(rows, key=lambda r: r.get("cut", 0))
+                                         if r["model"] == name and r["seed"] == seed])
+                         for seed in seeds])
+
+    hits = (per_seed(model, "_ranks") < 10).mean(axis=0) - \
+        (per_seed(hr_against, "_ranks") < 10).mean(axis=0)
+    a, b = per_seed(model, "_sq_err"), per_seed(rmse_against, "_sq_err")
+    draws = rng.integers(0, hits.shape[0], size=(resamples, hits.shape[0]))
+    hr_boot = hits[draws].mean(axis=1)
+    rmse_boot = (np.sqrt(a[:, draws].mean(axis=2)) - np.sqrt(b[:, draws].mean(axis=2))).mean(0)
+    rmse = float(np.mean(np.sqrt(a.mean(axis=1)) - np.sqrt(b.mean(axis=1))))
+    lines = []
+    for name, value, boot in ((f"HR@10, {model} - {hr_against}", hits.mean(), hr_boot),
+                              (f"RMSE, {model} - {rmse_against}", rmse, rmse_boot)):
+        low, high = np.percentile(boot, [2.5, 97.5])
+        lines.append(f"{name}: {value:+.4f} (95% interval over the held-out users "
+                     f"{low:+.4f} .. {high:+.4f})")
+    return "\n".join(lines)
+
+
 def table(rows: list[dict]) -> str:
-    frame = pd.DataFrame(rows)
-    keys = [c for c in frame.columns if c not in ("model", "seed")]
+    frame = pd.DataFrame([_shown(r) for r in rows])
+    keys = [c for c in frame.columns if c not in ("model", "seed", "cut")]
     mean = frame.groupby("model", sort=False)[keys].mean()
     lines = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for name, values in mean.iterrows():
@@ -97,7 +135,7 @@ def run(models: dict, train, test, seeds, jobs: int, threads) -> list[dict]:
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         for row in pool.map(_measure_job, work):
             rows.append(row)
-            print(rows[-1], flush=True)
+            print(_shown(row), flush=True)
     return rows
 
 
@@ -197,6 +235,8 @@ def main():
         print(f"\n# ml-latest-small, test (each user's latest rating); defaults; mean of seeds "
               f"{args.seeds}; {train.nnz} training ratings, {test.nnz} held-out pairs\n")
         print(table(rows))
+        print()
+        print(paired(rows, "JointNeuMF"))
         return
     for config in args.configs:
         params = {k: _value(v) for k, v in (kv.split("=") for kv in config.split(","))}
@@ -211,7 +251,8 @@ def main():
     rows = []
     for cut in range(1, args.cuts + 1):
         train, val = leave_last_out(train, single="train")
-        cut_rows = run(models, train, val, args.seeds, args.jobs, args.threads)
+        cut_rows = [{**row, "cut": cut}
+                    for row in run(models, train, val, args.seeds, args.jobs, args.threads)]
         print(f"\n# ml-latest-small, validation cut {cut} (each user's {_latest(cut)} "
               f"training rating), the ratings before it only; defaults unless named; mean of "
               f"seeds {args.seeds}; {train.nnz} training ratings, {val.nnz} held-out pairs\n")
@@ -221,6 +262,10 @@ def main():
         print(f"\n# all {args.cuts} cuts together (each cut's held-out pairs weigh alike): "
               f"mean of cuts and seeds {args.seeds}\n")
         print(table(rows))
+    print()
+    for name in models:
+        if name.startswith("JointNeuMF"):
+            print(paired(rows, name))
 
 
 if __name__ == "__main__":

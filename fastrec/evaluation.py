@@ -83,16 +83,22 @@ def rank_metrics(ranks: np.ndarray, k: int) -> dict[str, float]:
     return {f"hr@{k}": float(np.mean(hit)), f"ndcg@{k}": float(np.mean(ndcg))}
 
 
-def evaluate_sampled(model, ranking: SampledRanking, k: int = 10) -> dict[str, float]:
-    """The NCF protocol: rank each test item among its sampled negatives. Ties count against
-    the test item (a model scoring everything equally gets HR 0, not 1)."""
+def sampled_ranks(model, ranking: SampledRanking) -> np.ndarray:
+    """0-based rank of each test item among its sampled negatives, int64[n] in the order of
+    ``ranking``. Ties count against the test item (a model scoring everything equally ranks
+    it last, not first)."""
     n, m = ranking.negatives.shape
     pos = np.asarray(to_host(model._predict_indices(ranking.users, ranking.items)), np.float64)
     neg = np.asarray(to_host(model._predict_indices(np.repeat(ranking.users, m),
                                                     ranking.negatives.ravel())),
                      np.float64).reshape(n, m)
-    ranks = np.sum(neg >= pos[:, None], axis=1)
-    return rank_metrics(ranks, k)
+    return np.sum(neg >= pos[:, None], axis=1)
+
+
+def evaluate_sampled(model, ranking: SampledRanking, k: int = 10) -> dict[str, float]:
+    """The NCF protocol: HR@k and NDCG@k of each test item ranked among its sampled negatives
+    (:func:`sampled_ranks`)."""
+    return rank_metrics(sampled_ranks(model, ranking), k)
 
 
 def evaluate_full(model, train: Interactions, test: Interactions, k: int = 10,
