@@ -20,8 +20,8 @@
 //       NCF_CHUNK_ROWS rows sums exactly as the former one-pass kernels did.
 //   ncf_split_mlp_grads  a thread per element: the MLP input's gradient into the embedding
 //       gradients' MLP columns.
-//   ncf_project_nonnegative  a thread per (batch row, GMF column): max(0, .) of the rows a step
-//       updated (rows repeated in a batch write the same value).
+//   ncf_project_nonnegative  a thread per (batch row, rating-term GMF column): max(0, .) of the
+//       rows a step updated (rows repeated in a batch write the same value).
 //
 // Embedding rows are `stride` wide: the GMF and MLP columns (d = n_gmf + n_mlp), then, for the
 // joint model, the rating bias in column d (stride = d + 1).
@@ -365,14 +365,15 @@ __global__ void ncf_split_mlp_grads(const T *__restrict__ dx0, long long batch, 
   }
 }
 
-// table[rows[r], f] = max(table[rows[r], f], 0) for r < n, f < n_gmf (table [n_rows, d]).
+// table[rows[r], f] = max(table[rows[r], f], 0) for r < n, f < n_cols (table [n_rows, d];
+// n_cols: the rating term's GMF columns).
 template <typename T, typename I>
 __global__ void ncf_project_nonnegative(T *__restrict__ table, const I *__restrict__ rows,
-                                        long long n, long long n_gmf, long long d) {
+                                        long long n, long long n_cols, long long d) {
   const long long stride = (long long)gridDim.x * blockDim.x;
-  for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < n * n_gmf;
+  for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < n * n_cols;
        k += stride) {
-    T *w = table + (long long)rows[k / n_gmf] * d + k % n_gmf;
+    T *w = table + (long long)rows[k / n_cols] * d + k % n_cols;
     *w = *w > T(0) ? *w : T(0);
   }
 }

@@ -281,7 +281,8 @@ ratings      : T[P] or None  the joint model's explicit ratings of the positives
                slot gets the rating term with weight ``rating_weight`` around ``rating_mean``,
                penalty ``rating_reg``, over the first ``n_rating`` GMF columns (None: all;
                NCF_LAYOUT_DOC; negatives get none)
-nonnegative  : after each step the GMF columns of the rows it updated are set to max(0, .)
+nonnegative  : after each step the rating term's GMF columns (the first ``n_rating``; all GMF
+               columns when None) of the rows it updated are set to max(0, .)
 Each batch: forward, backward (mean loss), then one optimiser step of the dense vector and one
 lazy step of each distinct user and item row of the batch (duplicates summed).
 Returns the summed loss of every sample, measured in its batch's forward pass. Results do not

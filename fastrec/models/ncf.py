@@ -191,8 +191,9 @@ class _NCF(UserItemModel):
         if self._JOINT:
             self.rating_mean_ = float(array_module(data.values).mean(data.values,
                                                                      dtype=np.float64))
+            n_nonnegative = self._n_rating() if self.nonnegative else 0
             self.user_embeddings_, self.item_embeddings_ = (
-                _with_bias_column(e, n_gmf, self.nonnegative)
+                _with_bias_column(e, n_nonnegative)
                 for e in (self.user_embeddings_, self.item_embeddings_))
         self._init_from(**init_from)
         if self._JOINT:
@@ -625,8 +626,9 @@ class JointNeuMF(NeuMF):
     rating_factors : GMF columns shared with the rating term (1..n_factors); None: MF's
         default rank (64), or all of them when ``n_factors`` is smaller.
         ``rating_factors=n_factors`` shares every GMF column.
-    nonnegative : project the GMF columns onto >= 0 after every optimiser step (as NMF's
-        factors; the embeddings then start at ``|N(0, init_std)|``).
+    nonnegative : project the rating term's factors (the first ``rating_factors`` GMF
+        columns) onto >= 0 after every optimiser step, as NMF's factors (they then start at
+        ``|N(0, init_std)|``); the network's own GMF columns stay signed.
     mf_init : start the rating part at a fitted MF's solution: ``fit`` first fits
         ``MF(n_factors=rating_factors)`` (MF's other defaults, well under a second on
         ml-latest-small) on the same training ratings and copies its factors into ``p``,
@@ -727,9 +729,8 @@ def _check_has_ratings(X) -> None:
                          "ratings, not (user_ids, item_ids)")
 
 
-def _with_bias_column(embeddings: np.ndarray, n_gmf: int, nonnegative: bool) -> np.ndarray:
-    """The embedding rows with a zero rating-bias column appended (and the GMF columns made
-    non-negative for a non-negative model)."""
-    if nonnegative:
-        embeddings[:, :n_gmf] = np.abs(embeddings[:, :n_gmf])
+def _with_bias_column(embeddings: np.ndarray, n_nonnegative: int) -> np.ndarray:
+    """The embedding rows with a zero rating-bias column appended, their first
+    ``n_nonnegative`` columns made non-negative (a non-negative model's rating columns)."""
+    embeddings[:, :n_nonnegative] = np.abs(embeddings[:, :n_nonnegative])
     return np.hstack([embeddings, np.zeros((embeddings.shape[0], 1), embeddings.dtype)])

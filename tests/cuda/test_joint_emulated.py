@@ -69,9 +69,10 @@ def test_joint_epoch_matches_reference(modules, optimizer, nonnegative, order, n
         dtype, index_dtype, n_gmf, [8, 6, 3], seed=2)
     rng = np.random.default_rng(5)
     user_emb, item_emb = with_bias(dtype, user_emb, rng), with_bias(dtype, item_emb, rng)
+    cols = n_gmf if n_rating is None else n_rating  # the rating term's (projected) columns
     if nonnegative:
-        user_emb[:, :n_gmf], item_emb[:, :n_gmf] = (np.abs(user_emb[:, :n_gmf]),
-                                                    np.abs(item_emb[:, :n_gmf]))
+        user_emb[:, :cols], item_emb[:, :cols] = (np.abs(user_emb[:, :cols]),
+                                                  np.abs(item_emb[:, :cols]))
     ratings = rng.uniform(1, 5, data["pos_users"].shape[0]).astype(dtype)
     states = [np.full_like(a, 0.1) for a in (dense, dense, user_emb, user_emb, item_emb,
                                              item_emb)]
@@ -91,5 +92,7 @@ def test_joint_epoch_matches_reference(modules, optimizer, nonnegative, order, n
     for g, e in zip(got, expected, strict=True):
         np.testing.assert_allclose(g, e, **tolerance(dtype))
     if nonnegative:
-        assert got[0][:, :n_gmf].min() >= 0 and got[1][:, :n_gmf].min() >= 0
+        assert got[0][:, :cols].min() >= 0 and got[1][:, :cols].min() >= 0
+        if cols < n_gmf:  # the network's own GMF columns stay signed
+            assert got[0][:, cols:n_gmf].min() < 0 and got[1][:, cols:n_gmf].min() < 0
     assert not np.array_equal(got[0][:, -1], user_emb[:, -1])  # the biases learnt

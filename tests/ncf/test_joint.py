@@ -96,8 +96,10 @@ def joint_epochs(kernels, dtype, index_dtype, optimizer, n_threads, rating_weigh
     if bias_column:
         user_emb, item_emb = (np.hstack([e, np.zeros((e.shape[0], 1), dtype)])
                               for e in (user_emb, item_emb))
+    cols = 4 if n_rating is None else n_rating  # the rating term's (projected) columns
     if nonnegative:
-        user_emb[:, :4], item_emb[:, :4] = np.abs(user_emb[:, :4]), np.abs(item_emb[:, :4])
+        user_emb[:, :cols], item_emb[:, :cols] = (np.abs(user_emb[:, :cols]),
+                                                  np.abs(item_emb[:, :cols]))
     rating = ({"ratings": ratings, "rating_weight": rating_weight, "rating_mean": 3.0,
                "rating_reg": 0.05, "n_rating": n_rating, "nonnegative": nonnegative}
               if bias_column else {})
@@ -115,7 +117,8 @@ def joint_epochs(kernels, dtype, index_dtype, optimizer, n_threads, rating_weigh
 
 @pytest.mark.parametrize("name", BACKENDS)
 @pytest.mark.parametrize("optimizer", [0, 1, 2])
-@pytest.mark.parametrize("nonnegative,n_rating", [(False, None), (True, None), (False, 2)])
+@pytest.mark.parametrize("nonnegative,n_rating",
+                         [(False, None), (True, None), (False, 2), (True, 2)])
 def test_joint_epoch_matches_reference(name, optimizer, nonnegative, n_rating):
     """float64: in float32, Adam's normalised steps amplify rounding differences between
     backends over two epochs of this noisy rating term beyond the float32 tolerance."""
@@ -127,8 +130,11 @@ def test_joint_epoch_matches_reference(name, optimizer, nonnegative, n_rating):
                        n_rating=n_rating)
     for e, g in zip(expected, got, strict=True):
         assert_allclose(g, e, **tolerance(dtype))
+    cols = 4 if n_rating is None else n_rating
     if nonnegative:
-        assert got[1][:, :4].min() >= 0 and got[2][:, :4].min() >= 0
+        assert got[1][:, :cols].min() >= 0 and got[2][:, :cols].min() >= 0
+        if cols < 4:  # the network's own GMF columns stay signed
+            assert got[1][:, cols:4].min() < 0 and got[2][:, cols:4].min() < 0
     assert np.abs(got[1][:, -1]).max() > 0  # the biases learnt
 
 
@@ -199,10 +205,16 @@ def test_mf_init_starts_the_rating_part_at_mf():
     assert np.abs(cold.user_embeddings_[:, -1]).max() < 1e-6  # biases start at zero
 
 
-def test_nonnegative_keeps_gmf_factors_nonnegative():
-    model = JointNeuMF(n_factors=4, layers=(8,), nonnegative=True, n_epochs=2,
-                       early_stopping=False, random_state=0).fit(planted_ratings())
-    assert model.user_embeddings_[:, :4].min() >= 0 <= model.item_embeddings_[:, :4].min()
+@pytest.mark.parametrize("rating_factors", [None, 2])
+def test_nonnegative_keeps_the_rating_factors_nonnegative(rating_factors):
+    model = JointNeuMF(n_factors=4, layers=(8,), rating_factors=rating_factors,
+                       nonnegative=True, n_epochs=2, early_stopping=False,
+                       random_state=0).fit(planted_ratings())
+    cols = model.n_rating_
+    assert cols == (4 if rating_factors is None else 2)
+    assert model.user_embeddings_[:, :cols].min() >= 0 <= model.item_embeddings_[:, :cols].min()
+    if cols < 4:  # the network's own GMF columns stay signed
+        assert model.user_embeddings_[:, cols:4].min() < 0 > model.item_embeddings_[:, cols:4].min()
 
 
 def test_bad_input_errors():

@@ -255,8 +255,8 @@ FASTREC_NCF_ENTRY double ncf_backward_batch(const Blas &blas, const I *users, co
       chunk_loss[c] = ncf_backward_rows<T, I>(
           blas, s, users, items, targets, batch, c * NCF_CHUNK,
           std::min(NCF_CHUNK, batch - c * NCF_CHUNK), user_emb, item_emb, dense, cache, logits,
-          loss_kind, rating, scale, grad_work.data(), chunk_grads.data() + c * s.n_dense, user_grads,
-          item_grads);
+          loss_kind, rating, scale, grad_work.data(), chunk_grads.data() + c * s.n_dense,
+          user_grads, item_grads);
 #pragma omp for schedule(static)
     for (int64_t j = 0; j < s.n_dense; ++j) {
       T sum = T(0);
@@ -286,8 +286,9 @@ static inline int64_t ncf_draw_negative(uint64_t key, int64_t negative, int64_t 
 
 // A whole epoch; see NCF_TRAIN_EPOCH_DOC in fastrec/backends/_contract.py. Returns the summed
 // loss of every sample, each measured before the step of its batch. pos_ratings (null: no
-// rating term) gives each positive the rating term with weight rating_weight; nonnegative
-// projects the GMF columns of the rows a batch updated onto >= 0 after the step.
+// rating term) gives each positive the rating term with weight rating_weight; the first
+// n_nonnegative GMF columns of the rows a batch updated are projected onto >= 0 after the step
+// (the rating term's columns of a non-negative model, else none).
 template <typename T, typename I>
 FASTREC_NCF_ENTRY double ncf_train_epoch_cpu(
     const Blas &blas, const I *pos_users, const I *pos_items, const T *pos_targets,
@@ -295,9 +296,10 @@ FASTREC_NCF_ENTRY double ncf_train_epoch_cpu(
     int64_t n_negatives, uint64_t seed, int64_t epoch, T *user_emb, int64_t n_users,
     T *item_emb, int64_t n_items, T *dense, const int64_t *layers, int64_t n_widths,
     int64_t n_gmf, int64_t stride, int loss_kind, const T *pos_ratings, double rating_weight,
-    double rating_mean, double rating_reg, int64_t n_rating, int nonnegative, int optimizer,
-    double lr, double beta1, double beta2, double eps, int64_t step, T *dense_s1, T *dense_s2, T *user_s1, T *user_s2, T *item_s1,
-    T *item_s2, int64_t batch_size, int n_threads) {
+    double rating_mean, double rating_reg, int64_t n_rating, int64_t n_nonnegative,
+    int optimizer, double lr, double beta1, double beta2, double eps, int64_t step, T *dense_s1,
+    T *dense_s2, T *user_s1, T *user_s2, T *item_s1, T *item_s2, int64_t batch_size,
+    int n_threads) {
   const NcfShape s(layers, n_widths, n_gmf, stride);
   const int64_t d = s.stride, group = n_negatives + 1;
   const int64_t max_chunks = (batch_size + NCF_CHUNK - 1) / NCF_CHUNK;
@@ -391,8 +393,7 @@ FASTREC_NCF_ENTRY double ncf_train_epoch_cpu(
                                item_s2);
         row = item_emb + (int64_t)b_items[item_leaders[j - n_user_rows]] * d;
       }
-      if (nonnegative)
-        for (int64_t f = 0; f < s.n_gmf; ++f) row[f] = std::max(row[f], T(0));
+      for (int64_t f = 0; f < n_nonnegative; ++f) row[f] = std::max(row[f], T(0));
     }
   }
   return total;

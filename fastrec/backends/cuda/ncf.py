@@ -279,6 +279,7 @@ def launch_ncf_train_epoch(xp, get_kernel, pos_users, pos_items, pos_targets, se
     b_targets = xp.empty(n_rows, dtype)
     with_rating = pos_ratings is not None
     rating_columns = ncf_n_rating(n_rating, shape.n_gmf) if with_rating else 0
+    nonnegative_columns = ncf_n_rating(n_rating, shape.n_gmf) if nonnegative else 0
     b_ratings = xp.empty(n_rows if with_rating else 1, dtype)
     b_weights = xp.empty(n_rows if with_rating else 1, dtype)
     cache_flat = xp.empty(max(n_rows * shape.cache_width, 1), dtype)
@@ -321,10 +322,10 @@ def launch_ncf_train_epoch(xp, get_kernel, pos_users, pos_items, pos_targets, se
                                                 item_state2)):
             optim.launch_sparse_step(xp, get_kernel, optimizer, table, rows, row_grads, s1, s2,
                                      lr, beta1, beta2, eps, t)
-            if nonnegative:
+            if nonnegative_columns:
                 get_kernel("ncf_project_nonnegative")(
-                    _elementwise_blocks(bs * shape.n_gmf), (THREADS,),
-                    (table, rows, np.int64(bs), np.int64(shape.n_gmf), np.int64(d)))
+                    _elementwise_blocks(bs * nonnegative_columns), (THREADS,),
+                    (table, rows, np.int64(bs), np.int64(nonnegative_columns), np.int64(d)))
 
 
 # -- public contract functions ------------------------------------------------------------------

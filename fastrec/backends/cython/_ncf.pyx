@@ -37,9 +37,9 @@ cdef extern from "fastrec/ncf_cpu.h" namespace "fastrec" nogil:
         int64_t n_users, T *item_emb, int64_t n_items, T *dense, const int64_t *layers,
         int64_t n_widths, int64_t n_gmf, int64_t stride, int loss_kind, const T *pos_ratings,
         double rating_weight, double rating_mean, double rating_reg, int64_t n_rating,
-        int nonnegative,
-        int optimizer, double lr, double beta1, double beta2, double eps, int64_t step, T *dense_s1, T *dense_s2, T *user_s1,
-        T *user_s2, T *item_s1, T *item_s2, int64_t batch_size, int n_threads)
+        int64_t n_nonnegative, int optimizer, double lr, double beta1, double beta2, double eps,
+        int64_t step, T *dense_s1, T *dense_s2, T *user_s1, T *user_s2, T *item_s1, T *item_s2,
+        int64_t batch_size, int n_threads)
 
 
 cdef const int64_t *_ptr64(const int64_t[::1] a) noexcept nogil:
@@ -110,6 +110,7 @@ def ncf_train_epoch(const index_t[::1] pos_users, const index_t[::1] pos_items,
     """See ``fastrec.backends._contract.NCF_TRAIN_EPOCH_DOC``."""
     cdef Blas blas = scipy_blas()
     cdef int64_t rating_columns = ncf_n_rating(n_rating, n_gmf) if ratings is not None else 0
+    cdef int64_t nonnegative_columns = ncf_n_rating(n_rating, n_gmf) if nonnegative else 0
     cdef double total
     cdef int64_t n_samples = order.shape[0]
     cdef index_t dummy_index = 0
@@ -123,7 +124,7 @@ def ncf_train_epoch(const index_t[::1] pos_users, const index_t[::1] pos_items,
             &order[0], n_samples, n_negatives, seed, epoch, &user_emb[0, 0], user_emb.shape[0],
             &item_emb[0, 0], item_emb.shape[0], &dense[0], _ptr64(layers), layers.shape[0],
             n_gmf, user_emb.shape[1], loss, rating_ptr, rating_weight, rating_mean, rating_reg,
-            rating_columns, nonnegative, optimizer, lr, beta1, beta2, eps, step, &dense_state1[0],
-            &dense_state2[0], &user_state1[0, 0], &user_state2[0, 0], &item_state1[0, 0],
-            &item_state2[0, 0], batch_size, n_threads)
+            rating_columns, nonnegative_columns, optimizer, lr, beta1, beta2, eps, step,
+            &dense_state1[0], &dense_state2[0], &user_state1[0, 0], &user_state2[0, 0],
+            &item_state1[0, 0], &item_state2[0, 0], batch_size, n_threads)
     return total

@@ -479,7 +479,7 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
             int(n_gmf), n_mlp, last, out_offset, int(loss),
             np.empty(0, dtype) if ratings is None else ratings, dtype.type(rating_weight),
             dtype.type(rating_mean), dtype.type(rating_reg), rating_columns,
-            int(n_gmf) if nonnegative else 0,
+            ncf_n_rating(n_rating, n_gmf) if nonnegative else 0,
             int(optimizer), scalars, step_scalars,
             dense_state1, dense_state2, user_state1, user_state2, item_state1,
             item_state2, int(batch_size), np.empty(batch_size * (n_gmf + grad_width) + 1, dtype),

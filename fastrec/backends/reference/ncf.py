@@ -217,6 +217,7 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
                                        (item_emb, items, item_grads)):
                 np.subtract.at(table, rows, dtype.type(lr) * grads)
         if nonnegative:
+            cols = ncf_n_rating(n_rating, n_gmf)
             for table, rows in ((user_emb, users), (item_emb, items)):
-                table[rows, :n_gmf] = np.maximum(table[rows, :n_gmf], 0)
+                table[rows, :cols] = np.maximum(table[rows, :cols], 0)
     return total
