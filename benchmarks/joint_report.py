@@ -54,12 +54,13 @@ def triple(data: Interactions):
 
 def measure(model, train: Interactions, test: Interactions, ranking: SampledRanking) -> dict:
     """Fit ``model`` and score it; keys starting with "_" hold per-pair figures (each held-out
-    item's rank, each test pair's squared error) for :func:`paired`."""
+    pair's user, its item's rank, its squared error) for :func:`paired`."""
     start = time.perf_counter()
     model.fit(train)
     row = {"fit s": time.perf_counter() - start}
     users, items, ratings = triple(test)
     if isinstance(model, (NeuMF, JointNeuMF)):
+        row["_users"] = test.users
         row["_ranks"] = sampled_ranks(model, ranking)
         row.update(rank_metrics(row["_ranks"], 10))
         row["epochs"] = model.n_epochs_
@@ -67,6 +68,7 @@ def measure(model, train: Interactions, test: Interactions, ranking: SampledRank
         model.predict if isinstance(model, MF) else None)
     if predict is not None:
         err = predict(users, items).astype(np.float64) - ratings.astype(np.float64)
+        row["_users"] = test.users
         row["_sq_err"] = err ** 2
         row["rmse"] = float(np.sqrt(np.mean(row["_sq_err"])))
     return row
@@ -78,29 +80,44 @@ def _shown(row: dict) -> dict:
 
 def paired(rows: list[dict], model: str, hr_against: str = "NeuMF",
            rmse_against: str = "MF", resamples: int = 10_000) -> str:
-    """``model`` minus ``hr_against`` in HR@10 and minus ``rmse_against`` in RMSE, each
-    averaged over the seeds, with a 95% interval from resampling the held-out pairs (the
-    same pairs for both models: a paired bootstrap; rows of several ``cut``s are pooled).
-    Says how large a difference the held-out pairs can tell apart."""
-    rng = np.random.default_rng(0)
+    """``model`` minus ``hr_against`` in HR@10 and minus ``rmse_against`` in RMSE (each
+    model's RMSE over all its held-out pairs), averaged over the seeds, with a 95% interval
+    from resampling the held-out users: a paired bootstrap (the same users for both models),
+    where a user drawn brings every pair it has (one per ``cut`` when rows of several cuts
+    are pooled). Says how large a difference the held-out pairs can tell apart."""
+    n_users = 1 + max(int(r["_users"].max()) for r in rows if "_users" in r)
     seeds = sorted({r["seed"] for r in rows})
 
-    def per_seed(name, key):
-        return np.array([np.concatenate([r[key] for r in sorted(rows, key=lambda r: r.get("cut", 0))
-                                         if r["model"] == name and r["seed"] == seed])
-                         for seed in seeds])
+    def per_user(name, key, value):
+        """[seed, user] sums of ``value(r[key])`` over the cuts, and [user] pair counts."""
+        sums, counts = np.zeros((len(seeds), n_users)), np.zeros(n_users)
+        for r in rows:
+            if r["model"] == name:
+                np.add.at(sums[seeds.index(r["seed"])], r["_users"], value(r[key]))
+                if r["seed"] == seeds[0]:
+                    np.add.at(counts, r["_users"], 1)
+        return sums, counts
 
-    hits = (per_seed(model, "_ranks") < 10).mean(axis=0) - \
-        (per_seed(hr_against, "_ranks") < 10).mean(axis=0)
-    a, b = per_seed(model, "_sq_err"), per_seed(rmse_against, "_sq_err")
-    draws = rng.integers(0, hits.shape[0], size=(resamples, hits.shape[0]))
-    hr_boot = hits[draws].mean(axis=1)
-    rmse_boot = (np.sqrt(a[:, draws].mean(axis=2)) - np.sqrt(b[:, draws].mean(axis=2))).mean(0)
-    rmse = float(np.mean(np.sqrt(a.mean(axis=1)) - np.sqrt(b.mean(axis=1))))
+    hits, counts = per_user(model, "_ranks", lambda ranks: ranks < 10)
+    hits -= per_user(hr_against, "_ranks", lambda ranks: ranks < 10)[0]
+    hits = hits.mean(axis=0)
+    sq_a = per_user(model, "_sq_err", lambda e: e)[0]
+    sq_b = per_user(rmse_against, "_sq_err", lambda e: e)[0]
+    users = np.flatnonzero(counts)
+    rng = np.random.default_rng(0)
+    hr_boot, rmse_boot = [], []
+    for _ in range(0, resamples, 1000):
+        draws = users[rng.integers(0, users.shape[0], size=(1000, users.shape[0]))]
+        n = counts[draws].sum(axis=1)
+        hr_boot.append(hits[draws].sum(axis=1) / n)
+        rmse_boot.append((np.sqrt(sq_a[:, draws].sum(axis=2) / n)
+                          - np.sqrt(sq_b[:, draws].sum(axis=2) / n)).mean(axis=0))
+    n = counts.sum()
+    rmse = float(np.mean(np.sqrt(sq_a.sum(axis=1) / n) - np.sqrt(sq_b.sum(axis=1) / n)))
     lines = []
-    for name, value, boot in ((f"HR@10, {model} - {hr_against}", hits.mean(), hr_boot),
+    for name, value, boot in ((f"HR@10, {model} - {hr_against}", hits.sum() / n, hr_boot),
                               (f"RMSE, {model} - {rmse_against}", rmse, rmse_boot)):
-        low, high = np.percentile(boot, [2.5, 97.5])
+        low, high = np.percentile(np.concatenate(boot), [2.5, 97.5])
         lines.append(f"{name}: {value:+.4f} (95% interval over the held-out users "
                      f"{low:+.4f} .. {high:+.4f})")
     return "\n".join(lines)
