@@ -59,8 +59,8 @@ def measure(model, train: Interactions, test: Interactions, ranking: SampledRank
     model.fit(train)
     row = {"fit s": time.perf_counter() - start}
     users, items, ratings = triple(test)
+    row["_users"] = test.users
     if isinstance(model, (NeuMF, JointNeuMF)):
-        row["_users"] = test.users
         row["_ranks"] = sampled_ranks(model, ranking)
         row.update(rank_metrics(row["_ranks"], 10))
         row["epochs"] = model.n_epochs_
@@ -68,7 +68,6 @@ def measure(model, train: Interactions, test: Interactions, ranking: SampledRank
         model.predict if isinstance(model, MF) else None)
     if predict is not None:
         err = predict(users, items).astype(np.float64) - ratings.astype(np.float64)
-        row["_users"] = test.users
         row["_sq_err"] = err ** 2
         row["rmse"] = float(np.sqrt(np.mean(row["_sq_err"])))
     return row
@@ -164,10 +163,8 @@ class _TracedJointNeuMF(JointNeuMF):
 
     def _validation_score(self, validation):
         score = super()._validation_score(validation)
-        pairs, g = self.rmse_pairs, int(self.n_rating_)
-        p = self.user_embeddings_[pairs.users].astype(np.float64)
-        q = self.item_embeddings_[pairs.items].astype(np.float64)
-        pred = self.rating_mean_ + p[:, -1] + q[:, -1] + np.sum(p[:, :g] * q[:, :g], axis=1)
+        pairs = self.rmse_pairs
+        pred = self._rating_indices(pairs.users, pairs.items).astype(np.float64)
         self.rmse_curve.append(float(np.sqrt(np.mean((pred - pairs.values) ** 2))))
         return score
 

@@ -191,13 +191,12 @@ class _NCF(UserItemModel):
         if self._JOINT:
             self.rating_mean_ = float(array_module(data.values).mean(data.values,
                                                                      dtype=np.float64))
-            n_nonnegative = self._n_rating() if self.nonnegative else 0
+            self.n_rating_ = self._n_rating()
+            n_nonnegative = self.n_rating_ if self.nonnegative else 0
             self.user_embeddings_, self.item_embeddings_ = (
                 _with_bias_column(e, n_nonnegative)
                 for e in (self.user_embeddings_, self.item_embeddings_))
         self._init_from(**init_from)
-        if self._JOINT:
-            self.n_rating_ = self._n_rating()
         if (self._JOINT and self.mf_init and self.rating_weight > 0 and not self.nonnegative
                 and not {"gmf", "mf"} & init_from.keys()):
             self._init_rating_part(data, n_threads)
@@ -717,11 +716,15 @@ class JointNeuMF(NeuMF):
         users, items = check_pairs(users, items)
         ids = self._ids()
         xp = array_module(self.user_embeddings_)
-        p = self.user_embeddings_[xp.asarray(ids.user_index(users))]
-        q = self.item_embeddings_[xp.asarray(ids.item_index(items))]
-        g = int(self.n_rating_)
-        pred = self.rating_mean_ + p[:, -1] + q[:, -1] + (p[:, :g] * q[:, :g]).sum(axis=1)
+        pred = self._rating_indices(xp.asarray(ids.user_index(users)),
+                                    xp.asarray(ids.item_index(items)))
         return to_host(pred.astype(self.dense_.dtype))
+
+    def _rating_indices(self, users, items):
+        """``mu + b_u + b_i + p_u . q_i`` of the pairs of internal indices, in the embeddings'
+        dtype and on their device."""
+        p, q, g = self.user_embeddings_[users], self.item_embeddings_[items], int(self.n_rating_)
+        return self.rating_mean_ + p[:, -1] + q[:, -1] + (p[:, :g] * q[:, :g]).sum(axis=1)
 
 
 def _check_has_ratings(X) -> None:
