@@ -733,6 +733,14 @@ def ncf_n_rating(n_rating, n_gmf: int) -> int:
     return n
 
 
+def ncf_epoch_columns(n_rating, n_gmf: int, with_rating: bool,
+                      nonnegative: bool) -> tuple[int, int]:
+    """The GMF columns an epoch (NCF_TRAIN_EPOCH_DOC) gives the rating term (0 without
+    ratings) and those it projects onto >= 0 (the rating term's, 0 unless ``nonnegative``)."""
+    n = ncf_n_rating(n_rating, n_gmf) if with_rating or nonnegative else 0
+    return (n if with_rating else 0), (n if nonnegative else 0)
+
+
 def check_ncf_batch(users, items, user_emb, item_emb, values: bool = True) -> None:
     """Validate a batch's index arrays, numpy or CuPy (see :data:`VALUES`)."""
     if users.dtype not in INDEX_DTYPES:

@@ -34,6 +34,7 @@ from fastrec.backends._contract import (
     check_array,
     check_ncf_batch,
     check_ncf_net,
+    ncf_epoch_columns,
     ncf_n_rating,
 )
 from fastrec.backends.cuda import optim
@@ -278,8 +279,8 @@ def launch_ncf_train_epoch(xp, get_kernel, pos_users, pos_items, pos_targets, se
     b_items = xp.empty(n_rows, index_dtype)
     b_targets = xp.empty(n_rows, dtype)
     with_rating = pos_ratings is not None
-    rating_columns = ncf_n_rating(n_rating, shape.n_gmf) if with_rating else 0
-    nonnegative_columns = ncf_n_rating(n_rating, shape.n_gmf) if nonnegative else 0
+    rating_columns, nonnegative_columns = ncf_epoch_columns(n_rating, shape.n_gmf, with_rating,
+                                                            nonnegative)
     b_ratings = xp.empty(n_rows if with_rating else 1, dtype)
     b_weights = xp.empty(n_rows if with_rating else 1, dtype)
     cache_flat = xp.empty(max(n_rows * shape.cache_width, 1), dtype)

@@ -13,7 +13,7 @@ from fastrec.backends.cython._blas_cpu cimport Blas, scipy_blas
 from fastrec.backends.cython._types cimport floating, index_t
 
 from fastrec.backends._blas import single_threaded_blas
-from fastrec.backends._contract import ncf_n_rating
+from fastrec.backends._contract import ncf_epoch_columns, ncf_n_rating
 
 
 cdef extern from "fastrec/ncf_cpu.h" namespace "fastrec" nogil:
@@ -109,8 +109,9 @@ def ncf_train_epoch(const index_t[::1] pos_users, const index_t[::1] pos_items,
                     n_rating=None, bint nonnegative=False):
     """See ``fastrec.backends._contract.NCF_TRAIN_EPOCH_DOC``."""
     cdef Blas blas = scipy_blas()
-    cdef int64_t rating_columns = ncf_n_rating(n_rating, n_gmf) if ratings is not None else 0
-    cdef int64_t nonnegative_columns = ncf_n_rating(n_rating, n_gmf) if nonnegative else 0
+    cdef int64_t rating_columns, nonnegative_columns
+    rating_columns, nonnegative_columns = ncf_epoch_columns(n_rating, n_gmf,
+                                                            ratings is not None, nonnegative)
     cdef double total
     cdef int64_t n_samples = order.shape[0]
     cdef index_t dummy_index = 0

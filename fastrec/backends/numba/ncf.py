@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit, prange
 
 from fastrec.backends._blas import single_threaded_blas
-from fastrec.backends._contract import OPT_ADAGRAD, OPT_ADAM, ncf_n_rating
+from fastrec.backends._contract import OPT_ADAGRAD, OPT_ADAM, ncf_epoch_columns, ncf_n_rating
 from fastrec.backends.numba.optim import link_rows
 from fastrec.backends.numba.rng import rng_at, rng_below, rng_key
 from fastrec.backends.numba.threads import thread_limit
@@ -446,7 +446,8 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
                     n_threads=1, ratings=None, rating_weight=0.0, rating_mean=0.0,
                     rating_reg=0.0, n_rating=None, nonnegative=False) -> float:
     """See ``fastrec.backends._contract.NCF_TRAIN_EPOCH_DOC``."""
-    rating_columns = ncf_n_rating(n_rating, n_gmf) if ratings is not None else 0
+    rating_columns, nonnegative_columns = ncf_epoch_columns(n_rating, n_gmf,
+                                                            ratings is not None, nonnegative)
     n_samples = order.shape[0]
     if n_samples == 0:
         return 0.0
@@ -478,8 +479,7 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
             int(n_negatives), key, user_emb, item_emb, dense, widths, w_off, act_sum,
             int(n_gmf), n_mlp, last, out_offset, int(loss),
             np.empty(0, dtype) if ratings is None else ratings, dtype.type(rating_weight),
-            dtype.type(rating_mean), dtype.type(rating_reg), rating_columns,
-            ncf_n_rating(n_rating, n_gmf) if nonnegative else 0,
+            dtype.type(rating_mean), dtype.type(rating_reg), rating_columns, nonnegative_columns,
             int(optimizer), scalars, step_scalars,
             dense_state1, dense_state2, user_state1, user_state2, item_state1,
             item_state2, int(batch_size), np.empty(batch_size * (n_gmf + grad_width) + 1, dtype),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastrec.backends._contract import OPT_ADAGRAD, OPT_ADAM, ncf_n_rating
+from fastrec.backends._contract import OPT_ADAGRAD, OPT_ADAM, ncf_epoch_columns, ncf_n_rating
 from fastrec.backends.reference import optim
 from fastrec.backends.reference.rng import rng_at, rng_below, rng_key
 
@@ -165,6 +165,8 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
                     n_threads=1, ratings=None, rating_weight=0.0, rating_mean=0.0,
                     rating_reg=0.0, n_rating=None, nonnegative=False) -> float:
     """See ``fastrec.backends._contract.NCF_TRAIN_EPOCH_DOC``."""
+    _, nonnegative_columns = ncf_epoch_columns(n_rating, n_gmf, ratings is not None,
+                                               nonnegative)
     dtype = dense.dtype
     group = n_negatives + 1
     total = 0.0
@@ -216,8 +218,8 @@ def ncf_train_epoch(pos_users, pos_items, pos_targets, seen_indptr, seen_indices
             for table, rows, grads in ((user_emb, users, user_grads),
                                        (item_emb, items, item_grads)):
                 np.subtract.at(table, rows, dtype.type(lr) * grads)
-        if nonnegative:
-            cols = ncf_n_rating(n_rating, n_gmf)
+        if nonnegative_columns:
             for table, rows in ((user_emb, users), (item_emb, items)):
-                table[rows, :cols] = np.maximum(table[rows, :cols], 0)
+                table[rows, :nonnegative_columns] = np.maximum(
+                    table[rows, :nonnegative_columns], 0)
     return total
